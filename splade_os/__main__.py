@@ -1,0 +1,3 @@
+from splade_os.cli import main
+
+main()

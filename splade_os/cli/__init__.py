@@ -1,0 +1,24 @@
+"""The `splade-os` command: a thin click layer over the library, one module per command group."""
+
+from __future__ import annotations
+
+import click
+
+from splade_os import __version__
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="splade-os")
+def main() -> None:
+    """SPLADE learned sparse retrieval on the OpenSearch cluster you already run."""
+
+
+def _register() -> None:
+    # Imported here so that `splade-os --help` stays fast and each command module stays small.
+    from splade_os.cli import commands
+
+    for command in commands.ALL:
+        main.add_command(command)
+
+
+_register()

@@ -1,0 +1,35 @@
+"""One exception hierarchy: every message says what is wrong and what to do about it."""
+
+from __future__ import annotations
+
+
+class SpladeOSError(Exception):
+    """Base class of every error splade-os raises on purpose."""
+
+
+class ConfigError(SpladeOSError):
+    """A setting, flag or environment variable is missing or invalid."""
+
+
+class ModelError(SpladeOSError):
+    """A model folder is missing, incomplete, or not a splade-os export."""
+
+
+class MissingDependencyError(SpladeOSError):
+    """An optional dependency (for example torch for `export`) is not installed."""
+
+
+class InputError(SpladeOSError):
+    """Input text or a corpus record is not usable."""
+
+
+class EngineError(SpladeOSError):
+    """The OpenSearch cluster is unreachable, refused a request, or lacks a feature."""
+
+
+class NodeError(SpladeOSError):
+    """Assembling, starting or stopping the local OpenSearch node failed."""
+
+
+class EncoderMismatchError(SpladeOSError):
+    """An index was built with a different encoder than the one used to query it."""

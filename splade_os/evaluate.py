@@ -1,0 +1,166 @@
+"""BEIR-style evaluation through OpenSearch: every test query in each mode, metrics from ir-measures."""
+
+from __future__ import annotations
+
+import csv
+import json
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from splade_os.errors import InputError, MissingDependencyError
+from splade_os.search import MODES, Mode, Searcher
+from splade_os.vectors import SparseVector
+
+Run = dict[str, dict[str, float]]  # query id -> doc id -> score
+Qrels = dict[str, dict[str, int]]
+METRICS = ("nDCG@10", "R@100", "RR@10")
+
+
+@dataclass(frozen=True)
+class Dataset:
+    root: Path
+    corpus: Path
+    queries: dict[str, str]
+    qrels: Qrels
+
+
+@dataclass
+class ModeReport:
+    mode: str
+    metrics: dict[str, float]
+    latency_ms_p50: float
+    latency_ms_p95: float
+    queries: int
+
+
+@dataclass
+class EvalReport:
+    dataset: str
+    index: str
+    model: str
+    modes: list[ModeReport] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def load_beir(root: str | Path, split: str = "test") -> Dataset:
+    """corpus.jsonl, queries.jsonl and qrels/<split>.tsv; only queries with judgements are kept."""
+    root = Path(root)
+    corpus, queries_file, qrels_file = root / "corpus.jsonl", root / "queries.jsonl", root / "qrels" / f"{split}.tsv"
+    for path in (corpus, queries_file, qrels_file):
+        if not path.is_file():
+            raise InputError(f"{path} is missing: a BEIR dataset folder holds corpus.jsonl, queries.jsonl, qrels/")
+    qrels: Qrels = {}
+    with qrels_file.open(encoding="utf-8", newline="") as handle:
+        reader = csv.reader(handle, delimiter="\t")
+        for row in reader:
+            if len(row) < 3 or row[0] == "query-id":
+                continue
+            qrels.setdefault(row[0], {})[row[1]] = int(row[2])
+    queries: dict[str, str] = {}
+    with queries_file.open(encoding="utf-8") as handle:
+        for line in handle:
+            record = json.loads(line)
+            if str(record["_id"]) in qrels:
+                queries[str(record["_id"])] = str(record["text"])
+    if not queries:
+        raise InputError(f"no query in {queries_file} has a judgement in {qrels_file}")
+    return Dataset(root, corpus, queries, {q: r for q, r in qrels.items() if q in queries})
+
+
+def compute_metrics(qrels: Qrels, run: Run, metrics: Sequence[str] = METRICS) -> dict[str, float]:
+    """Mean metrics over the judged queries (a query with no hit scores 0), computed by ir-measures."""
+    try:
+        import ir_measures
+    except ImportError:
+        raise MissingDependencyError("evaluation needs ir-measures: pip install 'splade-os[eval]'") from None
+    parsed = [ir_measures.parse_measure(m) for m in metrics]
+    full_run = {q: run.get(q) or {"__no_hit__": 0.0} for q in qrels}
+    results = ir_measures.calc_aggregate(parsed, qrels, full_run)
+    return {str(m): float(results[m]) for m in parsed}
+
+
+def search_run(searcher: Searcher, queries: Mapping[str, str], mode: Mode, depth: int = 100) -> tuple[Run, list[float]]:
+    """Every query through the searcher; the run and each query's client-side latency in milliseconds."""
+    run: Run = {}
+    latencies = []
+    for query_id, text in queries.items():
+        start = time.perf_counter()
+        result = searcher.search(text, k=depth, mode=mode)
+        latencies.append((time.perf_counter() - start) * 1000)
+        run[query_id] = {hit.id: hit.score for hit in result.hits}
+    return run, latencies
+
+
+def exact_run(
+    documents: Iterable[tuple[str, SparseVector]], queries: Mapping[str, SparseVector], depth: int = 100
+) -> Run:
+    """Brute-force dot products in memory: the reference that the engine's scores must reproduce."""
+    ids: list[str] = []
+    postings: dict[str, list[tuple[int, float]]] = {}
+    for position, (doc_id, vector) in enumerate(documents):
+        ids.append(doc_id)
+        for token, weight in vector.items():
+            postings.setdefault(token, []).append((position, weight))
+    arrays = {t: (np.array([p for p, _ in ps]), np.array([w for _, w in ps])) for t, ps in postings.items()}
+    run: Run = {}
+    for query_id, query in queries.items():
+        scores = np.zeros(len(ids))
+        for token, weight in query.items():
+            if token in arrays:
+                positions, weights = arrays[token]
+                scores[positions] += weight * weights
+        top = np.argsort(-scores, kind="stable")[:depth]
+        run[query_id] = {ids[i]: float(scores[i]) for i in top if scores[i] > 0}
+    return run
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    return float(np.percentile(values, q)) if values else 0.0
+
+
+def evaluate_modes(
+    searcher: Searcher, dataset: Dataset, modes: Sequence[Mode] = MODES, depth: int = 100
+) -> list[ModeReport]:
+    reports = []
+    for mode in modes:
+        run, latencies = search_run(searcher, dataset.queries, mode, depth)
+        reports.append(
+            ModeReport(
+                mode,
+                compute_metrics(dataset.qrels, run),
+                percentile(latencies, 50),
+                percentile(latencies, 95),
+                len(latencies),
+            )
+        )
+    return reports
+
+
+def format_table(report: EvalReport) -> str:
+    header = f"{'mode':<10} " + " ".join(f"{m:>8}" for m in METRICS) + f" {'p50 ms':>8} {'p95 ms':>8}"
+    lines = [f"{report.dataset} on index {report.index} with {report.model}", header]
+    for row in report.modes:
+        values = " ".join(f"{row.metrics.get(m, float('nan')):>8.4f}" for m in METRICS)
+        lines.append(f"{row.mode:<10} {values} {row.latency_ms_p50:>8.1f} {row.latency_ms_p95:>8.1f}")
+    return "\n".join(lines)
+
+
+__all__ = [
+    "MODES",
+    "Dataset",
+    "EvalReport",
+    "ModeReport",
+    "compute_metrics",
+    "evaluate_modes",
+    "exact_run",
+    "format_table",
+    "load_beir",
+    "search_run",
+]

@@ -1,0 +1,292 @@
+"""Per-query search for applications: SPLADE, BM25, hybrid and two-phase, with typed hits and explanations."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+from opensearchpy import OpenSearch
+
+from splade_os.connection import ConnectionSettings, connect
+from splade_os.errors import EngineError, InputError
+from splade_os.fusion import linear_fusion, reciprocal_rank_fusion
+from splade_os.mappings import VECTOR_FIELD, check_encoder, check_encoder_meta, meta_from_mapping
+from splade_os.query import (
+    DEFAULT_TWO_PHASE_RATIO,
+    Pruning,
+    QueryPlan,
+    build_bm25_query,
+    build_splade_query,
+    build_two_phase_query,
+    cluster_max_clauses,
+    max_clauses_from_settings,
+)
+from splade_os.vectors import SparseVector
+
+Mode = Literal["splade", "bm25", "hybrid", "two-phase"]
+MODES: tuple[Mode, ...] = ("splade", "bm25", "hybrid", "two-phase")
+
+
+class QueryEncoder(Protocol):
+    """What the searcher needs from an encoder (SpladeEncoder satisfies it)."""
+
+    @property
+    def manifest(self) -> Mapping[str, Any]: ...
+
+    def encode_queries(self, texts: Sequence[str]) -> list[SparseVector]: ...
+
+
+@dataclass(frozen=True)
+class HybridParams:
+    """Client-side fusion of BM25 and SPLADE: `rrf` or `linear` (normalised scores), over `depth` hits each."""
+
+    fusion: Literal["rrf", "linear"] = "rrf"
+    weights: tuple[float, float] = (1.0, 1.0)  # (bm25, splade)
+    rrf_k: int = 60
+    normalization: str = "min_max"
+    depth: int = 100
+
+
+@dataclass(frozen=True)
+class Hit:
+    id: str
+    score: float
+    source: dict[str, Any]
+    explanation: list[tuple[str, float]] | None = None
+
+    @property
+    def title(self) -> str:
+        return str(self.source.get("title") or "")
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    hits: list[Hit]
+    mode: Mode
+    query_vector: SparseVector = field(default_factory=SparseVector)
+    took_ms: float = 0.0
+    notes: tuple[str, ...] = ()
+
+
+def explain(query: SparseVector, document_field: Mapping[str, float]) -> list[tuple[str, float]]:
+    """The tokens a hit shares with the query and their contributions q x d, largest first."""
+    return query.contributions(SparseVector.from_field(document_field))
+
+
+def _load_encoder(model: QueryEncoder | str | Path) -> QueryEncoder:
+    if isinstance(model, str | Path):
+        from splade_os.encoder import SpladeEncoder
+
+        return SpladeEncoder(model)
+    return model
+
+
+def _validate_query(text: object, k: int, mode: str) -> str:
+    if not isinstance(text, str) or not text.strip():
+        raise InputError("the query text is empty: give the words to search for")
+    if k < 1:
+        raise InputError(f"k must be at least 1, got {k}")
+    if mode not in MODES:
+        raise InputError(f"unknown mode {mode!r}: use one of {', '.join(MODES)}")
+    return text
+
+
+@dataclass
+class _Prepared:
+    """The requests one query needs, shared by the sync and async searchers."""
+
+    mode: Mode
+    vector: SparseVector
+    requests: list[dict[str, Any]]
+    notes: tuple[str, ...]
+
+
+class _SearchLogic:
+    """Request building and response handling, free of I/O so both searchers share it."""
+
+    def __init__(
+        self,
+        index: str,
+        encoder: QueryEncoder,
+        *,
+        field_name: str = VECTOR_FIELD,
+        pruning: Pruning | None = None,
+        hybrid: HybridParams | None = None,
+        two_phase_ratio: float = DEFAULT_TWO_PHASE_RATIO,
+        bm25_fields: Sequence[str] = ("title", "text"),
+    ) -> None:
+        self.index = index
+        self.encoder = encoder
+        self.field_name = field_name
+        self.pruning = pruning or Pruning()
+        self.hybrid = hybrid or HybridParams()
+        self.two_phase_ratio = two_phase_ratio
+        self.bm25_fields = tuple(bm25_fields)
+        self.max_clauses = 1024
+
+    def _source(self, explain: bool) -> dict[str, Any]:
+        # Vectors are large; send them back only when an explanation needs them.
+        return {"excludes": []} if explain else {"excludes": [self.field_name]}
+
+    def prepare(
+        self, text: str, k: int, mode: Mode, filters: Sequence[Mapping[str, Any]] | None, explain: bool
+    ) -> _Prepared:
+        text = _validate_query(text, k, mode)
+        vector = SparseVector() if mode == "bm25" else self.encoder.encode_queries([text])[0]
+        common: dict[str, Any] = {"field_name": self.field_name, "pruning": self.pruning, "filters": filters}
+        source = self._source(explain)
+        plan: QueryPlan | None = None
+        requests: list[dict[str, Any]] = []
+        if mode in ("bm25", "hybrid"):
+            depth = k if mode == "bm25" else max(k, self.hybrid.depth)
+            requests.append(build_bm25_query(text, fields=self.bm25_fields, filters=filters, size=depth))
+            requests[-1]["_source"] = source
+        if mode in ("splade", "hybrid"):
+            depth = k if mode == "splade" else max(k, self.hybrid.depth)
+            plan = build_splade_query(vector, size=depth, max_clauses=self.max_clauses, **common)
+        elif mode == "two-phase":
+            plan = build_two_phase_query(
+                vector, size=k, ratio=self.two_phase_ratio, max_clauses=self.max_clauses, **common
+            )
+        if plan is not None:
+            plan.body["_source"] = source
+            requests.append(plan.body)
+        notes = plan.notes if plan is not None else ()
+        return _Prepared(mode, plan.terms if plan is not None else vector, requests, notes)
+
+    def finish(self, prepared: _Prepared, responses: list[dict[str, Any]], k: int, explain: bool) -> list[Hit]:
+        ranked = [[(h["_id"], float(h["_score"])) for h in r["hits"]["hits"]] for r in responses]
+        sources = {h["_id"]: h.get("_source", {}) for r in responses for h in r["hits"]["hits"]}
+        if prepared.mode == "hybrid":
+            params = self.hybrid
+            if params.fusion == "rrf":
+                fused = reciprocal_rank_fusion(ranked, k=params.rrf_k, weights=params.weights)
+            else:
+                fused = linear_fusion(ranked, weights=params.weights, normalization=params.normalization)
+            ranked_hits = fused[:k]
+        else:
+            ranked_hits = ranked[0][:k]
+        hits = []
+        for doc_id, score in ranked_hits:
+            source = dict(sources[doc_id])
+            vector_field = source.pop(self.field_name, None)
+            why = explain_hit(prepared.vector, vector_field) if explain else None
+            hits.append(Hit(doc_id, score, source, why))
+        return hits
+
+
+def explain_hit(query: SparseVector, document_field: Mapping[str, float] | None) -> list[tuple[str, float]]:
+    return explain(query, document_field) if document_field else []
+
+
+def _missing_index(index: str) -> EngineError:
+    return EngineError(f"index {index!r} does not exist: create it with `splade-os index CORPUS --index {index}`")
+
+
+def _check_responses(responses: list[dict[str, Any]], index: str) -> None:
+    for response in responses:
+        if response.get("timed_out") or response.get("_shards", {}).get("failed"):
+            raise EngineError(f"search on {index!r} was partial (timed out or shards failed): {response['_shards']}")
+
+
+class Searcher:
+    """Search one index with one encoder; the encoder loads once and is reused for every query."""
+
+    def __init__(
+        self,
+        index: str,
+        model: QueryEncoder | str | Path,
+        *,
+        client: OpenSearch | None = None,
+        settings: ConnectionSettings | None = None,
+        force: bool = False,
+        **options: Any,
+    ) -> None:
+        self.client = client or connect(settings)
+        self.logic = _SearchLogic(index, _load_encoder(model), **options)
+        if not self.client.indices.exists(index=index):
+            raise _missing_index(index)
+        check_encoder(self.client, index, self.logic.encoder.manifest, force=force)
+        self.logic.max_clauses = cluster_max_clauses(self.client)
+
+    @property
+    def index(self) -> str:
+        return self.logic.index
+
+    def search(
+        self,
+        text: str,
+        k: int = 10,
+        mode: Mode = "splade",
+        filter: Sequence[Mapping[str, Any]] | Mapping[str, Any] | None = None,
+        explain: bool = False,
+    ) -> SearchResult:
+        start = time.perf_counter()
+        filters = [filter] if isinstance(filter, Mapping) else filter
+        prepared = self.logic.prepare(text, k, mode, filters, explain)
+        responses = [self.client.search(index=self.index, body=body) for body in prepared.requests]
+        _check_responses(responses, self.index)
+        hits = self.logic.finish(prepared, responses, k, explain)
+        took = (time.perf_counter() - start) * 1000
+        return SearchResult(hits, mode, prepared.vector, took, prepared.notes)
+
+    def close(self) -> None:
+        self.client.close()
+
+
+class AsyncSearcher:
+    """`Searcher` for asyncio applications, on opensearch-py's AsyncOpenSearch (`pip install 'splade-os[async]'`).
+
+    Build it with `await AsyncSearcher.create(...)`. Encoding runs in a worker thread so the event loop stays free.
+    """
+
+    def __init__(self, client: Any, logic: _SearchLogic) -> None:
+        self.client = client
+        self.logic = logic
+
+    @classmethod
+    async def create(
+        cls,
+        index: str,
+        model: QueryEncoder | str | Path,
+        *,
+        client: Any = None,
+        settings: ConnectionSettings | None = None,
+        force: bool = False,
+        **options: Any,
+    ) -> AsyncSearcher:
+        if client is None:
+            client = (settings or ConnectionSettings.from_env()).async_client()
+        logic = _SearchLogic(index, await asyncio.to_thread(_load_encoder, model), **options)
+        if not await client.indices.exists(index=index):
+            raise _missing_index(index)
+        settings_response = await client.cluster.get_settings(include_defaults=True, flat_settings=True)
+        logic.max_clauses = max_clauses_from_settings(settings_response)
+        mapping = await client.indices.get_mapping(index=index)
+        check_encoder_meta(index, meta_from_mapping(mapping), logic.encoder.manifest, force=force)
+        return cls(client, logic)
+
+    async def search(
+        self,
+        text: str,
+        k: int = 10,
+        mode: Mode = "splade",
+        filter: Sequence[Mapping[str, Any]] | Mapping[str, Any] | None = None,
+        explain: bool = False,
+    ) -> SearchResult:
+        start = time.perf_counter()
+        filters = [filter] if isinstance(filter, Mapping) else filter
+        prepared = await asyncio.to_thread(self.logic.prepare, text, k, mode, filters, explain)
+        responses = list(
+            await asyncio.gather(*(self.client.search(index=self.logic.index, body=b) for b in prepared.requests))
+        )
+        _check_responses(responses, self.logic.index)
+        hits = self.logic.finish(prepared, responses, k, explain)
+        return SearchResult(hits, mode, prepared.vector, (time.perf_counter() - start) * 1000, prepared.notes)
+
+    async def close(self) -> None:
+        await self.client.close()

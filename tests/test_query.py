@@ -1,0 +1,83 @@
+"""Query builders, dict in and dict out, checked against golden JSON (regenerate with UPDATE_GOLDEN=1)."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from splade_os.query import (
+    Pruning,
+    build_bm25_query,
+    build_splade_query,
+    build_two_phase_query,
+    fit_to_clause_limit,
+)
+from splade_os.vectors import SparseVector
+
+GOLDEN = Path(__file__).parent / "golden"
+QUERY = SparseVector({"heart": 2.5, "attack": 1.75, "u.s.": 1.0, "cause": 0.5, "the": 0.05})
+FILTER = {"term": {"year": 2020}}
+
+
+def _check_golden(name: str, body: dict[str, Any]) -> None:
+    path = GOLDEN / f"{name}.json"
+    text = json.dumps(body, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+    if os.environ.get("UPDATE_GOLDEN") == "1":
+        path.write_text(text, encoding="utf-8")
+    assert path.exists(), f"{path} is missing: run with UPDATE_GOLDEN=1 once and review the file"
+    assert json.loads(path.read_text(encoding="utf-8")) == json.loads(text)
+
+
+def test_exact_query_golden() -> None:
+    plan = build_splade_query(QUERY, size=5)
+    _check_golden("splade_exact", plan.body)
+    assert plan.dropped == () and plan.notes == ()
+
+
+def test_pruned_filtered_paged_query_golden() -> None:
+    plan = build_splade_query(
+        QUERY, pruning=Pruning(top_k=3, min_weight=0.1), filters=[FILTER], size=3, from_=6, source=["title"]
+    )
+    _check_golden("splade_pruned_filtered", plan.body)
+    assert set(plan.terms) == {"heart", "attack", "u.s."}
+
+
+def test_max_ratio_pruning() -> None:
+    plan = build_splade_query(QUERY, pruning=Pruning(max_ratio=0.5))
+    assert set(plan.terms) == {"heart", "attack"}
+
+
+def test_two_phase_query_golden() -> None:
+    plan = build_two_phase_query(QUERY, size=10)
+    _check_golden("two_phase", plan.body)
+    heavy = {c["rank_feature"]["field"] for c in plan.body["query"]["bool"]["should"]}
+    light = {c["rank_feature"]["field"] for c in plan.body["rescore"]["query"]["rescore_query"]["bool"]["should"]}
+    assert heavy | light == {f"splade.{k}" for k in QUERY.to_field()} and not heavy & light
+    assert plan.body["rescore"]["window_size"] == 50
+
+
+def test_bm25_query_golden() -> None:
+    _check_golden("bm25", build_bm25_query("heart attack", filters=[FILTER], size=10))
+
+
+def test_clause_limit_keeps_the_heaviest_and_says_so() -> None:
+    big = SparseVector({f"t{i}": 1.0 + i for i in range(30)})
+    plan = build_splade_query(big, max_clauses=10, filters=[FILTER])
+    clauses = plan.body["query"]["bool"]["should"]
+    assert len(clauses) + 1 == 10  # one clause is the filter
+    assert {c["rank_feature"]["boost"] for c in clauses} == {float(30 - i) for i in range(9)}
+    assert len(plan.dropped) == 21 and "dropped 21" in plan.notes[0]
+    with pytest.raises(ValueError, match="no room"):
+        fit_to_clause_limit(big, 1, reserved=1)
+
+
+def test_every_boost_is_positive_and_no_field_has_a_raw_dot() -> None:
+    plan = build_splade_query(SparseVector({"u.s.": 1.0, "...": 2.0, "x": 0.0}))
+    for clause in plan.body["query"]["bool"]["should"]:
+        feature = clause["rank_feature"]
+        assert feature["boost"] > 0 and feature["linear"] == {}
+        assert feature["field"].count(".") == 1
