@@ -1,22 +1,68 @@
-"""Connection settings for the OpenSearch cluster, resolved in one place: argument, then environment, then default."""
+"""Connection settings for the OpenSearch cluster, resolved in one place: flag, then environment, then config file,
+then default. Secrets (password, API key, credentials inside a URL) never reach `repr`, errors or output: every
+secret a settings object holds is registered with `redact`, which the CLI applies to each line it prints.
+"""
 
 from __future__ import annotations
 
 import os
+import re
+import sys
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from opensearchpy import OpenSearch
+from opensearchpy import exceptions as os_errors
 
 from splade_os.errors import ConfigError, EngineError, MissingDependencyError
 
 DEFAULT_URL = "http://127.0.0.1:9200"
+CONFIG_ENV = "SPLADE_OS_CONFIG"
+
+# Environment variable of each setting; the CLI flags use the same names through click's `envvar=`.
+ENV_VARS: dict[str, str] = {
+    "urls": "OPENSEARCH_URL",
+    "username": "OPENSEARCH_USERNAME",
+    "password": "OPENSEARCH_PASSWORD",
+    "api_key": "OPENSEARCH_API_KEY",
+    "ca_certs": "OPENSEARCH_CA_CERTS",
+    "verify_certs": "OPENSEARCH_VERIFY_CERTS",
+    "client_cert": "OPENSEARCH_CLIENT_CERT",
+    "client_key": "OPENSEARCH_CLIENT_KEY",
+    "aws_region": "OPENSEARCH_AWS_REGION",
+    "aws_service": "OPENSEARCH_AWS_SERVICE",
+    "timeout": "OPENSEARCH_TIMEOUT",
+    "max_retries": "OPENSEARCH_MAX_RETRIES",
+}
+_FILE_ALIASES = {"url": "urls", "user": "username"}
+_PATH_KEYS = ("ca_certs", "client_cert", "client_key")
+
+_SECRETS: set[str] = set()
+_URL_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/\s@]+@")
+
+
+def redact(text: str) -> str:
+    """`text` with every secret this process was given, and any `user:pass@` in a URL, replaced by `***`."""
+    for secret in sorted(_SECRETS, key=len, reverse=True):
+        text = text.replace(secret, "***")
+    return _URL_USERINFO.sub(r"\1***@", text)
+
+
+def _register_secret(value: str | None) -> None:
+    if value and len(value) >= 3:  # a one- or two-character "secret" would blank out ordinary text
+        _SECRETS.add(value)
 
 
 @dataclass(frozen=True)
 class ConnectionSettings:
-    """Where the cluster is and how to reach it. `password` and `api_key` never appear in `repr`."""
+    """Where the cluster is and how to reach it. `password` and `api_key` never appear in `repr`.
+
+    Authentication is one of: basic auth (`username`/`password`), an API key, or AWS SigV4 (`aws_region` set; the
+    credentials come from boto3's usual chain). Credentials written into a URL move to `username`/`password`.
+    """
 
     urls: tuple[str, ...] = (DEFAULT_URL,)
     username: str | None = None
@@ -24,29 +70,41 @@ class ConnectionSettings:
     api_key: str | None = field(default=None, repr=False)
     ca_certs: str | None = None
     verify_certs: bool = True
+    client_cert: str | None = None
+    client_key: str | None = None
+    aws_region: str | None = None
+    aws_service: str = "es"  # "aoss" for OpenSearch Serverless
     timeout: float = 30.0
     max_retries: int = 3
 
+    def __post_init__(self) -> None:
+        urls = (self.urls,) if isinstance(self.urls, str) else tuple(self.urls)
+        clean: list[str] = []
+        for url in urls:
+            url, user, password = _split_userinfo(url)
+            clean.append(url)
+            if user and not self.username:
+                object.__setattr__(self, "username", user)
+            if password and not self.password:
+                object.__setattr__(self, "password", password)
+        object.__setattr__(self, "urls", tuple(clean))
+        _register_secret(self.password)
+        _register_secret(self.api_key)
+
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> ConnectionSettings:
-        """Settings from `OPENSEARCH_*` variables; explicit non-None overrides win."""
+    def from_env(
+        cls, env: Mapping[str, str] | None = None, *, config: str | Path | None = None, **overrides: Any
+    ) -> ConnectionSettings:
+        """Settings from explicit non-None `overrides`, then `OPENSEARCH_*` variables, then the TOML config file
+        (`config`, else `$SPLADE_OS_CONFIG`), then the defaults."""
         env = os.environ if env is None else env
-        values: dict[str, Any] = {}
-        if env.get("OPENSEARCH_URL"):
-            values["urls"] = tuple(u.strip() for u in env["OPENSEARCH_URL"].split(",") if u.strip())
-        for key, var in (
-            ("username", "OPENSEARCH_USERNAME"),
-            ("password", "OPENSEARCH_PASSWORD"),
-            ("api_key", "OPENSEARCH_API_KEY"),
-            ("ca_certs", "OPENSEARCH_CA_CERTS"),
-        ):
-            if env.get(var):
-                values[key] = env[var]
-        if env.get("OPENSEARCH_VERIFY_CERTS"):
-            values["verify_certs"] = env["OPENSEARCH_VERIFY_CERTS"].lower() not in ("0", "false", "no")
+        path = config or env.get(CONFIG_ENV)
+        values: dict[str, Any] = load_config(path) if path else {}
+        values.update(_from_env(env))
         values.update({k: v for k, v in overrides.items() if v is not None})
-        if isinstance(values.get("urls"), str):
-            values["urls"] = (values["urls"],)
+        unknown = set(values) - {f.name for f in fields(cls)}
+        if unknown:
+            raise ConfigError(f"unknown connection setting(s): {', '.join(sorted(unknown))}")
         settings = cls(**values)
         settings.validate()
         return settings
@@ -59,9 +117,28 @@ class ConnectionSettings:
                 raise ConfigError(f"OpenSearch URL {url!r} must start with http:// or https://")
         if self.password and not self.username:
             raise ConfigError("a password was given without a user name: set OPENSEARCH_USERNAME or --user")
+        methods = [m for m, on in (("basic auth", self.username), ("an API key", self.api_key),
+                                   ("AWS SigV4", self.aws_region)) if on]  # fmt: skip
+        if len(methods) > 1:
+            raise ConfigError(f"pick one way to authenticate, not {' and '.join(methods)}")
+        if self.client_key and not self.client_cert:
+            raise ConfigError("--client-key was given without --client-cert")
+        for name in _PATH_KEYS:
+            path = getattr(self, name)
+            if path and not Path(path).is_file():
+                raise ConfigError(f"{name.replace('_', '-')} file {path} does not exist")
+        if self.timeout <= 0 or self.max_retries < 0:
+            raise ConfigError("the request timeout must be positive and retries not negative")
+        if self.aws_service not in ("es", "aoss"):
+            raise ConfigError(f"AWS service must be 'es' (managed) or 'aoss' (serverless), not {self.aws_service!r}")
 
     def client(self) -> OpenSearch:
-        return OpenSearch(**self._client_kwargs())
+        kwargs = self._client_kwargs()
+        if self.aws_region:
+            from opensearchpy import Urllib3AWSV4SignerAuth
+
+            kwargs["http_auth"] = Urllib3AWSV4SignerAuth(_aws_credentials(), self.aws_region, self.aws_service)
+        return OpenSearch(**kwargs)
 
     def async_client(self) -> Any:
         """An AsyncOpenSearch client (needs aiohttp: `pip install 'splade-os[async]'`)."""
@@ -70,7 +147,12 @@ class ConnectionSettings:
             from opensearchpy import AsyncOpenSearch
         except ImportError:
             raise MissingDependencyError("the async searcher needs aiohttp: pip install 'splade-os[async]'") from None
-        return AsyncOpenSearch(**self._client_kwargs())
+        kwargs = self._client_kwargs()
+        if self.aws_region:
+            from opensearchpy import AWSV4SignerAsyncAuth
+
+            kwargs["http_auth"] = AWSV4SignerAsyncAuth(_aws_credentials(), self.aws_region, self.aws_service)
+        return AsyncOpenSearch(**kwargs)
 
     def _client_kwargs(self) -> dict[str, Any]:
         kwargs: dict[str, Any] = {
@@ -81,6 +163,8 @@ class ConnectionSettings:
         }
         if any(u.startswith("https://") for u in self.urls):
             kwargs.update(use_ssl=True, verify_certs=self.verify_certs, ca_certs=self.ca_certs)
+            if self.client_cert:
+                kwargs.update(client_cert=self.client_cert, client_key=self.client_key)
             if not self.verify_certs:
                 kwargs["ssl_show_warn"] = False
         if self.username:
@@ -88,6 +172,170 @@ class ConnectionSettings:
         if self.api_key:
             kwargs["headers"] = {"Authorization": f"ApiKey {self.api_key}"}
         return kwargs
+
+    def describe(self) -> str:
+        """One line for output: where and how, never the secret itself."""
+        how = "no authentication"
+        if self.username:
+            how = f"basic auth as {self.username}"
+        elif self.api_key:
+            how = "API key"
+        elif self.aws_region:
+            how = f"AWS SigV4 ({self.aws_service}, {self.aws_region})"
+        tls = ""
+        if any(u.startswith("https://") for u in self.urls):
+            tls = ", TLS " + ("verified" if self.verify_certs else "NOT verified")
+            tls += f" with CA {self.ca_certs}" if self.ca_certs and self.verify_certs else ""
+            tls += ", client certificate" if self.client_cert else ""
+        return f"{', '.join(self.urls)} ({how}{tls})"
+
+    def with_urls(self, *urls: str) -> ConnectionSettings:
+        return replace(self, urls=tuple(urls))
+
+
+def _split_userinfo(url: str) -> tuple[str, str | None, str | None]:
+    """`https://user:pw@host/` -> (`https://host/`, user, pw): credentials must not travel inside a URL."""
+    parts = urlsplit(url.strip())
+    if "@" not in parts.netloc:
+        return url.strip(), None, None
+    userinfo, _, host = parts.netloc.rpartition("@")
+    user, _, password = userinfo.partition(":")
+    _register_secret(unquote(password))
+    return urlunsplit(parts._replace(netloc=host)), unquote(user) or None, unquote(password) or None
+
+
+def _parse_bool(name: str, value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{name} must be true or false, not {value!r}")
+
+
+def _coerce(key: str, value: Any, where: str) -> Any:
+    try:
+        if key == "urls":
+            items = value.split(",") if isinstance(value, str) else list(value)
+            return tuple(str(u).strip() for u in items if str(u).strip())
+        if key == "verify_certs":
+            return _parse_bool(where, value)
+        if key == "timeout":
+            return float(value)
+        if key == "max_retries":
+            return int(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{where} has an invalid value for {key}") from None
+    return str(value)
+
+
+def _from_env(env: Mapping[str, str]) -> dict[str, Any]:
+    return {key: _coerce(key, env[var], var) for key, var in ENV_VARS.items() if env.get(var)}
+
+
+def load_config(path: str | Path) -> dict[str, Any]:
+    """Settings from a TOML file: keys at the top level or under `[opensearch]`, named like the fields of
+    `ConnectionSettings` (`url` and `user` also accepted). Relative certificate paths are read from the file's
+    folder."""
+    path = Path(path)
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover - only on Python 3.10
+        try:
+            import tomli as tomllib
+        except ImportError:
+            raise MissingDependencyError("TOML on Python 3.10 needs tomli: pip install 'splade-os[config]'") from None
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist (from --config or ${CONFIG_ENV})") from None
+    except OSError as err:
+        raise ConfigError(f"cannot read config file {path}: {err.strerror}") from None
+    except tomllib.TOMLDecodeError as err:
+        # The decoder's message names a line and column, never the text, so no secret can leak through it.
+        raise ConfigError(f"config file {path} is not valid TOML: {err}") from None
+    table = data.get("opensearch", data)
+    if not isinstance(table, dict):
+        raise ConfigError(f"config file {path}: [opensearch] must be a table")
+    values: dict[str, Any] = {}
+    for raw_key, value in table.items():
+        key = _FILE_ALIASES.get(raw_key, raw_key)
+        if key not in ENV_VARS:
+            raise ConfigError(f"config file {path}: unknown key {raw_key!r} (known: {', '.join(sorted(ENV_VARS))})")
+        values[key] = _coerce(key, value, f"config file {path}")
+        if key in _PATH_KEYS and not Path(values[key]).is_absolute():
+            values[key] = str(path.parent / values[key])
+    return values
+
+
+def _aws_credentials() -> Any:
+    try:
+        import boto3
+    except ImportError:
+        raise MissingDependencyError("AWS SigV4 signing needs boto3: pip install 'splade-os[aws]'") from None
+    credentials = boto3.Session().get_credentials()
+    if credentials is None:
+        raise ConfigError(
+            "AWS SigV4 was asked for (--aws-region) but boto3 found no AWS credentials: set AWS_PROFILE or "
+            "AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY"
+        )
+    return credentials
+
+
+def describe_error(err: BaseException, settings: ConnectionSettings | None = None) -> str:
+    """One line that says what went wrong talking to OpenSearch and what to do; secrets redacted."""
+    where = ", ".join(settings.urls) if settings else "OpenSearch"
+    if isinstance(err, os_errors.AuthenticationException):
+        line = (f"{where} refused the credentials (401): check --user/--password (OPENSEARCH_USERNAME/"
+                "OPENSEARCH_PASSWORD), --api-key or the AWS credentials")  # fmt: skip
+    elif isinstance(err, os_errors.AuthorizationException):
+        line = f"{where} denied the request (403): the user lacks a permission it needs ({_reason(err)})"
+    elif isinstance(err, os_errors.SSLError):
+        line = _tls_advice(where, _cause(err))
+    elif isinstance(err, os_errors.ConnectionTimeout):
+        line = f"{where} did not answer in time: check the URL, or raise --request-timeout"
+    elif isinstance(err, os_errors.ConnectionError):
+        line = (f"cannot reach OpenSearch at {where} ({_cause(err)}): check the URL, start a node with "
+                "`splade-os node start`, or set OPENSEARCH_URL")  # fmt: skip
+    elif isinstance(err, os_errors.NotFoundError):
+        line = f"not found: {_reason(err)}"
+    elif isinstance(err, os_errors.TransportError):
+        line = f"OpenSearch answered {err.status_code}: {_reason(err)}"
+    else:
+        line = f"{type(err).__name__}: {err}"
+    return redact(line)
+
+
+def _tls_advice(where: str, cause: str) -> str:
+    if cause == "WRONG_VERSION":
+        return f"{where} does not speak TLS: use an http:// URL, or turn TLS on in the cluster"
+    if cause in ("CERTIFICATE_VERIFY_FAILED", "hostname"):
+        return (f"TLS verification of {where} failed ({cause}): pass the cluster's CA bundle with --ca-certs "
+                "(OPENSEARCH_CA_CERTS), or --insecure to skip verification while testing")  # fmt: skip
+    return (f"TLS handshake with {where} failed ({cause}): if the cluster requires a client certificate, pass "
+            "--client-cert and --client-key; check --ca-certs")  # fmt: skip
+
+
+def _reason(err: os_errors.TransportError) -> str:
+    info = err.info if isinstance(err.info, dict) else {}
+    error = info.get("error")
+    if isinstance(error, dict):
+        root = (error.get("root_cause") or [error])[0]
+        return f"{root.get('type')}: {root.get('reason')}"
+    return str(err.error)
+
+
+def _cause(err: os_errors.TransportError) -> str:
+    # The transport wraps urllib3's error; its class name says enough (refused, name not known, cert verify).
+    cause = err.info if isinstance(err.info, BaseException) else None
+    text = str(cause or err.error)
+    for hint in ("CERTIFICATE_VERIFY_FAILED", "Connection refused", "Name or service not known", "WRONG_VERSION",
+                 "timed out", "certificate required", "hostname", "EOF occurred"):  # fmt: skip
+        if hint.lower() in text.lower():
+            return hint
+    return type(cause).__name__ if cause else str(err.error)
 
 
 def connect(settings: ConnectionSettings | None = None) -> OpenSearch:
@@ -97,8 +345,5 @@ def connect(settings: ConnectionSettings | None = None) -> OpenSearch:
     try:
         client.info()
     except Exception as err:  # the client raises many types; the user needs one clear line
-        raise EngineError(
-            f"cannot reach OpenSearch at {', '.join(settings.urls)}: {type(err).__name__}. "
-            "Start a node with `splade-os node start` or set OPENSEARCH_URL."
-        ) from None
+        raise EngineError(describe_error(err, settings)) from None
     return client

@@ -5,15 +5,19 @@ from __future__ import annotations
 import csv
 import json
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from opensearchpy import OpenSearch, helpers
 
-from splade_os.errors import InputError, MissingDependencyError
-from splade_os.search import MODES, Mode, Searcher
+from splade_os.encoder import SpladeEncoder
+from splade_os.errors import EngineError, InputError, MissingDependencyError
+from splade_os.indexing import index_corpus
+from splade_os.mappings import VECTOR_FIELD
+from splade_os.search import MODES, Mode, QueryEncoder, Searcher
 from splade_os.vectors import SparseVector
 
 Run = dict[str, dict[str, float]]  # query id -> doc id -> score
@@ -143,6 +147,64 @@ def evaluate_modes(
     return reports
 
 
+def stored_vectors(
+    client: OpenSearch, index: str, field_name: str = VECTOR_FIELD
+) -> Iterator[tuple[str, SparseVector]]:
+    """Every document's vector as indexed (before Lucene rounds it), read back with a scroll."""
+    for hit in helpers.scan(client, index=index, query={"_source": [field_name]}, size=1000):
+        yield hit["_id"], SparseVector.from_field(hit["_source"].get(field_name) or {})
+
+
+def exact_report(
+    client: OpenSearch, index: str, encoder: QueryEncoder, dataset: Dataset, depth: int = 100
+) -> ModeReport:
+    """Exact in-memory scoring of the same vectors: the reference the engine must reproduce."""
+    texts = list(dataset.queries.values())
+    start = time.perf_counter()
+    vectors = encoder.encode_queries(texts)
+    per_query = (time.perf_counter() - start) * 1000 / max(len(texts), 1)
+    queries = dict(zip(dataset.queries, vectors, strict=True))
+    run = exact_run(stored_vectors(client, index), queries, depth)
+    return ModeReport("exact", compute_metrics(dataset.qrels, run), per_query, per_query, len(texts))
+
+
+def default_index_name(dataset: Dataset, manifest: Mapping[str, Any]) -> str:
+    """One index per dataset and encoder, so evaluating two models never mixes their vectors."""
+    name = "".join(c if c.isalnum() else "-" for c in dataset.root.resolve().name.lower()).strip("-") or "dataset"
+    return f"eval-{name}-{str(manifest.get('sha256', 'model'))[:10]}"
+
+
+def evaluate(
+    dataset_dir: str | Path,
+    encoder: SpladeEncoder,
+    *,
+    client: OpenSearch,
+    index: str | None = None,
+    modes: Sequence[Mode] = MODES,
+    depth: int = 100,
+    split: str = "test",
+    exact: bool = False,
+    force: bool = False,
+    on_indexing: Callable[[str], None] | None = None,
+) -> EvalReport:
+    """Index the corpus unless the index exists, then run every judged query in each mode."""
+    dataset = load_beir(dataset_dir, split)
+    index = index or default_index_name(dataset, encoder.manifest)
+    if not client.indices.exists(index=index):
+        if on_indexing:
+            on_indexing(index)
+        summary = index_corpus(client, dataset.corpus, index=index, encoder=encoder, replicas=0)
+        problems = summary.problems()
+        if problems:
+            raise EngineError(f"indexing {dataset.corpus} into {index!r} failed: {'; '.join(problems)}")
+    searcher = Searcher(index, encoder, client=client, force=force)
+    report = EvalReport(dataset.root.name, index, str(encoder.manifest.get("name", "")))
+    report.modes = evaluate_modes(searcher, dataset, modes, depth)
+    if exact:
+        report.modes.append(exact_report(client, index, encoder, dataset, depth))
+    return report
+
+
 def format_table(report: EvalReport) -> str:
     header = f"{'mode':<10} " + " ".join(f"{m:>8}" for m in METRICS) + f" {'p50 ms':>8} {'p95 ms':>8}"
     lines = [f"{report.dataset} on index {report.index} with {report.model}", header]
@@ -158,6 +220,7 @@ __all__ = [
     "EvalReport",
     "ModeReport",
     "compute_metrics",
+    "evaluate",
     "evaluate_modes",
     "exact_run",
     "format_table",

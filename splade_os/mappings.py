@@ -84,6 +84,23 @@ def check_encoder_meta(
         )
 
 
+def check_vector_field(index: str, mapping: Mapping[str, Any], field_name: str = VECTOR_FIELD) -> None:
+    """Raise unless every index in a get-mapping response maps `field_name` as `rank_features`.
+
+    Without this, documents would land with the vector dynamically mapped as plain floats, and queries would
+    match nothing without any error.
+    """
+    for concrete, body in mapping.items():
+        field_type = body.get("mappings", {}).get("properties", {}).get(field_name, {}).get("type")
+        if field_type != "rank_features":
+            found = f"maps it as {field_type!r}" if field_type else "does not map it"
+            raise EngineError(
+                f"index {concrete!r} has no rank_features field {field_name!r} (it {found}): it was not created by "
+                f"splade-os. Index into a new name, or rebuild it with `splade-os index CORPUS --index {index} "
+                "--recreate`."
+            )
+
+
 def check_encoder(client: OpenSearch, index: str, manifest: Mapping[str, Any], *, force: bool = False) -> None:
     """`check_encoder_meta` on the index's current mapping."""
     if not force:

@@ -14,7 +14,7 @@ from opensearchpy import OpenSearch
 from splade_os.connection import ConnectionSettings, connect
 from splade_os.errors import EngineError, InputError
 from splade_os.fusion import linear_fusion, reciprocal_rank_fusion
-from splade_os.mappings import VECTOR_FIELD, check_encoder, check_encoder_meta, meta_from_mapping
+from splade_os.mappings import VECTOR_FIELD, check_encoder_meta, check_vector_field, meta_from_mapping
 from splade_os.query import (
     DEFAULT_TWO_PHASE_RATIO,
     Pruning,
@@ -70,11 +70,21 @@ class SearchResult:
     query_vector: SparseVector = field(default_factory=SparseVector)
     took_ms: float = 0.0
     notes: tuple[str, ...] = ()
+    expansions: frozenset[str] = frozenset()
+    """Query terms the model added: they are not among the tokens of the query text."""
 
 
 def explain(query: SparseVector, document_field: Mapping[str, float]) -> list[tuple[str, float]]:
     """The tokens a hit shares with the query and their contributions q x d, largest first."""
     return query.contributions(SparseVector.from_field(document_field))
+
+
+def expansion_terms(encoder: object, text: str, vector: SparseVector) -> frozenset[str]:
+    """The terms of `vector` that the query text's own tokens do not contain (needs the encoder's tokenizer)."""
+    tokenizer = getattr(encoder, "tokenizer", None)
+    if tokenizer is None or not vector:
+        return frozenset()
+    return frozenset(vector) - set(tokenizer.encode(text).tokens)
 
 
 def _load_encoder(model: QueryEncoder | str | Path) -> QueryEncoder:
@@ -103,6 +113,7 @@ class _Prepared:
     vector: SparseVector
     requests: list[dict[str, Any]]
     notes: tuple[str, ...]
+    expansions: frozenset[str]
 
 
 class _SearchLogic:
@@ -156,7 +167,8 @@ class _SearchLogic:
             plan.body["_source"] = source
             requests.append(plan.body)
         notes = plan.notes if plan is not None else ()
-        return _Prepared(mode, plan.terms if plan is not None else vector, requests, notes)
+        terms = plan.terms if plan is not None else vector
+        return _Prepared(mode, terms, requests, notes, expansion_terms(self.encoder, text, terms))
 
     def finish(self, prepared: _Prepared, responses: list[dict[str, Any]], k: int, explain: bool) -> list[Hit]:
         ranked = [[(h["_id"], float(h["_score"])) for h in r["hits"]["hits"]] for r in responses]
@@ -210,7 +222,9 @@ class Searcher:
         self.logic = _SearchLogic(index, _load_encoder(model), **options)
         if not self.client.indices.exists(index=index):
             raise _missing_index(index)
-        check_encoder(self.client, index, self.logic.encoder.manifest, force=force)
+        mapping = self.client.indices.get_mapping(index=index)
+        check_vector_field(index, mapping, self.logic.field_name)
+        check_encoder_meta(index, meta_from_mapping(mapping), self.logic.encoder.manifest, force=force)
         self.logic.max_clauses = cluster_max_clauses(self.client)
 
     @property
@@ -232,7 +246,7 @@ class Searcher:
         _check_responses(responses, self.index)
         hits = self.logic.finish(prepared, responses, k, explain)
         took = (time.perf_counter() - start) * 1000
-        return SearchResult(hits, mode, prepared.vector, took, prepared.notes)
+        return SearchResult(hits, mode, prepared.vector, took, prepared.notes, prepared.expansions)
 
     def close(self) -> None:
         self.client.close()
@@ -267,6 +281,7 @@ class AsyncSearcher:
         settings_response = await client.cluster.get_settings(include_defaults=True, flat_settings=True)
         logic.max_clauses = max_clauses_from_settings(settings_response)
         mapping = await client.indices.get_mapping(index=index)
+        check_vector_field(index, mapping, logic.field_name)
         check_encoder_meta(index, meta_from_mapping(mapping), logic.encoder.manifest, force=force)
         return cls(client, logic)
 
@@ -286,7 +301,8 @@ class AsyncSearcher:
         )
         _check_responses(responses, self.logic.index)
         hits = self.logic.finish(prepared, responses, k, explain)
-        return SearchResult(hits, mode, prepared.vector, (time.perf_counter() - start) * 1000, prepared.notes)
+        took = (time.perf_counter() - start) * 1000
+        return SearchResult(hits, mode, prepared.vector, took, prepared.notes, prepared.expansions)
 
     async def close(self) -> None:
         await self.client.close()

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import click
 
+from splade_os.cli.encode import encode
+from splade_os.cli.evaluate import evaluate
+from splade_os.cli.export import export
+from splade_os.cli.index import alias, index
 from splade_os.cli.node import node
+from splade_os.cli.ops import doctor, reindex, stats
 from splade_os.cli.search import search
 
-ALL: list[click.Command] = [node, search]
+ALL: list[click.Command] = [export, encode, index, alias, reindex, search, evaluate, doctor, stats, node]

@@ -3,59 +3,94 @@
 from __future__ import annotations
 
 import functools
+import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
 import click
+from opensearchpy.exceptions import ImproperlyConfigured, OpenSearchException
 
-from splade_os.connection import ConnectionSettings
+from splade_os.connection import ConnectionSettings, describe_error, redact
 from splade_os.errors import SpladeOSError
 
 F = TypeVar("F", bound=Callable[..., Any])
 
+_CONNECTION_OPTIONS: list[Callable[[F], F]] = [
+    click.option("--url", "urls", multiple=True, envvar="OPENSEARCH_URL",
+                 help="Cluster URL (repeatable or comma-separated). [env: OPENSEARCH_URL]"),
+    click.option("--user", "username", envvar="OPENSEARCH_USERNAME",
+                 help="Basic-auth user. [env: OPENSEARCH_USERNAME]"),
+    click.option("--password", envvar="OPENSEARCH_PASSWORD",
+                 help="Basic-auth password; prefer the env var or the config file. [env: OPENSEARCH_PASSWORD]"),
+    click.option("--api-key", envvar="OPENSEARCH_API_KEY", help="API key (base64 id:key). [env: OPENSEARCH_API_KEY]"),
+    click.option("--ca-certs", envvar="OPENSEARCH_CA_CERTS",
+                 help="CA bundle (PEM) for TLS. [env: OPENSEARCH_CA_CERTS]"),
+    click.option("--insecure", is_flag=True, default=False, help="Do not verify TLS certificates (testing only)."),
+    click.option("--client-cert", envvar="OPENSEARCH_CLIENT_CERT",
+                 help="Client certificate (PEM) for mutual TLS. [env: OPENSEARCH_CLIENT_CERT]"),
+    click.option("--client-key", envvar="OPENSEARCH_CLIENT_KEY",
+                 help="Private key of --client-cert. [env: OPENSEARCH_CLIENT_KEY]"),
+    click.option("--aws-region", envvar="OPENSEARCH_AWS_REGION",
+                 help="Sign requests with AWS SigV4 for this region (Amazon OpenSearch Service; needs boto3). "
+                      "[env: OPENSEARCH_AWS_REGION]"),
+    click.option("--aws-service", type=click.Choice(["es", "aoss"]), envvar="OPENSEARCH_AWS_SERVICE",
+                 help="SigV4 service: es (managed) or aoss (serverless). [default: es]"),
+    click.option("--request-timeout", type=float, envvar="OPENSEARCH_TIMEOUT",
+                 help="Seconds one request may take. [default: 30; env: OPENSEARCH_TIMEOUT]"),
+    click.option("--connection-retries", type=int, envvar="OPENSEARCH_MAX_RETRIES",
+                 help="Retries of a request on connection errors. [default: 3; env: OPENSEARCH_MAX_RETRIES]"),
+    click.option("--config", "config_file", envvar="SPLADE_OS_CONFIG", type=click.Path(dir_okay=False),
+                 help="TOML file with connection settings (flags and env vars win). [env: SPLADE_OS_CONFIG]"),
+]  # fmt: skip
+_NAMES = ("urls", "username", "password", "api_key", "ca_certs", "insecure", "client_cert", "client_key",
+          "aws_region", "aws_service", "request_timeout", "connection_retries", "config_file")  # fmt: skip
+
+
+def settings_from_options(values: dict[str, Any]) -> ConnectionSettings:
+    """ConnectionSettings from the parsed flags (which already include the env vars): flag > env > file."""
+    split = tuple(u.strip() for raw in values["urls"] for u in raw.split(",") if u.strip())
+    return ConnectionSettings.from_env(
+        config=values["config_file"],
+        urls=split or None,
+        username=values["username"],
+        password=values["password"],
+        api_key=values["api_key"],
+        ca_certs=values["ca_certs"],
+        verify_certs=False if values["insecure"] else None,
+        client_cert=values["client_cert"],
+        client_key=values["client_key"],
+        aws_region=values["aws_region"],
+        aws_service=values["aws_service"],
+        timeout=values["request_timeout"],
+        max_retries=values["connection_retries"],
+    )
+
 
 def connection_options(func: F) -> F:
-    """--url/--user/--password/--api-key/--ca-certs/--insecure, folded into one `settings` argument."""
+    """The connection flags (see `ENV_VARS` for their environment variables), folded into one `settings` argument."""
 
-    @click.option(
-        "--url", "urls", multiple=True, envvar="OPENSEARCH_URL", help="Cluster URL (repeatable). [env: OPENSEARCH_URL]"
-    )
-    @click.option(
-        "--user", "username", envvar="OPENSEARCH_USERNAME", help="Basic-auth user. [env: OPENSEARCH_USERNAME]"
-    )
-    @click.option(
-        "--password",
-        envvar="OPENSEARCH_PASSWORD",
-        help="Basic-auth password; prefer the env var. [env: OPENSEARCH_PASSWORD]",
-    )
-    @click.option("--api-key", envvar="OPENSEARCH_API_KEY", help="API key. [env: OPENSEARCH_API_KEY]")
-    @click.option("--ca-certs", envvar="OPENSEARCH_CA_CERTS", help="CA bundle for TLS. [env: OPENSEARCH_CA_CERTS]")
-    @click.option("--insecure", is_flag=True, default=False, help="Do not verify TLS certificates (testing only).")
     @functools.wraps(func)
-    def wrapper(
-        *args: Any,
-        urls: tuple[str, ...],
-        username: str | None,
-        password: str | None,
-        api_key: str | None,
-        ca_certs: str | None,
-        insecure: bool,
-        **kwargs: Any,
-    ) -> Any:
-        split = tuple(u.strip() for raw in urls for u in raw.split(",") if u.strip())
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        values = {name: kwargs.pop(name) for name in _NAMES}
+        _quiet_client_logs()
         with cli_errors():
-            kwargs["settings"] = ConnectionSettings.from_env(
-                urls=split or None,
-                username=username,
-                password=password,
-                api_key=api_key,
-                ca_certs=ca_certs,
-                verify_certs=False if insecure else None,
-            )
+            kwargs["settings"] = settings_from_options(values)
         return func(*args, **kwargs)
 
+    for option in reversed(_CONNECTION_OPTIONS):
+        wrapper = option(wrapper)
     return wrapper  # type: ignore[return-value]
+
+
+def _quiet_client_logs() -> None:
+    # opensearch-py logs each failed request as a WARNING; with no logging configured, Python prints it to stderr
+    # next to our own one-line error. The CLI's error says it better, so the client's log goes nowhere unless the
+    # user configured logging.
+    logger = logging.getLogger("opensearch")
+    if not logging.getLogger().handlers and not logger.handlers:
+        logger.addHandler(logging.NullHandler())
+        logger.propagate = False
 
 
 def model_option(required: bool = True) -> Callable[[F], F]:
@@ -71,8 +106,15 @@ def model_option(required: bool = True) -> Callable[[F], F]:
 
 @contextmanager
 def cli_errors() -> Iterator[None]:
-    """Turn the library's errors into one clear line and exit code 1, without a traceback."""
+    """Turn the library's and the client's errors into one clear line and exit code 1, without a traceback.
+
+    Every line goes through `redact`, so a password or API key the user gave never reaches the terminal.
+    """
     try:
         yield
     except SpladeOSError as err:
-        raise click.ClickException(str(err)) from None
+        raise click.ClickException(redact(str(err))) from None
+    except ImproperlyConfigured as err:
+        raise click.ClickException(redact(f"client configuration: {err}")) from None
+    except OpenSearchException as err:
+        raise click.ClickException(describe_error(err)) from None

@@ -9,45 +9,48 @@ import click
 
 from splade_os.cli.options import cli_errors, connection_options, model_option
 from splade_os.connection import ConnectionSettings
-from splade_os.search import MODES, Searcher, SearchResult
+from splade_os.search import MODES, Hit, Searcher, SearchResult
 
 TERMS_SHOWN = 5
+TITLE_WIDTH = 40
 
 
 def result_to_json(result: SearchResult, explain: bool) -> dict[str, Any]:
+    def hit_json(hit: Hit) -> dict[str, Any]:
+        out: dict[str, Any] = {"id": hit.id, "score": hit.score, "title": hit.title}
+        if explain:
+            out["explanation"] = [{"token": t, "contribution": c} for t, c in hit.explanation or []]
+        return out
+
     return {
         "mode": result.mode,
         "took_ms": round(result.took_ms, 2),
         "notes": list(result.notes),
         "query_terms": dict(result.query_vector.sorted_items()),
-        "hits": [
-            {
-                "id": hit.id,
-                "score": hit.score,
-                "title": hit.title,
-                **(
-                    {"explanation": [{"token": t, "contribution": c} for t, c in hit.explanation or []]}
-                    if explain
-                    else {}
-                ),
-            }
-            for hit in result.hits
-        ],
+        "expansion_terms": sorted(result.expansions),
+        "hits": [hit_json(hit) for hit in result.hits],
     }
 
 
+def _term(token: str, value: float, result: SearchResult) -> str:
+    # "+" marks an expansion: a term the model added that the query text does not contain.
+    return f"{'+' if token in result.expansions else ''}{token}:{value:.2f}"
+
+
 def result_to_table(result: SearchResult, explain: bool) -> str:
-    lines = [f"query terms: {result.query_vector.decode(limit=12)}" if result.query_vector else "query terms: (bm25)"]
+    terms = " ".join(_term(t, w, result) for t, w in result.query_vector.sorted_items()[:12])
+    lines = [f"query terms ({len(result.query_vector)}, + = expansion): {terms}" if terms else "query terms: (bm25)"]
     lines += [f"note: {note}" for note in result.notes]
-    lines.append(f"{'#':>2}  {'id':<14} {'score':>9}  {'title':<48} matching terms")
+    id_width = max([len(h.id) for h in result.hits] + [2])
+    lines.append(f"{'#':>2}  {'id':<{id_width}} {'score':>9}  {'title':<{TITLE_WIDTH}} matching terms")
     for rank, hit in enumerate(result.hits, start=1):
-        terms = " ".join(f"{t}:{c:.2f}" for t, c in (hit.explanation or [])[:TERMS_SHOWN])
-        title = hit.title if len(hit.title) <= 48 else hit.title[:45] + "..."
-        lines.append(f"{rank:>2}  {hit.id:<14} {hit.score:>9.4f}  {title:<48} {terms}")
+        matched = " ".join(_term(t, c, result) for t, c in (hit.explanation or [])[:TERMS_SHOWN])
+        title = hit.title if len(hit.title) <= TITLE_WIDTH else hit.title[: TITLE_WIDTH - 3] + "..."
+        lines.append(f"{rank:>2}  {hit.id:<{id_width}} {hit.score:>9.4f}  {title:<{TITLE_WIDTH}} {matched}")
         if explain and hit.explanation:
-            total = sum(c for _, c in hit.explanation)
+            total = sum(c for _, c in hit.explanation) or 1.0
             for token, contribution in hit.explanation:
-                lines.append(f"{'':>28}{token:<20} {contribution:>8.4f}  ({contribution / total:5.1%})")
+                lines.append(f"{'':>6}{_term(token, contribution, result):<28} {contribution / total:6.1%}")
     if not result.hits:
         lines.append("   (no hits)")
     return "\n".join(lines)

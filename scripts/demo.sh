@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# The README's main command: install splade-os, start (or find) an OpenSearch node, index the bundled demo
+# corpus with the bundled SPLADE model, and run a few searches that show expansion terms and explanations.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PYTHON=${PYTHON:-python3}
+MODEL=models/splade-tiny
+INDEX=${SPLADE_OS_DEMO_INDEX:-splade-demo}
+
+"$PYTHON" -m pip install --quiet --disable-pip-version-check -e .
+if [ -z "${OPENSEARCH_URL:-}" ]; then
+  "$PYTHON" -m splade_os node start
+fi
+"$PYTHON" -m splade_os index examples/demo-corpus.jsonl --index "$INDEX" --model "$MODEL" --recreate
+
+for query in "what causes a heart attack" "how do planets form around other stars" "renewable electricity" \
+             "U.S. founding documents"; do
+  echo
+  echo "=== splade-os search \"$query\""
+  "$PYTHON" -m splade_os search "$query" --index "$INDEX" --model "$MODEL" --k 3
+done
+
+echo
+echo "=== the same query with BM25 only, then hybrid, then with a full explanation"
+"$PYTHON" -m splade_os search "renewable electricity" --index "$INDEX" --model "$MODEL" --k 3 --mode bm25
+"$PYTHON" -m splade_os search "renewable electricity" --index "$INDEX" --model "$MODEL" --k 3 --mode hybrid
+"$PYTHON" -m splade_os search "what causes a heart attack" --index "$INDEX" --model "$MODEL" --k 1 --explain

@@ -1,0 +1,64 @@
+"""`splade-os eval`: BEIR evaluation through OpenSearch, per mode, with latency."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from splade_os.cli.options import cli_errors, connection_options, model_option
+from splade_os.connection import ConnectionSettings, connect
+from splade_os.search import MODES
+
+
+@click.command(name="eval")
+@click.argument("dataset_dir", type=click.Path(exists=True, file_okay=False))
+@model_option()
+@click.option(
+    "--index", help="Index to evaluate; built from the corpus when missing. [default: eval-<dataset>-<model>]"
+)
+@click.option(
+    "--mode", "modes", multiple=True, type=click.Choice(MODES), help="Modes to run (repeatable). [default: all]"
+)
+@click.option("--split", default="test", show_default=True, help="qrels/<split>.tsv to judge with.")
+@click.option("--depth", type=click.IntRange(min=10), default=100, show_default=True, help="Hits per query.")
+@click.option("--exact", is_flag=True, help="Also score the same vectors exactly in memory, as a reference.")
+@click.option("--json", "json_file", type=click.Path(dir_okay=False), help="Write the report as JSON to this file.")
+@click.option("--force", is_flag=True, help="Evaluate even if the index was built with another encoder.")
+@connection_options
+def evaluate(
+    dataset_dir: str,
+    model_dir: str,
+    index: str | None,
+    modes: tuple[str, ...],
+    split: str,
+    depth: int,
+    exact: bool,
+    json_file: str | None,
+    force: bool,
+    settings: ConnectionSettings,
+) -> None:
+    """Evaluate DATASET_DIR (BEIR layout) with nDCG@10, Recall@100 and MRR@10 in each mode."""
+    from splade_os.encoder import SpladeEncoder
+    from splade_os.evaluate import evaluate as run_evaluation
+    from splade_os.evaluate import format_table
+
+    with cli_errors():
+        client = connect(settings)
+        report = run_evaluation(
+            dataset_dir,
+            SpladeEncoder(model_dir),
+            client=client,
+            index=index,
+            modes=modes or MODES,  # type: ignore[arg-type]
+            depth=depth,
+            split=split,
+            exact=exact,
+            force=force,
+            on_indexing=lambda name: click.echo(f"index {name!r} is missing: indexing the corpus first", err=True),
+        )
+    click.echo(format_table(report))
+    if json_file:
+        Path(json_file).write_text(json.dumps(report.to_dict(), indent=2) + "\n", encoding="utf-8")
+        click.echo(f"report written to {json_file}")

@@ -1,0 +1,227 @@
+"""`splade-os index` (bulk load or re-encode through an alias) and `splade-os alias` (show or switch it)."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+
+from splade_os import aliases
+from splade_os.cli.options import cli_errors, connection_options, model_option
+from splade_os.connection import ConnectionSettings, connect
+from splade_os.corpus import FORMATS, FieldNames
+from splade_os.errors import ConfigError
+from splade_os.indexing import BulkOptions, IndexSummary, Progress, index_corpus, reencode_index
+
+FILE = click.Path(dir_okay=False, path_type=Path)
+
+
+def _size(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
+        n /= 1024
+    return f"{n:.1f} GiB"
+
+
+def _duration(seconds: float) -> str:
+    minutes, secs = divmod(int(seconds), 60)
+    return f"{minutes // 60}h{minutes % 60:02d}m" if minutes >= 60 else f"{minutes}m{secs:02d}s"
+
+
+class ProgressReport:
+    """A tqdm bar on a terminal; otherwise one plain line every `every` seconds (logs, CI)."""
+
+    def __init__(self, *, tty: bool, every: float) -> None:
+        self.tty, self.every = tty, every
+        self.bar: Any = None
+        self.last = 0.0
+
+    def __call__(self, p: Progress) -> None:
+        c = p.counters
+        status = f"{c.indexed:,} indexed, {c.failed:,} failed, {c.skipped:,} skipped, {p.docs_per_s:,.0f} docs/s"
+        if self.tty:
+            if self.bar is None:
+                from tqdm import tqdm
+
+                self.bar = tqdm(total=p.total, unit="B", unit_scale=True, unit_divisor=1024, file=sys.stderr)
+            self.bar.update(p.done - self.bar.n)
+            self.bar.set_postfix_str(status, refresh=False)
+            return
+        now = time.monotonic()
+        if now - self.last < self.every:
+            return
+        self.last = now
+        where = ""
+        if p.total and p.done:
+            eta = p.elapsed * (p.total - p.done) / p.done
+            where = f", {p.done / p.total:.0%} of the input, ETA {_duration(eta)}"
+        click.echo(f"{status}{where}", err=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def format_summary(s: IndexSummary) -> str:
+    c = s.counters
+    lines = [
+        f"read {c.read:,}, indexed {c.indexed:,}, failed {c.failed:,}, skipped {c.skipped:,}, "
+        f"truncated {c.truncated:,} in {s.elapsed:.1f} s ({s.docs_per_s:,.1f} docs/s)",
+        f"index {s.index} (alias {s.alias}): {s.index_count:,} documents, {_size(s.index_bytes)}",
+        ("verified: " if s.verified else "") + s.verification,
+    ]
+    if c.resumed:
+        lines.append(f"resumed: {c.resumed:,} documents were already indexed and were not encoded again")
+    if c.replaced:
+        lines.append(f"replaced: {c.replaced:,} documents that were already in the index")
+    if s.dead_letter:
+        lines.append(f"dead letters (failed and skipped, with reasons): {s.dead_letter}")
+    if s.swapped:
+        lines.append(f"alias {s.alias} -> {s.swapped.index} (was {', '.join(s.swapped.previous) or 'nothing'})")
+        if s.swapped.deleted:
+            lines.append(f"deleted previous index: {', '.join(s.swapped.deleted)}")
+    lines += [f"note: {n}" for n in s.notes]
+    return "\n".join(lines)
+
+
+@click.command()
+@click.argument("corpus", required=False)
+@click.option("--index", "alias", required=True, envvar="SPLADE_OS_INDEX", help="Alias to write (readers query it).")
+@model_option()
+@click.option("--from-index", help="Re-encode the documents of this index instead of reading a CORPUS.")
+@click.option("--format", "corpus_format", type=click.Choice(FORMATS), help="Input format (default: from the name).")
+@click.option("--id-field", default="_id", show_default=True, help="Input field holding the document id.")
+@click.option("--text-field", default="text", show_default=True, help="Input field holding the text to encode.")
+@click.option("--title-field", default="title", show_default=True, help="Input field holding the title.")
+@click.option("--columns", help="Comma-separated column names for CSV/TSV without a header row.")
+@click.option("--recreate", is_flag=True, help="Start over: build a new index version, switch the alias when done.")
+@click.option("--resume", is_flag=True, help="Continue an interrupted run from its checkpoint.")
+@click.option("--allow-failures", is_flag=True, help="Exit 0 even when some documents failed.")
+@click.option("--keep-previous", is_flag=True, help="After --recreate, keep the index the alias pointed at.")
+@click.option("--index-empty", is_flag=True, help="Index documents with empty text too (default: skip them).")
+@click.option("--dead-letter", type=FILE, help="[default: NAME.dead-letter.jsonl]")
+@click.option("--checkpoint", type=FILE, help="[default: NAME.checkpoint.json]")
+@click.option("--batch-size", default=256, show_default=True, help="Documents encoded and sent together.")
+@click.option("--chunk-bytes", default=8 * 1024 * 1024, show_default=True, help="Largest bulk request in bytes.")
+@click.option("--max-retries", default=6, show_default=True, help="Retries of documents the cluster answers 429 to.")
+@click.option("--retry-for", default=300.0, show_default=True, help="Seconds to wait out connection errors and 5xx.")
+@click.option("--timeout", default=120.0, show_default=True, help="Seconds one bulk request may take.")
+@click.option("--shards", default=1, show_default=True, help="Primary shards of a new index.")
+@click.option("--replicas", default=1, show_default=True, help="Replicas of a new index.")
+@click.option("--threads", type=int, help="Encoder threads (default: all cores).")
+@click.option("--max-length", type=int, help="Longest document in tokens (default: the model's).")
+@click.option("--top-k", type=int, help="Keep only the k heaviest terms of each document vector.")
+@click.option("--min-weight", default=0.0, show_default=True, help="Drop document terms lighter than this.")
+@click.option(
+    "--long-documents",
+    type=click.Choice(("truncate", "split")),
+    default="truncate",
+    show_default=True,
+    help="Past --max-length: keep the start (counted as truncated), or encode overlapping windows.",
+)
+@click.option("--log-every", default=10.0, show_default=True, help="Seconds between progress lines off a terminal.")
+@connection_options
+def index(
+    corpus: str | None,
+    alias: str,
+    model_dir: str,
+    from_index: str | None,
+    corpus_format: str | None,
+    id_field: str,
+    text_field: str,
+    title_field: str,
+    columns: str | None,
+    recreate: bool,
+    resume: bool,
+    allow_failures: bool,
+    keep_previous: bool,
+    index_empty: bool,
+    dead_letter: Path | None,
+    checkpoint: Path | None,
+    batch_size: int,
+    chunk_bytes: int,
+    max_retries: int,
+    retry_for: float,
+    timeout: float,
+    shards: int,
+    replicas: int,
+    threads: int | None,
+    max_length: int | None,
+    top_k: int | None,
+    min_weight: float,
+    long_documents: str,
+    log_every: float,
+    settings: ConnectionSettings,
+) -> None:
+    """Encode CORPUS (JSON Lines, CSV/TSV, a BEIR folder, or - for stdin) and bulk-index it into alias --index.
+
+    Every document ends indexed, failed (in the dead-letter file, with the reason) or skipped; the index's count is
+    verified at the end. Exit code 1 when a document failed (unless --allow-failures) or the count is off.
+    """
+    with cli_errors():
+        if (corpus is None) == (from_index is None):
+            raise ConfigError("give either a CORPUS or --from-index SOURCE (to re-encode an index)")
+        if recreate and resume:
+            raise ConfigError("--recreate starts over and --resume continues: pick one")
+        from splade_os.encoder import SpladeEncoder
+
+        encoder = SpladeEncoder(
+            model_dir, threads=threads, max_length=max_length, top_k=top_k, min_weight=min_weight,
+            long_documents=long_documents,
+        )  # fmt: skip
+        options = BulkOptions(
+            batch_size=batch_size, chunk_bytes=chunk_bytes, max_retries=max_retries, retry_for=retry_for,
+            request_timeout=timeout,
+        )  # fmt: skip
+        client = connect(settings)
+        report = ProgressReport(tty=sys.stderr.isatty(), every=log_every)
+        common: dict[str, Any] = dict(
+            index=alias, encoder=encoder, skip_empty=not index_empty, allow_failures=allow_failures,
+            delete_previous=not keep_previous, shards=shards, replicas=replicas, dead_letter=dead_letter,
+            options=options, on_progress=report,
+        )  # fmt: skip
+        try:
+            if from_index:
+                summary = reencode_index(
+                    client, from_index, text_field=text_field, title_field=title_field, recreate=recreate, **common
+                )
+            else:
+                assert corpus is not None
+                names = FieldNames(id=id_field, text=text_field, title=title_field)
+                summary = index_corpus(
+                    client, corpus, names=names, corpus_format=corpus_format, recreate=recreate, resume=resume,
+                    columns=columns.split(",") if columns else None, checkpoint=checkpoint, **common,
+                )  # fmt: skip
+        finally:
+            report.close()
+        click.echo(format_summary(summary))
+        problems = summary.problems(allow_failures=allow_failures)
+        if problems:
+            raise click.ClickException("; ".join(problems))
+
+
+@click.command()
+@click.argument("name")
+@click.argument("target", required=False)
+@click.option("--delete-previous", is_flag=True, help="Delete the indices the alias pointed at before.")
+@connection_options
+def alias(name: str, target: str | None, delete_previous: bool, settings: ConnectionSettings) -> None:
+    """Show which index alias NAME points at, or switch it to TARGET atomically."""
+    with cli_errors():
+        client = connect(settings)
+        if target is None:
+            current = aliases.resolve(client, name)
+            kind = "alias" if aliases.is_alias(client, name) else "index"
+            click.echo(f"{name} ({kind}) -> {', '.join(current) or 'nothing'}")
+            others = [v for v in aliases.versions(client, name) if v not in current]
+            if others:
+                click.echo(f"other versions: {', '.join(others)}")
+            return
+        done = aliases.swap(client, name, target, delete_previous=delete_previous)
+        click.echo(f"{name} -> {done.index} (was {', '.join(done.previous) or 'nothing'})")
+        if done.deleted:
+            click.echo(f"deleted: {', '.join(done.deleted)}")

@@ -1,0 +1,174 @@
+"""Connection settings without a node: precedence, the config file, secrets kept out of text, error lines."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import click
+import pytest
+from click.testing import CliRunner
+from opensearchpy import exceptions as os_errors
+
+from splade_os.cli.options import cli_errors, connection_options
+from splade_os.connection import ConnectionSettings, describe_error, redact
+from splade_os.errors import ConfigError, EngineError, MissingDependencyError
+
+SECRET = "s3cr3t-unit-9f2c"
+
+
+def test_precedence_flag_over_env_over_file_over_default(tmp_path: Path) -> None:
+    config = tmp_path / "os.toml"
+    config.write_text('[opensearch]\nurl = "https://file:9200"\nuser = "file-user"\ntimeout = 5\nmax_retries = 7\n')
+    env = {"OPENSEARCH_URL": "https://env:9200", "OPENSEARCH_TIMEOUT": "9", "SPLADE_OS_CONFIG": str(config)}
+    from_file_and_env = ConnectionSettings.from_env(env)
+    assert from_file_and_env.urls == ("https://env:9200",)  # env beats file
+    assert from_file_and_env.username == "file-user"  # only the file sets it
+    assert from_file_and_env.timeout == 9.0 and from_file_and_env.max_retries == 7
+    flagged = ConnectionSettings.from_env(env, urls=("https://flag:9200",), timeout=1.5)
+    assert flagged.urls == ("https://flag:9200",) and flagged.timeout == 1.5
+    assert ConnectionSettings.from_env({}) == ConnectionSettings()  # defaults
+
+
+def test_config_file_paths_are_relative_to_the_file(tmp_path: Path) -> None:
+    (tmp_path / "ca.pem").write_text("x")
+    config = tmp_path / "os.toml"
+    config.write_text('urls = ["https://a:9200", "https://b:9200"]\nca_certs = "ca.pem"\nverify_certs = true\n')
+    settings = ConnectionSettings.from_env({}, config=config)
+    assert settings.urls == ("https://a:9200", "https://b:9200")
+    assert settings.ca_certs == str(tmp_path / "ca.pem")
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("urls = [", "is not valid TOML"),
+        ('pasword = "x"', "unknown key 'pasword'"),
+        ("timeout = 'soon'", "invalid value for timeout"),
+    ],
+)
+def test_bad_config_file_says_what_is_wrong(tmp_path: Path, content: str, message: str) -> None:
+    config = tmp_path / "os.toml"
+    config.write_text(content)
+    with pytest.raises(ConfigError, match=message):
+        ConnectionSettings.from_env({}, config=config)
+
+
+def test_missing_config_file() -> None:
+    with pytest.raises(ConfigError, match="config file /nonexistent.toml does not exist"):
+        ConnectionSettings.from_env({"SPLADE_OS_CONFIG": "/nonexistent.toml"})
+
+
+def test_credentials_in_a_url_move_out_of_it() -> None:
+    settings = ConnectionSettings.from_env({"OPENSEARCH_URL": f"https://admin:{SECRET}@db.example:9200"})
+    assert settings.urls == ("https://db.example:9200",)
+    assert (settings.username, settings.password) == ("admin", SECRET)
+    assert SECRET not in repr(settings) and SECRET not in settings.describe()
+    assert redact(f"GET https://admin:{SECRET}@db.example:9200/_search failed") == (
+        "GET https://***@db.example:9200/_search failed"
+    )
+
+
+def test_secrets_are_not_in_repr_and_are_redacted() -> None:
+    settings = ConnectionSettings(username="u", password=SECRET, urls=("https://h:1",))
+    api = ConnectionSettings(api_key="k3y-" + SECRET)
+    assert SECRET not in repr(settings) and SECRET not in repr(api)
+    assert redact(f"header was Basic u:{SECRET} and ApiKey k3y-{SECRET}") == "header was Basic u:*** and ApiKey ***"
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"urls": ("db:9200",)}, "must start with http:// or https://"),
+        ({"password": "x"}, "password was given without a user name"),
+        ({"username": "u", "api_key": "k"}, "pick one way to authenticate, not basic auth and an API key"),
+        ({"api_key": "k", "aws_region": "eu-west-1"}, "not an API key and AWS SigV4"),
+        ({"client_key": "/k.pem"}, "--client-key was given without --client-cert"),
+        ({"ca_certs": "/no/ca.pem"}, "ca-certs file /no/ca.pem does not exist"),
+        ({"aws_region": "eu-west-1", "aws_service": "s3"}, "AWS service must be 'es'"),
+    ],
+)
+def test_invalid_settings(kwargs: dict[str, object], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        ConnectionSettings.from_env({}, **kwargs)
+
+
+def test_client_kwargs_for_tls_and_auth(tmp_path: Path) -> None:
+    for name in ("ca.pem", "c.pem", "k.pem"):
+        (tmp_path / name).write_text("x")
+    settings = ConnectionSettings(
+        urls=("https://h:9200",), username="u", password=SECRET, ca_certs=str(tmp_path / "ca.pem"),
+        client_cert=str(tmp_path / "c.pem"), client_key=str(tmp_path / "k.pem"), timeout=4, max_retries=1,
+    )  # fmt: skip
+    kwargs = settings._client_kwargs()
+    assert kwargs["use_ssl"] and kwargs["verify_certs"] is True  # verification on by default
+    assert kwargs["ca_certs"].endswith("ca.pem") and kwargs["client_cert"].endswith("c.pem")
+    assert kwargs["http_auth"] == ("u", SECRET) and kwargs["timeout"] == 4 and kwargs["max_retries"] == 1
+    api = ConnectionSettings(api_key="abc")._client_kwargs()
+    assert api["headers"] == {"Authorization": "ApiKey abc"} and "use_ssl" not in api
+
+
+def test_sigv4_needs_boto3_or_signs_with_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    settings = ConnectionSettings(urls=("https://search-x.eu-west-1.es.amazonaws.com",), aws_region="eu-west-1")
+    with monkeypatch.context() as patch:
+        patch.setitem(sys.modules, "boto3", None)  # as if not installed
+        with pytest.raises(MissingDependencyError, match=r"pip install 'splade-os\[aws\]'"):
+            settings.client()
+    if importlib.util.find_spec("boto3") is None:
+        return
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET)
+    auth = settings.client().transport.kwargs["http_auth"]
+    signed = auth("GET", "https://search-x.eu-west-1.es.amazonaws.com/", None)
+    assert signed["Authorization"].startswith("AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/")
+    assert "/eu-west-1/es/aws4_request" in signed["Authorization"] and SECRET not in str(signed)
+
+
+def test_describe_error_gives_one_actionable_line() -> None:
+    settings = ConnectionSettings(urls=("https://h:9200",), username="u", password=SECRET)
+    cases = [
+        (os_errors.AuthenticationException(401, "security_exception", {}), "refused the credentials (401)"),
+        (os_errors.SSLError("N/A", "CERTIFICATE_VERIFY_FAILED", None), "pass the cluster's CA bundle with --ca-certs"),
+        (os_errors.SSLError("N/A", "[SSL: WRONG_VERSION_NUMBER]", None), "does not speak TLS: use an http:// URL"),
+        (os_errors.ConnectionError("N/A", "Connection refused", None), "cannot reach OpenSearch at https://h:9200"),
+        (os_errors.NotFoundError(404, "index_not_found_exception", {}), "not found"),
+    ]
+    for err, message in cases:
+        line = describe_error(err, settings)
+        assert message in line and "\n" not in line and SECRET not in line
+
+
+def test_cli_errors_redacts_what_a_library_error_carries() -> None:
+    ConnectionSettings(username="u", password=SECRET)  # registers the secret, as every command does
+
+    @click.command()
+    def leaky() -> None:
+        with cli_errors():
+            raise EngineError(f"request to https://u:{SECRET}@h:9200 failed, auth {SECRET}")
+
+    result = CliRunner().invoke(leaky)
+    assert result.exit_code == 1
+    assert result.output == "Error: request to https://***@h:9200 failed, auth ***\n"
+
+
+def test_connection_options_resolve_flags_env_and_config(tmp_path: Path) -> None:
+    config = tmp_path / "c.toml"
+    config.write_text('user = "from-file"\nurl = "https://file:9200"\n')
+    seen: list[ConnectionSettings] = []
+
+    @click.command()
+    @connection_options
+    def show(settings: ConnectionSettings) -> None:
+        seen.append(settings)
+
+    env = {"OPENSEARCH_PASSWORD": SECRET, "OPENSEARCH_URL": "https://env:9200"}
+    result = CliRunner().invoke(show, ["--config", str(config), "--request-timeout", "3", "--insecure"], env=env)
+    assert result.exit_code == 0, result.output
+    (settings,) = seen
+    assert settings.urls == ("https://env:9200",) and settings.username == "from-file" and settings.password == SECRET
+    assert settings.timeout == 3.0 and settings.verify_certs is False
+    result = CliRunner().invoke(show, ["--url", "db:9200"], env={})
+    assert result.exit_code == 1 and result.output == (
+        "Error: OpenSearch URL 'db:9200' must start with http:// or https://\n"
+    )

@@ -1,0 +1,208 @@
+"""Search modes, explanations, encoder checks and the CLI, against a real node with the bundled model."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from opensearchpy import OpenSearch
+
+from splade_os.cli import main
+from splade_os.encoder import SpladeEncoder
+from splade_os.errors import EncoderMismatchError, EngineError, InputError
+from splade_os.fusion import reciprocal_rank_fusion
+from splade_os.indexing import index_corpus
+from splade_os.mappings import META_KEY, VECTOR_FIELD
+from splade_os.search import AsyncSearcher, Searcher
+
+pytestmark = pytest.mark.engine
+
+REPO = Path(__file__).resolve().parents[1]
+MODEL = REPO / "models" / "splade-tiny"
+CORPUS = REPO / "examples" / "demo-corpus.jsonl"
+GOLDEN = Path(__file__).parent / "golden"
+QUERIES = ["what causes a heart attack", "renewable electricity", "U.S. founding documents", "planets of other stars"]
+PRECISION = 2.0**-8
+
+
+@pytest.fixture(scope="module")
+def encoder() -> SpladeEncoder:
+    return SpladeEncoder(MODEL)
+
+
+@pytest.fixture(scope="module")
+def demo_index(os_client: OpenSearch, encoder: SpladeEncoder) -> Iterator[str]:
+    name = f"test-search-{uuid.uuid4().hex[:8]}"
+    summary = index_corpus(os_client, CORPUS, index=name, encoder=encoder, replicas=0)
+    assert summary.problems() == [] and summary.counters.indexed == 42
+    yield name
+    os_client.indices.delete(index=f"{name}*", ignore_unavailable=True, allow_no_indices=True)
+
+
+@pytest.fixture(scope="module")
+def searcher(os_client: OpenSearch, demo_index: str, encoder: SpladeEncoder) -> Searcher:
+    return Searcher(demo_index, encoder, client=os_client)
+
+
+def _stored(os_client: OpenSearch, index: str, doc_id: str) -> dict[str, float]:
+    return dict(os_client.get(index=index, id=doc_id)["_source"][VECTOR_FIELD])
+
+
+@pytest.mark.parametrize("text", QUERIES)
+def test_splade_scores_are_exact_dot_products(
+    searcher: Searcher, os_client: OpenSearch, demo_index: str, text: str
+) -> None:
+    result = searcher.search(text, k=10, explain=True)
+    assert result.hits, text
+    scores = [h.score for h in result.hits]
+    assert scores == sorted(scores, reverse=True)
+    for hit in result.hits:
+        explained = sum(c for _, c in hit.explanation or [])
+        from_store = result.query_vector.dot(
+            {k: v for k, v in _unescaped(_stored(os_client, demo_index, hit.id)).items()}
+        )
+        assert explained == pytest.approx(from_store, rel=1e-9)
+        assert abs(hit.score - explained) <= PRECISION * explained
+        contributions = [c for _, c in hit.explanation or []]
+        assert contributions == sorted(contributions, reverse=True)
+        assert "splade" not in hit.source and hit.title
+
+
+def _unescaped(field: dict[str, float]) -> dict[str, float]:
+    from splade_os.vectors import SparseVector
+
+    return SparseVector.from_field(field).to_dict()
+
+
+def test_the_right_document_comes_first(searcher: Searcher) -> None:
+    assert searcher.search("what causes a heart attack", k=1).hits[0].id == "heart-attack"
+    assert searcher.search("U.S. founding documents", k=1).hits[0].id == "u-s-constitution"
+    result = searcher.search("what causes a heart attack", k=3)
+    assert {"cause", "disease"} <= result.expansions and "heart" not in result.expansions
+
+
+@pytest.mark.parametrize("text", QUERIES)
+def test_two_phase_scores_are_exact_and_the_head_agrees(searcher: Searcher, text: str) -> None:
+    exact = {h.id: h.score for h in searcher.search(text, k=42).hits}
+    two_phase = searcher.search(text, k=10, mode="two-phase")
+    # Every document the rescore window holds gets its full dot product ...
+    for hit in two_phase.hits:
+        assert hit.score == pytest.approx(exact[hit.id], rel=1e-5)
+    # ... and only documents matching no heavy token can be missed, which never happens near the top.
+    assert [h.id for h in two_phase.hits][:5] == list(exact)[:5]
+
+
+def test_hybrid_is_the_rrf_of_bm25_and_splade(searcher: Searcher) -> None:
+    text = "renewable electricity"
+    depth = searcher.logic.hybrid.depth
+    bm25 = [(h.id, h.score) for h in searcher.search(text, k=depth, mode="bm25").hits]
+    splade = [(h.id, h.score) for h in searcher.search(text, k=depth).hits]
+    hybrid = searcher.search(text, k=5, mode="hybrid")
+    assert [(h.id, pytest.approx(h.score)) for h in hybrid.hits] == reciprocal_rank_fusion([bm25, splade])[:5]
+    assert bm25 and bm25[0][0] != hybrid.hits[0].id or hybrid.hits  # both lists really ran
+
+
+def test_filters_restrict_hits(searcher: Searcher) -> None:
+    only = {"terms": {"doc_id": ["sleep", "coffee"]}}
+    for mode in ("splade", "bm25", "two-phase", "hybrid"):
+        hits = searcher.search("what causes a heart attack", k=10, mode=mode, filter=only).hits  # type: ignore[arg-type]
+        assert hits and {h.id for h in hits} <= {"sleep", "coffee"}, mode
+
+
+def test_bad_queries_give_clear_errors(searcher: Searcher) -> None:
+    with pytest.raises(InputError, match="empty"):
+        searcher.search("   ")
+    with pytest.raises(InputError, match="unknown mode"):
+        searcher.search("heart", mode="dense")  # type: ignore[arg-type]
+    with pytest.raises(InputError, match="k must be"):
+        searcher.search("heart", k=0)
+
+
+def test_missing_index_and_other_encoder_are_refused(
+    os_client: OpenSearch, demo_index: str, encoder: SpladeEncoder
+) -> None:
+    with pytest.raises(EngineError, match="does not exist"):
+        Searcher("no-such-index-here", encoder, client=os_client)
+    concrete = next(iter(os_client.indices.get_alias(index=demo_index)))
+    meta = os_client.indices.get_mapping(index=concrete)[concrete]["mappings"]["_meta"]
+    assert meta[META_KEY]["encoder"]["sha256"] == encoder.manifest["sha256"]
+
+    class OtherEncoder:
+        manifest = {"name": "other", "sha256": "f" * 64}
+
+        def encode_queries(self, texts: list[str]) -> list:
+            return encoder.encode_queries(texts)
+
+    with pytest.raises(EncoderMismatchError, match="built with encoder"):
+        Searcher(demo_index, OtherEncoder(), client=os_client)
+    forced = Searcher(demo_index, OtherEncoder(), client=os_client, force=True)
+    assert forced.search("heart attack", k=1).hits[0].id == "heart-attack"
+
+
+def test_clause_limit_is_read_from_the_cluster(os_client: OpenSearch, demo_index: str, encoder: SpladeEncoder) -> None:
+    setting = "indices.query.bool.max_clause_count"
+    os_client.cluster.put_settings(body={"transient": {setting: 8}})
+    try:
+        limited = Searcher(demo_index, encoder, client=os_client)
+        result = limited.search("what causes a heart attack", k=3)
+        assert len(result.query_vector) == 8 and "kept the 8 heaviest" in result.notes[0]
+        assert result.hits[0].id == "heart-attack"
+    finally:
+        os_client.cluster.put_settings(body={"transient": {setting: None}})
+
+
+def test_async_searcher_returns_the_same_hits(searcher: Searcher, demo_index: str, encoder: SpladeEncoder) -> None:
+    async def run() -> list[list[tuple[str, float]]]:
+        asearcher = await AsyncSearcher.create(demo_index, encoder)
+        try:
+            results = [await asearcher.search(q, k=5, mode=m) for q in QUERIES for m in ("splade", "hybrid")]
+        finally:
+            await asearcher.close()
+        return [[(h.id, h.score) for h in r.hits] for r in results]
+
+    expected = [
+        [(h.id, h.score) for h in searcher.search(q, k=5, mode=m).hits] for q in QUERIES for m in ("splade", "hybrid")
+    ]
+    assert asyncio.run(run()) == expected
+
+
+def _cli(*args: str) -> str:
+    result = CliRunner().invoke(main, list(args), catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def _golden(name: str, text: str) -> None:
+    path = GOLDEN / name
+    if os.environ.get("UPDATE_GOLDEN") == "1":
+        path.write_text(text, encoding="utf-8")
+    assert text == path.read_text(encoding="utf-8")
+
+
+def test_search_cli_table_and_json_golden(demo_index: str) -> None:
+    common = ["--index", demo_index, "--model", str(MODEL), "--k", "3"]
+    _golden("search_table.txt", _cli("search", "what causes a heart attack", *common))
+    _golden("search_explain.txt", _cli("search", "U.S. founding documents", *common, "--explain"))
+    output = json.loads(_cli("search", "renewable electricity", *common, "--json", "--explain"))
+    assert output.pop("took_ms") >= 0
+    for hit in output["hits"]:
+        hit["score"] = round(hit["score"], 3)
+        for item in hit["explanation"]:
+            item["contribution"] = round(item["contribution"], 4)
+    output["query_terms"] = {t: round(w, 4) for t, w in output["query_terms"].items()}
+    _golden("search.json", json.dumps(output, indent=2, ensure_ascii=False) + "\n")
+
+
+def test_search_cli_errors_are_one_line(demo_index: str) -> None:
+    result = CliRunner().invoke(main, ["search", "heart", "--index", "nope-missing", "--model", str(MODEL)])
+    assert result.exit_code == 1
+    assert (
+        result.output.strip() == "Error: index 'nope-missing' does not exist: create it with "
+        "`splade-os index CORPUS --index nope-missing`"
+    )
