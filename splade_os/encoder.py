@@ -28,9 +28,9 @@ DEFAULT_MODEL_DIR = Path(__file__).resolve().parents[1] / "models" / "splade-tin
 LONG_DOCUMENT_MODES = ("truncate", "split")
 QUERY_MODES = ("model", "inference-free")
 DEFAULT_STRIDE = 64
-# Token rows (batch x padded length) per session run when no batch size is given. Small batches keep the
-# [rows, chunk] projection blocks in L2; sorted by length they carry almost no padding. Measured on a 2-core
-# AVX2 machine with benchmarks/encoder.py: 512-2048 rows are within a few percent of each other.
+# Token rows (batch x padded length) per session run when no batch size is given: with the export's 128-column
+# projection tiles a [1024, 128] fp32 block is 512 KiB, one core's L2 here. Length-sorted batches carry almost no
+# padding. 512-2048 measured within noise of each other on a 2-core AVX2 machine (benchmarks/encoder.py).
 DEFAULT_BATCH_TOKENS = 1024
 _UNUSED = re.compile(r"^\[unused\d+\]$|^<unused\d+>$")
 
@@ -210,6 +210,7 @@ class SpladeEncoder:
         if self._idf is None:
             return self._encode(items, split=False)
         out = []
+        self.tokenizer.no_truncation()  # no network, so no length limit: every query token counts
         for encoding in self.tokenizer.encode_batch(items, add_special_tokens=False):
             ids = np.unique(np.asarray(encoding.ids, dtype=np.int64))
             row = np.zeros(self.vocab_size, dtype=np.float32)

@@ -39,9 +39,9 @@ IDF_NAME = "idf.json"
 FORMAT = "splade-os-onnx/1"
 INSTALL_HINT = "pip install 'splade-os[export]'"
 
-# Vocabulary columns per projection chunk. 256 columns x a few hundred token rows x 4 bytes stays within a
-# 512 KiB-1 MiB L2 cache; measured on a 2-core AVX2 machine (see benchmarks/encoder.py), 128-512 are all close.
-DEFAULT_CHUNK_SIZE = 256
+# Vocabulary columns per projection chunk: a [1024 token rows, 128] fp32 block is 512 KiB, the L2 of one core on
+# the AVX2 machine it was measured on (benchmarks/encoder.py; 128 and 256 were within noise, 512+ slower).
+DEFAULT_CHUNK_SIZE = 128
 DEFAULT_OPSET = 17
 QUANTIZE_MODES = ("int8",)
 QUERY_MODES = ("model", "inference-free")
@@ -144,6 +144,12 @@ def add_splade_head(
     )
     nodes.append(helper.make_node("Shape", [input_ids], ["splade/shape_bt"]))
 
+    if quantize:  # the activations are quantized once, not once per chunk
+        nodes.append(
+            helper.make_node(
+                "DynamicQuantizeLinear", [h2], ["splade/hidden_q", "splade/hidden_scale", "splade/hidden_zero"]
+            )
+        )
     block_shapes: dict[int, str] = {}
     pooled: list[str] = []
     q_weight, q_scale = _quantize_rows(weight) if quantize else (None, None)
@@ -156,23 +162,15 @@ def add_splade_head(
         else:
             assert q_scale is not None
             w = const(f"{p}/weight_q", np.ascontiguousarray(q_weight[start:stop].T))  # [hidden, width] int8
-            nodes.append(
-                helper.make_node(
-                    "DynamicQuantizeMatMul",
-                    [
-                        h2,
-                        w,
-                        const(f"{p}/scale", q_scale[start:stop]),
-                        const(f"{p}/zero", np.zeros(width, np.int8)),
-                        const(f"{p}/bias", bias[start:stop]),
-                    ],
-                    [f"{p}/z"],
-                    domain="com.microsoft",
-                )
-            )
-        nodes.append(helper.make_node("Relu", [f"{p}/z"], [f"{p}/relu"]))
-        # Padding rows become 0, which never beats a real token: relu'd logits are >= 0.
-        nodes.append(helper.make_node("Mul", [f"{p}/relu", "splade/mask_2d"], [f"{p}/masked"]))
+            inputs = ["splade/hidden_q", w, "splade/hidden_scale", const(f"{p}/scale", q_scale[start:stop])]
+            inputs += [
+                "splade/hidden_zero",
+                const(f"{p}/zero", np.zeros(width, np.int8)),
+                const(f"{p}/bias", bias[start:stop]),
+            ]
+            nodes.append(helper.make_node("MatMulIntegerToFloat", inputs, [f"{p}/z"], domain="com.microsoft"))
+        # Padding rows become 0. relu comes after the max: max(real logits, 0) then relu == relu(max(real logits)).
+        nodes.append(helper.make_node("Mul", [f"{p}/z", "splade/mask_2d"], [f"{p}/masked"]))
         if width not in block_shapes:
             block_shapes[width] = f"splade/shape_btc{width}"
             nodes.append(
@@ -193,7 +191,8 @@ def add_splade_head(
         else:
             nodes.append(helper.make_node("ReduceMax", [f"{p}/block"], [f"{p}/max"], axes=[1], keepdims=0))
         pooled.append(f"{p}/max")
-    nodes.append(helper.make_node("Concat", pooled, ["splade/max"], axis=1))
+    nodes.append(helper.make_node("Concat", pooled, ["splade/max_raw"], axis=1))
+    nodes.append(helper.make_node("Relu", ["splade/max_raw"], ["splade/max"]))
     nodes.append(
         helper.make_node("Add", ["splade/max", const("splade/one", np.array(1.0, np.float32))], ["splade/max1"])
     )

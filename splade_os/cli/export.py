@@ -17,7 +17,7 @@ from splade_os.cli.options import cli_errors
     "--max-length", type=int, default=None, help="Longest input in tokens. [default: the model's, at most 512]"
 )
 @click.option("--opset", type=int, default=17, show_default=True, help="ONNX opset version (14-21).")
-@click.option("--chunk-size", type=int, default=None, help="Vocabulary columns per projection tile. [default: 256]")
+@click.option("--chunk-size", type=int, default=None, help="Vocabulary columns per projection tile. [default: 128]")
 @click.option(
     "--query-mode",
     type=click.Choice(["model", "inference-free"]),
