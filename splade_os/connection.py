@@ -246,7 +246,7 @@ def load_config(path: str | Path) -> dict[str, Any]:
         try:
             import tomli as tomllib
         except ImportError:
-            raise MissingDependencyError("TOML on Python 3.10 needs tomli: pip install 'splade-os[config]'") from None
+            raise MissingDependencyError("TOML on Python 3.10 needs tomli: pip install tomli") from None
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:

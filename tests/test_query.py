@@ -81,3 +81,20 @@ def test_every_boost_is_positive_and_no_field_has_a_raw_dot() -> None:
         feature = clause["rank_feature"]
         assert feature["boost"] > 0 and feature["linear"] == {}
         assert feature["field"].count(".") == 1
+
+
+class _FixedEncoder:
+    manifest = {"name": "fixed", "sha256": "0" * 64}
+
+    def encode_queries(self, texts: list[str]) -> list[SparseVector]:
+        return [QUERY for _ in texts]
+
+
+@pytest.mark.parametrize("mode", ["splade", "bm25", "hybrid", "two-phase"])
+def test_requests_of_each_search_mode_golden(mode: str) -> None:
+    from splade_os.search import _SearchLogic
+
+    logic = _SearchLogic("docs", _FixedEncoder(), pruning=Pruning(top_k=4))
+    prepared = logic.prepare("heart attack", 5, mode, [FILTER], explain=False)  # type: ignore[arg-type]
+    _check_golden(f"requests_{mode.replace('-', '_')}", {"requests": prepared.requests})
+    assert len(prepared.requests) == (2 if mode == "hybrid" else 1)
