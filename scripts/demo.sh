@@ -20,8 +20,11 @@ for query in "what causes a heart attack" "how do planets form around other star
   "$PYTHON" -m splade_os search "$query" --index "$INDEX" --model "$MODEL" --k 3
 done
 
+for mode in bm25 hybrid; do
+  echo
+  echo "=== splade-os search \"renewable electricity\" --mode $mode"
+  "$PYTHON" -m splade_os search "renewable electricity" --index "$INDEX" --model "$MODEL" --k 3 --mode "$mode"
+done
 echo
-echo "=== the same query with BM25 only, then hybrid, then with a full explanation"
-"$PYTHON" -m splade_os search "renewable electricity" --index "$INDEX" --model "$MODEL" --k 3 --mode bm25
-"$PYTHON" -m splade_os search "renewable electricity" --index "$INDEX" --model "$MODEL" --k 3 --mode hybrid
+echo "=== splade-os search \"what causes a heart attack\" --explain (each matching token's share of the score)"
 "$PYTHON" -m splade_os search "what causes a heart attack" --index "$INDEX" --model "$MODEL" --k 1 --explain
