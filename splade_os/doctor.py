@@ -122,10 +122,10 @@ def run_checks(
     checks: list[Check] = []
     manifest = None
     if model_dir is not None:
-        from splade_os.encoder import SpladeEncoder
+        from splade_os.encoder import read_manifest
 
         try:
-            manifest = SpladeEncoder._read_manifest(Path(model_dir))
+            manifest = read_manifest(Path(model_dir))
             checks.append(Check("model", OK, f"{manifest.get('name')} ({model_dir})"))
         except SpladeOSError as err:
             checks.append(Check("model", FAIL, str(err), "pass --model with a folder written by `splade-os export`"))

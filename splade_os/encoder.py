@@ -52,6 +52,25 @@ def _as_texts(texts: Sequence[str], what: str) -> list[str]:
     return out
 
 
+def read_manifest(model_dir: Path) -> dict[str, Any]:
+    """The manifest of an exported model folder, checked to be complete; ModelError says what to do if not."""
+    if not model_dir.is_dir():
+        raise ModelError(f"model folder {model_dir} does not exist; export one with `splade-os export MODEL DIR`")
+    path = model_dir / MANIFEST_NAME
+    if not path.is_file():
+        raise ModelError(f"{model_dir} has no {MANIFEST_NAME}: it is not a folder written by `splade-os export`")
+    try:
+        manifest = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise ModelError(f"{path} is not valid JSON ({exc}); re-run `splade-os export`") from exc
+    missing = [k for k in ("vocab_size", "max_length", "sha256") if k not in manifest]
+    if missing:
+        raise ModelError(f"{path} lacks {', '.join(missing)}; re-run `splade-os export`")
+    if not (model_dir / TOKENIZER_NAME).is_file():
+        raise ModelError(f"{model_dir} has no {TOKENIZER_NAME}; re-run `splade-os export`")
+    return dict(manifest)
+
+
 class SpladeEncoder:
     """Encode documents and queries with a folder written by `splade-os export`.
 
@@ -81,7 +100,7 @@ class SpladeEncoder:
         from tokenizers import Tokenizer
 
         self.model_dir = Path(model_dir)
-        self.manifest = self._read_manifest(self.model_dir)
+        self.manifest = read_manifest(self.model_dir)
         self.vocab_size = int(self.manifest["vocab_size"])
         self.name = str(self.manifest.get("name", self.model_dir.name))
         onnx_path = self.model_dir / str(self.manifest.get("onnx_file", "model.onnx"))
@@ -150,24 +169,6 @@ class SpladeEncoder:
     # ---------------------------------------------------------------------------------------------------------
     # Loading
     # ---------------------------------------------------------------------------------------------------------
-
-    @staticmethod
-    def _read_manifest(model_dir: Path) -> dict[str, Any]:
-        if not model_dir.is_dir():
-            raise ModelError(f"model folder {model_dir} does not exist; export one with `splade-os export MODEL DIR`")
-        path = model_dir / MANIFEST_NAME
-        if not path.is_file():
-            raise ModelError(f"{model_dir} has no {MANIFEST_NAME}: it is not a folder written by `splade-os export`")
-        try:
-            manifest = json.loads(path.read_text())
-        except json.JSONDecodeError as exc:
-            raise ModelError(f"{path} is not valid JSON ({exc}); re-run `splade-os export`") from exc
-        missing = [k for k in ("vocab_size", "max_length", "sha256") if k not in manifest]
-        if missing:
-            raise ModelError(f"{path} lacks {', '.join(missing)}; re-run `splade-os export`")
-        if not (model_dir / TOKENIZER_NAME).is_file():
-            raise ModelError(f"{model_dir} has no {TOKENIZER_NAME}; re-run `splade-os export`")
-        return dict(manifest)
 
     def _load_idf(self) -> np.ndarray:
         path = self.model_dir / IDF_NAME

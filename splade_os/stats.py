@@ -155,9 +155,9 @@ def index_stats(
         raise ConfigError("--sample must be at least 1")
     vocab_size = None
     if model_dir is not None:
-        from splade_os.encoder import SpladeEncoder
+        from splade_os.encoder import read_manifest
 
-        vocab_size = int(SpladeEncoder._read_manifest(Path(model_dir))["vocab_size"])
+        vocab_size = int(read_manifest(Path(model_dir))["vocab_size"])
     concrete = aliases.resolve(client, index)
     if not concrete:
         raise EngineError(f"no index or alias {index!r}: check the name with `splade-os alias {index}`")
