@@ -114,6 +114,7 @@ class _Prepared:
     requests: list[dict[str, Any]]
     notes: tuple[str, ...]
     expansions: frozenset[str]
+    from_: int = 0
 
 
 class _SearchLogic:
@@ -139,36 +140,49 @@ class _SearchLogic:
         self.bm25_fields = tuple(bm25_fields)
         self.max_clauses = 1024
 
-    def _source(self, explain: bool) -> dict[str, Any]:
+    def _source(self, explain: bool, fields: Sequence[str] | None) -> dict[str, Any]:
         # Vectors are large; send them back only when an explanation needs them.
+        if fields is not None:
+            return {"includes": [*fields, *([self.field_name] if explain else [])]}
         return {"excludes": []} if explain else {"excludes": [self.field_name]}
 
     def prepare(
-        self, text: str, k: int, mode: Mode, filters: Sequence[Mapping[str, Any]] | None, explain: bool
+        self,
+        text: str,
+        k: int,
+        mode: Mode,
+        filters: Sequence[Mapping[str, Any]] | None,
+        explain: bool,
+        from_: int = 0,
+        fields: Sequence[str] | None = None,
     ) -> _Prepared:
         text = _validate_query(text, k, mode)
+        if from_ < 0:
+            raise InputError(f"from_ must be >= 0, got {from_}")
         vector = SparseVector() if mode == "bm25" else self.encoder.encode_queries([text])[0]
         common: dict[str, Any] = {"field_name": self.field_name, "pruning": self.pruning, "filters": filters}
-        source = self._source(explain)
+        source = self._source(explain, fields)
+        # Hybrid pages over the fused list, so each side fetches from the top, deep enough for the page.
+        page: dict[str, Any] = (
+            {"size": max(k + from_, self.hybrid.depth)} if mode == "hybrid" else {"size": k, "from_": from_}
+        )
         plan: QueryPlan | None = None
         requests: list[dict[str, Any]] = []
         if mode in ("bm25", "hybrid"):
-            depth = k if mode == "bm25" else max(k, self.hybrid.depth)
-            requests.append(build_bm25_query(text, fields=self.bm25_fields, filters=filters, size=depth))
+            requests.append(build_bm25_query(text, fields=self.bm25_fields, filters=filters, **page))
             requests[-1]["_source"] = source
         if mode in ("splade", "hybrid"):
-            depth = k if mode == "splade" else max(k, self.hybrid.depth)
-            plan = build_splade_query(vector, size=depth, max_clauses=self.max_clauses, **common)
+            plan = build_splade_query(vector, max_clauses=self.max_clauses, **common, **page)
         elif mode == "two-phase":
             plan = build_two_phase_query(
-                vector, size=k, ratio=self.two_phase_ratio, max_clauses=self.max_clauses, **common
+                vector, ratio=self.two_phase_ratio, max_clauses=self.max_clauses, **common, **page
             )
         if plan is not None:
             plan.body["_source"] = source
             requests.append(plan.body)
         notes = plan.notes if plan is not None else ()
         terms = plan.terms if plan is not None else vector
-        return _Prepared(mode, terms, requests, notes, expansion_terms(self.encoder, text, terms))
+        return _Prepared(mode, terms, requests, notes, expansion_terms(self.encoder, text, terms), from_)
 
     def finish(self, prepared: _Prepared, responses: list[dict[str, Any]], k: int, explain: bool) -> list[Hit]:
         ranked = [[(h["_id"], float(h["_score"])) for h in r["hits"]["hits"]] for r in responses]
@@ -179,7 +193,7 @@ class _SearchLogic:
                 fused = reciprocal_rank_fusion(ranked, k=params.rrf_k, weights=params.weights)
             else:
                 fused = linear_fusion(ranked, weights=params.weights, normalization=params.normalization)
-            ranked_hits = fused[:k]
+            ranked_hits = fused[prepared.from_ : prepared.from_ + k]
         else:
             ranked_hits = ranked[0][:k]
         hits = []
@@ -238,10 +252,14 @@ class Searcher:
         mode: Mode = "splade",
         filter: Sequence[Mapping[str, Any]] | Mapping[str, Any] | None = None,
         explain: bool = False,
+        from_: int = 0,
+        fields: Sequence[str] | None = None,
     ) -> SearchResult:
+        """Hits `from_` to `from_ + k` for `text`; `fields` limits the source fields returned (default: all but
+        the vector); `explain` adds each hit's matching tokens and their contributions."""
         start = time.perf_counter()
         filters = [filter] if isinstance(filter, Mapping) else filter
-        prepared = self.logic.prepare(text, k, mode, filters, explain)
+        prepared = self.logic.prepare(text, k, mode, filters, explain, from_, fields)
         responses = [self.client.search(index=self.index, body=body) for body in prepared.requests]
         _check_responses(responses, self.index)
         hits = self.logic.finish(prepared, responses, k, explain)
@@ -292,10 +310,14 @@ class AsyncSearcher:
         mode: Mode = "splade",
         filter: Sequence[Mapping[str, Any]] | Mapping[str, Any] | None = None,
         explain: bool = False,
+        from_: int = 0,
+        fields: Sequence[str] | None = None,
     ) -> SearchResult:
+        """Hits `from_` to `from_ + k` for `text`; `fields` limits the source fields returned (default: all but
+        the vector); `explain` adds each hit's matching tokens and their contributions."""
         start = time.perf_counter()
         filters = [filter] if isinstance(filter, Mapping) else filter
-        prepared = await asyncio.to_thread(self.logic.prepare, text, k, mode, filters, explain)
+        prepared = await asyncio.to_thread(self.logic.prepare, text, k, mode, filters, explain, from_, fields)
         responses = list(
             await asyncio.gather(*(self.client.search(index=self.logic.index, body=b) for b in prepared.requests))
         )

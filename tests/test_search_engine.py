@@ -206,3 +206,16 @@ def test_search_cli_errors_are_one_line(demo_index: str) -> None:
         result.output.strip() == "Error: index 'nope-missing' does not exist: create it with "
         "`splade-os index CORPUS --index nope-missing`"
     )
+
+
+@pytest.mark.parametrize("mode", ["splade", "bm25", "hybrid", "two-phase"])
+def test_pages_follow_each_other_and_fields_limit_the_source(searcher: Searcher, mode: str) -> None:
+    text = "what causes a heart attack"
+    whole = [h.id for h in searcher.search(text, k=6, mode=mode).hits]  # type: ignore[arg-type]
+    first = searcher.search(text, k=3, mode=mode, fields=["title"]).hits  # type: ignore[arg-type]
+    second = searcher.search(text, k=3, mode=mode, from_=3).hits  # type: ignore[arg-type]
+    assert [h.id for h in first] + [h.id for h in second] == whole
+    assert all(set(h.source) == {"title"} for h in first)
+    assert all({"title", "text", "doc_id"} <= set(h.source) for h in second)
+    with pytest.raises(InputError, match="from_"):
+        searcher.search(text, from_=-1)
