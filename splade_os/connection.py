@@ -345,5 +345,24 @@ def connect(settings: ConnectionSettings | None = None) -> OpenSearch:
     try:
         client.info()
     except Exception as err:  # the client raises many types; the user needs one clear line
+        client.close()
         raise EngineError(describe_error(err, settings)) from None
     return client
+
+
+def without_retries(client: OpenSearch) -> OpenSearch:
+    """A new client to the same cluster with the same settings whose transport never re-sends a request.
+
+    Bulk loading retries on its own and must see every failed request (a hidden re-send of a `create` that did land
+    reads as a duplicate). The caller's client may be shared by other threads, so it is never changed: the copy has
+    its own connection pool, and whoever asks for it closes it.
+    """
+    transport = client.transport
+    return OpenSearch(
+        hosts=transport.hosts,
+        connection_class=transport.connection_class,
+        serializer=transport.serializer,
+        retry_on_timeout=False,
+        send_get_body_as=transport.send_get_body_as,
+        **{**transport.kwargs, "max_retries": 0},
+    )

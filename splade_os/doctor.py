@@ -131,6 +131,19 @@ def run_checks(
             checks.append(Check("model", FAIL, str(err), "pass --model with a folder written by `splade-os export`"))
     client = settings.client()
     try:
+        return _cluster_checks(client, settings, checks, index, manifest)
+    finally:
+        client.close()
+
+
+def _cluster_checks(
+    client: OpenSearch,
+    settings: ConnectionSettings,
+    checks: list[Check],
+    index: str | None,
+    manifest: Mapping[str, Any] | None,
+) -> list[Check]:
+    try:
         info = client.info()
     except Exception as err:  # every failure to connect becomes the first failed check
         return [*checks, Check("reachable", FAIL, describe_error(err, settings))]
@@ -146,7 +159,6 @@ def run_checks(
             checks += step()
         except Exception as err:  # a permission or an API the cluster lacks: say which check could not run
             checks.append(Check(name, FAIL, describe_error(err, settings), "give the user the monitor permissions"))
-    client.close()
     return checks
 
 

@@ -26,8 +26,9 @@ from typing import Any, Protocol
 from opensearchpy import OpenSearch, helpers
 
 from splade_os import aliases
+from splade_os.connection import without_retries
 from splade_os.corpus import CorpusReader, FieldNames, Item, Record, RecordError, to_record
-from splade_os.errors import ConfigError, EngineError, SpladeOSError
+from splade_os.errors import ConfigError, EngineError, ModelError, SpladeOSError
 from splade_os.mappings import VECTOR_FIELD, check_encoder, check_vector_field, index_body
 from splade_os.vectors import SparseVector
 
@@ -159,13 +160,17 @@ def _prepare_target(
             "`splade-os alias`"
         )
     if current and not recreate:
+        # An in-place load writes to the index readers use: its refresh interval is left alone, so a load that dies
+        # (even by SIGKILL) never leaves a live index that stops refreshing.
         index = current[0]
         check_vector_field(index, client.indices.get_mapping(index=index))
         check_encoder(client, index, encoder.manifest)
-        settings = client.indices.get_settings(index=index, name="index.refresh_interval")
-        restore = settings.get(index, {}).get("settings", {}).get("index", {}).get("refresh_interval")
-        client.indices.put_settings(index=index, body={"index": {"refresh_interval": "-1"}})
-        return _Target(alias, index, fresh=False, swap=False, refresh_restore=restore)
+        return _Target(alias, index, fresh=False, swap=False, refresh_restore=None)
+    if current and not aliases.is_alias(client, alias):
+        raise ConfigError(
+            f"{alias!r} is a concrete index, not an alias: moving an alias to a new version would delete it. Build "
+            f"versions behind an alias instead: splade-os index --from-index {alias} --index NEW_NAME"
+        )
     index = aliases.next_version(client, alias)
     restore = _create_index(client, index, encoder, shards, replicas)
     if not current:
@@ -174,7 +179,8 @@ def _prepare_target(
 
 
 def _restore_refresh(client: OpenSearch, target: _Target) -> None:
-    client.indices.put_settings(index=target.index, body={"index": {"refresh_interval": target.refresh_restore}})
+    if target.fresh:  # only an index this load created had its refreshes turned off
+        client.indices.put_settings(index=target.index, body={"index": {"refresh_interval": target.refresh_restore}})
 
 
 # ---- checkpoint and dead letters ----------------------------------------------------------------------------------
@@ -198,8 +204,13 @@ class _Checkpoint:
     def load(cls, path: Path) -> _Checkpoint:
         if not path.is_file():
             raise ConfigError(f"nothing to resume: no checkpoint {path} (run without --resume to start a load)")
-        data = json.loads(path.read_text(encoding="utf-8"))
-        if data.get("version") != CHECKPOINT_VERSION:
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+            raise ConfigError(
+                f"checkpoint {path} cannot be read ({type(err).__name__}: {err}): start over with --recreate"
+            ) from None
+        if not isinstance(data, dict) or data.get("version") != CHECKPOINT_VERSION:
             raise ConfigError(f"{path} was written by another splade-os version: start over with --recreate")
         return cls(path, data)
 
@@ -241,6 +252,14 @@ class _DeadLetters:
             return None
         self._out.close()
         return self.path
+
+
+def _broken_encoder(batch: int, err: BaseException) -> str:
+    detail = " ".join(f"{type(err).__name__}: {err}".split())[:300]
+    return (
+        f"the encoder failed on every one of {batch} documents ({detail}): check the model folder, --threads and "
+        "the execution provider; documents already sent are safe, run the same command with --resume to continue"
+    )
 
 
 def _entry(line: int, doc_id: str | None, outcome: str, reason: str, **extra: Any) -> dict[str, Any]:
@@ -397,13 +416,21 @@ class _Loader:
         before = int(getattr(self.encoder, "truncated", 0))
         try:
             result: list[SparseVector | str] = list(self.encoder.encode_documents(texts))
-        except Exception:  # one bad text must not sink its batch: find it by encoding one at a time
+        except MemoryError:
+            raise ModelError(_broken_encoder(len(texts), MemoryError("out of memory"))) from None
+        except Exception as batch_error:  # one bad text must not sink its batch: find it by encoding one at a time
             result = []
             for text in texts:
                 try:
                     result.extend(self.encoder.encode_documents([text]))
+                except MemoryError:
+                    raise ModelError(_broken_encoder(len(texts), MemoryError("out of memory"))) from None
                 except Exception as err:
                     result.append(f"encoder error: {type(err).__name__}: {err}")
+            if all(isinstance(r, str) for r in result):
+                # Not one text encodes: the encoder is broken (provider, model file, memory), not the documents.
+                # Stop with one error instead of turning the whole corpus into dead letters.
+                raise ModelError(_broken_encoder(len(texts), batch_error)) from None
         delta.truncated += int(getattr(self.encoder, "truncated", 0)) - before
         return result
 
@@ -564,7 +591,7 @@ def index_corpus(
     resume: bool = False,
     skip_empty: bool = True,
     allow_failures: bool = False,
-    delete_previous: bool = True,
+    delete_previous: bool = False,
     shards: int = 1,
     replicas: int = 1,
     checkpoint: Path | None = None,
@@ -610,7 +637,9 @@ class IndexSource:
         for hit in hits:
             self.offset += 1
             self.line += 1
-            obj = {**hit.get("_source", {}), self.names.id: hit["_id"]}
+            fields = dict(hit.get("_source", {}))
+            fields.pop("doc_id", None)  # written by splade-os from the id; it is not a field of the document
+            obj = {**fields, self.names.id: hit["_id"]}
             yield to_record(obj, self.names, self.line)
 
     def identity(self) -> dict[str, Any]:
@@ -632,7 +661,7 @@ def reencode_index(
     text_field: str = "text",
     title_field: str = "title",
     recreate: bool = True,
-    skip_empty: bool = True,
+    skip_empty: bool = False,
     allow_failures: bool = False,
     delete_previous: bool = False,
     shards: int = 1,
@@ -645,6 +674,8 @@ def reencode_index(
 
     With `index` equal to the source alias and `recreate`, this builds the next version and swaps the alias to it
     once verified: readers move to the new vectors atomically. The old version is kept unless `delete_previous`.
+    Every document is copied, an empty text included (it gets an empty vector and stays findable by its fields),
+    and the alias moves only when the new index holds as many documents as the source did.
     """
     options = options or BulkOptions()
     names = FieldNames(id="_id", text=text_field, title=title_field)
@@ -659,6 +690,27 @@ def reencode_index(
     )  # fmt: skip
 
 
+def _unfinished_index(checkpoint: Path) -> str | None:
+    """The index an interrupted run was writing, to delete on --recreate; None when the checkpoint is unreadable."""
+    try:
+        index = json.loads(checkpoint.read_text(encoding="utf-8")).get("target", {}).get("index")
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError):
+        log.warning("checkpoint %s is unreadable; starting over without it", checkpoint)
+        return None
+    return index if isinstance(index, str) else None
+
+
+@dataclass
+class _Started:
+    """A load's target and the state it starts from (all empty unless resuming)."""
+
+    target: _Target
+    checkpoint: _Checkpoint | None
+    counters: Counters
+    landed: set[str]
+    dead_letter_bytes: int = 0
+
+
 def _start(
     client: OpenSearch,
     source: _Source,
@@ -671,34 +723,34 @@ def _start(
     shards: int,
     replicas: int,
     checkpoint: Path | None,
-    dead_letter: Path,
-) -> tuple[_Target, _Checkpoint | None, _DeadLetters, Counters, set[str]]:
-    """Pick or create the target index and restore the state of an interrupted run when resuming."""
+) -> _Started:
+    """Pick or create the target index and read the state of an interrupted run when resuming.
+
+    Nothing here opens a file or turns refreshes off: `_load` does that once it is inside its clean-up block.
+    """
     settings = _settings(encoder, skip_empty)
     if resume:
         if checkpoint is None:
             raise ConfigError("this source cannot be resumed")
         state = _Checkpoint.load(checkpoint)
         for key, now in (("input", source.identity()), ("settings", settings)):
-            if state.data[key] != now:
+            if state.data.get(key) != now:
                 raise ConfigError(
-                    f"--resume with different {key} than the interrupted run ({state.data[key]} then, {now} now): "
-                    "use the same options, or start over with --recreate"
+                    f"--resume with different {key} than the interrupted run ({state.data.get(key)} then, {now} "
+                    "now): use the same options, or start over with --recreate"
                 )
         target = _Target(**state.data["target"])
         if not client.indices.exists(index=target.index):
             raise ConfigError(f"index {target.index!r} of the interrupted run is gone: start over with --recreate")
         source.skip_to(state.data["offset"], state.data["line"], state.data["digest"])
-        client.indices.put_settings(index=target.index, body={"index": {"refresh_interval": "-1"}})
         landed = _landed(client, target.index, state.data["pending_ids"])
-        letters = _DeadLetters(dead_letter, keep_bytes=state.data["dead_letter_bytes"])
-        return target, state, letters, Counters(**state.data["counters"]), landed
+        return _Started(target, state, Counters(**state.data["counters"]), landed, state.data["dead_letter_bytes"])
     if checkpoint and checkpoint.exists():
         if not recreate:
             raise ConfigError(
                 f"an interrupted run left {checkpoint}: pass --resume to continue it, or --recreate to start over"
             )
-        unfinished = json.loads(checkpoint.read_text(encoding="utf-8")).get("target", {}).get("index")
+        unfinished = _unfinished_index(checkpoint)
         if unfinished and unfinished not in aliases.resolve(client, index):
             client.indices.delete(index=unfinished, ignore_unavailable=True)
         checkpoint.unlink()
@@ -708,8 +760,7 @@ def _start(
         fresh_state = state = _Checkpoint(checkpoint, {"version": CHECKPOINT_VERSION, "target": asdict(target)})
         state.data.update(input=source.identity(), settings=settings, offset=0, line=0, digest=source.digest())
         state.data.update(counters=asdict(Counters()), dead_letter_bytes=0, pending_ids=[])
-        state.save()
-    return target, fresh_state, _DeadLetters(dead_letter), Counters(), set()
+    return _Started(target, fresh_state, Counters(), set())
 
 
 def _load(
@@ -730,28 +781,40 @@ def _load(
     options: BulkOptions,
     on_progress: Callable[[Progress], None] | None,
 ) -> IndexSummary:
-    # The loader retries on its own and must see every failed request: no hidden re-sends inside the transport,
-    # whose re-sent `create` of a document that did land would read as a duplicate.
-    transport_retries, client.transport.max_retries = client.transport.max_retries, 0
+    # The loader retries on its own and must see every failed request, so it talks through its own client with the
+    # transport's retries off; the caller's client, which other threads may share, is never changed.
+    own = without_retries(client)
+    letters: _DeadLetters | None = None
+    started: _Started | None = None
     try:
-        target, state, letters, counters, landed = _start(
-            client, source, index=index, encoder=encoder, recreate=recreate, resume=resume, skip_empty=skip_empty,
-            shards=shards, replicas=replicas, checkpoint=checkpoint, dead_letter=dead_letter,
+        started = _start(
+            own, source, index=index, encoder=encoder, recreate=recreate, resume=resume, skip_empty=skip_empty,
+            shards=shards, replicas=replicas, checkpoint=checkpoint,
         )  # fmt: skip
+        target = started.target
+        if started.checkpoint is not None:
+            started.checkpoint.save()
+        if resume and target.fresh:
+            own.indices.put_settings(index=target.index, body={"index": {"refresh_interval": "-1"}})
+        letters = _DeadLetters(dead_letter, keep_bytes=started.dead_letter_bytes)
         loader = _Loader(
-            client, target, encoder, options, state, letters, skip_empty=skip_empty, landed=landed,
-            counters=counters, total=source.size, on_progress=on_progress,
+            own, target, encoder, options, started.checkpoint, letters, skip_empty=skip_empty,
+            landed=started.landed, counters=started.counters, total=source.size, on_progress=on_progress,
         )  # fmt: skip
-        count_at_start = _count(client, target.index)
-        try:
-            _run(loader, source)
-        except BaseException:
+        count_at_start = _count(own, target.index)
+        _run(loader, source)
+        return _finish(
+            own, target, loader, letters, count_at_start, allow_failures, delete_previous, checkpoint,
+            source_total=source.size if isinstance(source, IndexSource) else None,
+        )  # fmt: skip
+    except BaseException:
+        if letters is not None:
             letters.close()
-            _try_restore_refresh(client, target)
-            raise
-        return _finish(client, target, loader, letters, count_at_start, allow_failures, delete_previous, checkpoint)
+        if started is not None:
+            _try_restore_refresh(own, started.target)
+        raise
     finally:
-        client.transport.max_retries = transport_retries
+        own.close()
 
 
 def _try_restore_refresh(client: OpenSearch, target: _Target) -> None:
@@ -764,7 +827,11 @@ def _try_restore_refresh(client: OpenSearch, target: _Target) -> None:
 
 
 def _run(loader: _Loader, source: _Source) -> None:
-    """Encode in this thread while the sender thread sends the previous batch."""
+    """Encode in this thread while the sender thread sends the previous batch.
+
+    Whatever ends the run early (Ctrl-C, an encoder or reader error), the sender finishes the batch on the wire and
+    stops before the caller closes the dead-letter file, so the checkpoint always matches what landed.
+    """
     sender = _Sender(loader)
     sender.start()
     try:
@@ -775,14 +842,23 @@ def _run(loader: _Loader, source: _Source) -> None:
         sender.put(None)
         sender.join()
     except KeyboardInterrupt:
-        # Let the batch on the wire finish so the checkpoint matches what landed, then tell the user how to go on.
+        # The user wants out: finish only the batch on the wire, and skip retry waits.
         sender.halt()
         loader.stop.set()
-        sender.join(timeout=loader.options.request_timeout)
+        sender.join(timeout=loader.options.request_timeout + 10)
         raise IndexingInterrupted(
             f"interrupted: {loader.counters.indexed} documents are safely indexed in {loader.target.index}; run the "
             "same command with --resume to continue"
         ) from None
+    except BaseException:
+        # The encoder or the reader failed: the batches already encoded are good, so send them, then stop.
+        sender.put(None)
+        sender.join(timeout=loader.options.request_timeout + 10)
+        if sender.is_alive():
+            sender.halt()
+            loader.stop.set()
+            sender.join(timeout=loader.options.request_timeout + 10)
+        raise
     if sender.error is not None:
         if isinstance(sender.error, SpladeOSError):
             raise sender.error
@@ -798,8 +874,14 @@ def _finish(
     allow_failures: bool,
     delete_previous: bool,
     checkpoint: Path | None,
+    *,
+    source_total: int | None = None,
 ) -> IndexSummary:
-    """Restore refreshes, count what landed against what was read, and move the alias when it checks out."""
+    """Restore refreshes, count what landed against what was read, and move the alias when it checks out.
+
+    `source_total` is the document count of an index being copied: the copy must hold every one of them (with
+    `allow_failures`, all but the failed ones, each in the dead-letter file) before the alias may move.
+    """
     dead_letter = letters.close()
     _restore_refresh(client, target)
     count = _count(client, target.index)
@@ -812,6 +894,10 @@ def _finish(
         expected = count_at_start + loader.created
         verified = expected <= count <= expected + loader.uncertain
         how = f"{count_at_start} before + {loader.created} new = {expected}"
+    if source_total is not None and verified:
+        accounted = count + (c.failed if allow_failures else 0)
+        verified = accounted == source_total and c.read == source_total
+        how += f", and the source held {source_total}"
     verification = f"{target.index} holds {count} documents; expected {how}"
     if not verified:
         verification = f"count mismatch: {verification}. Look at the dead-letter file and the cluster's logs"

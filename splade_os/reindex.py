@@ -3,8 +3,7 @@
 The build itself is `indexing.index_corpus` (from a corpus) or `indexing.reencode_index` (from the documents of the
 current version, e.g. after a model change); both verify the new index's count against what they read and move the
 alias in one atomic `_aliases` request only when it checks out. A re-encode must also end with as many documents
-as the version it replaces: when it does not (documents failed or were skipped), the alias goes back to the old
-version, which therefore is always kept until that check has passed.
+as the version it replaces (empty texts included), or the alias stays on the old version.
 """
 
 from __future__ import annotations
@@ -79,13 +78,6 @@ def reindex(
         summary = index_corpus(client, corpus, recreate=True, **(corpus_options or {}), **common)
     problems = summary.problems(allow_failures=allow_failures)
     swapped = aliases.resolve(client, alias) == [summary.index]
-    if corpus is None and swapped and summary.index_count != previous_count and not allow_failures:
-        back = aliases.swap(client, alias, previous[0])
-        swapped = False
-        problems.append(
-            f"{summary.index} holds {summary.index_count} documents but {back.index} held {previous_count}: alias "
-            f"{alias!r} moved back to {back.index}; {summary.index} is kept for inspection"
-        )
     deleted: tuple[str, ...] = ()
     if swapped and not keep_previous and previous:
         client.indices.delete(index=",".join(previous))

@@ -95,6 +95,12 @@ def _load_encoder(model: QueryEncoder | str | Path) -> QueryEncoder:
     return model
 
 
+def _close_encoder(encoder: object) -> None:
+    close = getattr(encoder, "close", None)
+    if callable(close):
+        close()
+
+
 def _validate_query(text: object, k: int, mode: str) -> str:
     if not isinstance(text, str) or not text.strip():
         raise InputError("the query text is empty: give the words to search for")
@@ -220,7 +226,12 @@ def _check_responses(responses: list[dict[str, Any]], index: str) -> None:
 
 
 class Searcher:
-    """Search one index with one encoder; the encoder loads once and is reused for every query."""
+    """Search one index with one encoder; the encoder loads once and is reused for every query.
+
+    One searcher serves many threads at once (a web server's workers): the encoder and the client are thread-safe
+    and a search changes no state of the searcher. A client or encoder passed in stays the caller's: `close()` (or
+    leaving a `with` block) closes only what the searcher made itself.
+    """
 
     def __init__(
         self,
@@ -232,14 +243,34 @@ class Searcher:
         force: bool = False,
         **options: Any,
     ) -> None:
+        self._owns_client = client is None
+        self._owns_encoder = isinstance(model, str | Path)
         self.client = client or connect(settings)
-        self.logic = _SearchLogic(index, _load_encoder(model), **options)
-        if not self.client.indices.exists(index=index):
-            raise _missing_index(index)
-        mapping = self.client.indices.get_mapping(index=index)
-        check_vector_field(index, mapping, self.logic.field_name)
-        check_encoder_meta(index, meta_from_mapping(mapping), self.logic.encoder.manifest, force=force)
-        self.logic.max_clauses = cluster_max_clauses(self.client)
+        encoder: QueryEncoder | None = None
+        try:
+            encoder = _load_encoder(model)
+            self.logic = _SearchLogic(index, encoder, **options)
+            if not self.client.indices.exists(index=index):
+                raise _missing_index(index)
+            mapping = self.client.indices.get_mapping(index=index)
+            check_vector_field(index, mapping, self.logic.field_name)
+            check_encoder_meta(index, meta_from_mapping(mapping), self.logic.encoder.manifest, force=force)
+            self.logic.max_clauses = cluster_max_clauses(self.client)
+        except BaseException:
+            self._release(encoder)
+            raise
+
+    def _release(self, encoder: object) -> None:
+        if self._owns_encoder and encoder is not None:
+            _close_encoder(encoder)
+        if self._owns_client:
+            self.client.close()
+
+    def __enter__(self) -> Searcher:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     @property
     def index(self) -> str:
@@ -267,7 +298,8 @@ class Searcher:
         return SearchResult(hits, mode, prepared.vector, took, prepared.notes, prepared.expansions)
 
     def close(self) -> None:
-        self.client.close()
+        """Close the client and the encoder if this searcher made them; a caller's own stay open."""
+        self._release(self.logic.encoder)
 
 
 class AsyncSearcher:
@@ -276,9 +308,10 @@ class AsyncSearcher:
     Build it with `await AsyncSearcher.create(...)`. Encoding runs in a worker thread so the event loop stays free.
     """
 
-    def __init__(self, client: Any, logic: _SearchLogic) -> None:
+    def __init__(self, client: Any, logic: _SearchLogic, *, owns_client: bool = False, owns_encoder: bool = False):
         self.client = client
         self.logic = logic
+        self._owns_client, self._owns_encoder = owns_client, owns_encoder
 
     @classmethod
     async def create(
@@ -291,17 +324,27 @@ class AsyncSearcher:
         force: bool = False,
         **options: Any,
     ) -> AsyncSearcher:
+        owns_client, owns_encoder = client is None, isinstance(model, str | Path)
         if client is None:
             client = (settings or ConnectionSettings.from_env()).async_client()
-        logic = _SearchLogic(index, await asyncio.to_thread(_load_encoder, model), **options)
-        if not await client.indices.exists(index=index):
-            raise _missing_index(index)
-        settings_response = await client.cluster.get_settings(include_defaults=True, flat_settings=True)
-        logic.max_clauses = max_clauses_from_settings(settings_response)
-        mapping = await client.indices.get_mapping(index=index)
-        check_vector_field(index, mapping, logic.field_name)
-        check_encoder_meta(index, meta_from_mapping(mapping), logic.encoder.manifest, force=force)
-        return cls(client, logic)
+        encoder: QueryEncoder | None = None
+        try:
+            encoder = await asyncio.to_thread(_load_encoder, model)
+            logic = _SearchLogic(index, encoder, **options)
+            if not await client.indices.exists(index=index):
+                raise _missing_index(index)
+            settings_response = await client.cluster.get_settings(include_defaults=True, flat_settings=True)
+            logic.max_clauses = max_clauses_from_settings(settings_response)
+            mapping = await client.indices.get_mapping(index=index)
+            check_vector_field(index, mapping, logic.field_name)
+            check_encoder_meta(index, meta_from_mapping(mapping), logic.encoder.manifest, force=force)
+        except BaseException:
+            if owns_encoder and encoder is not None:
+                _close_encoder(encoder)
+            if owns_client:
+                await client.close()
+            raise
+        return cls(client, logic, owns_client=owns_client, owns_encoder=owns_encoder)
 
     async def search(
         self,
@@ -327,4 +370,14 @@ class AsyncSearcher:
         return SearchResult(hits, mode, prepared.vector, took, prepared.notes, prepared.expansions)
 
     async def close(self) -> None:
-        await self.client.close()
+        """Close the client and the encoder if this searcher made them; a caller's own stay open."""
+        if self._owns_encoder:
+            _close_encoder(self.logic.encoder)
+        if self._owns_client:
+            await self.client.close()
+
+    async def __aenter__(self) -> AsyncSearcher:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()

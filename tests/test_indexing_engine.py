@@ -125,7 +125,7 @@ def test_rerun_replaces_in_place_and_recreate_switches_the_alias(
     assert fresh.index == f"{index_name}-v2" and fresh.verified
     assert fresh.swapped is not None and fresh.swapped.previous == (f"{index_name}-v1",)
     assert aliases.resolve(os_client, index_name) == [f"{index_name}-v2"]
-    assert not os_client.indices.exists(index=f"{index_name}-v1")  # deleted after the swap
+    assert os_client.indices.exists(index=f"{index_name}-v1")  # kept: deleting it is an explicit choice
     assert landed(os_client, index_name)["d0"]["text"] == "changed"
 
 

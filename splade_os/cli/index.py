@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import signal
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -66,6 +68,13 @@ class ProgressReport:
             self.bar.close()
 
 
+def _default_sigint() -> None:
+    # A shell that starts a job in the background hands it SIGINT ignored; Ctrl-C (or `kill -INT`) must still stop
+    # a load cleanly at a batch boundary, so the handler that raises KeyboardInterrupt is installed explicitly.
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
 def format_summary(s: IndexSummary) -> str:
     c = s.counters
     lines = [
@@ -101,8 +110,12 @@ def format_summary(s: IndexSummary) -> str:
 @click.option("--recreate", is_flag=True, help="Start over: build a new index version, switch the alias when done.")
 @click.option("--resume", is_flag=True, help="Continue an interrupted run from its checkpoint.")
 @click.option("--allow-failures", is_flag=True, help="Exit 0 even when some documents failed.")
-@click.option("--keep-previous", is_flag=True, help="After --recreate, keep the index the alias pointed at.")
-@click.option("--index-empty", is_flag=True, help="Index documents with empty text too (default: skip them).")
+@click.option("--keep-previous", is_flag=True, help="After --recreate, keep the previous version (the default).")
+@click.option("--delete-previous", is_flag=True, help="After a verified --recreate, delete the previous version.")
+@click.option(
+    "--index-empty", is_flag=True, help="Index corpus documents with empty text too (default: skip them, each one in "
+    "the dead-letter file). --from-index always copies every document."
+)
 @click.option("--dead-letter", type=FILE, help="[default: NAME.dead-letter.jsonl]")
 @click.option("--checkpoint", type=FILE, help="[default: NAME.checkpoint.json]")
 @click.option("--batch-size", default=256, show_default=True, help="Documents encoded and sent together.")
@@ -139,6 +152,7 @@ def index(
     resume: bool,
     allow_failures: bool,
     keep_previous: bool,
+    delete_previous: bool,
     index_empty: bool,
     dead_letter: Path | None,
     checkpoint: Path | None,
@@ -167,6 +181,9 @@ def index(
             raise ConfigError("give either a CORPUS or --from-index SOURCE (to re-encode an index)")
         if recreate and resume:
             raise ConfigError("--recreate starts over and --resume continues: pick one")
+        if keep_previous and delete_previous:
+            raise ConfigError("--keep-previous and --delete-previous contradict each other: pick one")
+        _default_sigint()
         from splade_os.encoder import SpladeEncoder
 
         encoder = SpladeEncoder(
@@ -180,24 +197,26 @@ def index(
         client = connect(settings)
         report = ProgressReport(tty=sys.stderr.isatty(), every=log_every)
         common: dict[str, Any] = dict(
-            index=alias, encoder=encoder, skip_empty=not index_empty, allow_failures=allow_failures,
-            delete_previous=not keep_previous, shards=shards, replicas=replicas, dead_letter=dead_letter,
+            index=alias, encoder=encoder, allow_failures=allow_failures,
+            delete_previous=delete_previous, shards=shards, replicas=replicas, dead_letter=dead_letter,
             options=options, on_progress=report,
         )  # fmt: skip
         try:
             if from_index:
                 summary = reencode_index(
                     client, from_index, text_field=text_field, title_field=title_field, recreate=recreate, **common
-                )
+                )  # copies every document: an empty text is still a document
             else:
                 assert corpus is not None
                 names = FieldNames(id=id_field, text=text_field, title=title_field)
                 summary = index_corpus(
                     client, corpus, names=names, corpus_format=corpus_format, recreate=recreate, resume=resume,
-                    columns=columns.split(",") if columns else None, checkpoint=checkpoint, **common,
+                    columns=columns.split(",") if columns else None, checkpoint=checkpoint,
+                    skip_empty=not index_empty, **common,
                 )  # fmt: skip
         finally:
             report.close()
+            client.close()
         click.echo(format_summary(summary))
         problems = summary.problems(allow_failures=allow_failures)
         if problems:

@@ -81,10 +81,9 @@ def search(
 ) -> None:
     """Search INDEX for TEXT and print the hits with the tokens that matched."""
     with cli_errors():
-        searcher = Searcher(index, model_dir, settings=settings, force=force)
-        # The table always shows the top matching terms, so it always asks for explanations.
-        result = searcher.search(text, k=k, mode=mode, explain=explain or not as_json)  # type: ignore[arg-type]
-        searcher.close()
+        with Searcher(index, model_dir, settings=settings, force=force) as searcher:
+            # The table always shows the top matching terms, so it always asks for explanations.
+            result = searcher.search(text, k=k, mode=mode, explain=explain or not as_json)  # type: ignore[arg-type]
     if as_json:
         click.echo(json.dumps(result_to_json(result, explain), ensure_ascii=False, indent=2))
     else:
