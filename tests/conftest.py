@@ -1,4 +1,8 @@
-"""Shared fixtures. Engine tests talk to a real OpenSearch node; in CI a missing node fails the run."""
+"""Fixtures for every test. Engine tests talk to a real OpenSearch node; in CI a missing node fails the run.
+
+Tests use only what the repository holds, what the test command installs and data they generate
+(tests/synthetic_corpus.py, tests/golden/): nothing from outside the checkout.
+"""
 
 from __future__ import annotations
 
@@ -14,23 +18,15 @@ from opensearchpy import OpenSearch
 from splade_os.connection import ConnectionSettings
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared"
 BUNDLED_MODEL = REPO / "models" / "splade-tiny"
 IN_CI = os.environ.get("CI", "").lower() == "true"
 
 
-def _unavailable(reason: str) -> None:
-    """Fail in CI, where the node and shared data must be there; skip with the reason elsewhere."""
+def unavailable(reason: str) -> None:
+    """Fail in CI, where the node and every test dependency must be there; skip with the reason elsewhere."""
     if IN_CI:
         pytest.fail(f"{reason} (CI=true: this is a failure, not a skip)", pytrace=False)
     pytest.skip(reason)
-
-
-@pytest.fixture(scope="session")
-def shared_dir() -> Path:
-    if not SHARED.is_dir():
-        _unavailable(f"{SHARED} is missing: tests on real models and collections need ../shared")
-    return SHARED
 
 
 @pytest.fixture(scope="session")
@@ -47,7 +43,7 @@ def os_client() -> Iterator[OpenSearch]:
             last_error = err
             time.sleep(2)
     else:
-        _unavailable(
+        unavailable(
             f"no OpenSearch node at {', '.join(settings.urls)} ({type(last_error).__name__}); "
             "start one with `splade-os node start`"
         )
@@ -66,7 +62,7 @@ def index_name(os_client: OpenSearch, request: pytest.FixtureRequest) -> Iterato
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
-    """In CI nothing may skip: a skip there (a missing node, model, torch or ../shared) is turned into a failure."""
+    """In CI nothing may skip: a skip there (a missing node, model or torch) is turned into a failure."""
     outcome = yield
     report = outcome.get_result()  # type: ignore[attr-defined]
     if IN_CI and report.skipped and not hasattr(report, "wasxfail"):

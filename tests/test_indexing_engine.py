@@ -16,12 +16,14 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
-from conftest import BUNDLED_MODEL, IN_CI
+from conftest import BUNDLED_MODEL, unavailable
 from opensearchpy import OpenSearch, helpers
+from synthetic_corpus import write_collection
 
 from splade_os import aliases
 from splade_os.cli.index import alias as alias_command
 from splade_os.cli.index import index as index_command
+from splade_os.errors import EncoderMismatchError
 from splade_os.indexing import BulkOptions, Progress, index_corpus, reencode_index
 from splade_os.mappings import VECTOR_FIELD, read_index_meta
 from splade_os.vectors import SparseVector
@@ -133,8 +135,14 @@ def test_an_index_built_by_another_encoder_is_refused(os_client: OpenSearch, ind
     corpus = write_jsonl(tmp_path / "c.jsonl", make_docs(5))
     common: dict[str, Any] = dict(index=index_name, replicas=0, checkpoint=tmp_path / "cp", options=SMALL)
     index_corpus(os_client, corpus, encoder=FakeEncoder(), dead_letter=tmp_path / "d", **common)
-    with pytest.raises(Exception, match="was built with encoder 'fake'"):
-        index_corpus(os_client, corpus, encoder=FakeEncoder(salt="other"), dead_letter=tmp_path / "d", **common)
+    other = FakeEncoder(salt="other")
+    with pytest.raises(EncoderMismatchError) as refused:
+        index_corpus(os_client, corpus, encoder=other, dead_letter=tmp_path / "d", **common)
+    message = str(refused.value)
+    assert message.startswith(f"index '{index_name}-v1' was built with encoder 'fake' (sha256 {'0' * 12}), but ")
+    assert "encoder is 'fakeother'" in message
+    assert message.endswith("Use the same model folder, or pass --force if the vocabularies match.")
+    assert other.encoded == 0  # refused before a single document was encoded or written
 
 
 def test_count_mismatch_is_reported(os_client: OpenSearch, index_name: str, tmp_path: Path) -> None:
@@ -242,19 +250,16 @@ def test_alias_command_shows_and_switches(os_client: OpenSearch, index_name: str
     assert missing.exit_code == 1 and "no index of that name exists" in missing.output
 
 
-def test_real_model_end_to_end_on_scifact(
-    os_client: OpenSearch, index_name: str, tmp_path: Path, shared_dir: Path, monkeypatch: pytest.MonkeyPatch
+def test_real_model_end_to_end(
+    os_client: OpenSearch, index_name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     if not (BUNDLED_MODEL / "manifest.json").is_file():
-        message = f"no exported model at {BUNDLED_MODEL}"
-        if IN_CI:
-            pytest.fail(message)
-        pytest.skip(message)
+        unavailable(f"no exported model at {BUNDLED_MODEL}")
     monkeypatch.chdir(tmp_path)
-    lines = (shared_dir / "data" / "scifact" / "corpus.jsonl").read_text(encoding="utf-8").splitlines()[:64]
-    (tmp_path / "c.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    corpus = write_collection(tmp_path, documents=64) / "corpus.jsonl"  # the demo corpus and 22 recombinations
+    lines = corpus.read_text(encoding="utf-8").splitlines()
     result = CliRunner().invoke(
-        index_command, ["c.jsonl", "--index", index_name, "--model", str(BUNDLED_MODEL), "--replicas", "0"]
+        index_command, [corpus.name, "--index", index_name, "--model", str(BUNDLED_MODEL), "--replicas", "0"]
     )
     assert result.exit_code == 0, result.output
     assert f"verified: {index_name}-v1 holds 64 documents" in result.stdout

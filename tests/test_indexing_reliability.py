@@ -23,6 +23,7 @@ from urllib.parse import urlparse
 
 import pytest
 from click.testing import CliRunner
+from conftest import unavailable
 from opensearchpy import OpenSearch
 from test_indexing_engine import SMALL, FakeEncoder, assert_exactly, landed, make_docs, write_jsonl
 
@@ -226,7 +227,12 @@ def test_a_cluster_that_stays_down_stops_the_run_with_what_to_do(
 
 RUNNER = textwrap.dedent(
     """
+    import signal
     import sys
+
+    # A shell that starts a job in the background makes it ignore SIGINT, and children inherit that: put Python's
+    # own handler back, as `splade-os index` does, so Ctrl-C raises KeyboardInterrupt whoever started the test.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     sys.path.insert(0, {tests!r})
     from pathlib import Path
     from test_indexing_engine import FakeEncoder
@@ -246,11 +252,25 @@ RUNNER = textwrap.dedent(
 )
 
 
-def _checkpoint_offset(path: Path) -> int:
+def _acknowledged(checkpoint: Path) -> int:
+    """Documents the cluster has acknowledged, as the checkpoint records them after each batch; 0 before."""
     try:
-        return int(json.loads(path.read_text()).get("offset", 0))
-    except (OSError, ValueError):
+        return int(json.loads(checkpoint.read_text())["counters"]["indexed"])
+    except (OSError, ValueError, KeyError, TypeError):
         return 0
+
+
+def _wait_for_a_batch(proc: subprocess.Popen[str], checkpoint: Path, timeout: float = 60.0) -> int:
+    """Block until the run has at least one acknowledged batch, and fail if it ends or the deadline passes first."""
+    deadline = time.monotonic() + timeout
+    while (acknowledged := _acknowledged(checkpoint)) == 0:
+        if proc.poll() is not None:
+            stderr = proc.stderr.read() if proc.stderr else ""
+            pytest.fail(f"the run ended (exit code {proc.returncode}) before any batch was acknowledged: {stderr}")
+        if time.monotonic() > deadline:
+            pytest.fail(f"no batch acknowledged within {timeout:.0f} s: {checkpoint} never recorded one")
+        time.sleep(0.02)
+    return acknowledged
 
 
 @pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGINT], ids=["crash", "ctrl-c"])
@@ -263,20 +283,22 @@ def test_resume_after_a_crash_or_ctrl_c_leaves_every_document_exactly_once(
     script = RUNNER.format(tests=str(TESTS), corpus=str(corpus), index=index_name, **paths)
     proc = subprocess.Popen([sys.executable, "-c", script], stderr=subprocess.PIPE, text=True, env=os.environ.copy())
     try:
-        deadline = time.monotonic() + 60
-        while _checkpoint_offset(tmp_path / "cp.json") == 0 and time.monotonic() < deadline:
-            assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
-            time.sleep(0.05)
+        # 30 batches of 20 with 0.1 s of encoding each: seconds of work are left once the first one is acknowledged.
+        acknowledged = _wait_for_a_batch(proc, tmp_path / "cp.json")
         proc.send_signal(how)
         _, stderr = proc.communicate(timeout=60)
     finally:
         if proc.poll() is None:
             proc.kill()
+            proc.wait()
     assert proc.returncode != 0, "the run finished before it could be interrupted"
     if how == signal.SIGINT:
+        assert proc.returncode == 1, f"Ctrl-C must end the run cleanly with exit code 1: {stderr}"
         assert "interrupted:" in stderr and "run the same command with --resume" in stderr
+    else:
+        assert proc.returncode == -signal.SIGKILL
     before = len(landed(os_client, f"{index_name}-v1"))
-    assert 0 < before < 600
+    assert acknowledged <= before < 600
 
     encoder = FakeEncoder()
     summary = index_corpus(
@@ -290,11 +312,32 @@ def test_resume_after_a_crash_or_ctrl_c_leaves_every_document_exactly_once(
     assert_exactly(os_client, index_name, docs, encoder)
 
 
-def test_node_stopped_mid_run_then_started_and_resumed(os_client: OpenSearch, index_name: str, tmp_path: Path) -> None:
-    from splade_os.node import node_status, start_node, stop_node
+def _managed_node_port(client: OpenSearch) -> int:
+    """The HTTP port of the cluster under test when it is exactly the node `splade-os node start` manages.
 
-    if node_status() is None or node_status().pid is None:  # type: ignore[union-attr]
-        pytest.fail("this test restarts the node, so it must be one `splade-os node start` manages")
+    Stopping and starting a node is only possible for the node this machine manages (a pid file under the node
+    home). The cluster the suite uses (OPENSEARCH_URL) must be that node, alone: otherwise stopping it would leave
+    the cluster under test running, or stop a node that the other tests do not even use.
+    """
+    from splade_os.node import default_home, read_pid
+
+    managed = read_pid(default_home())
+    nodes = list(client.nodes.info(metric="process,http")["nodes"].values())
+    pids = [node["process"]["id"] for node in nodes]
+    if managed is None or pids != [managed]:
+        unavailable(
+            "this test stops and restarts the cluster under test, so that cluster must be the single node "
+            f"`splade-os node start` manages: the node home {default_home()} has "
+            f"{'no running node' if managed is None else f'node pid {managed}'}, while the cluster at "
+            f"{', '.join(ConnectionSettings.from_env().urls)} runs node pids {pids}"
+        )
+    return int(nodes[0]["http"]["publish_address"].rsplit(":", 1)[1])
+
+
+def test_node_stopped_mid_run_then_started_and_resumed(os_client: OpenSearch, index_name: str, tmp_path: Path) -> None:
+    from splade_os.node import start_node, stop_node
+
+    port = _managed_node_port(os_client)
     docs = make_docs(400)
     corpus = write_jsonl(tmp_path / "c.jsonl", docs)
     options = BulkOptions(batch_size=20, initial_backoff=0.2, max_backoff=1.0, retry_for=3.0, request_timeout=10)
@@ -317,7 +360,7 @@ def test_node_stopped_mid_run_then_started_and_resumed(os_client: OpenSearch, in
             )  # fmt: skip
         assert stopped.is_set()
     finally:
-        start_node()
+        start_node(port=port)
     os_client.cluster.health(index=f"{index_name}-v1", wait_for_status="yellow", request_timeout=120)
     before = len(landed(os_client, f"{index_name}-v1"))
     assert 60 <= before < 400

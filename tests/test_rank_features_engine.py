@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from opensearchpy import OpenSearch
+from opensearchpy import OpenSearch, RequestError
 
 from splade_os.mappings import VECTOR_FIELD, index_body
 from splade_os.query import build_splade_query
@@ -87,8 +87,13 @@ def test_raw_dotted_keys_match_nothing_and_escaped_keys_match(os_client: OpenSea
 def test_a_non_positive_weight_would_reject_the_document(os_client: OpenSearch, index_name: str) -> None:
     """Why the value type drops them: the engine refuses the whole document over one zero weight."""
     os_client.indices.create(index=index_name, body=index_body(replicas=0))
-    with pytest.raises(Exception, match="(?i)(must be|positive|illegal|parse)"):
+    with pytest.raises(RequestError) as refused:
         os_client.index(index=index_name, id="bad", body={VECTOR_FIELD: {"heart": 0.0, "attack": 1.0}})
+    assert (refused.value.status_code, refused.value.error) == (400, "mapper_parsing_exception")
+    cause = refused.value.info["error"]["caused_by"]
+    assert cause["type"] == "illegal_argument_exception"
+    assert cause["reason"].startswith("featureValue must be a positive normal float, got: 0.0 for feature heart")
+    assert not os_client.exists(index=index_name, id="bad")  # the whole document, "attack" included, is refused
     vector = SparseVector({"heart": 0.0, "attack": 1.0, "cause": -2.0})
     os_client.index(index=index_name, id="good", body={VECTOR_FIELD: vector.to_field()}, refresh=True)
     stored = os_client.get(index=index_name, id="good")["_source"][VECTOR_FIELD]
