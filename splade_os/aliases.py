@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-
-from opensearchpy import NotFoundError, OpenSearch
+from typing import Any
 
 from splade_os.errors import ConfigError, EngineError
 
@@ -28,7 +27,7 @@ def version_name(alias: str, version: int) -> str:
     return f"{alias}-v{version}"
 
 
-def resolve(client: OpenSearch, name: str) -> list[str]:
+def resolve(client: Any, name: str) -> list[str]:
     """The physical indices behind alias `name`; [name] when it is a concrete index; [] when neither exists."""
     try:
         if client.indices.exists_alias(name=name):
@@ -38,28 +37,25 @@ def resolve(client: OpenSearch, name: str) -> list[str]:
         raise EngineError(f"cannot look up index or alias {name!r}: {err}") from None
 
 
-def is_alias(client: OpenSearch, name: str) -> bool:
+def is_alias(client: Any, name: str) -> bool:
     return bool(client.indices.exists_alias(name=name))
 
 
-def versions(client: OpenSearch, alias: str) -> list[str]:
+def versions(client: Any, alias: str) -> list[str]:
     """Existing `alias-v<n>` indices, oldest first."""
     pattern = re.compile(re.escape(alias) + r"-v(\d+)$")
-    try:
-        names = client.indices.get(index=f"{alias}-v*", allow_no_indices=True, ignore_unavailable=True)
-    except NotFoundError:
-        return []
+    names = client.indices.get(index=f"{alias}-v*", allow_no_indices=True, ignore_unavailable=True)
     found = [(int(m.group(1)), n) for n in names if (m := pattern.match(n))]
     return [n for _, n in sorted(found)]
 
 
-def next_version(client: OpenSearch, alias: str) -> str:
+def next_version(client: Any, alias: str) -> str:
     existing = versions(client, alias)
     last = int(existing[-1].rsplit("-v", 1)[1]) if existing else 0
     return version_name(alias, last + 1)
 
 
-def swap(client: OpenSearch, alias: str, index: str, *, delete_previous: bool = False) -> AliasSwap:
+def swap(client: Any, alias: str, index: str, *, delete_previous: bool = False) -> AliasSwap:
     """Point `alias` at `index` alone, atomically. A concrete index named like the alias is replaced by it."""
     if alias == index:
         raise ConfigError(f"an alias cannot point at an index of the same name ({alias!r})")

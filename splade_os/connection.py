@@ -1,6 +1,7 @@
-"""Connection settings for the OpenSearch cluster, resolved in one place: flag, then environment, then config file,
-then default. Secrets (password, API key, credentials inside a URL) never reach `repr`, errors or output: every
-secret a settings object holds is registered with `redact`, which the CLI applies to each line it prints.
+"""Connection settings for the cluster (OpenSearch or Elasticsearch), resolved in one place: flag, then environment
+(`OPENSEARCH_*`, then the Elasticsearch-style `ELASTICSEARCH_*`/`ELASTIC_*`), then config file, then default.
+Secrets (password, API key, credentials inside a URL) never reach `repr`, errors or output: every secret a settings
+object holds is registered with `redact`, which the CLI applies to each line it prints.
 """
 
 from __future__ import annotations
@@ -36,6 +37,18 @@ ENV_VARS: dict[str, str] = {
     "aws_service": "OPENSEARCH_AWS_SERVICE",
     "timeout": "OPENSEARCH_TIMEOUT",
     "max_retries": "OPENSEARCH_MAX_RETRIES",
+    "pool_maxsize": "OPENSEARCH_POOL_MAXSIZE",
+    "engine": "SPLADE_OS_ENGINE",
+    "cloud_id": "ELASTIC_CLOUD_ID",
+    "ssl_assert_fingerprint": "ELASTICSEARCH_SSL_FINGERPRINT",
+}
+# Read when the OPENSEARCH_* variable of the same setting is not set: what Elasticsearch users already export.
+ELASTIC_ENV_VARS: dict[str, tuple[str, ...]] = {
+    "urls": ("ELASTICSEARCH_URL", "ELASTICSEARCH_HOSTS"),
+    "username": ("ELASTICSEARCH_USERNAME", "ELASTIC_USERNAME"),
+    "password": ("ELASTICSEARCH_PASSWORD", "ELASTIC_PASSWORD"),
+    "api_key": ("ELASTICSEARCH_API_KEY", "ELASTIC_API_KEY"),
+    "ca_certs": ("ELASTICSEARCH_CA_CERTS", "ELASTICSEARCH_CA_CERT"),
 }
 _FILE_ALIASES = {"url": "urls", "user": "username"}
 _PATH_KEYS = ("ca_certs", "client_cert", "client_key")
@@ -76,6 +89,10 @@ class ConnectionSettings:
     aws_service: str = "es"  # "aoss" for OpenSearch Serverless
     timeout: float = 30.0
     max_retries: int = 3
+    pool_maxsize: int = 10  # open connections kept per node: at least the number of threads sharing one client
+    engine: str | None = None  # "opensearch" or "elasticsearch"; None: ask the cluster
+    cloud_id: str | None = None  # Elastic Cloud deployment id (instead of URLs)
+    ssl_assert_fingerprint: str | None = None  # SHA-256 of the server certificate, pinned (Elasticsearch)
 
     def __post_init__(self) -> None:
         urls = (self.urls,) if isinstance(self.urls, str) else tuple(self.urls)
@@ -127,21 +144,101 @@ class ConnectionSettings:
             path = getattr(self, name)
             if path and not Path(path).is_file():
                 raise ConfigError(f"{name.replace('_', '-')} file {path} does not exist")
+        if self.pool_maxsize < 1:
+            raise ConfigError("the connection pool size must be at least 1")
         if self.timeout <= 0 or self.max_retries < 0:
             raise ConfigError("the request timeout must be positive and retries not negative")
         if self.aws_service not in ("es", "aoss"):
             raise ConfigError(f"AWS service must be 'es' (managed) or 'aoss' (serverless), not {self.aws_service!r}")
+        if self.engine not in (None, "opensearch", "elasticsearch"):
+            raise ConfigError(f"unknown engine {self.engine!r}: use opensearch or elasticsearch (SPLADE_OS_ENGINE)")
+        if self.engine == "opensearch" and (self.cloud_id or self.ssl_assert_fingerprint):
+            raise ConfigError("an Elastic Cloud id and a certificate fingerprint are Elasticsearch settings")
+        if self.engine == "elasticsearch" and self.aws_region:
+            raise ConfigError("AWS SigV4 signing is for Amazon OpenSearch Service, not Elasticsearch")
 
-    def client(self) -> OpenSearch:
-        kwargs = self._client_kwargs()
+    def client(self) -> Any:
+        """A client of the cluster's engine: `--engine`/`SPLADE_OS_ENGINE` when given, else asked from the cluster.
+
+        Asking costs the one request (`GET /`) that a first connection makes anyway: its answer (or failure) is
+        remembered, so `engines.engine_for` on the returned client sends nothing more.
+        """
+        from splade_os.engines import OpenSearchEngine, parse_version, remember, remember_failure
+
+        if self.engine == "elasticsearch" or (self.engine is None and (self.cloud_id or self.ssl_assert_fingerprint)):
+            return self.elasticsearch_client()
+        if self.engine == "opensearch" or self.aws_region:
+            return self.opensearch_client()
+        probe = self.opensearch_client()
+        try:
+            info = probe.info()
+        except os_errors.TransportError as err:
+            if err.status_code == 405:  # OpenSearch always answers GET /; the Elasticsearch integ-test node does not
+                probe.close()
+                return self.elasticsearch_client()
+            remember_failure(probe, err)  # unreachable or refused: the caller's first engine lookup reports it
+            return probe
+        version = info.get("version", {}) if isinstance(info, Mapping) else {}
+        if version.get("distribution") == "opensearch":
+            remember(probe, OpenSearchEngine(version=parse_version(version.get("number", "0"))))
+            return probe
+        probe.close()
+        return self.elasticsearch_client()
+
+    def opensearch_client(self, **overrides: Any) -> OpenSearch:
+        kwargs = {**self._client_kwargs(), **overrides}
         if self.aws_region:
             from opensearchpy import Urllib3AWSV4SignerAuth
 
             kwargs["http_auth"] = Urllib3AWSV4SignerAuth(_aws_credentials(), self.aws_region, self.aws_service)
         return OpenSearch(**kwargs)
 
+    def elasticsearch_client(self, *, asynchronous: bool = False) -> Any:
+        """The official Elasticsearch client (`pip install 'splade-os[elasticsearch]'`), sync or asyncio."""
+        from splade_os.engines.elasticsearch import import_client
+
+        es = import_client()
+        kwargs: dict[str, Any] = {
+            "request_timeout": self.timeout,
+            "max_retries": self.max_retries,
+            "retry_on_timeout": True,
+            "connections_per_node": self.pool_maxsize,
+        }
+        if self.cloud_id:
+            kwargs["cloud_id"] = self.cloud_id
+        else:
+            kwargs["hosts"] = list(self.urls)
+        if any(u.startswith("https://") for u in self.urls) or self.cloud_id:
+            kwargs.update(verify_certs=self.verify_certs)
+            if self.ca_certs:
+                kwargs["ca_certs"] = self.ca_certs
+            if self.ssl_assert_fingerprint:
+                kwargs["ssl_assert_fingerprint"] = self.ssl_assert_fingerprint
+            if self.client_cert:
+                kwargs.update(client_cert=self.client_cert, client_key=self.client_key)
+            if not self.verify_certs:
+                kwargs["ssl_show_warn"] = False
+        if self.username:
+            kwargs["basic_auth"] = (self.username, self.password or "")
+        if self.api_key:
+            kwargs["api_key"] = self.api_key
+        if asynchronous:
+            try:
+                import aiohttp  # noqa: F401  (AsyncElasticsearch fails late without it)
+            except ImportError:
+                raise MissingDependencyError("the async client needs aiohttp: pip install 'splade-os[async]'") from None
+            return es.AsyncElasticsearch(**kwargs)
+        return es.Elasticsearch(**kwargs)
+
     def async_client(self) -> Any:
-        """An AsyncOpenSearch client (needs aiohttp: `pip install 'splade-os[async]'`)."""
+        """An asyncio client of the cluster's engine (needs aiohttp: `pip install 'splade-os[async]'`)."""
+        engine = self.engine
+        if engine is None:  # ask with a synchronous client: an asyncio client cannot be used outside its loop
+            probe = self.client()
+            engine = "elasticsearch" if type(probe).__module__.startswith("elasticsearch") else "opensearch"
+            probe.close()
+        if engine == "elasticsearch":
+            return self.elasticsearch_client(asynchronous=True)
         try:
             import aiohttp  # noqa: F401  (AsyncOpenSearch fails late without it)
             from opensearchpy import AsyncOpenSearch
@@ -159,6 +256,7 @@ class ConnectionSettings:
             "hosts": list(self.urls),
             "timeout": self.timeout,
             "max_retries": self.max_retries,
+            "pool_maxsize": self.pool_maxsize,
             "retry_on_timeout": True,
         }
         if any(u.startswith("https://") for u in self.urls):
@@ -176,6 +274,9 @@ class ConnectionSettings:
     def describe(self) -> str:
         """One line for output: where and how, never the secret itself."""
         how = "no authentication"
+        where = ", ".join(self.urls)
+        if self.cloud_id:
+            where = f"Elastic Cloud {self.cloud_id.split(':')[0]}"
         if self.username:
             how = f"basic auth as {self.username}"
         elif self.api_key:
@@ -187,7 +288,8 @@ class ConnectionSettings:
             tls = ", TLS " + ("verified" if self.verify_certs else "NOT verified")
             tls += f" with CA {self.ca_certs}" if self.ca_certs and self.verify_certs else ""
             tls += ", client certificate" if self.client_cert else ""
-        return f"{', '.join(self.urls)} ({how}{tls})"
+            tls += ", pinned certificate" if self.ssl_assert_fingerprint else ""
+        return f"{where} ({how}{tls})"
 
     def with_urls(self, *urls: str) -> ConnectionSettings:
         return replace(self, urls=tuple(urls))
@@ -224,7 +326,7 @@ def _coerce(key: str, value: Any, where: str) -> Any:
             return _parse_bool(where, value)
         if key == "timeout":
             return float(value)
-        if key == "max_retries":
+        if key in ("max_retries", "pool_maxsize"):
             return int(value)
     except (TypeError, ValueError):
         raise ConfigError(f"{where} has an invalid value for {key}") from None
@@ -232,7 +334,13 @@ def _coerce(key: str, value: Any, where: str) -> Any:
 
 
 def _from_env(env: Mapping[str, str]) -> dict[str, Any]:
-    return {key: _coerce(key, env[var], var) for key, var in ENV_VARS.items() if env.get(var)}
+    values: dict[str, Any] = {}
+    for key, names in ELASTIC_ENV_VARS.items():
+        for var in reversed(names):  # the first name wins
+            if env.get(var):
+                values[key] = _coerce(key, env[var], var)
+    values.update({key: _coerce(key, env[var], var) for key, var in ENV_VARS.items() if env.get(var)})
+    return values
 
 
 def load_config(path: str | Path) -> dict[str, Any]:
@@ -285,11 +393,13 @@ def _aws_credentials() -> Any:
 
 
 def describe_error(err: BaseException, settings: ConnectionSettings | None = None) -> str:
-    """One line that says what went wrong talking to OpenSearch and what to do; secrets redacted."""
-    where = ", ".join(settings.urls) if settings else "OpenSearch"
+    """One line that says what went wrong talking to the cluster and what to do; secrets redacted."""
+    where = ", ".join(settings.urls) if settings else "the cluster"
+    line = _describe_elasticsearch(err, where)
+    if line is not None:
+        return redact(line)
     if isinstance(err, os_errors.AuthenticationException):
-        line = (f"{where} refused the credentials (401): check --user/--password (OPENSEARCH_USERNAME/"
-                "OPENSEARCH_PASSWORD), --api-key or the AWS credentials")  # fmt: skip
+        line = _refused_credentials(where)
     elif isinstance(err, os_errors.AuthorizationException):
         line = f"{where} denied the request (403): the user lacks a permission it needs ({_reason(err)})"
     elif isinstance(err, os_errors.SSLError):
@@ -297,15 +407,60 @@ def describe_error(err: BaseException, settings: ConnectionSettings | None = Non
     elif isinstance(err, os_errors.ConnectionTimeout):
         line = f"{where} did not answer in time: check the URL, or raise --request-timeout"
     elif isinstance(err, os_errors.ConnectionError):
-        line = (f"cannot reach OpenSearch at {where} ({_cause(err)}): check the URL, start a node with "
-                "`splade-os node start`, or set OPENSEARCH_URL")  # fmt: skip
+        line = _unreachable(where, _cause(err))
     elif isinstance(err, os_errors.NotFoundError):
         line = f"not found: {_reason(err)}"
     elif isinstance(err, os_errors.TransportError):
-        line = f"OpenSearch answered {err.status_code}: {_reason(err)}"
+        line = f"the cluster answered {err.status_code}: {_reason(err)}"
     else:
         line = f"{type(err).__name__}: {err}"
     return redact(line)
+
+
+def _refused_credentials(where: str) -> str:
+    return (f"{where} refused the credentials (401): check --user/--password (OPENSEARCH_USERNAME/"
+            "OPENSEARCH_PASSWORD or ELASTICSEARCH_USERNAME/ELASTICSEARCH_PASSWORD), --api-key or the AWS "
+            "credentials")  # fmt: skip
+
+
+def _unreachable(where: str, cause: str) -> str:
+    return (f"cannot reach the cluster at {where} ({cause}): check the URL, start a node with "
+            "`splade-os node start`, or set OPENSEARCH_URL (or ELASTICSEARCH_URL)")  # fmt: skip
+
+
+def _describe_elasticsearch(err: BaseException, where: str) -> str | None:
+    """The same lines for the official Elasticsearch client's errors; None for anything else."""
+    if type(err).__module__.split(".")[0] not in ("elasticsearch", "elastic_transport"):
+        return None
+    import elastic_transport
+    import elasticsearch
+
+    if isinstance(err, elasticsearch.UnsupportedProductError):
+        return f"{where} is not Elasticsearch: pass --engine opensearch (SPLADE_OS_ENGINE=opensearch)"
+    if isinstance(err, elastic_transport.TlsError):
+        return _tls_advice(where, _cause_of(str(err)))
+    if isinstance(err, elastic_transport.ConnectionTimeout):
+        return f"{where} did not answer in time: check the URL, or raise --request-timeout"
+    if isinstance(err, elastic_transport.ConnectionError):
+        return _unreachable(where, _cause_of(str(err)))
+    if isinstance(err, elasticsearch.ApiError):
+        status, reason = err.meta.status, _body_reason(err.body) or str(err.message)
+        if status == 401:
+            return _refused_credentials(where)
+        if status == 403:
+            return f"{where} denied the request (403): the user lacks a permission it needs ({reason})"
+        if status == 404:
+            return f"not found: {reason}"
+        return f"the cluster answered {status}: {reason}"
+    return f"{type(err).__name__}: {err}"
+
+
+def _body_reason(body: Any) -> str:
+    error = body.get("error") if isinstance(body, Mapping) else None
+    if isinstance(error, Mapping):
+        root = (error.get("root_cause") or [error])[0]
+        return f"{root.get('type')}: {root.get('reason')}"
+    return ""
 
 
 def _tls_advice(where: str, cause: str) -> str:
@@ -330,39 +485,27 @@ def _reason(err: os_errors.TransportError) -> str:
 def _cause(err: os_errors.TransportError) -> str:
     # The transport wraps urllib3's error; its class name says enough (refused, name not known, cert verify).
     cause = err.info if isinstance(err.info, BaseException) else None
-    text = str(cause or err.error)
+    return _cause_of(str(cause or err.error), type(cause).__name__ if cause else str(err.error))
+
+
+def _cause_of(text: str, fallback: str | None = None) -> str:
     for hint in ("CERTIFICATE_VERIFY_FAILED", "Connection refused", "Name or service not known", "WRONG_VERSION",
-                 "timed out", "certificate required", "hostname", "EOF occurred"):  # fmt: skip
+                 "timed out", "certificate required", "hostname", "EOF occurred", "fingerprint"):  # fmt: skip
         if hint.lower() in text.lower():
             return hint
-    return type(cause).__name__ if cause else str(err.error)
+    return fallback if fallback is not None else text[:200]
 
 
-def connect(settings: ConnectionSettings | None = None) -> OpenSearch:
-    """A client for the cluster, checked to answer; raises EngineError with what to do when it does not."""
+def connect(settings: ConnectionSettings | None = None) -> Any:
+    """A client of the cluster's engine, checked to answer (its engine and version are then known); raises
+    EngineError with what to do when it does not."""
+    from splade_os.engines import engine_for
+
     settings = settings or ConnectionSettings.from_env()
     client = settings.client()
     try:
-        client.info()
-    except Exception as err:  # the client raises many types; the user needs one clear line
+        engine_for(client)
+    except Exception as err:  # the clients raise many types; the user needs one clear line
         client.close()
         raise EngineError(describe_error(err, settings)) from None
     return client
-
-
-def without_retries(client: OpenSearch) -> OpenSearch:
-    """A new client to the same cluster with the same settings whose transport never re-sends a request.
-
-    Bulk loading retries on its own and must see every failed request (a hidden re-send of a `create` that did land
-    reads as a duplicate). The caller's client may be shared by other threads, so it is never changed: the copy has
-    its own connection pool, and whoever asks for it closes it.
-    """
-    transport = client.transport
-    return OpenSearch(
-        hosts=transport.hosts,
-        connection_class=transport.connection_class,
-        serializer=transport.serializer,
-        retry_on_timeout=False,
-        send_get_body_as=transport.send_get_body_as,
-        **{**transport.kwargs, "max_retries": 0},
-    )

@@ -3,58 +3,22 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from opensearchpy import OpenSearch
-
 from splade_os import aliases
 from splade_os.connection import ConnectionSettings, describe_error
+from splade_os.engines import FAIL, OK, SKIP, WARN, Check, Engine, engine_for
 from splade_os.errors import SpladeOSError
-from splade_os.mappings import VECTOR_FIELD, check_encoder_meta, meta_from_mapping
+from splade_os.mappings import VECTOR_FIELD, check_encoder_meta, meta_from_mapping, vector_field_problem
 from splade_os.query import cluster_max_clauses
 
-OK, WARN, FAIL, SKIP = "ok", "warn", "FAIL", "skip"
+__all__ = ["FAIL", "OK", "SKIP", "WARN", "Check", "failed", "format_checks", "run_checks", "to_json"]
 MIN_CLAUSES = 1024  # OpenSearch's default; SPLADE queries of a few hundred terms fit with room for filters
 
 
-@dataclass(frozen=True)
-class Check:
-    name: str
-    status: str
-    detail: str
-    fix: str = ""
-
-
-def _version_check(info: Mapping[str, Any]) -> Check:
-    version = info.get("version", {})
-    number, dist = str(version.get("number", "?")), version.get("distribution", "elasticsearch")
-    if dist != "opensearch":
-        return Check("version", FAIL, f"{dist} {number} is not OpenSearch", "point --url at an OpenSearch cluster")
-    major = int(number.split(".")[0]) if number[:1].isdigit() else 0
-    if major < 2:
-        return Check("version", WARN, f"OpenSearch {number}", "upgrade to OpenSearch 2.x or later (tested: 2.19)")
-    return Check("version", OK, f"OpenSearch {number}")
-
-
-def _modules_check(client: OpenSearch) -> Check:
-    nodes = client.nodes.info(metric="plugins")["nodes"]
-    lacking = [
-        n.get("name", node_id)
-        for node_id, n in nodes.items()
-        if "mapper-extras" not in {m.get("name") for m in n.get("modules", []) + n.get("plugins", [])}
-    ]
-    if lacking:
-        return Check(
-            "mapper-extras", FAIL, f"missing on {len(lacking)} of {len(nodes)} nodes: {', '.join(lacking)}",
-            "rank_features lives in the mapper-extras module, part of every OpenSearch distribution: use a full "
-            "distribution (or `splade-os node start`, which adds it to the minimal one)",
-        )  # fmt: skip
-    return Check("mapper-extras", OK, f"rank_features available on all {len(nodes)} nodes")
-
-
-def _clauses_check(client: OpenSearch) -> Check:
+def _clauses_check(client: Any) -> Check:
     limit = cluster_max_clauses(client)
     if limit < MIN_CLAUSES:
         return Check(
@@ -65,7 +29,7 @@ def _clauses_check(client: OpenSearch) -> Check:
     return Check("max_clause_count", OK, str(limit))
 
 
-def _index_checks(client: OpenSearch, index: str, manifest: Mapping[str, Any] | None) -> list[Check]:
+def _index_checks(client: Any, engine: Engine, index: str, manifest: Mapping[str, Any] | None) -> list[Check]:
     concrete = aliases.resolve(client, index)
     if not concrete:
         return [
@@ -73,17 +37,15 @@ def _index_checks(client: OpenSearch, index: str, manifest: Mapping[str, Any] | 
         ]
     mapping = client.indices.get_mapping(index=index)
     checks = [Check("index", OK, f"{index} -> {', '.join(concrete)}")]
-    for name, body in mapping.items():
-        field = body.get("mappings", {}).get("properties", {}).get(VECTOR_FIELD, {})
-        field_type = field.get("type") or ("an object" if "properties" in field else "missing")
-        if field_type != "rank_features":
-            checks.append(Check(
-                "mapping", FAIL, f"{name}: field {VECTOR_FIELD!r} is {field_type}, not rank_features",
-                f"re-encode its documents into a splade-os index: splade-os index --from-index {index} "
-                "--index NEW_NAME --model MODEL",
-            ))  # fmt: skip
-    if len(checks) == 1:
-        checks.append(Check("mapping", OK, f"{VECTOR_FIELD!r} is rank_features"))
+    problem = vector_field_problem(index, mapping, VECTOR_FIELD, engine)
+    if problem:
+        checks.append(Check(
+            "mapping", FAIL, problem.split(": it was not created")[0],
+            f"re-encode its documents into a splade-os index: splade-os index --from-index {index} "
+            "--index NEW_NAME --model MODEL",
+        ))  # fmt: skip
+    else:
+        checks.append(Check("mapping", OK, f"{VECTOR_FIELD!r} is {engine.vector_type}"))
     meta = meta_from_mapping(mapping)
     if manifest is None:
         checks.append(Check("encoder", SKIP, "no --model given: the index's encoder was not compared"))
@@ -102,7 +64,7 @@ def _index_checks(client: OpenSearch, index: str, manifest: Mapping[str, Any] | 
     return checks
 
 
-def _health_check(client: OpenSearch, index: str | None) -> Check:
+def _health_check(client: Any, index: str | None) -> Check:
     health = client.cluster.health(index=index) if index else client.cluster.health()
     status, unassigned = health.get("status"), health.get("unassigned_shards", 0)
     what = f"index {index}" if index else "cluster"
@@ -137,22 +99,21 @@ def run_checks(
 
 
 def _cluster_checks(
-    client: OpenSearch,
+    client: Any,
     settings: ConnectionSettings,
     checks: list[Check],
     index: str | None,
     manifest: Mapping[str, Any] | None,
 ) -> list[Check]:
     try:
-        info = client.info()
+        engine = engine_for(client)
     except Exception as err:  # every failure to connect becomes the first failed check
         return [*checks, Check("reachable", FAIL, describe_error(err, settings))]
     checks.append(Check("reachable", OK, settings.describe()))
-    checks.append(_version_check(info))
     steps: list[tuple[str, Callable[[], list[Check]]]] = [
-        ("mapper-extras", lambda: [_modules_check(client)]),
+        (engine.name, lambda: engine.cluster_checks(client)),
         ("max_clause_count", lambda: [_clauses_check(client)]),
-        ("index", lambda: _index_checks(client, index, manifest) if index else [_health_check(client, None)]),
+        ("index", lambda: _index_checks(client, engine, index, manifest) if index else [_health_check(client, None)]),
     ]
     for name, step in steps:
         try:

@@ -9,12 +9,12 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
-from opensearchpy import OpenSearch
-
+from splade_os.engines import Engine, OpenSearchEngine
 from splade_os.errors import EncoderMismatchError, EngineError
 
 VECTOR_FIELD = "splade"
 META_KEY = "splade_os"
+DEFAULT_ANALYZER = "english"  # of the BM25 text fields; recorded in `_meta`
 
 
 @cache
@@ -23,7 +23,9 @@ def _template() -> dict[str, Any]:
     return dict(json.loads(text))
 
 
-def encoder_meta(manifest: Mapping[str, Any], pruning: Mapping[str, Any] | None = None) -> dict[str, Any]:
+def encoder_meta(
+    manifest: Mapping[str, Any], pruning: Mapping[str, Any] | None = None, analyzer: str = DEFAULT_ANALYZER
+) -> dict[str, Any]:
     """What `_meta` records about the encoder: enough to refuse queries from a different one."""
     from splade_os import __version__
 
@@ -31,6 +33,7 @@ def encoder_meta(manifest: Mapping[str, Any], pruning: Mapping[str, Any] | None 
         "encoder": {"name": manifest.get("name"), "sha256": manifest.get("sha256")},
         "splade_os_version": __version__,
         "pruning": dict(pruning or {}),
+        "analyzer": analyzer,
     }
 
 
@@ -41,14 +44,24 @@ def index_body(
     manifest: Mapping[str, Any] | None = None,
     pruning: Mapping[str, Any] | None = None,
     extra_properties: Mapping[str, Any] | None = None,
+    engine: Engine | None = None,
+    analyzer: str = DEFAULT_ANALYZER,
 ) -> dict[str, Any]:
-    """The create-index body: BM25 text fields, the `rank_features` vector, and the encoder in `_meta`."""
+    """The create-index body: BM25 text fields with `analyzer`, the engine's vector field, and the encoder in `_meta`.
+
+    The template is written for OpenSearch (`rank_features`); another engine swaps in its own vector field.
+    """
     if shards < 1 or replicas < 0:
         raise ValueError(f"shards must be >= 1 and replicas >= 0, got {shards} and {replicas}")
+    engine = engine or OpenSearchEngine()
     body = copy.deepcopy(_template())
-    body["settings"]["index"].update(number_of_shards=shards, number_of_replicas=replicas)
+    body["settings"]["index"].update(number_of_shards=shards, number_of_replicas=replicas, **engine.index_settings())
+    properties = body["mappings"]["properties"]
+    properties[VECTOR_FIELD] = engine.vector_mapping()
+    for name in ("title", "text"):
+        properties[name]["analyzer"] = analyzer
     if manifest is not None:
-        body["mappings"]["_meta"] = {META_KEY: encoder_meta(manifest, pruning)}
+        body["mappings"]["_meta"] = {META_KEY: encoder_meta(manifest, pruning, analyzer)}
     if extra_properties:
         body["mappings"]["properties"].update(extra_properties)
     return body
@@ -60,7 +73,7 @@ def meta_from_mapping(response: Mapping[str, Any]) -> dict[str, Any]:
     return dict(metas[0]) if metas else {}
 
 
-def read_index_meta(client: OpenSearch, index: str) -> dict[str, Any]:
+def read_index_meta(client: Any, index: str) -> dict[str, Any]:
     """The splade-os `_meta` of an index; {} when it has none."""
     try:
         return meta_from_mapping(client.indices.get_mapping(index=index))
@@ -84,24 +97,37 @@ def check_encoder_meta(
         )
 
 
-def check_vector_field(index: str, mapping: Mapping[str, Any], field_name: str = VECTOR_FIELD) -> None:
-    """Raise unless every index in a get-mapping response maps `field_name` as `rank_features`.
+def vector_field_problem(
+    index: str, mapping: Mapping[str, Any], field_name: str = VECTOR_FIELD, engine: Engine | None = None
+) -> str | None:
+    """Why the indices of a get-mapping response cannot hold splade-os vectors; None when they can."""
+    engine = engine or OpenSearchEngine()
+    for concrete, body in mapping.items():
+        field_type = engine.field_type(body, field_name)
+        if field_type != engine.vector_type:
+            found = f"maps it as {field_type!r}" if field_type else "does not map it"
+            return (
+                f"index {concrete!r} has no {engine.vector_type} field {field_name!r} (it {found}): it was not "
+                f"created by splade-os for {engine.label}. Index into a new name, or rebuild it with `splade-os "
+                f"index CORPUS --index {index} --recreate`."
+            )
+    return None
+
+
+def check_vector_field(
+    index: str, mapping: Mapping[str, Any], field_name: str = VECTOR_FIELD, engine: Engine | None = None
+) -> None:
+    """Raise unless every index in a get-mapping response maps `field_name` as the engine's vector type.
 
     Without this, documents would land with the vector dynamically mapped as plain floats, and queries would
     match nothing without any error.
     """
-    for concrete, body in mapping.items():
-        field_type = body.get("mappings", {}).get("properties", {}).get(field_name, {}).get("type")
-        if field_type != "rank_features":
-            found = f"maps it as {field_type!r}" if field_type else "does not map it"
-            raise EngineError(
-                f"index {concrete!r} has no rank_features field {field_name!r} (it {found}): it was not created by "
-                f"splade-os. Index into a new name, or rebuild it with `splade-os index CORPUS --index {index} "
-                "--recreate`."
-            )
+    problem = vector_field_problem(index, mapping, field_name, engine)
+    if problem:
+        raise EngineError(problem)
 
 
-def check_encoder(client: OpenSearch, index: str, manifest: Mapping[str, Any], *, force: bool = False) -> None:
+def check_encoder(client: Any, index: str, manifest: Mapping[str, Any], *, force: bool = False) -> None:
     """`check_encoder_meta` on the index's current mapping."""
     if not force:
         check_encoder_meta(index, read_index_meta(client, index), manifest)

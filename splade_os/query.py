@@ -1,7 +1,8 @@
-"""Query vectors become OpenSearch queries: dict in, dict out.
+"""Query vectors become search requests: dict in, dict out, for any engine.
 
-A `bool.should` of `rank_feature` clauses with the `linear` function and boost = query weight scores a document
-by sum(q_t * d_t), the SPLADE dot product (up to the 9 significant bits Lucene keeps of each stored weight).
+The engine turns a vector into clauses whose summed score is sum(q_t * d_t), the SPLADE dot product (up to the 9
+significant bits Lucene keeps of each stored weight): on OpenSearch a `bool.should` of linear `rank_feature`
+clauses, on Elasticsearch one `sparse_vector` query. Pruning, two-phase rescoring and clause limits are the same.
 """
 
 from __future__ import annotations
@@ -10,10 +11,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from opensearchpy import OpenSearch
-
+from splade_os.engines import Engine, OpenSearchEngine
 from splade_os.mappings import VECTOR_FIELD
-from splade_os.vectors import SparseVector, escape_token
+from splade_os.vectors import SparseVector
 
 DEFAULT_MAX_CLAUSES = 1024
 # OpenSearch's own two-phase default: phase one keeps tokens of at least 0.4 x the largest weight.
@@ -45,9 +45,8 @@ class QueryPlan:
 
 
 def rank_feature_clauses(vector: Mapping[str, float], field_name: str = VECTOR_FIELD) -> list[dict[str, Any]]:
-    """One `rank_feature` clause per token, heaviest first, through the one key-escaping function."""
-    items = vector.sorted_items() if isinstance(vector, SparseVector) else SparseVector(vector).sorted_items()
-    return [{"rank_feature": {"field": f"{field_name}.{escape_token(t)}", "linear": {}, "boost": w}} for t, w in items]
+    """OpenSearch's clauses: one `rank_feature` clause per token, heaviest first, keys escaped."""
+    return OpenSearchEngine().vector_clauses(SparseVector(vector), field_name)
 
 
 def _bool_query(clauses: list[dict[str, Any]], filters: Sequence[Mapping[str, Any]] | None) -> dict[str, Any]:
@@ -96,12 +95,14 @@ def build_splade_query(
     from_: int = 0,
     source: bool | Sequence[str] | None = None,
     max_clauses: int = DEFAULT_MAX_CLAUSES,
+    engine: Engine | None = None,
 ) -> QueryPlan:
-    """The exact SPLADE query: every (kept) query term as a linear `rank_feature` clause."""
+    """The exact SPLADE query: every (kept) query term scored against the vector field."""
+    engine = engine or OpenSearchEngine()
     terms = (pruning or Pruning()).apply(vector)
     reserved = len(filters or ())
     terms, dropped, notes = fit_to_clause_limit(terms, max_clauses, reserved)
-    body = {"query": _bool_query(rank_feature_clauses(terms, field_name), filters)}
+    body = {"query": _bool_query(engine.vector_clauses(terms, field_name), filters)}
     return QueryPlan(_page(body, size, from_, source), terms, dropped, notes)
 
 
@@ -117,12 +118,14 @@ def build_two_phase_query(
     from_: int = 0,
     source: bool | Sequence[str] | None = None,
     max_clauses: int = DEFAULT_MAX_CLAUSES,
+    engine: Engine | None = None,
 ) -> QueryPlan:
     """Phase one matches only the heavy tokens; a `rescore` adds the light tokens' scores on a window.
 
     The rescore's `total` score mode adds both phases, so every document in the window gets its exact dot
     product; only documents that match no heavy token can be missed.
     """
+    engine = engine or OpenSearchEngine()
     terms = (pruning or Pruning()).apply(vector)
     terms, dropped, notes = fit_to_clause_limit(terms, max_clauses, len(filters or ()))
     if not terms:
@@ -134,16 +137,17 @@ def build_two_phase_query(
             from_=from_,
             source=source,
             max_clauses=max_clauses,
+            engine=engine,
         )
     threshold = ratio * max(terms.values())
     heavy = SparseVector({t: w for t, w in terms.items() if w >= threshold})
     light = SparseVector({t: w for t, w in terms.items() if w < threshold})
-    body = {"query": _bool_query(rank_feature_clauses(heavy, field_name), filters)}
+    body = {"query": _bool_query(engine.vector_clauses(heavy, field_name), filters)}
     if light:
         body["rescore"] = {
             "window_size": max(window or (size + from_) * DEFAULT_TWO_PHASE_WINDOW_FACTOR, size + from_),
             "query": {
-                "rescore_query": {"bool": {"should": rank_feature_clauses(light, field_name)}},
+                "rescore_query": {"bool": {"should": engine.vector_clauses(light, field_name)}},
                 "query_weight": 1.0,
                 "rescore_query_weight": 1.0,
                 "score_mode": "total",
@@ -178,6 +182,6 @@ def max_clauses_from_settings(settings: Mapping[str, Any]) -> int:
     return DEFAULT_MAX_CLAUSES
 
 
-def cluster_max_clauses(client: OpenSearch) -> int:
+def cluster_max_clauses(client: Any) -> int:
     """The clause limit the cluster enforces, read live (it is dynamic since OpenSearch 2.16)."""
     return max_clauses_from_settings(client.cluster.get_settings(include_defaults=True, flat_settings=True))

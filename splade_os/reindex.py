@@ -13,11 +13,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from opensearchpy import OpenSearch
-
 from splade_os import aliases
 from splade_os.errors import ConfigError
 from splade_os.indexing import BulkOptions, DocumentEncoder, IndexSummary, Progress, index_corpus, reencode_index
+from splade_os.mappings import read_index_meta
 
 
 @dataclass
@@ -31,12 +30,12 @@ class ReindexResult:
     problems: list[str]
 
 
-def _count(client: OpenSearch, names: tuple[str, ...]) -> int | None:
+def _count(client: Any, names: tuple[str, ...]) -> int | None:
     return int(client.count(index=",".join(names))["count"]) if names else None
 
 
 def reindex(
-    client: OpenSearch,
+    client: Any,
     alias: str,
     encoder: DocumentEncoder,
     *,
@@ -48,6 +47,7 @@ def reindex(
     allow_failures: bool = False,
     shards: int = 1,
     replicas: int = 1,
+    analyzer: str | None = None,
     dead_letter: Path | None = None,
     options: BulkOptions | None = None,
     on_progress: Callable[[Progress], None] | None = None,
@@ -65,9 +65,12 @@ def reindex(
             f"build one with `splade-os index CORPUS --index NEW_NAME`"
         )
     previous_count = _count(client, previous)
+    if analyzer is None and previous:  # the new version analyses text like the one it replaces
+        recorded = read_index_meta(client, previous[0]).get("analyzer")
+        analyzer = recorded if isinstance(recorded, str) else None
     common: dict[str, Any] = dict(
         index=alias, encoder=encoder, allow_failures=allow_failures, delete_previous=False, shards=shards,
-        replicas=replicas, dead_letter=dead_letter, options=options, on_progress=on_progress,
+        replicas=replicas, analyzer=analyzer, dead_letter=dead_letter, options=options, on_progress=on_progress,
     )  # fmt: skip
     if corpus is None:
         # Keep documents with empty text: a re-encode must carry every document over, or the count check fails.

@@ -9,9 +9,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
-from opensearchpy import OpenSearch
-
 from splade_os.connection import ConnectionSettings, connect
+from splade_os.engines import Engine, OpenSearchEngine, async_engine_for, engine_for
 from splade_os.errors import EngineError, InputError
 from splade_os.fusion import linear_fusion, reciprocal_rank_fusion
 from splade_os.mappings import VECTOR_FIELD, check_encoder_meta, check_vector_field, meta_from_mapping
@@ -74,9 +73,11 @@ class SearchResult:
     """Query terms the model added: they are not among the tokens of the query text."""
 
 
-def explain(query: SparseVector, document_field: Mapping[str, float]) -> list[tuple[str, float]]:
+def explain(
+    query: SparseVector, document_field: Mapping[str, float], engine: Engine | None = None
+) -> list[tuple[str, float]]:
     """The tokens a hit shares with the query and their contributions q x d, largest first."""
-    return query.contributions(SparseVector.from_field(document_field))
+    return query.contributions((engine or OpenSearchEngine()).from_field(document_field))
 
 
 def expansion_terms(encoder: object, text: str, vector: SparseVector) -> frozenset[str]:
@@ -136,7 +137,9 @@ class _SearchLogic:
         hybrid: HybridParams | None = None,
         two_phase_ratio: float = DEFAULT_TWO_PHASE_RATIO,
         bm25_fields: Sequence[str] = ("title", "text"),
+        engine: Engine | None = None,
     ) -> None:
+        self.engine: Engine = engine or OpenSearchEngine()
         self.index = index
         self.encoder = encoder
         self.field_name = field_name
@@ -166,7 +169,9 @@ class _SearchLogic:
         if from_ < 0:
             raise InputError(f"from_ must be >= 0, got {from_}")
         vector = SparseVector() if mode == "bm25" else self.encoder.encode_queries([text])[0]
-        common: dict[str, Any] = {"field_name": self.field_name, "pruning": self.pruning, "filters": filters}
+        common: dict[str, Any] = {
+            "field_name": self.field_name, "pruning": self.pruning, "filters": filters, "engine": self.engine,
+        }  # fmt: skip
         source = self._source(explain, fields)
         # Hybrid pages over the fused list, so each side fetches from the top, deep enough for the page.
         page: dict[str, Any] = (
@@ -206,13 +211,15 @@ class _SearchLogic:
         for doc_id, score in ranked_hits:
             source = dict(sources[doc_id])
             vector_field = source.pop(self.field_name, None)
-            why = explain_hit(prepared.vector, vector_field) if explain else None
+            why = explain_hit(prepared.vector, vector_field, self.engine) if explain else None
             hits.append(Hit(doc_id, score, source, why))
         return hits
 
 
-def explain_hit(query: SparseVector, document_field: Mapping[str, float] | None) -> list[tuple[str, float]]:
-    return explain(query, document_field) if document_field else []
+def explain_hit(
+    query: SparseVector, document_field: Mapping[str, float] | None, engine: Engine | None = None
+) -> list[tuple[str, float]]:
+    return explain(query, document_field, engine) if document_field else []
 
 
 def _missing_index(index: str) -> EngineError:
@@ -238,7 +245,7 @@ class Searcher:
         index: str,
         model: QueryEncoder | str | Path,
         *,
-        client: OpenSearch | None = None,
+        client: Any = None,
         settings: ConnectionSettings | None = None,
         force: bool = False,
         **options: Any,
@@ -248,12 +255,13 @@ class Searcher:
         self.client = client or connect(settings)
         encoder: QueryEncoder | None = None
         try:
+            engine = engine_for(self.client)
             encoder = _load_encoder(model)
-            self.logic = _SearchLogic(index, encoder, **options)
+            self.logic = _SearchLogic(index, encoder, engine=engine, **options)
             if not self.client.indices.exists(index=index):
                 raise _missing_index(index)
             mapping = self.client.indices.get_mapping(index=index)
-            check_vector_field(index, mapping, self.logic.field_name)
+            check_vector_field(index, mapping, self.logic.field_name, engine)
             check_encoder_meta(index, meta_from_mapping(mapping), self.logic.encoder.manifest, force=force)
             self.logic.max_clauses = cluster_max_clauses(self.client)
         except BaseException:
@@ -329,14 +337,15 @@ class AsyncSearcher:
             client = (settings or ConnectionSettings.from_env()).async_client()
         encoder: QueryEncoder | None = None
         try:
+            engine = await async_engine_for(client)
             encoder = await asyncio.to_thread(_load_encoder, model)
-            logic = _SearchLogic(index, encoder, **options)
+            logic = _SearchLogic(index, encoder, engine=engine, **options)
             if not await client.indices.exists(index=index):
                 raise _missing_index(index)
             settings_response = await client.cluster.get_settings(include_defaults=True, flat_settings=True)
             logic.max_clauses = max_clauses_from_settings(settings_response)
             mapping = await client.indices.get_mapping(index=index)
-            check_vector_field(index, mapping, logic.field_name)
+            check_vector_field(index, mapping, logic.field_name, engine)
             check_encoder_meta(index, meta_from_mapping(mapping), logic.encoder.manifest, force=force)
         except BaseException:
             if owns_encoder and encoder is not None:

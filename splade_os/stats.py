@@ -20,11 +20,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from opensearchpy import OpenSearch, helpers
-
 from splade_os import aliases
+from splade_os.engines import engine_for
 from splade_os.errors import ConfigError, EngineError
-from splade_os.mappings import VECTOR_FIELD, meta_from_mapping
+from splade_os.mappings import VECTOR_FIELD, check_vector_field, meta_from_mapping
 
 MAX_SAMPLE = 10_000  # index.max_result_window: the largest random sample one search returns
 
@@ -79,10 +78,10 @@ def percentile(values: list[int], q: float) -> float:
     return values[low] + (values[high] - values[low]) * (pos - low)
 
 
-def _vectors(client: OpenSearch, index: str, documents: int, sample: int) -> Iterable[Mapping[str, Any]]:
+def _vectors(client: Any, index: str, documents: int, sample: int) -> Iterable[Mapping[str, Any]]:
     source = {"_source": [VECTOR_FIELD]}
     if documents <= sample:
-        hits = helpers.scan(client, index=index, query={"query": {"match_all": {}}, **source}, size=500)
+        hits = engine_for(client).scan(client, index, {"query": {"match_all": {}}, **source}, size=500)
     else:
         body = {"size": min(sample, MAX_SAMPLE), "query": {"function_score": {"random_score": {}}}, **source}
         hits = client.search(index=index, body=body)["hits"]["hits"]
@@ -90,16 +89,17 @@ def _vectors(client: OpenSearch, index: str, documents: int, sample: int) -> Ite
         yield hit.get("_source", {}).get(VECTOR_FIELD) or {}
 
 
-def _sizes(client: OpenSearch, *names: str) -> list[int]:
+def _sizes(client: Any, *names: str) -> list[int]:
     for name in names:
         client.indices.refresh(index=name)
-        client.indices.forcemerge(index=name, max_num_segments=1, request_timeout=600)
+        patient, timeout = engine_for(client).with_timeout(client, 600)
+        patient.indices.forcemerge(index=name, max_num_segments=1, **timeout)
         client.indices.flush(index=name)
     stats = client.indices.stats(index=",".join(names), metric="store")["indices"]
     return [int(stats[name]["primaries"]["store"]["size_in_bytes"]) for name in names]
 
 
-def compare_bm25(client: OpenSearch, index: str, docs: int) -> Bm25Comparison:
+def compare_bm25(client: Any, index: str, docs: int) -> Bm25Comparison:
     """Copy up to `docs` documents with and without the vector field and compare the sizes of the two copies.
 
     The copy runs through the client (scroll + bulk), not `_reindex`, which lives in a module that minimal
@@ -121,7 +121,8 @@ def compare_bm25(client: OpenSearch, index: str, docs: int) -> Bm25Comparison:
     try:
         client.indices.create(index=full, body={"settings": settings, "mappings": mapping})
         client.indices.create(index=bm25, body={"settings": settings, "mappings": bm25_mapping})
-        hits = helpers.scan(client, index=concrete, query={"query": {"match_all": {}}}, size=500)
+        engine = engine_for(client)
+        hits = engine.scan(client, concrete, {"query": {"match_all": {}}}, size=500)
 
         def actions() -> Iterator[dict[str, Any]]:
             for hit in itertools.islice(hits, docs):
@@ -133,7 +134,10 @@ def compare_bm25(client: OpenSearch, index: str, docs: int) -> Bm25Comparison:
                     "_source": {k: v for k, v in doc.items() if k != VECTOR_FIELD},
                 }
 
-        helpers.bulk(client, actions(), chunk_size=500, request_timeout=120)
+        results = engine.bulk(client, actions(), chunk_size=500, request_timeout=120)
+        failed = [item for ok, item in results if not ok]
+        if failed:
+            raise EngineError(f"copying documents for the BM25 comparison failed: {failed[0]}")
         client.indices.refresh(index=bm25)
         copied = int(client.count(index=bm25)["count"])
         full_bytes, bm25_bytes = _sizes(client, full, bm25)
@@ -143,7 +147,7 @@ def compare_bm25(client: OpenSearch, index: str, docs: int) -> Bm25Comparison:
 
 
 def index_stats(
-    client: OpenSearch,
+    client: Any,
     index: str,
     *,
     model_dir: str | Path | None = None,
@@ -162,12 +166,7 @@ def index_stats(
     if not concrete:
         raise EngineError(f"no index or alias {index!r}: check the name with `splade-os alias {index}`")
     mapping = client.indices.get_mapping(index=index)
-    for name, body in mapping.items():
-        if body.get("mappings", {}).get("properties", {}).get(VECTOR_FIELD, {}).get("type") != "rank_features":
-            raise EngineError(
-                f"index {name!r} has no rank_features field {VECTOR_FIELD!r}: it was not built by splade-os "
-                f"(build one with `splade-os index CORPUS --index {index}`)"
-            )
+    check_vector_field(index, mapping, VECTOR_FIELD, engine_for(client))
     meta = meta_from_mapping(mapping)
     documents = int(client.count(index=index)["count"])
     store = client.indices.stats(index=index, metric="store")["_all"]

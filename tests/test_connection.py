@@ -131,7 +131,7 @@ def test_describe_error_gives_one_actionable_line() -> None:
         (os_errors.AuthenticationException(401, "security_exception", {}), "refused the credentials (401)"),
         (os_errors.SSLError("N/A", "CERTIFICATE_VERIFY_FAILED", None), "pass the cluster's CA bundle with --ca-certs"),
         (os_errors.SSLError("N/A", "[SSL: WRONG_VERSION_NUMBER]", None), "does not speak TLS: use an http:// URL"),
-        (os_errors.ConnectionError("N/A", "Connection refused", None), "cannot reach OpenSearch at https://h:9200"),
+        (os_errors.ConnectionError("N/A", "Connection refused", None), "cannot reach the cluster at https://h:9200"),
         (os_errors.NotFoundError(404, "index_not_found_exception", {}), "not found"),
     ]
     for err, message in cases:

@@ -98,7 +98,8 @@ def test_cli_reencode_with_recreate_copies_empty_texts_and_keeps_the_previous_ve
 
 def test_cli_delete_previous_is_an_explicit_choice(os_client: OpenSearch, index_name: str, tmp_path: Path) -> None:
     corpus = write_jsonl(tmp_path / "c.jsonl", make_docs(4))
-    args = ["--model", str(BUNDLED_MODEL), "--replicas", "0", "--index", index_name, "--checkpoint", str(tmp_path / "c")]
+    args = ["--model", str(BUNDLED_MODEL), "--replicas", "0", "--index", index_name]
+    args += ["--checkpoint", str(tmp_path / "c")]
     assert CliRunner().invoke(index_command, [str(corpus), *args]).exit_code == 0
     both = CliRunner().invoke(index_command, [str(corpus), "--recreate", "--keep-previous", "--delete-previous", *args])
     assert both.exit_code == 1 and "contradict each other" in both.output

@@ -124,6 +124,8 @@ def format_summary(s: IndexSummary) -> str:
 @click.option("--retry-for", default=300.0, show_default=True, help="Seconds to wait out connection errors and 5xx.")
 @click.option("--timeout", default=120.0, show_default=True, help="Seconds one bulk request may take.")
 @click.option("--shards", default=1, show_default=True, help="Primary shards of a new index.")
+@click.option("--analyzer", help="Analyzer of the BM25 text fields of a new index, recorded in its _meta. [default: "
+              "english; --from-index: the source's]")
 @click.option("--replicas", default=1, show_default=True, help="Replicas of a new index.")
 @click.option("--threads", type=int, help="Encoder threads (default: all cores).")
 @click.option("--max-length", type=int, help="Longest document in tokens (default: the model's).")
@@ -162,6 +164,7 @@ def index(
     retry_for: float,
     timeout: float,
     shards: int,
+    analyzer: str | None,
     replicas: int,
     threads: int | None,
     max_length: int | None,
@@ -197,9 +200,9 @@ def index(
         client = connect(settings)
         report = ProgressReport(tty=sys.stderr.isatty(), every=log_every)
         common: dict[str, Any] = dict(
-            index=alias, encoder=encoder, allow_failures=allow_failures,
-            delete_previous=delete_previous, shards=shards, replicas=replicas, dead_letter=dead_letter,
-            options=options, on_progress=report,
+            index=alias, encoder=encoder, allow_failures=allow_failures, delete_previous=delete_previous,
+            shards=shards, replicas=replicas, dead_letter=dead_letter, analyzer=analyzer, options=options,
+            on_progress=report,
         )  # fmt: skip
         try:
             if from_index:

@@ -78,6 +78,7 @@ def stats(
 @click.option("--title-field", default="title", show_default=True, help="Field holding the title.")
 @click.option("--shards", default=1, show_default=True, help="Primary shards of the new version.")
 @click.option("--replicas", default=1, show_default=True, help="Replicas of the new version.")
+@click.option("--analyzer", help="Analyzer of the new version's BM25 text fields. [default: the current version's]")
 @click.option("--batch-size", default=256, show_default=True, help="Documents encoded and sent together.")
 @click.option(
     "--dead-letter", type=click.Path(dir_okay=False, path_type=Path), help="[default: ALIAS.dead-letter.jsonl]"
@@ -96,6 +97,7 @@ def reindex(
     title_field: str,
     shards: int,
     replicas: int,
+    analyzer: str | None,
     batch_size: int,
     dead_letter: Path | None,
     settings: ConnectionSettings,
@@ -120,7 +122,7 @@ def reindex(
         result = run_reindex(
             connect(settings), alias, encoder, corpus=corpus, corpus_options=corpus_options, text_field=text_field,
             title_field=title_field, keep_previous=not delete_previous, allow_failures=allow_failures, shards=shards,
-            replicas=replicas, dead_letter=dead_letter, options=BulkOptions(batch_size=batch_size),
+            replicas=replicas, analyzer=analyzer, dead_letter=dead_letter, options=BulkOptions(batch_size=batch_size),
         )  # fmt: skip
         click.echo(format_summary(result.summary))
         before = f"{', '.join(result.previous)} ({result.previous_count:,} documents)" if result.previous else "nothing"

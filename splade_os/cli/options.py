@@ -40,11 +40,19 @@ _CONNECTION_OPTIONS: list[Callable[[F], F]] = [
                  help="Seconds one request may take. [default: 30; env: OPENSEARCH_TIMEOUT]"),
     click.option("--connection-retries", type=int, envvar="OPENSEARCH_MAX_RETRIES",
                  help="Retries of a request on connection errors. [default: 3; env: OPENSEARCH_MAX_RETRIES]"),
+    click.option("--engine", type=click.Choice(["opensearch", "elasticsearch"]), envvar="SPLADE_OS_ENGINE",
+                 help="The cluster's engine. [default: asked from the cluster; env: SPLADE_OS_ENGINE]"),
+    click.option("--cloud-id", envvar="ELASTIC_CLOUD_ID",
+                 help="Elastic Cloud deployment id, instead of --url. [env: ELASTIC_CLOUD_ID]"),
+    click.option("--ssl-fingerprint", "ssl_assert_fingerprint", envvar="ELASTICSEARCH_SSL_FINGERPRINT",
+                 help="Pin the server certificate by its SHA-256 fingerprint (Elasticsearch). "
+                      "[env: ELASTICSEARCH_SSL_FINGERPRINT]"),
     click.option("--config", "config_file", envvar="SPLADE_OS_CONFIG", type=click.Path(dir_okay=False),
                  help="TOML file with connection settings (flags and env vars win). [env: SPLADE_OS_CONFIG]"),
 ]  # fmt: skip
 _NAMES = ("urls", "username", "password", "api_key", "ca_certs", "insecure", "client_cert", "client_key",
-          "aws_region", "aws_service", "request_timeout", "connection_retries", "config_file")  # fmt: skip
+          "aws_region", "aws_service", "request_timeout", "connection_retries", "engine", "cloud_id",
+          "ssl_assert_fingerprint", "config_file")  # fmt: skip
 
 
 def settings_from_options(values: dict[str, Any]) -> ConnectionSettings:
@@ -64,6 +72,9 @@ def settings_from_options(values: dict[str, Any]) -> ConnectionSettings:
         aws_service=values["aws_service"],
         timeout=values["request_timeout"],
         max_retries=values["connection_retries"],
+        engine=values["engine"],
+        cloud_id=values["cloud_id"],
+        ssl_assert_fingerprint=values["ssl_assert_fingerprint"],
     )
 
 
@@ -84,13 +95,14 @@ def connection_options(func: F) -> F:
 
 
 def _quiet_client_logs() -> None:
-    # opensearch-py logs each failed request as a WARNING; with no logging configured, Python prints it to stderr
+    # The clients log each failed request as a WARNING; with no logging configured, Python prints it to stderr
     # next to our own one-line error. The CLI's error says it better, so the client's log goes nowhere unless the
     # user configured logging.
-    logger = logging.getLogger("opensearch")
-    if not logging.getLogger().handlers and not logger.handlers:
-        logger.addHandler(logging.NullHandler())
-        logger.propagate = False
+    for name in ("opensearch", "elastic_transport", "elasticsearch"):
+        logger = logging.getLogger(name)
+        if not logging.getLogger().handlers and not logger.handlers:
+            logger.addHandler(logging.NullHandler())
+            logger.propagate = False
 
 
 def model_option(required: bool = True) -> Callable[[F], F]:
@@ -118,3 +130,7 @@ def cli_errors() -> Iterator[None]:
         raise click.ClickException(redact(f"client configuration: {err}")) from None
     except OpenSearchException as err:
         raise click.ClickException(describe_error(err)) from None
+    except Exception as err:
+        if type(err).__module__.split(".")[0] in ("elasticsearch", "elastic_transport"):
+            raise click.ClickException(describe_error(err)) from None
+        raise

@@ -1,0 +1,103 @@
+"""What splade-os needs from a search engine, in one small interface; one module per engine implements it.
+
+Everything else (pruning, fusion, the indexing ledger, aliases, the CLI) is engine-neutral: it calls the engine's
+client with the request bodies both official clients accept, and asks the engine for the few things that differ:
+the vector field, how a vector is written and queried, how to bulk-send and scan, and how to explain an error.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from splade_os.vectors import SparseVector
+
+
+@dataclass(frozen=True)
+class Check:
+    """One line of `doctor`: what was checked, ok/warn/FAIL/skip, what was found, and how to fix it."""
+
+    name: str
+    status: str
+    detail: str
+    fix: str = ""
+
+
+OK, WARN, FAIL, SKIP = "ok", "warn", "FAIL", "skip"
+
+
+class Engine(Protocol):
+    """An engine flavour at a version. Instances are immutable and shared by every thread."""
+
+    @property
+    def name(self) -> str:
+        """"opensearch" or "elasticsearch"."""
+        ...
+
+    @property
+    def version(self) -> tuple[int, ...]: ...
+
+    @property
+    def vector_type(self) -> str:
+        """The mapping type of the vector field."""
+        ...
+
+    @property
+    def label(self) -> str:
+        """"OpenSearch 2.19.6": for messages and reports."""
+        ...
+
+    def vector_mapping(self) -> dict[str, Any]:
+        """The mapping of the vector field, set so that scores are the exact dot product."""
+        ...
+
+    def index_settings(self) -> dict[str, Any]:
+        """Index settings this engine needs beyond the shared template (may be empty)."""
+        ...
+
+    def to_field(self, vector: SparseVector) -> dict[str, float]:
+        """A document's vector as the value of the vector field."""
+        ...
+
+    def from_field(self, value: Mapping[str, float]) -> SparseVector:
+        """The inverse of `to_field`: a stored field value back to vocabulary tokens."""
+        ...
+
+    def vector_clauses(self, vector: SparseVector, field_name: str) -> list[dict[str, Any]]:
+        """`bool.should` clauses whose summed score is the dot product of `vector` with the field."""
+        ...
+
+    def field_type(self, mapping: Mapping[str, Any], field_name: str) -> str | None:
+        """The type of `field_name` in one index's get-mapping body."""
+        ...
+
+    def cluster_checks(self, client: Any) -> list[Check]:
+        """`doctor`'s engine-specific checks: the version, and what the vector field and query need."""
+        ...
+
+    def bulk(
+        self, client: Any, actions: Iterable[dict[str, Any]], **options: Any
+    ) -> Iterator[tuple[bool, dict[str, Any]]]:
+        """streaming_bulk that never raises for a failed request: each action gets an item, status None when the
+        request got no HTTP answer."""
+        ...
+
+    def scan(self, client: Any, index: str, query: Mapping[str, Any], **options: Any) -> Iterable[dict[str, Any]]:
+        """Every hit of `query` in `index`, with a scroll."""
+        ...
+
+    def with_timeout(self, client: Any, seconds: float) -> tuple[Any, dict[str, Any]]:
+        """A client and the keyword arguments that give one call `seconds` to answer (a force-merge, a bulk)."""
+        ...
+
+    def without_retries(self, client: Any) -> tuple[Any, bool]:
+        """A client to the same cluster whose transport never re-sends a request, and whether the caller must
+        close it. The given client is never changed."""
+        ...
+
+
+def status_of(item: Mapping[str, Any]) -> Any:
+    """The HTTP status of one bulk item; anything not a number means the request got no answer."""
+    status = item.get("status")
+    return status if isinstance(status, int) else None

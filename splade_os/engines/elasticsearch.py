@@ -1,0 +1,148 @@
+"""Elasticsearch (8.15+, 9.x): vectors in a `sparse_vector` field, queried with the `sparse_vector` query.
+
+Elasticsearch 8.19 and 9.1+ prune query tokens of new `sparse_vector` fields by default (thresholds tuned for
+ELSER), which would make scores approximate; splade-os turns that off in the mapping and in every query, so its own
+pruning and two-phase options stay the only approximations. Dotted tokens need no escaping here. Elasticsearch 9
+leaves vectors out of `_source` in search responses by default; explanations and re-encoding read them back, so
+the index keeps them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from splade_os.engines.base import FAIL, OK, Check
+from splade_os.errors import MissingDependencyError
+from splade_os.vectors import SparseVector
+
+INSTALL_HINT = "Elasticsearch needs its official client: pip install 'splade-os[elasticsearch]'"
+MIN_QUERY_VERSION = (8, 15)  # the `sparse_vector` query with `query_vector`
+
+
+def import_client() -> Any:
+    """The `elasticsearch` package, or one line that says how to install it."""
+    try:
+        import elasticsearch
+        import elasticsearch.helpers  # noqa: F401  (bulk and scan)
+    except ImportError:
+        raise MissingDependencyError(INSTALL_HINT) from None
+    return elasticsearch
+
+
+@dataclass(frozen=True)
+class ElasticsearchEngine:
+    version: tuple[int, ...] = (9, 2, 0)
+    name: str = "elasticsearch"
+    vector_type: str = "sparse_vector"
+
+    @property
+    def label(self) -> str:
+        return "Elasticsearch " + ".".join(map(str, self.version))
+
+    @property
+    def _prunes_by_default(self) -> bool:
+        # index_options.prune arrived with default pruning, in 8.19 and 9.1 (9.0 has neither)
+        return (8, 19) <= self.version[:2] < (9, 0) or self.version[:2] >= (9, 1)
+
+    def vector_mapping(self) -> dict[str, Any]:
+        mapping: dict[str, Any] = {"type": "sparse_vector"}
+        if self._prunes_by_default:
+            mapping["index_options"] = {"prune": False}
+        return mapping
+
+    def index_settings(self) -> dict[str, Any]:
+        if self.version[:2] >= (9, 1):
+            return {"mapping": {"exclude_source_vectors": False}}
+        return {}
+
+    def to_field(self, vector: SparseVector) -> dict[str, float]:
+        return vector.to_dict()
+
+    def from_field(self, value: Mapping[str, float]) -> SparseVector:
+        return SparseVector({k: float(w) for k, w in value.items()})
+
+    def vector_clauses(self, vector: SparseVector, field_name: str) -> list[dict[str, Any]]:
+        if not vector:
+            return []
+        query = {"field": field_name, "query_vector": dict(vector.sorted_items()), "prune": False}
+        return [{"sparse_vector": query}]
+
+    def field_type(self, mapping: Mapping[str, Any], field_name: str) -> str | None:
+        field = mapping.get("mappings", {}).get("properties", {}).get(field_name, {})
+        return field.get("type") if isinstance(field, Mapping) else None
+
+    def cluster_checks(self, client: Any) -> list[Check]:
+        if self.version[:2] < MIN_QUERY_VERSION:
+            return [Check(
+                "version", FAIL, f"{self.label}: the sparse_vector query needs 8.15 or later",
+                "upgrade Elasticsearch to 8.15+ (tested: 8.19, 9.2)",
+            )]  # fmt: skip
+        pruning = "query-token pruning turned off per index and query" if self._prunes_by_default else "exact"
+        return [Check("version", OK, self.label), Check("sparse_vector", OK, f"field and query ({pruning})")]
+
+    def bulk(
+        self, client: Any, actions: Iterable[dict[str, Any]], **options: Any
+    ) -> Iterator[tuple[bool, dict[str, Any]]]:
+        es = import_client()
+        from elastic_transport import TransportError
+
+        timeout = options.pop("request_timeout", None)
+        if timeout is not None:
+            client = client.options(request_timeout=timeout)
+        source = iter(actions)
+        pending: dict[tuple[Any, Any], dict[str, Any]] = {}  # sent (or about to be), not answered yet
+
+        def feed() -> Iterator[dict[str, Any]]:
+            for action in source:
+                pending[(action.get("_index"), action.get("_id"))] = action
+                yield action
+
+        try:
+            for ok, item in es.helpers.streaming_bulk(
+                client, feed(), raise_on_error=False, raise_on_exception=False, **options
+            ):
+                answer = next(iter(item.values()))
+                pending.pop((answer.get("_index"), answer.get("_id")), None)
+                yield ok, item
+        except TransportError as err:
+            # The Elasticsearch helper raises when a request gets no answer at all (refused, reset, timed out);
+            # give every action without an answer a failure of its own, so the caller retries it like any other.
+            reason = f"{type(err).__name__}: {err}"
+            for action in [*pending.values(), *source]:
+                op = action.get("_op_type", "index")
+                yield False, {op: {"_index": action.get("_index"), "_id": action.get("_id"), "status": None,
+                                   "error": reason}}  # fmt: skip
+
+    def scan(self, client: Any, index: str, query: Mapping[str, Any], **options: Any) -> Iterable[dict[str, Any]]:
+        return import_client().helpers.scan(client, index=index, query=dict(query), **options)
+
+    def with_timeout(self, client: Any, seconds: float) -> tuple[Any, dict[str, Any]]:
+        return client.options(request_timeout=seconds), {}
+
+    def without_retries(self, client: Any) -> tuple[Any, bool]:
+        # `options` makes a client that shares the caller's connection pool: it must not be closed.
+        return client.options(max_retries=0, retry_on_timeout=False), False
+
+
+def server_version(client: Any) -> tuple[int, ...]:
+    """The cluster's version; the integ-test distribution answers 405 to `GET /`, so nodes info is the fallback."""
+    es = import_client()
+    try:
+        number = client.info()["version"]["number"]
+    except es.ApiError as err:
+        if err.meta.status not in (403, 405):
+            raise
+        nodes = client.nodes.info(node_id="_local", metric="_none", filter_path="nodes.*.version")["nodes"]
+        number = next(iter(nodes.values()))["version"]
+    return parse_version(number)
+
+
+def parse_version(number: str) -> tuple[int, ...]:
+    parts = []
+    for piece in str(number).split("-")[0].split("."):
+        if not piece.isdigit():
+            break
+        parts.append(int(piece))
+    return tuple(parts) or (0,)

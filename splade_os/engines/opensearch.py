@@ -1,0 +1,96 @@
+"""OpenSearch (2.x, 3.x): vectors in a `rank_features` field, queried as a `bool` of linear `rank_feature` clauses.
+
+The `rank_feature` query splits its field name at the last `.`, so every token goes through `escape_token` at index
+time and at query time (a raw `u.s.` would silently match nothing).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from opensearchpy import OpenSearch, helpers
+
+from splade_os.engines.base import FAIL, OK, WARN, Check
+from splade_os.vectors import SparseVector, escape_token
+
+
+@dataclass(frozen=True)
+class OpenSearchEngine:
+    version: tuple[int, ...] = (2, 19, 0)
+    name: str = "opensearch"
+    vector_type: str = "rank_features"
+
+    @property
+    def label(self) -> str:
+        return "OpenSearch " + ".".join(map(str, self.version))
+
+    def vector_mapping(self) -> dict[str, Any]:
+        return {"type": "rank_features"}
+
+    def index_settings(self) -> dict[str, Any]:
+        return {}
+
+    def to_field(self, vector: SparseVector) -> dict[str, float]:
+        return vector.to_field()
+
+    def from_field(self, value: Mapping[str, float]) -> SparseVector:
+        return SparseVector.from_field(value)
+
+    def vector_clauses(self, vector: SparseVector, field_name: str) -> list[dict[str, Any]]:
+        return [
+            {"rank_feature": {"field": f"{field_name}.{escape_token(t)}", "linear": {}, "boost": w}}
+            for t, w in vector.sorted_items()
+        ]
+
+    def field_type(self, mapping: Mapping[str, Any], field_name: str) -> str | None:
+        field = mapping.get("mappings", {}).get("properties", {}).get(field_name, {})
+        return field.get("type") if isinstance(field, Mapping) else None
+
+    def cluster_checks(self, client: Any) -> list[Check]:
+        checks = [self._version_check()]
+        nodes = client.nodes.info(metric="plugins")["nodes"]
+        lacking = [
+            n.get("name", node_id)
+            for node_id, n in nodes.items()
+            if "mapper-extras" not in {m.get("name") for m in n.get("modules", []) + n.get("plugins", [])}
+        ]
+        if lacking:
+            checks.append(Check(
+                "mapper-extras", FAIL, f"missing on {len(lacking)} of {len(nodes)} nodes: {', '.join(lacking)}",
+                "rank_features lives in the mapper-extras module, part of every OpenSearch distribution: use a full "
+                "distribution (or `splade-os node start`, which adds it to the minimal one)",
+            ))  # fmt: skip
+        else:
+            checks.append(Check("mapper-extras", OK, f"rank_features available on all {len(nodes)} nodes"))
+        return checks
+
+    def _version_check(self) -> Check:
+        if self.version[0] < 2:
+            return Check("version", WARN, self.label, "upgrade to OpenSearch 2.x or later (tested: 2.19, 3.x)")
+        return Check("version", OK, self.label)
+
+    def bulk(
+        self, client: Any, actions: Iterable[dict[str, Any]], **options: Any
+    ) -> Iterator[tuple[bool, dict[str, Any]]]:
+        # opensearch-py turns a request without an answer into per-action failures itself (status "N/A").
+        yield from helpers.streaming_bulk(client, actions, raise_on_error=False, raise_on_exception=False, **options)
+
+    def scan(self, client: Any, index: str, query: Mapping[str, Any], **options: Any) -> Iterable[dict[str, Any]]:
+        return helpers.scan(client, index=index, query=dict(query), **options)
+
+    def with_timeout(self, client: Any, seconds: float) -> tuple[Any, dict[str, Any]]:
+        return client, {"request_timeout": seconds}
+
+    def without_retries(self, client: Any) -> tuple[Any, bool]:
+        transport = client.transport
+        copy = OpenSearch(
+            hosts=transport.hosts,
+            connection_class=transport.connection_class,
+            serializer=transport.serializer,
+            retry_on_timeout=False,
+            send_get_body_as=transport.send_get_body_as,
+            **{**transport.kwargs, "max_retries": 0},
+        )
+        return copy, True

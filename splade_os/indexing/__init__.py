@@ -1,0 +1,22 @@
+"""Bulk indexing that loses nothing: stream records, encode, send, and account for every single one.
+
+The main thread reads and encodes batch N+1 while a sender thread bulk-sends batch N (onnxruntime releases the GIL).
+Every record read ends as exactly one of indexed, failed (written to the dead-letter file with the reason) or
+skipped, and the index's document count is checked against that at the end.
+
+Resume: after each acknowledged batch the sender writes a checkpoint with the input's byte offset, a digest of the
+bytes before it and the counters. Before sending a batch it records the batch's ids as `pending`, so after a crash
+between send and acknowledgement the ids that did land are found with one `mget` and are not encoded again. The
+corpus id is the `_id`, so sending a document twice can never duplicate it.
+"""
+
+from splade_os.indexing.ledger import Counters, Ledger, default_checkpoint, default_dead_letter
+from splade_os.indexing.load import IndexSummary, index_corpus, reencode_index
+from splade_os.indexing.options import BulkOptions, LoadOptions
+from splade_os.indexing.pipeline import DocumentEncoder, IndexingInterrupted, Progress
+from splade_os.indexing.sources import IndexSource
+
+__all__ = [
+    "BulkOptions", "Counters", "DocumentEncoder", "IndexSource", "IndexSummary", "IndexingInterrupted", "Ledger",
+    "LoadOptions", "Progress", "default_checkpoint", "default_dead_letter", "index_corpus", "reencode_index",
+]  # fmt: skip

@@ -1,0 +1,124 @@
+"""The ledger of a load: counters that several writers add up into one total, the checkpoint, the dead letters."""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from splade_os.errors import ConfigError
+
+CHECKPOINT_VERSION = 1
+
+
+@dataclass
+class Counters:
+    """Counts persisted in the checkpoint, so a resumed run reports the whole corpus."""
+
+    read: int = 0
+    indexed: int = 0
+    failed: int = 0
+    skipped: int = 0
+    truncated: int = 0
+    resumed: int = 0  # found already indexed after an interruption, not encoded again
+    replaced: int = 0  # overwrote a document that was already in the index
+
+    def add(self, other: Counters) -> None:
+        """Add another writer's counts to these (a batch, or a worker of a distributed load)."""
+        for name, value in asdict(other).items():
+            setattr(self, name, getattr(self, name) + value)
+
+
+class Ledger:
+    """Counters shared by several writers (sender threads, distributed workers): each adds its deltas under a lock,
+    and the total is what the index count is verified against."""
+
+    def __init__(self, start: Counters | None = None) -> None:
+        self._total = start or Counters()
+        self._lock = threading.Lock()
+
+    def add(self, delta: Counters) -> Counters:
+        with self._lock:
+            self._total.add(delta)
+            return Counters(**asdict(self._total))
+
+    @property
+    def total(self) -> Counters:
+        with self._lock:
+            return Counters(**asdict(self._total))
+
+
+def default_checkpoint(alias: str) -> Path:
+    return Path(f"{alias}.checkpoint.json")
+
+
+def default_dead_letter(alias: str) -> Path:
+    return Path(f"{alias}.dead-letter.jsonl")
+
+
+class Checkpoint:
+    """A small JSON file, replaced atomically, so a crash at any instant leaves the last good state."""
+
+    def __init__(self, path: Path, data: dict[str, Any]) -> None:
+        self.path, self.data = path, data
+
+    @classmethod
+    def load(cls, path: Path) -> Checkpoint:
+        if not path.is_file():
+            raise ConfigError(f"nothing to resume: no checkpoint {path} (run without --resume to start a load)")
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+            raise ConfigError(
+                f"checkpoint {path} cannot be read ({type(err).__name__}: {err}): start over with --recreate"
+            ) from None
+        if not isinstance(data, dict) or data.get("version") != CHECKPOINT_VERSION:
+            raise ConfigError(f"{path} was written by another splade-os version: start over with --recreate")
+        return cls(path, data)
+
+    def save(self) -> None:
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        with open(tmp, "w", encoding="utf-8") as out:
+            json.dump(self.data, out)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, self.path)
+
+
+class DeadLetters:
+    """The dead-letter JSON Lines file, opened on the first entry; a resume truncates it to the checkpoint."""
+
+    def __init__(self, path: Path, keep_bytes: int = 0) -> None:
+        self.path = path
+        self._out: Any = None
+        if keep_bytes and path.is_file():
+            with open(path, "r+b") as existing:
+                existing.truncate(keep_bytes)
+            self._out = open(path, "ab")  # kept open for the whole run
+        else:
+            path.unlink(missing_ok=True)
+
+    def write(self, entry: Mapping[str, Any]) -> None:
+        if self._out is None:
+            self._out = open(self.path, "ab")  # kept open for the whole run
+        self._out.write(json.dumps(entry, ensure_ascii=False).encode("utf-8") + b"\n")
+
+    def tell(self) -> int:
+        if self._out is None:
+            return 0
+        self._out.flush()
+        return int(self._out.tell())
+
+    def close(self) -> Path | None:
+        if self._out is None:
+            return None
+        self._out.close()
+        return self.path
+
+
+def entry(line: int, doc_id: str | None, outcome: str, reason: str, **extra: Any) -> dict[str, Any]:
+    return {"line": line, "doc_id": doc_id, "outcome": outcome, "reason": reason, **extra}

@@ -1,0 +1,314 @@
+"""The entry points: `index_corpus` and `reencode_index` pick the target, run the pipeline, and verify the count."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from splade_os import aliases
+from splade_os.corpus import CorpusReader, FieldNames
+from splade_os.engines import engine_for
+from splade_os.errors import ConfigError
+from splade_os.indexing.ledger import (
+    CHECKPOINT_VERSION,
+    Checkpoint,
+    Counters,
+    DeadLetters,
+    default_checkpoint,
+    default_dead_letter,
+)  # fmt: skip
+from splade_os.indexing.options import BulkOptions, LoadOptions
+from splade_os.indexing.pipeline import DocumentEncoder, Loader, Progress, run
+from splade_os.indexing.sources import IndexSource, Source
+from splade_os.indexing.target import Target, count_documents, prepare_target, restore_refresh, try_restore_refresh
+from splade_os.mappings import DEFAULT_ANALYZER
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class IndexSummary:
+    """What a run did and whether the index holds what it should."""
+
+    alias: str
+    index: str
+    counters: Counters
+    elapsed: float
+    processed: int
+    index_count: int
+    index_bytes: int
+    expected: int
+    verified: bool
+    verification: str
+    dead_letter: Path | None
+    swapped: aliases.AliasSwap | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def docs_per_s(self) -> float:
+        return self.processed / self.elapsed if self.elapsed > 0 else 0.0
+
+    def problems(self, *, allow_failures: bool = False) -> list[str]:
+        """Why this run should count as failed; empty when all is well."""
+        found = [] if self.verified else [self.verification]
+        if self.counters.failed and not allow_failures:
+            where = f"; see {self.dead_letter}" if self.dead_letter else ""
+            found.append(f"{self.counters.failed} documents failed{where} (pass --allow-failures to accept)")
+        return found
+
+
+def landed_ids(client: Any, index: str, ids: list[str]) -> set[str]:
+    if not ids:
+        return set()
+    response = client.mget(index=index, body={"ids": ids}, filter_path="docs._id,docs.found")
+    return {d["_id"] for d in response.get("docs", []) if d.get("found")}
+
+
+def run_settings(encoder: DocumentEncoder, opts: LoadOptions) -> dict[str, Any]:
+    """What a resumed run must share with the interrupted one."""
+    manifest = encoder.manifest
+    return {"encoder": [manifest.get("name"), manifest.get("sha256")], "skip_empty": opts.skip_empty}
+
+
+def index_corpus(
+    client: Any,
+    source: str | Path,
+    *,
+    index: str,
+    encoder: DocumentEncoder,
+    names: FieldNames | None = None,
+    corpus_format: str | None = None,
+    columns: Sequence[str] | None = None,
+    recreate: bool = False,
+    resume: bool = False,
+    skip_empty: bool = True,
+    allow_failures: bool = False,
+    delete_previous: bool = False,
+    shards: int = 1,
+    replicas: int = 1,
+    analyzer: str | None = None,
+    checkpoint: Path | None = None,
+    dead_letter: Path | None = None,
+    options: BulkOptions | None = None,
+    on_progress: Callable[[Progress], None] | None = None,
+) -> IndexSummary:
+    """Index a corpus file, BEIR folder or `-` (stdin) into alias `index`; see the package docstring.
+
+    The alias is moved to a freshly built index only once its count checks out (and no document failed, unless
+    `allow_failures`). Call `summary.problems()` to decide whether the run succeeded.
+    """
+    opts = LoadOptions(
+        recreate=recreate, resume=resume, skip_empty=skip_empty, allow_failures=allow_failures,
+        delete_previous=delete_previous, shards=shards, replicas=replicas, analyzer=analyzer or DEFAULT_ANALYZER,
+        checkpoint=checkpoint or default_checkpoint(index), dead_letter=dead_letter or default_dead_letter(index),
+        bulk=options or BulkOptions(),
+    )  # fmt: skip
+    reader = CorpusReader(source, corpus_format=corpus_format, names=names, columns=columns)
+    try:
+        return load(client, reader, index, encoder, opts, on_progress)
+    finally:
+        reader.close()
+
+
+def reencode_index(
+    client: Any,
+    source_index: str,
+    *,
+    index: str,
+    encoder: DocumentEncoder,
+    text_field: str = "text",
+    title_field: str = "title",
+    recreate: bool = True,
+    skip_empty: bool = False,
+    allow_failures: bool = False,
+    delete_previous: bool = False,
+    shards: int = 1,
+    replicas: int = 1,
+    analyzer: str | None = None,
+    dead_letter: Path | None = None,
+    options: BulkOptions | None = None,
+    on_progress: Callable[[Progress], None] | None = None,
+) -> IndexSummary:
+    """Read `source_index` (scroll), encode `text_field` (with `title_field`), and write alias `index`.
+
+    With `index` equal to the source alias and `recreate`, this builds the next version and swaps the alias to it
+    once verified: readers move to the new vectors atomically. The old version is kept unless `delete_previous`.
+    Every document is copied, an empty text included (it gets an empty vector and stays findable by its fields),
+    and the alias moves only when the new index holds as many documents as the source did. The new version keeps
+    the source's BM25 analyzer unless `analyzer` is given.
+    """
+    bulk = options or BulkOptions()
+    names = FieldNames(id="_id", text=text_field, title=title_field)
+    source = IndexSource(client, source_index, names, bulk.batch_size)
+    if not recreate and set(aliases.resolve(client, index)) & set(aliases.resolve(client, source_index)):
+        raise ConfigError(f"{index!r} is the index being read: pass --recreate to build a new version of it")
+    opts = LoadOptions(
+        recreate=recreate, skip_empty=skip_empty, allow_failures=allow_failures, delete_previous=delete_previous,
+        shards=shards, replicas=replicas, analyzer=analyzer or source.analyzer() or DEFAULT_ANALYZER,
+        checkpoint=None, dead_letter=dead_letter or default_dead_letter(index), bulk=bulk,
+    )  # fmt: skip
+    return load(client, source, index, encoder, opts, on_progress)
+
+
+def unfinished_index(checkpoint: Path) -> str | None:
+    """The index an interrupted run was writing, to delete on --recreate; None when the checkpoint is unreadable."""
+    try:
+        index = json.loads(checkpoint.read_text(encoding="utf-8")).get("target", {}).get("index")
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError):
+        log.warning("checkpoint %s is unreadable; starting over without it", checkpoint)
+        return None
+    return index if isinstance(index, str) else None
+
+
+@dataclass
+class Started:
+    """A load's target and the state it starts from (all empty unless resuming)."""
+
+    target: Target
+    checkpoint: Checkpoint | None
+    counters: Counters
+    landed: set[str]
+    dead_letter_bytes: int = 0
+
+
+def start(client: Any, source: Source, alias: str, encoder: DocumentEncoder, opts: LoadOptions) -> Started:
+    """Pick or create the target index and read the state of an interrupted run when resuming.
+
+    Nothing here opens a file or turns refreshes off: `load` does that once it is inside its clean-up block.
+    """
+    settings = run_settings(encoder, opts)
+    checkpoint = opts.checkpoint
+    if opts.resume:
+        if checkpoint is None:
+            raise ConfigError("this source cannot be resumed")
+        state = Checkpoint.load(checkpoint)
+        for key, now in (("input", source.identity()), ("settings", settings)):
+            if state.data.get(key) != now:
+                raise ConfigError(
+                    f"--resume with different {key} than the interrupted run ({state.data.get(key)} then, {now} "
+                    "now): use the same options, or start over with --recreate"
+                )
+        target = Target(**state.data["target"])
+        if not client.indices.exists(index=target.index):
+            raise ConfigError(f"index {target.index!r} of the interrupted run is gone: start over with --recreate")
+        source.skip_to(state.data["offset"], state.data["line"], state.data["digest"])
+        landed = landed_ids(client, target.index, state.data["pending_ids"])
+        return Started(target, state, Counters(**state.data["counters"]), landed, state.data["dead_letter_bytes"])
+    if checkpoint and checkpoint.exists():
+        if not opts.recreate:
+            raise ConfigError(
+                f"an interrupted run left {checkpoint}: pass --resume to continue it, or --recreate to start over"
+            )
+        unfinished = unfinished_index(checkpoint)
+        if unfinished and unfinished not in aliases.resolve(client, alias):
+            client.indices.delete(index=unfinished, ignore_unavailable=True)
+        checkpoint.unlink()
+    target = prepare_target(client, alias, encoder, opts)
+    fresh_state: Checkpoint | None = None
+    if checkpoint and source.resumable:
+        fresh_state = state = Checkpoint(checkpoint, {"version": CHECKPOINT_VERSION, "target": asdict(target)})
+        state.data.update(input=source.identity(), settings=settings, offset=0, line=0, digest=source.digest())
+        state.data.update(counters=asdict(Counters()), dead_letter_bytes=0, pending_ids=[])
+    return Started(target, fresh_state, Counters(), set())
+
+
+def load(
+    client: Any,
+    source: Source,
+    alias: str,
+    encoder: DocumentEncoder,
+    opts: LoadOptions,
+    on_progress: Callable[[Progress], None] | None = None,
+) -> IndexSummary:
+    """One load from `source` into `alias`, with the clean-up that keeps every failure path tidy."""
+    # The loader retries on its own and must see every failed request, so it talks through a client whose transport
+    # never re-sends; the caller's client, which other threads may share, is never changed.
+    engine = engine_for(client)
+    own, close_own = engine.without_retries(client)
+    letters: DeadLetters | None = None
+    started: Started | None = None
+    try:
+        started = start(own, source, alias, encoder, opts)
+        target = started.target
+        if started.checkpoint is not None:
+            started.checkpoint.save()
+        if opts.resume and target.fresh:
+            own.indices.put_settings(index=target.index, body={"index": {"refresh_interval": "-1"}})
+        letters = DeadLetters(opts.dead_letter, keep_bytes=started.dead_letter_bytes)
+        loader = Loader(
+            own, target, encoder, opts.bulk, started.checkpoint, letters, skip_empty=opts.skip_empty,
+            landed=started.landed, counters=started.counters, total=source.size, on_progress=on_progress,
+        )  # fmt: skip
+        count_at_start = count_documents(own, target.index)
+        run(loader, source)
+        source_total = source.size if isinstance(source, IndexSource) else None
+        return finish(own, target, loader, letters, count_at_start, opts, source_total=source_total)
+    except BaseException:
+        if letters is not None:
+            letters.close()
+        if started is not None:
+            try_restore_refresh(own, started.target)
+        raise
+    finally:
+        if close_own:
+            own.close()
+
+
+def finish(
+    client: Any,
+    target: Target,
+    loader: Loader,
+    letters: DeadLetters,
+    count_at_start: int,
+    opts: LoadOptions,
+    *,
+    source_total: int | None = None,
+) -> IndexSummary:
+    """Restore refreshes, count what landed against what was read, and move the alias when it checks out.
+
+    `source_total` is the document count of an index being copied: the copy must hold every one of them (with
+    `allow_failures`, all but the failed ones, each in the dead-letter file) before the alias may move.
+    """
+    allow_failures = opts.allow_failures
+    dead_letter = letters.close()
+    restore_refresh(client, target)
+    count = count_documents(client, target.index)
+    c = loader.counters
+    if target.fresh:
+        expected = c.read - c.failed - c.skipped
+        verified = count == expected
+        how = f"read {c.read} - failed {c.failed} - skipped {c.skipped} = {expected}"
+    else:
+        expected = count_at_start + loader.created
+        verified = expected <= count <= expected + loader.uncertain
+        how = f"{count_at_start} before + {loader.created} new = {expected}"
+    if source_total is not None and verified:
+        accounted = count + (c.failed if allow_failures else 0)
+        verified = accounted == source_total and c.read == source_total
+        how += f", and the source held {source_total}"
+    verification = f"{target.index} holds {count} documents; expected {how}"
+    if not verified:
+        verification = f"count mismatch: {verification}. Look at the dead-letter file and the cluster's logs"
+    stats = client.indices.stats(index=target.index, metric="store")
+    size = int(stats["indices"][target.index]["primaries"]["store"]["size_in_bytes"])
+    summary = IndexSummary(
+        alias=target.alias, index=target.index, counters=c, elapsed=time.monotonic() - loader.started,
+        processed=loader.processed, index_count=count, index_bytes=size, expected=expected, verified=verified,
+        verification=verification, dead_letter=dead_letter,
+    )  # fmt: skip
+    if target.swap:
+        if verified and (allow_failures or not c.failed):
+            summary.swapped = aliases.swap(client, target.alias, target.index, delete_previous=opts.delete_previous)
+        else:
+            summary.notes.append(
+                f"alias {target.alias!r} still points at the previous index; to switch anyway: "
+                f"splade-os alias {target.alias} {target.index}"
+            )
+    if opts.checkpoint:
+        opts.checkpoint.unlink(missing_ok=True)
+    return summary

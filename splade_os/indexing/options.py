@@ -1,0 +1,57 @@
+"""How a load runs (`BulkOptions` for batching and sending, `LoadOptions` for the rest) and what it needs from an
+encoder."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from splade_os.errors import ConfigError
+from splade_os.mappings import DEFAULT_ANALYZER
+from splade_os.vectors import SparseVector
+
+
+class DocumentEncoder(Protocol):
+    """What indexing needs from an encoder; `SpladeEncoder` is one, a test can bring a tiny fake."""
+
+    @property
+    def manifest(self) -> Mapping[str, Any]: ...
+
+    def encode_documents(self, texts: Sequence[str]) -> list[SparseVector]: ...
+
+
+@dataclass(frozen=True)
+class BulkOptions:
+    """How records are batched and sent, and how long an unhealthy cluster is waited for."""
+
+    batch_size: int = 256  # records encoded and sent together; also the unit of a checkpoint
+    chunk_bytes: int = 8 * 1024 * 1024  # a bulk request never exceeds this, except a single larger document
+    max_retries: int = 6  # rounds of 429 retries inside one bulk call
+    initial_backoff: float = 1.0
+    max_backoff: float = 30.0
+    retry_for: float = 300.0  # how long a batch is retried through connection errors and 5xx before giving up
+    request_timeout: float = 120.0
+    queue_size: int = 1  # encoded batches waiting for the sender: bounds memory
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1 or self.chunk_bytes < 1 or self.queue_size < 1:
+            raise ConfigError("batch size, chunk bytes and queue size must be positive")
+
+
+@dataclass(frozen=True)
+class LoadOptions:
+    """What a load does besides sending: where it writes, what it keeps, how it reports."""
+
+    recreate: bool = False  # build a new version behind the alias (the previous one is kept unless delete_previous)
+    resume: bool = False  # continue an interrupted run from its checkpoint
+    skip_empty: bool = True  # corpus records with no text and no title go to the dead letters as skipped
+    allow_failures: bool = False  # failed documents do not stop the alias from moving
+    delete_previous: bool = False  # after a verified switch, delete the version readers used before
+    shards: int = 1
+    replicas: int = 1
+    analyzer: str = DEFAULT_ANALYZER  # of the BM25 text fields of a new index
+    checkpoint: Path | None = None  # None: the source cannot be resumed
+    dead_letter: Path = Path("dead-letter.jsonl")
+    bulk: BulkOptions = field(default_factory=lambda: BulkOptions())

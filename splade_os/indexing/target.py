@@ -1,0 +1,83 @@
+"""Where a load writes: the index readers use (in place) or a new version behind the alias, and its refreshes."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from splade_os import aliases
+from splade_os.engines import engine_for
+from splade_os.errors import ConfigError, EngineError
+from splade_os.indexing.options import DocumentEncoder, LoadOptions
+from splade_os.mappings import check_encoder, check_vector_field, index_body
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Target:
+    alias: str
+    index: str
+    fresh: bool  # created by this load: `create` ops, and duplicate ids are errors instead of overwrites
+    swap: bool  # move the alias here once the load is verified
+    refresh_restore: Any
+
+
+def create_index(client: Any, index: str, encoder: DocumentEncoder, opts: LoadOptions) -> Any:
+    body = index_body(
+        shards=opts.shards, replicas=opts.replicas, manifest=encoder.manifest, engine=engine_for(client),
+        analyzer=opts.analyzer,
+    )  # fmt: skip
+    restore = body["settings"]["index"].get("refresh_interval")
+    body["settings"]["index"]["refresh_interval"] = "-1"  # no refreshes during a bulk load; restored at the end
+    try:
+        client.indices.create(index=index, body=body)
+    except Exception as err:
+        raise EngineError(f"cannot create index {index!r}: {err}") from None
+    return restore
+
+
+def prepare_target(client: Any, alias: str, encoder: DocumentEncoder, opts: LoadOptions) -> Target:
+    current = aliases.resolve(client, alias)
+    if len(current) > 1:
+        raise ConfigError(
+            f"alias {alias!r} points at {len(current)} indices ({', '.join(current)}): point it at one with "
+            "`splade-os alias`"
+        )
+    if current and not opts.recreate:
+        # An in-place load writes to the index readers use: its refresh interval is left alone, so a load that dies
+        # (even by SIGKILL) never leaves a live index that stops refreshing.
+        index = current[0]
+        check_vector_field(index, client.indices.get_mapping(index=index), engine=engine_for(client))
+        check_encoder(client, index, encoder.manifest)
+        return Target(alias, index, fresh=False, swap=False, refresh_restore=None)
+    if current and not aliases.is_alias(client, alias):
+        raise ConfigError(
+            f"{alias!r} is a concrete index, not an alias: moving an alias to a new version would delete it. Build "
+            f"versions behind an alias instead: splade-os index --from-index {alias} --index NEW_NAME"
+        )
+    index = aliases.next_version(client, alias)
+    restore = create_index(client, index, encoder, opts)
+    if not current:
+        aliases.swap(client, alias, index)  # nothing to protect readers from: expose the alias right away
+    return Target(alias, index, fresh=True, swap=bool(current), refresh_restore=restore)
+
+
+def restore_refresh(client: Any, target: Target) -> None:
+    if target.fresh:  # only an index this load created had its refreshes turned off
+        client.indices.put_settings(index=target.index, body={"index": {"refresh_interval": target.refresh_restore}})
+
+
+def try_restore_refresh(client: Any, target: Target) -> None:
+    # Best effort after a failure, so an abandoned load does not leave an index that never refreshes; a resumed
+    # run turns refreshes off again.
+    try:
+        restore_refresh(client, target)
+    except Exception as err:  # the cluster may be the reason we are here
+        log.warning("could not restore refresh_interval of %s: %s", target.index, err)
+
+
+def count_documents(client: Any, index: str) -> int:
+    client.indices.refresh(index=index)
+    return int(client.count(index=index)["count"])
