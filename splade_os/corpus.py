@@ -17,12 +17,14 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from splade_os.errors import ConfigError, InputError
+from splade_os.mappings import VECTOR_FIELD
 
 FORMATS = ("jsonl", "csv", "tsv")
 # One record larger than this is reported and skipped instead of being read into memory whole.
 DEFAULT_MAX_RECORD_BYTES = 32 * 1024 * 1024
-# Fields the index writes itself; a corpus field of the same name would be overwritten, so it is not passed on.
-RESERVED_FIELDS = frozenset({"doc_id", "title", "text", "splade"})
+# Fields the index writes itself. A corpus field of the same name that is not the chosen id, text or title field
+# would be overwritten, so its record is refused (see `collision`) rather than silently losing that field.
+RESERVED_FIELDS = frozenset({"doc_id", "title", "text", VECTOR_FIELD})
 _SNIPPET = 200
 
 
@@ -110,8 +112,50 @@ def to_record(obj: Any, names: FieldNames, line: int, raw: bytes | str = "") -> 
             return RecordError(line, reason, doc_id=doc_id, raw=_snippet(raw))
         values[label] = value
     used = {names.id, names.text, names.title}
-    extra = {k: v for k, v in obj.items() if k not in used and k not in RESERVED_FIELDS and not k.startswith("_")}
+    extra: dict[str, Any] = {}
+    for key, item in obj.items():
+        if key in used:
+            continue
+        if key in RESERVED_FIELDS or key.startswith("_"):
+            lost = collision(key, item, values, names)
+            if lost:
+                return RecordError(line, lost, doc_id=doc_id, raw=_snippet(raw))
+            continue  # a copy of what the index writes anyway (the doc_id of a re-encoded index): nothing is lost
+        extra[key] = item
     return Record(doc_id=doc_id, text=values["text"], title=values["title"], fields=extra, line=line)
+
+
+_WRITTEN_AS = {"doc_id": "id", "_id": "id", "text": "text", "title": "title"}
+_OPTIONS = {"id": "--id-field", "text": "--text-field", "title": "--title-field"}
+
+
+def collision(name: str, value: Any, values: Mapping[str, str], names: FieldNames) -> str | None:
+    """Why the input field `name`, which the index cannot store under that name, would be lost with its record.
+
+    None when dropping it loses nothing: it is null or empty (an empty CSV cell), or a copy of the record's id, text
+    or title (the `doc_id` that every document of a re-encoded index carries). `values` holds the record's "id",
+    "text" and "title".
+    """
+    if value is None or value == "":
+        return None
+    label = _WRITTEN_AS.get(name)
+    if label is not None and not isinstance(value, bool):
+        copy = str(value) if label == "id" and isinstance(value, int) else value
+        if copy == values[label]:
+            return None
+    if name == VECTOR_FIELD:
+        return f"field {name!r} would be overwritten by the SPLADE vector: rename it in the input"
+    if name.startswith("_"):
+        return (
+            f"field {name!r} starts with '_', which OpenSearch keeps for its own metadata: rename it in the input, "
+            "or choose it with --id-field, --text-field or --title-field"
+        )
+    assert label is not None
+    source = {"id": names.id, "text": names.text, "title": names.title}[label]
+    return (
+        f"field {name!r} would be overwritten by the {label} read from {source!r}: rename it in the input, "
+        f"or choose it with {_OPTIONS[label]}"
+    )
 
 
 def detect_format(source: str | Path) -> str:

@@ -1,11 +1,16 @@
 """Encode a JSON Lines file (BEIR corpus or queries layout) into JSON Lines of sparse vectors.
 
 In:  `{"_id": "4983", "title": "...", "text": "..."}` (corpus) or `{"_id": "0", "text": "..."}` (queries).
-Out: `{"_id": "4983", "vector": {"token": weight, ...}}`, one line per input record, in input order.
+Out: `{"_id": "4983", "vector": {"token": weight, ...}}`, one line per good input record, in input order.
+
+Records are read and checked by `splade_os.corpus`, with the same rules as `splade-os index`: a line that is not
+valid UTF-8 or JSON, a record without an id or text, a field the index would overwrite, or an id seen before is a
+`RecordError` naming the line and the fix. Bad records are reported and left out; the good ones are all written.
 
 A corpus record is encoded as `title + " " + text` when the title is not empty, which is what BEIR's
 evaluation code and SPLADE's BEIR runs feed the model; queries use `text` only. Records stream through in
-blocks so memory stays bounded whatever the input size; each block is length-sorted by the encoder.
+blocks so memory stays bounded whatever the input size (apart from the set of ids seen, to refuse duplicates);
+each block is length-sorted by the encoder.
 """
 
 from __future__ import annotations
@@ -14,46 +19,53 @@ import json
 import sys
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import ExitStack
+from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, BinaryIO
 
+from splade_os.corpus import CorpusReader, FieldNames, Item, Record, RecordError
 from splade_os.encoder import SpladeEncoder
-from splade_os.errors import InputError
+from splade_os.errors import ConfigError, InputError
 
 BLOCK_SIZE = 512
 
 
-def record_text(record: dict[str, Any], *, query: bool = False, where: str = "record") -> str:
+@dataclass
+class EncodeSummary:
+    """What one encode run did: every non-blank input record was either written or failed."""
+
+    written: int = 0
+    failed: int = 0
+
+    @property
+    def read(self) -> int:
+        return self.written + self.failed
+
+
+def record_text(record: Record, *, query: bool = False) -> str:
     """The text SPLADE sees for one BEIR record."""
-    text = record.get("text", "")
-    title = "" if query else record.get("title", "")
-    for name, value in (("text", text), ("title", title)):
-        if value is not None and not isinstance(value, str):
-            raise InputError(f"{where}: field {name!r} is {type(value).__name__}, expected a string")
-    text, title = text or "", title or ""
-    return f"{title} {text}" if title.strip() else text
+    title = "" if query else record.title
+    return f"{title} {record.text}" if title.strip() else record.text
 
 
-def read_records(lines: Iterable[str], source: str = "input") -> Iterator[tuple[str, dict[str, Any]]]:
-    """(id, record) per non-blank JSON line; a line that is not a JSON object with `_id` is an InputError."""
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        where = f"{source} line {number}"
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise InputError(f"{where} is not valid JSON: {exc.msg}") from exc
-        if not isinstance(record, dict):
-            raise InputError(f"{where} is a JSON {type(record).__name__}, expected an object with _id and text")
-        if "_id" not in record:
-            raise InputError(f'{where} has no _id field (BEIR layout: {{"_id": ..., "title": ..., "text": ...}})')
-        yield str(record["_id"]), record
+def unique_ids(items: Iterable[Item]) -> Iterator[Item]:
+    """The items, with every record whose id an earlier record already had turned into a RecordError."""
+    seen: set[str] = set()
+    for item in items:
+        if isinstance(item, Record):
+            if item.doc_id in seen:
+                reason = (
+                    f"duplicate id {item.doc_id!r}: an earlier record has it and was kept; give each record its own id"
+                )
+                yield RecordError(item.line, reason, doc_id=item.doc_id)
+                continue
+            seen.add(item.doc_id)
+        yield item
 
 
-def _blocks(records: Iterator[tuple[str, dict[str, Any]]], size: int) -> Iterator[list[tuple[str, dict[str, Any]]]]:
-    block: list[tuple[str, dict[str, Any]]] = []
-    for item in records:
+def _blocks(items: Iterable[Item], size: int) -> Iterator[list[Item]]:
+    block: list[Item] = []
+    for item in items:
         block.append(item)
         if len(block) == size:
             yield block
@@ -62,28 +74,39 @@ def _blocks(records: Iterator[tuple[str, dict[str, Any]]], size: int) -> Iterato
         yield block
 
 
-def encode_jsonl(
+def encode_records(
     encoder: SpladeEncoder,
-    source: IO[str],
+    items: Iterable[Item],
     sink: IO[str],
     *,
     queries: bool = False,
-    source_name: str = "input",
     block_size: int = BLOCK_SIZE,
     on_progress: Callable[[int], None] | None = None,
-) -> int:
-    """Stream records from `source` to vector lines on `sink`; return the number of records written."""
+    on_error: Callable[[RecordError], None] | None = None,
+) -> EncodeSummary:
+    """Encode the good records of `items` to vector lines on `sink`; each bad one goes to `on_error` instead."""
     encode = encoder.encode_queries if queries else encoder.encode_documents
-    written = 0
-    for block in _blocks(read_records(source, source_name), block_size):
-        texts = [record_text(record, query=queries, where=f"{source_name} record {_id!r}") for _id, record in block]
-        for (_id, _), vector in zip(block, encode(texts), strict=True):
-            sink.write(json.dumps({"_id": _id, "vector": vector.to_dict()}, ensure_ascii=False) + "\n")
-        written += len(block)
+    summary = EncodeSummary()
+    for block in _blocks(unique_ids(items), block_size):
+        records = [item for item in block if isinstance(item, Record)]
+        vectors = encode([record_text(record, query=queries) for record in records])
+        for record, vector in zip(records, vectors, strict=True):
+            sink.write(json.dumps({"_id": record.doc_id, "vector": vector.to_dict()}, ensure_ascii=False) + "\n")
+        for item in block:
+            if isinstance(item, RecordError) and on_error is not None:
+                on_error(item)
+        summary.written += len(records)
+        summary.failed += len(block) - len(records)
         if on_progress is not None:
             on_progress(len(block))
     sink.flush()
-    return written
+    return summary
+
+
+def describe(error: RecordError, source: str) -> str:
+    """One line for a bad record: where it is, which id it has, what is wrong and what to do."""
+    where = f"{source} line {error.line}" + (f" (id {error.doc_id!r})" if error.doc_id is not None else "")
+    return f"{where}: {error.reason}; not encoded"
 
 
 def encode_path(
@@ -92,24 +115,35 @@ def encode_path(
     output_path: str | Path | None = None,
     *,
     queries: bool = False,
+    names: FieldNames | None = None,
     block_size: int = BLOCK_SIZE,
     on_progress: Callable[[int], None] | None = None,
-) -> int:
-    """`encode_jsonl` over paths; `-` (or no output path) means stdin / stdout."""
+    on_error: Callable[[str], None] | None = None,
+    stdin: BinaryIO | None = None,
+) -> EncodeSummary:
+    """`encode_records` over a JSON Lines file; `-` (or no output path) means stdin / stdout.
+
+    `on_error` gets one line per bad record (see `describe`); the output holds every good record.
+    """
+    if str(input_path) != "-":
+        path = Path(input_path)
+        if path.is_dir():
+            raise InputError(
+                f"{path} is a folder: give the JSON Lines file to encode (its corpus.jsonl or queries.jsonl)"
+            )
+        if not path.is_file():
+            raise InputError(f"input file {path} does not exist")
     with ExitStack() as stack:
-        if str(input_path) == "-":
-            source: IO[str] = sys.stdin
-            name = "<stdin>"
-        else:
-            path = Path(input_path)
-            if not path.is_file():
-                raise InputError(f"input file {path} does not exist")
-            source = stack.enter_context(path.open(encoding="utf-8"))
-            name = str(path)
+        reader = CorpusReader(input_path, corpus_format="jsonl", names=names, stdin=stdin)
+        stack.callback(reader.close)
         if output_path is None or str(output_path) == "-":
             sink: IO[str] = sys.stdout
         else:
-            sink = stack.enter_context(Path(output_path).open("w", encoding="utf-8"))
-        return encode_jsonl(
-            encoder, source, sink, queries=queries, source_name=name, block_size=block_size, on_progress=on_progress
+            try:
+                sink = stack.enter_context(Path(output_path).open("w", encoding="utf-8"))
+            except OSError as err:
+                raise ConfigError(f"cannot write the output file {output_path}: {err.strerror or err}") from err
+        report = None if on_error is None else (lambda error: on_error(describe(error, reader.label)))
+        return encode_records(
+            encoder, reader, sink, queries=queries, block_size=block_size, on_progress=on_progress, on_error=report
         )

@@ -10,17 +10,22 @@ from __future__ import annotations
 import json
 import os
 import re
+import threading
 from collections import deque
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from splade_os.errors import ConfigError, InputError, ModelError
+from splade_os.errors import ConfigError, EncoderClosedError, InputError, ModelError
 from splade_os.export import IDF_NAME, MANIFEST_NAME, TOKENIZER_NAME, sha256_file
 from splade_os.vectors import SparseVector
+
+if TYPE_CHECKING:
+    from tokenizers import Tokenizer
 
 # The committed splade-tiny export; present in a source checkout, not in an installed wheel.
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parents[1] / "models" / "splade-tiny"
@@ -52,6 +57,21 @@ def _as_texts(texts: Sequence[str], what: str) -> list[str]:
     return out
 
 
+def _first_line(err: BaseException) -> str:
+    lines = str(err).strip().splitlines()
+    return lines[0] if lines else type(err).__name__
+
+
+def _read_json(path: Path, what: str) -> Any:
+    """A JSON file of a model folder; unreadable or malformed JSON is a ModelError naming the file."""
+    try:
+        return json.loads(path.read_bytes())
+    except OSError as err:
+        raise ModelError(f"cannot read {path} ({err.strerror or err}); check the model folder's permissions") from err
+    except ValueError as err:  # JSONDecodeError, or bytes that are not UTF-8/16/32
+        raise ModelError(f"{path} is not valid JSON ({_first_line(err)}): {what}; re-run `splade-os export`") from err
+
+
 def read_manifest(model_dir: Path) -> dict[str, Any]:
     """The manifest of an exported model folder, checked to be complete; ModelError says what to do if not."""
     if not model_dir.is_dir():
@@ -59,16 +79,40 @@ def read_manifest(model_dir: Path) -> dict[str, Any]:
     path = model_dir / MANIFEST_NAME
     if not path.is_file():
         raise ModelError(f"{model_dir} has no {MANIFEST_NAME}: it is not a folder written by `splade-os export`")
-    try:
-        manifest = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise ModelError(f"{path} is not valid JSON ({exc}); re-run `splade-os export`") from exc
+    manifest = _read_json(path, "the manifest is damaged")
+    if not isinstance(manifest, dict):
+        raise ModelError(f"{path} holds a JSON {type(manifest).__name__}, not an object; re-run `splade-os export`")
     missing = [k for k in ("vocab_size", "max_length", "sha256") if k not in manifest]
     if missing:
         raise ModelError(f"{path} lacks {', '.join(missing)}; re-run `splade-os export`")
+    for key in ("vocab_size", "max_length"):
+        value = manifest[key]
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ModelError(f"{path}: {key} must be a positive integer, got {value!r}; re-run `splade-os export`")
+    for key in ("sha256", "onnx_file", "name", "query_mode"):
+        if key in manifest and not isinstance(manifest[key], str):
+            raise ModelError(f"{path}: {key} must be a string, got {manifest[key]!r}; re-run `splade-os export`")
     if not (model_dir / TOKENIZER_NAME).is_file():
         raise ModelError(f"{model_dir} has no {TOKENIZER_NAME}; re-run `splade-os export`")
     return dict(manifest)
+
+
+def _load_tokenizer(spec: str, path: Path, *, max_length: int | None = None, stride: int = 0) -> Tokenizer:
+    """A tokenizer configured once, for one use: no padding, and truncation at `max_length` or none at all."""
+    from tokenizers import Tokenizer
+
+    try:
+        tokenizer = Tokenizer.from_str(spec)
+    except Exception as err:  # tokenizers raises a bare Exception for a malformed file
+        raise ModelError(
+            f"{path} is not a valid tokenizer file ({_first_line(err)}); re-run `splade-os export`"
+        ) from err
+    tokenizer.no_padding()
+    if max_length is None:
+        tokenizer.no_truncation()
+    else:
+        tokenizer.enable_truncation(max_length, stride=stride)
+    return tokenizer
 
 
 class SpladeEncoder:
@@ -79,6 +123,11 @@ class SpladeEncoder:
     `batch_size` fixes the number of texts per run; by default batches hold about `DEFAULT_BATCH_TOKENS`
     token rows. `long_documents="truncate"` keeps the first `max_length` tokens and counts the text in
     `truncated`; `"split"` encodes overlapping windows (`stride` tokens of overlap) and max-pools them.
+
+    One encoder may be shared by many threads (a web server's, `AsyncSearcher`'s): every tokenizer is configured
+    once at load time and never changed, `truncated` is counted under a lock, and the worker pool is created with
+    the encoder. `close()` (or leaving a `with SpladeEncoder(...) as encoder:` block) shuts the pool down; encoding
+    afterwards raises `EncoderClosedError`, so create a new encoder to go on.
     """
 
     def __init__(
@@ -97,13 +146,12 @@ class SpladeEncoder:
         verify: bool = True,
     ) -> None:
         import onnxruntime as ort
-        from tokenizers import Tokenizer
 
         self.model_dir = Path(model_dir)
         self.manifest = read_manifest(self.model_dir)
         self.vocab_size = int(self.manifest["vocab_size"])
         self.name = str(self.manifest.get("name", self.model_dir.name))
-        onnx_path = self.model_dir / str(self.manifest.get("onnx_file", "model.onnx"))
+        onnx_path = self.model_dir / self.manifest.get("onnx_file", "model.onnx")
         if not onnx_path.is_file():
             raise ModelError(f"{self.model_dir} has no {onnx_path.name}; re-run `splade-os export`")
         if verify and sha256_file(onnx_path) != self.manifest.get("sha256"):
@@ -134,10 +182,25 @@ class SpladeEncoder:
         self.query_mode = query_mode or str(self.manifest.get("query_mode", "model"))
         if self.query_mode not in QUERY_MODES:
             raise ConfigError(f"query_mode must be one of {', '.join(QUERY_MODES)}, got {self.query_mode!r}")
-        self.truncated = 0
+        self._lock = threading.Lock()  # guards _truncated, _closed and submissions to _pool
+        self._truncated = 0
+        self._closed = False
 
-        self.tokenizer = Tokenizer.from_file(str(self.model_dir / TOKENIZER_NAME))
-        self.tokenizer.no_padding()
+        # One tokenizer per use, each configured here and never changed while encoding, so that concurrent calls
+        # cannot see each other's settings. `tokenizer` (no truncation) serves inference-free queries, the
+        # vocabulary and callers that want a text's own tokens; documents and model queries are cut at max_length.
+        tokenizer_path = self.model_dir / TOKENIZER_NAME
+        try:
+            spec = tokenizer_path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as err:
+            raise ModelError(f"cannot read {tokenizer_path} ({_first_line(err)}); re-run `splade-os export`") from err
+        self.tokenizer = _load_tokenizer(spec, tokenizer_path)
+        self._truncating = _load_tokenizer(spec, tokenizer_path, max_length=self.max_length)
+        self._splitting = (
+            _load_tokenizer(spec, tokenizer_path, max_length=self.max_length, stride=self.stride)
+            if long_documents == "split"
+            else None
+        )
         self._vocab = [""] * self.vocab_size
         for token, index in self.tokenizer.get_vocab(with_added_tokens=True).items():
             if index < self.vocab_size:
@@ -157,14 +220,71 @@ class SpladeEncoder:
         # cores. An accelerator gets one worker and onnxruntime's defaults.
         on_cpu = chosen[0] == "CPUExecutionProvider"
         self.workers = self.threads if on_cpu else 1
-        self._pool: ThreadPoolExecutor | None = None
         options = ort.SessionOptions()
         options.intra_op_num_threads = 1 if on_cpu else 0
         options.inter_op_num_threads = 1
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        self.session = ort.InferenceSession(str(onnx_path), options, providers=chosen)
+        try:
+            self.session = ort.InferenceSession(str(onnx_path), options, providers=chosen)
+        except Exception as err:  # onnxruntime's own exception types (InvalidProtobuf, Fail, ...)
+            raise ModelError(
+                f"onnxruntime cannot load {onnx_path} ({_first_line(err)}); re-run `splade-os export`"
+            ) from err
         self._inputs = {i.name for i in self.session.get_inputs()}
+        # Created here rather than on first use, so concurrent first calls cannot each make one; its threads start
+        # with the first batch.
+        self._pool = (
+            ThreadPoolExecutor(self.workers, thread_name_prefix="splade-os-encode") if self.workers > 1 else None
+        )
+
+    # ---------------------------------------------------------------------------------------------------------
+    # Lifetime and counters
+    # ---------------------------------------------------------------------------------------------------------
+
+    @property
+    def truncated(self) -> int:
+        """How many texts so far were longer than `max_length` and cut (long_documents="truncate")."""
+        with self._lock:
+            return self._truncated
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def close(self) -> None:
+        """Shut the worker pool down once the batches already submitted have run; calling it again does nothing.
+
+        Encoding after `close()` raises `EncoderClosedError`; a call in progress on another thread either
+        finishes or raises it.
+        """
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=True)
+
+    def __enter__(self) -> SpladeEncoder:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise EncoderClosedError(
+                f"this encoder of {self.model_dir} was closed; create a new SpladeEncoder to encode again"
+            )
+
+    def _submit(self, windows: list[tuple[int, list[int]]], batch: np.ndarray) -> Future[np.ndarray]:
+        with self._lock:  # never submit to a pool that `close()` is shutting down
+            self._check_open()
+            assert self._pool is not None
+            return self._pool.submit(self._run_batch, windows, batch)
 
     # ---------------------------------------------------------------------------------------------------------
     # Loading
@@ -174,8 +294,13 @@ class SpladeEncoder:
         path = self.model_dir / IDF_NAME
         if not path.is_file():
             raise ModelError(f"query mode 'inference-free' needs {path}, which is missing")
+        table = _read_json(path, "the idf weights of inference-free queries are damaged")
+        if not isinstance(table, dict):
+            raise ModelError(f"{path} holds a JSON {type(table).__name__}, not a token -> weight object")
         weights = np.zeros(self.vocab_size, dtype=np.float32)
-        for token, weight in json.loads(path.read_text()).items():
+        for token, weight in table.items():
+            if isinstance(weight, bool) or not isinstance(weight, int | float) or not np.isfinite(weight):
+                raise ModelError(f"{path}: the weight of token {token!r} is {weight!r}, not a finite number")
             index = self.tokenizer.token_to_id(token)
             if index is not None and index < self.vocab_size:
                 weights[index] = float(weight)
@@ -203,15 +328,17 @@ class SpladeEncoder:
     def encode_documents(self, texts: Sequence[str]) -> list[SparseVector]:
         """One sparse vector per text, in input order; empty or whitespace-only texts give an empty vector."""
         items = _as_texts(texts, "texts")
+        self._check_open()
         return self._encode(items, split=self.long_documents == "split")
 
     def encode_queries(self, texts: Sequence[str]) -> list[SparseVector]:
         """Query vectors: the network (`query_mode="model"`) or the tokenizer plus idf weights (`"inference-free"`)."""
         items = _as_texts(texts, "queries")
+        self._check_open()
         if self._idf is None:
             return self._encode(items, split=False)
         out = []
-        self.tokenizer.no_truncation()  # no network, so no length limit: every query token counts
+        # No network, so no length limit: every query token counts (`tokenizer` never truncates).
         for encoding in self.tokenizer.encode_batch(items, add_special_tokens=False):
             ids = np.unique(np.asarray(encoding.ids, dtype=np.int64))
             row = np.zeros(self.vocab_size, dtype=np.float32)
@@ -222,6 +349,7 @@ class SpladeEncoder:
     def encode_weights(self, texts: Sequence[str]) -> np.ndarray:
         """Dense `[len(texts), vocab]` document weights before special-token removal and pruning (for tests)."""
         items = _as_texts(texts, "texts")
+        self._check_open()
         out = np.zeros((len(items), self.vocab_size), dtype=np.float32)
         for i, row in self._pooled(self._windows(items, split=False)):
             out[i] = row
@@ -238,15 +366,19 @@ class SpladeEncoder:
         present = [i for i, t in enumerate(texts) if t.strip()]
         if not present:
             return []
-        self.tokenizer.enable_truncation(self.max_length, stride=self.stride if split else 0)
+        tokenizer = self._splitting if split and self._splitting is not None else self._truncating
         windows: list[tuple[int, list[int]]] = []
-        for i, encoding in zip(present, self.tokenizer.encode_batch([texts[i] for i in present]), strict=True):
+        truncated = 0
+        for i, encoding in zip(present, tokenizer.encode_batch([texts[i] for i in present]), strict=True):
             windows.append((i, encoding.ids))
             if encoding.overflowing:
                 if split:
                     windows.extend((i, extra.ids) for extra in encoding.overflowing)
                 else:
-                    self.truncated += 1
+                    truncated += 1
+        if truncated:
+            with self._lock:
+                self._truncated += truncated
         return windows
 
     def _batches(self, lengths: np.ndarray) -> Iterator[np.ndarray]:
@@ -276,14 +408,14 @@ class SpladeEncoder:
         """(window indices, [batch, vocab] weights) per batch, in batch order, `workers` batches at a time."""
         lengths = np.array([len(ids) for _, ids in windows])
         batches = self._batches(lengths)
-        if self.workers == 1:
-            yield from ((b, self._run_batch(windows, b)) for b in batches)
-            return
         if self._pool is None:
-            self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="splade-os-encode")
+            for batch in batches:
+                self._check_open()
+                yield batch, self._run_batch(windows, batch)
+            return
         in_flight: deque[tuple[np.ndarray, Future[np.ndarray]]] = deque()
         for batch in batches:
-            in_flight.append((batch, self._pool.submit(self._run_batch, windows, batch)))
+            in_flight.append((batch, self._submit(windows, batch)))
             if len(in_flight) > 2 * self.workers:  # bounded: memory stays flat on long inputs
                 done, future = in_flight.popleft()
                 yield done, future.result()

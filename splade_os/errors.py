@@ -33,3 +33,7 @@ class NodeError(SpladeOSError):
 
 class EncoderMismatchError(SpladeOSError):
     """An index was built with a different encoder than the one used to query it."""
+
+
+class EncoderClosedError(SpladeOSError):
+    """An encoder was used after `close()`; create a new one to encode again."""

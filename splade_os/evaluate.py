@@ -53,26 +53,73 @@ class EvalReport:
         return asdict(self)
 
 
+def _lines(path: Path) -> Iterator[tuple[int, str]]:
+    """(line number, text) of each non-blank line; bytes that are not UTF-8 are an InputError naming the line."""
+    with path.open("rb") as handle:
+        for number, raw in enumerate(handle, start=1):
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError as err:
+                raise InputError(f"{path} line {number}: invalid UTF-8 at byte {err.start}; fix or remove it") from None
+            if text.strip():
+                yield number, text.rstrip("\r\n")
+
+
+def _read_qrels(path: Path) -> Qrels:
+    """qrels/<split>.tsv: `query-id<TAB>corpus-id<TAB>score` rows (an optional header); blank lines are skipped."""
+    qrels: Qrels = {}
+    header = True
+    for number, text in _lines(path):
+        row = next(csv.reader([text.lstrip("\ufeff")], delimiter="\t"))
+        if header and row[:1] == ["query-id"]:
+            continue
+        header = False
+        where = f"{path} line {number}"
+        if len(row) < 3:
+            raise InputError(
+                f"{where} has {len(row)} tab-separated field(s); BEIR qrels rows are query-id, corpus-id, score"
+            )
+        try:
+            score = int(row[2])
+        except ValueError:
+            raise InputError(f"{where}: the score {row[2]!r} is not an integer (BEIR qrels: 0, 1, 2, ...)") from None
+        qrels.setdefault(row[0], {})[row[1]] = score
+    return qrels
+
+
+def _read_queries(path: Path, judged: Qrels) -> dict[str, str]:
+    """The text of each judged query in queries.jsonl; blank lines are skipped, a malformed line is an InputError."""
+    queries: dict[str, str] = {}
+    for number, text in _lines(path):
+        where = f"{path} line {number}"
+        try:
+            record = json.loads(text)
+        except json.JSONDecodeError as err:
+            raise InputError(f"{where} is not valid JSON ({err.msg} at column {err.colno})") from None
+        if not isinstance(record, dict):
+            raise InputError(f'{where} is a JSON {type(record).__name__}, expected {{"_id": ..., "text": ...}}')
+        query_id, query = record.get("_id"), record.get("text")
+        if isinstance(query_id, bool) or not isinstance(query_id, str | int) or str(query_id) == "":
+            raise InputError(f"{where} has no usable _id (a string or an integer), got {query_id!r}")
+        if not isinstance(query, str):
+            raise InputError(f"{where} (query {str(query_id)!r}): text must be a string, got {type(query).__name__}")
+        if str(query_id) in judged:
+            queries[str(query_id)] = query
+    return queries
+
+
 def load_beir(root: str | Path, split: str = "test") -> Dataset:
-    """corpus.jsonl, queries.jsonl and qrels/<split>.tsv; only queries with judgements are kept."""
+    """corpus.jsonl, queries.jsonl and qrels/<split>.tsv; only queries with judgements are kept.
+
+    Blank lines are skipped; a malformed line is an InputError naming the file, the line and what is wrong.
+    """
     root = Path(root)
     corpus, queries_file, qrels_file = root / "corpus.jsonl", root / "queries.jsonl", root / "qrels" / f"{split}.tsv"
     for path in (corpus, queries_file, qrels_file):
         if not path.is_file():
             raise InputError(f"{path} is missing: a BEIR dataset folder holds corpus.jsonl, queries.jsonl, qrels/")
-    qrels: Qrels = {}
-    with qrels_file.open(encoding="utf-8", newline="") as handle:
-        reader = csv.reader(handle, delimiter="\t")
-        for row in reader:
-            if len(row) < 3 or row[0] == "query-id":
-                continue
-            qrels.setdefault(row[0], {})[row[1]] = int(row[2])
-    queries: dict[str, str] = {}
-    with queries_file.open(encoding="utf-8") as handle:
-        for line in handle:
-            record = json.loads(line)
-            if str(record["_id"]) in qrels:
-                queries[str(record["_id"])] = str(record["text"])
+    qrels = _read_qrels(qrels_file)
+    queries = _read_queries(queries_file, qrels)
     if not queries:
         raise InputError(f"no query in {queries_file} has a judgement in {qrels_file}")
     return Dataset(root, corpus, queries, {q: r for q, r in qrels.items() if q in queries})
@@ -175,7 +222,7 @@ def default_index_name(dataset: Dataset, manifest: Mapping[str, Any]) -> str:
 
 
 def evaluate(
-    dataset_dir: str | Path,
+    dataset_dir: str | Path | Dataset,
     encoder: SpladeEncoder,
     *,
     client: OpenSearch,
@@ -187,8 +234,11 @@ def evaluate(
     force: bool = False,
     on_indexing: Callable[[str], None] | None = None,
 ) -> EvalReport:
-    """Index the corpus unless the index exists, then run every judged query in each mode."""
-    dataset = load_beir(dataset_dir, split)
+    """Index the corpus unless the index exists, then run every judged query in each mode.
+
+    `dataset_dir` is a BEIR folder (read with `load_beir(dataset_dir, split)`) or a Dataset already loaded.
+    """
+    dataset = dataset_dir if isinstance(dataset_dir, Dataset) else load_beir(dataset_dir, split)
     index = index or default_index_name(dataset, encoder.manifest)
     if not client.indices.exists(index=index):
         if on_indexing:

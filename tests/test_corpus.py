@@ -127,3 +127,66 @@ def test_format_detection_and_missing_inputs(tmp_path: Path) -> None:
         CorpusReader(tmp_path)
     with pytest.raises(InputError, match="does not exist"):
         CorpusReader(tmp_path / "nope.jsonl")
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Fields the index writes itself: a record never loses one silently
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def test_fields_the_index_would_overwrite_send_the_record_to_the_dead_letters(tmp_path: Path) -> None:
+    path = tmp_path / "docs.csv"
+    path.write_text(
+        "id,body,heading,text,title,doc_id,splade,_score,lang\n"
+        "1,b1,h1,,,,,,en\n"  # empty CSV cells: nothing to lose
+        "2,b2,h2,old text,,,,,en\n"
+        "3,b3,h3,,old title,,,,en\n"
+        "4,b4,h4,,,other,,,en\n"
+        "5,b5,h5,,,,0.5,,en\n"
+        "6,b6,h6,,,,,1.0,en\n"
+    )
+    items = _read(path, names=FieldNames(id="id", text="body", title="heading"))
+    reasons = {i.line: i.reason for i in items if isinstance(i, RecordError)}
+    fix = "rename it in the input, or choose it with"
+    assert reasons == {
+        3: f"field 'text' would be overwritten by the text read from 'body': {fix} --text-field",
+        4: f"field 'title' would be overwritten by the title read from 'heading': {fix} --title-field",
+        5: f"field 'doc_id' would be overwritten by the id read from 'id': {fix} --id-field",
+        6: "field 'splade' would be overwritten by the SPLADE vector: rename it in the input",
+        7: "field '_score' starts with '_', which OpenSearch keeps for its own metadata: rename it in the input, "
+        "or choose it with --id-field, --text-field or --title-field",
+    }
+    assert {i.doc_id for i in items if isinstance(i, RecordError)} == {"2", "3", "4", "5", "6"}
+    assert items[0] == Record("1", "b1", "h1", {"lang": "en"}, line=2)
+
+
+def test_only_copies_and_nulls_of_written_fields_are_dropped(tmp_path: Path) -> None:
+    lines: list[bytes | str | dict] = [
+        {"_id": "a", "text": "t", "doc_id": "a", "kept": 1},  # what a re-encoded index holds: doc_id == _id
+        {"_id": 7, "text": "t", "doc_id": 7},
+        {"_id": "b", "text": "t", "splade": None, "_note": "", "title": None},
+        {"_id": "c", "text": "t", "doc_id": "not c"},
+        {"_id": "d", "text": "t", "splade": {"heart": 1.0}},
+        {"_id": "e", "text": "t", "_source": {"x": 1}},
+        {"_id": "f", "text": "t", "doc_id": True},
+    ]
+    items = _read(_jsonl(tmp_path, lines))
+    assert [i for i in items if isinstance(i, Record)] == [
+        Record("a", "t", "", {"kept": 1}, line=1),
+        Record("7", "t", "", {}, line=2),
+        Record("b", "t", "", {}, line=3),
+    ]
+    failed = {i.doc_id: i.reason.split(":")[0] for i in items if isinstance(i, RecordError)}
+    assert failed == {
+        "c": "field 'doc_id' would be overwritten by the id read from '_id'",
+        "d": "field 'splade' would be overwritten by the SPLADE vector",
+        "e": "field '_source' starts with '_', which OpenSearch keeps for its own metadata",
+        "f": "field 'doc_id' would be overwritten by the id read from '_id'",
+    }
+
+
+def test_an_id_field_other_than_underscore_id_refuses_a_different_underscore_id(tmp_path: Path) -> None:
+    path = _jsonl(tmp_path, [{"id": "1", "_id": "1", "text": "same"}, {"id": "2", "_id": "x9", "text": "other"}])
+    items = _read(path, names=FieldNames(id="id"))
+    assert items[0] == Record("1", "same", "", {}, line=1)
+    assert isinstance(items[1], RecordError) and items[1].reason.startswith("field '_id' starts with '_'")

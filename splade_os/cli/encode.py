@@ -14,6 +14,10 @@ from splade_os.cli.options import cli_errors, model_option
 @model_option(required=True)
 @click.option("--output", "-o", "output", default="-", show_default=True, help="Output file; - for stdout.")
 @click.option("--queries", is_flag=True, help="INPUT is queries: encode with the query encoder, ignore titles.")
+@click.option("--id-field", default="_id", show_default=True, help="Input field holding the record id.")
+@click.option("--text-field", default="text", show_default=True, help="Input field holding the text to encode.")
+@click.option("--title-field", default="title", show_default=True, help="Input field holding the title.")
+@click.option("--allow-failures", is_flag=True, help="Exit 0 even when some records were bad and left out.")
 @click.option(
     "--threads",
     type=int,
@@ -41,6 +45,10 @@ def encode(
     model_dir: str,
     output: str,
     queries: bool,
+    id_field: str,
+    text_field: str,
+    title_field: str,
+    allow_failures: bool,
     threads: int | None,
     batch_size: int | None,
     max_length: int | None,
@@ -53,19 +61,32 @@ def encode(
     """Encode INPUT (BEIR corpus.jsonl or queries.jsonl; - for stdin) into {"_id", "vector"} JSON Lines.
 
     Corpus records are encoded as title + " " + text (text alone when the title is empty), as BEIR does;
-    with --queries only the text is used. Output lines follow input order.
+    with --queries only the text is used. Output lines follow input order. Records are checked as `index` checks
+    them: each bad one (invalid JSON or UTF-8, no id or text, a duplicate id, ...) is named on stderr with its
+    line and left out, the good ones are all written, and the exit code is 1 unless --allow-failures.
     """
     from tqdm import tqdm
 
     with cli_errors():
+        from splade_os.corpus import FieldNames
         from splade_os.encode_file import encode_path
         from splade_os.encoder import SpladeEncoder
 
-        encoder = SpladeEncoder(
+        names = FieldNames(id=id_field, text=text_field, title=title_field)
+        with SpladeEncoder(
             model_dir, threads=threads, providers=list(providers) or None, batch_size=batch_size,
             max_length=max_length, top_k=top_k, min_weight=min_weight, long_documents=long_documents,
-        )  # fmt: skip
-        with tqdm(unit=" records", file=sys.stderr, disable=no_progress, desc="encode") as bar:
-            count = encode_path(encoder, input_path, output, queries=queries, on_progress=bar.update)
+        ) as encoder:  # fmt: skip
+            with tqdm(unit=" records", file=sys.stderr, disable=no_progress, desc="encode") as bar:
+                summary = encode_path(
+                    encoder, input_path, output, queries=queries, names=names, on_progress=bar.update,
+                    on_error=lambda line: bar.write(line, file=sys.stderr),
+                )  # fmt: skip
     note = f", {encoder.truncated:,} truncated to {encoder.max_length} tokens" if encoder.truncated else ""
-    click.echo(f"encoded {count:,} records{note}", err=True)
+    bad = f", {summary.failed:,} bad records left out (listed above)" if summary.failed else ""
+    click.echo(f"encoded {summary.written:,} records{note}{bad}", err=True)
+    if summary.failed and not allow_failures:
+        raise click.ClickException(
+            f"{summary.failed:,} of {summary.read:,} records were not encoded: fix those lines and encode them "
+            "again, or pass --allow-failures to accept the output without them"
+        )

@@ -42,22 +42,24 @@ def evaluate(
     """Evaluate DATASET_DIR (BEIR layout) with nDCG@10, Recall@100 and MRR@10 in each mode."""
     from splade_os.encoder import SpladeEncoder
     from splade_os.evaluate import evaluate as run_evaluation
-    from splade_os.evaluate import format_table
+    from splade_os.evaluate import format_table, load_beir
 
     with cli_errors():
-        client = connect(settings)
-        report = run_evaluation(
-            dataset_dir,
-            SpladeEncoder(model_dir),
-            client=client,
-            index=index,
-            modes=modes or MODES,  # type: ignore[arg-type]
-            depth=depth,
-            split=split,
-            exact=exact,
-            force=force,
-            on_indexing=lambda name: click.echo(f"index {name!r} is missing: indexing the corpus first", err=True),
-        )
+        dataset = load_beir(dataset_dir, split)  # a malformed file is reported before any model or cluster work
+        with SpladeEncoder(model_dir) as encoder:
+            client = connect(settings)
+            report = run_evaluation(
+                dataset,
+                encoder,
+                client=client,
+                index=index,
+                modes=modes or MODES,  # type: ignore[arg-type]
+                depth=depth,
+                split=split,
+                exact=exact,
+                force=force,
+                on_indexing=lambda name: click.echo(f"index {name!r} is missing: indexing the corpus first", err=True),
+            )
     click.echo(format_table(report))
     if json_file:
         Path(json_file).write_text(json.dumps(report.to_dict(), indent=2) + "\n", encoding="utf-8")
