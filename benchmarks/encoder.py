@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from tokenizers import Tokenizer
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -194,8 +195,9 @@ def run_size(
 ) -> dict[str, list[SparseVector]]:
     config = json.loads((checkpoint / "config.json").read_text())
     encoder = SpladeEncoder(fp32_dir, threads=args.threads, max_length=args.max_length)
-    encoder.tokenizer.enable_truncation(args.max_length)
-    lengths = np.array([len(e.ids) for e in encoder.tokenizer.encode_batch(texts)])
+    counting = Tokenizer.from_file(str(fp32_dir / "tokenizer.json"))  # the encoder's own tokenizers stay untouched
+    counting.enable_truncation(args.max_length)
+    lengths = np.array([len(e.ids) for e in counting.encode_batch(texts)])
     flops = useful_flops(config, lengths)
     vectors: dict[str, list[SparseVector]] = {}
     reference_seconds: float | None = None

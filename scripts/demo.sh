@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The README's main command: install splade-os, start (or find) an OpenSearch node, index the bundled demo
+# The README's main command: install splade-os, start (or find) an OpenSearch or Elasticsearch node, index the bundled demo
 # corpus with the bundled SPLADE model, and run a few searches that show expansion terms and explanations.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -7,9 +7,12 @@ PYTHON=${PYTHON:-python3}
 MODEL=models/splade-tiny
 INDEX=${SPLADE_OS_DEMO_INDEX:-splade-demo}
 
-"$PYTHON" -m pip install --quiet --disable-pip-version-check -e .
-if [ -z "${OPENSEARCH_URL:-}" ]; then
-  "$PYTHON" -m splade_os node start
+"$PYTHON" -m pip install --quiet --disable-pip-version-check -e '.[elasticsearch]'
+if [ -z "${OPENSEARCH_URL:-}${ELASTICSEARCH_URL:-}" ]; then
+  "$PYTHON" -m splade_os node start   # SPLADE_OS_ENGINE=elasticsearch starts Elasticsearch instead
+  if [ "${SPLADE_OS_ENGINE:-}" = elasticsearch ]; then
+    export SPLADE_OS_ANALYZER=${SPLADE_OS_ANALYZER:-standard}  # the local test distribution has no `english`
+  fi
 fi
 "$PYTHON" -m splade_os index examples/demo-corpus.jsonl --index "$INDEX" --model "$MODEL" --recreate
 

@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # The test command of the README: installs splade-os with its test and export extras, starts (or finds) an
-# OpenSearch node, and runs the whole test suite against it. Extra arguments go to pytest.
+# OpenSearch or Elasticsearch node, and runs the whole test suite against it. Extra arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
 
 "$PYTHON" -m pip install --quiet --disable-pip-version-check -e '.[dev,export]'
-if [ -z "${OPENSEARCH_URL:-}" ]; then
+if [ -z "${OPENSEARCH_URL:-}${ELASTICSEARCH_URL:-}" ]; then
   "$PYTHON" -m splade_os node start
 fi
 "$PYTHON" -m pytest "$@"

@@ -1,4 +1,4 @@
-"""splade-os: SPLADE learned sparse retrieval on an existing OpenSearch cluster."""
+"""splade-os: SPLADE learned sparse retrieval on an existing OpenSearch or Elasticsearch cluster."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ from importlib.metadata import PackageNotFoundError, version
 
 from splade_os.errors import (
     ConfigError,
+    EncoderClosedError,
     EncoderMismatchError,
     EngineError,
     InputError,
@@ -23,6 +24,7 @@ except PackageNotFoundError:  # running from a source tree that was never instal
 
 __all__ = [
     "ConfigError",
+    "EncoderClosedError",
     "EncoderMismatchError",
     "EngineError",
     "InputError",

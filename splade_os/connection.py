@@ -128,10 +128,10 @@ class ConnectionSettings:
 
     def validate(self) -> None:
         if not self.urls:
-            raise ConfigError("no OpenSearch URL given: pass --url or set OPENSEARCH_URL")
+            raise ConfigError("no cluster URL given: pass --url or set OPENSEARCH_URL (or ELASTICSEARCH_URL)")
         for url in self.urls:
             if not url.startswith(("http://", "https://")):
-                raise ConfigError(f"OpenSearch URL {url!r} must start with http:// or https://")
+                raise ConfigError(f"cluster URL {url!r} must start with http:// or https://")
         if self.password and not self.username:
             raise ConfigError("a password was given without a user name: set OPENSEARCH_USERNAME or --user")
         methods = [m for m, on in (("basic auth", self.username), ("an API key", self.api_key),

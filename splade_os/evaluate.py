@@ -1,4 +1,4 @@
-"""BEIR-style evaluation through OpenSearch: every test query in each mode, metrics from ir-measures."""
+"""BEIR-style evaluation through the cluster: every test query in each mode, metrics from ir-measures."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from opensearchpy import OpenSearch, helpers
 
 from splade_os.encoder import SpladeEncoder
+from splade_os.engines import engine_for
 from splade_os.errors import EngineError, InputError, MissingDependencyError
 from splade_os.indexing import index_corpus
 from splade_os.mappings import VECTOR_FIELD
@@ -195,15 +195,16 @@ def evaluate_modes(
 
 
 def stored_vectors(
-    client: OpenSearch, index: str, field_name: str = VECTOR_FIELD
+    client: Any, index: str, field_name: str = VECTOR_FIELD
 ) -> Iterator[tuple[str, SparseVector]]:
     """Every document's vector as indexed (before Lucene rounds it), read back with a scroll."""
-    for hit in helpers.scan(client, index=index, query={"_source": [field_name]}, size=1000):
-        yield hit["_id"], SparseVector.from_field(hit["_source"].get(field_name) or {})
+    engine = engine_for(client)
+    for hit in engine.scan(client, index, {"_source": [field_name]}, size=1000):
+        yield hit["_id"], engine.from_field(hit["_source"].get(field_name) or {})
 
 
 def exact_report(
-    client: OpenSearch, index: str, encoder: QueryEncoder, dataset: Dataset, depth: int = 100
+    client: Any, index: str, encoder: QueryEncoder, dataset: Dataset, depth: int = 100
 ) -> ModeReport:
     """Exact in-memory scoring of the same vectors: the reference the engine must reproduce."""
     texts = list(dataset.queries.values())
@@ -225,7 +226,7 @@ def evaluate(
     dataset_dir: str | Path | Dataset,
     encoder: SpladeEncoder,
     *,
-    client: OpenSearch,
+    client: Any,
     index: str | None = None,
     modes: Sequence[Mode] = MODES,
     depth: int = 100,

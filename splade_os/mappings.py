@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 from collections.abc import Mapping
 from functools import cache
 from importlib import resources
@@ -15,6 +16,15 @@ from splade_os.errors import EncoderMismatchError, EngineError
 VECTOR_FIELD = "splade"
 META_KEY = "splade_os"
 DEFAULT_ANALYZER = "english"  # of the BM25 text fields; recorded in `_meta`
+ANALYZER_ENV = "SPLADE_OS_ANALYZER"
+
+
+def default_analyzer() -> str:
+    """The analyzer of new indices' BM25 fields when none is given: `$SPLADE_OS_ANALYZER`, else `english`.
+
+    Minimal distributions (the engines' integ-test zips) lack the `english` analyzer; `standard` is always there.
+    """
+    return os.environ.get(ANALYZER_ENV) or DEFAULT_ANALYZER
 
 
 @cache
@@ -24,7 +34,7 @@ def _template() -> dict[str, Any]:
 
 
 def encoder_meta(
-    manifest: Mapping[str, Any], pruning: Mapping[str, Any] | None = None, analyzer: str = DEFAULT_ANALYZER
+    manifest: Mapping[str, Any], pruning: Mapping[str, Any] | None = None, analyzer: str | None = None
 ) -> dict[str, Any]:
     """What `_meta` records about the encoder: enough to refuse queries from a different one."""
     from splade_os import __version__
@@ -33,7 +43,7 @@ def encoder_meta(
         "encoder": {"name": manifest.get("name"), "sha256": manifest.get("sha256")},
         "splade_os_version": __version__,
         "pruning": dict(pruning or {}),
-        "analyzer": analyzer,
+        "analyzer": analyzer or default_analyzer(),
     }
 
 
@@ -45,7 +55,7 @@ def index_body(
     pruning: Mapping[str, Any] | None = None,
     extra_properties: Mapping[str, Any] | None = None,
     engine: Engine | None = None,
-    analyzer: str = DEFAULT_ANALYZER,
+    analyzer: str | None = None,
 ) -> dict[str, Any]:
     """The create-index body: BM25 text fields with `analyzer`, the engine's vector field, and the encoder in `_meta`.
 
@@ -54,6 +64,7 @@ def index_body(
     if shards < 1 or replicas < 0:
         raise ValueError(f"shards must be >= 1 and replicas >= 0, got {shards} and {replicas}")
     engine = engine or OpenSearchEngine()
+    analyzer = analyzer or default_analyzer()
     body = copy.deepcopy(_template())
     body["settings"]["index"].update(number_of_shards=shards, number_of_replicas=replicas, **engine.index_settings())
     properties = body["mappings"]["properties"]

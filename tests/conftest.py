@@ -1,4 +1,8 @@
-"""Fixtures for every test. Engine tests talk to a real OpenSearch node; in CI a missing node fails the run.
+"""Fixtures for every test. Engine tests talk to a real node; in CI a missing node fails the run.
+
+The node under test is the one `OPENSEARCH_URL` (or `ELASTICSEARCH_URL`) points at, OpenSearch or Elasticsearch:
+the engine is asked from the cluster, and tests marked `opensearch_only` / `elasticsearch_only` are deselected
+(not skipped) on the other engine. CI runs the engine tests once against each engine and version it supports.
 
 Tests use only what the repository holds, what the test command installs and data they generate
 (tests/synthetic_corpus.py, tests/golden/): nothing from outside the checkout.
@@ -11,11 +15,12 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
-from opensearchpy import OpenSearch
 
 from splade_os.connection import ConnectionSettings
+from splade_os.engines import Engine, engine_for
 
 REPO = Path(__file__).resolve().parents[1]
 BUNDLED_MODEL = REPO / "models" / "splade-tiny"
@@ -29,35 +34,84 @@ def unavailable(reason: str) -> None:
     pytest.skip(reason)
 
 
-@pytest.fixture(scope="session")
-def os_client() -> Iterator[OpenSearch]:
+def _wait_for_node() -> tuple[Any, Engine]:
     settings = ConnectionSettings.from_env()
-    client = settings.client()
     deadline = time.monotonic() + 60
     last_error: Exception | None = None
     while time.monotonic() < deadline:
+        client = settings.client()  # asks the engine again each round: the node may still be starting
         try:
-            client.cluster.health(wait_for_status="yellow", request_timeout=40)
-            break
+            engine = engine_for(client)
+            patient, timeout = engine.with_timeout(client, 40)
+            patient.cluster.health(wait_for_status="yellow", **timeout)
+            return client, engine
         except Exception as err:  # connection refused, timeout, red cluster: retry until the deadline
             last_error = err
+            client.close()
             time.sleep(2)
-    else:
-        unavailable(
-            f"no OpenSearch node at {', '.join(settings.urls)} ({type(last_error).__name__}); "
-            "start one with `splade-os node start`"
-        )
-    yield client
-    client.close()
+    unavailable(
+        f"no node at {', '.join(settings.urls)} ({type(last_error).__name__}); start one with `splade-os node start`"
+    )
+    raise AssertionError("unreachable")
+
+
+_NODE: dict[str, Any] = {}
+
+
+def node() -> tuple[Any, Engine]:
+    """The client and engine of the node under test, made once per session."""
+    if not _NODE:
+        _NODE["client"], _NODE["engine"] = _wait_for_node()
+    return _NODE["client"], _NODE["engine"]
+
+
+@pytest.fixture(scope="session")
+def engine_client() -> Any:
+    """A client of the node under test (opensearch-py or the official Elasticsearch client)."""
+    return node()[0]
+
+
+@pytest.fixture(scope="session")
+def engine(engine_client: Any) -> Engine:
+    """The engine and version of the node under test."""
+    return node()[1]
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Deselect the tests written for the other engine; ask the node only when such a test was collected."""
+    marked = [i for i in items if i.get_closest_marker("opensearch_only") or i.get_closest_marker("elasticsearch_only")]
+    if not marked:
+        return
+    try:
+        name = node()[1].name
+    except BaseException:  # no node: leave them in, and their fixtures report the missing node
+        return
+    other = "elasticsearch_only" if name == "opensearch" else "opensearch_only"
+    deselected = [i for i in items if i.get_closest_marker(other)]
+    if deselected:
+        config.hook.pytest_deselected(items=deselected)
+        items[:] = [i for i in items if not i.get_closest_marker(other)]
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    if _NODE:
+        _NODE.pop("client").close()
+
+
+def delete_indices(client: Any, pattern: str) -> None:
+    """Delete the indices matching `pattern` by name (Elasticsearch refuses wildcard deletes by default)."""
+    names = list(client.indices.get(index=pattern, allow_no_indices=True, ignore_unavailable=True))
+    if names:
+        client.indices.delete(index=",".join(names), ignore_unavailable=True)
 
 
 @pytest.fixture
-def index_name(os_client: OpenSearch, request: pytest.FixtureRequest) -> Iterator[str]:
+def index_name(engine_client: Any, request: pytest.FixtureRequest) -> Iterator[str]:
     """A fresh index name for one test, deleted afterwards whatever happened."""
     name = f"test-{request.node.name.lower()[:40].strip('_-[]')}-{uuid.uuid4().hex[:8]}"
     name = "".join(c if c.isalnum() or c in "-_" else "-" for c in name)
     yield name
-    os_client.indices.delete(index=f"{name}*", ignore_unavailable=True, allow_no_indices=True)
+    delete_indices(engine_client, f"{name}*")
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -170,5 +170,5 @@ def test_connection_options_resolve_flags_env_and_config(tmp_path: Path) -> None
     assert settings.timeout == 3.0 and settings.verify_certs is False
     result = CliRunner().invoke(show, ["--url", "db:9200"], env={})
     assert result.exit_code == 1 and result.output == (
-        "Error: OpenSearch URL 'db:9200' must start with http:// or https://\n"
+        "Error: cluster URL 'db:9200' must start with http:// or https://\n"
     )

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from conftest import delete_indices
 from opensearchpy import OpenSearch
 from synthetic_corpus import write_collection
 
@@ -41,22 +42,22 @@ def encoder() -> SpladeEncoder:
 
 
 @pytest.fixture(scope="module")
-def collection_index(os_client: OpenSearch, collection: Dataset, encoder: SpladeEncoder) -> Iterator[str]:
+def collection_index(engine_client: OpenSearch, collection: Dataset, encoder: SpladeEncoder) -> Iterator[str]:
     name = f"test-exactness-{uuid.uuid4().hex[:8]}"
     # evaluate() indexes the corpus because the index is missing; later calls reuse it.
-    report = evaluate(collection.root, encoder, client=os_client, index=name, modes=("splade",), exact=True)
+    report = evaluate(collection.root, encoder, client=engine_client, index=name, modes=("splade",), exact=True)
     assert [m.mode for m in report.modes] == ["splade", "exact"]
     yield name
-    os_client.indices.delete(index=f"{name}*", ignore_unavailable=True, allow_no_indices=True)
+    delete_indices(engine_client, f"{name}*")
 
 
 def test_top_10_and_scores_match_brute_force(
-    os_client: OpenSearch, collection_index: str, collection: Dataset, encoder: SpladeEncoder
+    engine_client: OpenSearch, collection_index: str, collection: Dataset, encoder: SpladeEncoder
 ) -> None:
-    searcher = Searcher(collection_index, encoder, client=os_client)
+    searcher = Searcher(collection_index, encoder, client=engine_client)
     texts = list(collection.queries.values())
     queries = dict(zip(collection.queries, encoder.encode_queries(texts), strict=True))
-    vectors = list(stored_vectors(os_client, collection_index))
+    vectors = list(stored_vectors(engine_client, collection_index))
     assert len(vectors) == DOCUMENTS
     exact = exact_run(vectors, queries, depth=10)
     assert len(exact) == QUERIES
@@ -75,10 +76,11 @@ def test_top_10_and_scores_match_brute_force(
 
 
 def test_eval_metrics_through_the_engine_equal_exact_in_memory_metrics(
-    os_client: OpenSearch, collection_index: str, collection: Dataset, encoder: SpladeEncoder
+    engine_client: OpenSearch, collection_index: str, collection: Dataset, encoder: SpladeEncoder
 ) -> None:
     report = evaluate(
-        collection.root, encoder, client=os_client, index=collection_index, modes=("splade", "two-phase"), exact=True
+        collection.root, encoder, client=engine_client, index=collection_index, modes=("splade", "two-phase"),
+        exact=True,
     )
     by_mode = {m.mode: m for m in report.modes}
     for metric in ("nDCG@10", "R@100", "RR@10"):

@@ -17,12 +17,13 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 from conftest import BUNDLED_MODEL, unavailable
-from opensearchpy import OpenSearch, helpers
+from opensearchpy import OpenSearch
 from synthetic_corpus import write_collection
 
 from splade_os import aliases
 from splade_os.cli.index import alias as alias_command
 from splade_os.cli.index import index as index_command
+from splade_os.engines import engine_for
 from splade_os.errors import EncoderMismatchError
 from splade_os.indexing import BulkOptions, Progress, index_corpus, reencode_index
 from splade_os.mappings import VECTOR_FIELD, read_index_meta
@@ -70,7 +71,7 @@ def landed(client: OpenSearch, index: str) -> dict[str, dict[str, Any]]:
     """Every document in the index by `_id`, with its source; fails on an `_id` seen twice."""
     client.indices.refresh(index=index)
     found: dict[str, dict[str, Any]] = {}
-    for hit in helpers.scan(client, index=index, query={"query": {"match_all": {}}}):
+    for hit in engine_for(client).scan(client, index, {"query": {"match_all": {}}}):
         assert hit["_id"] not in found, f"{hit['_id']} is in the index twice"
         found[hit["_id"]] = hit["_source"]
     return found
@@ -82,62 +83,70 @@ def assert_exactly(client: OpenSearch, index: str, docs: list[dict[str, Any]], e
     for doc in docs:
         source = got[doc["_id"]]
         assert (source["doc_id"], source["title"], source["text"]) == (doc["_id"], doc["title"], doc["text"])
-        assert source[VECTOR_FIELD] == encoder.vector(f"{doc['title']} {doc['text']}").to_field()
+        assert source[VECTOR_FIELD] == engine_for(client).to_field(encoder.vector(f"{doc['title']} {doc['text']}"))
 
 
 def test_load_writes_every_document_once_through_a_versioned_alias(
-    os_client: OpenSearch, index_name: str, tmp_path: Path
+    engine_client: OpenSearch, index_name: str, tmp_path: Path
 ) -> None:
     docs = make_docs(100)
     encoder = FakeEncoder()
     checkpoint, dead = tmp_path / "cp.json", tmp_path / "dead.jsonl"
     summary = index_corpus(
-        os_client, write_jsonl(tmp_path / "c.jsonl", docs), index=index_name, encoder=encoder, replicas=0,
+        engine_client, write_jsonl(tmp_path / "c.jsonl", docs), index=index_name, encoder=encoder, replicas=0,
         checkpoint=checkpoint, dead_letter=dead, options=SMALL,
     )  # fmt: skip
 
     c = summary.counters
     assert (c.read, c.indexed, c.failed, c.skipped) == (100, 100, 0, 0)
     assert summary.verified and summary.problems() == [] and summary.index_count == 100
-    assert summary.index == f"{index_name}-v1" and aliases.resolve(os_client, index_name) == [summary.index]
-    assert_exactly(os_client, index_name, docs, encoder)
-    assert all("." not in key for key in landed(os_client, index_name)["d1"][VECTOR_FIELD])
-    assert read_index_meta(os_client, index_name)["encoder"] == {"name": "fake", "sha256": "0" * 64}
-    settings = os_client.indices.get_settings(index=summary.index, name="index.refresh_interval")
+    assert summary.index == f"{index_name}-v1" and aliases.resolve(engine_client, index_name) == [summary.index]
+    assert_exactly(engine_client, index_name, docs, encoder)
+    keys = set(landed(engine_client, index_name)["d1"][VECTOR_FIELD])
+    if engine_for(engine_client).name == "opensearch":
+        assert all("." not in key for key in keys)  # rank_features keys are escaped
+    else:
+        assert "." in keys  # sparse_vector takes dotted tokens as they are
+    assert read_index_meta(engine_client, index_name)["encoder"] == {"name": "fake", "sha256": "0" * 64}
+    settings = engine_client.indices.get_settings(index=summary.index, name="index.refresh_interval")
     assert settings[summary.index]["settings"]["index"]["refresh_interval"] == "1s"  # restored after the load
     assert encoder.calls == 7  # 100 documents in batches of 16
     assert not checkpoint.exists() and not dead.exists() and summary.dead_letter is None
 
 
 def test_rerun_replaces_in_place_and_recreate_switches_the_alias(
-    os_client: OpenSearch, index_name: str, tmp_path: Path
+    engine_client: OpenSearch, index_name: str, tmp_path: Path
 ) -> None:
     docs = make_docs(40)
     corpus = write_jsonl(tmp_path / "c.jsonl", docs)
     common: dict[str, Any] = dict(index=index_name, replicas=0, checkpoint=tmp_path / "cp", options=SMALL)
-    index_corpus(os_client, corpus, encoder=FakeEncoder(), dead_letter=tmp_path / "d1", **common)
+    index_corpus(engine_client, corpus, encoder=FakeEncoder(), dead_letter=tmp_path / "d1", **common)
 
-    again = index_corpus(os_client, corpus, encoder=FakeEncoder(), dead_letter=tmp_path / "d2", **common)
+    again = index_corpus(engine_client, corpus, encoder=FakeEncoder(), dead_letter=tmp_path / "d2", **common)
     assert again.index == f"{index_name}-v1" and again.verified
     assert (again.counters.indexed, again.counters.replaced, again.index_count) == (40, 40, 40)
 
     docs[0]["text"] = "changed"
     write_jsonl(corpus, docs)
-    fresh = index_corpus(os_client, corpus, encoder=FakeEncoder(), dead_letter=tmp_path / "d3", recreate=True, **common)
+    fresh = index_corpus(
+        engine_client, corpus, encoder=FakeEncoder(), dead_letter=tmp_path / "d3", recreate=True, **common
+    )
     assert fresh.index == f"{index_name}-v2" and fresh.verified
     assert fresh.swapped is not None and fresh.swapped.previous == (f"{index_name}-v1",)
-    assert aliases.resolve(os_client, index_name) == [f"{index_name}-v2"]
-    assert os_client.indices.exists(index=f"{index_name}-v1")  # kept: deleting it is an explicit choice
-    assert landed(os_client, index_name)["d0"]["text"] == "changed"
+    assert aliases.resolve(engine_client, index_name) == [f"{index_name}-v2"]
+    assert engine_client.indices.exists(index=f"{index_name}-v1")  # kept: deleting it is an explicit choice
+    assert landed(engine_client, index_name)["d0"]["text"] == "changed"
 
 
-def test_an_index_built_by_another_encoder_is_refused(os_client: OpenSearch, index_name: str, tmp_path: Path) -> None:
+def test_an_index_built_by_another_encoder_is_refused(
+    engine_client: OpenSearch, index_name: str, tmp_path: Path
+) -> None:
     corpus = write_jsonl(tmp_path / "c.jsonl", make_docs(5))
     common: dict[str, Any] = dict(index=index_name, replicas=0, checkpoint=tmp_path / "cp", options=SMALL)
-    index_corpus(os_client, corpus, encoder=FakeEncoder(), dead_letter=tmp_path / "d", **common)
+    index_corpus(engine_client, corpus, encoder=FakeEncoder(), dead_letter=tmp_path / "d", **common)
     other = FakeEncoder(salt="other")
     with pytest.raises(EncoderMismatchError) as refused:
-        index_corpus(os_client, corpus, encoder=other, dead_letter=tmp_path / "d", **common)
+        index_corpus(engine_client, corpus, encoder=other, dead_letter=tmp_path / "d", **common)
     message = str(refused.value)
     assert message.startswith(f"index '{index_name}-v1' was built with encoder 'fake' (sha256 {'0' * 12}), but ")
     assert "encoder is 'fakeother'" in message
@@ -145,14 +154,14 @@ def test_an_index_built_by_another_encoder_is_refused(os_client: OpenSearch, ind
     assert other.encoded == 0  # refused before a single document was encoded or written
 
 
-def test_count_mismatch_is_reported(os_client: OpenSearch, index_name: str, tmp_path: Path) -> None:
+def test_count_mismatch_is_reported(engine_client: OpenSearch, index_name: str, tmp_path: Path) -> None:
     corpus = write_jsonl(tmp_path / "c.jsonl", make_docs(20))
 
     def intruder(progress: Progress) -> None:  # another writer adds a document while the load runs
-        os_client.index(index=f"{index_name}-v1", id="intruder", body={"text": "not from the corpus"})
+        engine_client.index(index=f"{index_name}-v1", id="intruder", body={"text": "not from the corpus"})
 
     summary = index_corpus(
-        os_client, corpus, index=index_name, encoder=FakeEncoder(), replicas=0, checkpoint=tmp_path / "cp",
+        engine_client, corpus, index=index_name, encoder=FakeEncoder(), replicas=0, checkpoint=tmp_path / "cp",
         dead_letter=tmp_path / "d", options=SMALL, on_progress=intruder,
     )  # fmt: skip
     assert not summary.verified
@@ -163,23 +172,23 @@ def test_count_mismatch_is_reported(os_client: OpenSearch, index_name: str, tmp_
 
 
 def test_reencode_reads_an_index_and_switches_readers_to_the_new_vectors(
-    os_client: OpenSearch, index_name: str, tmp_path: Path
+    engine_client: OpenSearch, index_name: str, tmp_path: Path
 ) -> None:
     docs = make_docs(50)
     index_corpus(
-        os_client, write_jsonl(tmp_path / "c.jsonl", docs), index=index_name, encoder=FakeEncoder(), replicas=0,
+        engine_client, write_jsonl(tmp_path / "c.jsonl", docs), index=index_name, encoder=FakeEncoder(), replicas=0,
         checkpoint=tmp_path / "cp", dead_letter=tmp_path / "d", options=SMALL,
     )  # fmt: skip
     new_model = FakeEncoder(salt="v2")
     summary = reencode_index(
-        os_client, index_name, index=index_name, encoder=new_model, replicas=0, dead_letter=tmp_path / "d2",
+        engine_client, index_name, index=index_name, encoder=new_model, replicas=0, dead_letter=tmp_path / "d2",
         options=SMALL,
     )  # fmt: skip
     assert summary.verified and summary.counters.indexed == 50
-    assert summary.index == f"{index_name}-v2" and aliases.resolve(os_client, index_name) == [summary.index]
-    assert os_client.indices.exists(index=f"{index_name}-v1")  # kept: a re-encode is easy to roll back
-    assert_exactly(os_client, index_name, docs, new_model)
-    assert read_index_meta(os_client, index_name)["encoder"]["name"] == "fakev2"
+    assert summary.index == f"{index_name}-v2" and aliases.resolve(engine_client, index_name) == [summary.index]
+    assert engine_client.indices.exists(index=f"{index_name}-v1")  # kept: a re-encode is easy to roll back
+    assert_exactly(engine_client, index_name, docs, new_model)
+    assert read_index_meta(engine_client, index_name)["encoder"]["name"] == "fakev2"
 
 
 @pytest.fixture
@@ -198,7 +207,7 @@ def _cli(args: list[str], stdin: str | None = None) -> Any:
 
 @pytest.mark.usefixtures("fake_model")
 def test_cli_reads_csv_tsv_beir_folder_and_stdin(
-    os_client: OpenSearch, index_name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    engine_client: OpenSearch, index_name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.chdir(tmp_path)  # checkpoints and dead letters default to the current folder
     (tmp_path / "docs.csv").write_text('id,title,body\n1,A,"first, with comma"\n2,B,second\n')
@@ -216,13 +225,13 @@ def test_cli_reads_csv_tsv_beir_folder_and_stdin(
         assert result.exit_code == 0, result.output
         assert f"verified: {index_name}-{suffix}-v1 holds {expected} documents" in result.stdout
         assert "docs/s" in result.stderr  # plain progress lines off a terminal
-        assert os_client.count(index=f"{index_name}-{suffix}")["count"] == expected
-    assert landed(os_client, f"{index_name}-csv")["1"]["text"] == "first, with comma"
+        assert engine_client.count(index=f"{index_name}-{suffix}")["count"] == expected
+    assert landed(engine_client, f"{index_name}-csv")["1"]["text"] == "first, with comma"
 
 
 @pytest.mark.usefixtures("fake_model")
 def test_cli_refuses_to_restart_over_an_interrupted_run(
-    os_client: OpenSearch, index_name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    engine_client: OpenSearch, index_name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.chdir(tmp_path)
     write_jsonl(tmp_path / "c.jsonl", make_docs(3))
@@ -236,22 +245,22 @@ def test_cli_refuses_to_restart_over_an_interrupted_run(
     assert result.exit_code == 1 and "nothing to resume" in result.output
 
 
-def test_alias_command_shows_and_switches(os_client: OpenSearch, index_name: str) -> None:
+def test_alias_command_shows_and_switches(engine_client: OpenSearch, index_name: str) -> None:
     for version in (1, 2):
-        os_client.indices.create(index=f"{index_name}-v{version}", body={"settings": {"number_of_replicas": 0}})
-    aliases.swap(os_client, index_name, f"{index_name}-v1")
+        engine_client.indices.create(index=f"{index_name}-v{version}", body={"settings": {"number_of_replicas": 0}})
+    aliases.swap(engine_client, index_name, f"{index_name}-v1")
     shown = CliRunner().invoke(alias_command, [index_name])
     assert shown.output.splitlines() == [f"{index_name} (alias) -> {index_name}-v1", f"other versions: {index_name}-v2"]
     switched = CliRunner().invoke(alias_command, [index_name, f"{index_name}-v2", "--delete-previous"])
     assert switched.exit_code == 0, switched.output
-    assert aliases.resolve(os_client, index_name) == [f"{index_name}-v2"]
-    assert not os_client.indices.exists(index=f"{index_name}-v1")
+    assert aliases.resolve(engine_client, index_name) == [f"{index_name}-v2"]
+    assert not engine_client.indices.exists(index=f"{index_name}-v1")
     missing = CliRunner().invoke(alias_command, [index_name, "nope"])
     assert missing.exit_code == 1 and "no index of that name exists" in missing.output
 
 
 def test_real_model_end_to_end(
-    os_client: OpenSearch, index_name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    engine_client: OpenSearch, index_name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     if not (BUNDLED_MODEL / "manifest.json").is_file():
         unavailable(f"no exported model at {BUNDLED_MODEL}")
@@ -263,7 +272,7 @@ def test_real_model_end_to_end(
     )
     assert result.exit_code == 0, result.output
     assert f"verified: {index_name}-v1 holds 64 documents" in result.stdout
-    docs = landed(os_client, index_name)
+    docs = landed(engine_client, index_name)
     first = json.loads(lines[0])
     assert len(docs) == 64 and docs[first["_id"]]["title"] == first["title"]
     assert all(doc[VECTOR_FIELD] and all(w > 0 for w in doc[VECTOR_FIELD].values()) for doc in docs.values())

@@ -29,6 +29,7 @@ from test_indexing_engine import SMALL, FakeEncoder, assert_exactly, landed, mak
 
 from splade_os.cli.index import index as index_command
 from splade_os.connection import ConnectionSettings
+from splade_os.engines import engine_for
 from splade_os.indexing import BulkOptions, IndexingInterrupted, Progress, index_corpus
 
 pytestmark = pytest.mark.engine
@@ -40,7 +41,7 @@ TESTS = Path(__file__).resolve().parent
 
 
 def test_bad_records_go_to_the_dead_letter_file_and_nothing_else_is_lost(
-    os_client: OpenSearch, index_name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    engine_client: OpenSearch, index_name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import splade_os.encoder
 
@@ -93,7 +94,7 @@ def test_bad_records_go_to_the_dead_letter_file_and_nothing_else_is_lost(
     rejected = next(e for e in letters if e["doc_id"] == "y2")
     assert rejected["status"] == 400 and rejected["record"]["year"] == "unknown"  # replayable as it was read
 
-    docs = landed(os_client, index_name)
+    docs = landed(engine_client, index_name)
     assert sorted(docs) == sorted([d["_id"] for d in good] + ["big", "y1"])
     assert docs["g1"]["text"] == good[1]["text"] and docs["g11"]["text"] == good[11]["text"]  # first one kept
     assert len(docs["big"]["text"]) == len(big["text"])
@@ -180,7 +181,7 @@ class _ProxyHandler(BaseHTTPRequestHandler):
 
 
 @pytest.fixture
-def flaky(os_client: OpenSearch) -> Iterator[FlakyProxy]:
+def flaky(engine_client: OpenSearch) -> Iterator[FlakyProxy]:
     upstream = ConnectionSettings.from_env().urls[0]
     proxy = FlakyProxy(upstream, [])
     thread = threading.Thread(target=proxy.serve_forever, daemon=True)
@@ -191,7 +192,7 @@ def flaky(os_client: OpenSearch) -> Iterator[FlakyProxy]:
 
 
 def test_every_document_lands_through_429s_5xx_and_lost_answers(
-    os_client: OpenSearch, index_name: str, tmp_path: Path, flaky: FlakyProxy
+    engine_client: OpenSearch, index_name: str, tmp_path: Path, flaky: FlakyProxy
 ) -> None:
     flaky.plan = ["429", "429", "item429", "503", "lost", "item429", "lost", "429"]
     client = ConnectionSettings.from_env(urls=(flaky.url,)).client()
@@ -206,11 +207,11 @@ def test_every_document_lands_through_429s_5xx_and_lost_answers(
     c = summary.counters
     assert (c.read, c.indexed, c.failed, c.skipped) == (80, 80, 0, 0) and summary.verified
     assert not (tmp_path / "dead").exists()
-    assert_exactly(os_client, index_name, docs, encoder)
+    assert_exactly(engine_client, index_name, docs, encoder)
 
 
 def test_a_cluster_that_stays_down_stops_the_run_with_what_to_do(
-    os_client: OpenSearch, index_name: str, tmp_path: Path, flaky: FlakyProxy
+    engine_client: OpenSearch, index_name: str, tmp_path: Path, flaky: FlakyProxy
 ) -> None:
     flaky.plan = ["503"] * 1000
     client = ConnectionSettings.from_env(urls=(flaky.url,)).client()
@@ -275,7 +276,7 @@ def _wait_for_a_batch(proc: subprocess.Popen[str], checkpoint: Path, timeout: fl
 
 @pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGINT], ids=["crash", "ctrl-c"])
 def test_resume_after_a_crash_or_ctrl_c_leaves_every_document_exactly_once(
-    os_client: OpenSearch, index_name: str, tmp_path: Path, how: signal.Signals
+    engine_client: OpenSearch, index_name: str, tmp_path: Path, how: signal.Signals
 ) -> None:
     docs = make_docs(600)
     corpus = write_jsonl(tmp_path / "c.jsonl", docs)
@@ -297,19 +298,19 @@ def test_resume_after_a_crash_or_ctrl_c_leaves_every_document_exactly_once(
         assert "interrupted:" in stderr and "run the same command with --resume" in stderr
     else:
         assert proc.returncode == -signal.SIGKILL
-    before = len(landed(os_client, f"{index_name}-v1"))
+    before = len(landed(engine_client, f"{index_name}-v1"))
     assert acknowledged <= before < 600
 
     encoder = FakeEncoder()
     summary = index_corpus(
-        os_client, corpus, index=index_name, encoder=encoder, replicas=0, resume=True,
+        engine_client, corpus, index=index_name, encoder=encoder, replicas=0, resume=True,
         checkpoint=tmp_path / "cp.json", dead_letter=tmp_path / "dead.jsonl", options=SMALL,
     )  # fmt: skip
     c = summary.counters
     assert (c.read, c.indexed, c.failed, c.skipped) == (600, 600, 0, 0) and summary.verified
     # A bulk request the killed process left on the wire may land after `before` was counted: at most one batch.
     assert 600 - before - 20 <= encoder.encoded <= 600 - before, "documents that had landed were encoded again"
-    assert_exactly(os_client, index_name, docs, encoder)
+    assert_exactly(engine_client, index_name, docs, encoder)
 
 
 def _managed_node_port(client: OpenSearch) -> int:
@@ -334,10 +335,12 @@ def _managed_node_port(client: OpenSearch) -> int:
     return int(nodes[0]["http"]["publish_address"].rsplit(":", 1)[1])
 
 
-def test_node_stopped_mid_run_then_started_and_resumed(os_client: OpenSearch, index_name: str, tmp_path: Path) -> None:
+def test_node_stopped_mid_run_then_started_and_resumed(
+    engine_client: OpenSearch, index_name: str, tmp_path: Path
+) -> None:
     from splade_os.node import start_node, stop_node
 
-    port = _managed_node_port(os_client)
+    port = _managed_node_port(engine_client)
     docs = make_docs(400)
     corpus = write_jsonl(tmp_path / "c.jsonl", docs)
     options = BulkOptions(batch_size=20, initial_backoff=0.2, max_backoff=1.0, retry_for=3.0, request_timeout=10)
@@ -361,13 +364,14 @@ def test_node_stopped_mid_run_then_started_and_resumed(os_client: OpenSearch, in
         assert stopped.is_set()
     finally:
         start_node(port=port)
-    os_client.cluster.health(index=f"{index_name}-v1", wait_for_status="yellow", request_timeout=120)
-    before = len(landed(os_client, f"{index_name}-v1"))
+    patient, timeout = engine_for(engine_client).with_timeout(engine_client, 120)
+    patient.cluster.health(index=f"{index_name}-v1", wait_for_status="yellow", **timeout)
+    before = len(landed(engine_client, f"{index_name}-v1"))
     assert 60 <= before < 400
 
     encoder = FakeEncoder()
-    summary = index_corpus(os_client, corpus, encoder=encoder, resume=True, options=SMALL, **common)
+    summary = index_corpus(engine_client, corpus, encoder=encoder, resume=True, options=SMALL, **common)
     c = summary.counters
     assert (c.read, c.indexed, c.failed) == (400, 400, 0) and summary.verified
     assert encoder.encoded == 400 - before, "documents that had landed were encoded again"
-    assert_exactly(os_client, index_name, docs, encoder)
+    assert_exactly(engine_client, index_name, docs, encoder)

@@ -16,6 +16,7 @@ from secured_proxy import SecuredProxy, make_certs, running_proxy
 
 from splade_os.cli import main
 from splade_os.connection import ConnectionSettings
+from splade_os.engines import Engine
 
 pytestmark = pytest.mark.engine
 
@@ -24,7 +25,7 @@ MODEL = str(REPO / "models" / "splade-tiny")
 
 
 @pytest.fixture(scope="module")
-def node_url(os_client: OpenSearch) -> str:
+def node_url(engine_client: OpenSearch) -> str:
     return ConnectionSettings.from_env().urls[0]
 
 
@@ -44,10 +45,10 @@ def proxy(node_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[S
 
 
 @pytest.fixture
-def plain_index(os_client: OpenSearch, index_name: str) -> str:
+def plain_index(engine_client: OpenSearch, index_name: str) -> str:
     """An index whose mapping has no rank_features field, as a BM25-only index made elsewhere would."""
-    os_client.indices.create(index=index_name, body={"mappings": {"properties": {"text": {"type": "text"}}}})
-    os_client.index(index=index_name, id="1", body={"text": "plain text"}, refresh=True)
+    engine_client.indices.create(index=index_name, body={"mappings": {"properties": {"text": {"type": "text"}}}})
+    engine_client.index(index=index_name, id="1", body={"text": "plain text"}, refresh=True)
     return index_name
 
 
@@ -109,25 +110,29 @@ def test_missing_index(node_url: str) -> None:
     assert result.exit_code == 1 and f"FAIL  index             no index or alias {name!r}" in result.output
 
 
-def test_mapping_without_rank_features(plain_index: str, node_url: str) -> None:
+def test_mapping_without_rank_features(plain_index: str, node_url: str, engine: Engine) -> None:
     url = ["--url", node_url]
-    _one_line_error(_run(["stats", plain_index, *url]), f"index {plain_index!r} has no rank_features field 'splade'")
+    missing = f"index {plain_index!r} has no {engine.vector_type} field 'splade'"
+    _one_line_error(_run(["stats", plain_index, *url]), missing)
     result = _run(["doctor", "--index", plain_index, *url])
     assert result.exit_code == 1
-    expected = f"index {plain_index!r} has no rank_features field 'splade' (it does not map it)"
+    expected = f"index {plain_index!r} has no {engine.vector_type} field 'splade' (it does not map it)"
     assert f"FAIL  mapping           {expected}" in result.output
 
 
-def test_search_refuses_a_mapping_without_rank_features(plain_index: str, node_url: str) -> None:
-    _one_line_error(_run(["search", "q", "--index", plain_index, "--model", MODEL, "--url", node_url]), "rank_features")
+def test_search_refuses_a_mapping_without_rank_features(plain_index: str, node_url: str, engine: Engine) -> None:
+    args = ["search", "q", "--index", plain_index, "--model", MODEL, "--url", node_url]
+    _one_line_error(_run(args), f"no {engine.vector_type} field")
 
 
-def test_index_refuses_a_mapping_without_rank_features(plain_index: str, node_url: str, tmp_path: Path) -> None:
+def test_index_refuses_a_mapping_without_rank_features(
+    plain_index: str, node_url: str, tmp_path: Path, engine: Engine
+) -> None:
     corpus = tmp_path / "c.jsonl"
     corpus.write_text('{"_id": "2", "text": "more text"}\n')
     args = ["index", str(corpus), "--index", plain_index, "--model", MODEL, "--url", node_url,
             "--dead-letter", str(tmp_path / "dl"), "--checkpoint", str(tmp_path / "cp")]  # fmt: skip
-    _one_line_error(_run(args), "rank_features")
+    _one_line_error(_run(args), f"no {engine.vector_type} field")
 
 
 def test_model_folder_that_is_not_an_export(node_url: str, tmp_path: Path) -> None:

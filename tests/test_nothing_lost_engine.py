@@ -76,27 +76,27 @@ def _docs_with_an_empty_text() -> list[dict[str, Any]]:
 
 
 def test_cli_reencode_with_recreate_copies_empty_texts_and_keeps_the_previous_version(
-    os_client: OpenSearch, index_name: str, tmp_path: Path
+    engine_client: OpenSearch, index_name: str, tmp_path: Path
 ) -> None:
     corpus = write_jsonl(tmp_path / "c.jsonl", _docs_with_an_empty_text())
     args = ["--model", str(BUNDLED_MODEL), "--replicas", "0", "--log-every", "0", "--index", index_name]
     first = CliRunner().invoke(index_command, [str(corpus), "--index-empty", "--dead-letter", str(tmp_path / "d1"),
                                                "--checkpoint", str(tmp_path / "cp"), *args])  # fmt: skip
     assert first.exit_code == 0, first.output
-    assert os_client.count(index=index_name)["count"] == 3
+    assert engine_client.count(index=index_name)["count"] == 3
 
     again = CliRunner().invoke(
         index_command, ["--from-index", index_name, "--recreate", "--dead-letter", str(tmp_path / "d2"), *args]
     )
     assert again.exit_code == 0, again.output
-    assert aliases.resolve(os_client, index_name) == [f"{index_name}-v2"]
-    assert sorted(landed(os_client, index_name)) == ["d0", "d1", "d2"]  # the empty one too
-    assert landed(os_client, index_name)["d1"]["text"] == ""
-    assert os_client.count(index=f"{index_name}-v1")["count"] == 3  # the previous version is kept
+    assert aliases.resolve(engine_client, index_name) == [f"{index_name}-v2"]
+    assert sorted(landed(engine_client, index_name)) == ["d0", "d1", "d2"]  # the empty one too
+    assert landed(engine_client, index_name)["d1"]["text"] == ""
+    assert engine_client.count(index=f"{index_name}-v1")["count"] == 3  # the previous version is kept
     assert "skipped 0" in again.output and "deleted previous index" not in again.output
 
 
-def test_cli_delete_previous_is_an_explicit_choice(os_client: OpenSearch, index_name: str, tmp_path: Path) -> None:
+def test_cli_delete_previous_is_an_explicit_choice(engine_client: OpenSearch, index_name: str, tmp_path: Path) -> None:
     corpus = write_jsonl(tmp_path / "c.jsonl", make_docs(4))
     args = ["--model", str(BUNDLED_MODEL), "--replicas", "0", "--index", index_name]
     args += ["--checkpoint", str(tmp_path / "c")]
@@ -105,98 +105,100 @@ def test_cli_delete_previous_is_an_explicit_choice(os_client: OpenSearch, index_
     assert both.exit_code == 1 and "contradict each other" in both.output
     done = CliRunner().invoke(index_command, [str(corpus), "--recreate", "--delete-previous", *args])
     assert done.exit_code == 0, done.output
-    assert not os_client.indices.exists(index=f"{index_name}-v1")
-    assert aliases.resolve(os_client, index_name) == [f"{index_name}-v2"]
+    assert not engine_client.indices.exists(index=f"{index_name}-v1")
+    assert aliases.resolve(engine_client, index_name) == [f"{index_name}-v2"]
 
 
-def test_a_short_reencode_does_not_move_the_alias(os_client: OpenSearch, index_name: str, tmp_path: Path) -> None:
+def test_a_short_reencode_does_not_move_the_alias(engine_client: OpenSearch, index_name: str, tmp_path: Path) -> None:
     docs = make_docs(20)
     docs[7]["text"] = "poison pill"
     index_corpus(
-        os_client, write_jsonl(tmp_path / "c.jsonl", docs), index=index_name, encoder=FakeEncoder(), replicas=0,
+        engine_client, write_jsonl(tmp_path / "c.jsonl", docs), index=index_name, encoder=FakeEncoder(), replicas=0,
         checkpoint=tmp_path / "cp", dead_letter=tmp_path / "d", options=SMALL,
     )  # fmt: skip
     summary = reencode_index(
-        os_client, index_name, index=index_name, encoder=FailingEncoder(salt="v2"), replicas=0,
+        engine_client, index_name, index=index_name, encoder=FailingEncoder(salt="v2"), replicas=0,
         dead_letter=tmp_path / "d2", options=SMALL,
     )  # fmt: skip
     assert summary.counters.failed == 1 and summary.index_count == 19
     assert not summary.verified and summary.swapped is None
     assert "the source held 20" in summary.verification
-    assert aliases.resolve(os_client, index_name) == [f"{index_name}-v1"]  # readers keep every document
+    assert aliases.resolve(engine_client, index_name) == [f"{index_name}-v1"]  # readers keep every document
     letters = [json.loads(line) for line in (tmp_path / "d2").read_text().splitlines()]
     assert [e["doc_id"] for e in letters] == ["d7"]
 
     accepted = reencode_index(
-        os_client, index_name, index=index_name, encoder=FailingEncoder(salt="v3"), replicas=0, allow_failures=True,
+        engine_client, index_name, index=index_name, encoder=FailingEncoder(salt="v3"), replicas=0, allow_failures=True,
         dead_letter=tmp_path / "d3", options=SMALL,
     )  # fmt: skip
     assert accepted.verified and accepted.swapped is not None  # the one missing document is in the dead letters
 
 
-def test_a_concrete_index_is_never_replaced_by_an_alias(os_client: OpenSearch, index_name: str, tmp_path: Path) -> None:
-    os_client.indices.create(index=index_name, body={"mappings": {"properties": {"text": {"type": "text"}}}})
-    os_client.index(index=index_name, id="a", body={"text": "x"}, refresh=True)
+def test_a_concrete_index_is_never_replaced_by_an_alias(
+    engine_client: OpenSearch, index_name: str, tmp_path: Path
+) -> None:
+    engine_client.indices.create(index=index_name, body={"mappings": {"properties": {"text": {"type": "text"}}}})
+    engine_client.index(index=index_name, id="a", body={"text": "x"}, refresh=True)
     with pytest.raises(ConfigError, match="concrete index, not an alias"):
         index_corpus(
-            os_client, write_jsonl(tmp_path / "c.jsonl", make_docs(2)), index=index_name, encoder=FakeEncoder(),
+            engine_client, write_jsonl(tmp_path / "c.jsonl", make_docs(2)), index=index_name, encoder=FakeEncoder(),
             recreate=True, replicas=0, checkpoint=tmp_path / "cp", dead_letter=tmp_path / "d", options=SMALL,
         )  # fmt: skip
-    assert os_client.count(index=index_name)["count"] == 1
+    assert engine_client.count(index=index_name)["count"] == 1
 
 
 def test_a_broken_encoder_stops_the_run_with_one_error_and_resume_finishes(
-    os_client: OpenSearch, index_name: str, tmp_path: Path
+    engine_client: OpenSearch, index_name: str, tmp_path: Path
 ) -> None:
     docs = make_docs(80)
     corpus, checkpoint, dead = write_jsonl(tmp_path / "c.jsonl", docs), tmp_path / "cp.json", tmp_path / "dead.jsonl"
     common: dict[str, Any] = dict(index=index_name, replicas=0, checkpoint=checkpoint, dead_letter=dead, options=SMALL)
     with pytest.raises(ModelError, match="failed on every one of 16 documents .*CUDA error.*--resume"):
-        index_corpus(os_client, corpus, encoder=FailingEncoder(break_after=2), **common)
+        index_corpus(engine_client, corpus, encoder=FailingEncoder(break_after=2), **common)
     assert _bulk_threads() == []  # the sender stopped with the run
     assert str(dead) not in _open_files()
     assert not dead.exists()  # not 48 dead letters for one broken encoder
-    assert _refresh_interval(os_client, f"{index_name}-v1") != "-1"
+    assert _refresh_interval(engine_client, f"{index_name}-v1") != "-1"
     state = json.loads(checkpoint.read_text())
     assert state["counters"]["indexed"] == 32  # the two batches encoded before the failure were sent
 
-    summary = index_corpus(os_client, corpus, encoder=FakeEncoder(), resume=True, **common)
+    summary = index_corpus(engine_client, corpus, encoder=FakeEncoder(), resume=True, **common)
     assert summary.verified and summary.counters.indexed == 80
-    assert sorted(landed(os_client, index_name)) == sorted(d["_id"] for d in docs)
+    assert sorted(landed(engine_client, index_name)) == sorted(d["_id"] for d in docs)
 
 
 def test_a_failure_during_setup_closes_files_and_restores_refreshes(
-    os_client: OpenSearch, index_name: str, tmp_path: Path
+    engine_client: OpenSearch, index_name: str, tmp_path: Path
 ) -> None:
     dead = tmp_path / "dead.jsonl"
     with pytest.raises(FileNotFoundError):
         index_corpus(
-            os_client, write_jsonl(tmp_path / "c.jsonl", make_docs(5)), index=index_name, encoder=FakeEncoder(),
+            engine_client, write_jsonl(tmp_path / "c.jsonl", make_docs(5)), index=index_name, encoder=FakeEncoder(),
             replicas=0, checkpoint=tmp_path / "no-such-folder" / "cp.json", dead_letter=dead, options=SMALL,
         )  # fmt: skip
-    assert _refresh_interval(os_client, f"{index_name}-v1") != "-1"
+    assert _refresh_interval(engine_client, f"{index_name}-v1") != "-1"
     assert str(dead) not in _open_files() and _bulk_threads() == []
 
 
 def test_an_in_place_load_never_stops_the_live_index_refreshing(
-    os_client: OpenSearch, index_name: str, tmp_path: Path
+    engine_client: OpenSearch, index_name: str, tmp_path: Path
 ) -> None:
     corpus = write_jsonl(tmp_path / "c.jsonl", make_docs(48))
     common: dict[str, Any] = dict(index=index_name, replicas=0, checkpoint=tmp_path / "cp", options=SMALL)
-    index_corpus(os_client, corpus, encoder=FakeEncoder(), dead_letter=tmp_path / "d1", **common)
+    index_corpus(engine_client, corpus, encoder=FakeEncoder(), dead_letter=tmp_path / "d1", **common)
     seen: list[Any] = []
 
     def look(progress: Progress) -> None:  # a SIGKILL here would leave whatever the live index has now
-        seen.append(_refresh_interval(os_client, f"{index_name}-v1"))
+        seen.append(_refresh_interval(engine_client, f"{index_name}-v1"))
 
-    again = index_corpus(os_client, corpus, encoder=FakeEncoder(), dead_letter=tmp_path / "d2", on_progress=look,
+    again = index_corpus(engine_client, corpus, encoder=FakeEncoder(), dead_letter=tmp_path / "d2", on_progress=look,
                          **common)  # fmt: skip
     assert again.verified and len(seen) == 3
     assert "-1" not in seen
 
 
 def test_the_callers_client_keeps_its_retries_and_stays_open(
-    index_name: str, tmp_path: Path, os_client: OpenSearch
+    index_name: str, tmp_path: Path, engine_client: OpenSearch
 ) -> None:
     client = ConnectionSettings.from_env().client()
     retries = client.transport.max_retries
@@ -218,11 +220,11 @@ def test_the_callers_client_keeps_its_retries_and_stays_open(
         client.close()
 
 
-def test_a_corrupt_checkpoint_is_one_clear_error(os_client: OpenSearch, index_name: str, tmp_path: Path) -> None:
+def test_a_corrupt_checkpoint_is_one_clear_error(engine_client: OpenSearch, index_name: str, tmp_path: Path) -> None:
     corpus, checkpoint = write_jsonl(tmp_path / "c.jsonl", make_docs(3)), tmp_path / "cp.json"
     checkpoint.write_text('{"version": 1, "target": {"ali')
     with pytest.raises(ConfigError, match=r"checkpoint .*cp.json cannot be read .*start over with --recreate"):
-        index_corpus(os_client, corpus, index=index_name, encoder=FakeEncoder(), resume=True, checkpoint=checkpoint,
+        index_corpus(engine_client, corpus, index=index_name, encoder=FakeEncoder(), resume=True, checkpoint=checkpoint,
                      dead_letter=tmp_path / "d", options=SMALL)  # fmt: skip
     result = CliRunner().invoke(
         index_command, [str(corpus), "--index", index_name, "--model", str(BUNDLED_MODEL), "--resume",
@@ -231,19 +233,21 @@ def test_a_corrupt_checkpoint_is_one_clear_error(os_client: OpenSearch, index_na
     assert result.exit_code == 1
     assert "Traceback" not in result.output and len(result.output.strip().splitlines()) == 1
     assert "cannot be read" in result.output
-    fresh = index_corpus(os_client, corpus, index=index_name, encoder=FakeEncoder(), recreate=True,
+    fresh = index_corpus(engine_client, corpus, index=index_name, encoder=FakeEncoder(), recreate=True,
                          checkpoint=checkpoint, dead_letter=tmp_path / "d", options=SMALL, replicas=0)  # fmt: skip
     assert fresh.verified and fresh.index_count == 3
 
 
-def _pool_closed(client: OpenSearch) -> bool:
+def _pool_closed(client: Any) -> bool:
+    if hasattr(client.transport, "node_pool"):  # the Elasticsearch client
+        return all(node.pool.pool is None for node in client.transport.node_pool.all())
     pool = client.transport.connection_pool
     connections = getattr(pool, "connections", None) or [pool.connection]  # type: ignore[attr-defined]
     return all(conn.pool is None for conn in connections)
 
 
 def test_searcher_closes_what_it_made_and_never_what_it_was_given(
-    os_client: OpenSearch, index_name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    engine_client: OpenSearch, index_name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     made: list[OpenSearch] = []
     real_client = ConnectionSettings.client

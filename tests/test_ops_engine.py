@@ -19,6 +19,7 @@ from splade_os.cli import main
 from splade_os.connection import ConnectionSettings
 from splade_os.doctor import FAIL, OK, run_checks
 from splade_os.encoder import SpladeEncoder
+from splade_os.engines import Engine, engine_for
 from splade_os.indexing import BulkOptions
 from splade_os.mappings import VECTOR_FIELD
 from splade_os.reindex import ReindexResult, reindex
@@ -51,48 +52,48 @@ def _build(client: OpenSearch, alias: str, encoder: SpladeEncoder, tmp: Path, **
 
 
 def test_reindex_builds_verifies_swaps_and_keeps_or_deletes(
-    os_client: OpenSearch, index_name: str, encoder: SpladeEncoder, corpus: Path, tmp_path: Path
+    engine_client: OpenSearch, index_name: str, encoder: SpladeEncoder, corpus: Path, tmp_path: Path
 ) -> None:
-    first = _build(os_client, index_name, encoder, tmp_path, corpus=corpus)
+    first = _build(engine_client, index_name, encoder, tmp_path, corpus=corpus)
     assert first.swapped and first.previous == () and first.summary.index == f"{index_name}-v1"
     assert first.problems == [] and first.summary.index_count == len(TEXTS) * 2
 
-    second = _build(os_client, index_name, encoder, tmp_path)  # from the current version's documents
+    second = _build(engine_client, index_name, encoder, tmp_path)  # from the current version's documents
     assert second.swapped and second.previous == (f"{index_name}-v1",) and second.previous_count == len(TEXTS) * 2
-    assert aliases.resolve(os_client, index_name) == [f"{index_name}-v2"]
-    assert os_client.indices.exists(index=f"{index_name}-v1")  # kept by default, for a rollback
-    old = os_client.get(index=f"{index_name}-v1", id="d3")["_source"][VECTOR_FIELD]
-    new = os_client.get(index=f"{index_name}-v2", id="d3")["_source"][VECTOR_FIELD]
+    assert aliases.resolve(engine_client, index_name) == [f"{index_name}-v2"]
+    assert engine_client.indices.exists(index=f"{index_name}-v1")  # kept by default, for a rollback
+    old = engine_client.get(index=f"{index_name}-v1", id="d3")["_source"][VECTOR_FIELD]
+    new = engine_client.get(index=f"{index_name}-v2", id="d3")["_source"][VECTOR_FIELD]
     assert new == pytest.approx(old, rel=1e-6)  # same model, same text: the same vector
 
-    third = _build(os_client, index_name, encoder, tmp_path, corpus=corpus, keep_previous=False)
+    third = _build(engine_client, index_name, encoder, tmp_path, corpus=corpus, keep_previous=False)
     assert third.swapped and third.deleted == (f"{index_name}-v2",)
-    assert not os_client.indices.exists(index=f"{index_name}-v2")
-    assert aliases.resolve(os_client, index_name) == [f"{index_name}-v3"]
-    assert os_client.count(index=index_name)["count"] == len(TEXTS) * 2
+    assert not engine_client.indices.exists(index=f"{index_name}-v2")
+    assert aliases.resolve(engine_client, index_name) == [f"{index_name}-v3"]
+    assert engine_client.count(index=index_name)["count"] == len(TEXTS) * 2
 
 
 def test_reindex_does_not_swap_when_documents_are_lost(
-    os_client: OpenSearch, index_name: str, encoder: SpladeEncoder, corpus: Path, tmp_path: Path
+    engine_client: OpenSearch, index_name: str, encoder: SpladeEncoder, corpus: Path, tmp_path: Path
 ) -> None:
-    _build(os_client, index_name, encoder, tmp_path, corpus=corpus)
+    _build(engine_client, index_name, encoder, tmp_path, corpus=corpus)
     # A document whose text is not a string cannot be re-encoded: the new version would have one document less.
-    os_client.index(index=f"{index_name}-v1", id="odd", body={"text": 12345}, refresh=True)
-    result = _build(os_client, index_name, encoder, tmp_path)
+    engine_client.index(index=f"{index_name}-v1", id="odd", body={"text": 12345}, refresh=True)
+    result = _build(engine_client, index_name, encoder, tmp_path)
     assert not result.swapped and result.summary.counters.failed == 1
     assert any("1 documents failed" in p for p in result.problems)
-    assert aliases.resolve(os_client, index_name) == [f"{index_name}-v1"]  # readers never moved
+    assert aliases.resolve(engine_client, index_name) == [f"{index_name}-v1"]  # readers never moved
 
 
 def test_doctor_passes_and_names_a_different_encoder(
-    os_client: OpenSearch, index_name: str, encoder: SpladeEncoder, corpus: Path, tmp_path: Path
+    engine_client: OpenSearch, index_name: str, encoder: SpladeEncoder, corpus: Path, tmp_path: Path
 ) -> None:
-    _build(os_client, index_name, encoder, tmp_path, corpus=corpus)
+    _build(engine_client, index_name, encoder, tmp_path, corpus=corpus)
     settings = ConnectionSettings.from_env()
     checks = {c.name: c for c in run_checks(settings, index=index_name, model_dir=MODEL)}
-    assert [checks[n].status for n in ("reachable", "version", "mapper-extras", "index", "mapping", "encoder")] == [
-        OK
-    ] * 6
+    field_check = "mapper-extras" if engine_for(engine_client).name == "opensearch" else "sparse_vector"
+    names = ("reachable", "version", field_check, "index", "mapping", "encoder")
+    assert [checks[n].status for n in names] == [OK] * 6
     assert checks["max_clause_count"].detail.isdigit() and checks["shards"].status == OK  # 0 replicas: green
 
     other = tmp_path / "other-model"
@@ -106,14 +107,14 @@ def test_doctor_passes_and_names_a_different_encoder(
 
 
 def test_stats_match_the_stored_vectors(
-    os_client: OpenSearch, index_name: str, encoder: SpladeEncoder, corpus: Path, tmp_path: Path
+    engine_client: OpenSearch, index_name: str, encoder: SpladeEncoder, corpus: Path, tmp_path: Path
 ) -> None:
-    _build(os_client, index_name, encoder, tmp_path, corpus=corpus)
-    hits = os_client.search(index=index_name, body={"size": 100})["hits"]["hits"]
+    _build(engine_client, index_name, encoder, tmp_path, corpus=corpus)
+    hits = engine_client.search(index=index_name, body={"size": 100})["hits"]["hits"]
     sizes = sorted(len(h["_source"][VECTOR_FIELD]) for h in hits)
     distinct = {k for h in hits for k in h["_source"][VECTOR_FIELD]}
 
-    stats = index_stats(os_client, index_name, model_dir=MODEL, bm25_docs=100)
+    stats = index_stats(engine_client, index_name, model_dir=MODEL, bm25_docs=100)
     assert stats.documents == len(TEXTS) * 2 and stats.exact and stats.sampled == stats.documents
     assert stats.avg_features == pytest.approx(sum(sizes) / len(sizes))
     assert stats.p95_features == pytest.approx(percentile(sizes, 95)) and stats.max_features == sizes[-1]
@@ -122,9 +123,9 @@ def test_stats_match_the_stored_vectors(
     assert stats.primary_bytes > 0 and stats.encoder == "splade-tiny"
     assert stats.bm25 is not None and stats.bm25.docs == stats.documents
     assert stats.bm25.with_vectors_bytes > stats.bm25.bm25_only_bytes > 0 and stats.bm25.ratio > 1
-    assert os_client.indices.get(index=f"{index_name}*-stats-*", allow_no_indices=True) == {}  # cleaned up
+    assert engine_client.indices.get(index=f"{index_name}*-stats-*", allow_no_indices=True) == {}  # cleaned up
 
-    sampled = index_stats(os_client, index_name, sample=3, bm25_docs=None)
+    sampled = index_stats(engine_client, index_name, sample=3, bm25_docs=None)
     assert not sampled.exact and sampled.sampled == 3 and sampled.bm25 is None
 
     result = CliRunner().invoke(main, ["stats", index_name, "--no-bm25", "--json"])
@@ -137,7 +138,9 @@ def test_percentile_is_linear_interpolation() -> None:
     assert percentile(list(range(101)), 95) == 95
 
 
-def test_scripts_reindex_and_roll_back(os_client: OpenSearch, index_name: str, corpus: Path, tmp_path: Path) -> None:
+def test_scripts_reindex_and_roll_back(
+    engine_client: OpenSearch, engine: Engine, index_name: str, corpus: Path, tmp_path: Path
+) -> None:
     env = {**os.environ, "SPLADE_OS": f"{sys.executable} -m splade_os"}
 
     def script(*args: str) -> str:
@@ -148,9 +151,9 @@ def test_scripts_reindex_and_roll_back(os_client: OpenSearch, index_name: str, c
     out = script(str(REPO / "scripts/reindex.sh"), index_name, str(MODEL), str(corpus))
     assert "verified:" in out and f"documents           {len(TEXTS) * 2}" in out
     script(str(REPO / "scripts/reindex.sh"), index_name, str(MODEL))  # from the index: v2
-    assert aliases.resolve(os_client, index_name) == [f"{index_name}-v2"]
+    assert aliases.resolve(engine_client, index_name) == [f"{index_name}-v2"]
     assert f"-> {index_name}-v1" in script(str(REPO / "scripts/rollback.sh"), index_name)
-    assert aliases.resolve(os_client, index_name) == [f"{index_name}-v1"]
+    assert aliases.resolve(engine_client, index_name) == [f"{index_name}-v1"]
     script(str(REPO / "scripts/backup-mapping.sh"), index_name, "backups")
     saved = list((tmp_path / "backups").glob("*.mapping.json"))
-    assert len(saved) == 1 and "rank_features" in saved[0].read_text()
+    assert len(saved) == 1 and engine.vector_type in saved[0].read_text()

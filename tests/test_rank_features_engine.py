@@ -10,7 +10,7 @@ from splade_os.mappings import VECTOR_FIELD, index_body
 from splade_os.query import build_splade_query
 from splade_os.vectors import SparseVector
 
-pytestmark = pytest.mark.engine
+pytestmark = [pytest.mark.engine, pytest.mark.opensearch_only]
 
 # Tokens that trip naive stores: dots (the rank_feature query splits at the last one), sub-words, unused
 # slots, non-ASCII.
@@ -42,9 +42,11 @@ def _hits(client: OpenSearch, index: str, body: dict) -> list[tuple[str, float]]
     return [(h["_id"], h["_score"]) for h in response["hits"]["hits"]]
 
 
-def test_scores_equal_the_dot_product_and_ranking_equals_brute_force(os_client: OpenSearch, index_name: str) -> None:
+def test_scores_equal_the_dot_product_and_ranking_equals_brute_force(
+    engine_client: OpenSearch, index_name: str
+) -> None:
     docs = _random_docs(60)
-    _index(os_client, index_name, [d.to_field() for d in docs])
+    _index(engine_client, index_name, [d.to_field() for d in docs])
     matrix = np.array([[d.get(t, 0.0) for t in VOCAB] for d in docs])
 
     for seed in range(5):
@@ -52,7 +54,7 @@ def test_scores_equal_the_dot_product_and_ranking_equals_brute_force(os_client: 
         query = SparseVector({t: float(w) for t, w in zip(VOCAB, rng.uniform(0.05, 2.0, len(VOCAB)), strict=True)})
         qvec = np.array([query[t] for t in VOCAB])
         expected = matrix @ qvec
-        hits = _hits(os_client, index_name, build_splade_query(query, size=len(docs)).body)
+        hits = _hits(engine_client, index_name, build_splade_query(query, size=len(docs)).body)
 
         assert len(hits) == int((expected > 0).sum())
         for doc_id, score in hits:
@@ -65,15 +67,15 @@ def test_scores_equal_the_dot_product_and_ranking_equals_brute_force(os_client: 
             assert got == want or abs(expected[got] - expected[want]) <= RELATIVE_PRECISION * expected[want]
 
 
-def test_raw_dotted_keys_match_nothing_and_escaped_keys_match(os_client: OpenSearch, index_name: str) -> None:
+def test_raw_dotted_keys_match_nothing_and_escaped_keys_match(engine_client: OpenSearch, index_name: str) -> None:
     tricky = {".": 1.0, "u.s.": 2.0, "##s": 0.5, "[unused0]": 0.25, "café": 3.0}
-    _index(os_client, index_name, [dict(tricky), SparseVector(tricky).to_field()])  # doc 0 raw, doc 1 escaped
+    _index(engine_client, index_name, [dict(tricky), SparseVector(tricky).to_field()])  # doc 0 raw, doc 1 escaped
 
     for token, weight in tricky.items():
         query = SparseVector({token: 1.0})
-        escaped_hits = _hits(os_client, index_name, build_splade_query(query).body)
+        escaped_hits = _hits(engine_client, index_name, build_splade_query(query).body)
         raw_clause = {"rank_feature": {"field": f"{VECTOR_FIELD}.{token}", "linear": {}, "boost": 1.0}}
-        raw_hits = _hits(os_client, index_name, {"query": {"bool": {"should": [raw_clause]}}})
+        raw_hits = _hits(engine_client, index_name, {"query": {"bool": {"should": [raw_clause]}}})
         if "." in token:
             assert raw_hits == [], f"raw key {token!r} should silently match nothing"
             assert [d for d, _ in escaped_hits] == ["1"]
@@ -84,17 +86,17 @@ def test_raw_dotted_keys_match_nothing_and_escaped_keys_match(os_client: OpenSea
         assert abs(score - weight) <= RELATIVE_PRECISION * weight
 
 
-def test_a_non_positive_weight_would_reject_the_document(os_client: OpenSearch, index_name: str) -> None:
+def test_a_non_positive_weight_would_reject_the_document(engine_client: OpenSearch, index_name: str) -> None:
     """Why the value type drops them: the engine refuses the whole document over one zero weight."""
-    os_client.indices.create(index=index_name, body=index_body(replicas=0))
+    engine_client.indices.create(index=index_name, body=index_body(replicas=0))
     with pytest.raises(RequestError) as refused:
-        os_client.index(index=index_name, id="bad", body={VECTOR_FIELD: {"heart": 0.0, "attack": 1.0}})
+        engine_client.index(index=index_name, id="bad", body={VECTOR_FIELD: {"heart": 0.0, "attack": 1.0}})
     assert (refused.value.status_code, refused.value.error) == (400, "mapper_parsing_exception")
     cause = refused.value.info["error"]["caused_by"]
     assert cause["type"] == "illegal_argument_exception"
     assert cause["reason"].startswith("featureValue must be a positive normal float, got: 0.0 for feature heart")
-    assert not os_client.exists(index=index_name, id="bad")  # the whole document, "attack" included, is refused
+    assert not engine_client.exists(index=index_name, id="bad")  # the whole document, "attack" included, is refused
     vector = SparseVector({"heart": 0.0, "attack": 1.0, "cause": -2.0})
-    os_client.index(index=index_name, id="good", body={VECTOR_FIELD: vector.to_field()}, refresh=True)
-    stored = os_client.get(index=index_name, id="good")["_source"][VECTOR_FIELD]
+    engine_client.index(index=index_name, id="good", body={VECTOR_FIELD: vector.to_field()}, refresh=True)
+    stored = engine_client.get(index=index_name, id="good")["_source"][VECTOR_FIELD]
     assert stored == {"attack": 1.0}

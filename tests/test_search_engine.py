@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from conftest import delete_indices
 from opensearchpy import OpenSearch
 
 from splade_os.cli import main
@@ -36,26 +37,26 @@ def encoder() -> SpladeEncoder:
 
 
 @pytest.fixture(scope="module")
-def demo_index(os_client: OpenSearch, encoder: SpladeEncoder) -> Iterator[str]:
+def demo_index(engine_client: OpenSearch, encoder: SpladeEncoder) -> Iterator[str]:
     name = f"test-search-{uuid.uuid4().hex[:8]}"
-    summary = index_corpus(os_client, CORPUS, index=name, encoder=encoder, replicas=0)
+    summary = index_corpus(engine_client, CORPUS, index=name, encoder=encoder, replicas=0)
     assert summary.problems() == [] and summary.counters.indexed == 42
     yield name
-    os_client.indices.delete(index=f"{name}*", ignore_unavailable=True, allow_no_indices=True)
+    delete_indices(engine_client, f"{name}*")
 
 
 @pytest.fixture(scope="module")
-def searcher(os_client: OpenSearch, demo_index: str, encoder: SpladeEncoder) -> Searcher:
-    return Searcher(demo_index, encoder, client=os_client)
+def searcher(engine_client: OpenSearch, demo_index: str, encoder: SpladeEncoder) -> Searcher:
+    return Searcher(demo_index, encoder, client=engine_client)
 
 
-def _stored(os_client: OpenSearch, index: str, doc_id: str) -> dict[str, float]:
-    return dict(os_client.get(index=index, id=doc_id)["_source"][VECTOR_FIELD])
+def _stored(engine_client: OpenSearch, index: str, doc_id: str) -> dict[str, float]:
+    return dict(engine_client.get(index=index, id=doc_id)["_source"][VECTOR_FIELD])
 
 
 @pytest.mark.parametrize("text", QUERIES)
 def test_splade_scores_are_exact_dot_products(
-    searcher: Searcher, os_client: OpenSearch, demo_index: str, text: str
+    searcher: Searcher, engine_client: OpenSearch, demo_index: str, text: str
 ) -> None:
     result = searcher.search(text, k=10, explain=True)
     assert result.hits, text
@@ -64,7 +65,7 @@ def test_splade_scores_are_exact_dot_products(
     for hit in result.hits:
         explained = sum(c for _, c in hit.explanation or [])
         from_store = result.query_vector.dot(
-            {k: v for k, v in _unescaped(_stored(os_client, demo_index, hit.id)).items()}
+            {k: v for k, v in _unescaped(_stored(engine_client, demo_index, hit.id)).items()}
         )
         assert explained == pytest.approx(from_store, rel=1e-9)
         assert abs(hit.score - explained) <= PRECISION * explained
@@ -74,9 +75,9 @@ def test_splade_scores_are_exact_dot_products(
 
 
 def _unescaped(field: dict[str, float]) -> dict[str, float]:
-    from splade_os.vectors import SparseVector
+    from conftest import node
 
-    return SparseVector.from_field(field).to_dict()
+    return node()[1].from_field(field).to_dict()
 
 
 def test_the_right_document_comes_first(searcher: Searcher) -> None:
@@ -144,12 +145,12 @@ def test_bad_queries_give_clear_errors(searcher: Searcher) -> None:
 
 
 def test_missing_index_and_other_encoder_are_refused(
-    os_client: OpenSearch, demo_index: str, encoder: SpladeEncoder
+    engine_client: OpenSearch, demo_index: str, encoder: SpladeEncoder
 ) -> None:
     with pytest.raises(EngineError, match="does not exist"):
-        Searcher("no-such-index-here", encoder, client=os_client)
-    concrete = next(iter(os_client.indices.get_alias(index=demo_index)))
-    meta = os_client.indices.get_mapping(index=concrete)[concrete]["mappings"]["_meta"]
+        Searcher("no-such-index-here", encoder, client=engine_client)
+    concrete = next(iter(engine_client.indices.get_alias(index=demo_index)))
+    meta = engine_client.indices.get_mapping(index=concrete)[concrete]["mappings"]["_meta"]
     assert meta[META_KEY]["encoder"]["sha256"] == encoder.manifest["sha256"]
 
     class OtherEncoder:
@@ -159,21 +160,24 @@ def test_missing_index_and_other_encoder_are_refused(
             return encoder.encode_queries(texts)
 
     with pytest.raises(EncoderMismatchError, match="built with encoder"):
-        Searcher(demo_index, OtherEncoder(), client=os_client)
-    forced = Searcher(demo_index, OtherEncoder(), client=os_client, force=True)
+        Searcher(demo_index, OtherEncoder(), client=engine_client)
+    forced = Searcher(demo_index, OtherEncoder(), client=engine_client, force=True)
     assert forced.search("heart attack", k=1).hits[0].id == "heart-attack"
 
 
-def test_clause_limit_is_read_from_the_cluster(os_client: OpenSearch, demo_index: str, encoder: SpladeEncoder) -> None:
+@pytest.mark.opensearch_only  # Elasticsearch sizes its clause limit from the heap; the setting is not dynamic
+def test_clause_limit_is_read_from_the_cluster(
+    engine_client: OpenSearch, demo_index: str, encoder: SpladeEncoder
+) -> None:
     setting = "indices.query.bool.max_clause_count"
-    os_client.cluster.put_settings(body={"transient": {setting: 8}})
+    engine_client.cluster.put_settings(body={"transient": {setting: 8}})
     try:
-        limited = Searcher(demo_index, encoder, client=os_client)
+        limited = Searcher(demo_index, encoder, client=engine_client)
         result = limited.search("what causes a heart attack", k=3)
         assert len(result.query_vector) == 8 and "kept the 8 heaviest" in result.notes[0]
         assert result.hits[0].id == "heart-attack"
     finally:
-        os_client.cluster.put_settings(body={"transient": {setting: None}})
+        engine_client.cluster.put_settings(body={"transient": {setting: None}})
 
 
 def test_async_searcher_returns_the_same_hits(searcher: Searcher, demo_index: str, encoder: SpladeEncoder) -> None:

@@ -23,7 +23,7 @@ from splade_os.cli import main
 from splade_os.connection import ConnectionSettings, connect
 from splade_os.errors import EngineError
 
-pytestmark = pytest.mark.engine
+pytestmark = [pytest.mark.engine, pytest.mark.opensearch_only]
 
 MODEL = str(Path(__file__).resolve().parents[1] / "models" / "splade-tiny")
 PASSWORD = f"s3cr3t-{uuid.uuid4().hex[:12]}"
@@ -36,7 +36,7 @@ def certs(tmp_path_factory: pytest.TempPathFactory) -> Certs:
 
 
 @pytest.fixture(scope="module")
-def proxy(os_client: OpenSearch, certs: Certs) -> Iterator[SecuredProxy]:
+def proxy(engine_client: OpenSearch, certs: Certs) -> Iterator[SecuredProxy]:
     upstream = ConnectionSettings.from_env().urls[0]
     with running_proxy(upstream, certs, user="admin", password=PASSWORD, api_key=API_KEY) as running:
         yield running
@@ -91,7 +91,7 @@ def test_api_key(proxy: SecuredProxy) -> None:
         connect(ConnectionSettings(urls=(proxy.url,), api_key="wrong-key", ca_certs=str(proxy.certs.ca)))
 
 
-def test_client_certificate(os_client: OpenSearch, certs: Certs) -> None:
+def test_client_certificate(engine_client: OpenSearch, certs: Certs) -> None:
     upstream = ConnectionSettings.from_env().urls[0]
     with running_proxy(upstream, certs, user="admin", password=PASSWORD, require_client_cert=True) as mtls:
         base = _settings(mtls, ca_certs=str(certs.ca), max_retries=0)

@@ -1,4 +1,4 @@
-"""`splade-os eval`: BEIR evaluation through OpenSearch, per mode, with latency."""
+"""`splade-os eval`: BEIR evaluation through the cluster, per mode, with latency."""
 
 from __future__ import annotations
 

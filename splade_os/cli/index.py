@@ -124,8 +124,8 @@ def format_summary(s: IndexSummary) -> str:
 @click.option("--retry-for", default=300.0, show_default=True, help="Seconds to wait out connection errors and 5xx.")
 @click.option("--timeout", default=120.0, show_default=True, help="Seconds one bulk request may take.")
 @click.option("--shards", default=1, show_default=True, help="Primary shards of a new index.")
-@click.option("--analyzer", help="Analyzer of the BM25 text fields of a new index, recorded in its _meta. [default: "
-              "english; --from-index: the source's]")
+@click.option("--analyzer", envvar="SPLADE_OS_ANALYZER", help="Analyzer of the BM25 text fields of a new index, "
+              "recorded in its _meta. [default: english; --from-index: the source's; env: SPLADE_OS_ANALYZER]")
 @click.option("--replicas", default=1, show_default=True, help="Replicas of a new index.")
 @click.option("--threads", type=int, help="Encoder threads (default: all cores).")
 @click.option("--max-length", type=int, help="Longest document in tokens (default: the model's).")

@@ -26,7 +26,7 @@ from splade_os.indexing.options import BulkOptions, LoadOptions
 from splade_os.indexing.pipeline import DocumentEncoder, Loader, Progress, run
 from splade_os.indexing.sources import IndexSource, Source
 from splade_os.indexing.target import Target, count_documents, prepare_target, restore_refresh, try_restore_refresh
-from splade_os.mappings import DEFAULT_ANALYZER
+from splade_os.mappings import default_analyzer
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +104,7 @@ def index_corpus(
     """
     opts = LoadOptions(
         recreate=recreate, resume=resume, skip_empty=skip_empty, allow_failures=allow_failures,
-        delete_previous=delete_previous, shards=shards, replicas=replicas, analyzer=analyzer or DEFAULT_ANALYZER,
+        delete_previous=delete_previous, shards=shards, replicas=replicas, analyzer=analyzer or default_analyzer(),
         checkpoint=checkpoint or default_checkpoint(index), dead_letter=dead_letter or default_dead_letter(index),
         bulk=options or BulkOptions(),
     )  # fmt: skip
@@ -149,7 +149,7 @@ def reencode_index(
         raise ConfigError(f"{index!r} is the index being read: pass --recreate to build a new version of it")
     opts = LoadOptions(
         recreate=recreate, skip_empty=skip_empty, allow_failures=allow_failures, delete_previous=delete_previous,
-        shards=shards, replicas=replicas, analyzer=analyzer or source.analyzer() or DEFAULT_ANALYZER,
+        shards=shards, replicas=replicas, analyzer=analyzer or source.analyzer() or default_analyzer(),
         checkpoint=None, dead_letter=dead_letter or default_dead_letter(index), bulk=bulk,
     )  # fmt: skip
     return load(client, source, index, encoder, opts, on_progress)

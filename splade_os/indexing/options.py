@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from splade_os.errors import ConfigError
-from splade_os.mappings import DEFAULT_ANALYZER
+from splade_os.mappings import default_analyzer
 from splade_os.vectors import SparseVector
 
 
@@ -51,7 +51,7 @@ class LoadOptions:
     delete_previous: bool = False  # after a verified switch, delete the version readers used before
     shards: int = 1
     replicas: int = 1
-    analyzer: str = DEFAULT_ANALYZER  # of the BM25 text fields of a new index
+    analyzer: str = field(default_factory=default_analyzer)  # of the BM25 text fields of a new index
     checkpoint: Path | None = None  # None: the source cannot be resumed
     dead_letter: Path = Path("dead-letter.jsonl")
     bulk: BulkOptions = field(default_factory=lambda: BulkOptions())

@@ -300,7 +300,7 @@ class Loader:
             first_failure = first_failure or now
             if now - first_failure > opts.retry_for:
                 raise IndexingInterrupted(
-                    f"OpenSearch did not take {len(retry)} documents for {opts.retry_for:.0f} s (last answer: "
+                    f"the cluster did not take {len(retry)} documents for {opts.retry_for:.0f} s (last answer: "
                     f"{last_error}). {self.counters.indexed} documents are safely indexed; once the cluster is "
                     "healthy, run the same command with --resume to continue."
                 )

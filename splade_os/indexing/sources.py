@@ -51,6 +51,10 @@ class IndexSource:
             self.line += 1
             fields = dict(hit.get("_source", {}))
             fields.pop("doc_id", None)  # written by splade-os from the id; it is not a field of the document
+            # `text` and `title` hold what the source was encoded from; re-encoding other fields replaces them.
+            for generated, chosen in (("text", self.names.text), ("title", self.names.title)):
+                if chosen != generated:
+                    fields.pop(generated, None)
             obj = {**fields, self.names.id: hit["_id"]}
             yield to_record(obj, self.names, self.line)
 

@@ -34,6 +34,11 @@ def create_index(client: Any, index: str, encoder: DocumentEncoder, opts: LoadOp
     try:
         client.indices.create(index=index, body=body)
     except Exception as err:
+        if f"analyzer [{opts.analyzer}]" in str(err):
+            raise ConfigError(
+                f"the cluster has no {opts.analyzer!r} analyzer for the BM25 fields (minimal distributions lack the "
+                "language analyzers): pass --analyzer standard, or set SPLADE_OS_ANALYZER"
+            ) from None
         raise EngineError(f"cannot create index {index!r}: {err}") from None
     return restore
 
