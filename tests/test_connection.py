@@ -172,3 +172,57 @@ def test_connection_options_resolve_flags_env_and_config(tmp_path: Path) -> None
     assert result.exit_code == 1 and result.output == (
         "Error: cluster URL 'db:9200' must start with http:// or https://\n"
     )
+
+
+def test_elasticsearch_style_variables_fill_in_and_opensearch_ones_win() -> None:
+    env = {"ELASTICSEARCH_URL": "https://es:9200", "ELASTIC_USERNAME": "elastic", "ELASTIC_PASSWORD": "pw-es-123",
+           "ELASTICSEARCH_API_KEY": "", "ELASTIC_CLOUD_ID": ""}  # fmt: skip
+    settings = ConnectionSettings.from_env(env)
+    assert (settings.urls, settings.username, settings.password) == (("https://es:9200",), "elastic", "pw-es-123")
+    assert "pw-es-123" not in redact("password pw-es-123")
+    both = ConnectionSettings.from_env({**env, "OPENSEARCH_URL": "http://os:9200", "ELASTICSEARCH_USERNAME": "first"})
+    assert both.urls == ("http://os:9200",) and both.username == "first"  # ELASTICSEARCH_* before ELASTIC_*
+    assert ConnectionSettings.from_env({"SPLADE_OS_ENGINE": "elasticsearch"}).engine == "elasticsearch"
+    with pytest.raises(ConfigError, match="unknown engine 'solr'"):
+        ConnectionSettings.from_env({"SPLADE_OS_ENGINE": "solr"})
+    with pytest.raises(ConfigError, match="SigV4 signing is for Amazon OpenSearch Service"):
+        ConnectionSettings.from_env({"SPLADE_OS_ENGINE": "elasticsearch", "OPENSEARCH_AWS_REGION": "eu-west-1"})
+
+
+FINGERPRINT = ":".join(["AB"] * 32)  # SHA-256
+
+
+def test_elasticsearch_client_carries_the_settings_without_connecting() -> None:
+    settings = ConnectionSettings(
+        urls=("https://es:9200",), api_key="a2V5OnNlY3JldA==", ssl_assert_fingerprint=FINGERPRINT,
+        engine="elasticsearch", timeout=12, max_retries=2, pool_maxsize=24,
+    )  # fmt: skip
+    client = settings.client()
+    try:
+        assert type(client).__module__.startswith("elasticsearch")
+        assert client._headers["authorization"] == "ApiKey a2V5OnNlY3JldA=="
+        node = client.transport.node_pool.all()[0]
+        assert (node.config.host, node.config.port, node.config.scheme) == ("es", 9200, "https")
+        assert node.config.ssl_assert_fingerprint == FINGERPRINT and node.config.connections_per_node == 24
+        assert (client._max_retries, client._request_timeout) == (2, 12)
+        assert "a2V5OnNlY3JldA==" not in repr(settings) and "pinned certificate" in settings.describe()
+    finally:
+        client.close()
+    cloud = ConnectionSettings(cloud_id="deploy:" + "ZXUtd2VzdC0xLmF3cy5mb3VuZC5pbyRhYmMkZGVm")
+    assert cloud.describe().startswith("Elastic Cloud deploy")
+    assert type(cloud.client()).__module__.startswith("elasticsearch")  # a cloud id means Elasticsearch, no probe
+
+
+def test_describe_error_covers_the_elasticsearch_client() -> None:
+    import elastic_transport
+    import elasticsearch
+
+    meta = elastic_transport.ApiResponseMeta(403, "1.1", elastic_transport.HttpHeaders(), 0.1, None)  # type: ignore[arg-type]
+    reason = "action [indices:data/write/bulk] is unauthorized"
+    body = {"error": {"root_cause": [{"type": "security_exception", "reason": reason}]}}
+    denied = elasticsearch.AuthorizationException("denied", meta, body)
+    assert "denied the request (403)" in describe_error(denied) and "indices:data/write/bulk" in describe_error(denied)
+    refused = elastic_transport.ConnectionError("Connection refused")
+    assert describe_error(refused).startswith("cannot reach the cluster")
+    tls = elastic_transport.TlsError("CERTIFICATE_VERIFY_FAILED")
+    assert "--ca-certs" in describe_error(tls)

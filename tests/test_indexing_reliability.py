@@ -313,26 +313,25 @@ def test_resume_after_a_crash_or_ctrl_c_leaves_every_document_exactly_once(
     assert_exactly(engine_client, index_name, docs, encoder)
 
 
-def _managed_node_port(client: OpenSearch) -> int:
-    """The HTTP port of the cluster under test when it is exactly the node `splade-os node start` manages.
+def _managed_node(client: Any) -> Any:
+    """The node `splade-os node start` manages that is the whole cluster under test, OpenSearch or Elasticsearch.
 
-    Stopping and starting a node is only possible for the node this machine manages (a pid file under the node
-    home). The cluster the suite uses (OPENSEARCH_URL) must be that node, alone: otherwise stopping it would leave
-    the cluster under test running, or stop a node that the other tests do not even use.
+    Stopping and starting a node is only possible for a node this machine manages (a pid file under a node home).
+    The cluster the suite uses must be that node, alone: otherwise stopping it would leave the cluster under test
+    running, or stop a node that the other tests do not even use.
     """
-    from splade_os.node import default_home, read_pid
+    from splade_os.node import running_nodes
 
-    managed = read_pid(default_home())
-    nodes = list(client.nodes.info(metric="process,http")["nodes"].values())
+    nodes = list(client.nodes.info(metric="process")["nodes"].values())
     pids = [node["process"]["id"] for node in nodes]
-    if managed is None or pids != [managed]:
+    managed = {pid: spec for spec, pid in running_nodes()}
+    if len(pids) != 1 or pids[0] not in managed:
         unavailable(
-            "this test stops and restarts the cluster under test, so that cluster must be the single node "
-            f"`splade-os node start` manages: the node home {default_home()} has "
-            f"{'no running node' if managed is None else f'node pid {managed}'}, while the cluster at "
-            f"{', '.join(ConnectionSettings.from_env().urls)} runs node pids {pids}"
+            "this test stops and restarts the cluster under test, so that cluster must be a single node that "
+            f"`splade-os node start` manages: the managed nodes run pids {sorted(managed) or 'none'}, while the "
+            f"cluster at {', '.join(ConnectionSettings.from_env().urls)} runs node pids {pids}"
         )
-    return int(nodes[0]["http"]["publish_address"].rsplit(":", 1)[1])
+    return managed[pids[0]]
 
 
 def test_node_stopped_mid_run_then_started_and_resumed(
@@ -340,7 +339,8 @@ def test_node_stopped_mid_run_then_started_and_resumed(
 ) -> None:
     from splade_os.node import start_node, stop_node
 
-    port = _managed_node_port(engine_client)
+    spec = _managed_node(engine_client)
+    which: dict[str, Any] = dict(engine=spec.engine.name, version=spec.version, port=spec.port, home=spec.home)
     docs = make_docs(400)
     corpus = write_jsonl(tmp_path / "c.jsonl", docs)
     options = BulkOptions(batch_size=20, initial_backoff=0.2, max_backoff=1.0, retry_for=3.0, request_timeout=10)
@@ -349,7 +349,7 @@ def test_node_stopped_mid_run_then_started_and_resumed(
     def stop_after_three_batches(progress: Progress) -> None:
         if progress.counters.indexed >= 60 and not stopped.is_set():
             stopped.set()
-            stop_node()
+            stop_node(**which)
 
     common: dict[str, Any] = dict(index=index_name, replicas=0, checkpoint=tmp_path / "cp", dead_letter=tmp_path / "d")
     client = ConnectionSettings.from_env().client()
@@ -363,7 +363,7 @@ def test_node_stopped_mid_run_then_started_and_resumed(
             )  # fmt: skip
         assert stopped.is_set()
     finally:
-        start_node(port=port)
+        start_node(**which)
     patient, timeout = engine_for(engine_client).with_timeout(engine_client, 120)
     patient.cluster.health(index=f"{index_name}-v1", wait_for_status="yellow", **timeout)
     before = len(landed(engine_client, f"{index_name}-v1"))
