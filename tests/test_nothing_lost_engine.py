@@ -293,3 +293,32 @@ def test_doctor_closes_its_client_when_the_cluster_is_unreachable(monkeypatch: p
     checks = run_checks(ConnectionSettings(urls=("http://127.0.0.1:9",), max_retries=0, timeout=2))
     assert checks[-1].name == "reachable" and checks[-1].status == FAIL
     assert len(made) == 1 and _pool_closed(made[0])
+
+
+def test_async_searcher_closes_its_client_when_create_fails(
+    index_name: str, engine: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import asyncio
+
+    from splade_os.search import AsyncSearcher
+
+    made: list[Any] = []
+    real_async_client = ConnectionSettings.async_client
+
+    def recording(self: ConnectionSettings) -> Any:
+        made.append(real_async_client(self))
+        return made[-1]
+
+    monkeypatch.setattr(ConnectionSettings, "async_client", recording)
+
+    async def attempt() -> None:
+        with pytest.raises(EngineError, match="does not exist"):
+            await AsyncSearcher.create(f"{index_name}-missing", BUNDLED_MODEL, settings=ConnectionSettings.from_env())
+
+    asyncio.run(attempt())
+    assert len(made) == 1
+    transport = made[0].transport
+    if hasattr(transport, "node_pool"):  # AsyncElasticsearch: each node's aiohttp session is closed
+        assert all(node.session is None or node.session.closed for node in transport.node_pool.all())
+    else:  # AsyncOpenSearch: the connection drops its session on close
+        assert all(conn.session is None for conn in transport.connection_pool.connections)
