@@ -6,6 +6,7 @@ pruning is off in the mapping and in every query, and the stored vector comes ba
 
 from __future__ import annotations
 
+from itertools import pairwise
 from typing import Any
 
 import numpy as np
@@ -60,7 +61,7 @@ def test_scores_equal_the_dot_product_and_ranking_equals_brute_force(
         for hit in hits:
             assert hit["_score"] == pytest.approx(expected[int(hit["_id"])], rel=RELATIVE_PRECISION)
         order = [int(h["_id"]) for h in hits]
-        assert all(expected[a] >= expected[b] * (1 - 2 * RELATIVE_PRECISION) for a, b in zip(order, order[1:]))
+        assert all(expected[a] >= expected[b] * (1 - 2 * RELATIVE_PRECISION) for a, b in pairwise(order))
 
 
 @pytest.mark.parametrize("token", [".", "u.s.", "%", "a.b.c"])
