@@ -13,6 +13,7 @@ from splade_os.engines import FAIL, OK, SKIP, WARN, Check, Engine, engine_for
 from splade_os.errors import SpladeOSError
 from splade_os.mappings import VECTOR_FIELD, check_encoder_meta, meta_from_mapping, vector_field_problem
 from splade_os.query import cluster_max_clauses
+from splade_os.tuning import growth_warning
 
 __all__ = ["FAIL", "OK", "SKIP", "WARN", "Check", "failed", "format_checks", "run_checks", "to_json"]
 MIN_CLAUSES = 1024  # OpenSearch's default; SPLADE queries of a few hundred terms fit with room for filters
@@ -60,6 +61,9 @@ def _index_checks(client: Any, engine: Engine, index: str, manifest: Mapping[str
             checks.append(Check("encoder", FAIL, str(err).split(": scores")[0],
                                 f"search with the model that built it, or re-encode: splade-os reindex {index} "
                                 "--from-index --model NEW_MODEL"))  # fmt: skip
+    growth = growth_warning(meta, int(client.count(index=index)["count"]))
+    if growth:
+        checks.append(Check("two-phase", WARN, growth, f"splade-os tune {index} --model MODEL"))
     checks.append(_health_check(client, index))
     return checks
 

@@ -65,7 +65,7 @@ def _lines(path: Path) -> Iterator[tuple[int, str]]:
                 yield number, text.rstrip("\r\n")
 
 
-def _read_qrels(path: Path) -> Qrels:
+def read_qrels(path: Path) -> Qrels:
     """qrels/<split>.tsv: `query-id<TAB>corpus-id<TAB>score` rows (an optional header); blank lines are skipped."""
     qrels: Qrels = {}
     header = True
@@ -87,8 +87,9 @@ def _read_qrels(path: Path) -> Qrels:
     return qrels
 
 
-def _read_queries(path: Path, judged: Qrels) -> dict[str, str]:
-    """The text of each judged query in queries.jsonl; blank lines are skipped, a malformed line is an InputError."""
+def read_queries(path: Path, judged: Qrels | None = None) -> dict[str, str]:
+    """The text of each query in queries.jsonl (only the judged ones when `judged` is given); blank lines are
+    skipped, a malformed line is an InputError."""
     queries: dict[str, str] = {}
     for number, text in _lines(path):
         where = f"{path} line {number}"
@@ -103,7 +104,7 @@ def _read_queries(path: Path, judged: Qrels) -> dict[str, str]:
             raise InputError(f"{where} has no usable _id (a string or an integer), got {query_id!r}")
         if not isinstance(query, str):
             raise InputError(f"{where} (query {str(query_id)!r}): text must be a string, got {type(query).__name__}")
-        if str(query_id) in judged:
+        if judged is None or str(query_id) in judged:
             queries[str(query_id)] = query
     return queries
 
@@ -118,8 +119,8 @@ def load_beir(root: str | Path, split: str = "test") -> Dataset:
     for path in (corpus, queries_file, qrels_file):
         if not path.is_file():
             raise InputError(f"{path} is missing: a BEIR dataset folder holds corpus.jsonl, queries.jsonl, qrels/")
-    qrels = _read_qrels(qrels_file)
-    queries = _read_queries(queries_file, qrels)
+    qrels = read_qrels(qrels_file)
+    queries = read_queries(queries_file, qrels)
     if not queries:
         raise InputError(f"no query in {queries_file} has a judgement in {qrels_file}")
     return Dataset(root, corpus, queries, {q: r for q, r in qrels.items() if q in queries})

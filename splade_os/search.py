@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
@@ -15,7 +15,6 @@ from splade_os.errors import EngineError, InputError
 from splade_os.fusion import linear_fusion, reciprocal_rank_fusion
 from splade_os.mappings import VECTOR_FIELD, check_encoder_meta, check_vector_field, meta_from_mapping
 from splade_os.query import (
-    DEFAULT_TWO_PHASE_RATIO,
     Pruning,
     QueryPlan,
     build_bm25_query,
@@ -24,6 +23,7 @@ from splade_os.query import (
     cluster_max_clauses,
     max_clauses_from_settings,
 )
+from splade_os.tuning import TwoPhaseSettings, stored_settings
 from splade_os.vectors import SparseVector
 
 Mode = Literal["splade", "bm25", "hybrid", "two-phase"]
@@ -135,7 +135,8 @@ class _SearchLogic:
         field_name: str = VECTOR_FIELD,
         pruning: Pruning | None = None,
         hybrid: HybridParams | None = None,
-        two_phase_ratio: float = DEFAULT_TWO_PHASE_RATIO,
+        two_phase_ratio: float | None = None,
+        two_phase: TwoPhaseSettings | None = None,
         bm25_fields: Sequence[str] = ("title", "text"),
         engine: Engine | None = None,
     ) -> None:
@@ -145,7 +146,11 @@ class _SearchLogic:
         self.field_name = field_name
         self.pruning = pruning or Pruning()
         self.hybrid = hybrid or HybridParams()
-        self.two_phase_ratio = two_phase_ratio
+        # An explicit setting wins over one stored with the index by `tune`, which wins over the defaults.
+        if two_phase is None and two_phase_ratio is not None:
+            two_phase = TwoPhaseSettings(ratio=two_phase_ratio)
+        self.two_phase: TwoPhaseSettings | None = two_phase
+        self.two_phase_source = "given" if two_phase is not None else "default"
         self.bm25_fields = tuple(bm25_fields)
         self.max_clauses = 1024
 
@@ -185,15 +190,37 @@ class _SearchLogic:
         if mode in ("splade", "hybrid"):
             plan = build_splade_query(vector, max_clauses=self.max_clauses, **common, **page)
         elif mode == "two-phase":
+            settings = self.two_phase or TwoPhaseSettings()
+            common["pruning"] = settings.pruning(self.pruning)
             plan = build_two_phase_query(
-                vector, ratio=self.two_phase_ratio, max_clauses=self.max_clauses, **common, **page
-            )
+                vector, ratio=settings.ratio, window=settings.window_for(k + from_), max_clauses=self.max_clauses,
+                **common, **page,
+            )  # fmt: skip
+            plan = replace(plan, notes=(*plan.notes, f"two-phase: {settings.describe()} ({self.two_phase_source})"))
         if plan is not None:
             plan.body["_source"] = source
             requests.append(plan.body)
         notes = plan.notes if plan is not None else ()
         terms = plan.terms if plan is not None else vector
         return _Prepared(mode, terms, requests, notes, expansion_terms(self.encoder, text, terms), from_)
+
+    def use_stored(self, meta: Mapping[str, Any]) -> None:
+        """Take the two-phase setting `tune` stored in the index's `_meta`, unless one was given explicitly."""
+        stored = stored_settings(meta)
+        if self.two_phase is None and stored is not None:
+            self.two_phase, self.two_phase_source = stored.settings, f"tuned {stored.tuned_at[:10]} at " \
+                f"{stored.documents:,} documents"
+
+    def request_for(self, vector: SparseVector, size: int, settings: TwoPhaseSettings | None) -> dict[str, Any]:
+        """The bare request `tune` times: exact (settings None) or two-phase, no source fields returned."""
+        common: dict[str, Any] = {"field_name": self.field_name, "engine": self.engine, "size": size,
+                                  "max_clauses": self.max_clauses, "source": False}  # fmt: skip
+        if settings is None:
+            return build_splade_query(vector, pruning=self.pruning, **common).body
+        return build_two_phase_query(
+            vector, pruning=settings.pruning(self.pruning), ratio=settings.ratio, window=settings.window_for(size),
+            **common,
+        ).body  # fmt: skip
 
     def finish(self, prepared: _Prepared, responses: list[dict[str, Any]], k: int, explain: bool) -> list[Hit]:
         ranked = [[(h["_id"], float(h["_score"])) for h in r["hits"]["hits"]] for r in responses]
@@ -262,7 +289,9 @@ class Searcher:
                 raise _missing_index(index)
             mapping = self.client.indices.get_mapping(index=index)
             check_vector_field(index, mapping, self.logic.field_name, engine)
-            check_encoder_meta(index, meta_from_mapping(mapping), self.logic.encoder.manifest, force=force)
+            meta = meta_from_mapping(mapping)
+            check_encoder_meta(index, meta, self.logic.encoder.manifest, force=force)
+            self.logic.use_stored(meta)
             self.logic.max_clauses = cluster_max_clauses(self.client)
         except BaseException:
             self._release(encoder)
@@ -346,7 +375,9 @@ class AsyncSearcher:
             logic.max_clauses = max_clauses_from_settings(settings_response)
             mapping = await client.indices.get_mapping(index=index)
             check_vector_field(index, mapping, logic.field_name, engine)
-            check_encoder_meta(index, meta_from_mapping(mapping), logic.encoder.manifest, force=force)
+            meta = meta_from_mapping(mapping)
+            check_encoder_meta(index, meta, logic.encoder.manifest, force=force)
+            logic.use_stored(meta)
         except BaseException:
             if owns_encoder and encoder is not None:
                 _close_encoder(encoder)

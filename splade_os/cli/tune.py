@@ -1,0 +1,103 @@
+"""`splade-os tune`: measure two-phase settings on an index with its own queries, and store the fastest safe one."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from splade_os.cli.options import cli_errors, connection_options, model_option
+from splade_os.connection import ConnectionSettings, connect
+from splade_os.errors import InputError, SpladeOSError
+
+FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
+
+
+def _queries(path: Path | None, client: object, index: str, sample: int) -> dict[str, str]:
+    """Queries from a file (JSON Lines `{"_id", "text"}` as in BEIR, or one text per line), else document titles."""
+    from splade_os.evaluate import read_queries
+
+    if path is not None and path.suffix in (".jsonl", ".json"):
+        return read_queries(path)
+    if path is not None:
+        try:
+            lines = path.read_text(encoding="utf-8").splitlines()
+        except UnicodeDecodeError as err:
+            raise InputError(f"{path}: invalid UTF-8 at byte {err.start}; give UTF-8, one query a line") from None
+        return {f"q{n}": line.strip() for n, line in enumerate(lines, start=1) if line.strip()}
+    body = {"size": sample, "query": {"function_score": {"random_score": {"seed": 7, "field": "_seq_no"}}},
+            "_source": ["title", "text"]}  # fmt: skip
+    hits = client.search(index=index, body=body)["hits"]["hits"]  # type: ignore[attr-defined]
+    texts = {}
+    for hit in hits:
+        source = hit.get("_source", {})
+        text = str(source.get("title") or " ".join(str(source.get("text") or "").split()[:12])).strip()
+        if text:
+            texts[f"doc:{hit['_id']}"] = text
+    return texts
+
+
+@click.command()
+@click.argument("index")
+@model_option()
+@click.option("--queries", "queries_file", type=FILE, help="Queries: JSON Lines {_id, text} or one per line. "
+              "[default: titles of a random sample of the index's documents]")
+@click.option("--qrels", "qrels_file", type=FILE, help="Judgements (BEIR qrels TSV): a setting must also keep "
+              "nDCG@10 within 0.005 of exact search.")
+@click.option("--target", default=0.99, show_default=True, help="Mean top-k agreement with exact search to reach.")
+@click.option("--k", "k", type=click.IntRange(min=1), default=10, show_default=True, help="Hits that must agree.")
+@click.option("--sample", type=click.IntRange(min=1), default=200, show_default=True,
+              help="Documents whose titles are the queries when --queries is not given.")
+@click.option("--repeat", type=click.IntRange(min=1), default=2, show_default=True, help="Timed passes per setting.")
+@click.option("--plot", "plot_file", type=click.Path(dir_okay=False), help="Write the frontier as a PNG.")
+@click.option("--json", "json_file", type=click.Path(dir_okay=False), help="Write every measurement as JSON.")
+@click.option("--dry-run", is_flag=True, help="Measure and report, but do not store the choice with the index.")
+@connection_options
+def tune(
+    index: str,
+    model_dir: str,
+    queries_file: Path | None,
+    qrels_file: Path | None,
+    target: float,
+    k: int,
+    sample: int,
+    repeat: int,
+    plot_file: str | None,
+    json_file: str | None,
+    dry_run: bool,
+    settings: ConnectionSettings,
+) -> None:
+    """Pick the fastest two-phase setting whose top-k agrees with exact search on INDEX, and store it in its _meta.
+
+    Every setting of a grid (phase-one ratio, rescore window, query top-n) is measured against exact search on
+    the same queries: mean top-k agreement, search request latency p50/p95, and nDCG@10 with --qrels. `search
+    --mode two-phase`, `eval` and `Searcher` then use the stored setting unless given one. Exit code 1 when no
+    setting reaches the target (nothing is stored; exact search stays the reference).
+    """
+    from splade_os import tuning
+    from splade_os.evaluate import read_qrels
+    from splade_os.search import Searcher
+
+    with cli_errors():
+        qrels = read_qrels(qrels_file) if qrels_file else None
+        client = connect(settings)
+        try:
+            with Searcher(index, model_dir, client=client) as searcher:
+                queries = _queries(queries_file, client, index, sample)
+                if qrels is not None:
+                    queries = {q: t for q, t in queries.items() if q in qrels}
+                result = tuning.tune(searcher, queries, k=k, target=target, qrels=qrels, repeat=repeat)
+            click.echo(tuning.format_result(result))
+            if json_file:
+                Path(json_file).write_text(json.dumps(result.to_json(), indent=2), encoding="utf-8")
+            if plot_file:
+                tuning.plot(result, plot_file)
+                click.echo(f"plot: {plot_file}")
+            if result.chosen is None:
+                raise SpladeOSError(result.reason)
+            if not dry_run:
+                tuning.store(client, index, result)
+                click.echo(f"stored in the _meta of {index}: two-phase search now uses {result.chosen.label}")
+        finally:
+            client.close()
