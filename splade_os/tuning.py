@@ -158,27 +158,6 @@ def tune(
     prepared = {qid: logic.encoder.encode_queries([text])[0] for qid, text in queries.items()}
     depth = max(k, 10)
 
-    def bodies(settings: TwoPhaseSettings | None) -> dict[str, dict[str, Any]]:
-        out = {}
-        for qid, vector in prepared.items():
-            out[qid] = logic.request_for(vector, depth, settings)
-        return out
-
-    def measure(settings: TwoPhaseSettings | None) -> tuple[dict[str, list[str]], list[float], dict[str, dict]]:
-        requests = bodies(settings)
-        ranked: dict[str, list[str]] = {}
-        scored: dict[str, dict[str, float]] = {}
-        times: list[float] = []
-        for _ in range(repeat):
-            for qid, body in requests.items():
-                start = time.perf_counter()
-                response = client.search(index=logic.index, body=body)
-                times.append((time.perf_counter() - start) * 1000)
-                hits = response["hits"]["hits"]
-                ranked[qid] = [h["_id"] for h in hits]
-                scored[qid] = {h["_id"]: float(h["_score"]) for h in hits}
-        return ranked, times, scored
-
     def ndcg(scored: dict[str, dict[str, float]]) -> float | None:
         if not qrels:
             return None
@@ -188,19 +167,33 @@ def tune(
         run = {q: s for q, s in scored.items() if q in judged}
         return compute_metrics(judged, run, ("nDCG@10",))["nDCG@10"] if judged else None
 
-    exact_ranked, exact_times, exact_scored = measure(None)
-    exact_top = {qid: ids[:k] for qid, ids in exact_ranked.items()}
+    # Every setting is timed in each pass, one after the other, so that a busy moment of the cluster or the machine
+    # falls on all of them alike instead of on whichever setting happened to run then.
+    candidates: list[TwoPhaseSettings | None] = [None, *dict.fromkeys(grid or default_grid(k))]
+    requests = {c: {qid: logic.request_for(v, depth, c) for qid, v in prepared.items()} for c in candidates}
+    times: dict[TwoPhaseSettings | None, list[float]] = {c: [] for c in candidates}
+    scored: dict[TwoPhaseSettings | None, dict[str, dict[str, float]]] = {c: {} for c in candidates}
+    for _ in range(repeat):
+        for candidate in candidates:
+            for qid, body in requests[candidate].items():
+                start = time.perf_counter()
+                response = client.search(index=logic.index, body=body)
+                times[candidate].append((time.perf_counter() - start) * 1000)
+                scored[candidate][qid] = {h["_id"]: float(h["_score"]) for h in response["hits"]["hits"]}
+
+    def ranked(candidate: TwoPhaseSettings | None, qid: str) -> list[str]:
+        return list(scored[candidate][qid])[:k]  # hits come back best first; dicts keep that order
+
+    def trial(candidate: TwoPhaseSettings | None, agreement: float) -> Trial:
+        values = times[candidate]
+        return Trial(candidate, agreement, statistics.median(values), float(np.percentile(values, 95)),
+                     ndcg(scored[candidate]))  # fmt: skip
+
     documents = int(client.count(index=logic.index)["count"])
-    result = TuneResult(
-        logic.index, documents, len(queries), k, target,
-        Trial(None, 1.0, statistics.median(exact_times), float(np.percentile(exact_times, 95)), ndcg(exact_scored)),
-    )  # fmt: skip
-    for settings in grid or default_grid(k):
-        ranked, times, scored = measure(settings)
-        values = [a for qid in prepared if (a := _agreement(ranked[qid][:k], exact_top[qid])) is not None]
-        agreement = float(np.mean(values)) if values else 1.0
-        trial = Trial(settings, agreement, statistics.median(times), float(np.percentile(times, 95)), ndcg(scored))
-        result.trials.append(trial)
+    result = TuneResult(logic.index, documents, len(queries), k, target, trial(None, 1.0))
+    for candidate in candidates[1:]:
+        values = [a for qid in prepared if (a := _agreement(ranked(candidate, qid), ranked(None, qid))) is not None]
+        result.trials.append(trial(candidate, float(np.mean(values)) if values else 1.0))
     passing = [t for t in result.trials if t.agreement >= target and _keeps_ndcg(t, result.exact)]
     if passing:
         result.chosen = min(passing, key=lambda t: (t.p50_ms, t.p95_ms))
