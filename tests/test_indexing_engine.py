@@ -276,3 +276,20 @@ def test_real_model_end_to_end(
     first = json.loads(lines[0])
     assert len(docs) == 64 and docs[first["_id"]]["title"] == first["title"]
     assert all(doc[VECTOR_FIELD] and all(w > 0 for w in doc[VECTOR_FIELD].values()) for doc in docs.values())
+
+
+def test_the_document_pruning_of_the_encoder_is_recorded_in_meta(
+    engine_client: OpenSearch, index_name: str, tmp_path: Path
+) -> None:
+    from splade_os.encoder import SpladeEncoder
+
+    corpus = write_jsonl(tmp_path / "c.jsonl", make_docs(3))
+    pruned = SpladeEncoder(BUNDLED_MODEL, top_k=20, min_weight=0.1)
+    summary = index_corpus(
+        engine_client, corpus, index=index_name, encoder=pruned, replicas=0, checkpoint=tmp_path / "cp",
+        dead_letter=tmp_path / "d", options=SMALL,
+    )  # fmt: skip
+    assert summary.verified
+    assert read_index_meta(engine_client, index_name)["pruning"] == {"top_k": 20, "min_weight": 0.1}
+    stored = landed(engine_client, index_name)
+    assert all(0 < len(doc[VECTOR_FIELD]) <= 20 and min(doc[VECTOR_FIELD].values()) >= 0.1 for doc in stored.values())
