@@ -246,17 +246,24 @@ def _pool_closed(client: Any) -> bool:
     return all(conn.pool is None for conn in connections)
 
 
+def _record_clients(monkeypatch: pytest.MonkeyPatch, method: str) -> list[Any]:
+    """Every client `ConnectionSettings.<method>` makes from now on, so a test can check each was closed."""
+    made: list[Any] = []
+    real = getattr(ConnectionSettings, method)
+
+    def recording(self: ConnectionSettings) -> Any:
+        made.append(real(self))
+        return made[-1]
+
+    monkeypatch.setattr(ConnectionSettings, method, recording)
+    return made
+
+
 def test_searcher_closes_what_it_made_and_never_what_it_was_given(
     engine_client: OpenSearch, index_name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    made: list[OpenSearch] = []
     real_client = ConnectionSettings.client
-
-    def recording(self: ConnectionSettings) -> OpenSearch:
-        made.append(real_client(self))
-        return made[-1]
-
-    monkeypatch.setattr(ConnectionSettings, "client", recording)
+    made = _record_clients(monkeypatch, "client")
     with pytest.raises(EngineError, match="does not exist"):
         Searcher(f"{index_name}-missing", BUNDLED_MODEL, settings=ConnectionSettings.from_env())
     assert len(made) == 1 and _pool_closed(made[0])  # its own client, closed on the error path
@@ -282,14 +289,7 @@ def test_searcher_closes_what_it_made_and_never_what_it_was_given(
 def test_doctor_closes_its_client_when_the_cluster_is_unreachable(monkeypatch: pytest.MonkeyPatch) -> None:
     from splade_os.doctor import FAIL, run_checks
 
-    made: list[OpenSearch] = []
-    real_client = ConnectionSettings.client
-
-    def recording(self: ConnectionSettings) -> OpenSearch:
-        made.append(real_client(self))
-        return made[-1]
-
-    monkeypatch.setattr(ConnectionSettings, "client", recording)
+    made = _record_clients(monkeypatch, "client")
     checks = run_checks(ConnectionSettings(urls=("http://127.0.0.1:9",), max_retries=0, timeout=2))
     assert checks[-1].name == "reachable" and checks[-1].status == FAIL
     assert len(made) == 1 and _pool_closed(made[0])
@@ -302,14 +302,7 @@ def test_async_searcher_closes_its_client_when_create_fails(
 
     from splade_os.search import AsyncSearcher
 
-    made: list[Any] = []
-    real_async_client = ConnectionSettings.async_client
-
-    def recording(self: ConnectionSettings) -> Any:
-        made.append(real_async_client(self))
-        return made[-1]
-
-    monkeypatch.setattr(ConnectionSettings, "async_client", recording)
+    made = _record_clients(monkeypatch, "async_client")
 
     async def attempt() -> None:
         with pytest.raises(EngineError, match="does not exist"):
