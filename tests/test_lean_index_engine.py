@@ -97,3 +97,14 @@ def test_a_re_encode_keeps_vectors_out_of_source(
     assert current.endswith("-v2") and read_index_meta(engine_client, current)["vectors_in_source"] is False
     assert int(engine_client.count(index=lean)["count"]) == 48
     delete_indices(engine_client, f"{lean}*")
+
+
+def test_stats_says_what_a_lean_index_cannot_report(engine_client: OpenSearch, built: tuple[str, str]) -> None:
+    from splade_os.stats import format_stats, index_stats
+
+    full, lean = built
+    on_full, on_lean = index_stats(engine_client, full, bm25_docs=100), index_stats(engine_client, lean, bm25_docs=100)
+    assert on_full.sampled == 48 and on_full.bm25 is not None and not on_full.notes
+    assert on_lean.documents == 48 and on_lean.sampled == 0 and on_lean.bm25 is None
+    text = format_stats(on_lean)
+    assert "keeps vectors out of _source" in text and "features per doc    avg" not in text
