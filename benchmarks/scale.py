@@ -83,7 +83,9 @@ def build(
     engine = engine_for(client)
     body = index_body(replicas=0, engine=engine, manifest={"name": "scale", "sha256": "scale"},
                       vectors_in_source=in_source)  # fmt: skip
-    body["settings"]["index"]["refresh_interval"] = "-1"
+    # No refreshes while loading, except for an index that leaves the vector out of `_source`: its recovery copies
+    # go only when segments merge, and one segment written at the end would never merge again.
+    body["settings"]["index"]["refresh_interval"] = "-1" if in_source else "1s"
     if not vectors:
         del body["mappings"]["properties"][VECTOR_FIELD]
     client.indices.create(index=name, body=body)
@@ -141,6 +143,15 @@ def size_on_disk(client: Any, name: str) -> int:
     return int(client.indices.stats(index=name, metric="store")["indices"][name]["primaries"]["store"]["size_in_bytes"])
 
 
+def size_unmerged(client: Any, name: str) -> int:
+    """Bytes on disk as the index stands (refreshed and flushed, segments as the merge policy left them)."""
+    client.indices.refresh(index=name)
+    client.indices.flush(index=name)
+    stats = client.indices.stats(index=name, metric="store,segments")["indices"][name]["primaries"]
+    print(f"  {name}: {stats['segments']['count']} segments, not force-merged", flush=True)
+    return int(stats["store"]["size_in_bytes"])
+
+
 def leases_caught_up(client: Any, name: str) -> bool:
     shards = client.indices.stats(index=name, level="shards")["indices"][name]["shards"]
     for copies in shards.values():
@@ -172,8 +183,14 @@ def main() -> int:
     parser.add_argument("--json", dest="json_file")
     parser.add_argument("--keep", action="store_true", help="keep the indices afterwards")
     parser.add_argument("--reuse", action="store_true", help="reuse complete indices kept by an earlier --keep run")
-    parser.add_argument("--source-split", action="store_true",
-                        help="also build each size with the vector left out of _source, to split postings from source")
+    parser.add_argument("--source-split", default="",
+                        help="sizes (comma-separated) also built with the vector left out of _source, to split "
+                        "postings from stored source")
+    parser.add_argument("--separate-bm25-max", type=int, default=100_000,
+                        help="largest size that gets its own BM25-only index (larger: BM25 on the SPLADE index)")
+    parser.add_argument("--merge-max", type=int, default=100_000,
+                        help="largest size force-merged to one segment before measuring (larger: as built)")
+    parser.add_argument("--build-only", action="store_true", help="build (or keep) the indices, measure nothing")
     parser.add_argument("--skip-tune", action="store_true", help="time exact, default two-phase and BM25 only")
     args = parser.parse_args()
     if not Path(args.dataset, "corpus.jsonl").is_file():
@@ -189,17 +206,25 @@ def main() -> int:
     print(f"{engine.label}; {len(base)} real document vectors; {len(queries)} queries; k = 10")
 
     rows = []
+    split_sizes = {int(s) for s in args.source_split.split(",") if s}
     for n in [int(s) for s in args.sizes.split(",")]:
         name, bm25_name, lean_name = f"bench-scale-{n}", f"bench-scale-{n}-bm25", f"bench-scale-{n}-lean"
-        built = {
-            index: ready(client, index, base, n, reuse=args.reuse, vectors=vectors, in_source=in_source)
-            for index, vectors, in_source in (
-                (name, True, True), (bm25_name, False, True), *([(lean_name, True, False)] if args.source_split else [])
-            )
-        }  # fmt: skip
+        # Past --separate-bm25-max, BM25 is timed on the SPLADE index's own text fields (the same postings a
+        # BM25-only index would hold) and no BM25-only copy is built; past --merge-max, sizes are read unmerged.
+        separate, lean, merge = n <= args.separate_bm25_max, n in split_sizes, n <= args.merge_max
+        wanted = [(name, True, True), *([(bm25_name, False, True)] if separate else []),
+                  *([(lean_name, True, False)] if lean else [])]  # fmt: skip
+        built = {index: ready(client, index, base, n, reuse=args.reuse, vectors=vectors, in_source=in_source)
+                 for index, vectors, in_source in wanted}  # fmt: skip
+        if args.build_only:
+            continue
         rate = built[name]
-        size, bm25_size = size_on_disk(client, name), size_on_disk(client, bm25_name)
-        lean_size = size_on_disk(client, lean_name) if args.source_split else None
+        measure = size_on_disk if merge else size_unmerged
+        size = measure(client, name)
+        bm25_size = measure(client, bm25_name) if separate else None
+        lean_size = measure(client, lean_name) if lean else None
+        if not separate:
+            bm25_name = name
         with Searcher(name, encoder, client=client, force=True) as searcher:
             logic = searcher.logic
             vectors = [encoder.encode_queries([t])[0] for t in queries.values()]
@@ -215,20 +240,27 @@ def main() -> int:
             if chosen is not None and chosen.settings is not None:
                 bodies["tuned two-phase"] = [logic.request_for(v, 10, chosen.settings) for v in vectors]
         # Timed in alternating passes so that every mode sees the same machine state.
+        # Where a BM25-only index exists, BM25 is also timed on the SPLADE index's text fields, which shows whether
+        # the larger sizes (BM25 timed there only) compare like with like.
         latency: dict[str, list[float]] = {mode: [] for mode in [*bodies, "bm25"]}
+        if bm25_name != name:
+            latency["bm25 on SPLADE index"] = []
         for _ in range(args.repeat):
             for mode, mode_bodies in bodies.items():
                 latency[mode] += timed(client, name, mode_bodies, 1)
             latency["bm25"] += timed(client, bm25_name, bm25_bodies, 1)
+            if bm25_name != name:
+                latency["bm25 on SPLADE index"] += timed(client, name, bm25_bodies, 1)
         bm25_p50 = statistics.median(latency["bm25"])
         row: dict[str, Any] = {
             "documents": n, "docs_per_s": rate, "bytes": size, "bm25_bytes": bm25_size, "lean_bytes": lean_size,
             "default_agreement": default.agreement if default else None,
             "tuned": chosen.label if chosen else None, "tuned_agreement": chosen.agreement if chosen else None,
         }  # fmt: skip
-        print(f"\n{n:,} documents: indexed at {rate:,.0f} docs/s; {size / 2**20:,.1f} MiB vs BM25 only "
-              f"{bm25_size / 2**20:,.1f} MiB = {size / bm25_size:.2f}x")  # fmt: skip
-        if lean_size is not None:
+        versus = f"vs BM25 only {bm25_size / 2**20:,.1f} MiB = {size / bm25_size:.2f}x" if bm25_size else \
+            "(no BM25-only copy at this size)"
+        print(f"\n{n:,} documents: indexed at {rate:,.0f} docs/s; {size / 2**20:,.1f} MiB {versus}")
+        if lean_size is not None and bm25_size:
             print(f"  vector left out of _source: {lean_size / 2**20:,.1f} MiB = {lean_size / bm25_size:.2f}x BM25; "
                   f"the vector in _source costs {(size - lean_size) / 2**20:,.1f} MiB, "
                   f"its postings {(lean_size - bm25_size) / 2**20:,.1f} MiB")  # fmt: skip
@@ -273,7 +305,9 @@ def _plot(rows: list[dict[str, Any]], path: str, label: str) -> None:
     lean = [(r["documents"], r["lean_bytes"] / 2**20) for r in rows if r.get("lean_bytes")]
     if lean:
         right.plot(*zip(*lean, strict=True), "s--", label="SPLADE + BM25, vector not in _source")
-    right.plot(sizes, [r["bm25_bytes"] / 2**20 for r in rows], "x:", label="BM25 only")
+    bm25 = [(r["documents"], r["bm25_bytes"] / 2**20) for r in rows if r.get("bm25_bytes")]
+    if bm25:
+        right.plot(*zip(*bm25, strict=True), "x:", label="BM25 only")
     right.set_xscale("log")
     right.set_yscale("log")
     right.set_xlabel("documents")
