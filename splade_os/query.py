@@ -78,9 +78,6 @@ def fit_to_clause_limit(
 
 def _page(body: dict[str, Any], size: int, from_: int, source: bool | Sequence[str] | None) -> dict[str, Any]:
     body["size"] = size
-    # No exact hit count: a count up to the default 10,000 forces every match to be scored before the engine may
-    # skip blocks that cannot reach the top k; without it, skipping starts at once and the top k stays the same.
-    body["track_total_hits"] = False
     if from_:
         body["from"] = from_
     if source is not None:
