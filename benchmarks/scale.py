@@ -276,6 +276,8 @@ def main() -> int:
         rows.append(row)
         if not args.keep:
             client.indices.delete(index=",".join(built))
+    if args.build_only:
+        return 0
     if args.json_file:
         Path(args.json_file).write_text(json.dumps({"engine": engine.label, "rows": rows}, indent=2))
     _plot(rows, args.plot, engine.label)
