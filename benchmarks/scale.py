@@ -75,12 +75,19 @@ def synthetic_documents(
 
 def build(
     client: Any, name: str, base: list[tuple[str, SparseVector, str]], n: int, *, vectors: bool,
-    in_source: bool = True, senders: int = 2,
+    in_source: bool = True, senders: int = 2, resume: bool = False,
 ) -> float:  # fmt: skip
     """Bulk-load N documents (with or without the vector field); returns documents per second.
 
-    `senders` threads each send their own ranges, so the client's JSON encoding overlaps the node's indexing."""
+    `senders` threads each send their own ranges, so the client's JSON encoding overlaps the node's indexing.
+    `resume` continues an interrupted build: a range whose last document landed is complete (each range is sent
+    in order), and a range sent again overwrites the same documents."""
     engine = engine_for(client)
+    step = 50_000
+    todo = list(range(0, n, step))
+    if resume:
+        todo = [start for start in todo if not client.exists(index=name, id=f"s{min(start + step, n) - 1}")]
+        return _send_ranges(client, name, base, n, todo, step, vectors, senders, resumed=True)
     body = index_body(replicas=0, engine=engine, manifest={"name": "scale", "sha256": "scale"},
                       vectors_in_source=in_source)  # fmt: skip
     # No refreshes while loading, except for an index that leaves the vector out of `_source`: its recovery copies
@@ -89,7 +96,14 @@ def build(
     if not vectors:
         del body["mappings"]["properties"][VECTOR_FIELD]
     client.indices.create(index=name, body=body)
-    step = 50_000
+    return _send_ranges(client, name, base, n, todo, step, vectors, senders, resumed=False)
+
+
+def _send_ranges(
+    client: Any, name: str, base: list[tuple[str, SparseVector, str]], n: int, todo: list[int], step: int,
+    vectors: bool, senders: int, resumed: bool,
+) -> float:  # fmt: skip
+    engine = engine_for(client)
 
     def send(start: int) -> int:
         def actions() -> Iterator[dict[str, Any]]:
@@ -107,11 +121,12 @@ def build(
 
     began = time.perf_counter()
     with ThreadPoolExecutor(senders) as pool:
-        sent = sum(pool.map(send, range(0, n, step)))
+        sent = sum(pool.map(send, todo))
     rate = sent / (time.perf_counter() - began)
     client.indices.put_settings(index=name, body={"index": {"refresh_interval": "1s"}})
     client.indices.refresh(index=name)
-    client.indices.put_mapping(index=name, body={"_meta": {"scale_build": {"documents": n, "docs_per_s": rate}}})
+    record = {"documents": n, "docs_per_s": rate, "resumed": resumed}  # a resumed build's rate is its last part's
+    client.indices.put_mapping(index=name, body={"_meta": {"scale_build": record}})
     return rate
 
 
@@ -120,9 +135,14 @@ def ready(client: Any, name: str, base: list[tuple[str, SparseVector, str]], n: 
     """Build `name`, or with `reuse` keep a complete one from an earlier run (and the rate it was built at)."""
     if client.indices.exists(index=name):
         recorded = client.indices.get_mapping(index=name)[name]["mappings"].get("_meta", {}).get("scale_build", {})
-        if reuse and recorded.get("documents") == n and int(client.count(index=name)["count"]) == n:
+        client.indices.refresh(index=name)
+        count = int(client.count(index=name)["count"])
+        if reuse and recorded.get("documents") == n and count == n:
             print(f"  reusing {name} (built at {recorded['docs_per_s']:,.0f} docs/s)", flush=True)
             return float(recorded["docs_per_s"])
+        if reuse and not recorded and count < n:
+            print(f"  continuing {name}: {count:,} of {n:,} documents there", flush=True)
+            return build(client, name, base, n, resume=True, **options)
         client.indices.delete(index=name)
     print(f"  building {name} ...", flush=True)
     return build(client, name, base, n, **options)
