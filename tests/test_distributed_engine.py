@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +19,7 @@ import pytest
 from click.testing import CliRunner
 from conftest import BUNDLED_MODEL, REPO, unavailable
 from opensearchpy import OpenSearch
+from secured_proxy import make_certs, running_proxy
 from test_indexing_engine import SMALL, FakeEncoder, assert_exactly, landed, make_docs, write_jsonl
 
 from splade_os import aliases
@@ -221,10 +223,25 @@ def test_cli_ray_options_go_with_ray(tmp_path: Path) -> None:
     assert wrong.exit_code == 1 and "JSON Lines and Parquet" in wrong.output
 
 
-def test_worker_state_has_no_secret(tmp_path: Path) -> None:
-    from splade_os.indexing.block_worker import WorkerJob
-    from splade_os.indexing.target import Target
+@pytest.mark.opensearch_only  # the secured proxy stands in for the security plugin, as in test_secured_engine.py
+def test_workers_reach_a_secured_cluster_and_never_log_the_password(
+    engine_client: OpenSearch, index_name: str, tmp_path: Path
+) -> None:
+    import ray
 
-    settings = ConnectionSettings(urls=("http://admin:s3cr3t-pw@127.0.0.1:9200",))
-    job = WorkerJob(settings, FakeRecipe(str(tmp_path / "log")), Target("a", "a-v1", True, False, None))
-    assert "s3cr3t" not in repr(job)
+    password = f"s3cr3t-{uuid.uuid4().hex[:12]}"
+    certs = make_certs(tmp_path / "certs")
+    corpus = write_jsonl(tmp_path / "c.jsonl", make_docs(20))
+    upstream = ConnectionSettings.from_env().urls[0]
+    with running_proxy(upstream, certs, user="admin", password=password) as proxy:
+        env = {"OPENSEARCH_URL": proxy.url, "OPENSEARCH_USERNAME": "admin", "OPENSEARCH_PASSWORD": password,
+               "OPENSEARCH_CA_CERTS": str(certs.ca)}  # fmt: skip
+        args = [str(corpus), "--index", index_name, "--model", str(BUNDLED_MODEL), "--ray", "--replicas", "0",
+                "--checkpoint", str(tmp_path / "cp"), "--dead-letter", str(tmp_path / "dead.jsonl")]  # fmt: skip
+        result = CliRunner().invoke(index_command, args, env=env)
+
+    assert result.exit_code == 0, result.output
+    assert engine_client.count(index=index_name)["count"] == 20 and password not in result.output
+    logs = Path(ray._private.worker._global_node.get_session_dir_path()) / "logs"  # every Ray process's log
+    logged = [f for f in logs.rglob("*") if f.is_file() and password.encode() in f.read_bytes()]
+    assert not logged, f"the password is in {logged}"
