@@ -230,6 +230,7 @@ def test_workers_reach_a_secured_cluster_and_never_log_the_password(
     import ray
 
     password = f"s3cr3t-{uuid.uuid4().hex[:12]}"
+    (tmp_path / "certs").mkdir()
     certs = make_certs(tmp_path / "certs")
     corpus = write_jsonl(tmp_path / "c.jsonl", make_docs(20))
     upstream = ConnectionSettings.from_env().urls[0]

@@ -231,31 +231,31 @@ def index(
         if keep_previous and delete_previous:
             raise ConfigError("--keep-previous and --delete-previous contradict each other: pick one")
         _default_sigint()
-        ray_options = {"--ray-address": ray_address, "--workers": workers, "--gpus-per-worker": gpus_per_worker,
-                       "--block-size": block_size}  # fmt: skip
+        options = BulkOptions(
+            batch_size=batch_size, chunk_bytes=chunk_bytes, max_retries=max_retries, retry_for=retry_for,
+            request_timeout=timeout,
+        )  # fmt: skip
         if on_ray:
             if from_index or (corpus_format not in (None, "jsonl")) or columns:
                 raise ConfigError("--ray reads JSON Lines and Parquet files: not --from-index, CSV/TSV or --columns")
             assert corpus is not None
             recipe = SpladeRecipe(
                 model_dir, threads=threads or 1, max_length=max_length, top_k=top_k, min_weight=min_weight,
-                long_documents=long_documents, device="cuda" if gpus_per_worker else None,
+                max_ratio=prune_ratio, long_documents=long_documents, device="cuda" if gpus_per_worker else None,
             )  # fmt: skip
-            pool = RayWorkers(workers or 1, float(threads or 1), gpus_per_worker or 0.0, ray_address)
             summary = index_corpus_on_ray(
-                settings, corpus, index=alias, recipe=recipe, pool=pool, block_size=block_size or DEFAULT_BLOCK_SIZE,
+                settings, corpus, index=alias, recipe=recipe, block_size=block_size or DEFAULT_BLOCK_SIZE,
+                pool=RayWorkers(workers or 1, float(threads or 1), gpus_per_worker or 0.0, ray_address),
                 names=FieldNames(id=id_field, text=text_field, title=title_field), recreate=recreate, resume=resume,
                 skip_empty=not index_empty, allow_failures=allow_failures, delete_previous=delete_previous,
                 shards=shards, replicas=replicas, analyzer=analyzer, checkpoint=checkpoint, dead_letter=dead_letter,
-                options=BulkOptions(
-                    batch_size=batch_size, chunk_bytes=chunk_bytes, max_retries=max_retries, retry_for=retry_for,
-                    request_timeout=timeout,
-                ),
-                on_block=BlockReport(log_every),
+                options=options, vectors_in_source=vectors_in_source is not False, on_block=BlockReport(log_every),
             )  # fmt: skip
             report_and_exit(summary, allow_failures)
             return
-        given = [name for name, value in ray_options.items() if value is not None]
+        ray_only = {"--ray-address": ray_address, "--workers": workers, "--gpus-per-worker": gpus_per_worker,
+                    "--block-size": block_size}  # fmt: skip
+        given = [name for name, value in ray_only.items() if value is not None]
         if given:
             raise ConfigError(f"{', '.join(given)} go with --ray")
         from splade_os.encoder import SpladeEncoder
@@ -263,10 +263,6 @@ def index(
         encoder = SpladeEncoder(
             model_dir, threads=threads, max_length=max_length, top_k=top_k, min_weight=min_weight,
             max_ratio=prune_ratio, long_documents=long_documents,
-        )  # fmt: skip
-        options = BulkOptions(
-            batch_size=batch_size, chunk_bytes=chunk_bytes, max_retries=max_retries, retry_for=retry_for,
-            request_timeout=timeout,
         )  # fmt: skip
         client = connect(settings)
         report = ProgressReport(tty=sys.stderr.isatty(), every=log_every)

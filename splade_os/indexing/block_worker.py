@@ -40,6 +40,7 @@ class SpladeRecipe:
     max_length: int | None = None
     top_k: int | None = None
     min_weight: float = 0.0
+    max_ratio: float = 0.0
     long_documents: str = "truncate"
     device: str | None = None  # "cuda" on a worker given GPUs
 
@@ -54,7 +55,7 @@ class SpladeRecipe:
 
         kwargs: dict[str, Any] = dict(
             threads=self.threads, max_length=self.max_length, top_k=self.top_k, min_weight=self.min_weight,
-            long_documents=self.long_documents,
+            max_ratio=self.max_ratio, long_documents=self.long_documents,
         )  # fmt: skip
         if self.device and "device" in inspect.signature(SpladeEncoder).parameters:
             kwargs["device"] = self.device  # otherwise the GPUs are only reserved, and ONNX Runtime picks
