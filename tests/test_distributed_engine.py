@@ -26,6 +26,7 @@ from splade_os import aliases
 from splade_os.cli.index import index as index_command
 from splade_os.connection import ConnectionSettings
 from splade_os.corpus import FieldNames
+from splade_os.errors import ModelError
 from splade_os.indexing import IndexingInterrupted
 from splade_os.indexing.blocks import corpus_files, plan_blocks, read_block
 from splade_os.indexing.distributed import BlockDone, RayWorkers, index_corpus_on_ray
@@ -133,6 +134,24 @@ def test_a_worker_killed_mid_block_loses_and_duplicates_nothing(
     assert empty["outcome"] == "skipped" and "duplicate id 'd5'" in duplicate["reason"]
     assert summary.problems() == [f"3 documents failed; see {dead} (pass --allow-failures to accept)"]
     assert not (tmp_path / "cp.json").exists()
+
+
+@dataclass(frozen=True)
+class MissingModelRecipe(FakeRecipe):
+    def build(self) -> WorkerEncoder:
+        raise ModelError("no model folder /models/splade on this worker")
+
+
+def test_a_worker_that_cannot_start_stops_the_run_with_its_error(
+    engine_client: OpenSearch, index_name: str, tmp_path: Path
+) -> None:
+    corpus = write_jsonl(tmp_path / "c.jsonl", make_docs(10))
+    with pytest.raises(ModelError, match="no model folder /models/splade on this worker"):
+        index_corpus_on_ray(
+            _settings(), corpus, index=index_name, recipe=MissingModelRecipe(str(tmp_path / "log")), replicas=0,
+            checkpoint=tmp_path / "cp.json", dead_letter=tmp_path / "dead.jsonl",
+        )  # fmt: skip
+    assert json.loads((tmp_path / "cp.json").read_text(encoding="utf-8"))["finished"] == []
 
 
 class StopAfter:

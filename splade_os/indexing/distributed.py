@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from splade_os import errors
 from splade_os.connection import ConnectionSettings, connect
 from splade_os.corpus import FieldNames
 from splade_os.errors import ConfigError, MissingDependencyError, SpladeOSError
@@ -215,8 +217,12 @@ def run_blocks(blocks: list[Block], job: WorkerJob, pool: RayWorkers, record: Ca
             ray.shutdown()
 
 
-def worker_error(err: BaseException) -> BaseException:
-    """The splade-os error a worker raised (a broken encoder, a cluster down for too long), out of Ray's wrappers."""
+_RAISED = re.compile(r"splade_os\.errors\.(\w+): (.+)")
+
+
+def worker_error(err: BaseException) -> SpladeOSError:
+    """The splade-os error a worker raised (a broken encoder, a cluster down for too long, a model folder missing on
+    its machine), out of Ray's wrappers; any other failure of the workers as an interruption to resume."""
     seen: set[int] = set()
     current: BaseException | None = err
     while current is not None and id(current) not in seen:
@@ -224,7 +230,16 @@ def worker_error(err: BaseException) -> BaseException:
             return current
         seen.add(id(current))
         current = getattr(current, "cause", None) or current.__cause__
-    return err
+    # An actor that failed while starting reaches the driver as text only.
+    for name, message in reversed(_RAISED.findall(str(err))):
+        kind = getattr(errors, name, None)
+        if isinstance(kind, type) and issubclass(kind, SpladeOSError):
+            return kind(message)
+    first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    return IndexingInterrupted(
+        f"the Ray workers stopped ({type(err).__name__}: {first[:300]}); the finished blocks are safely indexed: run "
+        "the same command with --resume to continue"
+    )
 
 
 def _ray() -> tuple[Any, Any]:
