@@ -142,13 +142,30 @@ class MissingModelRecipe(FakeRecipe):
         raise ModelError("no model folder /models/splade on this worker")
 
 
-def test_a_worker_that_cannot_start_stops_the_run_with_its_error(
-    engine_client: OpenSearch, index_name: str, tmp_path: Path
+class DeadProviderEncoder(FakeEncoder):
+    def encode_documents(self, texts: Sequence[str]) -> list[SparseVector]:
+        raise RuntimeError("CUDA error: the execution provider is gone")
+
+
+@dataclass(frozen=True)
+class DeadProviderRecipe(FakeRecipe):
+    def build(self) -> WorkerEncoder:
+        return DeadProviderEncoder()  # type: ignore[return-value]
+
+
+@pytest.mark.parametrize(
+    ("recipe", "error"),
+    [(MissingModelRecipe, "no model folder /models/splade on this worker"),
+     (DeadProviderRecipe, "the encoder failed on every one of 10 documents")],
+    ids=["worker-cannot-start", "encoder-fails-on-everything"],
+)  # fmt: skip
+def test_a_worker_error_stops_the_run_with_that_error(
+    engine_client: OpenSearch, index_name: str, tmp_path: Path, recipe: type[FakeRecipe], error: str
 ) -> None:
     corpus = write_jsonl(tmp_path / "c.jsonl", make_docs(10))
-    with pytest.raises(ModelError, match="no model folder /models/splade on this worker"):
+    with pytest.raises(ModelError, match=error):
         index_corpus_on_ray(
-            _settings(), corpus, index=index_name, recipe=MissingModelRecipe(str(tmp_path / "log")), replicas=0,
+            _settings(), corpus, index=index_name, recipe=recipe(str(tmp_path / "log")), replicas=0,
             checkpoint=tmp_path / "cp.json", dead_letter=tmp_path / "dead.jsonl",
         )  # fmt: skip
     assert json.loads((tmp_path / "cp.json").read_text(encoding="utf-8"))["finished"] == []
