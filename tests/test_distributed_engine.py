@@ -27,7 +27,7 @@ from splade_os.cli.index import index as index_command
 from splade_os.connection import ConnectionSettings
 from splade_os.corpus import FieldNames
 from splade_os.errors import ModelError
-from splade_os.indexing import IndexingInterrupted
+from splade_os.indexing import IndexingInterrupted, index_corpus
 from splade_os.indexing.blocks import corpus_files, plan_blocks, read_block
 from splade_os.indexing.distributed import BlockDone, RayWorkers, index_corpus_on_ray
 from splade_os.vectors import SparseVector
@@ -217,6 +217,30 @@ def test_a_resumed_driver_sends_only_the_blocks_not_finished(
     assert any(f"{len(finished)} of 8 blocks" in note for note in summary.notes)
     assert_exactly(engine_client, index_name, docs, FakeEncoder())
     assert not checkpoint.exists()
+
+
+def test_in_place_into_an_existing_alias_overwrites_and_adds(
+    engine_client: OpenSearch, index_name: str, tmp_path: Path
+) -> None:
+    first = make_docs(50)
+    index_corpus(
+        engine_client, write_jsonl(tmp_path / "a.jsonl", first), index=index_name, encoder=FakeEncoder(), replicas=0,
+        checkpoint=tmp_path / "cp1.json", dead_letter=tmp_path / "d1.jsonl", options=SMALL,
+    )  # fmt: skip
+    docs = make_docs(70)
+    for doc in docs[:50]:
+        doc["text"] += " revised"
+
+    summary = index_corpus_on_ray(
+        _settings(), write_jsonl(tmp_path / "b.jsonl", docs), index=index_name, recipe=FakeRecipe(str(tmp_path / "l")),
+        pool=RayWorkers(workers=2), block_size=20, checkpoint=tmp_path / "cp2.json", dead_letter=tmp_path / "d2.jsonl",
+        options=SMALL,
+    )  # fmt: skip
+
+    c = summary.counters
+    assert (c.read, c.indexed, c.replaced) == (70, 70, 50) and summary.index == f"{index_name}-v1"
+    assert summary.verified, summary.verification
+    assert_exactly(engine_client, index_name, docs, FakeEncoder())
 
 
 def test_cli_ray_indexes_json_lines_and_parquet_with_the_real_model(
