@@ -113,8 +113,8 @@ def index_corpus_on_ray(
     """Index JSON Lines or Parquet files (one file, a BEIR folder, or a folder of them) into alias `index` with a
     pool of Ray workers; see the module docstring. Each worker connects with `settings` and builds its encoder from
     `recipe`. `load` takes the options of `index_corpus` (recreate, resume, skip_empty, allow_failures,
-    delete_previous, shards, replicas, analyzer, checkpoint, dead_letter, options). Call `summary.problems()` to
-    decide whether the run succeeded.
+    delete_previous, shards, replicas, analyzer, checkpoint, dead_letter, options, vectors_in_source). Call
+    `summary.problems()` to decide whether the run succeeded.
     """
     opts = load_options(index, **load)
     resume = opts.resume
