@@ -17,6 +17,8 @@ from splade_os.connection import ConnectionSettings, connect
 from splade_os.corpus import FORMATS, FieldNames
 from splade_os.errors import ConfigError
 from splade_os.indexing import BulkOptions, IndexSummary, Progress, index_corpus, reencode_index
+from splade_os.indexing.block_worker import SpladeRecipe
+from splade_os.indexing.distributed import DEFAULT_BLOCK_SIZE, BlockDone, RayWorkers, index_corpus_on_ray
 
 FILE = click.Path(dir_okay=False, path_type=Path)
 
@@ -66,6 +68,26 @@ class ProgressReport:
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
+
+
+class BlockReport:
+    """One line per finished block of a distributed load, at most every `every` seconds (and for the last one)."""
+
+    def __init__(self, every: float) -> None:
+        self.every, self.last = every, 0.0
+
+    def __call__(self, b: BlockDone) -> None:
+        now = time.monotonic()
+        if now - self.last < self.every and b.done < b.total:
+            return
+        self.last = now
+        c = b.counters
+        rate = b.processed / b.elapsed if b.elapsed > 0 else 0.0
+        click.echo(
+            f"block {b.done:,} of {b.total:,}: {c.indexed:,} indexed, {c.failed:,} failed, {c.skipped:,} skipped, "
+            f"{rate:,.0f} docs/s",
+            err=True,
+        )
 
 
 def _default_sigint() -> None:
@@ -144,6 +166,16 @@ def format_summary(s: IndexSummary) -> str:
     help="Past --max-length: keep the start (counted as truncated), or encode overlapping windows.",
 )
 @click.option("--log-every", default=10.0, show_default=True, help="Seconds between progress lines off a terminal.")
+@click.option("--ray", "on_ray", is_flag=True, help="Encode and send with a pool of Ray workers (JSON Lines and "
+              "Parquet files, or a folder of them; needs the ray extra). --threads is then the CPUs of each worker "
+              "[default 1].")
+@click.option("--ray-address", help="With --ray: the Ray cluster to use ('auto', ray://HOST:10001) [default: start one "
+              "on this machine].")
+@click.option("--workers", type=click.IntRange(min=1), help="With --ray: encoding workers. [default: 1]")
+@click.option("--gpus-per-worker", type=click.FloatRange(min=0), help="With --ray: GPUs each worker reserves (and "
+              "encodes on, where the encoder supports it). [default: 0]")
+@click.option("--block-size", type=click.IntRange(min=1), help="With --ray: records per block, the unit a worker "
+              f"indexes, retries and checkpoints. [default: {DEFAULT_BLOCK_SIZE}]")
 @connection_options
 def index(
     corpus: str | None,
@@ -179,6 +211,11 @@ def index(
     vectors_in_source: bool | None,
     long_documents: str,
     log_every: float,
+    on_ray: bool,
+    ray_address: str | None,
+    workers: int | None,
+    gpus_per_worker: float | None,
+    block_size: int | None,
     settings: ConnectionSettings,
 ) -> None:
     """Encode CORPUS (JSON Lines, CSV/TSV, a BEIR folder, or - for stdin) and bulk-index it into alias --index.
@@ -194,15 +231,38 @@ def index(
         if keep_previous and delete_previous:
             raise ConfigError("--keep-previous and --delete-previous contradict each other: pick one")
         _default_sigint()
+        options = BulkOptions(
+            batch_size=batch_size, chunk_bytes=chunk_bytes, max_retries=max_retries, retry_for=retry_for,
+            request_timeout=timeout,
+        )  # fmt: skip
+        if on_ray:
+            if from_index or (corpus_format not in (None, "jsonl")) or columns:
+                raise ConfigError("--ray reads JSON Lines and Parquet files: not --from-index, CSV/TSV or --columns")
+            assert corpus is not None
+            recipe = SpladeRecipe(
+                model_dir, threads=threads or 1, max_length=max_length, top_k=top_k, min_weight=min_weight,
+                max_ratio=prune_ratio, long_documents=long_documents, device="cuda" if gpus_per_worker else None,
+            )  # fmt: skip
+            summary = index_corpus_on_ray(
+                settings, corpus, index=alias, recipe=recipe, block_size=block_size or DEFAULT_BLOCK_SIZE,
+                pool=RayWorkers(workers or 1, float(threads or 1), gpus_per_worker or 0.0, ray_address),
+                names=FieldNames(id=id_field, text=text_field, title=title_field), recreate=recreate, resume=resume,
+                skip_empty=not index_empty, allow_failures=allow_failures, delete_previous=delete_previous,
+                shards=shards, replicas=replicas, analyzer=analyzer, checkpoint=checkpoint, dead_letter=dead_letter,
+                options=options, vectors_in_source=vectors_in_source is not False, on_block=BlockReport(log_every),
+            )  # fmt: skip
+            report_and_exit(summary, allow_failures)
+            return
+        ray_only = {"--ray-address": ray_address, "--workers": workers, "--gpus-per-worker": gpus_per_worker,
+                    "--block-size": block_size}  # fmt: skip
+        given = [name for name, value in ray_only.items() if value is not None]
+        if given:
+            raise ConfigError(f"{', '.join(given)} go with --ray")
         from splade_os.encoder import SpladeEncoder
 
         encoder = SpladeEncoder(
             model_dir, threads=threads, max_length=max_length, top_k=top_k, min_weight=min_weight,
             max_ratio=prune_ratio, long_documents=long_documents,
-        )  # fmt: skip
-        options = BulkOptions(
-            batch_size=batch_size, chunk_bytes=chunk_bytes, max_retries=max_retries, retry_for=retry_for,
-            request_timeout=timeout,
         )  # fmt: skip
         client = connect(settings)
         report = ProgressReport(tty=sys.stderr.isatty(), every=log_every)
@@ -228,10 +288,14 @@ def index(
         finally:
             report.close()
             client.close()
-        click.echo(format_summary(summary))
-        problems = summary.problems(allow_failures=allow_failures)
-        if problems:
-            raise click.ClickException("; ".join(problems))
+        report_and_exit(summary, allow_failures)
+
+
+def report_and_exit(summary: IndexSummary, allow_failures: bool) -> None:
+    click.echo(format_summary(summary))
+    problems = summary.problems(allow_failures=allow_failures)
+    if problems:
+        raise click.ClickException("; ".join(problems))
 
 
 @click.command()

@@ -8,8 +8,12 @@ Resume: after each acknowledged batch the sender writes a checkpoint with the in
 bytes before it and the counters. Before sending a batch it records the batch's ids as `pending`, so after a crash
 between send and acknowledgement the ids that did land are found with one `mget` and are not encoded again. The
 corpus id is the `_id`, so sending a document twice can never duplicate it.
+
+`index_corpus_on_ray` (needs the ray extra) spreads the same load over a pool of Ray workers, block by block.
 """
 
+from splade_os.indexing.block_worker import SpladeRecipe
+from splade_os.indexing.distributed import RayWorkers, index_corpus_on_ray
 from splade_os.indexing.ledger import Counters, Ledger, default_checkpoint, default_dead_letter
 from splade_os.indexing.load import IndexSummary, index_corpus, reencode_index
 from splade_os.indexing.options import BulkOptions, LoadOptions
@@ -18,5 +22,6 @@ from splade_os.indexing.sources import IndexSource
 
 __all__ = [
     "BulkOptions", "Counters", "DocumentEncoder", "IndexSource", "IndexSummary", "IndexingInterrupted", "Ledger",
-    "LoadOptions", "Progress", "default_checkpoint", "default_dead_letter", "index_corpus", "reencode_index",
+    "LoadOptions", "Progress", "RayWorkers", "SpladeRecipe", "default_checkpoint", "default_dead_letter",
+    "index_corpus", "index_corpus_on_ray", "reencode_index",
 ]  # fmt: skip

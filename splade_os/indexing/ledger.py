@@ -8,7 +8,7 @@ import threading
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from splade_os.errors import ConfigError
 
@@ -87,6 +87,14 @@ class Checkpoint:
             out.flush()
             os.fsync(out.fileno())
         os.replace(tmp, self.path)
+
+
+class LetterSink(Protocol):
+    """Where the dead-letter entries of a load go: the file, or a worker's list it hands to the driver."""
+
+    def write(self, entry: Mapping[str, Any]) -> None: ...
+
+    def tell(self) -> int: ...
 
 
 class DeadLetters:

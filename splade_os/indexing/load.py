@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from splade_os import aliases
 from splade_os.corpus import CorpusReader, FieldNames
@@ -22,7 +22,7 @@ from splade_os.indexing.ledger import (
     default_checkpoint,
     default_dead_letter,
 )  # fmt: skip
-from splade_os.indexing.options import BulkOptions, LoadOptions
+from splade_os.indexing.options import BulkOptions, EncoderDescription, LoadOptions
 from splade_os.indexing.pipeline import DocumentEncoder, Loader, Progress, run
 from splade_os.indexing.sources import IndexSource, Source
 from splade_os.indexing.target import Target, count_documents, prepare_target, restore_refresh, try_restore_refresh
@@ -69,10 +69,27 @@ def landed_ids(client: Any, index: str, ids: list[str]) -> set[str]:
     return {d["_id"] for d in response.get("docs", []) if d.get("found")}
 
 
-def run_settings(encoder: DocumentEncoder, opts: LoadOptions) -> dict[str, Any]:
+def run_settings(encoder: EncoderDescription, opts: LoadOptions) -> dict[str, Any]:
     """What a resumed run must share with the interrupted one."""
     manifest = encoder.manifest
     return {"encoder": [manifest.get("name"), manifest.get("sha256")], "skip_empty": opts.skip_empty}
+
+
+def load_options(
+    index: str,
+    *,
+    analyzer: str | None = None,
+    checkpoint: Path | None = None,
+    dead_letter: Path | None = None,
+    options: BulkOptions | None = None,
+    **given: Any,
+) -> LoadOptions:
+    """The options of a corpus load into alias `index` from `index_corpus`'s keyword arguments, with the defaults
+    named after the alias; `given` are the fields of `LoadOptions` of the same name (recreate, resume, ...)."""
+    return LoadOptions(
+        analyzer=analyzer or default_analyzer(), checkpoint=checkpoint or default_checkpoint(index),
+        dead_letter=dead_letter or default_dead_letter(index), bulk=options or BulkOptions(), **given,
+    )  # fmt: skip
 
 
 def index_corpus(
@@ -103,11 +120,10 @@ def index_corpus(
     The alias is moved to a freshly built index only once its count checks out (and no document failed, unless
     `allow_failures`). Call `summary.problems()` to decide whether the run succeeded.
     """
-    opts = LoadOptions(
-        recreate=recreate, resume=resume, skip_empty=skip_empty, allow_failures=allow_failures,
-        delete_previous=delete_previous, shards=shards, replicas=replicas, analyzer=analyzer or default_analyzer(),
-        checkpoint=checkpoint or default_checkpoint(index), dead_letter=dead_letter or default_dead_letter(index),
-        bulk=options or BulkOptions(), vectors_in_source=vectors_in_source,
+    opts = load_options(
+        index, recreate=recreate, resume=resume, skip_empty=skip_empty, allow_failures=allow_failures,
+        delete_previous=delete_previous, shards=shards, replicas=replicas, analyzer=analyzer, checkpoint=checkpoint,
+        dead_letter=dead_letter, options=options, vectors_in_source=vectors_in_source,
     )  # fmt: skip
     reader = CorpusReader(source, corpus_format=corpus_format, names=names, columns=columns)
     try:
@@ -169,6 +185,37 @@ def unfinished_index(checkpoint: Path) -> str | None:
     return index if isinstance(index, str) else None
 
 
+def resumed_target(client: Any, checkpoint: Path, expected: dict[str, Any]) -> tuple[Checkpoint, Target]:
+    """The checkpoint of an interrupted run and the index it was writing, once each `expected` key matches."""
+    state = Checkpoint.load(checkpoint)
+    for key, now in expected.items():
+        if state.data.get(key) != now:
+            raise ConfigError(
+                f"--resume with different {key} than the interrupted run ({state.data.get(key)} then, {now} "
+                "now): use the same options, or start over with --recreate"
+            )
+    target = Target(**state.data["target"])
+    if not client.indices.exists(index=target.index):
+        raise ConfigError(f"index {target.index!r} of the interrupted run is gone: start over with --recreate")
+    return state, target
+
+
+def new_target(client: Any, alias: str, encoder: EncoderDescription, opts: LoadOptions) -> Target:
+    """The index a load that does not resume writes; an interrupted run's checkpoint is refused unless `recreate`,
+    which deletes the index that run left unfinished."""
+    checkpoint = opts.checkpoint
+    if checkpoint and checkpoint.exists():
+        if not opts.recreate:
+            raise ConfigError(
+                f"an interrupted run left {checkpoint}: pass --resume to continue it, or --recreate to start over"
+            )
+        unfinished = unfinished_index(checkpoint)
+        if unfinished and unfinished not in aliases.resolve(client, alias):
+            client.indices.delete(index=unfinished, ignore_unavailable=True)
+        checkpoint.unlink()
+    return prepare_target(client, alias, encoder, opts)
+
+
 @dataclass
 class Started:
     """A load's target and the state it starts from (all empty unless resuming)."""
@@ -190,29 +237,11 @@ def start(client: Any, source: Source, alias: str, encoder: DocumentEncoder, opt
     if opts.resume:
         if checkpoint is None:
             raise ConfigError("this source cannot be resumed")
-        state = Checkpoint.load(checkpoint)
-        for key, now in (("input", source.identity()), ("settings", settings)):
-            if state.data.get(key) != now:
-                raise ConfigError(
-                    f"--resume with different {key} than the interrupted run ({state.data.get(key)} then, {now} "
-                    "now): use the same options, or start over with --recreate"
-                )
-        target = Target(**state.data["target"])
-        if not client.indices.exists(index=target.index):
-            raise ConfigError(f"index {target.index!r} of the interrupted run is gone: start over with --recreate")
+        state, target = resumed_target(client, checkpoint, {"input": source.identity(), "settings": settings})
         source.skip_to(state.data["offset"], state.data["line"], state.data["digest"])
         landed = landed_ids(client, target.index, state.data["pending_ids"])
         return Started(target, state, Counters(**state.data["counters"]), landed, state.data["dead_letter_bytes"])
-    if checkpoint and checkpoint.exists():
-        if not opts.recreate:
-            raise ConfigError(
-                f"an interrupted run left {checkpoint}: pass --resume to continue it, or --recreate to start over"
-            )
-        unfinished = unfinished_index(checkpoint)
-        if unfinished and unfinished not in aliases.resolve(client, alias):
-            client.indices.delete(index=unfinished, ignore_unavailable=True)
-        checkpoint.unlink()
-    target = prepare_target(client, alias, encoder, opts)
+    target = new_target(client, alias, encoder, opts)
     fresh_state: Checkpoint | None = None
     if checkpoint and source.resumable:
         fresh_state = state = Checkpoint(checkpoint, {"version": CHECKPOINT_VERSION, "target": asdict(target)})
@@ -263,10 +292,20 @@ def load(
             own.close()
 
 
+class Tally(Protocol):
+    """What a load counted, for the check at its end: a `Loader`, or the sum over the workers of a distributed one."""
+
+    counters: Counters
+    created: int  # documents this run created (an upsert-mode check is "count before + created")
+    uncertain: int  # documents that may or may not have been created before a re-send
+    processed: int
+    started: float
+
+
 def finish(
     client: Any,
     target: Target,
-    loader: Loader,
+    loader: Tally,
     letters: DeadLetters,
     count_at_start: int,
     opts: LoadOptions,

@@ -13,13 +13,23 @@ from splade_os.mappings import default_analyzer
 from splade_os.vectors import SparseVector
 
 
-class DocumentEncoder(Protocol):
-    """What indexing needs from an encoder; `SpladeEncoder` is one, a test can bring a tiny fake."""
+class EncoderDescription(Protocol):
+    """What creating an index needs to know of its encoder: the manifest it records in `_meta`."""
 
     @property
     def manifest(self) -> Mapping[str, Any]: ...
 
+
+class DocumentEncoder(EncoderDescription, Protocol):
+    """What indexing needs from an encoder; `SpladeEncoder` is one, a test can bring a tiny fake."""
+
     def encode_documents(self, texts: Sequence[str]) -> list[SparseVector]: ...
+
+
+class EncoderRecipe(EncoderDescription, Protocol):
+    """How the workers of a distributed load each build their own encoder: plain data that travels to them."""
+
+    def build(self) -> DocumentEncoder: ...
 
 
 @dataclass(frozen=True)

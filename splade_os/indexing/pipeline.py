@@ -17,7 +17,7 @@ from typing import Any
 from splade_os.corpus import Item, Record, RecordError
 from splade_os.engines import Engine, engine_for
 from splade_os.errors import EngineError, ModelError, SpladeOSError
-from splade_os.indexing.ledger import Checkpoint, Counters, DeadLetters, entry
+from splade_os.indexing.ledger import Checkpoint, Counters, LetterSink, entry
 from splade_os.indexing.options import BulkOptions, DocumentEncoder
 from splade_os.indexing.sources import Source
 from splade_os.indexing.target import Target
@@ -137,7 +137,7 @@ class Loader:
         encoder: DocumentEncoder,
         options: BulkOptions,
         checkpoint: Checkpoint | None,
-        dead_letters: DeadLetters,
+        dead_letters: LetterSink,
         *,
         skip_empty: bool,
         landed: set[str],

@@ -9,7 +9,7 @@ from typing import Any
 from splade_os import aliases
 from splade_os.engines import engine_for
 from splade_os.errors import ConfigError, EngineError
-from splade_os.indexing.options import DocumentEncoder, LoadOptions
+from splade_os.indexing.options import EncoderDescription, LoadOptions
 from splade_os.mappings import check_encoder, check_vector_field, index_body
 
 log = logging.getLogger(__name__)
@@ -24,7 +24,7 @@ class Target:
     refresh_restore: Any
 
 
-def create_index(client: Any, index: str, encoder: DocumentEncoder, opts: LoadOptions) -> Any:
+def create_index(client: Any, index: str, encoder: EncoderDescription, opts: LoadOptions) -> Any:
     # The document pruning the encoder applies is part of what the index holds: `_meta` records it.
     pruning = {name: value for name in ("top_k", "min_weight", "max_ratio") if (value := getattr(encoder, name, None))}
     body = index_body(
@@ -45,7 +45,7 @@ def create_index(client: Any, index: str, encoder: DocumentEncoder, opts: LoadOp
     return restore
 
 
-def prepare_target(client: Any, alias: str, encoder: DocumentEncoder, opts: LoadOptions) -> Target:
+def prepare_target(client: Any, alias: str, encoder: EncoderDescription, opts: LoadOptions) -> Target:
     current = aliases.resolve(client, alias)
     if len(current) > 1:
         raise ConfigError(

@@ -1,0 +1,192 @@
+"""The worker of a distributed load: a Ray actor that loads its encoder and client once, then reads, encodes and
+bulk-indexes whole blocks with the single-process pipeline, and hands the driver one result per block.
+
+A block may be sent twice (its worker died and Ray ran it again, or the driver was restarted before it recorded
+the block): the corpus id is the `_id`, so the second send overwrites instead of duplicating. Into a new index
+documents are sent with `create`; a conflict with a document identical to the one being sent is the first send of
+this same record, not a duplicate id, and counts as indexed.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import os
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import asdict, dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from splade_os.connection import ConnectionSettings
+from splade_os.corpus import FieldNames, Item
+from splade_os.engines import engine_for
+from splade_os.errors import ConfigError
+from splade_os.indexing.blocks import Block, read_block
+from splade_os.indexing.ledger import Counters
+from splade_os.indexing.options import BulkOptions, DocumentEncoder, EncoderRecipe
+from splade_os.indexing.pipeline import Loader, Result, run
+from splade_os.indexing.target import Target
+from splade_os.mappings import VECTOR_FIELD
+
+
+@dataclass(frozen=True)
+class SpladeRecipe:
+    """A `SpladeEncoder` as each worker builds it. The model folder must be at this path on every worker."""
+
+    model_dir: str
+    threads: int | None = None
+    max_length: int | None = None
+    top_k: int | None = None
+    min_weight: float = 0.0
+    max_ratio: float = 0.0
+    long_documents: str = "truncate"
+    device: str | None = None  # "cuda" on a worker given GPUs
+
+    @cached_property
+    def manifest(self) -> Mapping[str, Any]:
+        from splade_os.encoder import read_manifest
+
+        return read_manifest(Path(self.model_dir))
+
+    def build(self) -> DocumentEncoder:
+        from splade_os.encoder import SpladeEncoder
+
+        kwargs: dict[str, Any] = dict(
+            threads=self.threads, max_length=self.max_length, top_k=self.top_k, min_weight=self.min_weight,
+            max_ratio=self.max_ratio, long_documents=self.long_documents,
+        )  # fmt: skip
+        if self.device and "device" in inspect.signature(SpladeEncoder).parameters:
+            kwargs["device"] = self.device  # otherwise the GPUs are only reserved, and ONNX Runtime picks
+        return SpladeEncoder(self.model_dir, **kwargs)
+
+
+@dataclass(frozen=True)
+class WorkerJob:
+    """Everything a worker needs, as plain data. `settings` keeps its password and API key out of `repr`."""
+
+    settings: ConnectionSettings
+    recipe: EncoderRecipe
+    target: Target
+    names: FieldNames = FieldNames()
+    skip_empty: bool = True
+    bulk: BulkOptions = field(default_factory=BulkOptions)
+
+
+@dataclass
+class BlockResult:
+    """What indexing one block did, as the driver records it."""
+
+    block: str
+    counters: Counters
+    created: int
+    uncertain: int
+    letters: list[dict[str, Any]]
+    began: float  # wall-clock time (time.time()) the worker started this block
+    seconds: float  # reading, encoding and sending this block
+    worker: int  # process id of the worker
+    startup: float = 0.0  # seconds the worker took to load its encoder and client; on its first block only
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), ensure_ascii=False)
+
+    @classmethod
+    def from_json(cls, text: str) -> BlockResult:
+        data = json.loads(text)
+        return cls(**{**data, "counters": Counters(**data["counters"])})
+
+
+class LetterList:
+    """A worker's dead letters for one block, each naming its file; the driver writes them to the file."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.entries: list[dict[str, Any]] = []
+
+    def write(self, entry: Mapping[str, Any]) -> None:
+        self.entries.append({"file": self.path, **entry})
+
+    def tell(self) -> int:
+        return len(self.entries)
+
+
+class BlockSource:
+    """One block as the source of the single-process pipeline (which runs it batch by batch)."""
+
+    resumable = False
+    size: int | None = None
+    offset = line = 0
+
+    def __init__(self, block: Block, names: FieldNames) -> None:
+        self.block, self.names, self.label = block, names, block.id
+
+    def __iter__(self) -> Iterator[Item]:
+        return read_block(self.block, self.names)
+
+    def identity(self) -> dict[str, Any]:
+        return {"block": self.block.id}
+
+    def digest(self) -> str:
+        return ""
+
+    def skip_to(self, offset: int, line: int, digest: str) -> None:
+        raise ConfigError("a block is never resumed part-way: it is indexed again whole")
+
+
+class BlockLoader(Loader):
+    """The pipeline's loader, except that a `create` conflicting with an identical document counts as indexed."""
+
+    def _send(self, actions: list[dict[str, Any]]) -> dict[str, Result]:
+        results = super()._send(actions)
+        if self.op_type != "create":
+            return results
+        conflicts = [a for a in actions if not results[a["_id"]].ok and results[a["_id"]].status == 409]
+        if conflicts:
+            docs = self.client.mget(index=self.target.index, body={"ids": [a["_id"] for a in conflicts]})["docs"]
+            stored = {d["_id"]: d.get("_source") for d in docs if d.get("found")}
+            for action in conflicts:
+                if same_document(stored.get(action["_id"]), action["_source"]):
+                    results[action["_id"]] = Result(ok=True, created=False)  # counted as replaced
+        return results
+
+
+def same_document(stored: Mapping[str, Any] | None, sent: Mapping[str, Any]) -> bool:
+    # The vector is left out: the same text encoded in another batch may differ in the last bits of a weight.
+    if stored is None:
+        return False
+    return {k: v for k, v in stored.items() if k != VECTOR_FIELD} == json.loads(
+        json.dumps({k: v for k, v in sent.items() if k != VECTOR_FIELD})
+    )
+
+
+class BlockIndexer:
+    """The Ray Data actor: built once per worker, then called with batches of one block each."""
+
+    def __init__(self, job: WorkerJob) -> None:
+        began = time.monotonic()
+        self.job = job
+        self.encoder = job.recipe.build()
+        client = job.settings.client()
+        self.client, self._close = engine_for(client).without_retries(client)
+        self.startup = time.monotonic() - began
+
+    def __repr__(self) -> str:  # Ray shows actors by repr: never the connection settings
+        return f"BlockIndexer(pid={os.getpid()})"
+
+    def __call__(self, batch: Mapping[str, Any]) -> dict[str, list[str]]:
+        return {"result": [self.index_block(Block(**json.loads(str(b)))).to_json() for b in batch["block"]]}
+
+    def index_block(self, block: Block) -> BlockResult:
+        began, clock = time.monotonic(), time.time()
+        job, letters = self.job, LetterList(block.path)
+        loader = BlockLoader(
+            self.client, job.target, self.encoder, job.bulk, None, letters, skip_empty=job.skip_empty, landed=set(),
+            counters=Counters(), total=None, on_progress=None,
+        )  # fmt: skip
+        run(loader, BlockSource(block, job.names))
+        startup, self.startup = self.startup, 0.0
+        return BlockResult(
+            block.id, loader.counters, loader.created, loader.uncertain, letters.entries, clock,
+            time.monotonic() - began, os.getpid(), startup,
+        )  # fmt: skip

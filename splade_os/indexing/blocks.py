@@ -1,0 +1,138 @@
+"""A corpus cut into blocks for a distributed load: the same input always gives the same blocks.
+
+A block is a range of one file: whole lines of a JSON Lines file (byte offsets) or rows of a Parquet file. Its id
+names the file and the range, so a checkpoint that lists finished block ids still means the same documents after a
+restart. Each block is read by the worker that indexes it, with the record rules of `splade_os.corpus`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from splade_os.corpus import CorpusReader, FieldNames, Item, to_record
+from splade_os.errors import ConfigError, InputError, MissingDependencyError
+
+JSONL_SUFFIXES = (".jsonl", ".ndjson", ".json")
+PARQUET_SUFFIXES = (".parquet", ".pq")
+
+
+@dataclass(frozen=True)
+class Block:
+    path: str
+    format: str  # "jsonl" or "parquet"
+    start: int  # jsonl: byte offset of the first line; parquet: index of the first row
+    stop: int
+    first_line: int  # 1-based line (jsonl) or row (parquet) number of the first record, for dead-letter entries
+
+    @property
+    def id(self) -> str:
+        unit = "bytes" if self.format == "jsonl" else "rows"
+        return f"{self.path}:{unit}:{self.start}-{self.stop}"
+
+
+def file_format(path: Path) -> str:
+    suffix = path.suffix.lower()
+    if suffix in JSONL_SUFFIXES:
+        return "jsonl"
+    if suffix in PARQUET_SUFFIXES:
+        return "parquet"
+    raise ConfigError(f"a distributed load reads JSON Lines and Parquet files; cannot tell what {path} holds")
+
+
+def corpus_files(source: str | Path) -> list[Path]:
+    """The files of a corpus: one file, a BEIR folder's corpus.jsonl, or every JSON Lines and Parquet file of a
+    folder (below it too), in name order."""
+    path = Path(source)
+    if str(source) == "-":
+        raise ConfigError("a distributed load reads files that every worker can open, not stdin")
+    if path.is_file():
+        file_format(path)
+        return [path.resolve()]
+    if not path.is_dir():
+        raise InputError(f"corpus {str(source)!r} does not exist")
+    if (path / "corpus.jsonl").is_file():
+        return [(path / "corpus.jsonl").resolve()]
+    suffixes = JSONL_SUFFIXES + PARQUET_SUFFIXES
+    found = sorted(p.resolve() for p in path.rglob("*") if p.is_file() and p.suffix.lower() in suffixes)
+    if not found:
+        raise InputError(f"{path} holds no JSON Lines (.jsonl) or Parquet (.parquet) file")
+    return found
+
+
+def _parquet() -> Any:
+    try:
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise MissingDependencyError("reading Parquet needs pyarrow: pip install 'splade-os[ray]'") from None
+    return pq
+
+
+def plan_blocks(files: list[Path], rows_per_block: int) -> tuple[list[Block], list[list[Any]]]:
+    """Cut `files` into blocks of `rows_per_block` lines or rows, and describe each file (path, size, sha256) so a
+    resumed run can prove it reads the same input."""
+    if rows_per_block < 1:
+        raise ConfigError("the block size must be at least 1")
+    blocks: list[Block] = []
+    described: list[list[Any]] = []
+    for path in files:
+        digest = hashlib.sha256()
+        if file_format(path) == "jsonl":
+            blocks += _jsonl_blocks(path, rows_per_block, digest)
+        else:
+            with open(path, "rb") as f:
+                for chunk in iter(lambda: f.read(1 << 20), b""):
+                    digest.update(chunk)
+            rows = _parquet().ParquetFile(path).metadata.num_rows
+            for start in range(0, rows, rows_per_block):
+                stop = min(rows, start + rows_per_block)
+                blocks.append(Block(str(path), "parquet", start, stop, start + 1))
+        described.append([str(path), path.stat().st_size, digest.hexdigest()])
+    return blocks, described
+
+
+def _jsonl_blocks(path: Path, rows_per_block: int, digest: Any) -> list[Block]:
+    blocks: list[Block] = []
+    start = offset = 0
+    first_line = line = 1
+    with open(path, "rb") as f:
+        for raw in f:
+            digest.update(raw)
+            offset += len(raw)
+            if line - first_line + 1 == rows_per_block:
+                blocks.append(Block(str(path), "jsonl", start, offset, first_line))
+                start, first_line = offset, line + 1
+            line += 1
+    if offset > start:
+        blocks.append(Block(str(path), "jsonl", start, offset, first_line))
+    return blocks
+
+
+def read_block(block: Block, names: FieldNames) -> Iterator[Item]:
+    """The records of one block, with the line (or row) numbers they have in their file."""
+    if block.format == "jsonl":
+        with open(block.path, "rb") as f:
+            f.seek(block.start)
+            data = f.read(block.stop - block.start)
+        if len(data) != block.stop - block.start:
+            raise InputError(f"{block.path} is shorter than when the load was planned: it changed during the load")
+        reader = CorpusReader("-", corpus_format="jsonl", names=names, stdin=io.BytesIO(data))
+        reader.line = block.first_line - 1
+        yield from reader
+        return
+    parquet = _parquet().ParquetFile(block.path)
+    groups: list[int] = []
+    first_row = row = 0
+    for group in range(parquet.metadata.num_row_groups):  # read only the row groups that hold the block
+        rows = parquet.metadata.row_group(group).num_rows
+        if row < block.stop and row + rows > block.start:
+            first_row = first_row if groups else row
+            groups.append(group)
+        row += rows
+    table = parquet.read_row_groups(groups).slice(block.start - first_row, block.stop - block.start)
+    for number, obj in enumerate(table.to_pylist(), start=block.first_line):
+        yield to_record(obj, names, number)

@@ -1,0 +1,308 @@
+"""A distributed load on a local Ray instance against the real node: nothing lost when a worker dies or the driver
+stops half-way, and the same record rules, dead letters and count check as the single-process load.
+
+The workers run in other processes: they find this folder (for the fake encoder) and the checkout through the
+PYTHONPATH the Ray instance is started with.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+from conftest import BUNDLED_MODEL, REPO, unavailable
+from opensearchpy import OpenSearch
+from secured_proxy import make_certs, running_proxy
+from test_indexing_engine import SMALL, FakeEncoder, assert_exactly, landed, make_docs, write_jsonl
+
+from splade_os import aliases
+from splade_os.cli.index import index as index_command
+from splade_os.connection import ConnectionSettings
+from splade_os.corpus import FieldNames
+from splade_os.errors import ModelError
+from splade_os.indexing import IndexingInterrupted, index_corpus
+from splade_os.indexing.blocks import corpus_files, plan_blocks, read_block
+from splade_os.indexing.distributed import BlockDone, RayWorkers, index_corpus_on_ray
+from splade_os.vectors import SparseVector
+
+pytestmark = pytest.mark.engine
+
+
+@pytest.fixture(scope="module", autouse=True)
+def local_ray() -> Iterator[None]:
+    try:
+        import ray
+    except ImportError:
+        unavailable("ray is not installed: pip install 'splade-os[ray]'")
+    path = os.pathsep.join([str(REPO), str(REPO / "tests"), os.environ.get("PYTHONPATH", "")])
+    ray.init(num_cpus=2, include_dashboard=False, runtime_env={"env_vars": {"PYTHONPATH": path}})
+    yield
+    ray.shutdown()
+
+
+class WorkerEncoder(FakeEncoder):
+    """The fake encoder in a worker: logs each text it encodes to `log`, and kills its own process the first time it
+    meets `die_on` (the marker file makes it die only once)."""
+
+    def __init__(self, log: str, die_on: str | None, marker: str) -> None:
+        super().__init__()
+        self.log, self.die_on, self.marker = log, die_on, marker
+
+    def encode_documents(self, texts: Sequence[str]) -> list[SparseVector]:
+        if self.die_on and any(self.die_on in t for t in texts) and not os.path.exists(self.marker):
+            Path(self.marker).touch()
+            os._exit(1)  # no clean-up, no answer: a worker killed mid-block
+        with open(self.log, "a", encoding="utf-8") as out:
+            out.writelines(t.replace("\n", " ") + "\n" for t in texts)
+        return super().encode_documents(texts)
+
+
+@dataclass(frozen=True)
+class FakeRecipe:
+    log: str
+    die_on: str | None = None
+    marker: str = ""
+
+    @property
+    def manifest(self) -> Mapping[str, Any]:
+        return FakeEncoder().manifest
+
+    def build(self) -> WorkerEncoder:
+        return WorkerEncoder(self.log, self.die_on, self.marker)
+
+
+def _settings() -> ConnectionSettings:
+    return ConnectionSettings.from_env()
+
+
+def _encoded(log: Path) -> list[str]:
+    return log.read_text(encoding="utf-8").splitlines() if log.exists() else []
+
+
+def test_blocks_cover_every_line_once_and_are_the_same_every_time(tmp_path: Path) -> None:
+    corpus = write_jsonl(tmp_path / "c.jsonl", make_docs(25))
+    blocks, files = plan_blocks(corpus_files(corpus), 10)
+    assert [(b.start, b.stop) for b in blocks] == [(b.start, b.stop) for b in plan_blocks([corpus.resolve()], 10)[0]]
+    assert [b.first_line for b in blocks] == [1, 11, 21] and blocks[-1].stop == corpus.stat().st_size
+    ids = [r.doc_id for b in blocks for r in read_block(b, FieldNames())]
+    assert ids == [f"d{i}" for i in range(25)]
+    assert files[0][1] == corpus.stat().st_size
+
+
+def test_a_worker_killed_mid_block_loses_and_duplicates_nothing(
+    engine_client: OpenSearch, index_name: str, tmp_path: Path
+) -> None:
+    docs = make_docs(300)
+    docs[150]["text"] += " die here"  # the 4th batch of 16 of the second block: 3 batches of it are already sent
+    lines = [json.dumps(d, ensure_ascii=False) for d in docs]
+    lines.insert(40, "{not json")
+    lines.insert(120, json.dumps({"title": "no id", "text": "x"}))
+    lines.insert(200, json.dumps({"_id": "empty", "title": "", "text": ""}))
+    lines.insert(280, json.dumps({"_id": "d5", "title": "Other", "text": "another d5"}))  # a later block
+    bad_lines = [n for n, line in enumerate(lines, start=1) if not line.startswith('{"_id": "d') or "another" in line]
+    corpus = tmp_path / "c.jsonl"
+    corpus.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    log, marker, dead = tmp_path / "encoded.txt", tmp_path / "died", tmp_path / "dead.jsonl"
+
+    summary = index_corpus_on_ray(
+        _settings(), corpus, index=index_name, recipe=FakeRecipe(str(log), "die here", str(marker)),
+        pool=RayWorkers(workers=1), block_size=100, replicas=0, checkpoint=tmp_path / "cp.json", dead_letter=dead,
+        options=SMALL,
+    )  # fmt: skip
+
+    assert marker.exists(), "the worker never died: the test proves nothing"
+    encoded = _encoded(log)
+    assert sum("Title 100 " in t for t in encoded) == 2  # its block was run again after the death
+    c = summary.counters
+    assert (c.read, c.indexed, c.failed, c.skipped) == (304, 300, 3, 1)
+    assert c.replaced >= 16  # documents of the re-run block found already indexed, identical
+    assert summary.verified, summary.verification
+    assert summary.index_count == 300 and engine_client.count(index=index_name)["count"] == 300
+    assert_exactly(engine_client, index_name, docs, FakeEncoder())  # every id once, each with its own content
+    letters = [json.loads(line) for line in dead.read_text(encoding="utf-8").splitlines()]
+    by_line = {entry["line"]: entry for entry in letters}
+    assert sorted(by_line) == bad_lines and {e["file"] for e in letters} == {str(corpus.resolve())}
+    malformed, no_id, empty, duplicate = (by_line[n] for n in bad_lines)
+    assert malformed["reason"].startswith("malformed JSON") and "missing id" in no_id["reason"]
+    assert empty["outcome"] == "skipped" and "duplicate id 'd5'" in duplicate["reason"]
+    assert summary.problems() == [f"3 documents failed; see {dead} (pass --allow-failures to accept)"]
+    assert not (tmp_path / "cp.json").exists()
+
+
+@dataclass(frozen=True)
+class MissingModelRecipe(FakeRecipe):
+    def build(self) -> WorkerEncoder:
+        raise ModelError("no model folder /models/splade on this worker")
+
+
+class DeadProviderEncoder(FakeEncoder):
+    def encode_documents(self, texts: Sequence[str]) -> list[SparseVector]:
+        raise RuntimeError("CUDA error: the execution provider is gone")
+
+
+@dataclass(frozen=True)
+class DeadProviderRecipe(FakeRecipe):
+    def build(self) -> WorkerEncoder:
+        return DeadProviderEncoder()  # type: ignore[return-value]
+
+
+@pytest.mark.parametrize(
+    ("recipe", "error"),
+    [(MissingModelRecipe, "no model folder /models/splade on this worker"),
+     (DeadProviderRecipe, "the encoder failed on every one of 10 documents")],
+    ids=["worker-cannot-start", "encoder-fails-on-everything"],
+)  # fmt: skip
+def test_a_worker_error_stops_the_run_with_that_error(
+    engine_client: OpenSearch, index_name: str, tmp_path: Path, recipe: type[FakeRecipe], error: str
+) -> None:
+    corpus = write_jsonl(tmp_path / "c.jsonl", make_docs(10))
+    with pytest.raises(ModelError, match=error):
+        index_corpus_on_ray(
+            _settings(), corpus, index=index_name, recipe=recipe(str(tmp_path / "log")), replicas=0,
+            checkpoint=tmp_path / "cp.json", dead_letter=tmp_path / "dead.jsonl",
+        )  # fmt: skip
+    assert json.loads((tmp_path / "cp.json").read_text(encoding="utf-8"))["finished"] == []
+
+
+class StopAfter:
+    """Stops the driver (as Ctrl-C would) once `blocks` blocks are recorded."""
+
+    def __init__(self, blocks: int) -> None:
+        self.blocks = blocks
+
+    def __call__(self, done: BlockDone) -> None:
+        if done.done >= self.blocks:
+            raise KeyboardInterrupt
+
+
+def test_a_resumed_driver_sends_only_the_blocks_not_finished(
+    engine_client: OpenSearch, index_name: str, tmp_path: Path
+) -> None:
+    docs = make_docs(400)
+    corpus = write_jsonl(tmp_path / "c.jsonl", docs)
+    log, checkpoint = tmp_path / "encoded.txt", tmp_path / "cp.json"
+    common: dict[str, Any] = dict(
+        index=index_name, recipe=FakeRecipe(str(log)), pool=RayWorkers(workers=2), block_size=50, replicas=0,
+        checkpoint=checkpoint, dead_letter=tmp_path / "dead.jsonl", options=SMALL,
+    )  # fmt: skip
+    with pytest.raises(IndexingInterrupted, match="--resume"):
+        index_corpus_on_ray(_settings(), corpus, on_block=StopAfter(3), **common)
+
+    state = json.loads(checkpoint.read_text(encoding="utf-8"))
+    finished = set(state["finished"])
+    assert len(finished) >= 3 and state["counters"]["indexed"] == 50 * len(finished)
+    blocks, _ = plan_blocks(corpus_files(corpus), 50)
+    done_ids = {r.doc_id for b in blocks if b.id in finished for r in read_block(b, FieldNames())}
+    done_numbers = {i[1:] for i in done_ids}
+    first_run = len(_encoded(log))
+    with pytest.raises(Exception, match="--resume to continue it"):
+        index_corpus_on_ray(_settings(), corpus, **common)  # neither --resume nor --recreate: refused
+
+    summary = index_corpus_on_ray(_settings(), corpus, resume=True, **common)
+
+    again = _encoded(log)[first_run:]
+    assert not [t for t in again if t.split()[1] in done_numbers], "a finished block was sent again"
+    assert len(again) >= 400 - len(done_ids)
+    assert summary.processed == 400 - len(done_ids)
+    c = summary.counters
+    assert (c.read, c.indexed, c.failed, c.skipped) == (400, 400, 0, 0)
+    assert summary.verified and summary.problems() == [], summary.verification
+    assert any(f"{len(finished)} of 8 blocks" in note for note in summary.notes)
+    assert_exactly(engine_client, index_name, docs, FakeEncoder())
+    assert not checkpoint.exists()
+
+
+def test_in_place_into_an_existing_alias_overwrites_and_adds(
+    engine_client: OpenSearch, index_name: str, tmp_path: Path
+) -> None:
+    first = make_docs(50)
+    index_corpus(
+        engine_client, write_jsonl(tmp_path / "a.jsonl", first), index=index_name, encoder=FakeEncoder(), replicas=0,
+        checkpoint=tmp_path / "cp1.json", dead_letter=tmp_path / "d1.jsonl", options=SMALL,
+    )  # fmt: skip
+    docs = make_docs(70)
+    for doc in docs[:50]:
+        doc["text"] += " revised"
+
+    summary = index_corpus_on_ray(
+        _settings(), write_jsonl(tmp_path / "b.jsonl", docs), index=index_name, recipe=FakeRecipe(str(tmp_path / "l")),
+        pool=RayWorkers(workers=2), block_size=20, checkpoint=tmp_path / "cp2.json", dead_letter=tmp_path / "d2.jsonl",
+        options=SMALL,
+    )  # fmt: skip
+
+    c = summary.counters
+    assert (c.read, c.indexed, c.replaced) == (70, 70, 50) and summary.index == f"{index_name}-v1"
+    assert summary.verified, summary.verification
+    assert_exactly(engine_client, index_name, docs, FakeEncoder())
+
+
+def test_cli_ray_indexes_json_lines_and_parquet_with_the_real_model(
+    engine_client: OpenSearch, index_name: str, tmp_path: Path
+) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    folder = tmp_path / "corpus"
+    folder.mkdir()
+    write_jsonl(folder / "a.jsonl", make_docs(30, prefix="j"))
+    parquet_docs = make_docs(25, prefix="p")
+    parquet_docs[3]["text"] = ""
+    parquet_docs[3]["title"] = ""
+    pq.write_table(pa.Table.from_pylist(parquet_docs), folder / "b.parquet", row_group_size=7)
+    args = [str(folder), "--index", index_name, "--model", str(BUNDLED_MODEL), "--ray", "--workers", "1",
+            "--block-size", "20", "--replicas", "0", "--log-every", "0", "--checkpoint", str(tmp_path / "cp"),
+            "--dead-letter", str(tmp_path / "dead.jsonl")]  # fmt: skip
+
+    result = CliRunner().invoke(index_command, args)
+
+    assert result.exit_code == 0, result.output
+    assert "read 55, indexed 54, failed 0, skipped 1" in result.output and "verified:" in result.output
+    assert aliases.resolve(engine_client, index_name) == [f"{index_name}-v1"]
+    got = landed(engine_client, index_name)
+    assert len(got) == 54 and "p3" not in got and got["p24"]["text"] == parquet_docs[24]["text"]
+    letter = json.loads((tmp_path / "dead.jsonl").read_text(encoding="utf-8"))
+    assert (letter["doc_id"], letter["line"], letter["outcome"]) == ("p3", 4, "skipped")
+    assert letter["file"] == str((folder / "b.parquet").resolve())
+
+
+def test_cli_ray_options_go_with_ray(tmp_path: Path) -> None:
+    corpus = write_jsonl(tmp_path / "c.jsonl", make_docs(2))
+    alone = CliRunner().invoke(index_command, [str(corpus), "--index", "x", "--model", str(BUNDLED_MODEL),
+                                               "--workers", "2"])  # fmt: skip
+    assert alone.exit_code == 1 and "--workers go with --ray" in alone.output
+    csv = tmp_path / "c.csv"
+    csv.write_text("_id,text\n1,a\n", encoding="utf-8")
+    wrong = CliRunner().invoke(index_command, [str(csv), "--index", "x", "--model", str(BUNDLED_MODEL), "--ray"])
+    assert wrong.exit_code == 1 and "JSON Lines and Parquet" in wrong.output
+
+
+@pytest.mark.opensearch_only  # the secured proxy stands in for the security plugin, as in test_secured_engine.py
+def test_workers_reach_a_secured_cluster_and_never_log_the_password(
+    engine_client: OpenSearch, index_name: str, tmp_path: Path
+) -> None:
+    import ray
+
+    password = f"s3cr3t-{uuid.uuid4().hex[:12]}"
+    (tmp_path / "certs").mkdir()
+    certs = make_certs(tmp_path / "certs")
+    corpus = write_jsonl(tmp_path / "c.jsonl", make_docs(20))
+    upstream = ConnectionSettings.from_env().urls[0]
+    with running_proxy(upstream, certs, user="admin", password=password) as proxy:
+        env = {"OPENSEARCH_URL": proxy.url, "OPENSEARCH_USERNAME": "admin", "OPENSEARCH_PASSWORD": password,
+               "OPENSEARCH_CA_CERTS": str(certs.ca)}  # fmt: skip
+        args = [str(corpus), "--index", index_name, "--model", str(BUNDLED_MODEL), "--ray", "--replicas", "0",
+                "--checkpoint", str(tmp_path / "cp"), "--dead-letter", str(tmp_path / "dead.jsonl")]  # fmt: skip
+        result = CliRunner().invoke(index_command, args, env=env)
+
+    assert result.exit_code == 0, result.output
+    assert engine_client.count(index=index_name)["count"] == 20 and password not in result.output
+    logs = Path(ray._private.worker._global_node.get_session_dir_path()) / "logs"  # every Ray process's log
+    logged = [f for f in logs.rglob("*") if f.is_file() and password.encode() in f.read_bytes()]
+    assert not logged, f"the password is in {logged}"
