@@ -11,6 +11,7 @@ from splade_os.engines import engine_for
 from splade_os.errors import ConfigError, EngineError
 from splade_os.indexing.options import DocumentEncoder, LoadOptions
 from splade_os.mappings import check_encoder, check_vector_field, index_body
+from splade_os.permissions import is_refusal
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +37,8 @@ def create_index(client: Any, index: str, encoder: DocumentEncoder, opts: LoadOp
     try:
         client.indices.create(index=index, body=body)
     except Exception as err:
+        if is_refusal(err):
+            raise  # the CLI names the permission to add
         if f"analyzer [{opts.analyzer}]" in str(err):
             raise ConfigError(
                 f"the cluster has no {opts.analyzer!r} analyzer for the BM25 fields (minimal distributions lack the "
