@@ -32,6 +32,8 @@ _OPENSEARCH: dict[str, dict[str, list[str]]] = {
             "indices:admin/settings/update",  # refreshes off while loading, back on at the end
             "indices:monitor/settings/get",  # reindex keeps the source's analyzer
             "indices:admin/refresh*",  # before counting what landed
+            "indices:admin/flush*",  # stats: the size of its copies, flushed
+            "indices:admin/forcemerge*",  # stats: ... and merged to one segment
             "indices:monitor/stats",  # the size of the index in the summary
             "indices:data/write/index",  # bulk items
             "indices:data/write/bulk*",
@@ -53,11 +55,23 @@ _OPENSEARCH: dict[str, dict[str, list[str]]] = {
 # Elasticsearch: named privileges (roles.yml / the role API).
 _ELASTICSEARCH: dict[str, dict[str, list[str]]] = {
     INDEXER: {
-        "cluster": ["monitor"],
-        "index": ["create_index", "delete_index", "manage_aliases", "view_index_metadata", "write", "read",
-                  "monitor", "maintenance"],  # fmt: skip
+        "cluster": ["monitor"],  # the version (nodes info where GET / is not served), cluster health
+        "index": [
+            "create_index",  # each version is a new index
+            "delete_index",  # --recreate drops an unfinished run's index, --delete-previous old versions
+            "indices:admin/aliases*",  # move the alias (no named privilege short of `manage` grants it)
+            "indices:admin/settings/update",  # refreshes off while loading, back on at the end
+            "view_index_metadata",  # mapping (_meta), settings, aliases, versions
+            "write",  # bulk
+            "read",  # count, search, scroll, mget on --resume
+            "monitor",  # index size in the summary and in stats
+            "maintenance",  # refresh before counting; stats force-merges its copies
+        ],
     },
-    SEARCHER: {"cluster": ["monitor"], "index": ["read", "view_index_metadata"]},
+    SEARCHER: {
+        "cluster": ["monitor"],
+        "index": ["read", "view_index_metadata"],
+    },
 }
 
 
