@@ -13,10 +13,11 @@ corpus id is the `_id`, so sending a document twice can never duplicate it.
 from splade_os.indexing.ledger import Counters, Ledger, default_checkpoint, default_dead_letter
 from splade_os.indexing.load import IndexSummary, index_corpus, reencode_index
 from splade_os.indexing.options import BulkOptions, LoadOptions
-from splade_os.indexing.pipeline import DocumentEncoder, IndexingInterrupted, Progress
+from splade_os.indexing.pipeline import DocumentEncoder, IndexingInterrupted, IndexingRefused, Progress
 from splade_os.indexing.sources import IndexSource
 
 __all__ = [
-    "BulkOptions", "Counters", "DocumentEncoder", "IndexSource", "IndexSummary", "IndexingInterrupted", "Ledger",
+    "BulkOptions", "Counters", "DocumentEncoder", "IndexSource", "IndexSummary", "IndexingInterrupted",
+    "IndexingRefused", "Ledger",
     "LoadOptions", "Progress", "default_checkpoint", "default_dead_letter", "index_corpus", "reencode_index",
 ]  # fmt: skip
