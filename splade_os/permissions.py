@@ -72,6 +72,15 @@ def is_refusal(err: BaseException) -> bool:
     return status == 403
 
 
+def refused_lookup(action: str, name: str, *, elasticsearch: bool) -> str:
+    """The line for a refused existence check (a HEAD request, whose 403 carries no reason)."""
+    if elasticsearch:
+        fix = "add the index privilege view_index_metadata to one of its roles"
+    else:
+        fix = f"add {action} to the index_permissions of one of its roles for that index"
+    return f"the cluster refused {action} (is {name!r} an index or alias?) for this user (403): {fix}"
+
+
 def refused_line(where: str, reason: str) -> str:
     """The one line for a 403 whatever its reason says."""
     found = refusal(reason)

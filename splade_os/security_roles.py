@@ -6,6 +6,7 @@ them with a pattern for one alias and its versions, and its tests remove each pr
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 INDEXER = "splade_indexer"
@@ -17,10 +18,7 @@ _OPENSEARCH: dict[str, dict[str, list[str]]] = {
     INDEXER: {
         "cluster": [
             "cluster:monitor/main",  # GET /: which engine and version
-            "cluster:monitor/health",  # index and doctor wait for the new index's shards
-            "indices:data/write/bulk",  # the bulk request itself (each item is checked on its index)
-            "indices:data/read/scroll",  # reindex --from-index reads the source with a scroll
-            "indices:data/read/scroll/clear",
+            "indices:data/read/scroll/clear",  # reindex --from-index reads the source with a scroll
         ],
         "index": [
             "indices:admin/create",  # each version is a new index
@@ -37,7 +35,6 @@ _OPENSEARCH: dict[str, dict[str, list[str]]] = {
             "indices:monitor/stats",  # the size of the index in the summary
             "indices:data/write/index",  # bulk items
             "indices:data/write/bulk*",
-            "indices:data/read/mget",  # --resume asks which documents of the last batch landed
             "indices:data/read/search",  # count, search, scroll
         ],
     },
@@ -95,7 +92,9 @@ def elasticsearch_role(privs: dict[str, list[str]], patterns: list[str]) -> dict
 
 
 def roles_yml(roles: dict[str, dict[str, list[str]]], patterns: list[str]) -> str:
-    """Elasticsearch's roles.yml for the given roles (JSON is valid YAML: no YAML writer needed)."""
-    import json
-
-    return "".join(f"{name}: {json.dumps(elasticsearch_role(privs, patterns))}\n" for name, privs in roles.items())
+    """Elasticsearch's roles.yml for the given roles (strings quoted JSON-style, which YAML reads as they are)."""
+    lines = []
+    for name, privs in roles.items():
+        lines += [f"{name}:", f"  cluster: {json.dumps(privs['cluster'])}", "  indices:"]
+        lines += [f"    - names: {json.dumps(patterns)}", f"      privileges: {json.dumps(privs['index'])}"]
+    return "\n".join(lines) + "\n"

@@ -61,7 +61,7 @@ class SecuredNode:
         values.update(overrides)
         return ConnectionSettings(**values)
 
-    def set_role(self, role: str, privs: dict[str, list[str]], *, dropped: str | None = None) -> None:
+    def set_role(self, role: str, privs: dict[str, list[str]], *, dropped: tuple[str, str] | None = None) -> None:
         """Replace a role's privileges, and return once the node enforces the new definition."""
         if self.engine == "opensearch":
             answer = request(f"{self.url}/_plugins/_security/api/roles/{role}", 30, admin_access(self.creds),
@@ -77,26 +77,23 @@ class SecuredNode:
         for role in ROLES:
             self.set_role(role, privileges(self.engine, role))
 
-    def _wait_reloaded(self, role: str, privs: dict[str, list[str]], dropped: str | None) -> None:
+    def _wait_reloaded(self, role: str, privs: dict[str, list[str]], dropped: tuple[str, str] | None) -> None:
         # Ask as the role's user what it may do, until the file's new content is what it gets.
-        extra = [dropped] if dropped else []
-        cluster = privs["cluster"] + [p for p in extra if p in _ES_CLUSTER]
-        index = privs["index"] + [p for p in extra if p not in _ES_CLUSTER]
+        cluster = privs["cluster"] + [dropped[1] for _ in [1] if dropped and dropped[0] == "cluster"]
+        index = privs["index"] + [dropped[1] for _ in [1] if dropped and dropped[0] == "index"]
         body = {"cluster": cluster, "index": [{"names": ["probe"], "privileges": index}]}
         access = Access(self.ca, role, self.password(role))
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
             answer = request(f"{self.url}/_security/user/_has_privileges", 10, access, method="POST", body=body)
             if answer is not None and answer[0] == 200:
-                granted = {**answer[2]["cluster"], **answer[2]["index"]["probe"]}
-                wanted = {p: p != dropped for p in [*cluster, *index]}
-                if all(granted.get(p) == want for p, want in wanted.items()):
+                granted = {("cluster", p): v for p, v in answer[2]["cluster"].items()}
+                granted.update({("index", p): v for p, v in answer[2]["index"]["probe"].items()})
+                wanted = {(k, p): (k, p) != dropped for k, ps in (("cluster", cluster), ("index", index)) for p in ps}
+                if all(granted.get(key) == want for key, want in wanted.items()):
                     return
             time.sleep(0.3)
         raise AssertionError(f"roles.yml change for {role} not in effect after 20 s (or {dropped} is implied)")
-
-
-_ES_CLUSTER = {"monitor", "manage", "all"}
 
 
 def start_secured(engine: str) -> SecuredNode:

@@ -34,6 +34,8 @@ from splade_os.indexing import BulkOptions, IndexingRefused, index_corpus
 from splade_os.node_security import ADMIN
 from splade_os.security_roles import INDEXER, SEARCHER, privileges
 
+pytestmark = pytest.mark.secured
+
 MODEL = str(Path(__file__).resolve().parents[1] / "models" / "splade-tiny")
 
 
@@ -95,7 +97,7 @@ def indexer_commands(beir: Path, alias: str, tmp: Path) -> list[list[str]]:
         ["alias", alias],
         ["search", "secure tls cluster", "--index", alias, "--model", MODEL, "--explain"],
         ["reindex", alias, "--from-index", "--model", MODEL, "--replicas", "0", "--delete-previous",
-         "--dead-letter", str(tmp / "dl2.jsonl")],
+         "--dead-letter", str(tmp / "dl2.jsonl"), "--batch-size", "5"],  # more than one page of the source
         index_args(corpus, alias, tmp, "--recreate", "--delete-previous"),
         ["stats", alias, "--model", MODEL],
         ["doctor", "--index", alias, "--model", MODEL],
@@ -158,13 +160,35 @@ def test_searcher_searches_and_is_refused_writes(
         assert "refused indices:" in line and f"for user {SEARCHER}" in line and "(403): add " in line, line
 
 
-def test_wrong_password_is_refused_with_401(node: SecuredNode, caplog: pytest.LogCaptureFixture) -> None:
+def test_wrong_password_is_refused_with_401_in_one_line(
+    node: SecuredNode, beir: Path, alias: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
     wrong = node.password(INDEXER) + "-wrong"
-    result = run(node, INDEXER, ["doctor"], password=wrong)
-    assert result.exit_code == 1 and "refused the credentials (401)" in result.output, result.output
-    assert wrong not in result.output
+    for args in indexer_commands(beir, alias, tmp_path):
+        result = run(node, INDEXER, args, password=wrong)
+        assert_secret_kept(node, result, caplog, args[0])
+        assert wrong not in result.output and wrong not in caplog.text
+        assert result.exit_code == 1 and "refused the credentials (401)" in result.output, result.output
+        if args[0] != "doctor":  # doctor prints its checklist; the others one line
+            one_line_error(result)
     with pytest.raises(EngineError, match=r"refused the credentials \(401\)"):
         connect(node.settings(INDEXER, password=wrong, max_retries=0))
+    # Commands that never connect still see the password in their environment.
+    for args in (["encode", str(beir / "queries.jsonl"), "--queries", "--model", MODEL],
+                 ["node", "status", "--port", "1"], ["export", "/no/such/model", str(tmp_path / "out")]):  # fmt: skip
+        assert_secret_kept(node, run(node, INDEXER, args), caplog, args[0])
+
+
+def test_config_file_drives_the_cli(node: SecuredNode, tmp_path: Path) -> None:
+    config = tmp_path / "splade-os.toml"
+    config.write_text(f'[opensearch]\nurl = "{node.url}"\nuser = "{SEARCHER}"\npassword = "{node.password(SEARCHER)}"\n'
+                      f'ca_certs = "{node.ca}"\n')  # fmt: skip
+    env = {var: None for var in node.env(SEARCHER)}
+    result = CliRunner().invoke(main, ["doctor", "--config", str(config)], env=env)
+    assert result.exit_code == 0, result.output
+    assert f"{node.url} (basic auth as {SEARCHER}, TLS verified with CA {node.ca})" in result.output
+    assert node.password(SEARCHER) not in result.output
 
 
 def test_untrusted_ca_is_refused_and_insecure_warns(node: SecuredNode, beir: Path, alias: str) -> None:
@@ -187,7 +211,7 @@ def test_refused_bulk_midway_loses_nothing_and_resume_completes(
     def revoke_after_first_batch(progress: object) -> None:
         batches.append(1)
         if len(batches) == 1:  # the second batch meets the refusal
-            node.set_role(INDEXER, no_write, dropped=write)
+            node.set_role(INDEXER, no_write, dropped=("index", write))
 
     client = connect(node.settings(INDEXER))
     encoder = SpladeEncoder(MODEL)
@@ -209,3 +233,48 @@ def test_refused_bulk_midway_loses_nothing_and_resume_completes(
     assert resumed.exit_code == 0, resumed.output
     assert "holds 12 documents" in resumed.output and "failed 0" in resumed.output, resumed.output
     assert not checkpoint.exists()
+
+
+@pytest.fixture(scope="session")
+def searched(node: SecuredNode, beir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """An index built by the indexer, for the searcher's commands."""
+    name = f"secured-searched-{uuid.uuid4().hex[:8]}"
+    tmp = tmp_path_factory.mktemp("searched")
+    assert run(node, INDEXER, index_args(beir / "corpus.jsonl", name, tmp)).exit_code == 0
+    yield name
+    admin = connect(node.settings())
+    try:
+        admin.indices.delete(index=",".join(admin.indices.get(index=f"{name}*")), ignore_unavailable=True)
+    finally:
+        admin.close()
+
+
+def _first_failure(node: SecuredNode, user: str, commands: list[list[str]]) -> str | None:
+    for args in commands:
+        result = run(node, user, args)
+        if result.exit_code != 0:
+            return f"{' '.join(args[:2])}: {result.output.strip().splitlines()[-1]}"
+    return None
+
+
+@pytest.mark.parametrize("role", [INDEXER, SEARCHER])
+def test_every_privilege_is_needed(
+    node: SecuredNode, role: str, beir: Path, searched: str, tmp_path: Path, alias: str
+) -> None:
+    full = privileges(node.engine, role)
+    unneeded, shown = [], []
+    for kind in ("cluster", "index"):
+        for privilege in full[kind]:
+            fewer = {**full, kind: [p for p in full[kind] if p != privilege]}
+            node.set_role(role, fewer, dropped=(kind, privilege))
+            try:
+                tmp = tmp_path / f"{kind}-{len(shown) + len(unneeded)}"
+                tmp.mkdir()
+                name = f"{alias}-{len(shown) + len(unneeded)}"
+                commands = indexer_commands(beir, name, tmp) if role == INDEXER else searcher_commands(beir, searched)
+                failure = _first_failure(node, role, commands)
+            finally:
+                node.set_role(role, full)
+            (shown if failure else unneeded).append(f"{kind} {privilege} -> {failure}")
+    print(f"\n{node.engine} {role} without each privilege:\n  " + "\n  ".join(shown + unneeded))
+    assert not unneeded, f"{node.engine} {role}: nothing fails without {unneeded}"

@@ -57,11 +57,9 @@ _READ: dict[str, Probe] = {
     "search": lambda c, a, i: c.search(index=a, body={"size": 0}),
 }
 _WRITE: dict[str, Probe] = {
-    "health": lambda c, a, i: c.cluster.health(index=a),
     "versions": lambda c, a, i: c.indices.get(index=f"{a}-v*", allow_no_indices=True, ignore_unavailable=True),
     "settings": lambda c, a, i: c.indices.get_settings(index=i),
     "stats": lambda c, a, i: c.indices.stats(index=i, metric="store"),
-    "mget": lambda c, a, i: c.mget(index=i, body={"ids": [PROBE_ID]}),
     "refresh": lambda c, a, i: c.indices.refresh(index=i),
     "flush": lambda c, a, i: c.indices.flush(index=i),
     "force-merge": lambda c, a, i: c.indices.forcemerge(index=_missing(a)),  # 404 when allowed
