@@ -85,7 +85,9 @@ def try_restore_refresh(client: Any, target: Target) -> None:
     try:
         restore_refresh(client, target)
     except Exception as err:  # the cluster may be the reason we are here
-        log.warning("could not restore refresh_interval of %s: %s", target.index, err)
+        # A refusal is the error the caller reports already, with the privilege to add: not a second line.
+        log.log(logging.DEBUG if is_refusal(err) else logging.WARNING,
+                "could not restore refresh_interval of %s: %s", target.index, err)  # fmt: skip
 
 
 def count_documents(client: Any, index: str) -> int:
