@@ -21,6 +21,8 @@ import random
 import statistics
 import sys
 import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +31,7 @@ import numpy as np
 from splade_os.connection import connect
 from splade_os.encoder import SpladeEncoder
 from splade_os.engines import engine_for
-from splade_os.evaluate import default_index_name, evaluate, load_beir, stored_vectors
+from splade_os.evaluate import Dataset, default_index_name, evaluate, load_beir, stored_vectors
 from splade_os.mappings import VECTOR_FIELD, index_body
 from splade_os.query import build_bm25_query
 from splade_os.search import Searcher
@@ -39,10 +41,31 @@ from splade_os.vectors import SparseVector
 REPO = Path(__file__).resolve().parents[1]
 
 
-def synthetic_documents(base: list[tuple[str, SparseVector, str]], n: int, seed: int = 13) -> Any:
-    """N documents recombined from real ones: all tokens of one, a third of another's, texts joined."""
-    rng = random.Random(seed)
-    for i in range(n):
+def real_documents(
+    client: Any, encoder: SpladeEncoder, dataset: Dataset
+) -> list[tuple[str, SparseVector, dict[str, Any]]]:
+    """The collection's documents with their real vectors (encoded and indexed once, then read back)."""
+    real = default_index_name(dataset, encoder.manifest)
+    if not client.indices.exists(index=real):
+        print(f"encoding and indexing {dataset.corpus} into {real} once ...", flush=True)
+        evaluate(dataset, encoder, client=client, index=real, modes=())
+    records: dict[str, dict[str, Any]] = {}
+    with open(dataset.corpus, encoding="utf-8") as corpus:
+        for line in corpus:
+            record = json.loads(line)
+            doc_id = str(record["_id"])
+            records[doc_id] = {"doc_id": doc_id, "title": record.get("title") or "", "text": record.get("text") or ""}
+    return [(doc_id, vector, records[doc_id]) for doc_id, vector in stored_vectors(client, real) if doc_id in records]
+
+
+def synthetic_documents(
+    base: list[tuple[str, SparseVector, str]], start: int, stop: int, seed: int = 13
+) -> Iterator[tuple[str, SparseVector, str]]:
+    """Documents start..stop-1 recombined from real ones: all tokens of one, a third of another's, texts joined.
+
+    Each range draws from its own seeded generator, so the same range always gives the same documents."""
+    rng = random.Random(f"{seed}-{start}")
+    for i in range(start, stop):
         (_, first, text_a), (_, second, text_b) = rng.choice(base), rng.choice(base)
         extra = dict(rng.sample(sorted(second.items()), k=len(second) // 3))
         vector = SparseVector({**extra, **first.to_dict()})
@@ -50,37 +73,93 @@ def synthetic_documents(base: list[tuple[str, SparseVector, str]], n: int, seed:
         yield f"s{i}", vector, text
 
 
-def build(client: Any, name: str, base: list[tuple[str, SparseVector, str]], n: int, vectors: bool) -> float:
-    """Bulk-load N documents (with or without the vector field); returns documents per second."""
+def build(
+    client: Any, name: str, base: list[tuple[str, SparseVector, str]], n: int, *, vectors: bool,
+    in_source: bool = True, senders: int = 2,
+) -> float:  # fmt: skip
+    """Bulk-load N documents (with or without the vector field); returns documents per second.
+
+    `senders` threads each send their own ranges, so the client's JSON encoding overlaps the node's indexing."""
     engine = engine_for(client)
-    body = index_body(replicas=0, engine=engine, manifest={"name": "scale", "sha256": "scale"})
-    body["settings"]["index"]["refresh_interval"] = "-1"
+    body = index_body(replicas=0, engine=engine, manifest={"name": "scale", "sha256": "scale"},
+                      vectors_in_source=in_source)  # fmt: skip
+    # No refreshes while loading, except for an index that leaves the vector out of `_source`: its recovery copies
+    # go only when segments merge, and one segment written at the end would never merge again.
+    body["settings"]["index"]["refresh_interval"] = "-1" if in_source else "1s"
     if not vectors:
         del body["mappings"]["properties"][VECTOR_FIELD]
     client.indices.create(index=name, body=body)
-    start = time.perf_counter()
+    step = 50_000
 
-    def actions() -> Any:
-        for doc_id, vector, text in synthetic_documents(base, n):
-            source: dict[str, Any] = {"doc_id": doc_id, "text": text}
-            if vectors:
-                source[VECTOR_FIELD] = engine.to_field(vector)
-            yield {"_index": name, "_id": doc_id, "_source": source}
+    def send(start: int) -> int:
+        def actions() -> Iterator[dict[str, Any]]:
+            for doc_id, vector, text in synthetic_documents(base, start, min(start + step, n)):
+                source: dict[str, Any] = {"doc_id": doc_id, "text": text}
+                if vectors:
+                    source[VECTOR_FIELD] = engine.to_field(vector)
+                yield {"_index": name, "_id": doc_id, "_source": source}
 
-    failed = [item for ok, item in engine.bulk(client, actions(), chunk_size=1000, request_timeout=300) if not ok]
-    if failed:
-        raise SystemExit(f"{len(failed)} documents failed, first: {failed[0]}")
-    rate = n / (time.perf_counter() - start)
+        results = engine.bulk(client, actions(), chunk_size=1000, request_timeout=300)
+        failed = [item for ok, item in results if not ok]
+        if failed:
+            raise SystemExit(f"{len(failed)} documents failed, first: {failed[0]}")
+        return min(start + step, n) - start
+
+    began = time.perf_counter()
+    with ThreadPoolExecutor(senders) as pool:
+        sent = sum(pool.map(send, range(0, n, step)))
+    rate = sent / (time.perf_counter() - began)
     client.indices.put_settings(index=name, body={"index": {"refresh_interval": "1s"}})
     client.indices.refresh(index=name)
+    client.indices.put_mapping(index=name, body={"_meta": {"scale_build": {"documents": n, "docs_per_s": rate}}})
     return rate
 
 
+def ready(client: Any, name: str, base: list[tuple[str, SparseVector, str]], n: int, *, reuse: bool,
+          **options: Any) -> float:  # fmt: skip
+    """Build `name`, or with `reuse` keep a complete one from an earlier run (and the rate it was built at)."""
+    if client.indices.exists(index=name):
+        recorded = client.indices.get_mapping(index=name)[name]["mappings"].get("_meta", {}).get("scale_build", {})
+        if reuse and recorded.get("documents") == n and int(client.count(index=name)["count"]) == n:
+            print(f"  reusing {name} (built at {recorded['docs_per_s']:,.0f} docs/s)", flush=True)
+            return float(recorded["docs_per_s"])
+        client.indices.delete(index=name)
+    print(f"  building {name} ...", flush=True)
+    return build(client, name, base, n, **options)
+
+
 def size_on_disk(client: Any, name: str) -> int:
-    patient, timeout = engine_for(client).with_timeout(client, 1800)
+    """Bytes on disk once merged to one segment, after the engine has let go of its recovery copies.
+
+    An index that leaves fields out of `_source` keeps a full copy (`_recovery_source`) of each document until
+    its shard's retention leases have moved past it, and only a merge after that drops it."""
+    client.indices.flush(index=name)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and not leases_caught_up(client, name):
+        time.sleep(5)
+    patient, timeout = engine_for(client).with_timeout(client, 3600)
     patient.indices.forcemerge(index=name, max_num_segments=1, **timeout)
     client.indices.refresh(index=name)
     return int(client.indices.stats(index=name, metric="store")["indices"][name]["primaries"]["store"]["size_in_bytes"])
+
+
+def size_unmerged(client: Any, name: str) -> int:
+    """Bytes on disk as the index stands (refreshed and flushed, segments as the merge policy left them)."""
+    client.indices.refresh(index=name)
+    client.indices.flush(index=name)
+    stats = client.indices.stats(index=name, metric="store,segments")["indices"][name]["primaries"]
+    print(f"  {name}: {stats['segments']['count']} segments, not force-merged", flush=True)
+    return int(stats["store"]["size_in_bytes"])
+
+
+def leases_caught_up(client: Any, name: str) -> bool:
+    shards = client.indices.stats(index=name, level="shards")["indices"][name]["shards"]
+    for copies in shards.values():
+        for copy in copies:
+            leases = copy.get("retention_leases", {}).get("leases", [])
+            if any(lease["retaining_seq_no"] <= copy["seq_no"]["max_seq_no"] for lease in leases):
+                return False
+    return True
 
 
 def timed(client: Any, index: str, bodies: list[dict[str, Any]], repeat: int) -> list[float]:
@@ -103,6 +182,16 @@ def main() -> int:
     parser.add_argument("--plot", default=str(REPO / "docs" / "scale.png"))
     parser.add_argument("--json", dest="json_file")
     parser.add_argument("--keep", action="store_true", help="keep the indices afterwards")
+    parser.add_argument("--reuse", action="store_true", help="reuse complete indices kept by an earlier --keep run")
+    parser.add_argument("--source-split", default="",
+                        help="sizes (comma-separated) also built with the vector left out of _source, to split "
+                        "postings from stored source")
+    parser.add_argument("--separate-bm25-max", type=int, default=100_000,
+                        help="largest size that gets its own BM25-only index (larger: BM25 on the SPLADE index)")
+    parser.add_argument("--merge-max", type=int, default=100_000,
+                        help="largest size force-merged to one segment before measuring (larger: as built)")
+    parser.add_argument("--build-only", action="store_true", help="build (or keep) the indices, measure nothing")
+    parser.add_argument("--skip-tune", action="store_true", help="time exact, default two-phase and BM25 only")
     args = parser.parse_args()
     if not Path(args.dataset, "corpus.jsonl").is_file():
         print(f"no BEIR collection at {args.dataset}: pass --dataset FOLDER (corpus.jsonl, queries.jsonl, qrels/)")
@@ -111,28 +200,31 @@ def main() -> int:
     engine = engine_for(client)
     encoder = SpladeEncoder(args.model)
     dataset = load_beir(args.dataset)
-    real = default_index_name(dataset, encoder.manifest)
-    if not client.indices.exists(index=real):
-        print(f"encoding and indexing {dataset.corpus} into {real} once ...", flush=True)
-        evaluate(args.dataset, encoder, client=client, index=real, modes=())
-    texts = {}
-    with open(dataset.corpus, encoding="utf-8") as corpus:
-        for line in corpus:
-            record = json.loads(line)
-            texts[str(record["_id"])] = f"{record.get('title', '')} {record.get('text', '')}".strip()
-    base = [(doc_id, vector, texts.get(doc_id, "")) for doc_id, vector in stored_vectors(client, real) if vector]
+    base = [(doc_id, vector, f"{record['title']} {record['text']}".strip())
+            for doc_id, vector, record in real_documents(client, encoder, dataset) if vector]  # fmt: skip
     queries = dict(list(dataset.queries.items())[: args.queries])
     print(f"{engine.label}; {len(base)} real document vectors; {len(queries)} queries; k = 10")
 
     rows = []
+    split_sizes = {int(s) for s in args.source_split.split(",") if s}
     for n in [int(s) for s in args.sizes.split(",")]:
-        name, bm25_name = f"bench-scale-{n}", f"bench-scale-{n}-bm25"
-        for old in (name, bm25_name):
-            if client.indices.exists(index=old):
-                client.indices.delete(index=old)
-        rate = build(client, name, base, n, vectors=True)
-        build(client, bm25_name, base, n, vectors=False)
-        size, bm25_size = size_on_disk(client, name), size_on_disk(client, bm25_name)
+        name, bm25_name, lean_name = f"bench-scale-{n}", f"bench-scale-{n}-bm25", f"bench-scale-{n}-lean"
+        # Past --separate-bm25-max, BM25 is timed on the SPLADE index's own text fields (the same postings a
+        # BM25-only index would hold) and no BM25-only copy is built; past --merge-max, sizes are read unmerged.
+        separate, lean, merge = n <= args.separate_bm25_max, n in split_sizes, n <= args.merge_max
+        wanted = [(name, True, True), *([(bm25_name, False, True)] if separate else []),
+                  *([(lean_name, True, False)] if lean else [])]  # fmt: skip
+        built = {index: ready(client, index, base, n, reuse=args.reuse, vectors=vectors, in_source=in_source)
+                 for index, vectors, in_source in wanted}  # fmt: skip
+        if args.build_only:
+            continue
+        rate = built[name]
+        measure = size_on_disk if merge else size_unmerged
+        size = measure(client, name)
+        bm25_size = measure(client, bm25_name) if separate else None
+        lean_size = measure(client, lean_name) if lean else None
+        if not separate:
+            bm25_name = name
         with Searcher(name, encoder, client=client, force=True) as searcher:
             logic = searcher.logic
             vectors = [encoder.encode_queries([t])[0] for t in queries.values()]
@@ -141,25 +233,37 @@ def main() -> int:
                 "exact": [logic.request_for(v, 10, None) for v in vectors],
                 "default two-phase": [logic.request_for(v, 10, TwoPhaseSettings()) for v in vectors],
             }
-            result = tune(searcher, queries, k=10, target=0.99, repeat=1)
-            default = next((t for t in result.trials if t.settings == TwoPhaseSettings(window=50)), None)
-            chosen = result.chosen
+            result = None if args.skip_tune else tune(searcher, queries, k=10, target=0.99, repeat=1)
+            trials = result.trials if result else []
+            default = next((t for t in trials if t.settings == TwoPhaseSettings(window=50)), None)
+            chosen = result.chosen if result else None
             if chosen is not None and chosen.settings is not None:
                 bodies["tuned two-phase"] = [logic.request_for(v, 10, chosen.settings) for v in vectors]
         # Timed in alternating passes so that every mode sees the same machine state.
+        # Where a BM25-only index exists, BM25 is also timed on the SPLADE index's text fields, which shows whether
+        # the larger sizes (BM25 timed there only) compare like with like.
         latency: dict[str, list[float]] = {mode: [] for mode in [*bodies, "bm25"]}
+        if bm25_name != name:
+            latency["bm25 on SPLADE index"] = []
         for _ in range(args.repeat):
             for mode, mode_bodies in bodies.items():
                 latency[mode] += timed(client, name, mode_bodies, 1)
             latency["bm25"] += timed(client, bm25_name, bm25_bodies, 1)
+            if bm25_name != name:
+                latency["bm25 on SPLADE index"] += timed(client, name, bm25_bodies, 1)
         bm25_p50 = statistics.median(latency["bm25"])
         row: dict[str, Any] = {
-            "documents": n, "docs_per_s": rate, "bytes": size, "bm25_bytes": bm25_size,
+            "documents": n, "docs_per_s": rate, "bytes": size, "bm25_bytes": bm25_size, "lean_bytes": lean_size,
             "default_agreement": default.agreement if default else None,
             "tuned": chosen.label if chosen else None, "tuned_agreement": chosen.agreement if chosen else None,
         }  # fmt: skip
-        print(f"\n{n:,} documents: indexed at {rate:,.0f} docs/s; {size / 2**20:,.1f} MiB vs BM25 only "
-              f"{bm25_size / 2**20:,.1f} MiB = {size / bm25_size:.2f}x")  # fmt: skip
+        versus = f"vs BM25 only {bm25_size / 2**20:,.1f} MiB = {size / bm25_size:.2f}x" if bm25_size else \
+            "(no BM25-only copy at this size)"
+        print(f"\n{n:,} documents: indexed at {rate:,.0f} docs/s; {size / 2**20:,.1f} MiB {versus}")
+        if lean_size is not None and bm25_size:
+            print(f"  vector left out of _source: {lean_size / 2**20:,.1f} MiB = {lean_size / bm25_size:.2f}x BM25; "
+                  f"the vector in _source costs {(size - lean_size) / 2**20:,.1f} MiB, "
+                  f"its postings {(lean_size - bm25_size) / 2**20:,.1f} MiB")  # fmt: skip
         for mode, values in latency.items():
             p50, p95 = statistics.median(values), float(np.percentile(values, 95))
             row[mode] = {"p50_ms": p50, "p95_ms": p95, "vs_bm25": p50 / bm25_p50}
@@ -167,10 +271,13 @@ def main() -> int:
             agree = agreement.get(mode)
             extra = f"  agreement {agree:.3f}" if agree is not None else ""
             print(f"  {mode:<18} p50 {p50:7.2f} ms  p95 {p95:7.2f} ms  p50 {p50 / bm25_p50:5.2f}x BM25{extra}")
-        print(f"  tuned setting: {row['tuned'] or result.reason}")
+        if result is not None:
+            print(f"  tuned setting: {row['tuned'] or result.reason}")
         rows.append(row)
         if not args.keep:
-            client.indices.delete(index=f"{name},{bm25_name}")
+            client.indices.delete(index=",".join(built))
+    if args.build_only:
+        return 0
     if args.json_file:
         Path(args.json_file).write_text(json.dumps({"engine": engine.label, "rows": rows}, indent=2))
     _plot(rows, args.plot, engine.label)
@@ -197,7 +304,12 @@ def _plot(rows: list[dict[str, Any]], path: str, label: str) -> None:
     left.set_title(f"latency ({label})")
     left.legend(fontsize=8)
     right.plot(sizes, [r["bytes"] / 2**20 for r in rows], "o-", label="SPLADE + BM25 fields")
-    right.plot(sizes, [r["bm25_bytes"] / 2**20 for r in rows], "x:", label="BM25 only")
+    lean = [(r["documents"], r["lean_bytes"] / 2**20) for r in rows if r.get("lean_bytes")]
+    if lean:
+        right.plot(*zip(*lean, strict=True), "s--", label="SPLADE + BM25, vector not in _source")
+    bm25 = [(r["documents"], r["bm25_bytes"] / 2**20) for r in rows if r.get("bm25_bytes")]
+    if bm25:
+        right.plot(*zip(*bm25, strict=True), "x:", label="BM25 only")
     right.set_xscale("log")
     right.set_yscale("log")
     right.set_xlabel("documents")

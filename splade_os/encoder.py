@@ -123,6 +123,8 @@ class SpladeEncoder:
     `batch_size` fixes the number of texts per run; by default batches hold about `DEFAULT_BATCH_TOKENS`
     token rows. `long_documents="truncate"` keeps the first `max_length` tokens and counts the text in
     `truncated`; `"split"` encodes overlapping windows (`stride` tokens of overlap) and max-pools them.
+    Pruning drops weights below `min_weight` or below `max_ratio` x the text's largest weight, then keeps the
+    `top_k` heaviest.
 
     One encoder may be shared by many threads (a web server's, `AsyncSearcher`'s): every tokenizer is configured
     once at load time and never changed, `truncated` is counted under a lock, and the worker pool is created with
@@ -140,6 +142,7 @@ class SpladeEncoder:
         max_length: int | None = None,
         top_k: int | None = None,
         min_weight: float = 0.0,
+        max_ratio: float = 0.0,
         long_documents: str = "truncate",
         stride: int = DEFAULT_STRIDE,
         query_mode: str | None = None,
@@ -179,6 +182,9 @@ class SpladeEncoder:
         if not (min_weight >= 0.0):
             raise ConfigError(f"min_weight must be >= 0, got {min_weight}")
         self.min_weight = float(min_weight)
+        if not (0.0 <= max_ratio < 1.0):
+            raise ConfigError(f"max_ratio (share of a text's largest weight kept) must be in [0, 1), got {max_ratio}")
+        self.max_ratio = float(max_ratio)
         self.query_mode = query_mode or str(self.manifest.get("query_mode", "model"))
         if self.query_mode not in QUERY_MODES:
             raise ConfigError(f"query_mode must be one of {', '.join(QUERY_MODES)}, got {self.query_mode!r}")
@@ -443,7 +449,8 @@ class SpladeEncoder:
     def _to_vector(self, row: np.ndarray) -> SparseVector:
         row = row.copy()
         row[self.special_ids] = 0.0
-        keep = np.flatnonzero((row > 0.0) & (row >= self.min_weight))
+        threshold = max(self.min_weight, self.max_ratio * float(row.max())) if row.size else self.min_weight
+        keep = np.flatnonzero((row > 0.0) & (row >= threshold))
         if self.top_k is not None and len(keep) > self.top_k:
             # Ties at the cut are broken by token id so the result does not depend on the sort's internals.
             order = np.lexsort((keep, -row[keep]))

@@ -35,7 +35,10 @@ def _template() -> dict[str, Any]:
 
 
 def encoder_meta(
-    manifest: Mapping[str, Any], pruning: Mapping[str, Any] | None = None, analyzer: str | None = None
+    manifest: Mapping[str, Any],
+    pruning: Mapping[str, Any] | None = None,
+    analyzer: str | None = None,
+    vectors_in_source: bool = True,
 ) -> dict[str, Any]:
     """What `_meta` records about the encoder: enough to refuse queries from a different one."""
     from splade_os import __version__
@@ -45,6 +48,7 @@ def encoder_meta(
         "splade_os_version": __version__,
         "pruning": dict(pruning or {}),
         "analyzer": analyzer or default_analyzer(),
+        "vectors_in_source": vectors_in_source,
     }
 
 
@@ -57,8 +61,12 @@ def index_body(
     extra_properties: Mapping[str, Any] | None = None,
     engine: Engine | None = None,
     analyzer: str | None = None,
+    vectors_in_source: bool = True,
 ) -> dict[str, Any]:
     """The create-index body: BM25 text fields with `analyzer`, the engine's vector field, and the encoder in `_meta`.
+
+    `vectors_in_source=False` leaves the vector out of the stored `_source`: the postings still score it, but
+    reading a document back no longer returns its vector (explanations then re-encode the document's text).
 
     The template is written for OpenSearch (`rank_features`); another engine swaps in its own vector field.
     """
@@ -72,8 +80,10 @@ def index_body(
     properties[VECTOR_FIELD] = engine.vector_mapping()
     for name in ("title", "text"):
         properties[name]["analyzer"] = analyzer
+    if not vectors_in_source:
+        body["mappings"]["_source"] = {"excludes": [VECTOR_FIELD]}
     if manifest is not None:
-        body["mappings"]["_meta"] = {META_KEY: encoder_meta(manifest, pruning, analyzer)}
+        body["mappings"]["_meta"] = {META_KEY: encoder_meta(manifest, pruning, analyzer, vectors_in_source)}
     if extra_properties:
         body["mappings"]["properties"].update(extra_properties)
     return body

@@ -65,8 +65,9 @@ def reindex(
             f"build one with `splade-os index CORPUS --index NEW_NAME`"
         )
     previous_count = _count(client, previous)
-    if analyzer is None and previous:  # the new version analyses text like the one it replaces
-        recorded = read_index_meta(client, previous[0]).get("analyzer")
+    meta = read_index_meta(client, previous[0]) if previous else {}
+    if analyzer is None:  # the new version analyses text like the one it replaces
+        recorded = meta.get("analyzer")
         analyzer = recorded if isinstance(recorded, str) else None
     common: dict[str, Any] = dict(
         index=alias, encoder=encoder, allow_failures=allow_failures, delete_previous=False, shards=shards,
@@ -78,7 +79,11 @@ def reindex(
             client, alias, text_field=text_field, title_field=title_field, recreate=True, skip_empty=False, **common
         )
     else:
-        summary = index_corpus(client, corpus, recreate=True, **(corpus_options or {}), **common)
+        # ... and keeps (or leaves out) vectors in `_source` as it did.
+        in_source = meta.get("vectors_in_source", True) is not False
+        summary = index_corpus(
+            client, corpus, recreate=True, vectors_in_source=in_source, **(corpus_options or {}), **common
+        )
     problems = summary.problems(allow_failures=allow_failures)
     swapped = aliases.resolve(client, alias) == [summary.index]
     deleted: tuple[str, ...] = ()

@@ -154,11 +154,17 @@ class _SearchLogic:
         self.two_phase_source = "given" if two_phase is not None else "default"
         self.bm25_fields = tuple(bm25_fields)
         self.max_clauses = 1024
+        # What the index recorded about its documents (use_stored): whether `_source` holds their vectors, and the
+        # pruning they were indexed with, so an explanation can rebuild a vector the index does not return.
+        self.vectors_in_source = True
+        self.document_pruning: Mapping[str, Any] = {}
 
     def _source(self, explain: bool, fields: Sequence[str] | None) -> dict[str, Any]:
-        # Vectors are large; send them back only when an explanation needs them.
+        # Vectors are large; send them back only when an explanation needs them (or, when the index keeps them out
+        # of `_source`, the texts an explanation re-encodes).
+        needs = [self.field_name] if self.vectors_in_source else ["title", "text"]
         if fields is not None:
-            return {"includes": [*fields, *([self.field_name] if explain else [])]}
+            return {"includes": [*fields, *(needs if explain else [])]}
         return {"excludes": []} if explain else {"excludes": [self.field_name]}
 
     def prepare(
@@ -207,6 +213,9 @@ class _SearchLogic:
 
     def use_stored(self, meta: Mapping[str, Any]) -> None:
         """Take the two-phase setting `tune` stored in the index's `_meta`, unless one was given explicitly."""
+        self.vectors_in_source = meta.get("vectors_in_source", True) is not False
+        pruning = meta.get("pruning")
+        self.document_pruning = pruning if isinstance(pruning, Mapping) else {}
         stored = stored_settings(meta)
         if self.two_phase is None and stored is not None:
             self.two_phase, self.two_phase_source = stored.settings, f"tuned {stored.tuned_at[:10]} at " \
@@ -236,12 +245,33 @@ class _SearchLogic:
         else:
             ranked_hits = ranked[0][:k]
         hits = []
-        for doc_id, score in ranked_hits:
+        rebuilt = self._rebuilt_vectors([sources[d] for d, _ in ranked_hits]) if explain else []
+        for i, (doc_id, score) in enumerate(ranked_hits):
             source = dict(sources[doc_id])
             vector_field = source.pop(self.field_name, None)
-            why = explain_hit(prepared.vector, vector_field, self.engine) if explain else None
+            why = None
+            if explain:
+                why = explain_hit(prepared.vector, vector_field, self.engine) if vector_field else \
+                    prepared.vector.contributions(rebuilt[i]) if rebuilt else []
             hits.append(Hit(doc_id, score, source, why))
         return hits
+
+    def _rebuilt_vectors(self, sources: list[Mapping[str, Any]]) -> list[SparseVector]:
+        """Document vectors re-encoded from the hits' texts, for an index that keeps vectors out of `_source`.
+
+        The same model (checked against `_meta`) and the pruning the index recorded give back the indexed vector."""
+        encode = getattr(self.encoder, "encode_documents", None)
+        if self.vectors_in_source or encode is None or not sources:
+            return []
+        texts = [f"{s.get('title') or ''} {s.get('text') or ''}".strip() for s in sources]
+        return [prune_like_index(v, self.document_pruning) for v in encode(texts)]
+
+
+def prune_like_index(vector: SparseVector, pruning: Mapping[str, Any]) -> SparseVector:
+    """Apply the document pruning an index recorded in `_meta` (see `SpladeEncoder`): thresholds, then top-k."""
+    pruned = vector.prune(float(pruning.get("min_weight") or 0.0), float(pruning.get("max_ratio") or 0.0))
+    top_k = pruning.get("top_k")
+    return pruned.top_k(int(top_k)) if top_k else pruned
 
 
 def explain_hit(

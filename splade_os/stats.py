@@ -56,6 +56,7 @@ class IndexStats:
     vocab_size: int | None
     encoder: str | None
     bm25: Bm25Comparison | None
+    notes: tuple[str, ...] = ()
 
     @property
     def vocab_coverage(self) -> float | None:
@@ -172,11 +173,17 @@ def index_stats(
     store = client.indices.stats(index=index, metric="store")["_all"]
     counts: list[int] = []
     distinct: set[str] = set()
-    for vector in _vectors(client, index, documents, sample):
+    notes: tuple[str, ...] = ()
+    # An index built with --no-vectors-in-source cannot give its vectors back: neither counts nor a copy are possible.
+    in_source = meta.get("vectors_in_source", True) is not False
+    if not in_source:
+        notes = ("the index keeps vectors out of _source: features per document and the BM25-only comparison "
+                 "need them (build a copy with vectors to measure them)",)  # fmt: skip
+    for vector in _vectors(client, index, documents, sample) if in_source else ():
         counts.append(len(vector))
         distinct.update(vector)
     counts.sort()
-    bm25 = compare_bm25(client, index, bm25_docs) if bm25_docs and documents else None
+    bm25 = compare_bm25(client, index, bm25_docs) if bm25_docs and documents and in_source else None
     return IndexStats(
         index=index, indices=tuple(concrete), documents=documents,
         primary_bytes=int(store["primaries"]["store"]["size_in_bytes"]),
@@ -185,7 +192,7 @@ def index_stats(
         avg_features=sum(counts) / len(counts) if counts else 0.0,
         p50_features=percentile(counts, 50), p95_features=percentile(counts, 95),
         max_features=counts[-1] if counts else 0, distinct_features=len(distinct), vocab_size=vocab_size,
-        encoder=(meta.get("encoder") or {}).get("name"), bm25=bm25,
+        encoder=(meta.get("encoder") or {}).get("name"), bm25=bm25, notes=notes,
     )  # fmt: skip
 
 
@@ -206,17 +213,19 @@ def format_stats(s: IndexStats) -> str:
         f"index               {s.index} -> {', '.join(s.indices)}" + (f" (encoder {s.encoder})" if s.encoder else ""),
         f"documents           {s.documents:,}",
         f"size on disk        {_size(s.primary_bytes)} primaries, {_size(s.total_bytes)} with replicas",
-        f"features per doc    avg {s.avg_features:.1f}, p50 {s.p50_features:.0f}, p95 {s.p95_features:.0f}, "
-        f"max {s.max_features} (from {how})",
     ]
-    coverage = f"{s.distinct_features:,} distinct features"
-    if s.vocab_coverage is not None:
-        coverage += f" of a {s.vocab_size:,}-token vocabulary ({s.vocab_coverage:.1%})"
-    lines.append(f"vocabulary coverage {coverage}" + ("" if s.exact else " in the sample"))
+    if s.sampled:
+        lines.append(f"features per doc    avg {s.avg_features:.1f}, p50 {s.p50_features:.0f}, "
+                     f"p95 {s.p95_features:.0f}, max {s.max_features} (from {how})")  # fmt: skip
+        coverage = f"{s.distinct_features:,} distinct features"
+        if s.vocab_coverage is not None:
+            coverage += f" of a {s.vocab_size:,}-token vocabulary ({s.vocab_coverage:.1%})"
+        lines.append(f"vocabulary coverage {coverage}" + ("" if s.exact else " in the sample"))
     if s.bm25:
         b = s.bm25
         lines.append(
             f"vs BM25 only        {_size(b.with_vectors_bytes)} with vectors vs {_size(b.bm25_only_bytes)} without "
             f"= {b.ratio:.2f}x (copies of {b.docs:,} documents, one segment each)"
         )
+    lines += [f"note                {n}" for n in s.notes]
     return "\n".join(lines)

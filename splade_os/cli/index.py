@@ -131,6 +131,11 @@ def format_summary(s: IndexSummary) -> str:
 @click.option("--max-length", type=int, help="Longest document in tokens (default: the model's).")
 @click.option("--top-k", type=int, help="Keep only the k heaviest terms of each document vector.")
 @click.option("--min-weight", default=0.0, show_default=True, help="Drop document terms lighter than this.")
+@click.option("--prune-ratio", default=0.0, show_default=True,
+              help="Drop document terms lighter than this share of the document's largest weight (e.g. 0.1).")
+@click.option("--vectors-in-source/--no-vectors-in-source", default=None,
+              help="Keep each vector in the stored _source too (the default; --from-index: the source's choice). "
+              "Leaving it out saves disk; explanations then re-encode the hit's text.")
 @click.option(
     "--long-documents",
     type=click.Choice(("truncate", "split")),
@@ -170,6 +175,8 @@ def index(
     max_length: int | None,
     top_k: int | None,
     min_weight: float,
+    prune_ratio: float,
+    vectors_in_source: bool | None,
     long_documents: str,
     log_every: float,
     settings: ConnectionSettings,
@@ -191,7 +198,7 @@ def index(
 
         encoder = SpladeEncoder(
             model_dir, threads=threads, max_length=max_length, top_k=top_k, min_weight=min_weight,
-            long_documents=long_documents,
+            max_ratio=prune_ratio, long_documents=long_documents,
         )  # fmt: skip
         options = BulkOptions(
             batch_size=batch_size, chunk_bytes=chunk_bytes, max_retries=max_retries, retry_for=retry_for,
@@ -207,7 +214,8 @@ def index(
         try:
             if from_index:
                 summary = reencode_index(
-                    client, from_index, text_field=text_field, title_field=title_field, recreate=recreate, **common
+                    client, from_index, text_field=text_field, title_field=title_field, recreate=recreate,
+                    vectors_in_source=vectors_in_source, **common,
                 )  # copies every document: an empty text is still a document
             else:
                 assert corpus is not None
@@ -215,7 +223,7 @@ def index(
                 summary = index_corpus(
                     client, corpus, names=names, corpus_format=corpus_format, recreate=recreate, resume=resume,
                     columns=columns.split(",") if columns else None, checkpoint=checkpoint,
-                    skip_empty=not index_empty, **common,
+                    skip_empty=not index_empty, vectors_in_source=vectors_in_source is not False, **common,
                 )  # fmt: skip
         finally:
             report.close()

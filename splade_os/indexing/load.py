@@ -96,6 +96,7 @@ def index_corpus(
     dead_letter: Path | None = None,
     options: BulkOptions | None = None,
     on_progress: Callable[[Progress], None] | None = None,
+    vectors_in_source: bool = True,
 ) -> IndexSummary:
     """Index a corpus file, BEIR folder or `-` (stdin) into alias `index`; see the package docstring.
 
@@ -106,7 +107,7 @@ def index_corpus(
         recreate=recreate, resume=resume, skip_empty=skip_empty, allow_failures=allow_failures,
         delete_previous=delete_previous, shards=shards, replicas=replicas, analyzer=analyzer or default_analyzer(),
         checkpoint=checkpoint or default_checkpoint(index), dead_letter=dead_letter or default_dead_letter(index),
-        bulk=options or BulkOptions(),
+        bulk=options or BulkOptions(), vectors_in_source=vectors_in_source,
     )  # fmt: skip
     reader = CorpusReader(source, corpus_format=corpus_format, names=names, columns=columns)
     try:
@@ -133,6 +134,7 @@ def reencode_index(
     dead_letter: Path | None = None,
     options: BulkOptions | None = None,
     on_progress: Callable[[Progress], None] | None = None,
+    vectors_in_source: bool | None = None,
 ) -> IndexSummary:
     """Read `source_index` (scroll), encode `text_field` (with `title_field`), and write alias `index`.
 
@@ -140,7 +142,8 @@ def reencode_index(
     once verified: readers move to the new vectors atomically. The old version is kept unless `delete_previous`.
     Every document is copied, an empty text included (it gets an empty vector and stays findable by its fields),
     and the alias moves only when the new index holds as many documents as the source did. The new version keeps
-    the source's BM25 analyzer unless `analyzer` is given.
+    the source's BM25 analyzer, and its choice of vectors in `_source`, unless `analyzer`/`vectors_in_source` is
+    given.
     """
     bulk = options or BulkOptions()
     names = FieldNames(id="_id", text=text_field, title=title_field)
@@ -151,6 +154,7 @@ def reencode_index(
         recreate=recreate, skip_empty=skip_empty, allow_failures=allow_failures, delete_previous=delete_previous,
         shards=shards, replicas=replicas, analyzer=analyzer or source.analyzer() or default_analyzer(),
         checkpoint=None, dead_letter=dead_letter or default_dead_letter(index), bulk=bulk,
+        vectors_in_source=source.vectors_in_source() if vectors_in_source is None else vectors_in_source,
     )  # fmt: skip
     return load(client, source, index, encoder, opts, on_progress)
 

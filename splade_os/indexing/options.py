@@ -52,6 +52,7 @@ class LoadOptions:
     shards: int = 1
     replicas: int = 1
     analyzer: str = field(default_factory=default_analyzer)  # of the BM25 text fields of a new index
+    vectors_in_source: bool = True  # False: a new index leaves vectors out of `_source` (postings only)
     checkpoint: Path | None = None  # None: the source cannot be resumed
     dead_letter: Path = Path("dead-letter.jsonl")
     bulk: BulkOptions = field(default_factory=lambda: BulkOptions())

@@ -63,10 +63,17 @@ class IndexSource:
 
     def analyzer(self) -> str | None:
         """The BM25 analyzer the source index was built with, from its `_meta` (None if it recorded none)."""
+        value = self._meta().get("analyzer")
+        return value if isinstance(value, str) else None
+
+    def vectors_in_source(self) -> bool:
+        """Whether the source index keeps its vectors in `_source` (indices that recorded nothing do)."""
+        return self._meta().get("vectors_in_source", True) is not False
+
+    def _meta(self) -> dict[str, Any]:
         from splade_os.mappings import read_index_meta
 
-        value = read_index_meta(self.client, self.index).get("analyzer")
-        return value if isinstance(value, str) else None
+        return read_index_meta(self.client, self.index)
 
     def digest(self) -> str:
         return ""

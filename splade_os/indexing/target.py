@@ -27,10 +27,10 @@ class Target:
 
 def create_index(client: Any, index: str, encoder: DocumentEncoder, opts: LoadOptions) -> Any:
     # The document pruning the encoder applies is part of what the index holds: `_meta` records it.
-    pruning = {name: value for name in ("top_k", "min_weight") if (value := getattr(encoder, name, None))}
+    pruning = {name: value for name in ("top_k", "min_weight", "max_ratio") if (value := getattr(encoder, name, None))}
     body = index_body(
         shards=opts.shards, replicas=opts.replicas, manifest=encoder.manifest, engine=engine_for(client),
-        analyzer=opts.analyzer, pruning=pruning,
+        analyzer=opts.analyzer, pruning=pruning, vectors_in_source=opts.vectors_in_source,
     )  # fmt: skip
     restore = body["settings"]["index"].get("refresh_interval")
     body["settings"]["index"]["refresh_interval"] = "-1"  # no refreshes during a bulk load; restored at the end

@@ -1,0 +1,110 @@
+"""Smaller indices against a real node: vectors left out of `_source`, and document pruning by ratio.
+
+An index built with `--no-vectors-in-source` must score exactly like one that keeps them (the postings are the
+same), say so in `_meta`, keep explanations working (by re-encoding the hit's text with the recorded pruning),
+and keep its choice through a re-encode. How much disk it saves is measured by benchmarks/scale.py
+(`--source-split`): the engine keeps a recovery copy of the full source until its retention leases move on and a
+merge drops it, so a freshly built index is not yet smaller.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from conftest import BUNDLED_MODEL, delete_indices
+from opensearchpy import OpenSearch
+from synthetic_corpus import write_collection
+
+from splade_os import aliases
+from splade_os.cli.index import index as index_command
+from splade_os.encoder import SpladeEncoder
+from splade_os.mappings import VECTOR_FIELD, read_index_meta
+from splade_os.search import Searcher
+
+pytestmark = pytest.mark.engine
+
+QUERIES = ["protein folding in cells", "vaccine trial results", "gene expression and cancer risk"]
+
+
+def _index(corpus: Path, alias: str, *extra: str) -> None:
+    args = [str(corpus), "--index", alias, "--model", str(BUNDLED_MODEL), "--replicas", "0", *extra]
+    result = CliRunner().invoke(index_command, args)
+    assert result.exit_code == 0, result.output
+
+
+@pytest.fixture
+def built(
+    engine_client: OpenSearch, index_name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> tuple[str, str]:
+    """The same 48 documents, pruned the same way, with and without the vectors in `_source`."""
+    monkeypatch.chdir(tmp_path)
+    corpus = write_collection(tmp_path, documents=48) / "corpus.jsonl"
+    full, lean = f"{index_name}-full", f"{index_name}-lean"
+    _index(corpus, full, "--prune-ratio", "0.1", "--top-k", "60")
+    _index(corpus, lean, "--prune-ratio", "0.1", "--top-k", "60", "--no-vectors-in-source")
+    return full, lean
+
+
+def test_a_lean_index_records_its_choices_and_returns_no_vectors(
+    engine_client: OpenSearch, built: tuple[str, str]
+) -> None:
+    full, lean = built
+    (lean_index,) = aliases.resolve(engine_client, lean)
+    meta = read_index_meta(engine_client, lean_index)
+    assert meta["vectors_in_source"] is False and meta["pruning"] == {"top_k": 60, "max_ratio": 0.1}
+    assert read_index_meta(engine_client, aliases.resolve(engine_client, full)[0])["vectors_in_source"] is True
+    hits = engine_client.search(index=lean, body={"size": 100, "query": {"match_all": {}}})["hits"]["hits"]
+    assert len(hits) == 48 and all(VECTOR_FIELD not in h["_source"] and h["_source"]["text"] for h in hits)
+    # Pruning by ratio held at index time: no stored weight of the full index is under 0.1 x its largest.
+    stored = engine_client.search(index=full, body={"size": 100, "query": {"match_all": {}}})["hits"]["hits"]
+    for hit in stored:
+        weights = hit["_source"][VECTOR_FIELD].values()
+        assert 0 < len(weights) <= 60 and min(weights) >= 0.1 * max(weights)
+
+
+def test_a_lean_index_ranks_and_explains_like_a_full_one(engine_client: OpenSearch, built: tuple[str, str]) -> None:
+    full, lean = built
+    with SpladeEncoder(BUNDLED_MODEL) as encoder:
+        with (
+            Searcher(full, encoder, client=engine_client) as on_full,
+            Searcher(lean, encoder, client=engine_client) as on_lean,
+        ):
+            for query in QUERIES:
+                a = on_full.search(query, k=5, mode="splade", explain=True)
+                b = on_lean.search(query, k=5, mode="splade", explain=True)
+                assert [h.id for h in a.hits] == [h.id for h in b.hits]
+                assert [h.score for h in a.hits] == pytest.approx([h.score for h in b.hits], rel=1e-6)
+                for x, y in zip(a.hits, b.hits, strict=True):
+                    assert VECTOR_FIELD not in y.source and y.explanation
+                    assert dict(y.explanation) == pytest.approx(dict(x.explanation), rel=1e-5)
+                    # The re-encoded contributions add up to the engine's score (Lucene stores weights rounded).
+                    assert sum(w for _, w in y.explanation) == pytest.approx(y.score, rel=1e-2)
+
+
+def test_a_re_encode_keeps_vectors_out_of_source(
+    engine_client: OpenSearch, built: tuple[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _, lean = built
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(
+        index_command, ["--from-index", lean, "--index", lean, "--recreate", "--model", str(BUNDLED_MODEL),
+                        "--replicas", "0"],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    (current,) = aliases.resolve(engine_client, lean)
+    assert current.endswith("-v2") and read_index_meta(engine_client, current)["vectors_in_source"] is False
+    assert int(engine_client.count(index=lean)["count"]) == 48
+    delete_indices(engine_client, f"{lean}*")
+
+
+def test_stats_says_what_a_lean_index_cannot_report(engine_client: OpenSearch, built: tuple[str, str]) -> None:
+    from splade_os.stats import format_stats, index_stats
+
+    full, lean = built
+    on_full, on_lean = index_stats(engine_client, full, bm25_docs=100), index_stats(engine_client, lean, bm25_docs=100)
+    assert on_full.sampled == 48 and on_full.bm25 is not None and not on_full.notes
+    assert on_lean.documents == 48 and on_lean.sampled == 0 and on_lean.bm25 is None
+    text = format_stats(on_lean)
+    assert "keeps vectors out of _source" in text and "features per doc    avg" not in text
