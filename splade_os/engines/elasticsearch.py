@@ -94,7 +94,8 @@ class ElasticsearchEngine:
                 cluster=cluster, index=[{"names": [alias, concrete], "privileges": index}]
             )
         except es.ApiError as err:
-            if err.meta.status in (400, 404, 500):  # security is off: there is nothing to ask
+            # Security off: "Security must be explicitly enabled" (500), or no such endpoint.
+            if err.meta.status in (400, 404, 500) or "must be explicitly enabled" in str(err):
                 return None
             raise
         have_cluster = answer.get("cluster", {})
