@@ -252,6 +252,18 @@ def _prepare_elasticsearch(dist: Path, config: Path, java_home: Path, creds: Cre
     env = {**os.environ, "ES_JAVA_HOME": str(java_home), "ES_PATH_CONF": str(config)}
     env.pop("JAVA_HOME", None)
     certs = config / "certs"
+    if not (certs / "ca" / "ca.crt").is_file() or not (certs / "node" / "node.crt").is_file():
+        _make_certificates(dist, certs, env)  # kept across restarts: a CA copied elsewhere stays valid
+    roles = {name: privileges(ELASTICSEARCH.name, name) for name in ROLES}
+    (config / "roles.yml").write_text(roles_yml(roles, NODE_PATTERNS))
+    users = str(dist / "bin" / "elasticsearch-users")
+    for name, role in ((ADMIN, "superuser"), (INDEXER, INDEXER), (SEARCHER, SEARCHER)):
+        password = creds.users[name]
+        # The password goes through stdin, never the command line (other local users can read that).
+        _run([users, "useradd", name, "-r", role], env, f"adding user {name}", stdin=f"{password}\n{password}\n")
+
+
+def _make_certificates(dist: Path, certs: Path, env: dict[str, str]) -> None:
     shutil.rmtree(certs, ignore_errors=True)
     certs.mkdir()
     certutil = str(dist / "bin" / "elasticsearch-certutil")
@@ -261,13 +273,6 @@ def _prepare_elasticsearch(dist: Path, config: Path, java_home: Path, creds: Cre
           "--ca-key", str(certs / "ca" / "ca.key"), "--ip", "127.0.0.1", "--dns", "localhost", "--name", "node",
           "--out", str(certs / "node.zip")], env, "making the node certificate (certutil)")  # fmt: skip
     _unzip(certs / "node.zip", certs)
-    roles = {name: privileges(ELASTICSEARCH.name, name) for name in ROLES}
-    (config / "roles.yml").write_text(roles_yml(roles, NODE_PATTERNS))
-    users = str(dist / "bin" / "elasticsearch-users")
-    for name, role in ((ADMIN, "superuser"), (INDEXER, INDEXER), (SEARCHER, SEARCHER)):
-        password = creds.users[name]
-        # The password goes through stdin, never the command line (other local users can read that).
-        _run([users, "useradd", name, "-r", role], env, f"adding user {name}", stdin=f"{password}\n{password}\n")
 
 
 def _unzip(archive: Path, folder: Path) -> None:
