@@ -265,8 +265,10 @@ def resolve(
     chosen = engine if isinstance(engine, Engine) else (engine_named(engine) if engine else env_engine)
     if not version:
         env_version = os.environ.get(ENV_VERSION, "").strip()
-        version = env_version if env_version and chosen is env_engine and not secure else chosen.default_version
-        version = node_security.default_version(chosen) if secure else version
+        if secure:  # the security plugin must match the node: not whatever version the environment names
+            version = node_security.default_version(chosen)
+        else:
+            version = env_version if env_version and chosen is env_engine else chosen.default_version
     check_version(version, chosen)
     if port is None:
         env_port = os.environ.get(ENV_PORT, "").strip()
@@ -450,7 +452,8 @@ def _prepare_security(spec: NodeSpec, dist: Path, java: Java) -> None:
     """Passwords (kept from an earlier start of this node), certificates, users and roles."""
     config = spec.run / "config"
     creds = spec.credentials()
-    if creds is None or (spec.run / "data").is_dir() and not any((spec.run / "data").iterdir()):
+    fresh = not any((spec.run / "data").iterdir())  # a new node: its security index does not exist yet
+    if creds is None or fresh:
         ca = node_security.ca_path(spec.engine, config)
         creds = node_security.new_credentials(spec.credentials_file, spec.url, ca)
     node_security.prepare_run(spec.engine, dist, config, java.home, creds)

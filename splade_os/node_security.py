@@ -303,5 +303,5 @@ def _put(url: str, body: Any, access: Access, deadline: float) -> None:
             return
         if time.monotonic() > deadline:
             what = f"HTTP {answer[0]}: {answer[2]}" if answer else "no answer"
-            raise NodeError(f"creating {url.rsplit('/', 2)[-2:]} on the secured node failed ({what})")
+            raise NodeError(f"creating {'/'.join(url.rsplit('/', 2)[-2:])} on the secured node failed ({what})")
         time.sleep(1)
