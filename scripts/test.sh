@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The test command of the README: installs splade-os with its test and export extras, starts (or finds) an
 # OpenSearch or Elasticsearch node, and runs the whole test suite against it. Extra arguments go to pytest.
+# The secured tests (tests/test_secured_nodes.py) start their own secured nodes, on ports 9210 and 9212, when absent.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}

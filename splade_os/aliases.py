@@ -10,7 +10,9 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from splade_os.engines import is_elasticsearch
 from splade_os.errors import ConfigError, EngineError
+from splade_os.permissions import is_refusal, refused_lookup
 
 
 @dataclass(frozen=True)
@@ -29,11 +31,15 @@ def version_name(alias: str, version: int) -> str:
 
 def resolve(client: Any, name: str) -> list[str]:
     """The physical indices behind alias `name`; [name] when it is a concrete index; [] when neither exists."""
+    action = "indices:admin/aliases/get"
     try:
         if client.indices.exists_alias(name=name):
             return sorted(client.indices.get_alias(name=name))
+        action = "indices:admin/get"
         return [name] if client.indices.exists(index=name) else []
     except Exception as err:
+        if is_refusal(err):  # a HEAD request's 403 has no body to name the action: we know which it was
+            raise EngineError(refused_lookup(action, name, elasticsearch=is_elasticsearch(client))) from None
         raise EngineError(f"cannot look up index or alias {name!r}: {err}") from None
 
 
@@ -73,6 +79,8 @@ def swap(client: Any, alias: str, index: str, *, delete_previous: bool = False) 
     try:
         client.indices.update_aliases(body={"actions": actions})
     except Exception as err:
+        if is_refusal(err):
+            raise  # the CLI names the permission to add
         raise EngineError(f"cannot point alias {alias!r} at {index!r}: {err}") from None
     previous = tuple(old for old in current if old != index)
     deleted: tuple[str, ...] = (alias,) if concrete else ()

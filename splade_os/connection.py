@@ -19,6 +19,7 @@ from opensearchpy import OpenSearch
 from opensearchpy import exceptions as os_errors
 
 from splade_os.errors import ConfigError, EngineError, MissingDependencyError
+from splade_os.permissions import refused_line
 
 DEFAULT_URL = "http://127.0.0.1:9200"
 CONFIG_ENV = "SPLADE_OS_CONFIG"
@@ -401,7 +402,7 @@ def describe_error(err: BaseException, settings: ConnectionSettings | None = Non
     if isinstance(err, os_errors.AuthenticationException):
         line = _refused_credentials(where)
     elif isinstance(err, os_errors.AuthorizationException):
-        line = f"{where} denied the request (403): the user lacks a permission it needs ({_reason(err)})"
+        line = refused_line(where, _reason(err))
     elif isinstance(err, os_errors.SSLError):
         line = _tls_advice(where, _cause(err))
     elif isinstance(err, os_errors.ConnectionTimeout):
@@ -448,7 +449,7 @@ def _describe_elasticsearch(err: BaseException, where: str) -> str | None:
         if status == 401:
             return _refused_credentials(where)
         if status == 403:
-            return f"{where} denied the request (403): the user lacks a permission it needs ({reason})"
+            return refused_line(where, reason)
         if status == 404:
             return f"not found: {reason}"
         return f"the cluster answered {status}: {reason}"

@@ -12,7 +12,8 @@ from splade_os.connection import ConnectionSettings, describe_error
 from splade_os.engines import FAIL, OK, SKIP, WARN, Check, Engine, engine_for
 from splade_os.errors import SpladeOSError
 from splade_os.mappings import VECTOR_FIELD, check_encoder_meta, meta_from_mapping, vector_field_problem
-from splade_os.query import cluster_max_clauses
+from splade_os.permissions import is_refusal
+from splade_os.query import max_clauses_from_settings
 from splade_os.tuning import growth_warning
 
 __all__ = ["FAIL", "OK", "SKIP", "WARN", "Check", "failed", "format_checks", "run_checks", "to_json"]
@@ -20,7 +21,8 @@ MIN_CLAUSES = 1024  # OpenSearch's default; SPLADE queries of a few hundred term
 
 
 def _clauses_check(client: Any) -> Check:
-    limit = cluster_max_clauses(client)
+    # Read here rather than through query.cluster_max_clauses, which assumes the default when refused.
+    limit = max_clauses_from_settings(client.cluster.get_settings(include_defaults=True, flat_settings=True))
     if limit < MIN_CLAUSES:
         return Check(
             "max_clause_count", WARN, f"{limit}: long queries lose their lightest terms",
@@ -61,11 +63,25 @@ def _index_checks(client: Any, engine: Engine, index: str, manifest: Mapping[str
             checks.append(Check("encoder", FAIL, str(err).split(": scores")[0],
                                 f"search with the model that built it, or re-encode: splade-os reindex {index} "
                                 "--from-index --model NEW_MODEL"))  # fmt: skip
+    checks.append(_privileges_check(client, engine, index, concrete[0]))
     growth = growth_warning(meta, int(client.count(index=index)["count"]))
     if growth:
         checks.append(Check("two-phase", WARN, growth, f"splade-os tune {index} --model MODEL"))
-    checks.append(_health_check(client, index))
     return checks
+
+
+def _privileges_check(client: Any, engine: Engine, index: str, concrete: str) -> Check:
+    """What these credentials lack for indexing into and searching `index` (docs/security.md has the roles)."""
+    missing = engine.missing_privileges(client, index, concrete)
+    if missing is None:
+        return Check("privileges", SKIP, "the cluster has no security: every user may do everything")
+    if not missing["index"] and not missing["search"]:
+        return Check("privileges", OK, f"these credentials may index into and search {index}")
+    fix = "add them to the user's role: docs/security.md has an indexer and a searcher role for each engine"
+    if missing["search"]:
+        return Check("privileges", FAIL, f"cannot search {index}, lacks: {', '.join(missing['search'])}", fix)
+    return Check("privileges", WARN, f"may search {index} but not index into it, lacks: "
+                 f"{', '.join(missing['index'])}", fix)  # fmt: skip
 
 
 def _health_check(client: Any, index: str | None) -> Check:
@@ -117,13 +133,17 @@ def _cluster_checks(
     steps: list[tuple[str, Callable[[], list[Check]]]] = [
         (engine.name, lambda: engine.cluster_checks(client)),
         ("max_clause_count", lambda: [_clauses_check(client)]),
-        ("index", lambda: _index_checks(client, engine, index, manifest) if index else [_health_check(client, None)]),
+        ("index", lambda: _index_checks(client, engine, index, manifest) if index else []),
+        ("shards", lambda: [_health_check(client, index)]),
     ]
     for name, step in steps:
         try:
             checks += step()
         except Exception as err:  # a permission or an API the cluster lacks: say which check could not run
-            checks.append(Check(name, FAIL, describe_error(err, settings), "give the user the monitor permissions"))
+            if is_refusal(err):  # these credentials may not look: not a fault of the cluster
+                checks.append(Check(name, SKIP, f"not checked: {describe_error(err, settings)}"))
+            else:
+                checks.append(Check(name, FAIL, describe_error(err, settings), "give the user the monitor permissions"))
     return checks
 
 

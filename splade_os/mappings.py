@@ -12,6 +12,7 @@ from typing import Any
 
 from splade_os.engines import Engine, OpenSearchEngine
 from splade_os.errors import EncoderMismatchError, EngineError
+from splade_os.permissions import is_refusal
 
 VECTOR_FIELD = "splade"
 META_KEY = "splade_os"
@@ -99,6 +100,8 @@ def read_index_meta(client: Any, index: str) -> dict[str, Any]:
     try:
         return meta_from_mapping(client.indices.get_mapping(index=index))
     except Exception as err:
+        if is_refusal(err):
+            raise  # the CLI names the permission to add
         raise EngineError(f"cannot read the mapping of index {index!r}: {err}") from None
 
 

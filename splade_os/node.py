@@ -30,8 +30,6 @@ import signal
 import socket
 import subprocess
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -39,6 +37,7 @@ from email.message import Message
 from pathlib import Path
 from typing import Any
 
+from splade_os import node_security
 from splade_os.errors import NodeError
 from splade_os.node_dist import (
     DEFAULT_ENGINE,
@@ -64,6 +63,7 @@ from splade_os.node_dist import (
     tail,
 )
 from splade_os.node_java import Java, find_java
+from splade_os.node_security import Access, Credentials, admin_access, credentials_path, load_credentials, request
 
 __all__ = [
     "DEFAULT_ENGINE",
@@ -139,11 +139,19 @@ def default_home(engine: Engine = OPENSEARCH) -> Path:
     return Path.home() / ".cache" / "splade-os" / engine.name
 
 
-def run_dir(home: Path, engine: Engine = OPENSEARCH, version: str = DEFAULT_VERSION, port: int = DEFAULT_PORT) -> Path:
-    """The node's own folder: `run/` for the default node (where it has always been), else keyed by all three."""
-    if engine is OPENSEARCH and version == DEFAULT_VERSION and port == DEFAULT_PORT:
+def run_dir(
+    home: Path,
+    engine: Engine = OPENSEARCH,
+    version: str = DEFAULT_VERSION,
+    port: int = DEFAULT_PORT,
+    *,
+    secure: bool = False,
+) -> Path:
+    """The node's own folder: `run/` for the default node (where it has always been), else keyed by all three
+    (and `-secure` for a secured node: its data holds the security configuration)."""
+    if engine is OPENSEARCH and version == DEFAULT_VERSION and port == DEFAULT_PORT and not secure:
         return home / "run"
-    return home / f"run-{engine.name}-{version}-{port}"
+    return home / f"run-{engine.name}-{version}-{port}{'-secure' if secure else ''}"
 
 
 @dataclass(frozen=True)
@@ -156,10 +164,24 @@ class NodeSpec:
     home: Path
     run_path: Path | None = field(default=None, compare=False)
     """Set for a node found on disk whose folder does not follow `run_dir` (one an older splade-os started)."""
+    secure: bool = False
+    """TLS, users and roles (`node start --secure`)."""
 
     @property
     def run(self) -> Path:
-        return self.run_path or run_dir(self.home, self.engine, self.version, self.port)
+        return self.run_path or run_dir(self.home, self.engine, self.version, self.port, secure=self.secure)
+
+    @property
+    def credentials_file(self) -> Path:
+        return credentials_path(self.home, self.run)
+
+    def credentials(self) -> Credentials | None:
+        return load_credentials(self.credentials_file) if self.secure else None
+
+    def access(self) -> Access | None:
+        """How node.py's own requests reach a secured node (its CA, its admin); None for a plain node."""
+        creds = self.credentials()
+        return admin_access(creds) if creds is not None else None
 
     @property
     def transport_port(self) -> int:
@@ -167,7 +189,7 @@ class NodeSpec:
 
     @property
     def url(self) -> str:
-        return _url(self.port)
+        return _url(self.port, secure=self.secure)
 
     @property
     def log_file(self) -> Path:
@@ -179,7 +201,7 @@ class NodeSpec:
 
     @property
     def label(self) -> str:
-        return f"{self.engine.title} {self.version}"
+        return f"{self.engine.title} {self.version}{' (secured)' if self.secure else ''}"
 
 
 @dataclass(frozen=True)
@@ -196,6 +218,11 @@ class NodeInfo:
     engine: str = OPENSEARCH.name
     java: str | None = None
     """The Java it was started on, when a splade-os start recorded it."""
+    credentials_file: Path | None = None
+    """A secured node's users, passwords and CA (mode 0600)."""
+    ca_certs: str | None = None
+    new_passwords: dict[str, str] | None = field(default=None, repr=False)
+    """Set only by the start that created them: `node start` prints them once."""
 
     @property
     def title(self) -> str:
@@ -212,6 +239,9 @@ class NodeInfo:
             "log_file": str(self.log_file),
             "java": self.java,
             "reused": self.reused,
+            "secure": self.credentials_file is not None,
+            "credentials_file": str(self.credentials_file) if self.credentials_file else None,
+            "ca_certs": self.ca_certs,
         }
 
 
@@ -220,19 +250,25 @@ def resolve(
     version: str | None = None,
     port: int | None = None,
     home: Path | None = None,
+    *,
+    secure: bool = False,
 ) -> NodeSpec:
     """The node meant by the given options, falling back to SPLADE_OS_ENGINE / SPLADE_OS_NODE_VERSION /
     SPLADE_OS_NODE_PORT, then to OpenSearch 2.19.6 (Elasticsearch: 9.2.0) on port 9200.
 
     SPLADE_OS_NODE_VERSION is the version of SPLADE_OS_ENGINE's engine (OpenSearch when unset): asking for the
-    other engine by name gets that engine's default version instead.
+    other engine by name gets that engine's default version instead. A secured OpenSearch defaults to 2.19.4, the
+    newest with a security plugin on Maven Central.
     """
     env_name = os.environ.get(ENV_ENGINE, "").strip()
     env_engine = engine_named(env_name) if env_name else DEFAULT_ENGINE
     chosen = engine if isinstance(engine, Engine) else (engine_named(engine) if engine else env_engine)
     if not version:
         env_version = os.environ.get(ENV_VERSION, "").strip()
-        version = env_version if env_version and chosen is env_engine else chosen.default_version
+        if secure:  # the security plugin must match the node: not whatever version the environment names
+            version = node_security.default_version(chosen)
+        else:
+            version = env_version if env_version and chosen is env_engine else chosen.default_version
     check_version(version, chosen)
     if port is None:
         env_port = os.environ.get(ENV_PORT, "").strip()
@@ -246,7 +282,7 @@ def resolve(
             f"(the transport port is the HTTP port + {TRANSPORT_OFFSET})"
         )
     home = Path(home).expanduser().absolute() if home is not None else default_home(chosen)
-    return NodeSpec(chosen, version, port, home)
+    return NodeSpec(chosen, version, port, home, secure=secure)
 
 
 # ------------------------------------------------------------------------------------------- rendering
@@ -268,6 +304,8 @@ def render_config(spec: NodeSpec) -> str:
         "cluster.routing.allocation.disk.threshold_enabled": "false",
         **spec.engine.extra_settings,
     }
+    if spec.secure:
+        settings.pop("xpack.security.enabled", None)  # the secured block below turns it on
     return "".join(f"{key}: {json.dumps(value)}\n" for key, value in settings.items())
 
 
@@ -388,21 +426,37 @@ def _prepare_run_dir(spec: NodeSpec, dist: Path, heap: str, java: Java) -> None:
     own = {spec.engine.config_file, "jvm.options"}
     for path in (dist / "config").iterdir():
         if path.is_file() and path.name not in own:
-            shutil.copy2(path, config / path.name)  # log4j2.properties, and Elasticsearch's role files
+            shutil.copy2(path, config / path.name)  # log4j2.properties, Elasticsearch's role files, demo certificates
     template = (dist / "config" / "jvm.options").read_text()
     options = render_jvm_options(template, heap=heap, run=run, dist=dist, java=java)
     options += "".join(f"{line}\n" for line in spec.engine.extra_jvm_options)
     (config / "jvm.options").write_text(options)
-    (config / spec.engine.config_file).write_text(render_config(spec))
+    text = render_config(spec)
+    if spec.secure:
+        text += node_security.config_text(spec.engine, dist)
+    (config / spec.engine.config_file).write_text(text)
     (config / "jvm.options.d").mkdir(exist_ok=True)
+    if spec.secure:
+        _prepare_security(spec, dist, java)
     record = {"engine": spec.engine.name, "version": spec.version, "port": spec.port,
-              "transport_port": spec.transport_port, "java": java.describe()}  # fmt: skip
+              "transport_port": spec.transport_port, "java": java.describe(), "secure": spec.secure}  # fmt: skip
     (run / NODE_FILE).write_text(json.dumps(record, indent=1) + "\n")
     if _as_root():
         user = ensure_node_user()
         for path in [run, *run.rglob("*")]:
             os.chown(path, user.pw_uid, user.pw_gid, follow_symlinks=False)
         _check_reachable(dist / "bin" / spec.engine.script)
+
+
+def _prepare_security(spec: NodeSpec, dist: Path, java: Java) -> None:
+    """Passwords (kept from an earlier start of this node), certificates, users and roles."""
+    config = spec.run / "config"
+    creds = spec.credentials()
+    fresh = not any((spec.run / "data").iterdir())  # a new node: its security index does not exist yet
+    if creds is None or fresh:
+        ca = node_security.ca_path(spec.engine, config)
+        creds = node_security.new_credentials(spec.credentials_file, spec.url, ca)
+    node_security.prepare_run(spec.engine, dist, config, java.home, creds)
 
 
 def _check_reachable(script: Path) -> None:
@@ -496,7 +550,8 @@ def _spec_on_disk(home: Path, run: Path) -> NodeSpec | None:
     try:
         if record:
             engine = engine_named(str(record["engine"]))
-            return NodeSpec(engine, str(record["version"]), int(record["port"]), home, run_path=run)
+            secure = bool(record.get("secure"))
+            return NodeSpec(engine, str(record["version"]), int(record["port"]), home, run_path=run, secure=secure)
         if run.name == "run":
             config = _read(run / "config" / OPENSEARCH.config_file)
             match = re.search(r'^http\.port: "?([0-9]+)', config, re.M)
@@ -540,40 +595,22 @@ def _find_running(port: int, engine: Engine | None, version: str | None, home: P
 # ----------------------------------------------------------------------------------------------- HTTP
 
 
-_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # never send loopback via a proxy
-
-
-def _request(url: str, timeout: float) -> tuple[int, Message, Any] | None:
+def _request(url: str, timeout: float, access: Access | None = None) -> tuple[int, Message, Any] | None:
     """(status, headers, parsed JSON or None) from `url`; None when nothing answers."""
-    try:
-        with _OPENER.open(url, timeout=timeout) as resp:
-            status, headers, raw = resp.status, resp.headers, resp.read()
-    except urllib.error.HTTPError as err:
-        status, headers = err.code, err.headers
-        try:
-            raw = err.read()
-        except OSError:
-            raw = b""
-    except (urllib.error.URLError, OSError, ValueError):
-        return None
-    try:
-        body = json.loads(raw) if raw else None
-    except ValueError:
-        body = None
-    return status, headers, body
+    return request(url, timeout, access)
 
 
-def _get(url: str, timeout: float) -> Any | None:
+def _get(url: str, timeout: float, access: Access | None = None) -> Any | None:
     """Parsed JSON from `url`; None when nothing answers. An HTTP error status still returns its body."""
-    answer = _request(url, timeout)
+    answer = _request(url, timeout, access)
     if answer is None:
         return None
     status, _headers, body = answer
     return body if body is not None else {"error": status}
 
 
-def _url(port: int) -> str:
-    return f"http://{HOST}:{port}"
+def _url(port: int, *, secure: bool = False) -> str:
+    return f"{'https' if secure else 'http'}://{HOST}:{port}"
 
 
 @dataclass(frozen=True)
@@ -585,13 +622,13 @@ class _Answer:
     modules: list[str]
 
 
-def _probe(url: str) -> _Answer | None:
+def _probe(url: str, access: Access | None = None) -> _Answer | None:
     """Engine, version and modules of the node at `url`; None when nothing answers.
 
     Elasticsearch's integ-test node answers `GET /` with 405, but every response carries
     `X-Elastic-Product: Elasticsearch`; OpenSearch answers `GET /` with version.distribution "opensearch".
     """
-    root = _request(f"{url}/", 5)
+    root = _request(f"{url}/", 5, access)
     if root is None:
         return None
     _status, headers, body = root
@@ -606,7 +643,7 @@ def _probe(url: str) -> _Answer | None:
         engine = ""
     if not engine:
         return _Answer("", "", [])
-    nodes = _get(f"{url}/_nodes/_local/plugins", 10)
+    nodes = _get(f"{url}/_nodes/_local/plugins", 10, access)
     modules: set[str] = set()
     if isinstance(nodes, dict):
         for node in (nodes.get("nodes") or {}).values():
@@ -628,6 +665,7 @@ def _wait_yellow(spec: NodeSpec, timeout: float) -> None:
     start = time.monotonic()
     deadline = start + timeout
     seen_pid = False
+    access = spec.access()
     while True:
         left = deadline - time.monotonic()
         if left <= 0:
@@ -635,7 +673,7 @@ def _wait_yellow(spec: NodeSpec, timeout: float) -> None:
                 f"waiting for yellow health at {spec.url} timed out after {timeout:.0f}s; log: {spec.log_file}"
             )
         wait_s = max(1, min(int(left), 10))
-        health = _get(f"{spec.url}/_cluster/health?wait_for_status=yellow&timeout={wait_s}s", wait_s + 5)
+        health = _get(f"{spec.url}/_cluster/health?wait_for_status=yellow&timeout={wait_s}s", wait_s + 5, access)
         if isinstance(health, dict) and health.get("status") in ("yellow", "green"):
             return
         pid = read_pid(spec)
@@ -653,8 +691,9 @@ def _crash_reason(spec: NodeSpec) -> str:
     return tail("\n".join(line for line in text.splitlines() if not noise.match(line)), 6)
 
 
-def _info(spec: NodeSpec, answer: _Answer, *, reused: bool) -> NodeInfo:
+def _info(spec: NodeSpec, answer: _Answer, *, reused: bool, new_passwords: dict[str, str] | None = None) -> NodeInfo:
     java = _node_record(spec.run).get("java")
+    creds = spec.credentials()
     return NodeInfo(
         url=spec.url,
         version=answer.version,
@@ -665,6 +704,9 @@ def _info(spec: NodeSpec, answer: _Answer, *, reused: bool) -> NodeInfo:
         reused=reused,
         engine=answer.engine,
         java=str(java) if java else None,
+        credentials_file=creds.path if creds else None,
+        ca_certs=creds.ca_certs if creds else None,
+        new_passwords=new_passwords,
     )
 
 
@@ -679,13 +721,15 @@ def start_node(
     port: int | None = None,
     heap: str = "1g",
     timeout: float = 180.0,
+    secure: bool = False,
 ) -> NodeInfo:
     """Start (or reuse) one node on 127.0.0.1:port and wait for yellow health.
 
     With no arguments: SPLADE_OS_ENGINE / SPLADE_OS_NODE_VERSION / SPLADE_OS_NODE_PORT, else OpenSearch 2.19.6
     on port 9200. A node of another engine or version already answering on the port is an error, not reused.
+    `secure`: TLS, an admin and the indexer/searcher users of docs/security.md (see `node_security`).
     """
-    spec = resolve(engine, version, port, home)
+    spec = resolve(engine, version, port, home, secure=secure)
     with _step(f"preparing the node home {spec.home}"), _start_lock(spec):
         return _start_locked(spec, heap, timeout)
 
@@ -698,9 +742,11 @@ def ensure_node(
     home: Path | None = None,
     heap: str = "1g",
     timeout: float = 180.0,
+    secure: bool = False,
 ) -> str:
     """The URL of a running node of that engine and version on that port, started when none answers."""
-    return start_node(engine=engine, version=version, home=home, port=port, heap=heap, timeout=timeout).url
+    info = start_node(engine=engine, version=version, home=home, port=port, heap=heap, timeout=timeout, secure=secure)
+    return info.url
 
 
 @contextmanager
@@ -734,7 +780,7 @@ def _mismatch(spec: NodeSpec, answer: _Answer) -> NodeError:
 
 
 def _start_locked(spec: NodeSpec, heap: str, timeout: float) -> NodeInfo:
-    existing = _probe(spec.url)
+    existing = _probe(spec.url, spec.access())
     if existing is not None:
         if existing.engine == spec.engine.name and existing.version == spec.version:
             return _info(spec, existing, reused=True)
@@ -745,7 +791,12 @@ def _start_locked(spec: NodeSpec, heap: str, timeout: float) -> NodeInfo:
         with _step(f"finding Java for {spec.label}"):
             java = _java_for(spec)
         with _step(f"assembling {spec.label} under {spec.home / 'dist'}"):
-            dist = ensure_distribution(spec.version, spec.home, spec.engine, mvn_env=_mvn_env(java))
+            dist = ensure_distribution(
+                spec.version, spec.home, spec.engine, mvn_env=_mvn_env(java), secure=spec.secure,
+                install_security=lambda d, jars: node_security.install_opensearch_security(
+                    d, jars, spec.version, java.home),
+            )  # fmt: skip
+        before = spec.credentials()
         with _step(f"preparing {spec.run}"):
             _prepare_run_dir(spec, dist, heap, java)
             spec.pidfile.unlink(missing_ok=True)
@@ -755,12 +806,18 @@ def _start_locked(spec: NodeSpec, heap: str, timeout: float) -> NodeInfo:
     else:
         reused = True
     _wait_yellow(spec, timeout)
-    answer = _probe(spec.url)
+    answer = _probe(spec.url, spec.access())
     if answer is None:
         raise NodeError(f"reading node info from {spec.url} failed; log: {spec.log_file}")
     if answer.engine != spec.engine.name or answer.version != spec.version:
         raise _mismatch(spec, answer)
-    return _info(spec, answer, reused=reused)
+    creds = spec.credentials()
+    fresh = None
+    if not reused and creds is not None and (before is None or before.users != creds.users):
+        with _step(f"creating the users of {spec.label}"):
+            node_security.finish_setup(spec.engine, spec.url, creds)
+        fresh = creds.users
+    return _info(spec, answer, reused=reused, new_passwords=fresh)
 
 
 def _mvn_env(java: Java) -> dict[str, str]:
@@ -771,9 +828,11 @@ def _mvn_env(java: Java) -> dict[str, str]:
     return env
 
 
-def target_node(engine: str | None, version: str | None, port: int | None, home: Path | None) -> NodeSpec:
+def target_node(
+    engine: str | None, version: str | None, port: int | None, home: Path | None, *, secure: bool = False
+) -> NodeSpec:
     """The node that stop/status mean: the one named, else ours that runs on the port."""
-    spec = resolve(engine, version, port, home)
+    spec = resolve(engine, version, port, home, secure=secure)
     if read_pid(spec) is None:
         named = spec.engine if engine else None
         found = _find_running(spec.port, named, version or None, home)
@@ -789,12 +848,13 @@ def stop_node(
     port: int | None = None,
     home: Path | None = None,
     timeout: float = 60.0,
+    secure: bool = False,
 ) -> bool:
     """SIGTERM the node from its pid file and wait for it to exit; False when none was running.
 
     Without engine/version it stops the default node, or else the node of ours that runs on the port.
     """
-    spec = target_node(engine, version, port, home)
+    spec = target_node(engine, version, port, home, secure=secure)
     pid = read_pid(spec)
     if pid is None:
         spec.pidfile.unlink(missing_ok=True)  # stale: the process is gone
@@ -824,16 +884,22 @@ def node_status(
     version: str | None = None,
     home: Path | None = None,
     port: int | None = None,
+    secure: bool = False,
 ) -> NodeInfo | None:
     """The node answering on 127.0.0.1:port (whatever its engine and version), or None when none does.
 
-    engine/version only pick the default port's fallback and where to look for the pid and log file.
+    engine/version only pick the default port's fallback and where to look for the pid and log file. A secured
+    node of ours on the port is asked over TLS as its admin.
     """
-    spec = resolve(engine, version, port, home)
-    answer = _probe(spec.url)
+    spec = resolve(engine, version, port, home, secure=secure)
+    ours = _find_running(spec.port, None, None, home)
+    if ours is not None and ours.secure:
+        spec = ours
+    answer = _probe(spec.url, spec.access())
     if answer is None or not answer.engine:
         return None
-    here = resolve(answer.engine, answer.version if answer.version != "unknown" else None, spec.port, home)
+    version = answer.version if answer.version != "unknown" else None
+    here = resolve(answer.engine, version, spec.port, home, secure=spec.secure)
     if read_pid(here) is None:
         here = _find_running(spec.port, here.engine, answer.version, home) or here
     return _info(here, answer, reused=True)

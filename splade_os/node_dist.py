@@ -17,6 +17,7 @@ import re
 import shutil
 import subprocess
 import zipfile
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,6 +26,7 @@ from splade_os.node_java import JavaRange
 
 MARKER = ".splade-os-assembled"
 _PLUGIN_GROUP = "org.opensearch.plugin"
+SECURITY_PLUGIN = "opensearch-security"
 
 _PAINLESS_POLICY = """grant {
   // needed to generate runtime classes
@@ -129,10 +131,14 @@ class Engine:
             return MODULES
         return ()
 
-    def coordinates(self, version: str) -> list[str]:
+    def coordinates(self, version: str, *, secure: bool = False) -> list[str]:
         """What `pom` fetches, for error messages."""
         mods = [f"{_PLUGIN_GROUP}:{m.artifact}:{version}" for m in self.modules_to_add(version)]
-        return [f"{self.zip_group}:{self.name}:{version}:zip", *mods]
+        return [f"{self.zip_group}:{self.name}:{version}:zip", *mods, *self.security_plugin(version, secure)]
+
+    def security_plugin(self, version: str, secure: bool) -> list[str]:
+        """The plugin a secured node adds: OpenSearch's security plugin (Elasticsearch's zip has x-pack security)."""
+        return [f"{_PLUGIN_GROUP}:{SECURITY_PLUGIN}:{version}.0:zip"] if secure and self.name == "opensearch" else []
 
 
 OPENSEARCH = Engine(
@@ -199,7 +205,7 @@ def classname(module: Module, version: str) -> str:
     return module.classname
 
 
-def pom(version: str, engine: Engine = OPENSEARCH) -> str:
+def pom(version: str, engine: Engine = OPENSEARCH, *, secure: bool = False) -> str:
     """A throwaway pom whose dependencies are exactly the files to fetch.
 
     lang-painless keeps its own dependencies (painless-spi, antlr4, asm) but not the server jar and its
@@ -209,6 +215,9 @@ def pom(version: str, engine: Engine = OPENSEARCH) -> str:
     for module in engine.modules_to_add(version):
         exclude = "org.opensearch:opensearch" if module.name == "lang-painless" else "*:*"
         deps.append(_dependency(_PLUGIN_GROUP, module.artifact, version, exclude=exclude))
+    for plugin in engine.security_plugin(version, secure):
+        group, artifact, plugin_version, kind = plugin.split(":")
+        deps.append(_dependency(group, artifact, plugin_version, kind=kind, exclude="*:*"))
     return (
         '<project xmlns="http://maven.apache.org/POM/4.0.0">\n'
         "  <modelVersion>4.0.0</modelVersion>\n"
@@ -236,8 +245,10 @@ def coordinates(version: str, engine: Engine = OPENSEARCH) -> list[str]:
 # ------------------------------------------------------------------------------------------- assembly
 
 
-def dist_dir(home: Path, version: str, engine: Engine = OPENSEARCH) -> Path:
-    return home / "dist" / f"{engine.name}-{version}"
+def dist_dir(home: Path, version: str, engine: Engine = OPENSEARCH, *, secure: bool = False) -> Path:
+    """A secured OpenSearch has a distribution of its own (the plugin installed); Elasticsearch shares one."""
+    suffix = "-secure" if engine.security_plugin(version, secure) else ""
+    return home / "dist" / f"{engine.name}-{version}{suffix}"
 
 
 _VERSION = re.compile(r"[0-9]+\.[0-9]+\.[0-9]+[0-9A-Za-z.-]*")
@@ -249,25 +260,37 @@ def check_version(version: str, engine: Engine = OPENSEARCH) -> None:
 
 
 def ensure_distribution(
-    version: str, home: Path, engine: Engine = OPENSEARCH, *, mvn_env: dict[str, str] | None = None
+    version: str,
+    home: Path,
+    engine: Engine = OPENSEARCH,
+    *,
+    mvn_env: dict[str, str] | None = None,
+    secure: bool = False,
+    install_security: Callable[[Path, Path], None] | None = None,
 ) -> Path:
-    """The assembled distribution for `version`, built with mvn only when the cache lacks it."""
+    """The assembled distribution for `version`, built with mvn only when the cache lacks it.
+
+    With `secure`, OpenSearch's security plugin is fetched too and `install_security(dist, jars)` installs it.
+    """
     check_version(version, engine)
-    target = dist_dir(home, version, engine)
+    target = dist_dir(home, version, engine, secure=secure)
     modules = engine.modules_to_add(version)
-    if _assembled(target, modules):
+    plugins = engine.security_plugin(version, secure)
+    if _assembled(target, modules, plugins):
         return target
     staging = home / "dist" / f".staging-{engine.name}-{version}-{os.getpid()}"
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
     try:
-        jars = fetch_artifacts(version, staging, engine, mvn_env=mvn_env)
+        jars = fetch_artifacts(version, staging, engine, mvn_env=mvn_env, secure=secure)
         dist = _unpack(jars / f"{engine.name}-{version}.zip", staging, engine)
         if modules:
             assemble_modules(dist, jars, version, modules)
-        (dist / MARKER).write_text(_marker_text(modules))
+        if plugins and install_security is not None:
+            install_security(dist, jars)
+        (dist / MARKER).write_text(_marker_text(modules, plugins))
         _make_world_readable(dist)
-        if not _assembled(target, modules):  # another start may have finished first
+        if not _assembled(target, modules, plugins):  # another start may have finished first
             shutil.rmtree(target, ignore_errors=True)
             dist.rename(target)
     finally:
@@ -275,24 +298,29 @@ def ensure_distribution(
     return target
 
 
-def _marker_text(modules: tuple[Module, ...] = MODULES) -> str:
+def _marker_text(modules: tuple[Module, ...] = MODULES, plugins: Sequence[str] = ()) -> str:
     # A change in the module list invalidates older caches.
-    return "\n".join(m.name for m in modules) + "\n"
+    return "\n".join([*(m.name for m in modules), *plugins]) + "\n"
 
 
-def _assembled(dist: Path, modules: tuple[Module, ...] = MODULES) -> bool:
+def _assembled(dist: Path, modules: tuple[Module, ...] = MODULES, plugins: Sequence[str] = ()) -> bool:
     marker = dist / MARKER
-    return marker.is_file() and marker.read_text() == _marker_text(modules)
+    return marker.is_file() and marker.read_text() == _marker_text(modules, plugins)
 
 
 def fetch_artifacts(
-    version: str, staging: Path, engine: Engine = OPENSEARCH, *, mvn_env: dict[str, str] | None = None
+    version: str,
+    staging: Path,
+    engine: Engine = OPENSEARCH,
+    *,
+    mvn_env: dict[str, str] | None = None,
+    secure: bool = False,
 ) -> Path:
     """Download the zip and module jars into staging/jars with one mvn run; returns that folder."""
     mvn = shutil.which("mvn")
     if mvn is None:
         raise NodeError(f"fetching {engine.title} artifacts failed: `mvn` is not on PATH (install Maven)")
-    (staging / "pom.xml").write_text(pom(version, engine))
+    (staging / "pom.xml").write_text(pom(version, engine, secure=secure))
     jars = staging / "jars"
     cmd = [mvn, "-B", "-q", "-f", str(staging / "pom.xml"), "dependency:copy-dependencies",
            f"-DoutputDirectory={jars}"]  # fmt: skip
@@ -300,7 +328,7 @@ def fetch_artifacts(
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, stdin=subprocess.DEVNULL)
     if proc.returncode != 0:
         raise NodeError(
-            f"fetching {', '.join(engine.coordinates(version))} with mvn failed: "
+            f"fetching {', '.join(engine.coordinates(version, secure=secure))} with mvn failed: "
             + _mvn_error(proc.stdout + proc.stderr)
         )
     return jars

@@ -13,6 +13,7 @@ from typing import Any
 
 from splade_os.engines import Engine, OpenSearchEngine
 from splade_os.mappings import VECTOR_FIELD
+from splade_os.permissions import is_refusal
 from splade_os.vectors import SparseVector
 
 DEFAULT_MAX_CLAUSES = 1024
@@ -183,5 +184,15 @@ def max_clauses_from_settings(settings: Mapping[str, Any]) -> int:
 
 
 def cluster_max_clauses(client: Any) -> int:
-    """The clause limit the cluster enforces, read live (it is dynamic since OpenSearch 2.16)."""
-    return max_clauses_from_settings(client.cluster.get_settings(include_defaults=True, flat_settings=True))
+    """The clause limit the cluster enforces, read live (it is dynamic since OpenSearch 2.16).
+
+    A user allowed to search but not to read cluster settings (the searcher role of docs/security.md) gets the
+    default limit: queries are cut to it, which is right unless the cluster raised it.
+    """
+    try:
+        settings = client.cluster.get_settings(include_defaults=True, flat_settings=True)
+    except Exception as err:
+        if not is_refusal(err):
+            raise
+        return DEFAULT_MAX_CLAUSES
+    return max_clauses_from_settings(settings)

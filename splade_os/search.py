@@ -14,6 +14,7 @@ from splade_os.engines import Engine, OpenSearchEngine, async_engine_for, engine
 from splade_os.errors import EngineError, InputError
 from splade_os.fusion import linear_fusion, reciprocal_rank_fusion
 from splade_os.mappings import VECTOR_FIELD, check_encoder_meta, check_vector_field, meta_from_mapping
+from splade_os.permissions import is_refusal
 from splade_os.query import (
     Pruning,
     QueryPlan,
@@ -401,8 +402,12 @@ class AsyncSearcher:
             logic = _SearchLogic(index, encoder, engine=engine, **options)
             if not await client.indices.exists(index=index):
                 raise _missing_index(index)
-            settings_response = await client.cluster.get_settings(include_defaults=True, flat_settings=True)
-            logic.max_clauses = max_clauses_from_settings(settings_response)
+            try:
+                settings_response = await client.cluster.get_settings(include_defaults=True, flat_settings=True)
+                logic.max_clauses = max_clauses_from_settings(settings_response)
+            except Exception as err:  # a searcher may not read cluster settings: the default limit (see query.py)
+                if not is_refusal(err):
+                    raise
             mapping = await client.indices.get_mapping(index=index)
             check_vector_field(index, mapping, logic.field_name, engine)
             meta = meta_from_mapping(mapping)

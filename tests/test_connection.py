@@ -14,6 +14,7 @@ from opensearchpy import exceptions as os_errors
 from splade_os.cli.options import cli_errors, connection_options
 from splade_os.connection import ConnectionSettings, describe_error, redact
 from splade_os.errors import ConfigError, EngineError, MissingDependencyError
+from splade_os.permissions import refused_line
 
 SECRET = "s3cr3t-unit-9f2c"
 
@@ -221,8 +222,29 @@ def test_describe_error_covers_the_elasticsearch_client() -> None:
     reason = "action [indices:data/write/bulk] is unauthorized"
     body = {"error": {"root_cause": [{"type": "security_exception", "reason": reason}]}}
     denied = elasticsearch.AuthorizationException("denied", meta, body)
-    assert "denied the request (403)" in describe_error(denied) and "indices:data/write/bulk" in describe_error(denied)
+    assert describe_error(denied).startswith("the cluster refused indices:data/write/bulk (403): ")
     refused = elastic_transport.ConnectionError("Connection refused")
     assert describe_error(refused).startswith("cannot reach the cluster")
     tls = elastic_transport.TlsError("CERTIFICATE_VERIFY_FAILED")
     assert "--ca-certs" in describe_error(tls)
+
+
+def test_a_refusal_names_the_action_the_user_and_what_to_add() -> None:
+    es = ("action [indices:admin/create] is unauthorized for user [reader] with effective roles [reader] on indices "
+          "[docs-v2], this action is granted by the index privileges [create_index,manage,all]")  # fmt: skip
+    assert refused_line("https://es:9200", es) == (
+        "https://es:9200 refused indices:admin/create for user reader on docs-v2 (403): add the index privilege "
+        "create_index to one of its roles (or one of manage)"
+    )
+    user = "User [name=reader, backend_roles=[], requestedTenant=null]"
+    shard = f"no permissions for [indices:data/write/bulk[s]] and {user}"
+    assert refused_line("the cluster", shard) == (
+        "the cluster refused indices:data/write/bulk[s] for user reader (403): add indices:data/write/bulk* to the "
+        "index_permissions of one of its roles for that index"
+    )
+    cluster = f"no permissions for [cluster:monitor/main] and {user}"
+    fix = "add cluster:monitor/main to the cluster_permissions of one of its roles"
+    assert refused_line("x", cluster).endswith(fix)
+    assert refused_line("x", "something else") == (
+        "x denied the request (403): the user lacks a permission it needs (something else)"
+    )

@@ -17,7 +17,7 @@ from opensearchpy import OpenSearch
 from splade_os import aliases
 from splade_os.cli import main
 from splade_os.connection import ConnectionSettings
-from splade_os.doctor import FAIL, OK, run_checks
+from splade_os.doctor import FAIL, OK, SKIP, run_checks
 from splade_os.encoder import SpladeEncoder
 from splade_os.engines import Engine, engine_for
 from splade_os.indexing import BulkOptions
@@ -95,6 +95,7 @@ def test_doctor_passes_and_names_a_different_encoder(
     names = ("reachable", "version", field_check, "index", "mapping", "encoder")
     assert [checks[n].status for n in names] == [OK] * 6
     assert checks["max_clause_count"].detail.isdigit() and checks["shards"].status == OK  # 0 replicas: green
+    assert checks["privileges"].status == SKIP  # a test node without security: nothing to lack
 
     other = tmp_path / "other-model"
     other.mkdir()

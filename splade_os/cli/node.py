@@ -51,8 +51,16 @@ _port_option = click.option(
 )
 
 
+_secure_option = click.option(
+    "--secure",
+    is_flag=True,
+    help="A secured node: TLS, an admin and the splade_indexer / splade_searcher users of docs/security.md "
+    "(OpenSearch default version: 2.19.4, with its security plugin).",
+)
+
+
 def _node_options(func: F) -> F:
-    return _engine_option(_version_option(_home_option(_port_option(func))))
+    return _engine_option(_version_option(_home_option(_port_option(_secure_option(func)))))
 
 
 @click.group()
@@ -81,6 +89,12 @@ def _print_info(info: NodeInfo, *, started: bool = False) -> None:
     if info.java:
         click.echo(f"java: {info.java}")
     click.echo(f"log: {info.log_file}")
+    if info.credentials_file is not None:
+        click.echo(f"CA certificate: {info.ca_certs}")
+        click.echo(f"users and passwords: {info.credentials_file} (mode 0600)")
+    for user, password in (info.new_passwords or {}).items():
+        # The user's own local node, and the only time they are shown: they stay in the file above.
+        click.echo(f"password of {user}: {password}")
 
 
 @node.command()
@@ -88,11 +102,23 @@ def _print_info(info: NodeInfo, *, started: bool = False) -> None:
 @click.option("--heap", default="1g", show_default=True, help="JVM heap, such as 512m or 2g.")
 @click.option("--timeout", type=float, default=180.0, show_default=True, help="Seconds to wait for yellow health.")
 def start(
-    engine: str | None, version: str | None, home: Path | None, port: int | None, heap: str, timeout: float
+    engine: str | None,
+    version: str | None,
+    home: Path | None,
+    port: int | None,
+    secure: bool,
+    heap: str,
+    timeout: float,
 ) -> None:
-    """Start the node (or reuse the same one already answering on the port) and wait until it is usable."""
+    """Start the node (or reuse the same one already answering on the port) and wait until it is usable.
+
+    With --secure it prints where the CA certificate and the users' passwords are, and the passwords themselves
+    the first time (they are generated then).
+    """
     try:
-        info = start_node(engine=engine, version=version, home=home, port=port, heap=heap, timeout=timeout)
+        info = start_node(
+            engine=engine, version=version, home=home, port=port, heap=heap, timeout=timeout, secure=secure
+        )
     except NodeError as err:
         raise _fail(err) from err
     _print_info(info, started=True)
@@ -100,11 +126,11 @@ def start(
 
 @node.command()
 @_node_options
-def stop(engine: str | None, version: str | None, home: Path | None, port: int | None) -> None:
+def stop(engine: str | None, version: str | None, home: Path | None, port: int | None, secure: bool) -> None:
     """Stop the node (SIGTERM, then wait for it to exit): the one named, else ours on the port."""
     try:
-        spec = target_node(engine, version, port, home)
-        stopped = stop_node(engine=engine, version=version, home=home, port=port)
+        spec = target_node(engine, version, port, home, secure=secure)
+        stopped = stop_node(engine=engine, version=version, home=home, port=port, secure=secure)
     except NodeError as err:
         raise _fail(err) from err
     if stopped:
@@ -116,11 +142,13 @@ def stop(engine: str | None, version: str | None, home: Path | None, port: int |
 @node.command()
 @_node_options
 @click.option("--json", "as_json", is_flag=True, help="Print engine, version, url, modules, pid, log as JSON.")
-def status(engine: str | None, version: str | None, home: Path | None, port: int | None, as_json: bool) -> None:
+def status(
+    engine: str | None, version: str | None, home: Path | None, port: int | None, secure: bool, as_json: bool
+) -> None:
     """Show the node answering on the port; exit code 1 when none does (or not the --engine/--version asked)."""
     try:
-        spec = resolve(engine, version, port, home)
-        info = node_status(engine=engine, version=version, home=home, port=port)
+        spec = resolve(engine, version, port, home, secure=secure)
+        info = node_status(engine=engine, version=version, home=home, port=port, secure=secure)
     except NodeError as err:
         raise _fail(err) from err
     if info is None:

@@ -87,6 +87,9 @@ def connection_options(func: F) -> F:
         _quiet_client_logs()
         with cli_errors():
             kwargs["settings"] = settings_from_options(values)
+        if values["insecure"]:
+            click.echo("warning: --insecure: the cluster's TLS certificate is not verified, so anyone between here "
+                       "and the cluster can read the credentials; pass --ca-certs instead", err=True)  # fmt: skip
         return func(*args, **kwargs)
 
     for option in reversed(_CONNECTION_OPTIONS):

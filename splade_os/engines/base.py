@@ -76,6 +76,11 @@ class Engine(Protocol):
         """`doctor`'s engine-specific checks: the version, and what the vector field and query need."""
         ...
 
+    def missing_privileges(self, client: Any, alias: str, concrete: str) -> dict[str, list[str]] | None:
+        """What the current user lacks on index `alias` (backed by `concrete`): {"index": [...], "search": [...]},
+        named the way the engine's roles name them; None when the cluster has no security to ask."""
+        ...
+
     def bulk(
         self, client: Any, actions: Iterable[dict[str, Any]], **options: Any
     ) -> Iterator[tuple[bool, dict[str, Any]]]:

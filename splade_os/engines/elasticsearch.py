@@ -15,6 +15,7 @@ from typing import Any
 
 from splade_os.engines.base import FAIL, OK, Check
 from splade_os.errors import MissingDependencyError
+from splade_os.security_roles import INDEXER, SEARCHER, privileges
 from splade_os.vectors import SparseVector
 
 INSTALL_HINT = "Elasticsearch needs its official client: pip install 'splade-os[elasticsearch]'"
@@ -81,6 +82,30 @@ class ElasticsearchEngine:
             )]  # fmt: skip
         pruning = "query-token pruning turned off per index and query" if self._prunes_by_default else "exact"
         return [Check("version", OK, self.label), Check("sparse_vector", OK, f"field and query ({pruning})")]
+
+    def missing_privileges(self, client: Any, alias: str, concrete: str) -> dict[str, list[str]] | None:
+        """From `_security/user/_has_privileges`, which any user may call about themselves."""
+        es = import_client()
+        wanted = {role: privileges(self.name, name) for role, name in (("index", INDEXER), ("search", SEARCHER))}
+        cluster = sorted({p for privs in wanted.values() for p in privs["cluster"]})
+        index = sorted({p for privs in wanted.values() for p in privs["index"]})
+        try:
+            answer = client.security.has_privileges(
+                cluster=cluster, index=[{"names": [alias, concrete], "privileges": index}]
+            )
+        except es.ApiError as err:
+            # Security off: "Security must be explicitly enabled" (500), or no such endpoint.
+            if err.meta.status in (400, 404, 500) or "must be explicitly enabled" in str(err):
+                return None
+            raise
+        have_cluster = answer.get("cluster", {})
+        per_index = answer.get("index", {})
+        missing: dict[str, list[str]] = {}
+        for role, privs in wanted.items():
+            lacking = [f"cluster {p}" for p in privs["cluster"] if not have_cluster.get(p)]
+            lacking += [f"index {p}" for p in privs["index"] if not all(v.get(p) for v in per_index.values())]
+            missing[role] = lacking
+        return missing
 
     def bulk(
         self, client: Any, actions: Iterable[dict[str, Any]], **options: Any

@@ -12,6 +12,7 @@ from typing import Any
 
 from opensearchpy import OpenSearch, helpers
 
+from splade_os.engines import opensearch_privileges
 from splade_os.engines.base import FAIL, OK, WARN, Check
 from splade_os.vectors import SparseVector, escape_token
 
@@ -70,6 +71,11 @@ class OpenSearchEngine:
         if self.version[0] < 2:
             return Check("version", WARN, self.label, "upgrade to OpenSearch 2.x or later (tested: 2.19, 3.x)")
         return Check("version", OK, self.label)
+
+    def missing_privileges(self, client: Any, alias: str, concrete: str) -> dict[str, list[str]] | None:
+        if not opensearch_privileges.security_enabled(client):
+            return None
+        return opensearch_privileges.missing_actions(client, alias, concrete)
 
     def bulk(
         self, client: Any, actions: Iterable[dict[str, Any]], **options: Any

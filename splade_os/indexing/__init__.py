@@ -17,11 +17,11 @@ from splade_os.indexing.distributed import RayWorkers, index_corpus_on_ray
 from splade_os.indexing.ledger import Counters, Ledger, default_checkpoint, default_dead_letter
 from splade_os.indexing.load import IndexSummary, index_corpus, reencode_index
 from splade_os.indexing.options import BulkOptions, LoadOptions
-from splade_os.indexing.pipeline import DocumentEncoder, IndexingInterrupted, Progress
+from splade_os.indexing.pipeline import DocumentEncoder, IndexingInterrupted, IndexingRefused, Progress
 from splade_os.indexing.sources import IndexSource
 
 __all__ = [
-    "BulkOptions", "Counters", "DocumentEncoder", "IndexSource", "IndexSummary", "IndexingInterrupted", "Ledger",
-    "LoadOptions", "Progress", "RayWorkers", "SpladeRecipe", "default_checkpoint", "default_dead_letter",
-    "index_corpus", "index_corpus_on_ray", "reencode_index",
+    "BulkOptions", "Counters", "DocumentEncoder", "IndexSource", "IndexSummary", "IndexingInterrupted",
+    "IndexingRefused", "Ledger", "LoadOptions", "Progress", "RayWorkers", "SpladeRecipe", "default_checkpoint",
+    "default_dead_letter", "index_corpus", "index_corpus_on_ray", "reencode_index",
 ]  # fmt: skip

@@ -22,6 +22,7 @@ from splade_os.indexing.options import BulkOptions, DocumentEncoder
 from splade_os.indexing.sources import Source
 from splade_os.indexing.target import Target
 from splade_os.mappings import VECTOR_FIELD
+from splade_os.permissions import refused_line
 from splade_os.vectors import SparseVector
 
 log = logging.getLogger(__name__)
@@ -29,6 +30,11 @@ log = logging.getLogger(__name__)
 
 class IndexingInterrupted(SpladeOSError):
     """The run stopped part-way (Ctrl-C or an outage); what was acknowledged is safe and `--resume` continues."""
+
+
+class IndexingRefused(IndexingInterrupted):
+    """The cluster refused to take documents (401/403): no document is at fault, so none becomes a dead letter;
+    the batch stays pending in the checkpoint and `--resume` sends it once the user's role allows it."""
 
 
 @dataclass
@@ -271,6 +277,7 @@ class Loader:
         while todo:
             retry: list[str] = []
             last_error = ""
+            refused = ""
             for ok, info in self.engine.bulk(
                 self.client,
                 todo,
@@ -285,6 +292,8 @@ class Loader:
                 doc_id, status = item.get("_id"), item.get("status")
                 if ok:
                     results[doc_id] = Result(ok=True, created=item.get("result") == "created")
+                elif status in (401, 403):
+                    refused = refused or error_reason(item)
                 elif status == 409 and doc_id in uncertain:
                     results[doc_id] = Result(ok=True, created=True)  # landed before its answer was lost
                 elif retryable(status):
@@ -294,6 +303,8 @@ class Loader:
                         uncertain.add(doc_id)
                 else:
                     results[doc_id] = Result(ok=False, status=status, reason=error_reason(item))
+            if refused:
+                raise self._refused(refused)
             if not retry:
                 break
             now = time.monotonic()
@@ -312,6 +323,16 @@ class Loader:
             self.uncertain += len(uncertain & set(retry))
             todo = [by_id[i] for i in retry]
         return results
+
+
+    def _refused(self, reason: str) -> IndexingRefused:
+        line = refused_line("the cluster", reason)
+        if "(401)" in reason or reason.startswith("401"):
+            line = "the cluster refused the credentials (401)"
+        return IndexingRefused(
+            f"{line}. Nothing was lost: {self.counters.indexed} documents are indexed in {self.target.index} and the "
+            "checkpoint is saved; once the user may write, run the same command with --resume"
+        )
 
 
 def batches(items: Iterable[Item], size: int) -> Iterator[list[Item]]:

@@ -11,6 +11,7 @@ from splade_os.engines import engine_for
 from splade_os.errors import ConfigError, EngineError
 from splade_os.indexing.options import EncoderDescription, LoadOptions
 from splade_os.mappings import check_encoder, check_vector_field, index_body
+from splade_os.permissions import is_refusal
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +37,8 @@ def create_index(client: Any, index: str, encoder: EncoderDescription, opts: Loa
     try:
         client.indices.create(index=index, body=body)
     except Exception as err:
+        if is_refusal(err):
+            raise  # the CLI names the permission to add
         if f"analyzer [{opts.analyzer}]" in str(err):
             raise ConfigError(
                 f"the cluster has no {opts.analyzer!r} analyzer for the BM25 fields (minimal distributions lack the "
@@ -82,7 +85,9 @@ def try_restore_refresh(client: Any, target: Target) -> None:
     try:
         restore_refresh(client, target)
     except Exception as err:  # the cluster may be the reason we are here
-        log.warning("could not restore refresh_interval of %s: %s", target.index, err)
+        # A refusal is the error the caller reports already, with the privilege to add: not a second line.
+        log.log(logging.DEBUG if is_refusal(err) else logging.WARNING,
+                "could not restore refresh_interval of %s: %s", target.index, err)  # fmt: skip
 
 
 def count_documents(client: Any, index: str) -> int:
