@@ -151,16 +151,28 @@ def ready(client: Any, name: str, base: list[tuple[str, SparseVector, str]], n: 
 def size_on_disk(client: Any, name: str) -> int:
     """Bytes on disk once merged to one segment, after the engine has let go of its recovery copies.
 
-    An index that leaves fields out of `_source` keeps a full copy (`_recovery_source`) of each document until
-    its shard's retention leases have moved past it, and only a merge after that drops it."""
-    client.indices.flush(index=name)
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline and not leases_caught_up(client, name):
-        time.sleep(5)
+    An index that leaves fields out of `_source` keeps a full copy (`_recovery_source`) of each document until its
+    shard's retention leases have moved past it, and only a merge after that drops it; a force-merge of an index
+    already in one segment merges nothing, so a probe document gives it a second segment first (and is deleted
+    after the merge: one deleted document's bytes stay)."""
+    excludes = client.indices.get_mapping(index=name)[name]["mappings"].get("_source", {}).get("excludes")
+    if excludes:
+        wait_for_leases(client, name)
+        client.index(index=name, id="size-probe", body={"text": "probe"}, refresh=True)
+    wait_for_leases(client, name)
     patient, timeout = engine_for(client).with_timeout(client, 3600)
     patient.indices.forcemerge(index=name, max_num_segments=1, **timeout)
+    if excludes:
+        client.delete(index=name, id="size-probe", refresh=True)
     client.indices.refresh(index=name)
     return int(client.indices.stats(index=name, metric="store")["indices"][name]["primaries"]["store"]["size_in_bytes"])
+
+
+def wait_for_leases(client: Any, name: str, seconds: float = 300) -> None:
+    client.indices.flush(index=name)
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and not leases_caught_up(client, name):
+        time.sleep(5)
 
 
 def size_unmerged(client: Any, name: str) -> int:
