@@ -12,7 +12,7 @@ from typing import Any
 import click
 
 from splade_os import aliases
-from splade_os.cli.options import cli_errors, connection_options, model_option
+from splade_os.cli.options import cli_errors, connection_options, device_options, model_option
 from splade_os.connection import ConnectionSettings, connect
 from splade_os.corpus import FORMATS, FieldNames
 from splade_os.errors import ConfigError
@@ -139,6 +139,7 @@ def format_summary(s: IndexSummary) -> str:
     help="Past --max-length: keep the start (counted as truncated), or encode overlapping windows.",
 )
 @click.option("--log-every", default=10.0, show_default=True, help="Seconds between progress lines off a terminal.")
+@device_options
 @connection_options
 def index(
     corpus: str | None,
@@ -172,6 +173,7 @@ def index(
     min_weight: float,
     long_documents: str,
     log_every: float,
+    device: dict[str, Any],
     settings: ConnectionSettings,
 ) -> None:
     """Encode CORPUS (JSON Lines, CSV/TSV, a BEIR folder, or - for stdin) and bulk-index it into alias --index.
@@ -191,7 +193,7 @@ def index(
 
         encoder = SpladeEncoder(
             model_dir, threads=threads, max_length=max_length, top_k=top_k, min_weight=min_weight,
-            long_documents=long_documents,
+            long_documents=long_documents, **device,
         )  # fmt: skip
         options = BulkOptions(
             batch_size=batch_size, chunk_bytes=chunk_bytes, max_retries=max_retries, retry_for=retry_for,
