@@ -24,7 +24,9 @@ from splade_os.errors import ConfigError, MissingDependencyError, ModelError
 INSTALL_HINT = "pip install 'splade-os[gpu]'"
 PRECISIONS = ("fp32", "bf16", "fp16")
 BACKENDS = ("onnx", "torch")
-CHECKPOINT_WEIGHTS = ("model.safetensors", "pytorch_model.bin")
+CHECKPOINT_WEIGHTS = (
+    "model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json",
+)  # fmt: skip
 # Token rows (batch x padded length) per model run by default: 64 texts of 256 tokens. The [rows, vocab] logits
 # block is 1 GiB in bf16 (2 GiB in fp32) for a 30,522-token vocabulary. Not measured on a GPU; --batch-size wins.
 DEFAULT_BATCH_TOKENS_CUDA = 16384
@@ -115,9 +117,9 @@ def _checkpoint_config(model_dir: Path, manifest: dict[str, Any] | None) -> dict
     if not (model_dir / "config.json").is_file() or not weights:
         source = f" (its manifest names the source: {manifest.get('source')})" if manifest else ""
         raise ModelError(
-            f"{model_dir} holds no PyTorch checkpoint (config.json and {' or '.join(CHECKPOINT_WEIGHTS)}), which "
-            f"the PyTorch backend runs; an ONNX export alone serves only the CPU path. Copy the checkpoint the "
-            f"export was made from into it, or pass the checkpoint folder{source}"
+            f"{model_dir} holds no PyTorch checkpoint (config.json and model.safetensors or pytorch_model.bin), which "
+            f"the PyTorch backend runs; an ONNX export alone serves only the CPU path. Export with "
+            f"--with-checkpoint, copy the checkpoint into the folder, or pass the checkpoint folder{source}"
         )
     try:
         config = json.loads((model_dir / "config.json").read_bytes())
