@@ -105,10 +105,18 @@ def torch_dtype(torch: Any, device: Any, precision: str) -> Any:
         return torch.float32
     if device.type == "cpu" and precision == "fp16":
         raise ConfigError("precision fp16 needs a CUDA GPU; on the CPU use bf16 or fp32")
-    if device.type == "cuda" and precision == "bf16" and not torch.cuda.is_bf16_supported():
+    if device.type == "cuda" and precision == "bf16" and not _native_bf16(torch):
         name = torch.cuda.get_device_name(device)
         raise ConfigError(f"precision bf16: {name} does not support bfloat16; use fp16 or fp32")
     return torch.bfloat16 if precision == "bf16" else torch.float16
+
+
+def _native_bf16(torch: Any) -> bool:
+    # Recent PyTorch answers True for GPUs that only emulate bfloat16 (pre-Ampere), unless asked not to.
+    try:
+        return bool(torch.cuda.is_bf16_supported(including_emulation=False))
+    except TypeError:  # PyTorch before 2.3 has no such argument and counts native support only
+        return bool(torch.cuda.is_bf16_supported())
 
 
 def _checkpoint_config(model_dir: Path, manifest: dict[str, Any] | None) -> dict[str, Any]:

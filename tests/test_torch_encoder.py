@@ -144,7 +144,7 @@ def test_each_missing_piece_of_cuda_has_its_own_message(monkeypatch: pytest.Monk
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
     with pytest.raises(ConfigError, match=r"has 1 GPU\(s\), cuda:0 to cuda:0"):
         SpladeEncoder(BUNDLED, device="cuda:3")
-    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: False)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda **_: False)
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda _: "Tesla T4")
     with pytest.raises(ConfigError, match="Tesla T4 does not support bfloat16"):
         SpladeEncoder(BUNDLED, device="cuda", precision="bf16")
