@@ -248,13 +248,16 @@ class SpladeEncoder:
                 raise ConfigError("providers choose onnxruntime's execution providers; the PyTorch backend has none")
             from splade_os.torch_encoder import TorchRunner
 
-            # One caller at a time on the device (the runner's lock); PyTorch sets its own CPU threads.
-            self.workers = 1
             self._torch = TorchRunner(
                 self.model_dir, device=device, precision=precision, special_ids=self.special_ids,
                 min_weight=self.min_weight,
             )  # fmt: skip
             self._batch_tokens = self._torch.batch_tokens
+            # One worker runs the batches on the device (one at a time, under the runner's lock) while the calling
+            # thread turns the previous batch into vectors: the device does not wait for Python between batches.
+            # PyTorch sets its own CPU threads.
+            self.workers = 1
+            self._pool = ThreadPoolExecutor(1, thread_name_prefix="splade-os-encode")
             return
         self._init_onnx(providers)
 
@@ -313,6 +316,8 @@ class SpladeEncoder:
             pool, self._pool = self._pool, None
         if pool is not None:
             pool.shutdown(wait=True)
+        if self._torch is not None:
+            self._torch.close()  # frees the model's device memory
 
     def __enter__(self) -> SpladeEncoder:
         return self

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from splade_os.errors import ConfigError, MissingDependencyError, ModelError
+from splade_os.errors import ConfigError, EncoderClosedError, MissingDependencyError, ModelError
 
 INSTALL_HINT = "pip install 'splade-os[gpu]'"
 PRECISIONS = ("fp32", "bf16", "fp16")
@@ -202,7 +202,7 @@ class TorchRunner:
         self.device = torch_device(torch, device)
         self.dtype = torch_dtype(torch, self.device, precision)
         model = _load_masked_lm(transformers, model_dir)
-        self.model = model.to(device=self.device, dtype=self.dtype).eval()
+        self.model: Any = model.to(device=self.device, dtype=self.dtype).eval()
         keep = torch.ones(int(model.config.vocab_size), dtype=torch.float32)
         keep[torch.from_numpy(special_ids[special_ids < len(keep)])] = 0.0
         self._keep = keep.to(self.device)
@@ -213,8 +213,15 @@ class TorchRunner:
     def batch_tokens(self) -> int:
         return DEFAULT_BATCH_TOKENS_CUDA if self.device.type == "cuda" else DEFAULT_BATCH_TOKENS_CPU
 
+    def close(self) -> None:
+        """Drop the model once the batch on the device has finished; later batches raise EncoderClosedError."""
+        with self._lock:
+            self.model = None
+
     def _pooled(self, ids: np.ndarray, mask: np.ndarray) -> Any:
         """[batch, vocab] float32 SPLADE weights on the device, special tokens zeroed."""
+        if self.model is None:
+            raise EncoderClosedError("this encoder was closed; create a new SpladeEncoder to encode again")
         torch = self.torch
         pin = self.device.type == "cuda"
         ids_t = torch.from_numpy(ids)

@@ -17,7 +17,7 @@ from click.testing import CliRunner
 
 from splade_os.cli.encode import encode
 from splade_os.encoder import SpladeEncoder
-from splade_os.errors import ConfigError, MissingDependencyError, ModelError
+from splade_os.errors import ConfigError, EncoderClosedError, MissingDependencyError, ModelError
 from splade_os.vectors import SparseVector
 
 REPO = Path(__file__).resolve().parents[1]
@@ -103,6 +103,16 @@ def test_threads_sharing_one_encoder_get_the_same_vectors(checkpoint: Path) -> N
     with ThreadPoolExecutor(4) as pool:
         results = list(pool.map(lambda _: encoder.encode_documents(TEXTS), range(8)))
     assert all(r == expected for r in results)
+
+
+@pytest.mark.torch
+def test_closing_frees_the_model_and_later_calls_say_so(checkpoint: Path) -> None:
+    encoder = SpladeEncoder(checkpoint, backend="torch")
+    with encoder:
+        assert len(encoder.encode_documents(TEXTS[:1])[0]) > 0
+    assert encoder._torch is not None and encoder._torch.model is None
+    with pytest.raises(EncoderClosedError, match="was closed"):
+        encoder.encode_documents(TEXTS[:1])
 
 
 @pytest.mark.torch
