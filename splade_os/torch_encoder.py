@@ -219,7 +219,7 @@ class TorchRunner:
             self.model = None
 
     def _pooled(self, ids: np.ndarray, mask: np.ndarray) -> Any:
-        """[batch, vocab] float32 SPLADE weights on the device, special tokens zeroed."""
+        """[batch, vocab] float32 SPLADE weights on the device, special tokens included."""
         if self.model is None:
             raise EncoderClosedError("this encoder was closed; create a new SpladeEncoder to encode again")
         torch = self.torch
@@ -234,17 +234,18 @@ class TorchRunner:
         # In place on the [batch, tokens, vocab] block, the largest tensor of the run: relu, zero the padding, max
         # over tokens, then log1p in fp32. Both are monotone, so this is max_t log(1 + relu(z)), as in the export.
         logits.relu_().mul_(mask_t.unsqueeze(-1).to(logits.dtype))
-        return torch.log1p(logits.amax(dim=1).float()) * self._keep
+        return torch.log1p(logits.amax(dim=1).float())
 
     def dense(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
-        """Whole [batch, vocab] rows on the host (for checks; encoding copies only the non-zero pairs)."""
+        """Whole [batch, vocab] rows before special-token removal, on the host (for checks; encoding copies only
+        the non-zero pairs)."""
         with self._lock, self.torch.inference_mode():
             return self._pooled(ids, mask).cpu().numpy()
 
     def sparse(self, ids: np.ndarray, mask: np.ndarray) -> list[Sparse]:
         """(token ids, weights) per row: the weights > 0 and >= min_weight, special tokens left out."""
         with self._lock, self.torch.inference_mode():
-            weights = self._pooled(ids, mask)
+            weights = self._pooled(ids, mask) * self._keep
             rows, cols = ((weights > 0) & (weights >= self.min_weight)).nonzero(as_tuple=True)
             values = weights[rows, cols]
             rows_h, cols_h, values_h = rows.cpu().numpy(), cols.cpu().numpy(), values.cpu().numpy()

@@ -295,6 +295,10 @@ def test_an_export_with_its_checkpoint_runs_on_both_backends(random_checkpoint: 
     onnx, torch_path = SpladeEncoder(out, threads=2), SpladeEncoder(out, backend="torch")
     assert torch_path.manifest == onnx.manifest
     assert np.abs(torch_path.encode_weights(texts) - onnx.encode_weights(texts)).max() < 1e-4
+    # Random weights give the special tokens weight too: both backends must drop the same ones.
+    for ours, reference in zip(torch_path.encode_documents(texts), onnx.encode_documents(texts), strict=True):
+        differences = [abs(ours.get(t, 0.0) - reference.get(t, 0.0)) for t in set(ours) | set(reference)]
+        assert max(differences, default=0.0) < 1e-4
     refused = CliRunner().invoke(export, [str(random_checkpoint), str(tmp_path / "q"), "--quantize", "int8",
                                           "--with-checkpoint"])  # fmt: skip
     assert refused.exit_code == 1 and "--with-checkpoint goes with an fp32 export" in refused.output
