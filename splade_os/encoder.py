@@ -3,6 +3,9 @@
 The exported graph already pools (see `splade_os.export`), so a session run returns `[batch, vocab]` weights.
 This module tokenizes, sorts by length so batches carry little padding, runs the session, drops special
 tokens, prunes, and turns each row into a `SparseVector` keyed by vocabulary token.
+
+`device="cuda"` (or `backend="torch"`) runs the original checkpoint with PyTorch instead
+(`splade_os.torch_encoder`, imported only then); tokenizing, batching, window pooling and pruning stay here.
 """
 
 from __future__ import annotations
@@ -22,10 +25,15 @@ import numpy as np
 
 from splade_os.errors import ConfigError, EncoderClosedError, InputError, ModelError
 from splade_os.export import IDF_NAME, MANIFEST_NAME, TOKENIZER_NAME, sha256_file
+from splade_os.torch_encoder import Sparse, choose_backend, merge_sparse
 from splade_os.vectors import SparseVector
 
 if TYPE_CHECKING:
     from tokenizers import Tokenizer
+
+    from splade_os.torch_encoder import TorchRunner
+
+Row = np.ndarray | Sparse  # a dense [vocab] row (ONNX) or the pruned pairs the PyTorch backend copies back
 
 # The committed splade-tiny export; present in a source checkout, not in an installed wheel.
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parents[1] / "models" / "splade-tiny"
@@ -130,6 +138,11 @@ class SpladeEncoder:
     once at load time and never changed, `truncated` is counted under a lock, and the worker pool is created with
     the encoder. `close()` (or leaving a `with SpladeEncoder(...) as encoder:` block) shuts the pool down; encoding
     afterwards raises `EncoderClosedError`, so create a new encoder to go on.
+
+    `device="cuda"` (`cuda:N` for another GPU) runs the checkpoint with PyTorch (the `gpu` extra): the folder must
+    hold `config.json` and the weights, either next to the export's manifest or as a bare checkpoint folder with
+    `tokenizer.json`. `precision` is `fp32`, `bf16` or `fp16` there. `backend="torch"` with the default
+    `device="cpu"` runs the same PyTorch path on the CPU (fp32 or bf16), to check it against the ONNX path.
     """
 
     def __init__(
@@ -147,21 +160,34 @@ class SpladeEncoder:
         stride: int = DEFAULT_STRIDE,
         query_mode: str | None = None,
         verify: bool = True,
+        device: str = "cpu",
+        precision: str = "fp32",
+        backend: str | None = None,
     ) -> None:
-        import onnxruntime as ort
-
+        self.backend = choose_backend(device, precision, backend)
+        self.device = device
+        self.precision = precision
         self.model_dir = Path(model_dir)
-        self.manifest = read_manifest(self.model_dir)
+        if self.backend == "torch":
+            from splade_os.torch_encoder import check_device, torch_manifest
+
+            check_device(device, precision)  # a missing GPU or install is reported before any file is read
+            exported = read_manifest(self.model_dir) if (self.model_dir / MANIFEST_NAME).is_file() else None
+            if not self.model_dir.is_dir():
+                raise ModelError(f"model folder {self.model_dir} does not exist")
+            self.manifest = torch_manifest(self.model_dir, exported)
+        else:
+            self.manifest = read_manifest(self.model_dir)
+            onnx_path = self.model_dir / self.manifest.get("onnx_file", "model.onnx")
+            if not onnx_path.is_file():
+                raise ModelError(f"{self.model_dir} has no {onnx_path.name}; re-run `splade-os export`")
+            if verify and sha256_file(onnx_path) != self.manifest.get("sha256"):
+                raise ModelError(
+                    f"{onnx_path} does not match the sha256 in {MANIFEST_NAME}: the file was changed or is "
+                    "incomplete (a Git LFS pointer?). Re-export the model or fetch the real file."
+                )
         self.vocab_size = int(self.manifest["vocab_size"])
         self.name = str(self.manifest.get("name", self.model_dir.name))
-        onnx_path = self.model_dir / self.manifest.get("onnx_file", "model.onnx")
-        if not onnx_path.is_file():
-            raise ModelError(f"{self.model_dir} has no {onnx_path.name}; re-run `splade-os export`")
-        if verify and sha256_file(onnx_path) != self.manifest.get("sha256"):
-            raise ModelError(
-                f"{onnx_path} does not match the sha256 in {MANIFEST_NAME}: the file was changed or is incomplete "
-                "(a Git LFS pointer?). Re-export the model or fetch the real file."
-            )
 
         limit = int(self.manifest["max_length"])
         self.max_length = limit if max_length is None else int(max_length)
@@ -220,6 +246,31 @@ class SpladeEncoder:
         if threads is not None and threads < 1:
             raise ConfigError(f"threads must be at least 1, got {threads}")
         self.threads = int(threads or _available_cores())
+        self._torch: TorchRunner | None = None
+        self._batch_tokens = DEFAULT_BATCH_TOKENS
+        self._pool: ThreadPoolExecutor | None = None
+        if self.backend == "torch":
+            if providers:
+                raise ConfigError("providers choose onnxruntime's execution providers; the PyTorch backend has none")
+            from splade_os.torch_encoder import TorchRunner
+
+            self._torch = TorchRunner(
+                self.model_dir, device=device, precision=precision, special_ids=self.special_ids,
+                min_weight=self.min_weight,
+            )  # fmt: skip
+            self._batch_tokens = self._torch.batch_tokens
+            # One worker runs the batches on the device (one at a time, under the runner's lock) while the calling
+            # thread turns the previous batch into vectors: the device does not wait for Python between batches.
+            # PyTorch sets its own CPU threads.
+            self.workers = 1
+            self._pool = ThreadPoolExecutor(1, thread_name_prefix="splade-os-encode")
+            return
+        self._init_onnx(providers)
+
+    def _init_onnx(self, providers: list[str] | None) -> None:
+        import onnxruntime as ort
+
+        onnx_path = self.model_dir / self.manifest.get("onnx_file", "model.onnx")
         chosen = self._providers(providers)
         # On CPU, `threads` workers each run whole batches single-threaded: no barrier per graph node, and each
         # core keeps its own projection tile in its own L2. Measured ~1.5-2x over intra-op threading on 2
@@ -271,6 +322,8 @@ class SpladeEncoder:
             pool, self._pool = self._pool, None
         if pool is not None:
             pool.shutdown(wait=True)
+        if self._torch is not None:
+            self._torch.close()  # frees the model's device memory
 
     def __enter__(self) -> SpladeEncoder:
         return self
@@ -286,7 +339,7 @@ class SpladeEncoder:
                 f"this encoder of {self.model_dir} was closed; create a new SpladeEncoder to encode again"
             )
 
-    def _submit(self, windows: list[tuple[int, list[int]]], batch: np.ndarray) -> Future[np.ndarray]:
+    def _submit(self, windows: list[tuple[int, list[int]]], batch: np.ndarray) -> Future[Any]:
         with self._lock:  # never submit to a pool that `close()` is shutting down
             self._check_open()
             assert self._pool is not None
@@ -357,7 +410,12 @@ class SpladeEncoder:
         items = _as_texts(texts, "texts")
         self._check_open()
         out = np.zeros((len(items), self.vocab_size), dtype=np.float32)
-        for i, row in self._pooled(self._windows(items, split=False)):
+        windows = self._windows(items, split=False)
+        if self._torch is not None:  # encoding copies back pruned pairs only; this wants whole rows
+            for batch in self._batches(np.array([len(ids) for _, ids in windows])):
+                out[[windows[w][0] for w in batch]] = self._torch.dense(*self._padded(windows, batch))
+            return out
+        for i, row in self._pooled(windows):
             out[i] = row
         return out
 
@@ -395,11 +453,12 @@ class SpladeEncoder:
             if self.batch_size is not None:
                 size = self.batch_size
             else:
-                size = max(1, DEFAULT_BATCH_TOKENS // int(lengths[order[start]]))
+                size = max(1, self._batch_tokens // int(lengths[order[start]]))
             yield order[start : start + size]
             start += size
 
-    def _run_batch(self, windows: list[tuple[int, list[int]]], batch: np.ndarray) -> np.ndarray:
+    @staticmethod
+    def _padded(windows: list[tuple[int, list[int]]], batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         width = max(len(windows[w][1]) for w in batch)
         ids = np.zeros((len(batch), width), dtype=np.int64)
         mask = np.zeros((len(batch), width), dtype=np.int64)
@@ -407,10 +466,16 @@ class SpladeEncoder:
             tokens = windows[w][1]
             ids[r, : len(tokens)] = tokens
             mask[r, : len(tokens)] = 1
+        return ids, mask
+
+    def _run_batch(self, windows: list[tuple[int, list[int]]], batch: np.ndarray) -> np.ndarray | list[Sparse]:
+        ids, mask = self._padded(windows, batch)
+        if self._torch is not None:
+            return self._torch.sparse(ids, mask)
         feeds = {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
         return np.asarray(self.session.run(None, {k: v for k, v in feeds.items() if k in self._inputs})[0])
 
-    def _weights(self, windows: list[tuple[int, list[int]]]) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    def _weights(self, windows: list[tuple[int, list[int]]]) -> Iterator[tuple[np.ndarray, Any]]:
         """(window indices, [batch, vocab] weights) per batch, in batch order, `workers` batches at a time."""
         lengths = np.array([len(ids) for _, ids in windows])
         batches = self._batches(lengths)
@@ -419,7 +484,7 @@ class SpladeEncoder:
                 self._check_open()
                 yield batch, self._run_batch(windows, batch)
             return
-        in_flight: deque[tuple[np.ndarray, Future[np.ndarray]]] = deque()
+        in_flight: deque[tuple[np.ndarray, Future[Any]]] = deque()
         for batch in batches:
             in_flight.append((batch, self._submit(windows, batch)))
             if len(in_flight) > 2 * self.workers:  # bounded: memory stays flat on long inputs
@@ -429,30 +494,44 @@ class SpladeEncoder:
             done, future = in_flight.popleft()
             yield done, future.result()
 
-    def _pooled(self, windows: list[tuple[int, list[int]]]) -> Iterator[tuple[int, np.ndarray]]:
+    def _pooled(self, windows: list[tuple[int, list[int]]]) -> Iterator[tuple[int, Row]]:
         """(text index, weights) once per text, as soon as all of its windows have run."""
         if not windows:
             return
         pending = dict(zip(*np.unique([t for t, _ in windows], return_counts=True), strict=True))
-        partial: dict[int, np.ndarray] = {}
+        partial: dict[int, Row] = {}
         for batch, weights in self._weights(windows):
             for r, w in enumerate(batch):
                 text = windows[w][0]
                 # Windows of one text are max-pooled, exactly as SPLADE pools tokens within a window.
-                row = np.maximum(partial.pop(text), weights[r]) if text in partial else weights[r]
+                row = _max(partial.pop(text), weights[r]) if text in partial else weights[r]
                 pending[text] -= 1
                 if pending[text]:
                     partial[text] = row
                 else:
                     yield int(text), row
 
-    def _to_vector(self, row: np.ndarray) -> SparseVector:
-        row = row.copy()
-        row[self.special_ids] = 0.0
-        threshold = max(self.min_weight, self.max_ratio * float(row.max())) if row.size else self.min_weight
-        keep = np.flatnonzero((row > 0.0) & (row >= threshold))
-        if self.top_k is not None and len(keep) > self.top_k:
+    def _to_vector(self, row: Row) -> SparseVector:
+        if isinstance(row, np.ndarray):
+            dense = row.copy()
+            dense[self.special_ids] = 0.0
+            ids = np.flatnonzero((dense > 0.0) & (dense >= self.min_weight))
+            values = dense[ids]
+        else:
+            ids, values = row  # the PyTorch backend dropped special tokens and applied min_weight on the device
+        if self.max_ratio and len(values):
+            kept = values >= self.max_ratio * float(values.max())
+            ids, values = ids[kept], values[kept]
+        if self.top_k is not None and len(ids) > self.top_k:
             # Ties at the cut are broken by token id so the result does not depend on the sort's internals.
-            order = np.lexsort((keep, -row[keep]))
-            keep = keep[order[: self.top_k]]
-        return SparseVector({self._vocab[i]: float(row[i]) for i in keep})
+            order = np.lexsort((ids, -values))[: self.top_k]
+            ids, values = ids[order], values[order]
+        return SparseVector({self._vocab[i]: float(v) for i, v in zip(ids, values, strict=True)})
+
+
+def _max(a: Row, b: Row) -> Row:
+    """Max-pool two windows of one text."""
+    if isinstance(a, np.ndarray) and isinstance(b, np.ndarray):
+        return np.maximum(a, b)
+    assert isinstance(a, tuple) and isinstance(b, tuple)
+    return merge_sparse(a, b)

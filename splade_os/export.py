@@ -48,6 +48,10 @@ QUERY_MODES = ("model", "inference-free")
 # 7-bit weights: on AVX2 without VNNI onnxruntime multiplies u8 x s8 with VPMADDUBSW, whose 16-bit pair sums
 # saturate for full-range int8 weights (255 * 127 * 2 > 32767); 255 * 63 * 2 does not.
 _INT8_WEIGHT_MAX = 63
+# The weight files of a transformers checkpoint: one file, or shards and their index.
+CHECKPOINT_PATTERNS = (
+    "*.safetensors", "model.safetensors.index.json", "pytorch_model*.bin", "pytorch_model.bin.index.json",
+)  # fmt: skip
 
 
 def sha256_file(path: Path) -> str:
@@ -374,6 +378,15 @@ def _copy_tokenizer(source: Path, out_dir: Path) -> None:
         raise ModelError(f"{source} has no usable fast tokenizer (tokenizer.json): {exc}") from exc
 
 
+def _copy_checkpoint(source: Path, out_dir: Path) -> None:
+    """config.json and the weights (one file, or shards with their index), as transformers saved them."""
+    weights = [p for pattern in CHECKPOINT_PATTERNS for p in sorted(source.glob(pattern))]
+    if not weights:
+        raise ModelError(f"{source} holds no weights file ({', '.join(CHECKPOINT_PATTERNS)}) to copy")
+    for path in [source / "config.json", *weights]:
+        shutil.copyfile(path, out_dir / path.name)
+
+
 def _max_length(mlm: Any, source: Path, requested: int | None) -> int:
     limit = int(getattr(mlm.config, "max_position_embeddings", 512) or 512)
     if getattr(mlm.config, "model_type", "") in ("roberta", "xlm-roberta", "camembert"):
@@ -398,8 +411,13 @@ def export_model(
     query_mode: str | None = None,
     revision: str | None = None,
     overwrite: bool = False,
+    with_checkpoint: bool = False,
 ) -> dict[str, Any]:
-    """Export `model` (Hub id or checkpoint folder) to `out_dir`; return the manifest that was written."""
+    """Export `model` (Hub id or checkpoint folder) to `out_dir`; return the manifest that was written.
+
+    `with_checkpoint` also copies the checkpoint's config.json and weights, so that the folder serves the PyTorch
+    backend (`device="cuda"`) under the same manifest, and indices built on either backend accept each other.
+    """
     from splade_os import __version__
 
     if quantize not in (None, *QUANTIZE_MODES):
@@ -408,6 +426,8 @@ def export_model(
         raise ConfigError(f"unknown query mode {query_mode!r}; choose one of: {', '.join(QUERY_MODES)}")
     if not 14 <= opset <= 21:
         raise ConfigError(f"--opset must be between 14 and 21, got {opset}")
+    if with_checkpoint and quantize:
+        raise ConfigError("--with-checkpoint goes with an fp32 export: the checkpoint computes its vectors, not int8's")
     out = Path(out_dir)
     if out.exists() and any(out.iterdir()) and not overwrite:
         raise ConfigError(f"{out} exists and is not empty; choose another folder or pass --overwrite")
@@ -434,6 +454,8 @@ def export_model(
     _copy_tokenizer(source, out)
     if has_idf:
         shutil.copyfile(source / IDF_NAME, out / IDF_NAME)
+    if with_checkpoint:
+        _copy_checkpoint(source, out)
 
     manifest: dict[str, Any] = {
         "format": FORMAT,

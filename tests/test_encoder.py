@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from bundled_checkpoint import pytorch_model_from_the_export
 from click.testing import CliRunner
 from tokenizers import Tokenizer
 
@@ -56,47 +57,12 @@ def test_golden_token_set_and_weights(encoder: SpladeEncoder) -> None:
         assert vector[token] == pytest.approx(weight, abs=1e-3), token
 
 
-def _pytorch_model_from_the_export(model_dir: Path) -> Any:
-    """The `BertForMaskedLM` whose weights models/splade-tiny holds, rebuilt from the ONNX file alone.
-
-    Weights keep their PyTorch names in the graph, except the projections (named by the MatMul node that uses
-    them, stored transposed) and the tied embedding matrix, stored once as the vocabulary projection's tiles.
-    The shape (2 layers, 2 heads, intermediate 512) is the checkpoint's, from PROVENANCE.md.
-    """
-    onnx = pytest.importorskip("onnx")
-    torch = pytest.importorskip("torch")
-    transformers = pytest.importorskip("transformers")
-    from onnx import numpy_helper
-
-    graph = onnx.load(str(model_dir / "model.onnx")).graph
-    tensors = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
-    state = {name.removeprefix("mlm."): array for name, array in tensors.items() if name.startswith("mlm.")}
-    for node in graph.node:
-        if node.op_type == "MatMul" and node.input[1].startswith("onnx::"):
-            module = node.name.removeprefix("/mlm/").removesuffix("/MatMul").replace("/", ".")
-            state[f"{module}.weight"] = tensors[node.input[1]].T
-    tiles = sum(1 for name in tensors if name.startswith("splade/c") and name.endswith("/weight"))
-    embedding = np.concatenate([tensors[f"splade/c{i}/weight"] for i in range(tiles)])
-    bias = np.concatenate([tensors[f"splade/c{i}/bias"] for i in range(tiles)])
-    state.update({
-        "bert.embeddings.word_embeddings.weight": embedding, "cls.predictions.decoder.weight": embedding,
-        "cls.predictions.bias": bias, "cls.predictions.decoder.bias": bias,
-    })  # fmt: skip
-    config = transformers.BertConfig(
-        vocab_size=embedding.shape[0], hidden_size=embedding.shape[1], num_hidden_layers=2, num_attention_heads=2,
-        intermediate_size=512, max_position_embeddings=512,
-    )  # fmt: skip
-    model = transformers.BertForMaskedLM(config).eval()
-    model.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in state.items()}, strict=True)
-    return model
-
-
 @pytest.mark.torch
 def test_golden_values_come_from_the_pytorch_model() -> None:
     """transformers' BertForMaskedLM plus SPLADE pooling in PyTorch gives GOLDEN: the ONNX graph's pooling, tiling
     and weights reproduce the reference, without the original checkpoint (only the committed export)."""
     torch = pytest.importorskip("torch")
-    model = _pytorch_model_from_the_export(BUNDLED)
+    model = pytorch_model_from_the_export(BUNDLED)
     tokenizer = Tokenizer.from_file(str(BUNDLED / "tokenizer.json"))
     with torch.inference_mode():
         logits = model(input_ids=torch.tensor([tokenizer.encode(GOLDEN_TEXT).ids])).logits
@@ -377,9 +343,10 @@ def test_encoding_does_not_import_torch() -> None:
         import sys
         for name in ("torch", "transformers", "onnx"):
             sys.modules[name] = None  # any import of them now raises ImportError
+        import splade_os, splade_os.torch_encoder  # the GPU backend's module imports torch only when it runs
         from splade_os.encoder import SpladeEncoder
-        from splade_os.cli.encode import encode
-        vectors = SpladeEncoder({str(BUNDLED)!r}).encode_documents(["heart attack"])
+        from splade_os.cli import main
+        vectors = SpladeEncoder({str(BUNDLED)!r}, device="cpu", precision="fp32").encode_documents(["heart attack"])
         assert vectors[0]["heart"] > 0
         loaded = [m for m in ("torch", "transformers", "onnx") if sys.modules.get(m) is not None]
         assert not loaded, loaded

@@ -279,3 +279,26 @@ def test_cli_export_matches_pytorch(random_checkpoint: Path, tmp_path: Path) -> 
     differ = (weights > 0) != (reference > 0)
     assert (np.maximum(weights, reference)[differ] < 1e-5).all(), "the ONNX and PyTorch non-zero sets differ"
     assert differ.sum() <= 1e-5 * differ.size
+
+
+@pytest.mark.torch
+def test_an_export_with_its_checkpoint_runs_on_both_backends(random_checkpoint: Path, tmp_path: Path) -> None:
+    """--with-checkpoint: one folder, one manifest, the same vectors from onnxruntime and from PyTorch."""
+    from splade_os.encoder import SpladeEncoder
+
+    out = tmp_path / "exported"
+    args = [str(random_checkpoint), str(out), "--max-length", "128", "--with-checkpoint"]
+    result = CliRunner().invoke(export, args)
+    assert result.exit_code == 0, result.output
+    assert (out / "config.json").is_file() and (out / "model.safetensors").is_file()
+    texts = _demo_texts()
+    onnx, torch_path = SpladeEncoder(out, threads=2), SpladeEncoder(out, backend="torch")
+    assert torch_path.manifest == onnx.manifest
+    assert np.abs(torch_path.encode_weights(texts) - onnx.encode_weights(texts)).max() < 1e-4
+    # Random weights give the special tokens weight too: both backends must drop the same ones.
+    for ours, reference in zip(torch_path.encode_documents(texts), onnx.encode_documents(texts), strict=True):
+        differences = [abs(ours.get(t, 0.0) - reference.get(t, 0.0)) for t in set(ours) | set(reference)]
+        assert max(differences, default=0.0) < 1e-4
+    refused = CliRunner().invoke(export, [str(random_checkpoint), str(tmp_path / "q"), "--quantize", "int8",
+                                          "--with-checkpoint"])  # fmt: skip
+    assert refused.exit_code == 1 and "--with-checkpoint goes with an fp32 export" in refused.output

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import sys
+from typing import Any
 
 import click
 
-from splade_os.cli.options import cli_errors, model_option
+from splade_os.cli.options import cli_errors, device_options, model_option
 
 
 @click.command("encode")
@@ -40,6 +41,7 @@ from splade_os.cli.options import cli_errors, model_option
     "--provider", "providers", multiple=True, help="onnxruntime execution provider, e.g. CUDAExecutionProvider."
 )
 @click.option("--no-progress", is_flag=True, help="No progress bar on stderr.")
+@device_options
 def encode(
     input_path: str,
     model_dir: str,
@@ -57,6 +59,7 @@ def encode(
     long_documents: str,
     providers: tuple[str, ...],
     no_progress: bool,
+    device: dict[str, Any],
 ) -> None:
     """Encode INPUT (BEIR corpus.jsonl or queries.jsonl; - for stdin) into {"_id", "vector"} JSON Lines.
 
@@ -75,7 +78,7 @@ def encode(
         names = FieldNames(id=id_field, text=text_field, title=title_field)
         with SpladeEncoder(
             model_dir, threads=threads, providers=list(providers) or None, batch_size=batch_size,
-            max_length=max_length, top_k=top_k, min_weight=min_weight, long_documents=long_documents,
+            max_length=max_length, top_k=top_k, min_weight=min_weight, long_documents=long_documents, **device,
         ) as encoder:  # fmt: skip
             with tqdm(unit=" records", file=sys.stderr, disable=no_progress, desc="encode") as bar:
                 summary = encode_path(

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import click
 
-from splade_os.cli.options import cli_errors, connection_options, model_option
+from splade_os.cli.options import cli_errors, connection_options, device_options, model_option
 from splade_os.connection import ConnectionSettings, connect
 from splade_os.search import MODES
 
@@ -26,6 +27,7 @@ from splade_os.search import MODES
 @click.option("--exact", is_flag=True, help="Also score the same vectors exactly in memory, as a reference.")
 @click.option("--json", "json_file", type=click.Path(dir_okay=False), help="Write the report as JSON to this file.")
 @click.option("--force", is_flag=True, help="Evaluate even if the index was built with another encoder.")
+@device_options
 @connection_options
 def evaluate(
     dataset_dir: str,
@@ -37,6 +39,7 @@ def evaluate(
     exact: bool,
     json_file: str | None,
     force: bool,
+    device: dict[str, Any],
     settings: ConnectionSettings,
 ) -> None:
     """Evaluate DATASET_DIR (BEIR layout) with nDCG@10, Recall@100 and MRR@10 in each mode."""
@@ -46,7 +49,7 @@ def evaluate(
 
     with cli_errors():
         dataset = load_beir(dataset_dir, split)  # a malformed file is reported before any model or cluster work
-        with SpladeEncoder(model_dir) as encoder:
+        with SpladeEncoder(model_dir, **device) as encoder:
             client = connect(settings)
             report = run_evaluation(
                 dataset,

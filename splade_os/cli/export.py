@@ -26,6 +26,10 @@ from splade_os.cli.options import cli_errors
 )
 @click.option("--revision", default=None, help="Hub branch, tag or commit to export.")
 @click.option("--overwrite", is_flag=True, help="Write into OUT_DIR even if it is not empty.")
+@click.option(
+    "--with-checkpoint", is_flag=True,
+    help="Also copy the checkpoint (config.json, weights) into OUT_DIR, for --device cuda on the same folder.",
+)  # fmt: skip
 def export(
     model: str,
     out_dir: Path,
@@ -36,6 +40,7 @@ def export(
     query_mode: str | None,
     revision: str | None,
     overwrite: bool,
+    with_checkpoint: bool,
 ) -> None:
     """Export MODEL (a Hugging Face id such as naver/splade-v3, or a checkpoint folder) to OUT_DIR.
 
@@ -48,7 +53,7 @@ def export(
         manifest = export_model(
             model, out_dir, quantize=quantize, max_length=max_length, opset=opset,
             chunk_size=chunk_size or DEFAULT_CHUNK_SIZE, query_mode=query_mode, revision=revision,
-            overwrite=overwrite,
+            overwrite=overwrite, with_checkpoint=with_checkpoint,
         )  # fmt: skip
     click.echo(
         f"exported {manifest['name']} to {out_dir}: vocab {manifest['vocab_size']:,}, max length "

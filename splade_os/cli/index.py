@@ -12,7 +12,7 @@ from typing import Any
 import click
 
 from splade_os import aliases
-from splade_os.cli.options import cli_errors, connection_options, model_option
+from splade_os.cli.options import cli_errors, connection_options, device_options, model_option
 from splade_os.connection import ConnectionSettings, connect
 from splade_os.corpus import FORMATS, FieldNames
 from splade_os.errors import ConfigError
@@ -176,6 +176,7 @@ def format_summary(s: IndexSummary) -> str:
               "encodes on, where the encoder supports it). [default: 0]")
 @click.option("--block-size", type=click.IntRange(min=1), help="With --ray: records per block, the unit a worker "
               f"indexes, retries and checkpoints. [default: {DEFAULT_BLOCK_SIZE}]")
+@device_options
 @connection_options
 def index(
     corpus: str | None,
@@ -216,6 +217,7 @@ def index(
     workers: int | None,
     gpus_per_worker: float | None,
     block_size: int | None,
+    device: dict[str, Any],
     settings: ConnectionSettings,
 ) -> None:
     """Encode CORPUS (JSON Lines, CSV/TSV, a BEIR folder, or - for stdin) and bulk-index it into alias --index.
@@ -241,7 +243,10 @@ def index(
             assert corpus is not None
             recipe = SpladeRecipe(
                 model_dir, threads=threads or 1, max_length=max_length, top_k=top_k, min_weight=min_weight,
-                max_ratio=prune_ratio, long_documents=long_documents, device="cuda" if gpus_per_worker else None,
+                max_ratio=prune_ratio, long_documents=long_documents,
+                # Workers given GPUs encode on them unless --device says otherwise.
+                device="cuda" if gpus_per_worker and device["device"] == "cpu" else device["device"],
+                precision=device["precision"],
             )  # fmt: skip
             summary = index_corpus_on_ray(
                 settings, corpus, index=alias, recipe=recipe, block_size=block_size or DEFAULT_BLOCK_SIZE,
@@ -262,7 +267,7 @@ def index(
 
         encoder = SpladeEncoder(
             model_dir, threads=threads, max_length=max_length, top_k=top_k, min_weight=min_weight,
-            max_ratio=prune_ratio, long_documents=long_documents,
+            max_ratio=prune_ratio, long_documents=long_documents, **device,
         )  # fmt: skip
         client = connect(settings)
         report = ProgressReport(tty=sys.stderr.isatty(), every=log_every)

@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from splade_os.cli.options import cli_errors, connection_options, model_option
+from splade_os.cli.options import cli_errors, connection_options, device_options, model_option
 from splade_os.connection import ConnectionSettings, connect, redact
 from splade_os.corpus import FORMATS, FieldNames
 from splade_os.errors import SpladeOSError
@@ -83,6 +83,7 @@ def stats(
 @click.option(
     "--dead-letter", type=click.Path(dir_okay=False, path_type=Path), help="[default: ALIAS.dead-letter.jsonl]"
 )
+@device_options
 @connection_options
 def reindex(
     alias: str,
@@ -100,6 +101,7 @@ def reindex(
     analyzer: str | None,
     batch_size: int,
     dead_letter: Path | None,
+    device: dict[str, Any],
     settings: ConnectionSettings,
 ) -> None:
     """Build ALIAS-v<next> from CORPUS (or --from-index), verify it, and move ALIAS to it atomically.
@@ -115,7 +117,7 @@ def reindex(
     with cli_errors():
         if (corpus is None) != from_index:
             raise click.UsageError("give either a CORPUS or --from-index")
-        encoder = SpladeEncoder(model_dir)
+        encoder = SpladeEncoder(model_dir, **device)
         corpus_options: dict[str, Any] = {
             "names": FieldNames(id=id_field, text=text_field, title=title_field), "corpus_format": corpus_format,
         }  # fmt: skip

@@ -119,6 +119,27 @@ def model_option(required: bool = True) -> Callable[[F], F]:
     )
 
 
+def device_options(func: F) -> F:
+    """--device and --precision, for every command that encodes; folded into one `device` dict of encoder options."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        kwargs["device"] = {"device": kwargs.pop("device_name"), "precision": kwargs.pop("precision")}
+        return func(*args, **kwargs)
+
+    wrapper = click.option(
+        "--precision", type=click.Choice(["fp32", "bf16", "fp16"]), default="fp32", show_default=True,
+        envvar="SPLADE_OS_PRECISION",
+        help="Weights and activations on the GPU; bf16 and fp16 need --device cuda. [env: SPLADE_OS_PRECISION]",
+    )(wrapper)  # fmt: skip
+    wrapper = click.option(
+        "--device", "device_name", default="cpu", show_default=True, envvar="SPLADE_OS_DEVICE",
+        help="cpu (the ONNX export), or cuda / cuda:N: the PyTorch checkpoint on a GPU (needs splade-os[gpu] and "
+        "config.json plus weights in --model). [env: SPLADE_OS_DEVICE]",
+    )(wrapper)  # fmt: skip
+    return wrapper  # type: ignore[return-value]
+
+
 @contextmanager
 def cli_errors() -> Iterator[None]:
     """Turn the library's and the client's errors into one clear line and exit code 1, without a traceback.

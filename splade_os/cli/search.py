@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from splade_os.cli.options import cli_errors, connection_options, model_option
+from splade_os.cli.options import cli_errors, connection_options, device_options, model_option
 from splade_os.connection import ConnectionSettings
 from splade_os.search import MODES, Hit, Searcher, SearchResult
 
@@ -67,6 +67,7 @@ def result_to_table(result: SearchResult, explain: bool) -> str:
 @click.option("--explain", is_flag=True, help="Show every matching token's contribution (query x document weight).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 @click.option("--force", is_flag=True, help="Search even if the index was built with another encoder.")
+@device_options
 @connection_options
 def search(
     text: str,
@@ -77,13 +78,17 @@ def search(
     explain: bool,
     as_json: bool,
     force: bool,
+    device: dict[str, Any],
     settings: ConnectionSettings,
 ) -> None:
     """Search INDEX for TEXT and print the hits with the tokens that matched."""
+    from splade_os.encoder import SpladeEncoder
+
     with cli_errors():
-        with Searcher(index, model_dir, settings=settings, force=force) as searcher:
-            # The table always shows the top matching terms, so it always asks for explanations.
-            result = searcher.search(text, k=k, mode=mode, explain=explain or not as_json)  # type: ignore[arg-type]
+        with SpladeEncoder(model_dir, **device) as encoder:
+            with Searcher(index, encoder, settings=settings, force=force) as searcher:
+                # The table always shows the top matching terms, so it always asks for explanations.
+                result = searcher.search(text, k=k, mode=mode, explain=explain or not as_json)  # type: ignore[arg-type]
     if as_json:
         click.echo(json.dumps(result_to_json(result, explain), ensure_ascii=False, indent=2))
     else:

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import click
 
-from splade_os.cli.options import cli_errors, connection_options, model_option
+from splade_os.cli.options import cli_errors, connection_options, device_options, model_option
 from splade_os.connection import ConnectionSettings, connect
 from splade_os.errors import InputError, SpladeOSError
 
@@ -53,6 +54,7 @@ def _queries(path: Path | None, client: object, index: str, sample: int) -> dict
 @click.option("--plot", "plot_file", type=click.Path(dir_okay=False), help="Write the frontier as a PNG.")
 @click.option("--json", "json_file", type=click.Path(dir_okay=False), help="Write every measurement as JSON.")
 @click.option("--dry-run", is_flag=True, help="Measure and report, but do not store the choice with the index.")
+@device_options
 @connection_options
 def tune(
     index: str,
@@ -66,6 +68,7 @@ def tune(
     plot_file: str | None,
     json_file: str | None,
     dry_run: bool,
+    device: dict[str, Any],
     settings: ConnectionSettings,
 ) -> None:
     """Pick the fastest two-phase setting whose top-k agrees with exact search on INDEX, and store it in its _meta.
@@ -76,6 +79,7 @@ def tune(
     setting reaches the target (nothing is stored; exact search stays the reference).
     """
     from splade_os import tuning
+    from splade_os.encoder import SpladeEncoder
     from splade_os.evaluate import read_qrels
     from splade_os.search import Searcher
 
@@ -83,7 +87,7 @@ def tune(
         qrels = read_qrels(qrels_file) if qrels_file else None
         client = connect(settings)
         try:
-            with Searcher(index, model_dir, client=client) as searcher:
+            with SpladeEncoder(model_dir, **device) as encoder, Searcher(index, encoder, client=client) as searcher:
                 queries = _queries(queries_file, client, index, sample)
                 if qrels is not None:
                     queries = {q: t for q, t in queries.items() if q in qrels}

@@ -9,7 +9,6 @@ this same record, not a duplicate id, and counts as indexed.
 
 from __future__ import annotations
 
-import inspect
 import json
 import os
 import time
@@ -42,7 +41,8 @@ class SpladeRecipe:
     min_weight: float = 0.0
     max_ratio: float = 0.0
     long_documents: str = "truncate"
-    device: str | None = None  # "cuda" on a worker given GPUs
+    device: str = "cpu"  # "cuda" on a worker given GPUs
+    precision: str = "fp32"
 
     @cached_property
     def manifest(self) -> Mapping[str, Any]:
@@ -55,10 +55,9 @@ class SpladeRecipe:
 
         kwargs: dict[str, Any] = dict(
             threads=self.threads, max_length=self.max_length, top_k=self.top_k, min_weight=self.min_weight,
-            max_ratio=self.max_ratio, long_documents=self.long_documents,
+            max_ratio=self.max_ratio, long_documents=self.long_documents, device=self.device,
+            precision=self.precision,
         )  # fmt: skip
-        if self.device and "device" in inspect.signature(SpladeEncoder).parameters:
-            kwargs["device"] = self.device  # otherwise the GPUs are only reserved, and ONNX Runtime picks
         return SpladeEncoder(self.model_dir, **kwargs)
 
 
