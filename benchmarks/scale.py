@@ -164,15 +164,20 @@ def size_on_disk(client: Any, name: str) -> int:
     patient.indices.forcemerge(index=name, max_num_segments=1, **timeout)
     if excludes:
         client.delete(index=name, id="size-probe", refresh=True)
+    # The merged-away segments stay on disk until a commit stops referencing them.
+    client.indices.flush(index=name, force=True)
     client.indices.refresh(index=name)
     return int(client.indices.stats(index=name, metric="store")["indices"][name]["primaries"]["store"]["size_in_bytes"])
 
 
 def wait_for_leases(client: Any, name: str, seconds: float = 300) -> None:
-    client.indices.flush(index=name)
+    """Wait until the shard's retention leases cover every operation, then commit: a commit is the "safe" one that
+    bounds what soft-deletes keep only once the global checkpoint persisted with it covers its operations."""
+    client.indices.flush(index=name, force=True)
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline and not leases_caught_up(client, name):
         time.sleep(5)
+    client.indices.flush(index=name, force=True)
 
 
 def size_unmerged(client: Any, name: str) -> int:
