@@ -360,7 +360,7 @@ def _plot(rows: list[dict[str, Any]], path: str, label: str) -> None:
     right.set_xscale("log")
     right.set_yscale("log")
     right.set_xlabel("documents")
-    right.set_ylabel("index size on disk (MiB, one segment)")
+    right.set_ylabel("index size on disk (MiB; merged to one segment up to --merge-max)")
     right.set_title("size")
     right.legend(fontsize=8)
     fig.tight_layout()
