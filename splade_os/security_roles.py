@@ -36,6 +36,7 @@ _OPENSEARCH: dict[str, dict[str, list[str]]] = {
             "indices:data/write/index",  # bulk items
             "indices:data/write/bulk*",
             "indices:data/read/search",  # count, search, scroll
+            "indices:data/read/mget*",  # --resume and a Ray block run again read back what landed (mget[shard])
         ],
     },
     SEARCHER: {
@@ -60,7 +61,7 @@ _ELASTICSEARCH: dict[str, dict[str, list[str]]] = {
             "indices:admin/settings/update",  # refreshes off while loading, back on at the end
             "view_index_metadata",  # mapping (_meta), settings, aliases, versions
             "write",  # bulk
-            "read",  # count, search, scroll, mget on --resume
+            "read",  # count, search, scroll; mget: --resume and a Ray block run again read back what landed
             "monitor",  # index size in the summary and in stats
             "maintenance",  # refresh before counting; stats force-merges its copies
         ],

@@ -11,6 +11,7 @@ import json
 import os
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,15 @@ from click.testing import CliRunner
 from conftest import BUNDLED_MODEL, REPO, unavailable
 from opensearchpy import OpenSearch
 from secured_proxy import make_certs, running_proxy
-from test_indexing_engine import SMALL, FakeEncoder, assert_exactly, landed, make_docs, write_jsonl
+from test_indexing_engine import (
+    SMALL,
+    FakeEncoder,
+    assert_exactly,
+    die_once_landed,
+    landed,
+    make_docs,
+    write_jsonl,
+)
 
 from splade_os import aliases
 from splade_os.cli.index import index as index_command
@@ -35,16 +44,25 @@ from splade_os.vectors import SparseVector
 pytestmark = pytest.mark.engine
 
 
-@pytest.fixture(scope="module", autouse=True)
-def local_ray() -> Iterator[None]:
+@contextmanager
+def ray_on_this_machine() -> Iterator[None]:
+    """A local Ray instance whose workers find the checkout and this folder (tests/test_secured_nodes.py uses it)."""
     try:
         import ray
     except ImportError:
         unavailable("ray is not installed: pip install 'splade-os[ray]'")
     path = os.pathsep.join([str(REPO), str(REPO / "tests"), os.environ.get("PYTHONPATH", "")])
     ray.init(num_cpus=2, include_dashboard=False, runtime_env={"env_vars": {"PYTHONPATH": path}})
-    yield
-    ray.shutdown()
+    try:
+        yield
+    finally:
+        ray.shutdown()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def local_ray() -> Iterator[None]:
+    with ray_on_this_machine():
+        yield
 
 
 class WorkerEncoder(FakeEncoder):
@@ -76,6 +94,18 @@ class FakeRecipe:
 
     def build(self) -> WorkerEncoder:
         return WorkerEncoder(self.log, self.die_on, self.marker)
+
+
+@dataclass(frozen=True)
+class LandedThenDies(FakeRecipe):
+    """The fake encoder, in a worker that dies right after the batch holding `doc_id` has landed (the first time):
+    Ray then runs that block again, and finds its first documents already indexed."""
+
+    doc_id: str = ""
+
+    def build(self) -> WorkerEncoder:
+        die_once_landed(self.doc_id, self.marker)
+        return super().build()
 
 
 def _settings() -> ConnectionSettings:

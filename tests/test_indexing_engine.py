@@ -7,6 +7,7 @@ the real bundled model end to end through the CLI.
 from __future__ import annotations
 
 import json
+import os
 import re
 import time
 import zlib
@@ -53,6 +54,24 @@ class FakeEncoder:
         time.sleep(self.delay)
         self.truncated += sum(len(t) > self.limit for t in texts)
         return [self.vector(t) for t in texts]
+
+
+def die_once_landed(doc_id: str, marker: str = "") -> None:
+    """Make this process die (os._exit: no clean-up, no answer) right after the batch holding `doc_id` has landed,
+    before its checkpoint or the driver records it: a crash at that instant. With `marker`, only the first time."""
+    from splade_os.indexing.pipeline import Loader
+
+    send = Loader._send
+
+    def send_then_die(self: Loader, actions: list[dict[str, Any]]) -> Any:
+        results = send(self, actions)
+        if any(a["_id"] == doc_id for a in actions) and not (marker and os.path.exists(marker)):
+            if marker:
+                Path(marker).touch()
+            os._exit(3)
+        return results
+
+    Loader._send = send_then_die  # type: ignore[method-assign]
 
 
 def make_docs(n: int, prefix: str = "d") -> list[dict[str, Any]]:

@@ -14,9 +14,13 @@ the OpenSearch demo setup has none) and client certificates.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import stat
+import subprocess
+import sys
+import textwrap
 import traceback
 import uuid
 from collections.abc import Iterator
@@ -25,18 +29,26 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 from secured_nodes import SecuredNode, start_secured, write_beir
+from test_distributed_engine import LandedThenDies, ray_on_this_machine
+from test_indexing_engine import SMALL, FakeEncoder, assert_exactly, make_docs, write_jsonl
 
 from splade_os.cli import main
-from splade_os.connection import connect
+from splade_os.connection import connect, describe_error
 from splade_os.encoder import SpladeEncoder
+from splade_os.engines.elasticsearch import import_client
 from splade_os.errors import EngineError
-from splade_os.indexing import BulkOptions, IndexingRefused, index_corpus
+from splade_os.indexing import BulkOptions, IndexingRefused, RayWorkers, index_corpus, index_corpus_on_ray
 from splade_os.node_security import ADMIN
 from splade_os.security_roles import INDEXER, SEARCHER, privileges
 
 pytestmark = pytest.mark.secured
 
-MODEL = str(Path(__file__).resolve().parents[1] / "models" / "splade-tiny")
+REPO = Path(__file__).resolve().parents[1]
+MODEL = str(REPO / "models" / "splade-tiny")
+# The privilege that lets the indexer read back what landed (mget), which `index --resume` needs after a crash.
+READ_BACK = {"opensearch": "indices:data/read/mget*", "elasticsearch": "read"}
+READ_BACK_ADVICE = {"opensearch": "indices:data/read/mget* to the index_permissions",
+                    "elasticsearch": "the index privilege read"}  # fmt: skip
 
 
 @pytest.fixture(scope="session", params=["opensearch", "elasticsearch"])
@@ -235,6 +247,150 @@ def test_refused_bulk_midway_loses_nothing_and_resume_completes(
     assert not checkpoint.exists()
 
 
+# `splade-os index` in a process that dies once the batch holding d4 (its second) has landed, before its checkpoint
+# records it: the checkpoint lists that batch as pending, exactly as after a crash at that instant.
+DIES_AFTER_A_LANDED_BATCH = textwrap.dedent(
+    """
+    import sys
+
+    from test_indexing_engine import die_once_landed
+    from splade_os.cli import main
+
+    die_once_landed("d4")
+    main(sys.argv[1:], prog_name="splade-os")
+    """
+)
+
+
+def crash_after_a_landed_batch(node: SecuredNode, args: list[str]) -> subprocess.CompletedProcess[str]:
+    """Run `args` (an `index` command) as the indexer in a process that dies once its second batch has landed."""
+    env = {k: v for k, v in os.environ.items() if k not in node.env(INDEXER)}
+    env.update({k: v for k, v in node.env(INDEXER).items() if v is not None})
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO), str(REPO / "tests"), env.get("PYTHONPATH", "")])
+    command = [sys.executable, "-c", DIES_AFTER_A_LANDED_BATCH, *args]
+    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+
+
+def crashed_index_args(beir: Path, alias: str, tmp: Path) -> list[str]:
+    return index_args(beir / "corpus.jsonl", alias, tmp, "--batch-size", "4")  # 12 documents: 3 batches
+
+
+def _resume_failure(node: SecuredNode, beir: Path, alias: str, tmp: Path) -> str | None:
+    """Why an `index` that died once a batch landed, then its `index --resume`, fail as the indexer; None if not."""
+    args = crashed_index_args(beir, alias, tmp)
+    crashed = crash_after_a_landed_batch(node, args)
+    if crashed.returncode != 3:
+        return f"index (crashed run), exit {crashed.returncode}: {crashed.stderr.strip()[-300:]}"
+    resumed = run(node, INDEXER, [*args, "--resume"])
+    if resumed.exit_code != 0:
+        return f"index --resume: {resumed.output.strip().splitlines()[-1]}"
+    return None
+
+
+def drop_read_back(node: SecuredNode) -> None:
+    full = privileges(node.engine, INDEXER)
+    fewer = {**full, "index": [p for p in full["index"] if p != READ_BACK[node.engine]]}
+    node.set_role(INDEXER, fewer, dropped=("index", READ_BACK[node.engine]))
+
+
+def _count(node: SecuredNode, index: str) -> int:
+    admin = connect(node.settings())
+    try:
+        admin.indices.refresh(index=index)
+        return int(admin.count(index=index)["count"])
+    finally:
+        admin.close()
+
+
+def test_resume_after_a_crash_past_a_landed_batch_keeps_every_document_once(
+    node: SecuredNode, beir: Path, alias: str, tmp_path: Path
+) -> None:
+    args = crashed_index_args(beir, alias, tmp_path)
+    checkpoint, dead_letter = tmp_path / "cp.json", tmp_path / "dl.jsonl"
+    crashed = crash_after_a_landed_batch(node, args)
+    assert crashed.returncode == 3, f"the run did not die where it should: {crashed.stderr}"
+    pending = json.loads(checkpoint.read_text())["pending_ids"]
+    assert pending == ["d4", "d5", "d6", "d7"] and _count(node, f"{alias}-v1") == 8  # the batch did land
+
+    # Not allowed to read back what landed: one line with the privilege to add, nothing dead-lettered or lost.
+    drop_read_back(node)
+    try:
+        refused = run(node, INDEXER, [*args, "--resume"])
+    finally:
+        node.restore_roles()
+    line = one_line_error(refused)
+    assert "refused indices:data/read/mget" in line and f"for user {INDEXER}" in line, line
+    assert f"(403): add {READ_BACK_ADVICE[node.engine]}" in line, line
+    assert json.loads(checkpoint.read_text())["pending_ids"] == pending
+    assert not dead_letter.exists() or dead_letter.read_text() == ""
+
+    resumed = run(node, INDEXER, [*args, "--resume"])
+    assert resumed.exit_code == 0, resumed.output
+    assert "indexed 12, failed 0" in resumed.output and "holds 12 documents" in resumed.output, resumed.output
+    assert not dead_letter.exists() or dead_letter.read_text() == "", dead_letter.read_text()
+    assert not checkpoint.exists()
+    admin = connect(node.settings())
+    try:
+        hits = admin.search(index=alias, body={"query": {"match_all": {}}, "size": 100})["hits"]["hits"]
+    finally:
+        admin.close()
+    assert sorted(h["_id"] for h in hits) == sorted(f"d{i}" for i in range(12))
+
+
+def test_an_mget_item_refused_raises_instead_of_reading_as_not_found(node: SecuredNode, alias: str) -> None:
+    from splade_os.indexing.pipeline import stored_documents
+
+    admin = connect(node.settings())
+    try:
+        admin.index(index=alias, id="landed", body={"text": "here"}, refresh=True)
+    finally:
+        admin.close()
+    client = connect(node.settings(INDEXER))
+    try:
+        assert stored_documents(client, alias, ["landed", "absent"], source=True) == {"landed": {"text": "here"}}
+        drop_read_back(node)
+        # OpenSearch answers 200 with a security_exception per item; Elasticsearch refuses the whole request.
+        refused = IndexingRefused if node.engine == "opensearch" else import_client().AuthorizationException
+        with pytest.raises(refused) as caught:
+            stored_documents(client, alias, ["landed", "absent"])
+    finally:
+        node.restore_roles()
+        client.close()
+    line = str(caught.value) if node.engine == "opensearch" else describe_error(caught.value)
+    assert "refused indices:data/read/mget" in line and f"for user {INDEXER}" in line, line
+    assert f"(403): add {READ_BACK_ADVICE[node.engine]}" in line, line
+
+
+@pytest.fixture(scope="module")
+def ray() -> Iterator[None]:
+    with ray_on_this_machine():
+        yield
+
+
+def test_a_ray_block_run_again_is_not_taken_for_duplicates(
+    node: SecuredNode, alias: str, tmp_path: Path, ray: None
+) -> None:
+    docs = make_docs(120)
+    corpus = write_jsonl(tmp_path / "c.jsonl", docs)
+    log, marker, dead = tmp_path / "encoded.txt", tmp_path / "died", tmp_path / "dead.jsonl"
+    # d100 is in the 3rd batch of 16 of the second block (d60-d119): the worker dies once d60-d107 have landed.
+    recipe = LandedThenDies(str(log), marker=str(marker), doc_id="d100")
+    summary = index_corpus_on_ray(
+        node.settings(INDEXER), corpus, index=alias, recipe=recipe, pool=RayWorkers(workers=1), block_size=60,
+        replicas=0, analyzer="standard", checkpoint=tmp_path / "cp.json", dead_letter=dead, options=SMALL,
+    )  # fmt: skip
+    assert marker.exists(), "the worker never died: the test proves nothing"
+    c = summary.counters
+    assert (c.read, c.indexed, c.failed, c.skipped, c.replaced) == (120, 120, 0, 0, 48), summary.counters
+    assert summary.verified and summary.problems() == [], summary.verification
+    assert not dead.exists() or dead.read_text() == "", dead.read_text()
+    admin = connect(node.settings())
+    try:
+        assert_exactly(admin, alias, docs, FakeEncoder())  # every id once, each with its own content
+    finally:
+        admin.close()
+
+
 @pytest.fixture(scope="session")
 def searched(node: SecuredNode, beir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """An index built by the indexer, for the searcher's commands."""
@@ -273,6 +429,8 @@ def test_every_privilege_is_needed(
                 name = f"{alias}-{len(shown) + len(unneeded)}"
                 commands = indexer_commands(beir, name, tmp) if role == INDEXER else searcher_commands(beir, searched)
                 failure = _first_failure(node, role, commands)
+                if failure is None and role == INDEXER:
+                    failure = _resume_failure(node, beir, f"{name}-crashed", tmp / "crashed")
             finally:
                 node.set_role(role, full)
             (shown if failure else unneeded).append(f"{kind} {privilege} -> {failure}")

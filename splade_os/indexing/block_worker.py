@@ -25,7 +25,7 @@ from splade_os.errors import ConfigError
 from splade_os.indexing.blocks import Block, read_block
 from splade_os.indexing.ledger import Counters
 from splade_os.indexing.options import BulkOptions, DocumentEncoder, EncoderRecipe
-from splade_os.indexing.pipeline import Loader, Result, run
+from splade_os.indexing.pipeline import Loader, Result, run, stored_documents
 from splade_os.indexing.target import Target
 from splade_os.mappings import VECTOR_FIELD
 
@@ -142,8 +142,7 @@ class BlockLoader(Loader):
             return results
         conflicts = [a for a in actions if not results[a["_id"]].ok and results[a["_id"]].status == 409]
         if conflicts:
-            docs = self.client.mget(index=self.target.index, body={"ids": [a["_id"] for a in conflicts]})["docs"]
-            stored = {d["_id"]: d.get("_source") for d in docs if d.get("found")}
+            stored = stored_documents(self.client, self.target.index, [a["_id"] for a in conflicts], source=True)
             for action in conflicts:
                 if same_document(stored.get(action["_id"]), action["_source"]):
                     results[action["_id"]] = Result(ok=True, created=False)  # counted as replaced

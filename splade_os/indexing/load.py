@@ -23,7 +23,7 @@ from splade_os.indexing.ledger import (
     default_dead_letter,
 )  # fmt: skip
 from splade_os.indexing.options import BulkOptions, EncoderDescription, LoadOptions
-from splade_os.indexing.pipeline import DocumentEncoder, Loader, Progress, run
+from splade_os.indexing.pipeline import DocumentEncoder, Loader, Progress, run, stored_documents
 from splade_os.indexing.sources import IndexSource, Source
 from splade_os.indexing.target import Target, count_documents, prepare_target, restore_refresh, try_restore_refresh
 from splade_os.mappings import default_analyzer
@@ -60,13 +60,6 @@ class IndexSummary:
             where = f"; see {self.dead_letter}" if self.dead_letter else ""
             found.append(f"{self.counters.failed} documents failed{where} (pass --allow-failures to accept)")
         return found
-
-
-def landed_ids(client: Any, index: str, ids: list[str]) -> set[str]:
-    if not ids:
-        return set()
-    response = client.mget(index=index, body={"ids": ids}, filter_path="docs._id,docs.found")
-    return {d["_id"] for d in response.get("docs", []) if d.get("found")}
 
 
 def run_settings(encoder: EncoderDescription, opts: LoadOptions) -> dict[str, Any]:
@@ -239,7 +232,7 @@ def start(client: Any, source: Source, alias: str, encoder: DocumentEncoder, opt
             raise ConfigError("this source cannot be resumed")
         state, target = resumed_target(client, checkpoint, {"input": source.identity(), "settings": settings})
         source.skip_to(state.data["offset"], state.data["line"], state.data["digest"])
-        landed = landed_ids(client, target.index, state.data["pending_ids"])
+        landed = set(stored_documents(client, target.index, state.data["pending_ids"]))
         return Started(target, state, Counters(**state.data["counters"]), landed, state.data["dead_letter_bytes"])
     target = new_target(client, alias, encoder, opts)
     fresh_state: Checkpoint | None = None

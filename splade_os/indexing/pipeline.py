@@ -22,7 +22,7 @@ from splade_os.indexing.options import BulkOptions, DocumentEncoder
 from splade_os.indexing.sources import Source
 from splade_os.indexing.target import Target
 from splade_os.mappings import VECTOR_FIELD
-from splade_os.permissions import refused_line
+from splade_os.permissions import refusal, refused_line
 from splade_os.vectors import SparseVector
 
 log = logging.getLogger(__name__)
@@ -88,6 +88,40 @@ def error_reason(item: Mapping[str, Any]) -> str:
             reason += f" ({cause.get('type')}: {cause.get('reason')})"
         return reason
     return str(error)
+
+
+def stored_documents(client: Any, index: str, ids: Sequence[str], *, source: bool = False) -> dict[str, Any]:
+    """The documents of `ids` that `index` holds, by id: each one's `_source` when `source`, else None.
+
+    An item that carries an error is no answer, and raises: the OpenSearch security plugin refuses an mget's shard
+    requests with HTTP 200 and a `security_exception` per item, which read as "not found" would send documents that
+    did land again, each then a false "duplicate id" dead letter.
+    """
+    if not ids:
+        return {}
+    fields = "docs._id,docs.found,docs.error" + (",docs._source" if source else "")
+    response = client.mget(index=index, body={"ids": list(ids)}, filter_path=fields)
+    found: dict[str, Any] = {}
+    for doc in response.get("docs", []):
+        if doc.get("error") is not None:
+            raise unreadable(index, doc)
+        if doc.get("found"):
+            found[doc["_id"]] = doc.get("_source")
+    return found
+
+
+def unreadable(index: str, doc: Mapping[str, Any]) -> SpladeOSError:
+    """The error for an mget item without an answer; for a refusal, the privilege to add."""
+    reason, error = error_reason(doc), doc.get("error")
+    why = ("splade-os reads back documents that may already be indexed, so as not to take them for duplicates: none "
+           "was dead-lettered and the checkpoint is kept; once")  # fmt: skip
+    if (isinstance(error, Mapping) and error.get("type") == "security_exception") or refusal(reason):
+        line = refused_line("the cluster", reason)
+        return IndexingRefused(f"{line}. {why} the user may read them, run the same command with --resume")
+    return EngineError(
+        f"the cluster could not say whether document {doc.get('_id')!r} is in {index} ({reason[:300]}). {why} the "
+        "cluster is healthy, run the same command with --resume"
+    )
 
 
 class Sender(threading.Thread):
