@@ -277,6 +277,7 @@ def crashed_index_args(beir: Path, alias: str, tmp: Path) -> list[str]:
 
 def _resume_failure(node: SecuredNode, beir: Path, alias: str, tmp: Path) -> str | None:
     """Why an `index` that died once a batch landed, then its `index --resume`, fail as the indexer; None if not."""
+    tmp.mkdir()
     args = crashed_index_args(beir, alias, tmp)
     crashed = crash_after_a_landed_batch(node, args)
     if crashed.returncode != 3:
