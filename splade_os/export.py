@@ -314,13 +314,21 @@ def _detach_decoder(mlm: Any) -> tuple[np.ndarray, np.ndarray | None]:
     raise ModelError(f"could not locate the vocabulary projection inside {type(mlm).__name__}")
 
 
-def _export_body(mlm: Any, path: Path, opset: int) -> list[str]:
-    torch = _require("torch")
+def model_inputs(mlm: Any) -> list[str]:
+    """The inputs to feed `mlm`: token types only where its forward takes them and has more than one type.
+
+    DistilBERT's forward has no token_type_ids (transformers 4.x raises TypeError when given them), and a model
+    with a single token type (RoBERTa) computes the same without them.
+    """
     params = inspect.signature(mlm.forward).parameters
     type_vocab = getattr(mlm.config, "type_vocab_size", 0) or 0
-    names = ["input_ids", "attention_mask"] + (
-        ["token_type_ids"] if "token_type_ids" in params and type_vocab > 1 else []
-    )
+    token_types = "token_type_ids" in params and type_vocab > 1
+    return ["input_ids", "attention_mask"] + (["token_type_ids"] if token_types else [])
+
+
+def _export_body(mlm: Any, path: Path, opset: int) -> list[str]:
+    torch = _require("torch")
+    names = model_inputs(mlm)
 
     class Body(torch.nn.Module):  # type: ignore[name-defined]
         def __init__(self) -> None:

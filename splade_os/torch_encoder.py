@@ -201,7 +201,11 @@ class TorchRunner:
         self.torch = torch
         self.device = torch_device(torch, device)
         self.dtype = torch_dtype(torch, self.device, precision)
+        from splade_os.export import model_inputs
+
         model = _load_masked_lm(transformers, model_dir)
+        # The same inputs as the export, all-zero token types included where the model takes them.
+        self._token_types = "token_type_ids" in model_inputs(model)
         self.model: Any = model.to(device=self.device, dtype=self.dtype).eval()
         keep = torch.ones(int(model.config.vocab_size), dtype=torch.float32)
         keep[torch.from_numpy(special_ids[special_ids < len(keep)])] = 0.0
@@ -230,7 +234,10 @@ class TorchRunner:
             ids_t, mask_t = ids_t.pin_memory(), mask_t.pin_memory()
         ids_t = ids_t.to(self.device, non_blocking=pin)
         mask_t = mask_t.to(self.device, non_blocking=pin)
-        logits = self.model(input_ids=ids_t, attention_mask=mask_t, token_type_ids=torch.zeros_like(ids_t)).logits
+        inputs = {"input_ids": ids_t, "attention_mask": mask_t}
+        if self._token_types:
+            inputs["token_type_ids"] = torch.zeros_like(ids_t)
+        logits = self.model(**inputs).logits
         # In place on the [batch, tokens, vocab] block, the largest tensor of the run: relu, zero the padding, max
         # over tokens, then log1p in fp32. Both are monotone, so this is max_t log(1 + relu(z)), as in the export.
         logits.relu_().mul_(mask_t.unsqueeze(-1).to(logits.dtype))

@@ -7,16 +7,23 @@ values depend on the corpus, its size and the model, so `tune` measures them: th
 then each setting of a small grid (agreement with exact, request latency p50/p95, and nDCG@10 when judgements are
 given), and keeps the fastest setting whose mean agreement reaches the target. The choice goes into the index's
 `_meta` with the document count and date it was tuned at; `Searcher` uses it by default.
+
+Timing is noisy: the first requests of a run pay for cold caches, and a busy moment of the node or the machine
+lands on whatever runs then. So every setting (exact search too) is run once untimed first, each timed pass runs
+the settings in a new shuffled order (seeded: the same seed gives the same order), and a setting's spread is the
+range of its per-pass p50s. A faster setting whose gain is within that spread is no faster as far as the
+measurement can tell, and the safer one (higher agreement) is kept instead.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import random
 import statistics
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -27,6 +34,13 @@ from splade_os.query import DEFAULT_TWO_PHASE_RATIO, DEFAULT_TWO_PHASE_WINDOW_FA
 TUNED_KEY = "two_phase"
 NDCG_TOLERANCE = 0.005  # with judgements, a setting may lose at most this much nDCG@10 against exact search
 RETUNE_GROWTH = 2.0  # doctor asks for a new `tune` once the index holds this many times the tuned-at count
+DEFAULT_REPEAT = 3  # timed passes: fewer give too thin a spread to tell a real gain from noise
+DEFAULT_WARMUP = 1
+TITLE_QUERIES_CAVEAT = (
+    "queries: titles of documents in the index, whose own document matches them far better than the rest; "
+    "agreement on real queries is lower than on these: give --queries (queries your users send) to rely on it"
+)
+C = TypeVar("C", bound=Hashable)
 
 
 @dataclass(frozen=True)
@@ -93,13 +107,20 @@ class Trial:
 
     settings: TwoPhaseSettings | None  # None: exact search
     agreement: float
-    p50_ms: float
+    p50_ms: float  # over every timed request
     p95_ms: float
     ndcg: float | None = None
+    pass_p50_ms: list[float] = field(default_factory=list)  # the p50 of each timed pass: its spread is the noise
 
     @property
     def label(self) -> str:
         return "exact" if self.settings is None else self.settings.describe()
+
+    @property
+    def spread_ms(self) -> tuple[float, float]:
+        """The lowest and highest per-pass p50."""
+        values = self.pass_p50_ms or [self.p50_ms]
+        return min(values), max(values)
 
 
 @dataclass
@@ -113,16 +134,22 @@ class TuneResult:
     trials: list[Trial] = field(default_factory=list)
     chosen: Trial | None = None
     reason: str = ""
+    warmup: int = DEFAULT_WARMUP
+    repeat: int = DEFAULT_REPEAT
+    seed: int = 0
+    notes: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         def trial(t: Trial) -> dict[str, Any]:
             return {"setting": asdict(t.settings) if t.settings else "exact", "agreement": t.agreement,
-                    "p50_ms": t.p50_ms, "p95_ms": t.p95_ms, "ndcg_at_10": t.ndcg}  # fmt: skip
+                    "p50_ms": t.p50_ms, "p95_ms": t.p95_ms, "ndcg_at_10": t.ndcg,
+                    "p50_per_pass_ms": t.pass_p50_ms}  # fmt: skip
 
         return {
             "index": self.index, "documents": self.documents, "queries": self.queries, "k": self.k,
-            "target": self.target, "exact": trial(self.exact), "trials": [trial(t) for t in self.trials],
-            "chosen": trial(self.chosen) if self.chosen else None, "reason": self.reason,
+            "target": self.target, "warmup": self.warmup, "repeat": self.repeat, "seed": self.seed,
+            "exact": trial(self.exact), "trials": [trial(t) for t in self.trials],
+            "chosen": trial(self.chosen) if self.chosen else None, "reason": self.reason, "notes": self.notes,
         }  # fmt: skip
 
 
@@ -131,6 +158,47 @@ def default_grid(k: int) -> list[TwoPhaseSettings]:
     grid = [TwoPhaseSettings(ratio=r, window=w * k) for r in (0.1, 0.2, 0.3, 0.4, 0.5) for w in (5, 20, 50, 100)]
     grid += [TwoPhaseSettings(ratio=r, window=w * k, top_n=n) for r in (0.2, 0.4) for w in (20, 100) for n in (16, 32)]
     return grid
+
+
+def schedule(candidates: Sequence[C], passes: int, rng: random.Random) -> list[list[C]]:
+    """`passes` orders of every candidate, each shuffled anew, so no setting always runs first or after another."""
+    return [rng.sample(list(candidates), len(candidates)) for _ in range(passes)]
+
+
+def measure(
+    candidates: Sequence[C], run: Callable[[C], list[float]], *, repeat: int, warmup: int, seed: int
+) -> dict[C, list[list[float]]]:
+    """The latencies `run(candidate)` returns (one per request), per candidate and timed pass.
+
+    `warmup` untimed passes over every candidate come first: the first requests pay for cold caches, and would
+    otherwise count against whichever setting runs first. Every pass runs the candidates in a new shuffled order.
+    """
+    rng = random.Random(seed)
+    for order in schedule(candidates, warmup, rng):
+        for candidate in order:
+            run(candidate)
+    timed: dict[C, list[list[float]]] = {c: [] for c in candidates}
+    for order in schedule(candidates, repeat, rng):
+        for candidate in order:
+            timed[candidate].append(run(candidate))
+    return timed
+
+
+def within_noise(fast: Trial, slow: Trial) -> bool:
+    """Whether `fast` is no faster than `slow` as far as the passes tell: its slowest pass was no faster than
+    `slow`'s fastest one (with one pass each, whether it was no faster at all)."""
+    return fast.spread_ms[1] >= slow.spread_ms[0]
+
+
+def choose(trials: Sequence[Trial], exact: Trial, target: float) -> Trial | None:
+    """The setting to store: among those that reach `target` (and keep nDCG@10), the fastest, unless slower ones
+    are within the noise of it, when the safest of those (highest agreement, then nDCG@10) wins."""
+    passing = [t for t in trials if t.agreement >= target and _keeps_ndcg(t, exact)]
+    if not passing:
+        return None
+    fastest = min(passing, key=lambda t: (t.p50_ms, t.p95_ms))
+    alike = [t for t in passing if within_noise(fastest, t)]
+    return max(alike, key=lambda t: (t.agreement, -1.0 if t.ndcg is None else t.ndcg, -t.p50_ms, -t.p95_ms))
 
 
 def _agreement(found: Sequence[str], exact: Sequence[str]) -> float | None:
@@ -145,13 +213,19 @@ def tune(
     target: float = 0.99,
     qrels: Mapping[str, Mapping[str, int]] | None = None,
     grid: Sequence[TwoPhaseSettings] | None = None,
-    repeat: int = 2,
+    repeat: int = DEFAULT_REPEAT,
+    warmup: int = DEFAULT_WARMUP,
+    seed: int = 0,
 ) -> TuneResult:
     """Measure exact search and every setting of `grid` on `queries` (id -> text) through `searcher` (a `Searcher`
     on the index), and choose the fastest setting whose mean top-k agreement is at least `target` (and, with
-    `qrels`, whose nDCG@10 is within 0.005 of exact search). Nothing is stored: see `store`."""
+    `qrels`, whose nDCG@10 is within 0.005 of exact search), or a safer one within the noise of it (see
+    `choose`). `warmup` untimed passes, then `repeat` timed passes in an order shuffled with `seed`. Nothing is
+    stored: see `store`."""
     if not 0 < target <= 1:
         raise ConfigError(f"--target must be in (0, 1], got {target}")
+    if repeat < 1 or warmup < 0:
+        raise ConfigError(f"--repeat must be at least 1 and --warmup at least 0, got {repeat} and {warmup}")
     if not queries:
         raise ConfigError("no queries to tune with: give --queries FILE, or an index with documents to sample")
     client, logic = searcher.client, searcher.logic
@@ -167,36 +241,38 @@ def tune(
         run = {q: s for q, s in scored.items() if q in judged}
         return compute_metrics(judged, run, ("nDCG@10",))["nDCG@10"] if judged else None
 
-    # Every setting is timed in each pass, one after the other, so that a busy moment of the cluster or the machine
-    # falls on all of them alike instead of on whichever setting happened to run then.
     candidates: list[TwoPhaseSettings | None] = [None, *dict.fromkeys(grid or default_grid(k))]
     requests = {c: {qid: logic.request_for(v, depth, c) for qid, v in prepared.items()} for c in candidates}
-    times: dict[TwoPhaseSettings | None, list[float]] = {c: [] for c in candidates}
     scored: dict[TwoPhaseSettings | None, dict[str, dict[str, float]]] = {c: {} for c in candidates}
-    for _ in range(repeat):
-        for candidate in candidates:
-            for qid, body in requests[candidate].items():
-                start = time.perf_counter()
-                response = client.search(index=logic.index, body=body)
-                times[candidate].append((time.perf_counter() - start) * 1000)
-                scored[candidate][qid] = {h["_id"]: float(h["_score"]) for h in response["hits"]["hits"]}
+
+    def run(candidate: TwoPhaseSettings | None) -> list[float]:
+        elapsed = []
+        for qid, body in requests[candidate].items():
+            start = time.perf_counter()
+            response = client.search(index=logic.index, body=body)
+            elapsed.append((time.perf_counter() - start) * 1000)
+            scored[candidate][qid] = {h["_id"]: float(h["_score"]) for h in response["hits"]["hits"]}
+        return elapsed
+
+    times = measure(candidates, run, repeat=repeat, warmup=warmup, seed=seed)
 
     def ranked(candidate: TwoPhaseSettings | None, qid: str) -> list[str]:
         return list(scored[candidate][qid])[:k]  # hits come back best first; dicts keep that order
 
     def trial(candidate: TwoPhaseSettings | None, agreement: float) -> Trial:
-        values = times[candidate]
+        values = [ms for one_pass in times[candidate] for ms in one_pass]
         return Trial(candidate, agreement, statistics.median(values), float(np.percentile(values, 95)),
-                     ndcg(scored[candidate]))  # fmt: skip
+                     ndcg(scored[candidate]), [statistics.median(p) for p in times[candidate]])  # fmt: skip
 
     documents = int(client.count(index=logic.index)["count"])
-    result = TuneResult(logic.index, documents, len(queries), k, target, trial(None, 1.0))
+    result = TuneResult(logic.index, documents, len(queries), k, target, trial(None, 1.0), warmup=warmup,
+                        repeat=repeat, seed=seed)  # fmt: skip
     for candidate in candidates[1:]:
         values = [a for qid in prepared if (a := _agreement(ranked(candidate, qid), ranked(None, qid))) is not None]
         result.trials.append(trial(candidate, float(np.mean(values)) if values else 1.0))
-    passing = [t for t in result.trials if t.agreement >= target and _keeps_ndcg(t, result.exact)]
-    if passing:
-        result.chosen = min(passing, key=lambda t: (t.p50_ms, t.p95_ms))
+    result.chosen = choose(result.trials, result.exact, target)
+    if result.chosen is not None:
+        result.notes += _noise_notes(result, result.chosen)
     else:
         best = max(result.trials, key=lambda t: t.agreement)
         result.reason = (
@@ -210,6 +286,25 @@ def tune(
 
 def _keeps_ndcg(trial: Trial, exact: Trial) -> bool:
     return trial.ndcg is None or exact.ndcg is None or trial.ndcg >= exact.ndcg - NDCG_TOLERANCE
+
+
+def _noise_notes(result: TuneResult, chosen: Trial) -> list[str]:
+    notes = []
+    if result.repeat < 2:
+        notes.append("one timed pass: no spread to tell a real gain from noise by; --repeat 3 or more")
+    passing = [t for t in result.trials if t.agreement >= result.target and _keeps_ndcg(t, result.exact)]
+    fastest = min(passing, key=lambda t: (t.p50_ms, t.p95_ms))
+    if fastest is not chosen:
+        notes.append(
+            f"{fastest.label} had the lowest p50 ({fastest.p50_ms:.2f} ms) but within the noise of the passes; "
+            f"kept the safer {chosen.label} (agreement {chosen.agreement:.3f} against {fastest.agreement:.3f})"
+        )
+    if within_noise(chosen, result.exact):
+        notes.append(
+            "exact search was as fast within the noise of the passes: two-phase gains nothing measurable on this "
+            "index, and `search --mode splade` gives the exact top-k at the same cost"
+        )
+    return notes
 
 
 def store(client: Any, index: str, result: TuneResult) -> dict[str, Any]:
@@ -247,17 +342,21 @@ def format_result(result: TuneResult) -> str:
     lines = [
         f"{result.index}: {result.documents:,} documents, {result.queries} queries, top-{result.k}, "
         f"target agreement {result.target:g}",
-        f"{'setting':<42} {'agreement':>9} {'nDCG@10':>8} {'p50 ms':>8} {'p95 ms':>8}",
+        f"timing: {result.warmup} untimed warm-up pass(es), then {result.repeat} timed pass(es), the settings in a "
+        f"shuffled order each pass (--seed {result.seed}); p50 range: lowest and highest per-pass p50",
+        f"{'setting':<42} {'agreement':>9} {'nDCG@10':>8} {'p50 ms':>8} {'p50 range':>13} {'p95 ms':>8}",
     ]
     for trial in [result.exact, *result.trials]:
         mark = "*" if trial is result.chosen else " "
         ndcg = f"{trial.ndcg:.4f}" if trial.ndcg is not None else "-"
+        low, high = trial.spread_ms
         lines.append(f"{mark}{trial.label:<41} {trial.agreement:>9.3f} {ndcg:>8} {trial.p50_ms:>8.2f} "
-                     f"{trial.p95_ms:>8.2f}")  # fmt: skip
+                     f"{f'{low:.2f}-{high:.2f}':>13} {trial.p95_ms:>8.2f}")  # fmt: skip
     if result.chosen is not None:
         lines.append(f"chosen (*): {result.chosen.label}: p50 {result.chosen.p50_ms / result.exact.p50_ms:.2f}x exact")
     else:
         lines.append(result.reason)
+    lines += [f"note: {note}" for note in result.notes]
     return "\n".join(lines)
 
 
@@ -273,7 +372,9 @@ def plot(result: TuneResult, path: str) -> None:
 
         raise MissingDependencyError("--plot needs matplotlib: pip install 'splade-os[plot]'") from None
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    ax.scatter([t.p50_ms for t in result.trials], [t.agreement for t in result.trials], label="two-phase settings")
+    spread = np.array([[t.p50_ms - t.spread_ms[0], t.spread_ms[1] - t.p50_ms] for t in result.trials]).T
+    ax.errorbar([t.p50_ms for t in result.trials], [t.agreement for t in result.trials], xerr=spread, fmt="o",
+                label="two-phase settings (p50, per-pass range)")  # fmt: skip
     ax.scatter([result.exact.p50_ms], [1.0], marker="s", color="black", label="exact")
     if result.chosen is not None:
         ax.scatter([result.chosen.p50_ms], [result.chosen.agreement], marker="*", s=200, color="red",

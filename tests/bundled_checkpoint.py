@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+
+BUNDLED = Path(__file__).resolve().parents[1] / "models" / "splade-tiny"
 
 
 def pytorch_model_from_the_export(model_dir: Path) -> Any:
@@ -52,3 +55,21 @@ def checkpoint_folder(model_dir: Path, out: Path) -> Path:
         shutil.copyfile(model_dir / name, out / name)
     pytorch_model_from_the_export(model_dir).save_pretrained(str(out))
     return out
+
+
+def random_masked_lm(family: str, **config: Any) -> Any:
+    """A `{family}ForMaskedLM` (Bert, DistilBert...) with seeded random weights: parity needs no training."""
+    torch = pytest.importorskip("torch")
+    transformers = pytest.importorskip("transformers")
+    torch.manual_seed(0)
+    model_config = getattr(transformers, f"{family}Config")(**config)
+    return getattr(transformers, f"{family}ForMaskedLM")(model_config).eval()
+
+
+def save_with_the_bundled_tokenizer(model: Any, folder: Path, tokenizer_class: str) -> Path:
+    """`model` saved into `folder` with the WordPiece tokenizer of models/splade-tiny, as transformers loads it."""
+    model.save_pretrained(str(folder))
+    shutil.copyfile(BUNDLED / "tokenizer.json", folder / "tokenizer.json")
+    tokenizer_config = {"tokenizer_class": tokenizer_class, "do_lower_case": True, "model_max_length": 512}
+    (folder / "tokenizer_config.json").write_text(json.dumps(tokenizer_config))
+    return folder

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+from bundled_checkpoint import random_masked_lm, save_with_the_bundled_tokenizer
 from click.testing import CliRunner
 
 from splade_os.cli.export import export
@@ -218,21 +218,14 @@ def _demo_texts() -> list[str]:
 def random_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A BertForMaskedLM with random weights (parity needs no training) and the bundled WordPiece tokenizer."""
     torch = pytest.importorskip("torch")
-    transformers = pytest.importorskip("transformers")
-    torch.manual_seed(0)
-    config = transformers.BertConfig(
-        vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+    model = random_masked_lm(
+        "Bert", vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
         max_position_embeddings=512, type_vocab_size=2, initializer_range=0.2, tie_word_embeddings=True,
     )  # fmt: skip
-    model = transformers.BertForMaskedLM(config).eval()
     with torch.no_grad():
         model.get_output_embeddings().bias.fill_(-1.0)  # a non-zero bias, so the export must carry it
     folder = tmp_path_factory.mktemp("checkpoint") / "random-bert"
-    model.save_pretrained(folder)
-    shutil.copyfile(BUNDLED / "tokenizer.json", folder / "tokenizer.json")
-    tokenizer_config = {"tokenizer_class": "BertTokenizer", "do_lower_case": True, "model_max_length": 512}
-    (folder / "tokenizer_config.json").write_text(json.dumps(tokenizer_config))
-    return folder
+    return save_with_the_bundled_tokenizer(model, folder, "BertTokenizer")
 
 
 def _reference(model_dir: Path, texts: list[str], max_length: int) -> np.ndarray:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from bundled_checkpoint import checkpoint_folder
+from bundled_checkpoint import checkpoint_folder, random_masked_lm, save_with_the_bundled_tokenizer
 from click.testing import CliRunner
 
 from splade_os.cli.encode import encode
@@ -94,6 +94,42 @@ def test_an_export_folder_with_its_checkpoint_keeps_the_export_identity(checkpoi
     assert encoder.manifest["sha256"] != exported.manifest["sha256"]
     assert encoder.max_length == 512
     _assert_close(encoder.encode_documents(TEXTS[:3]), exported.encode_documents(TEXTS[:3]))
+
+
+@pytest.fixture(scope="module")
+def distilbert_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A bare DistilBertForMaskedLM checkpoint, random weights, with the bundled WordPiece tokenizer."""
+    model = random_masked_lm(
+        "DistilBert", vocab_size=30522, dim=32, n_layers=2, n_heads=2, hidden_dim=64, initializer_range=0.2
+    )
+    folder = tmp_path_factory.mktemp("checkpoint") / "random-distilbert"
+    return save_with_the_bundled_tokenizer(model, folder, "DistilBertTokenizer")
+
+
+@pytest.mark.torch
+def test_a_checkpoint_without_token_types_gets_only_the_inputs_it_takes(distilbert_checkpoint: Path) -> None:
+    """DistilBERT's forward has no token_type_ids: transformers 4.x raises TypeError when they are passed."""
+    torch = pytest.importorskip("torch")
+    transformers = pytest.importorskip("transformers")
+    encoder = SpladeEncoder(distilbert_checkpoint, backend="torch", max_length=128)
+    assert encoder.manifest["architecture"] == "DistilBertForMaskedLM"
+    fed: list[set[str]] = []  # transformers 5 takes and ignores unknown keywords: watch what the model is given
+    assert encoder._torch is not None
+    encoder._torch.model.register_forward_pre_hook(lambda _, args, kwargs: fed.append(set(kwargs)), with_kwargs=True)
+    weights = encoder.encode_weights(TEXTS)
+    assert fed and all(keys == {"input_ids", "attention_mask"} for keys in fed), fed
+    assert all(len(v) > 0 for text, v in zip(TEXTS, encoder.encode_documents(TEXTS), strict=True) if text.strip())
+
+    tokenizer = transformers.AutoTokenizer.from_pretrained(str(distilbert_checkpoint))
+    model = transformers.AutoModelForMaskedLM.from_pretrained(str(distilbert_checkpoint)).eval()
+    batch = tokenizer(TEXTS, padding=True, truncation=True, max_length=128, return_tensors="pt")
+    with torch.inference_mode():
+        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+        mask = batch["attention_mask"].unsqueeze(-1)
+        reference = (torch.log1p(torch.relu(logits)) * mask).amax(dim=1).numpy()
+    blank = [not text.strip() for text in TEXTS]  # the encoder gives texts without content no window at all
+    reference[blank] = 0.0
+    assert np.abs(weights - reference).max() <= TOLERANCE
 
 
 @pytest.mark.torch

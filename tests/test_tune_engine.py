@@ -19,7 +19,7 @@ from splade_os.errors import ConfigError
 from splade_os.evaluate import Dataset, evaluate, load_beir
 from splade_os.mappings import read_index_meta
 from splade_os.search import Searcher
-from splade_os.tuning import TwoPhaseSettings, growth_warning, store, stored_settings, tune
+from splade_os.tuning import TITLE_QUERIES_CAVEAT, TwoPhaseSettings, growth_warning, store, stored_settings, tune
 
 pytestmark = pytest.mark.engine
 
@@ -105,9 +105,26 @@ def test_a_target_no_setting_meets_is_a_clear_error_and_nothing_is_stored(
     cli = CliRunner().invoke(main, args)
     report = json.loads((tmp_path / "t.json").read_text())
     assert report["queries"] == 5 and len(report["trials"]) > 10
+    assert TITLE_QUERIES_CAVEAT not in cli.output  # the caveat is about document titles only
     if report["chosen"] is None:  # the default grid may or may not reach 1.0 on this small index
         assert cli.exit_code == 1 and "no setting reached" in cli.output
         assert read_index_meta(engine_client, tuned_index).get("two_phase") == before
     else:
         assert cli.exit_code == 0 and "stored in the _meta" in cli.output
         assert read_index_meta(engine_client, tuned_index)["two_phase"]["agreement"] == 1.0
+
+
+def test_tune_on_the_default_queries_runs_end_to_end_and_says_they_overstate_agreement(
+    engine_client: Any, tuned_index: str, tmp_path: Path
+) -> None:
+    before = read_index_meta(engine_client, tuned_index).get("two_phase")
+    args = ["tune", tuned_index, "--model", str(BUNDLED_MODEL), "--sample", "30", "--repeat", "2", "--seed", "3",
+            "--dry-run", "--json", str(tmp_path / "t.json")]  # fmt: skip
+    cli = CliRunner().invoke(main, args)
+    report = json.loads((tmp_path / "t.json").read_text())
+    assert cli.exit_code == (0 if report["chosen"] else 1), cli.output
+    assert report["queries"] == 30 and (report["warmup"], report["repeat"], report["seed"]) == (1, 2, 3)
+    assert all(len(t["p50_per_pass_ms"]) == 2 for t in [report["exact"], *report["trials"]])
+    assert f"note: {TITLE_QUERIES_CAVEAT}" in cli.output and TITLE_QUERIES_CAVEAT in report["notes"]
+    assert "1 untimed warm-up pass(es), then 2 timed pass(es)" in cli.output and "p50 range" in cli.output
+    assert read_index_meta(engine_client, tuned_index).get("two_phase") == before  # --dry-run stores nothing

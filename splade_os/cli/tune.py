@@ -11,6 +11,7 @@ import click
 from splade_os.cli.options import cli_errors, connection_options, device_options, model_option
 from splade_os.connection import ConnectionSettings, connect
 from splade_os.errors import InputError, SpladeOSError
+from splade_os.tuning import DEFAULT_REPEAT, DEFAULT_WARMUP, TITLE_QUERIES_CAVEAT
 
 FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
 
@@ -43,14 +44,19 @@ def _queries(path: Path | None, client: object, index: str, sample: int) -> dict
 @click.argument("index")
 @model_option()
 @click.option("--queries", "queries_file", type=FILE, help="Queries: JSON Lines {_id, text} or one per line. "
-              "[default: titles of a random sample of the index's documents]")
+              "[default: titles of a random sample of the index's documents, which overstate agreement]")
 @click.option("--qrels", "qrels_file", type=FILE, help="Judgements (BEIR qrels TSV): a setting must also keep "
               "nDCG@10 within 0.005 of exact search.")
 @click.option("--target", default=0.99, show_default=True, help="Mean top-k agreement with exact search to reach.")
 @click.option("--k", "k", type=click.IntRange(min=1), default=10, show_default=True, help="Hits that must agree.")
 @click.option("--sample", type=click.IntRange(min=1), default=200, show_default=True,
               help="Documents whose titles are the queries when --queries is not given.")
-@click.option("--repeat", type=click.IntRange(min=1), default=2, show_default=True, help="Timed passes per setting.")
+@click.option("--repeat", type=click.IntRange(min=1), default=DEFAULT_REPEAT, show_default=True,
+              help="Timed passes per setting; the spread of their p50s tells a real gain from noise.")
+@click.option("--warmup", type=click.IntRange(min=0), default=DEFAULT_WARMUP, show_default=True,
+              help="Untimed passes over every setting first, so that cold caches count against none of them.")
+@click.option("--seed", type=int, default=0, show_default=True,
+              help="Seed of the shuffled order the settings run in each pass: the same seed, the same order.")
 @click.option("--plot", "plot_file", type=click.Path(dir_okay=False), help="Write the frontier as a PNG.")
 @click.option("--json", "json_file", type=click.Path(dir_okay=False), help="Write every measurement as JSON.")
 @click.option("--dry-run", is_flag=True, help="Measure and report, but do not store the choice with the index.")
@@ -65,6 +71,8 @@ def tune(
     k: int,
     sample: int,
     repeat: int,
+    warmup: int,
+    seed: int,
     plot_file: str | None,
     json_file: str | None,
     dry_run: bool,
@@ -74,9 +82,11 @@ def tune(
     """Pick the fastest two-phase setting whose top-k agrees with exact search on INDEX, and store it in its _meta.
 
     Every setting of a grid (phase-one ratio, rescore window, query top-n) is measured against exact search on
-    the same queries: mean top-k agreement, search request latency p50/p95, and nDCG@10 with --qrels. `search
-    --mode two-phase`, `eval` and `Searcher` then use the stored setting unless given one. Exit code 1 when no
-    setting reaches the target (nothing is stored; exact search stays the reference).
+    the same queries: mean top-k agreement, search request latency p50/p95, and nDCG@10 with --qrels. Every
+    setting runs untimed first (--warmup), then in a new shuffled order each timed pass (--repeat, --seed); a
+    faster setting whose gain is within the spread of the passes gives way to a safer one. `search --mode
+    two-phase`, `eval` and `Searcher` then use the stored setting unless given one. Exit code 1 when no setting
+    reaches the target (nothing is stored; exact search stays the reference).
     """
     from splade_os import tuning
     from splade_os.encoder import SpladeEncoder
@@ -91,7 +101,10 @@ def tune(
                 queries = _queries(queries_file, client, index, sample)
                 if qrels is not None:
                     queries = {q: t for q, t in queries.items() if q in qrels}
-                result = tuning.tune(searcher, queries, k=k, target=target, qrels=qrels, repeat=repeat)
+                result = tuning.tune(searcher, queries, k=k, target=target, qrels=qrels, repeat=repeat,
+                                     warmup=warmup, seed=seed)  # fmt: skip
+            if queries_file is None:
+                result.notes.insert(0, TITLE_QUERIES_CAVEAT)
             click.echo(tuning.format_result(result))
             if json_file:
                 Path(json_file).write_text(json.dumps(result.to_json(), indent=2), encoding="utf-8")
