@@ -20,8 +20,10 @@ from splade_os.connection import ConnectionSettings
 from splade_os.doctor import FAIL, OK, SKIP, run_checks
 from splade_os.encoder import SpladeEncoder
 from splade_os.engines import Engine, engine_for, opensearch_privileges
+from splade_os.engines.elasticsearch import security_off
 from splade_os.indexing import BulkOptions
 from splade_os.mappings import VECTOR_FIELD
+from splade_os.permissions import http_status, is_missing_endpoint
 from splade_os.reindex import ReindexResult, reindex
 from splade_os.stats import index_stats, percentile
 
@@ -128,6 +130,21 @@ def test_privilege_probes_leave_a_live_index_as_it_was_and_create_nothing(
     opensearch_privileges.missing_actions(engine_client, gone, f"{gone}-v1")
     opensearch_privileges.missing_actions(engine_client, gone, gone)
     assert list(engine_client.indices.get(index=f"{gone}*", allow_no_indices=True, ignore_unavailable=True)) == []
+
+
+def test_only_a_missing_security_api_reads_as_a_cluster_without_security(
+    engine_client: Any, engine: Engine, index_name: str
+) -> None:
+    assert engine.missing_privileges(engine_client, index_name, index_name) is None  # the test node has none
+    answered = []  # real errors of APIs that exist: not "no security", whatever their status
+    for call in (lambda: engine_client.indices.get(index=index_name),  # 404: no such index
+                 lambda: engine_client.indices.create(index=index_name.upper()),  # 400: invalid name
+                 lambda: engine_client.search(index=index_name, body={"query": {"no_such_query": {}}})):  # fmt: skip
+        with pytest.raises(Exception) as caught:
+            call()
+        answered.append(caught.value)
+    assert [http_status(e) for e in answered] == [404, 400, 400]
+    assert not any(is_missing_endpoint(e) or security_off(e) for e in answered)
 
 
 def test_stats_match_the_stored_vectors(

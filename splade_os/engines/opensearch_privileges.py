@@ -14,7 +14,7 @@ import contextlib
 from collections.abc import Callable
 from typing import Any
 
-from splade_os.permissions import is_refusal, refusal
+from splade_os.permissions import is_missing_endpoint, is_refusal, refusal
 
 PROBE_ID = "__splade_os_privilege_probe__"
 Probe = Callable[[Any, str, str], Any]
@@ -106,7 +106,11 @@ def security_enabled(client: Any) -> bool:
     try:
         client.transport.perform_request("GET", "/_plugins/_security/authinfo")
     except Exception as err:
-        return is_refusal(err)  # a 403 still means the plugin answered; no handler (400/404) means none
+        if is_missing_endpoint(err):  # no plugin; a 403 still means the plugin answered
+            return False
+        if is_refusal(err):
+            return True
+        raise  # a plugin not initialised (503), a node failing: doctor says the check could not run
     return True
 
 
