@@ -16,12 +16,14 @@ from splade_os.fusion import linear_fusion, reciprocal_rank_fusion
 from splade_os.mappings import VECTOR_FIELD, check_encoder_meta, check_vector_field, meta_from_mapping
 from splade_os.permissions import is_refusal
 from splade_os.query import (
+    NODE_LIMITS,
     Pruning,
     QueryPlan,
     build_bm25_query,
     build_splade_query,
     build_two_phase_query,
     cluster_max_clauses,
+    max_clauses_from_nodes,
     max_clauses_from_settings,
 )
 from splade_os.tuning import TwoPhaseSettings, stored_settings
@@ -403,8 +405,12 @@ class AsyncSearcher:
             if not await client.indices.exists(index=index):
                 raise _missing_index(index)
             try:
-                settings_response = await client.cluster.get_settings(include_defaults=True, flat_settings=True)
-                logic.max_clauses = max_clauses_from_settings(settings_response)
+                if engine.name == "elasticsearch":
+                    nodes = await client.nodes.info(metric="jvm,thread_pool", filter_path=NODE_LIMITS)
+                    logic.max_clauses = max_clauses_from_nodes(nodes)
+                else:
+                    settings_response = await client.cluster.get_settings(include_defaults=True, flat_settings=True)
+                    logic.max_clauses = max_clauses_from_settings(settings_response)
             except Exception as err:  # a searcher may not read cluster settings: the default limit (see query.py)
                 if not is_refusal(err):
                     raise

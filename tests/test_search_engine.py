@@ -8,6 +8,7 @@ import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
@@ -16,10 +17,14 @@ from opensearchpy import OpenSearch
 
 from splade_os.cli import main
 from splade_os.encoder import SpladeEncoder
+from splade_os.engines import Engine
 from splade_os.errors import EncoderMismatchError, EngineError, InputError
 from splade_os.indexing import index_corpus
 from splade_os.mappings import META_KEY, VECTOR_FIELD
+from splade_os.permissions import http_status
+from splade_os.query import build_splade_query, cluster_max_clauses
 from splade_os.search import AsyncSearcher, Searcher
+from splade_os.vectors import SparseVector
 
 pytestmark = pytest.mark.engine
 
@@ -178,6 +183,20 @@ def test_clause_limit_is_read_from_the_cluster(
         assert result.hits[0].id == "heart-attack"
     finally:
         engine_client.cluster.put_settings(body={"transient": {setting: None}})
+
+
+@pytest.mark.elasticsearch_only
+def test_clause_limit_is_the_one_elasticsearch_enforces(engine_client: Any, demo_index: str, engine: Engine) -> None:
+    # Each node computes its limit from heap and search threads; the deprecated setting still says 4096.
+    limit = cluster_max_clauses(engine_client)
+    terms = SparseVector({f"term{i}": 1.0 + i / 1e5 for i in range(limit + 1)})
+    plan = build_splade_query(terms, max_clauses=limit, engine=engine, size=1)
+    assert len(plan.terms) == limit  # the heaviest `limit` terms are kept...
+    engine_client.search(index=demo_index, body=plan.body)  # ...and the cluster takes them all
+    uncut = build_splade_query(terms, max_clauses=limit + 1, engine=engine, size=1)
+    with pytest.raises(Exception, match="maxClauseCount is set to") as refused:
+        engine_client.search(index=demo_index, body=uncut.body)  # one more it refuses
+    assert http_status(refused.value) == 400
 
 
 def test_async_searcher_returns_the_same_hits(searcher: Searcher, demo_index: str, encoder: SpladeEncoder) -> None:
