@@ -199,6 +199,31 @@ def test_clause_limit_is_the_one_elasticsearch_enforces(engine_client: Any, demo
     assert http_status(refused.value) == 400
 
 
+def test_tied_hits_come_back_in_id_order_however_the_documents_were_indexed(
+    engine_client: OpenSearch, encoder: SpladeEncoder, tmp_path: Path, index_name: str
+) -> None:
+    # Seven copies of one text tie on every score; k and from_ cut through the tie on both sides of the page.
+    docs = [{"_id": f"tie{i}", "text": "warning signs of a heart attack"} for i in range(7)]
+    docs += [{"_id": f"other{i}", "text": text} for i, text in enumerate(["heart attack care", "solar panels"])]
+    built = []
+    for order, listed in (("forward", docs), ("backward", docs[::-1])):
+        corpus = tmp_path / f"{order}.jsonl"
+        corpus.write_text("".join(json.dumps(d) + "\n" for d in listed))
+        name = f"{index_name}-{order}"
+        summary = index_corpus(engine_client, corpus, index=name, encoder=encoder, replicas=0,
+                               dead_letter=tmp_path / f"{order}.dl.jsonl")  # fmt: skip
+        assert summary.problems() == []
+        built.append(Searcher(name, encoder, client=engine_client))
+    for mode in ("splade", "bm25", "two-phase", "hybrid"):
+        for k, from_ in ((3, 0), (3, 2), (4, 5), (20, 0)):
+            forward, backward = (s.search("heart attack warning", k=k, mode=mode, from_=from_).hits for s in built)
+            assert [(h.id, h.score) for h in forward] == [(h.id, h.score) for h in backward], (mode, k, from_)
+            tied = [h.id for h in forward if h.id.startswith("tie")]
+            assert tied == sorted(tied) and tied, (mode, k, from_)
+    exact = [h.id for h in built[1].search("heart attack warning", k=20).hits]
+    assert exact[exact.index("tie0") : exact.index("tie0") + 7] == [f"tie{i}" for i in range(7)]
+
+
 def test_async_searcher_returns_the_same_hits(searcher: Searcher, demo_index: str, encoder: SpladeEncoder) -> None:
     async def run() -> list[list[tuple[str, float]]]:
         asearcher = await AsyncSearcher.create(demo_index, encoder)
