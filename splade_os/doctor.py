@@ -13,15 +13,18 @@ from splade_os.engines import FAIL, OK, SKIP, WARN, Check, Engine, engine_for
 from splade_os.errors import SpladeOSError
 from splade_os.mappings import VECTOR_FIELD, check_encoder_meta, meta_from_mapping, vector_field_problem
 from splade_os.permissions import is_refusal
-from splade_os.query import max_clauses_from_settings
+from splade_os.query import elasticsearch_max_clauses, max_clauses_from_settings
 from splade_os.tuning import growth_warning
 
 __all__ = ["FAIL", "OK", "SKIP", "WARN", "Check", "failed", "format_checks", "run_checks", "to_json"]
 MIN_CLAUSES = 1024  # OpenSearch's default; SPLADE queries of a few hundred terms fit with room for filters
 
 
-def _clauses_check(client: Any) -> Check:
+def _clauses_check(client: Any, engine: Engine) -> Check:
     # Read here rather than through query.cluster_max_clauses, which assumes the default when refused.
+    if engine.name == "elasticsearch":
+        limit = elasticsearch_max_clauses(client)
+        return Check("max_clause_count", OK, str(limit))  # computed by each node: never below 1024
     limit = max_clauses_from_settings(client.cluster.get_settings(include_defaults=True, flat_settings=True))
     if limit < MIN_CLAUSES:
         return Check(
@@ -132,7 +135,7 @@ def _cluster_checks(
     checks.append(Check("reachable", OK, settings.describe()))
     steps: list[tuple[str, Callable[[], list[Check]]]] = [
         (engine.name, lambda: engine.cluster_checks(client)),
-        ("max_clause_count", lambda: [_clauses_check(client)]),
+        ("max_clause_count", lambda: [_clauses_check(client, engine)]),
         ("index", lambda: _index_checks(client, engine, index, manifest) if index else []),
         ("shards", lambda: [_health_check(client, index)]),
     ]

@@ -65,11 +65,21 @@ def refusal(reason: str) -> Refusal | None:
     return None
 
 
+def http_status(err: BaseException) -> object:
+    """The HTTP status of an error from either client (None when the request got no answer)."""
+    meta = getattr(err, "meta", None)
+    return getattr(meta, "status", None) if meta is not None else getattr(err, "status_code", None)
+
+
 def is_refusal(err: BaseException) -> bool:
     """True for a 403 from either client."""
-    meta = getattr(err, "meta", None)
-    status = getattr(meta, "status", None) if meta is not None else getattr(err, "status_code", None)
-    return status == 403
+    return http_status(err) == 403
+
+
+def is_missing_endpoint(err: BaseException) -> bool:
+    """True when the node serves no such API (a plugin or feature that is not installed or not enabled), not for
+    an API that answered with an error of its own (a bad request, a missing index, a failure inside the node)."""
+    return http_status(err) in (400, 404) and "no handler found for uri" in str(err)
 
 
 def refused_lookup(action: str, name: str, *, elasticsearch: bool) -> str:

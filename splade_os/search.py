@@ -16,12 +16,14 @@ from splade_os.fusion import linear_fusion, reciprocal_rank_fusion
 from splade_os.mappings import VECTOR_FIELD, check_encoder_meta, check_vector_field, meta_from_mapping
 from splade_os.permissions import is_refusal
 from splade_os.query import (
+    NODE_LIMITS,
     Pruning,
     QueryPlan,
     build_bm25_query,
     build_splade_query,
     build_two_phase_query,
     cluster_max_clauses,
+    max_clauses_from_nodes,
     max_clauses_from_settings,
 )
 from splade_os.tuning import TwoPhaseSettings, stored_settings
@@ -29,6 +31,7 @@ from splade_os.vectors import SparseVector
 
 Mode = Literal["splade", "bm25", "hybrid", "two-phase"]
 MODES: tuple[Mode, ...] = ("splade", "bm25", "hybrid", "two-phase")
+MAX_RESULT_WINDOW = 10_000  # the engines' default index.max_result_window: from + size beyond it is refused
 
 
 class QueryEncoder(Protocol):
@@ -123,6 +126,7 @@ class _Prepared:
     notes: tuple[str, ...]
     expansions: frozenset[str]
     from_: int = 0
+    pages: list[tuple[int, int]] = field(default_factory=list)  # per request: (from, size) in (-score, id) order
 
 
 class _SearchLogic:
@@ -186,9 +190,9 @@ class _SearchLogic:
         }  # fmt: skip
         source = self._source(explain, fields)
         # Hybrid pages over the fused list, so each side fetches from the top, deep enough for the page.
-        page: dict[str, Any] = (
-            {"size": max(k + from_, self.hybrid.depth)} if mode == "hybrid" else {"size": k, "from_": from_}
-        )
+        wanted = (0, max(k + from_, self.hybrid.depth)) if mode == "hybrid" else (from_, k)
+        lo, hi = tie_window(*wanted)
+        page: dict[str, Any] = {"size": hi - lo, "from_": lo}
         plan: QueryPlan | None = None
         requests: list[dict[str, Any]] = []
         if mode in ("bm25", "hybrid"):
@@ -209,7 +213,37 @@ class _SearchLogic:
             requests.append(plan.body)
         notes = plan.notes if plan is not None else ()
         terms = plan.terms if plan is not None else vector
-        return _Prepared(mode, terms, requests, notes, expansion_terms(self.encoder, text, terms), from_)
+        expansions = expansion_terms(self.encoder, text, terms)
+        return _Prepared(mode, terms, requests, notes, expansions, from_, [wanted] * len(requests))
+
+    def refetch(self, prepared: _Prepared, responses: list[dict[str, Any]]) -> list[int]:
+        """The requests whose page has hits tied with hits outside what was fetched, each widened to take the
+        whole tie (rare: it takes equal scores at a page's edge); [] when every page can be ordered as it is."""
+        again = []
+        for i, (response, (from_, size)) in enumerate(zip(responses, prepared.pages, strict=True)):
+            body = prepared.requests[i]
+            lo, hi = body.get("from", 0), body.get("from", 0) + body["size"]
+            scores = [h["_score"] for h in response["hits"]["hits"]]
+            first, last = from_ - lo, min(from_ - lo + size, len(scores)) - 1
+            start_tied = lo > 0 and last >= first and scores[0] == scores[first]
+            end_tied = len(scores) == hi - lo and last >= 0 and scores[-1] == scores[last] and hi < MAX_RESULT_WINDOW
+            if start_tied or end_tied:
+                lo = 0 if start_tied else lo
+                hi = min(lo + 2 * (hi - lo), MAX_RESULT_WINDOW) if end_tied else hi
+                body["from"], body["size"] = lo, hi - lo
+                again.append(i)
+        return again
+
+    def _ranked(self, prepared: _Prepared, responses: list[dict[str, Any]]) -> list[list[tuple[str, float]]]:
+        # Equal scores come back in the order documents were written; ordered by id instead, the same documents
+        # rank the same however they were indexed. `refetch` made each window hold every hit tied with its page.
+        ranked = []
+        for body, response, (from_, size) in zip(prepared.requests, responses, prepared.pages, strict=True):
+            hits = [(h["_id"], float(h["_score"])) for h in response["hits"]["hits"]]
+            hits.sort(key=lambda h: (-h[1], h[0]))
+            start = from_ - body.get("from", 0)
+            ranked.append(hits[start : start + size])
+        return ranked
 
     def use_stored(self, meta: Mapping[str, Any]) -> None:
         """Take the two-phase setting `tune` stored in the index's `_meta`, unless one was given explicitly."""
@@ -233,7 +267,7 @@ class _SearchLogic:
         ).body  # fmt: skip
 
     def finish(self, prepared: _Prepared, responses: list[dict[str, Any]], k: int, explain: bool) -> list[Hit]:
-        ranked = [[(h["_id"], float(h["_score"])) for h in r["hits"]["hits"]] for r in responses]
+        ranked = self._ranked(prepared, responses)
         sources = {h["_id"]: h.get("_source", {}) for r in responses for h in r["hits"]["hits"]}
         if prepared.mode == "hybrid":
             params = self.hybrid
@@ -265,6 +299,11 @@ class _SearchLogic:
             return []
         texts = [f"{s.get('title') or ''} {s.get('text') or ''}".strip() for s in sources]
         return [prune_like_index(v, self.document_pruning) for v in encode(texts)]
+
+
+def tie_window(from_: int, size: int) -> tuple[int, int]:
+    """The hits to fetch for hits `from_` to `from_ + size`: one more on each side, to see a tie across the edge."""
+    return max(0, from_ - 1), min(from_ + size + 1, max(from_ + size, MAX_RESULT_WINDOW))
 
 
 def prune_like_index(vector: SparseVector, pruning: Mapping[str, Any]) -> SparseVector:
@@ -360,6 +399,9 @@ class Searcher:
         filters = [filter] if isinstance(filter, Mapping) else filter
         prepared = self.logic.prepare(text, k, mode, filters, explain, from_, fields)
         responses = [self.client.search(index=self.index, body=body) for body in prepared.requests]
+        while again := self.logic.refetch(prepared, responses):
+            for i in again:
+                responses[i] = self.client.search(index=self.index, body=prepared.requests[i])
         _check_responses(responses, self.index)
         hits = self.logic.finish(prepared, responses, k, explain)
         took = (time.perf_counter() - start) * 1000
@@ -403,8 +445,12 @@ class AsyncSearcher:
             if not await client.indices.exists(index=index):
                 raise _missing_index(index)
             try:
-                settings_response = await client.cluster.get_settings(include_defaults=True, flat_settings=True)
-                logic.max_clauses = max_clauses_from_settings(settings_response)
+                if engine.name == "elasticsearch":
+                    nodes = await client.nodes.info(metric="jvm,thread_pool", filter_path=NODE_LIMITS)
+                    logic.max_clauses = max_clauses_from_nodes(nodes)
+                else:
+                    settings_response = await client.cluster.get_settings(include_defaults=True, flat_settings=True)
+                    logic.max_clauses = max_clauses_from_settings(settings_response)
             except Exception as err:  # a searcher may not read cluster settings: the default limit (see query.py)
                 if not is_refusal(err):
                     raise
@@ -439,6 +485,9 @@ class AsyncSearcher:
         responses = list(
             await asyncio.gather(*(self.client.search(index=self.logic.index, body=b) for b in prepared.requests))
         )
+        while again := self.logic.refetch(prepared, responses):
+            for i in again:
+                responses[i] = await self.client.search(index=self.logic.index, body=prepared.requests[i])
         _check_responses(responses, self.logic.index)
         hits = self.logic.finish(prepared, responses, k, explain)
         took = (time.perf_counter() - start) * 1000

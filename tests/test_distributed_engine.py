@@ -39,6 +39,7 @@ from splade_os.errors import ModelError
 from splade_os.indexing import IndexingInterrupted, index_corpus
 from splade_os.indexing.blocks import corpus_files, plan_blocks, read_block
 from splade_os.indexing.distributed import BlockDone, RayWorkers, index_corpus_on_ray
+from splade_os.indexing.ledger import default_checkpoint, default_dead_letter
 from splade_os.vectors import SparseVector
 
 pytestmark = pytest.mark.engine
@@ -124,6 +125,14 @@ def test_blocks_cover_every_line_once_and_are_the_same_every_time(tmp_path: Path
     ids = [r.doc_id for b in blocks for r in read_block(b, FieldNames())]
     assert ids == [f"d{i}" for i in range(25)]
     assert files[0][1] == corpus.stat().st_size
+
+
+def test_a_run_inside_its_corpus_folder_does_not_read_its_own_checkpoint_or_dead_letters(tmp_path: Path) -> None:
+    parts = [write_jsonl(tmp_path / f"part-{i}.jsonl", make_docs(3)) for i in range(2)]
+    own = [default_checkpoint("docs"), default_dead_letter("docs")]  # where a run started in the folder writes
+    for name in own:
+        (tmp_path / name).write_text('{"_id": "x", "text": "not a document"}\n')
+    assert corpus_files(tmp_path, exclude=[tmp_path / p for p in own]) == [p.resolve() for p in parts]
 
 
 def test_a_worker_killed_mid_block_loses_and_duplicates_nothing(

@@ -19,9 +19,11 @@ from splade_os.cli import main
 from splade_os.connection import ConnectionSettings
 from splade_os.doctor import FAIL, OK, SKIP, run_checks
 from splade_os.encoder import SpladeEncoder
-from splade_os.engines import Engine, engine_for
+from splade_os.engines import Engine, engine_for, opensearch_privileges
+from splade_os.engines.elasticsearch import security_off
 from splade_os.indexing import BulkOptions
 from splade_os.mappings import VECTOR_FIELD
+from splade_os.permissions import http_status, is_missing_endpoint
 from splade_os.reindex import ReindexResult, reindex
 from splade_os.stats import index_stats, percentile
 
@@ -105,6 +107,44 @@ def test_doctor_passes_and_names_a_different_encoder(
     mismatch = {c.name: c for c in run_checks(settings, index=index_name, model_dir=other)}["encoder"]
     assert mismatch.status == FAIL and "built with encoder 'splade-tiny'" in mismatch.detail
     assert "--from-index --model NEW_MODEL" in mismatch.fix
+
+
+@pytest.mark.opensearch_only
+def test_privilege_probes_leave_a_live_index_as_it_was_and_create_nothing(
+    engine_client: OpenSearch, index_name: str
+) -> None:
+    # On a node without security every probe is allowed, so each does what it does to an index it may touch.
+    live = f"{index_name}-v1"
+    engine_client.indices.create(index=live, body={"settings": {"index": {"refresh_interval": "-1",
+                                 "number_of_replicas": 0}}, "aliases": {index_name: {}}})  # fmt: skip
+    engine_client.index(index=live, id="unrefreshed", body={"text": "not yet visible to searchers"})
+    flushes = engine_client.indices.stats(index=live, metric="flush")["_all"]["primaries"]["flush"]["total"]
+    assert opensearch_privileges.missing_actions(engine_client, index_name, live) == {"index": [], "search": []}
+    assert engine_client.count(index=live)["count"] == 0  # not refreshed: a running load stays invisible
+    assert engine_client.indices.stats(index=live, metric="flush")["_all"]["primaries"]["flush"]["total"] == flushes
+    assert sorted(engine_client.indices.get(index=f"{index_name}*")) == [live]
+    assert engine_client.indices.get_alias(name=index_name) == {live: {"aliases": {index_name: {}}}}
+
+    # An alias or index deleted while doctor checks it is not created again by a probe.
+    gone = f"{index_name}-gone"
+    opensearch_privileges.missing_actions(engine_client, gone, f"{gone}-v1")
+    opensearch_privileges.missing_actions(engine_client, gone, gone)
+    assert list(engine_client.indices.get(index=f"{gone}*", allow_no_indices=True, ignore_unavailable=True)) == []
+
+
+def test_only_a_missing_security_api_reads_as_a_cluster_without_security(
+    engine_client: Any, engine: Engine, index_name: str
+) -> None:
+    assert engine.missing_privileges(engine_client, index_name, index_name) is None  # the test node has none
+    answered = []  # real errors of APIs that exist: not "no security", whatever their status
+    for call in (lambda: engine_client.indices.get(index=index_name),  # 404: no such index
+                 lambda: engine_client.indices.create(index=index_name.upper()),  # 400: invalid name
+                 lambda: engine_client.search(index=index_name, body={"query": {"no_such_query": {}}})):  # fmt: skip
+        with pytest.raises(Exception) as caught:
+            call()
+        answered.append(caught.value)
+    assert [http_status(e) for e in answered] == [404, 400, 400]
+    assert not any(is_missing_endpoint(e) or security_off(e) for e in answered)
 
 
 def test_stats_match_the_stored_vectors(

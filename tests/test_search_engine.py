@@ -8,6 +8,7 @@ import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
@@ -16,10 +17,14 @@ from opensearchpy import OpenSearch
 
 from splade_os.cli import main
 from splade_os.encoder import SpladeEncoder
+from splade_os.engines import Engine
 from splade_os.errors import EncoderMismatchError, EngineError, InputError
 from splade_os.indexing import index_corpus
 from splade_os.mappings import META_KEY, VECTOR_FIELD
+from splade_os.permissions import http_status
+from splade_os.query import build_splade_query, cluster_max_clauses
 from splade_os.search import AsyncSearcher, Searcher
+from splade_os.vectors import SparseVector
 
 pytestmark = pytest.mark.engine
 
@@ -178,6 +183,45 @@ def test_clause_limit_is_read_from_the_cluster(
         assert result.hits[0].id == "heart-attack"
     finally:
         engine_client.cluster.put_settings(body={"transient": {setting: None}})
+
+
+@pytest.mark.elasticsearch_only
+def test_clause_limit_is_the_one_elasticsearch_enforces(engine_client: Any, demo_index: str, engine: Engine) -> None:
+    # Each node computes its limit from heap and search threads; the deprecated setting still says 4096.
+    limit = cluster_max_clauses(engine_client)
+    terms = SparseVector({f"term{i}": 1.0 + i / 1e5 for i in range(limit + 1)})
+    plan = build_splade_query(terms, max_clauses=limit, engine=engine, size=1)
+    assert len(plan.terms) == limit  # the heaviest `limit` terms are kept...
+    engine_client.search(index=demo_index, body=plan.body)  # ...and the cluster takes them all
+    uncut = build_splade_query(terms, max_clauses=limit + 1, engine=engine, size=1)
+    with pytest.raises(Exception, match="maxClauseCount is set to") as refused:
+        engine_client.search(index=demo_index, body=uncut.body)  # one more it refuses
+    assert http_status(refused.value) == 400
+
+
+def test_tied_hits_come_back_in_id_order_however_the_documents_were_indexed(
+    engine_client: OpenSearch, encoder: SpladeEncoder, tmp_path: Path, index_name: str
+) -> None:
+    # Seven copies of one text tie on every score; k and from_ cut through the tie on both sides of the page.
+    docs = [{"_id": f"tie{i}", "text": "warning signs of a heart attack"} for i in range(7)]
+    docs += [{"_id": f"other{i}", "text": text} for i, text in enumerate(["heart attack care", "solar panels"])]
+    built = []
+    for order, listed in (("forward", docs), ("backward", docs[::-1])):
+        corpus = tmp_path / f"{order}.jsonl"
+        corpus.write_text("".join(json.dumps(d) + "\n" for d in listed))
+        name = f"{index_name}-{order}"
+        summary = index_corpus(engine_client, corpus, index=name, encoder=encoder, replicas=0,
+                               dead_letter=tmp_path / f"{order}.dl.jsonl")  # fmt: skip
+        assert summary.problems() == []
+        built.append(Searcher(name, encoder, client=engine_client))
+    for mode in ("splade", "bm25", "two-phase", "hybrid"):
+        for k, from_ in ((3, 0), (3, 2), (4, 5), (20, 0)):
+            forward, backward = (s.search("heart attack warning", k=k, mode=mode, from_=from_).hits for s in built)
+            assert [(h.id, h.score) for h in forward] == [(h.id, h.score) for h in backward], (mode, k, from_)
+            tied = [h.id for h in forward if h.id.startswith("tie")]
+            assert tied == sorted(tied) and tied, (mode, k, from_)
+    exact = [h.id for h in built[1].search("heart attack warning", k=20).hits]
+    assert exact[exact.index("tie0") : exact.index("tie0") + 7] == [f"tie{i}" for i in range(7)]
 
 
 def test_async_searcher_returns_the_same_hits(searcher: Searcher, demo_index: str, encoder: SpladeEncoder) -> None:

@@ -15,6 +15,7 @@ from typing import Any
 
 from splade_os.engines.base import FAIL, OK, Check
 from splade_os.errors import MissingDependencyError
+from splade_os.permissions import is_missing_endpoint
 from splade_os.security_roles import INDEXER, SEARCHER, privileges
 from splade_os.vectors import SparseVector
 
@@ -94,8 +95,7 @@ class ElasticsearchEngine:
                 cluster=cluster, index=[{"names": [alias, concrete], "privileges": index}]
             )
         except es.ApiError as err:
-            # Security off: "Security must be explicitly enabled" (500), or no such endpoint.
-            if err.meta.status in (400, 404, 500) or "must be explicitly enabled" in str(err):
+            if security_off(err):
                 return None
             raise
         have_cluster = answer.get("cluster", {})
@@ -149,6 +149,13 @@ class ElasticsearchEngine:
     def without_retries(self, client: Any) -> tuple[Any, bool]:
         # `options` makes a client that shares the caller's connection pool: it must not be closed.
         return client.options(max_retries=0, retry_on_timeout=False), False
+
+
+def security_off(err: BaseException) -> bool:
+    """Whether a failed security API call says the cluster has no security: no such endpoint (8.x and 9.x with
+    security disabled), or "must be explicitly enabled" (7.x on a basic license). Any other error, a 500 or a
+    request the node could not take included, is not a cluster without security and must not be reported as one."""
+    return is_missing_endpoint(err) or "must be explicitly enabled" in str(err)
 
 
 def server_version(client: Any) -> tuple[int, ...]:

@@ -2,8 +2,10 @@
 
 The security plugin has no "would this be allowed" API a plain user may call, and only admins may read role
 definitions. It checks permissions before it looks at a request, though, so each probe is a request that is
-refused (403, naming the action) without the permission, and otherwise fails or does nothing: creating the index
-that already exists, deleting a version that does not, a conditional write to a document that is not there.
+refused (403, naming the action) without the permission, and otherwise fails or does nothing. Doctor runs against
+live indices, so no probe may change one: refresh, flush, force-merge, create and delete name a version that does
+not exist (an invalid setting keeps the create from creating it), and the conditional write goes through the alias
+with `require_alias`, so an index deleted mid-check is never created again by it.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import contextlib
 from collections.abc import Callable
 from typing import Any
 
-from splade_os.permissions import is_refusal, refusal
+from splade_os.permissions import is_missing_endpoint, is_refusal, refusal
 
 PROBE_ID = "__splade_os_privilege_probe__"
 Probe = Callable[[Any, str, str], Any]
@@ -24,8 +26,13 @@ def _missing(alias: str) -> str:
 
 
 def _bulk(client: Any, alias: str, concrete: str) -> None:
-    # A conditional write to a missing document: a version conflict when allowed, nothing written.
-    header = {"index": {"_index": concrete, "_id": PROBE_ID, "if_seq_no": 1, "if_primary_term": 1}}
+    # A conditional write to a missing document: a version conflict when allowed, nothing written. Only a write
+    # that reaches a shard is checked for its permission, and a bulk write to a missing index creates it; through
+    # the alias with `require_alias` it reaches the alias's index, or fails (404) once the alias is gone. A name
+    # that is an index, not an alias, cannot be written to without that risk: its write permission goes unprobed.
+    if alias == concrete:
+        return
+    header = {"index": {"_index": alias, "_id": PROBE_ID, "if_seq_no": 1, "if_primary_term": 1, "require_alias": True}}
     response = client.bulk(body=[header, {}])  # no field: no mapping update either
     item = response["items"][0]["index"]
     if item.get("status") == 403:
@@ -60,10 +67,12 @@ _WRITE: dict[str, Probe] = {
     "versions": lambda c, a, i: c.indices.get(index=f"{a}-v*", allow_no_indices=True, ignore_unavailable=True),
     "settings": lambda c, a, i: c.indices.get_settings(index=i),
     "stats": lambda c, a, i: c.indices.stats(index=i, metric="store"),
-    "refresh": lambda c, a, i: c.indices.refresh(index=i),
-    "flush": lambda c, a, i: c.indices.flush(index=i),
+    # On the live index a refresh would show searchers documents a running load has not finished: 404 when allowed.
+    "refresh": lambda c, a, i: c.indices.refresh(index=_missing(a)),
+    "flush": lambda c, a, i: c.indices.flush(index=_missing(a)),  # 404 when allowed
     "force-merge": lambda c, a, i: c.indices.forcemerge(index=_missing(a)),  # 404 when allowed
-    "create": lambda c, a, i: c.indices.create(index=i),  # exists already: 400 when allowed
+    # Zero shards is refused after the permission check: 400 when allowed, nothing created.
+    "create": lambda c, a, i: c.indices.create(index=_missing(a), body={"settings": {"number_of_shards": 0}}),
     "delete": lambda c, a, i: c.indices.delete(index=_missing(a)),  # 404 when allowed
     "alias update": _aliases,
     # An invalid value: 400 when allowed, nothing changed.
@@ -97,7 +106,11 @@ def security_enabled(client: Any) -> bool:
     try:
         client.transport.perform_request("GET", "/_plugins/_security/authinfo")
     except Exception as err:
-        return is_refusal(err)  # a 403 still means the plugin answered; no handler (400/404) means none
+        if is_missing_endpoint(err):  # no plugin; a 403 still means the plugin answered
+            return False
+        if is_refusal(err):
+            return True
+        raise  # a plugin not initialised (503), a node failing: doctor says the check could not run
     return True
 
 

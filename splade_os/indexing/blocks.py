@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import io
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -44,9 +44,10 @@ def file_format(path: Path) -> str:
     raise ConfigError(f"a distributed load reads JSON Lines and Parquet files; cannot tell what {path} holds")
 
 
-def corpus_files(source: str | Path) -> list[Path]:
+def corpus_files(source: str | Path, exclude: Iterable[Path] = ()) -> list[Path]:
     """The files of a corpus: one file, a BEIR folder's corpus.jsonl, or every JSON Lines and Parquet file of a
-    folder (below it too), in name order."""
+    folder (below it too), in name order, except `exclude`: the run's own checkpoint and dead letters, which are
+    JSON files too and lie in the folder when the run starts there."""
     path = Path(source)
     if str(source) == "-":
         raise ConfigError("a distributed load reads files that every worker can open, not stdin")
@@ -58,7 +59,10 @@ def corpus_files(source: str | Path) -> list[Path]:
     if (path / "corpus.jsonl").is_file():
         return [(path / "corpus.jsonl").resolve()]
     suffixes = JSONL_SUFFIXES + PARQUET_SUFFIXES
-    found = sorted(p.resolve() for p in path.rglob("*") if p.is_file() and p.suffix.lower() in suffixes)
+    own = {Path(p).resolve() for p in exclude}
+    found = sorted(
+        p.resolve() for p in path.rglob("*") if p.is_file() and p.suffix.lower() in suffixes and p.resolve() not in own
+    )
     if not found:
         raise InputError(f"{path} holds no JSON Lines (.jsonl) or Parquet (.parquet) file")
     return found

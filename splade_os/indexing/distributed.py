@@ -120,10 +120,11 @@ def index_corpus_on_ray(
     resume = opts.resume
     names = names or FieldNames()
     pool = pool or RayWorkers()
-    blocks, files = plan_blocks(corpus_files(source), block_size)
+    assert opts.checkpoint is not None
+    own = (opts.checkpoint, opts.dead_letter)  # in the corpus folder when the run starts there
+    blocks, files = plan_blocks(corpus_files(source, exclude=own), block_size)
     identity = {"files": files, "fields": [names.id, names.text, names.title], "block_size": block_size}
     expected = {"mode": "ray", "input": identity, "settings": run_settings(recipe, opts)}
-    assert opts.checkpoint is not None
     client = connect(settings)
     target: Target | None = None
     letters: DeadLetters | None = None
