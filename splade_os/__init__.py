@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
 
+from splade_os import _moved
 from splade_os.errors import (
     ConfigError,
     EncoderClosedError,
@@ -16,6 +17,8 @@ from splade_os.errors import (
     SpladeOSError,
 )
 from splade_os.vectors import SparseVector, escape_token, unescape_token
+
+_moved.install()
 
 try:
     __version__ = version("splade-os")

@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from splade_os.engines import is_elasticsearch
+from splade_os.engines.refusals import is_refusal, refused_lookup
 from splade_os.errors import ConfigError, EngineError
-from splade_os.permissions import is_refusal, refused_lookup
 
 
 @dataclass(frozen=True)

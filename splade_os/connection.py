@@ -18,8 +18,8 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 from opensearchpy import OpenSearch
 from opensearchpy import exceptions as os_errors
 
+from splade_os.engines.refusals import refused_line
 from splade_os.errors import ConfigError, EngineError, MissingDependencyError
-from splade_os.permissions import refused_line
 
 DEFAULT_URL = "http://127.0.0.1:9200"
 CONFIG_ENV = "SPLADE_OS_CONFIG"

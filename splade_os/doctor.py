@@ -10,11 +10,11 @@ from typing import Any
 from splade_os import aliases
 from splade_os.connection import ConnectionSettings, describe_error
 from splade_os.engines import FAIL, OK, SKIP, WARN, Check, Engine, engine_for
+from splade_os.engines.refusals import is_refusal
 from splade_os.errors import SpladeOSError
 from splade_os.mappings import VECTOR_FIELD, check_encoder_meta, meta_from_mapping, vector_field_problem
-from splade_os.permissions import is_refusal
-from splade_os.query import max_clauses_from_settings
-from splade_os.tuning import growth_warning
+from splade_os.retrieval.query import max_clauses_from_settings
+from splade_os.retrieval.two_phase import growth_warning
 
 __all__ = ["FAIL", "OK", "SKIP", "WARN", "Check", "failed", "format_checks", "run_checks", "to_json"]
 MIN_CLAUSES = 1024  # OpenSearch's default; SPLADE queries of a few hundred terms fit with room for filters
@@ -104,7 +104,7 @@ def run_checks(
     checks: list[Check] = []
     manifest = None
     if model_dir is not None:
-        from splade_os.encoder import read_manifest
+        from splade_os.model.encoder import read_manifest
 
         try:
             manifest = read_manifest(Path(model_dir))

@@ -11,8 +11,8 @@ from importlib import resources
 from typing import Any
 
 from splade_os.engines import Engine, OpenSearchEngine
+from splade_os.engines.refusals import is_refusal
 from splade_os.errors import EncoderMismatchError, EngineError
-from splade_os.permissions import is_refusal
 
 VECTOR_FIELD = "splade"
 META_KEY = "splade_os"

@@ -160,7 +160,7 @@ def index_stats(
         raise ConfigError("--sample must be at least 1")
     vocab_size = None
     if model_dir is not None:
-        from splade_os.encoder import read_manifest
+        from splade_os.model.encoder import read_manifest
 
         vocab_size = int(read_manifest(Path(model_dir))["vocab_size"])
     concrete = aliases.resolve(client, index)

@@ -13,8 +13,8 @@ from opensearchpy import exceptions as os_errors
 
 from splade_os.cli.options import cli_errors, connection_options
 from splade_os.connection import ConnectionSettings, describe_error, redact
+from splade_os.engines.refusals import refused_line
 from splade_os.errors import ConfigError, EngineError, MissingDependencyError
-from splade_os.permissions import refused_line
 
 SECRET = "s3cr3t-unit-9f2c"
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from splade_os.query import (
+from splade_os.retrieval.query import (
     Pruning,
     build_bm25_query,
     build_splade_query,
@@ -92,7 +92,7 @@ class _FixedEncoder:
 
 @pytest.mark.parametrize("mode", ["splade", "bm25", "hybrid", "two-phase"])
 def test_requests_of_each_search_mode_golden(mode: str) -> None:
-    from splade_os.search import _SearchLogic
+    from splade_os.retrieval.search import _SearchLogic
 
     logic = _SearchLogic("docs", _FixedEncoder(), pruning=Pruning(top_k=4))
     prepared = logic.prepare("heart attack", 5, mode, [FILTER], explain=False)  # type: ignore[arg-type]

@@ -7,7 +7,7 @@ import pytest
 from opensearchpy import OpenSearch, RequestError
 
 from splade_os.mappings import VECTOR_FIELD, index_body
-from splade_os.query import build_splade_query
+from splade_os.retrieval.query import build_splade_query
 from splade_os.vectors import SparseVector
 
 pytestmark = [pytest.mark.engine, pytest.mark.opensearch_only]

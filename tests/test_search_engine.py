@@ -15,11 +15,11 @@ from conftest import delete_indices
 from opensearchpy import OpenSearch
 
 from splade_os.cli import main
-from splade_os.encoder import SpladeEncoder
 from splade_os.errors import EncoderMismatchError, EngineError, InputError
 from splade_os.indexing import index_corpus
 from splade_os.mappings import META_KEY, VECTOR_FIELD
-from splade_os.search import AsyncSearcher, Searcher
+from splade_os.model.encoder import SpladeEncoder
+from splade_os.retrieval.search import AsyncSearcher, Searcher
 
 pytestmark = pytest.mark.engine
 

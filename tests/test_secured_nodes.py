@@ -28,11 +28,11 @@ from secured_nodes import SecuredNode, start_secured, write_beir
 
 from splade_os.cli import main
 from splade_os.connection import connect
-from splade_os.encoder import SpladeEncoder
+from splade_os.engines.roles import INDEXER, SEARCHER, privileges
 from splade_os.errors import EngineError
 from splade_os.indexing import BulkOptions, IndexingRefused, index_corpus
-from splade_os.node_security import ADMIN
-from splade_os.security_roles import INDEXER, SEARCHER, privileges
+from splade_os.model.encoder import SpladeEncoder
+from splade_os.node.security import ADMIN
 
 pytestmark = pytest.mark.secured
 

@@ -14,8 +14,8 @@ import pytest
 
 from splade_os.engines import Engine
 from splade_os.mappings import VECTOR_FIELD, index_body
-from splade_os.query import build_splade_query, build_two_phase_query
-from splade_os.search import explain
+from splade_os.retrieval.query import build_splade_query, build_two_phase_query
+from splade_os.retrieval.search import explain
 from splade_os.vectors import SparseVector
 
 pytestmark = [pytest.mark.engine, pytest.mark.elasticsearch_only]

@@ -110,9 +110,9 @@ def reindex(
     (`splade-os alias ALIAS OLD_INDEX`) unless --delete-previous. Exit code 1 when the alias was not moved.
     """
     from splade_os.cli.index import format_summary
-    from splade_os.encoder import SpladeEncoder
     from splade_os.indexing import BulkOptions
-    from splade_os.reindex import reindex as run_reindex
+    from splade_os.indexing.reindex import reindex as run_reindex
+    from splade_os.model.encoder import SpladeEncoder
 
     with cli_errors():
         if (corpus is None) != from_index:

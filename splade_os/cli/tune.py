@@ -17,7 +17,7 @@ FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
 
 def _queries(path: Path | None, client: object, index: str, sample: int) -> dict[str, str]:
     """Queries from a file (JSON Lines `{"_id", "text"}` as in BEIR, or one text per line), else document titles."""
-    from splade_os.evaluate import read_queries
+    from splade_os.evaluation.evaluate import read_queries
 
     if path is not None and path.suffix in (".jsonl", ".json"):
         return read_queries(path)
@@ -78,10 +78,10 @@ def tune(
     --mode two-phase`, `eval` and `Searcher` then use the stored setting unless given one. Exit code 1 when no
     setting reaches the target (nothing is stored; exact search stays the reference).
     """
-    from splade_os import tuning
-    from splade_os.encoder import SpladeEncoder
-    from splade_os.evaluate import read_qrels
-    from splade_os.search import Searcher
+    from splade_os.evaluation import tuning
+    from splade_os.evaluation.evaluate import read_qrels
+    from splade_os.model.encoder import SpladeEncoder
+    from splade_os.retrieval.search import Searcher
 
     with cli_errors():
         qrels = read_qrels(qrels_file) if qrels_file else None

@@ -11,11 +11,11 @@ from typing import Any, Literal, Protocol
 
 from splade_os.connection import ConnectionSettings, connect
 from splade_os.engines import Engine, OpenSearchEngine, async_engine_for, engine_for
+from splade_os.engines.refusals import is_refusal
 from splade_os.errors import EngineError, InputError
-from splade_os.fusion import linear_fusion, reciprocal_rank_fusion
 from splade_os.mappings import VECTOR_FIELD, check_encoder_meta, check_vector_field, meta_from_mapping
-from splade_os.permissions import is_refusal
-from splade_os.query import (
+from splade_os.retrieval.fusion import linear_fusion, reciprocal_rank_fusion
+from splade_os.retrieval.query import (
     Pruning,
     QueryPlan,
     build_bm25_query,
@@ -24,7 +24,7 @@ from splade_os.query import (
     cluster_max_clauses,
     max_clauses_from_settings,
 )
-from splade_os.tuning import TwoPhaseSettings, stored_settings
+from splade_os.retrieval.two_phase import TwoPhaseSettings, stored_settings
 from splade_os.vectors import SparseVector
 
 Mode = Literal["splade", "bm25", "hybrid", "two-phase"]
@@ -91,7 +91,7 @@ def expansion_terms(encoder: object, text: str, vector: SparseVector) -> frozens
 
 def _load_encoder(model: QueryEncoder | str | Path) -> QueryEncoder:
     if isinstance(model, str | Path):
-        from splade_os.encoder import SpladeEncoder
+        from splade_os.model.encoder import SpladeEncoder
 
         return SpladeEncoder(model)
     return model

@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from splade_os.engines import Engine, OpenSearchEngine
+from splade_os.engines.refusals import is_refusal
 from splade_os.mappings import VECTOR_FIELD
-from splade_os.permissions import is_refusal
 from splade_os.vectors import SparseVector
 
 DEFAULT_MAX_CLAUSES = 1024
