@@ -8,8 +8,9 @@ from pathlib import Path
 from typing import Any
 
 from splade_os import aliases
-from splade_os.connection import ConnectionSettings, describe_error
+from splade_os.connection import ConnectionSettings
 from splade_os.engines import FAIL, OK, SKIP, WARN, Check, Engine, engine_for
+from splade_os.engines.errors import describe_error
 from splade_os.engines.refusals import is_refusal
 from splade_os.errors import SpladeOSError
 from splade_os.mappings import VECTOR_FIELD, check_encoder_meta, meta_from_mapping, vector_field_problem

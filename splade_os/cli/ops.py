@@ -10,9 +10,10 @@ from typing import Any
 import click
 
 from splade_os.cli.options import cli_errors, connection_options, device_options, model_option
-from splade_os.connection import ConnectionSettings, connect, redact
+from splade_os.connection import ConnectionSettings, connect
 from splade_os.corpus import FORMATS, FieldNames
 from splade_os.errors import SpladeOSError
+from splade_os.redaction import redact
 
 
 @click.command()
