@@ -41,7 +41,7 @@ def _index_checks(client: Any, engine: Engine, index: str, manifest: Mapping[str
         ]
     mapping = client.indices.get_mapping(index=index)
     checks = [Check("index", OK, f"{index} -> {', '.join(concrete)}")]
-    problem = vector_field_problem(index, mapping, VECTOR_FIELD, engine)
+    problem = vector_field_problem(index, mapping, VECTOR_FIELD, engine=engine)
     if problem:
         checks.append(Check(
             "mapping", FAIL, problem.split(": it was not created")[0],

@@ -167,7 +167,7 @@ def index_stats(
     if not concrete:
         raise EngineError(f"no index or alias {index!r}: check the name with `splade-os alias {index}`")
     mapping = client.indices.get_mapping(index=index)
-    check_vector_field(index, mapping, VECTOR_FIELD, engine_for(client))
+    check_vector_field(index, mapping, VECTOR_FIELD, engine=engine_for(client))
     meta = meta_from_mapping(mapping)
     documents = int(client.count(index=index)["count"])
     store = client.indices.stats(index=index, metric="store")["_all"]

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from opensearchpy import OpenSearch, RequestError
 
+from splade_os.engines import OpenSearchEngine
 from splade_os.mappings import VECTOR_FIELD, index_body
 from splade_os.retrieval.query import build_splade_query
 from splade_os.vectors import SparseVector
@@ -15,6 +16,7 @@ pytestmark = [pytest.mark.engine, pytest.mark.opensearch_only]
 # Tokens that trip naive stores: dots (the rank_feature query splits at the last one), sub-words, unused
 # slots, non-ASCII.
 VOCAB = [".", "u.s.", "##s", "[unused0]", "café", "heart", "attack", "cause", "disease", "%"]
+OPENSEARCH = OpenSearchEngine()  # rank_features is OpenSearch's field
 RELATIVE_PRECISION = 2.0**-8  # Lucene keeps 9 significant bits of each stored feature value
 
 
@@ -31,7 +33,7 @@ def _random_docs(n: int, seed: int = 7) -> list[SparseVector]:
 
 
 def _index(client: OpenSearch, index: str, fields: list[dict[str, float]]) -> None:
-    client.indices.create(index=index, body=index_body(replicas=0))
+    client.indices.create(index=index, body=index_body(replicas=0, engine=OPENSEARCH))
     for i, field_value in enumerate(fields):
         client.index(index=index, id=str(i), body={VECTOR_FIELD: field_value})
     client.indices.refresh(index=index)
@@ -54,7 +56,7 @@ def test_scores_equal_the_dot_product_and_ranking_equals_brute_force(
         query = SparseVector({t: float(w) for t, w in zip(VOCAB, rng.uniform(0.05, 2.0, len(VOCAB)), strict=True)})
         qvec = np.array([query[t] for t in VOCAB])
         expected = matrix @ qvec
-        hits = _hits(engine_client, index_name, build_splade_query(query, size=len(docs)).body)
+        hits = _hits(engine_client, index_name, build_splade_query(query, size=len(docs), engine=OPENSEARCH).body)
 
         assert len(hits) == int((expected > 0).sum())
         for doc_id, score in hits:
@@ -73,7 +75,7 @@ def test_raw_dotted_keys_match_nothing_and_escaped_keys_match(engine_client: Ope
 
     for token, weight in tricky.items():
         query = SparseVector({token: 1.0})
-        escaped_hits = _hits(engine_client, index_name, build_splade_query(query).body)
+        escaped_hits = _hits(engine_client, index_name, build_splade_query(query, engine=OPENSEARCH).body)
         raw_clause = {"rank_feature": {"field": f"{VECTOR_FIELD}.{token}", "linear": {}, "boost": 1.0}}
         raw_hits = _hits(engine_client, index_name, {"query": {"bool": {"should": [raw_clause]}}})
         if "." in token:
@@ -88,7 +90,7 @@ def test_raw_dotted_keys_match_nothing_and_escaped_keys_match(engine_client: Ope
 
 def test_a_non_positive_weight_would_reject_the_document(engine_client: OpenSearch, index_name: str) -> None:
     """Why the value type drops them: the engine refuses the whole document over one zero weight."""
-    engine_client.indices.create(index=index_name, body=index_body(replicas=0))
+    engine_client.indices.create(index=index_name, body=index_body(replicas=0, engine=OPENSEARCH))
     with pytest.raises(RequestError) as refused:
         engine_client.index(index=index_name, id="bad", body={VECTOR_FIELD: {"heart": 0.0, "attack": 1.0}})
     assert (refused.value.status_code, refused.value.error) == (400, "mapper_parsing_exception")

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, Literal, Protocol
 
 from splade_os.connection import ConnectionSettings, connect
-from splade_os.engines import Engine, OpenSearchEngine, async_engine_for, engine_for
+from splade_os.engines import Engine, async_engine_for, engine_for
 from splade_os.engines.refusals import is_refusal
 from splade_os.errors import EngineError, InputError
 from splade_os.mappings import VECTOR_FIELD, check_encoder_meta, check_vector_field, meta_from_mapping
@@ -75,10 +75,10 @@ class SearchResult:
 
 
 def explain(
-    query: SparseVector, document_field: Mapping[str, float], engine: Engine | None = None
+    query: SparseVector, document_field: Mapping[str, float], engine: Engine
 ) -> list[tuple[str, float]]:
     """The tokens a hit shares with the query and their contributions q x d, largest first."""
-    return query.contributions((engine or OpenSearchEngine()).from_field(document_field))
+    return query.contributions(engine.from_field(document_field))
 
 
 def expansion_terms(encoder: object, text: str, vector: SparseVector) -> frozenset[str]:
@@ -139,9 +139,9 @@ class _SearchLogic:
         two_phase_ratio: float | None = None,
         two_phase: TwoPhaseSettings | None = None,
         bm25_fields: Sequence[str] = ("title", "text"),
-        engine: Engine | None = None,
+        engine: Engine,
     ) -> None:
-        self.engine: Engine = engine or OpenSearchEngine()
+        self.engine = engine
         self.index = index
         self.encoder = encoder
         self.field_name = field_name
@@ -275,7 +275,7 @@ def prune_like_index(vector: SparseVector, pruning: Mapping[str, Any]) -> Sparse
 
 
 def explain_hit(
-    query: SparseVector, document_field: Mapping[str, float] | None, engine: Engine | None = None
+    query: SparseVector, document_field: Mapping[str, float] | None, engine: Engine
 ) -> list[tuple[str, float]]:
     return explain(query, document_field, engine) if document_field else []
 
@@ -319,7 +319,7 @@ class Searcher:
             if not self.client.indices.exists(index=index):
                 raise _missing_index(index)
             mapping = self.client.indices.get_mapping(index=index)
-            check_vector_field(index, mapping, self.logic.field_name, engine)
+            check_vector_field(index, mapping, self.logic.field_name, engine=engine)
             meta = meta_from_mapping(mapping)
             check_encoder_meta(index, meta, self.logic.encoder.manifest, force=force)
             self.logic.use_stored(meta)
@@ -409,7 +409,7 @@ class AsyncSearcher:
                 if not is_refusal(err):
                     raise
             mapping = await client.indices.get_mapping(index=index)
-            check_vector_field(index, mapping, logic.field_name, engine)
+            check_vector_field(index, mapping, logic.field_name, engine=engine)
             meta = meta_from_mapping(mapping)
             check_encoder_meta(index, meta, logic.encoder.manifest, force=force)
             logic.use_stored(meta)
