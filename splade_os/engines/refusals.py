@@ -72,9 +72,9 @@ def is_refusal(err: BaseException) -> bool:
     return status == 403
 
 
-def refused_lookup(action: str, name: str, *, elasticsearch: bool) -> str:
+def refused_lookup(action: str, name: str, *, engine: str) -> str:
     """The line for a refused existence check (a HEAD request, whose 403 carries no reason)."""
-    if elasticsearch:
+    if engine == "elasticsearch":
         fix = "add the index privilege view_index_metadata to one of its roles"
     else:
         fix = f"add {action} to the index_permissions of one of its roles for that index"
