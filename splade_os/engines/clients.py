@@ -70,15 +70,9 @@ def elasticsearch_client(settings: ConnectionSettings, *, asynchronous: bool = F
     else:
         kwargs["hosts"] = list(settings.urls)
     if any(u.startswith("https://") for u in settings.urls) or settings.cloud_id:
-        kwargs.update(verify_certs=settings.verify_certs)
-        if settings.ca_certs:
-            kwargs["ca_certs"] = settings.ca_certs
+        kwargs.update(_tls_kwargs(settings))
         if settings.ssl_assert_fingerprint:
             kwargs["ssl_assert_fingerprint"] = settings.ssl_assert_fingerprint
-        if settings.client_cert:
-            kwargs.update(client_cert=settings.client_cert, client_key=settings.client_key)
-        if not settings.verify_certs:
-            kwargs["ssl_show_warn"] = False
     if settings.username:
         kwargs["basic_auth"] = (settings.username, settings.password or "")
     if settings.api_key:
@@ -123,15 +117,23 @@ def _opensearch_kwargs(settings: ConnectionSettings) -> dict[str, Any]:
         "retry_on_timeout": True,
     }
     if any(u.startswith("https://") for u in settings.urls):
-        kwargs.update(use_ssl=True, verify_certs=settings.verify_certs, ca_certs=settings.ca_certs)
-        if settings.client_cert:
-            kwargs.update(client_cert=settings.client_cert, client_key=settings.client_key)
-        if not settings.verify_certs:
-            kwargs["ssl_show_warn"] = False
+        kwargs.update(use_ssl=True, **_tls_kwargs(settings))
     if settings.username:
         kwargs["http_auth"] = (settings.username, settings.password or "")
     if settings.api_key:
         kwargs["headers"] = {"Authorization": f"ApiKey {settings.api_key}"}
+    return kwargs
+
+
+def _tls_kwargs(settings: ConnectionSettings) -> dict[str, Any]:
+    """Certificate verification, the CA and a client certificate: the same keywords in both clients."""
+    kwargs: dict[str, Any] = {"verify_certs": settings.verify_certs}
+    if settings.ca_certs:
+        kwargs["ca_certs"] = settings.ca_certs
+    if settings.client_cert:
+        kwargs.update(client_cert=settings.client_cert, client_key=settings.client_key)
+    if not settings.verify_certs:
+        kwargs["ssl_show_warn"] = False
     return kwargs
 
 
