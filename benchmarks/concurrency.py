@@ -24,9 +24,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from splade_os.connection import ConnectionSettings
-from splade_os.encoder import SpladeEncoder
-from splade_os.evaluate import default_index_name, evaluate, load_beir
-from splade_os.search import AsyncSearcher, Searcher, SearchResult
+from splade_os.evaluation.evaluate import default_index_name, evaluate, load_beir
+from splade_os.model.encoder import SpladeEncoder
+from splade_os.retrieval.search import AsyncSearcher, Searcher, SearchResult
 
 REPO = Path(__file__).resolve().parents[1]
 MODES = ("splade", "two-phase", "hybrid", "bm25")

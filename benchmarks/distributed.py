@@ -24,10 +24,10 @@ from typing import Any
 
 from splade_os.connection import ConnectionSettings, connect
 from splade_os.corpus import CorpusReader
-from splade_os.encoder import SpladeEncoder
 from splade_os.indexing import BulkOptions, index_corpus
 from splade_os.indexing.block_worker import BlockResult, SpladeRecipe
 from splade_os.indexing.distributed import BlockDone, RayWorkers, index_corpus_on_ray
+from splade_os.model.encoder import SpladeEncoder
 
 REPO = Path(__file__).resolve().parents[1]
 

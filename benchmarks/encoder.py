@@ -37,8 +37,8 @@ from tokenizers import Tokenizer
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from splade_os.encoder import SpladeEncoder  # noqa: E402
-from splade_os.export import export_model  # noqa: E402
+from splade_os.model.encoder import SpladeEncoder  # noqa: E402
+from splade_os.model.export import export_model  # noqa: E402
 from splade_os.vectors import SparseVector  # noqa: E402
 
 SHARED = REPO.parent / "shared"

@@ -34,7 +34,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from splade_os.encoder import SpladeEncoder  # noqa: E402
+from splade_os.model.encoder import SpladeEncoder  # noqa: E402
 
 SHARED = REPO.parent / "shared"
 

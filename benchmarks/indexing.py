@@ -20,8 +20,8 @@ from pathlib import Path
 
 from splade_os.connection import connect
 from splade_os.corpus import CorpusReader, Record
-from splade_os.encoder import SpladeEncoder
 from splade_os.indexing import BulkOptions, index_corpus
+from splade_os.model.encoder import SpladeEncoder
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -5,8 +5,8 @@
 
 Not a test: it prints a Markdown table (and writes JSON with --json). Each precision encodes the same documents
 and the test queries through `SpladeEncoder(..., backend="torch", precision=...)`; retrieval is exact
-dot-product scoring in memory (`splade_os.evaluate.exact_run`) and nDCG@10 comes from
-`splade_os.evaluate.compute_metrics`, so no cluster is needed. The first precision is the reference of the
+dot-product scoring in memory (`splade_os.evaluation.evaluate.exact_run`) and nDCG@10 comes from
+`splade_os.evaluation.evaluate.compute_metrics`, so no cluster is needed. The first precision is the reference of the
 overlap: per document, the share of its 10 heaviest tokens that the other precision also ranks in its top 10.
 
 `--docs N` keeps every document judged for a test query plus randomly chosen others up to N (seeded): a smaller
@@ -28,8 +28,8 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from splade_os.encoder import SpladeEncoder  # noqa: E402
-from splade_os.evaluate import compute_metrics, exact_run, load_beir  # noqa: E402
+from splade_os.evaluation.evaluate import compute_metrics, exact_run, load_beir  # noqa: E402
+from splade_os.model.encoder import SpladeEncoder  # noqa: E402
 from splade_os.vectors import SparseVector  # noqa: E402
 
 SHARED = REPO.parent / "shared"

@@ -24,11 +24,11 @@ from typing import Any
 from scale import real_documents, size_on_disk
 
 from splade_os.connection import connect
-from splade_os.encoder import SpladeEncoder
 from splade_os.engines import engine_for
-from splade_os.evaluate import evaluate_modes, load_beir
+from splade_os.evaluation.evaluate import evaluate_modes, load_beir
 from splade_os.mappings import VECTOR_FIELD, index_body
-from splade_os.search import Searcher, prune_like_index
+from splade_os.model.encoder import SpladeEncoder
+from splade_os.retrieval.search import Searcher, prune_like_index
 from splade_os.vectors import SparseVector
 
 REPO = Path(__file__).resolve().parents[1]

@@ -29,13 +29,14 @@ from typing import Any
 import numpy as np
 
 from splade_os.connection import connect
-from splade_os.encoder import SpladeEncoder
 from splade_os.engines import engine_for
-from splade_os.evaluate import Dataset, default_index_name, evaluate, load_beir, stored_vectors
+from splade_os.evaluation.evaluate import Dataset, default_index_name, evaluate, load_beir, stored_vectors
+from splade_os.evaluation.tuning import tune
 from splade_os.mappings import VECTOR_FIELD, index_body
-from splade_os.query import build_bm25_query
-from splade_os.search import Searcher
-from splade_os.tuning import TwoPhaseSettings, tune
+from splade_os.model.encoder import SpladeEncoder
+from splade_os.retrieval.query import build_bm25_query
+from splade_os.retrieval.search import Searcher
+from splade_os.retrieval.two_phase import TwoPhaseSettings
 from splade_os.vectors import SparseVector
 
 REPO = Path(__file__).resolve().parents[1]

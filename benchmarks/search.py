@@ -19,9 +19,9 @@ from pathlib import Path
 import numpy as np
 
 from splade_os.connection import connect
-from splade_os.encoder import SpladeEncoder
-from splade_os.evaluate import default_index_name, evaluate, exact_run, load_beir, stored_vectors
-from splade_os.search import Searcher
+from splade_os.evaluation.evaluate import default_index_name, evaluate, exact_run, load_beir, stored_vectors
+from splade_os.model.encoder import SpladeEncoder
+from splade_os.retrieval.search import Searcher
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
 
+from splade_os import _moved
 from splade_os.errors import (
     ConfigError,
     EncoderClosedError,
@@ -17,12 +18,41 @@ from splade_os.errors import (
 )
 from splade_os.vectors import SparseVector, escape_token, unescape_token
 
+_moved.install()
+
+# The library's main entry points, imported on first use so that `import splade_os` stays light (no onnxruntime,
+# no engine client) for code that needs only the errors or vectors.
+_LAZY = {
+    "SpladeEncoder": "splade_os.model.encoder",
+    "Searcher": "splade_os.retrieval.search",
+    "AsyncSearcher": "splade_os.retrieval.search",
+    "HybridParams": "splade_os.retrieval.search",
+    "SearchResult": "splade_os.retrieval.search",
+    "Pruning": "splade_os.retrieval.query",
+    "TwoPhaseSettings": "splade_os.retrieval.two_phase",
+    "ConnectionSettings": "splade_os.connection",
+    "connect": "splade_os.connection",
+    "index_corpus": "splade_os.indexing.load",
+    "reencode_index": "splade_os.indexing.load",
+    "BulkOptions": "splade_os.indexing.options",
+}
+
+
+def __getattr__(name: str) -> object:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'splade_os' has no attribute {name!r}")
+
+
 try:
     __version__ = version("splade-os")
 except PackageNotFoundError:  # running from a source tree that was never installed
     __version__ = "0.0.0+unknown"
 
 __all__ = [
+    *_LAZY,
     "ConfigError",
     "EncoderClosedError",
     "EncoderMismatchError",

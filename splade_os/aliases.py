@@ -10,9 +10,9 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from splade_os.engines import is_elasticsearch
+from splade_os.engines import engine_for
+from splade_os.engines.refusals import is_refusal, refused_lookup
 from splade_os.errors import ConfigError, EngineError
-from splade_os.permissions import is_refusal, refused_lookup
 
 
 @dataclass(frozen=True)
@@ -39,7 +39,7 @@ def resolve(client: Any, name: str) -> list[str]:
         return [name] if client.indices.exists(index=name) else []
     except Exception as err:
         if is_refusal(err):  # a HEAD request's 403 has no body to name the action: we know which it was
-            raise EngineError(refused_lookup(action, name, elasticsearch=is_elasticsearch(client))) from None
+            raise EngineError(refused_lookup(action, name, engine=engine_for(client).name)) from None
         raise EngineError(f"cannot look up index or alias {name!r}: {err}") from None
 
 

@@ -7,7 +7,6 @@ object holds is registered with `redact`, which the CLI applies to each line it 
 from __future__ import annotations
 
 import os
-import re
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
@@ -15,11 +14,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit, urlunsplit
 
-from opensearchpy import OpenSearch
-from opensearchpy import exceptions as os_errors
-
-from splade_os.errors import ConfigError, EngineError, MissingDependencyError
-from splade_os.permissions import refused_line
+from splade_os.errors import ConfigError, MissingDependencyError
+from splade_os.redaction import register_secret
 
 DEFAULT_URL = "http://127.0.0.1:9200"
 CONFIG_ENV = "SPLADE_OS_CONFIG"
@@ -53,21 +49,6 @@ ELASTIC_ENV_VARS: dict[str, tuple[str, ...]] = {
 }
 _FILE_ALIASES = {"url": "urls", "user": "username"}
 _PATH_KEYS = ("ca_certs", "client_cert", "client_key")
-
-_SECRETS: set[str] = set()
-_URL_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/\s@]+@")
-
-
-def redact(text: str) -> str:
-    """`text` with every secret this process was given, and any `user:pass@` in a URL, replaced by `***`."""
-    for secret in sorted(_SECRETS, key=len, reverse=True):
-        text = text.replace(secret, "***")
-    return _URL_USERINFO.sub(r"\1***@", text)
-
-
-def _register_secret(value: str | None) -> None:
-    if value and len(value) >= 3:  # a one- or two-character "secret" would blank out ordinary text
-        _SECRETS.add(value)
 
 
 @dataclass(frozen=True)
@@ -106,8 +87,8 @@ class ConnectionSettings:
             if password and not self.password:
                 object.__setattr__(self, "password", password)
         object.__setattr__(self, "urls", tuple(clean))
-        _register_secret(self.password)
-        _register_secret(self.api_key)
+        register_secret(self.password)
+        register_secret(self.api_key)
 
     @classmethod
     def from_env(
@@ -159,118 +140,28 @@ class ConnectionSettings:
             raise ConfigError("AWS SigV4 signing is for Amazon OpenSearch Service, not Elasticsearch")
 
     def client(self) -> Any:
-        """A client of the cluster's engine: `--engine`/`SPLADE_OS_ENGINE` when given, else asked from the cluster.
+        """A client of the cluster's engine: `--engine`/`SPLADE_OS_ENGINE` when given, else asked from the cluster
+        (see `engines.clients.client_for`)."""
+        from splade_os.engines import clients
 
-        Asking costs the one request (`GET /`) that a first connection makes anyway: its answer (or failure) is
-        remembered, so `engines.engine_for` on the returned client sends nothing more.
-        """
-        from splade_os.engines import OpenSearchEngine, parse_version, remember, remember_failure
+        return clients.client_for(self)
 
-        if self.engine == "elasticsearch" or (self.engine is None and (self.cloud_id or self.ssl_assert_fingerprint)):
-            return self.elasticsearch_client()
-        if self.engine == "opensearch" or self.aws_region:
-            return self.opensearch_client()
-        probe = self.opensearch_client()
-        try:
-            info = probe.info()
-        except os_errors.TransportError as err:
-            if err.status_code == 405:  # OpenSearch always answers GET /; the Elasticsearch integ-test node does not
-                probe.close()
-                return self.elasticsearch_client()
-            remember_failure(probe, err)  # unreachable or refused: the caller's first engine lookup reports it
-            return probe
-        version = info.get("version", {}) if isinstance(info, Mapping) else {}
-        if version.get("distribution") == "opensearch":
-            remember(probe, OpenSearchEngine(version=parse_version(version.get("number", "0"))))
-            return probe
-        probe.close()
-        return self.elasticsearch_client()
+    def opensearch_client(self, **overrides: Any) -> Any:
+        from splade_os.engines import clients
 
-    def opensearch_client(self, **overrides: Any) -> OpenSearch:
-        kwargs = {**self._client_kwargs(), **overrides}
-        if self.aws_region:
-            from opensearchpy import Urllib3AWSV4SignerAuth
-
-            kwargs["http_auth"] = Urllib3AWSV4SignerAuth(_aws_credentials(), self.aws_region, self.aws_service)
-        return OpenSearch(**kwargs)
+        return clients.opensearch_client(self, **overrides)
 
     def elasticsearch_client(self, *, asynchronous: bool = False) -> Any:
         """The official Elasticsearch client (`pip install 'splade-os[elasticsearch]'`), sync or asyncio."""
-        from splade_os.engines.elasticsearch import import_client
+        from splade_os.engines import clients
 
-        es = import_client()
-        kwargs: dict[str, Any] = {
-            "request_timeout": self.timeout,
-            "max_retries": self.max_retries,
-            "retry_on_timeout": True,
-            "connections_per_node": self.pool_maxsize,
-        }
-        if self.cloud_id:
-            kwargs["cloud_id"] = self.cloud_id
-        else:
-            kwargs["hosts"] = list(self.urls)
-        if any(u.startswith("https://") for u in self.urls) or self.cloud_id:
-            kwargs.update(verify_certs=self.verify_certs)
-            if self.ca_certs:
-                kwargs["ca_certs"] = self.ca_certs
-            if self.ssl_assert_fingerprint:
-                kwargs["ssl_assert_fingerprint"] = self.ssl_assert_fingerprint
-            if self.client_cert:
-                kwargs.update(client_cert=self.client_cert, client_key=self.client_key)
-            if not self.verify_certs:
-                kwargs["ssl_show_warn"] = False
-        if self.username:
-            kwargs["basic_auth"] = (self.username, self.password or "")
-        if self.api_key:
-            kwargs["api_key"] = self.api_key
-        if asynchronous:
-            try:
-                import aiohttp  # noqa: F401  (AsyncElasticsearch fails late without it)
-            except ImportError:
-                raise MissingDependencyError("the async client needs aiohttp: pip install 'splade-os[async]'") from None
-            return es.AsyncElasticsearch(**kwargs)
-        return es.Elasticsearch(**kwargs)
+        return clients.elasticsearch_client(self, asynchronous=asynchronous)
 
     def async_client(self) -> Any:
         """An asyncio client of the cluster's engine (needs aiohttp: `pip install 'splade-os[async]'`)."""
-        engine = self.engine
-        if engine is None:  # ask with a synchronous client: an asyncio client cannot be used outside its loop
-            probe = self.client()
-            engine = "elasticsearch" if type(probe).__module__.startswith("elasticsearch") else "opensearch"
-            probe.close()
-        if engine == "elasticsearch":
-            return self.elasticsearch_client(asynchronous=True)
-        try:
-            import aiohttp  # noqa: F401  (AsyncOpenSearch fails late without it)
-            from opensearchpy import AsyncOpenSearch
-        except ImportError:
-            raise MissingDependencyError("the async searcher needs aiohttp: pip install 'splade-os[async]'") from None
-        kwargs = self._client_kwargs()
-        if self.aws_region:
-            from opensearchpy import AWSV4SignerAsyncAuth
+        from splade_os.engines import clients
 
-            kwargs["http_auth"] = AWSV4SignerAsyncAuth(_aws_credentials(), self.aws_region, self.aws_service)
-        return AsyncOpenSearch(**kwargs)
-
-    def _client_kwargs(self) -> dict[str, Any]:
-        kwargs: dict[str, Any] = {
-            "hosts": list(self.urls),
-            "timeout": self.timeout,
-            "max_retries": self.max_retries,
-            "pool_maxsize": self.pool_maxsize,
-            "retry_on_timeout": True,
-        }
-        if any(u.startswith("https://") for u in self.urls):
-            kwargs.update(use_ssl=True, verify_certs=self.verify_certs, ca_certs=self.ca_certs)
-            if self.client_cert:
-                kwargs.update(client_cert=self.client_cert, client_key=self.client_key)
-            if not self.verify_certs:
-                kwargs["ssl_show_warn"] = False
-        if self.username:
-            kwargs["http_auth"] = (self.username, self.password or "")
-        if self.api_key:
-            kwargs["headers"] = {"Authorization": f"ApiKey {self.api_key}"}
-        return kwargs
+        return clients.async_client(self)
 
     def describe(self) -> str:
         """One line for output: where and how, never the secret itself."""
@@ -303,7 +194,7 @@ def _split_userinfo(url: str) -> tuple[str, str | None, str | None]:
         return url.strip(), None, None
     userinfo, _, host = parts.netloc.rpartition("@")
     user, _, password = userinfo.partition(":")
-    _register_secret(unquote(password))
+    register_secret(unquote(password))
     return urlunsplit(parts._replace(netloc=host)), unquote(user) or None, unquote(password) or None
 
 
@@ -379,134 +270,16 @@ def load_config(path: str | Path) -> dict[str, Any]:
     return values
 
 
-def _aws_credentials() -> Any:
-    try:
-        import boto3
-    except ImportError:
-        raise MissingDependencyError("AWS SigV4 signing needs boto3: pip install 'splade-os[aws]'") from None
-    credentials = boto3.Session().get_credentials()
-    if credentials is None:
-        raise ConfigError(
-            "AWS SigV4 was asked for (--aws-region) but boto3 found no AWS credentials: set AWS_PROFILE or "
-            "AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY"
-        )
-    return credentials
+def connect(settings: ConnectionSettings | None = None) -> Any:
+    """A client of the cluster's engine, checked to answer (its engine and version are then known); raises
+    EngineError with what to do when it does not. Settings default to the environment's."""
+    from splade_os.engines import clients
+
+    return clients.connect(settings or ConnectionSettings.from_env())
 
 
 def describe_error(err: BaseException, settings: ConnectionSettings | None = None) -> str:
-    """One line that says what went wrong talking to the cluster and what to do; secrets redacted."""
-    where = ", ".join(settings.urls) if settings else "the cluster"
-    line = _describe_elasticsearch(err, where)
-    if line is not None:
-        return redact(line)
-    if isinstance(err, os_errors.AuthenticationException):
-        line = _refused_credentials(where)
-    elif isinstance(err, os_errors.AuthorizationException):
-        line = refused_line(where, _reason(err))
-    elif isinstance(err, os_errors.SSLError):
-        line = _tls_advice(where, _cause(err))
-    elif isinstance(err, os_errors.ConnectionTimeout):
-        line = f"{where} did not answer in time: check the URL, or raise --request-timeout"
-    elif isinstance(err, os_errors.ConnectionError):
-        line = _unreachable(where, _cause(err))
-    elif isinstance(err, os_errors.NotFoundError):
-        line = f"not found: {_reason(err)}"
-    elif isinstance(err, os_errors.TransportError):
-        line = f"the cluster answered {err.status_code}: {_reason(err)}"
-    else:
-        line = f"{type(err).__name__}: {err}"
-    return redact(line)
+    """One line for an error of either client (see `engines.errors.describe_error`)."""
+    from splade_os.engines import errors
 
-
-def _refused_credentials(where: str) -> str:
-    return (f"{where} refused the credentials (401): check --user/--password (OPENSEARCH_USERNAME/"
-            "OPENSEARCH_PASSWORD or ELASTICSEARCH_USERNAME/ELASTICSEARCH_PASSWORD), --api-key or the AWS "
-            "credentials")  # fmt: skip
-
-
-def _unreachable(where: str, cause: str) -> str:
-    return (f"cannot reach the cluster at {where} ({cause}): check the URL, start a node with "
-            "`splade-os node start`, or set OPENSEARCH_URL (or ELASTICSEARCH_URL)")  # fmt: skip
-
-
-def _describe_elasticsearch(err: BaseException, where: str) -> str | None:
-    """The same lines for the official Elasticsearch client's errors; None for anything else."""
-    if type(err).__module__.split(".")[0] not in ("elasticsearch", "elastic_transport"):
-        return None
-    import elastic_transport
-    import elasticsearch
-
-    if isinstance(err, elasticsearch.UnsupportedProductError):
-        return f"{where} is not Elasticsearch: pass --engine opensearch (SPLADE_OS_ENGINE=opensearch)"
-    if isinstance(err, elastic_transport.TlsError):
-        return _tls_advice(where, _cause_of(str(err)))
-    if isinstance(err, elastic_transport.ConnectionTimeout):
-        return f"{where} did not answer in time: check the URL, or raise --request-timeout"
-    if isinstance(err, elastic_transport.ConnectionError):
-        return _unreachable(where, _cause_of(str(err)))
-    if isinstance(err, elasticsearch.ApiError):
-        status, reason = err.meta.status, _body_reason(err.body) or str(err.message)
-        if status == 401:
-            return _refused_credentials(where)
-        if status == 403:
-            return refused_line(where, reason)
-        if status == 404:
-            return f"not found: {reason}"
-        return f"the cluster answered {status}: {reason}"
-    return f"{type(err).__name__}: {err}"
-
-
-def _body_reason(body: Any) -> str:
-    error = body.get("error") if isinstance(body, Mapping) else None
-    if isinstance(error, Mapping):
-        root = (error.get("root_cause") or [error])[0]
-        return f"{root.get('type')}: {root.get('reason')}"
-    return ""
-
-
-def _tls_advice(where: str, cause: str) -> str:
-    if cause == "WRONG_VERSION":
-        return f"{where} does not speak TLS: use an http:// URL, or turn TLS on in the cluster"
-    if cause in ("CERTIFICATE_VERIFY_FAILED", "hostname"):
-        return (f"TLS verification of {where} failed ({cause}): pass the cluster's CA bundle with --ca-certs "
-                "(OPENSEARCH_CA_CERTS), or --insecure to skip verification while testing")  # fmt: skip
-    return (f"TLS handshake with {where} failed ({cause}): if the cluster requires a client certificate, pass "
-            "--client-cert and --client-key; check --ca-certs")  # fmt: skip
-
-
-def _reason(err: os_errors.TransportError) -> str:
-    info = err.info if isinstance(err.info, dict) else {}
-    error = info.get("error")
-    if isinstance(error, dict):
-        root = (error.get("root_cause") or [error])[0]
-        return f"{root.get('type')}: {root.get('reason')}"
-    return str(err.error)
-
-
-def _cause(err: os_errors.TransportError) -> str:
-    # The transport wraps urllib3's error; its class name says enough (refused, name not known, cert verify).
-    cause = err.info if isinstance(err.info, BaseException) else None
-    return _cause_of(str(cause or err.error), type(cause).__name__ if cause else str(err.error))
-
-
-def _cause_of(text: str, fallback: str | None = None) -> str:
-    for hint in ("CERTIFICATE_VERIFY_FAILED", "Connection refused", "Name or service not known", "WRONG_VERSION",
-                 "timed out", "certificate required", "hostname", "EOF occurred", "fingerprint"):  # fmt: skip
-        if hint.lower() in text.lower():
-            return hint
-    return fallback if fallback is not None else text[:200]
-
-
-def connect(settings: ConnectionSettings | None = None) -> Any:
-    """A client of the cluster's engine, checked to answer (its engine and version are then known); raises
-    EngineError with what to do when it does not."""
-    from splade_os.engines import engine_for
-
-    settings = settings or ConnectionSettings.from_env()
-    client = settings.client()
-    try:
-        engine_for(client)
-    except Exception as err:  # the clients raise many types; the user needs one clear line
-        client.close()
-        raise EngineError(describe_error(err, settings)) from None
-    return client
+    return errors.describe_error(err, settings)

@@ -8,13 +8,14 @@ from pathlib import Path
 from typing import Any
 
 from splade_os import aliases
-from splade_os.connection import ConnectionSettings, describe_error
+from splade_os.connection import ConnectionSettings
 from splade_os.engines import FAIL, OK, SKIP, WARN, Check, Engine, engine_for
+from splade_os.engines.errors import describe_error
+from splade_os.engines.refusals import is_refusal
 from splade_os.errors import SpladeOSError
 from splade_os.mappings import VECTOR_FIELD, check_encoder_meta, meta_from_mapping, vector_field_problem
-from splade_os.permissions import is_refusal
-from splade_os.query import elasticsearch_max_clauses, max_clauses_from_settings
-from splade_os.tuning import growth_warning
+from splade_os.retrieval.query import elasticsearch_max_clauses, max_clauses_from_settings
+from splade_os.retrieval.two_phase import growth_warning
 
 __all__ = ["FAIL", "OK", "SKIP", "WARN", "Check", "failed", "format_checks", "run_checks", "to_json"]
 MIN_CLAUSES = 1024  # OpenSearch's default; SPLADE queries of a few hundred terms fit with room for filters
@@ -43,7 +44,7 @@ def _index_checks(client: Any, engine: Engine, index: str, manifest: Mapping[str
         ]
     mapping = client.indices.get_mapping(index=index)
     checks = [Check("index", OK, f"{index} -> {', '.join(concrete)}")]
-    problem = vector_field_problem(index, mapping, VECTOR_FIELD, engine)
+    problem = vector_field_problem(index, mapping, VECTOR_FIELD, engine=engine)
     if problem:
         checks.append(Check(
             "mapping", FAIL, problem.split(": it was not created")[0],
@@ -107,7 +108,7 @@ def run_checks(
     checks: list[Check] = []
     manifest = None
     if model_dir is not None:
-        from splade_os.encoder import read_manifest
+        from splade_os.model.encoder import read_manifest
 
         try:
             manifest = read_manifest(Path(model_dir))

@@ -10,9 +10,9 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
-from splade_os.engines import Engine, OpenSearchEngine
+from splade_os.engines import Engine
+from splade_os.engines.refusals import is_refusal
 from splade_os.errors import EncoderMismatchError, EngineError
-from splade_os.permissions import is_refusal
 
 VECTOR_FIELD = "splade"
 META_KEY = "splade_os"
@@ -59,7 +59,7 @@ def index_body(
     manifest: Mapping[str, Any] | None = None,
     pruning: Mapping[str, Any] | None = None,
     extra_properties: Mapping[str, Any] | None = None,
-    engine: Engine | None = None,
+    engine: Engine,
     analyzer: str | None = None,
     vectors_in_source: bool = True,
 ) -> dict[str, Any]:
@@ -68,11 +68,10 @@ def index_body(
     `vectors_in_source=False` leaves the vector out of the stored `_source`: the postings still score it, but
     reading a document back no longer returns its vector (explanations then re-encode the document's text).
 
-    The template is written for OpenSearch (`rank_features`); another engine swaps in its own vector field.
+    The template is written for OpenSearch (`rank_features`); each engine puts in its own vector field.
     """
     if shards < 1 or replicas < 0:
         raise ValueError(f"shards must be >= 1 and replicas >= 0, got {shards} and {replicas}")
-    engine = engine or OpenSearchEngine()
     analyzer = analyzer or default_analyzer()
     body = copy.deepcopy(_template())
     body["settings"]["index"].update(number_of_shards=shards, number_of_replicas=replicas, **engine.index_settings())
@@ -122,10 +121,9 @@ def check_encoder_meta(
 
 
 def vector_field_problem(
-    index: str, mapping: Mapping[str, Any], field_name: str = VECTOR_FIELD, engine: Engine | None = None
+    index: str, mapping: Mapping[str, Any], field_name: str = VECTOR_FIELD, *, engine: Engine
 ) -> str | None:
     """Why the indices of a get-mapping response cannot hold splade-os vectors; None when they can."""
-    engine = engine or OpenSearchEngine()
     for concrete, body in mapping.items():
         field_type = engine.field_type(body, field_name)
         if field_type != engine.vector_type:
@@ -139,14 +137,14 @@ def vector_field_problem(
 
 
 def check_vector_field(
-    index: str, mapping: Mapping[str, Any], field_name: str = VECTOR_FIELD, engine: Engine | None = None
+    index: str, mapping: Mapping[str, Any], field_name: str = VECTOR_FIELD, *, engine: Engine
 ) -> None:
     """Raise unless every index in a get-mapping response maps `field_name` as the engine's vector type.
 
     Without this, documents would land with the vector dynamically mapped as plain floats, and queries would
     match nothing without any error.
     """
-    problem = vector_field_problem(index, mapping, field_name, engine)
+    problem = vector_field_problem(index, mapping, field_name, engine=engine)
     if problem:
         raise EngineError(problem)
 

@@ -160,14 +160,14 @@ def index_stats(
         raise ConfigError("--sample must be at least 1")
     vocab_size = None
     if model_dir is not None:
-        from splade_os.encoder import read_manifest
+        from splade_os.model.encoder import read_manifest
 
         vocab_size = int(read_manifest(Path(model_dir))["vocab_size"])
     concrete = aliases.resolve(client, index)
     if not concrete:
         raise EngineError(f"no index or alias {index!r}: check the name with `splade-os alias {index}`")
     mapping = client.indices.get_mapping(index=index)
-    check_vector_field(index, mapping, VECTOR_FIELD, engine_for(client))
+    check_vector_field(index, mapping, VECTOR_FIELD, engine=engine_for(client))
     meta = meta_from_mapping(mapping)
     documents = int(client.count(index=index)["count"])
     store = client.indices.stats(index=index, metric="store")["_all"]

@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from splade_os.connection import ConnectionSettings
-from splade_os.node import start_node
-from splade_os.node_security import ADMIN, NODE_PATTERNS, Access, Credentials, admin_access, load_credentials, request
-from splade_os.security_roles import ROLES, opensearch_role, privileges, roles_yml
+from splade_os.engines.roles import ROLES, opensearch_role, privileges, roles_yml
+from splade_os.node.run import start_node
+from splade_os.node.security import ADMIN, NODE_PATTERNS, Access, Credentials, admin_access, load_credentials, request
 
 SECURED_PORTS = {"opensearch": 9210, "elasticsearch": 9212}
 CONNECTION_VARS = ("OPENSEARCH_URL", "OPENSEARCH_USERNAME", "OPENSEARCH_PASSWORD", "OPENSEARCH_API_KEY",

@@ -12,9 +12,11 @@ from click.testing import CliRunner
 from opensearchpy import exceptions as os_errors
 
 from splade_os.cli.options import cli_errors, connection_options
-from splade_os.connection import ConnectionSettings, describe_error, redact
+from splade_os.connection import ConnectionSettings, describe_error
+from splade_os.engines.clients import _opensearch_kwargs
+from splade_os.engines.refusals import refused_line
 from splade_os.errors import ConfigError, EngineError, MissingDependencyError
-from splade_os.permissions import refused_line
+from splade_os.redaction import redact
 
 SECRET = "s3cr3t-unit-9f2c"
 
@@ -102,11 +104,11 @@ def test_client_kwargs_for_tls_and_auth(tmp_path: Path) -> None:
         urls=("https://h:9200",), username="u", password=SECRET, ca_certs=str(tmp_path / "ca.pem"),
         client_cert=str(tmp_path / "c.pem"), client_key=str(tmp_path / "k.pem"), timeout=4, max_retries=1,
     )  # fmt: skip
-    kwargs = settings._client_kwargs()
+    kwargs = _opensearch_kwargs(settings)
     assert kwargs["use_ssl"] and kwargs["verify_certs"] is True  # verification on by default
     assert kwargs["ca_certs"].endswith("ca.pem") and kwargs["client_cert"].endswith("c.pem")
     assert kwargs["http_auth"] == ("u", SECRET) and kwargs["timeout"] == 4 and kwargs["max_retries"] == 1
-    api = ConnectionSettings(api_key="abc")._client_kwargs()
+    api = _opensearch_kwargs(ConnectionSettings(api_key="abc"))
     assert api["headers"] == {"Authorization": "ApiKey abc"} and "use_ssl" not in api
 
 

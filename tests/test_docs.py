@@ -1,7 +1,10 @@
-"""Every command has help text and is documented in the README with an example."""
+"""The documentation holds together: every command has help text and an example, every relative link resolves,
+and the README keeps the two commands that CI and users run."""
 
 from __future__ import annotations
 
+import re
+import unicodedata
 from pathlib import Path
 
 import click
@@ -9,7 +12,19 @@ import pytest
 
 from splade_os.cli import main
 
-README = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+REPO = Path(__file__).resolve().parents[1]
+PAGES = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
+FENCE = re.compile(r"^(```|~~~)[^\n]*\n(.*?)^\1[ \t]*$", re.M | re.S)
+LINK = re.compile(r"!?\[(?:[^\[\]]|\[[^\]]*\])*\]\(\s*<?([^)\s>]+)>?(?:\s+\"[^\"]*\")?\s*\)")
+HEADING = re.compile(r"^#{1,6}[ \t]+(.+?)[ \t]*#*[ \t]*$", re.M)
+
+
+def _text(page: Path) -> str:
+    return page.read_text(encoding="utf-8")
+
+
+def _name(page: Path) -> str:
+    return str(page.relative_to(REPO))
 
 
 def _commands(group: click.Group, prefix: str = "") -> list[tuple[str, click.Command]]:
@@ -21,7 +36,74 @@ def _commands(group: click.Group, prefix: str = "") -> list[tuple[str, click.Com
     return found
 
 
+def _code_lines(text: str) -> list[str]:
+    return [line for block in FENCE.finditer(text) for line in block.group(2).splitlines()]
+
+
+def _prose(text: str) -> str:
+    """The text outside fenced code blocks, where a `[x](y)` is a link rather than code."""
+    return FENCE.sub("", text)
+
+
+def _anchor(heading: str) -> str:
+    """GitHub's anchor for a heading: markup dropped, lower case, punctuation removed, spaces to hyphens."""
+    text = re.sub(r"!?\[([^\]]*)\]\([^)]*\)", r"\1", heading).replace("`", "")
+    kept = "".join(c for c in text.lower() if c in " -_" or unicodedata.category(c)[0] in "LN")
+    return kept.replace(" ", "-")
+
+
+def _anchors(text: str) -> set[str]:
+    seen: dict[str, int] = {}
+    anchors = set()
+    for match in HEADING.finditer(_prose(text)):
+        base = _anchor(match.group(1))
+        count = seen.get(base, 0)
+        seen[base] = count + 1
+        anchors.add(base if count == 0 else f"{base}-{count}")
+    return anchors
+
+
 @pytest.mark.parametrize(("name", "command"), _commands(main), ids=lambda v: v if isinstance(v, str) else "")
-def test_command_has_help_and_a_readme_example(name: str, command: click.Command) -> None:
+def test_command_has_help_and_a_documented_example(name: str, command: click.Command) -> None:
     assert (command.help or "").strip(), f"`splade-os {name}` has no help text"
-    assert f"splade-os {name}" in README, f"README.md shows no example of `splade-os {name}`"
+    example = re.compile(rf"(^|[\s$(]|&&)splade-os {re.escape(name)}(\s|$)")
+    pages = [_name(page) for page in PAGES if any(example.search(line) for line in _code_lines(_text(page)))]
+    assert pages, f"no code block in README.md or docs/*.md shows an example of `splade-os {name}`"
+
+
+@pytest.mark.parametrize("page", PAGES, ids=_name)
+def test_relative_links_resolve(page: Path) -> None:
+    broken = []
+    for match in LINK.finditer(_prose(_text(page))):
+        target = match.group(1)
+        if re.match(r"[a-z][a-z0-9+.-]*:", target, re.I):  # http:, https:, mailto:
+            continue
+        path, _, fragment = target.partition("#")
+        resolved = (page.parent / path).resolve() if path else page
+        if not resolved.exists():
+            broken.append(f"{target}: no file {resolved}")
+        elif fragment and resolved.suffix == ".md" and fragment not in _anchors(_text(resolved)):
+            broken.append(f"{target}: no heading with anchor #{fragment} in {_name(resolved)}")
+    assert not broken, f"{_name(page)} has broken links:\n" + "\n".join(broken)
+
+
+def test_readme_keeps_the_two_commands() -> None:
+    readme = _text(REPO / "README.md")
+    # CI (.ci/run) and users run exactly these.
+    assert "bash scripts/demo.sh" in readme and "bash scripts/test.sh" in readme
+
+
+def test_every_docs_page_is_linked_from_the_readme() -> None:
+    readme = _text(REPO / "README.md")
+    missing = [_name(page) for page in PAGES[1:] if f"]({_name(page)})" not in readme]
+    assert not missing, f"README.md links none of: {', '.join(missing)}"
+
+
+def test_anchors_follow_github() -> None:
+    assert _anchor("`splade-os reindex ALIAS [CORPUS]`: zero-downtime re-index") == (
+        "splade-os-reindex-alias-corpus-zero-downtime-re-index"
+    )
+    assert _anchor("Smaller indices: vectors out of `_source`, pruning at index time") == (
+        "smaller-indices-vectors-out-of-_source-pruning-at-index-time"
+    )
+    assert _anchors("# A\n\n## A\n\n```\n# not a heading\n```\n") == {"a", "a-1"}

@@ -18,8 +18,8 @@ from click.testing import CliRunner
 from tokenizers import Tokenizer
 
 from splade_os.cli.encode import encode
-from splade_os.encoder import SpladeEncoder
 from splade_os.errors import ConfigError, InputError, ModelError
+from splade_os.model.encoder import SpladeEncoder
 from splade_os.vectors import SparseVector
 
 REPO = Path(__file__).resolve().parents[1]
@@ -343,8 +343,8 @@ def test_encoding_does_not_import_torch() -> None:
         import sys
         for name in ("torch", "transformers", "onnx"):
             sys.modules[name] = None  # any import of them now raises ImportError
-        import splade_os, splade_os.torch_encoder  # the GPU backend's module imports torch only when it runs
-        from splade_os.encoder import SpladeEncoder
+        import splade_os, splade_os.model.torch_runner  # the GPU backend's module imports torch only when it runs
+        from splade_os.model.encoder import SpladeEncoder
         from splade_os.cli import main
         vectors = SpladeEncoder({str(BUNDLED)!r}, device="cpu", precision="fp32").encode_documents(["heart attack"])
         assert vectors[0]["heart"] > 0

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from splade_os.encoder import SpladeEncoder
 from splade_os.errors import EncoderClosedError
+from splade_os.model.encoder import SpladeEncoder
 from splade_os.vectors import SparseVector
 
 REPO = Path(__file__).resolve().parents[1]

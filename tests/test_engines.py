@@ -10,7 +10,7 @@ import pytest
 from splade_os.engines import ElasticsearchEngine, OpenSearchEngine, is_elasticsearch, make_engine, parse_version
 from splade_os.errors import ConfigError
 from splade_os.mappings import index_body
-from splade_os.query import build_splade_query, build_two_phase_query
+from splade_os.retrieval.query import build_splade_query, build_two_phase_query
 from splade_os.vectors import SparseVector
 
 REPO = Path(__file__).resolve().parents[1]

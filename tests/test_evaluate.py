@@ -11,7 +11,7 @@ from click.testing import CliRunner
 
 from splade_os.cli.evaluate import evaluate as eval_command
 from splade_os.errors import InputError
-from splade_os.evaluate import compute_metrics, exact_run, load_beir
+from splade_os.evaluation.evaluate import compute_metrics, exact_run, load_beir
 from splade_os.vectors import SparseVector
 
 

@@ -17,9 +17,9 @@ from conftest import delete_indices
 from opensearchpy import OpenSearch
 from synthetic_corpus import write_collection
 
-from splade_os.encoder import SpladeEncoder
-from splade_os.evaluate import Dataset, evaluate, exact_run, load_beir, stored_vectors
-from splade_os.search import Searcher
+from splade_os.evaluation.evaluate import Dataset, evaluate, exact_run, load_beir, stored_vectors
+from splade_os.model.encoder import SpladeEncoder
+from splade_os.retrieval.search import Searcher
 
 pytestmark = pytest.mark.engine
 

@@ -13,7 +13,7 @@ from click.testing import CliRunner
 
 from splade_os.cli.export import export
 from splade_os.errors import MissingDependencyError, ModelError
-from splade_os.pooling import splade_pool
+from splade_os.model.pooling import splade_pool
 
 REPO = Path(__file__).resolve().parents[1]
 BUNDLED = REPO / "models" / "splade-tiny"
@@ -58,7 +58,7 @@ def _run(model: Any, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
 
 @pytest.mark.parametrize("chunk_size", [1, 7, 64, 1000])
 def test_tiled_head_matches_numpy_pooling(chunk_size: int) -> None:
-    from splade_os.export import add_splade_head
+    from splade_os.model.export import add_splade_head
 
     rng = np.random.default_rng(0)
     vocab, hidden = 300, 16
@@ -77,7 +77,7 @@ def test_tiled_head_matches_numpy_pooling(chunk_size: int) -> None:
 def test_tied_decoder_matrix_is_stored_once(quantize: str | None) -> None:
     from onnx import numpy_helper
 
-    from splade_os.export import add_splade_head
+    from splade_os.model.export import add_splade_head
 
     emb = np.random.default_rng(1).normal(size=(500, 8)).astype(np.float32)
     model = add_splade_head(_toy_body(emb), emb, None, hidden_output="hidden", chunk_size=64, quantize=quantize)
@@ -88,7 +88,7 @@ def test_tied_decoder_matrix_is_stored_once(quantize: str | None) -> None:
 
 
 def test_int8_head_is_close_to_fp32() -> None:
-    from splade_os.export import add_splade_head
+    from splade_os.model.export import add_splade_head
 
     rng = np.random.default_rng(2)
     emb = rng.normal(size=(400, 32)).astype(np.float32)
@@ -120,8 +120,7 @@ def test_committed_models_store_the_vocabulary_matrix_once() -> None:
 def test_missing_torch_names_the_install_command(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     import importlib
 
-    from splade_os import export as export_module
-
+    from splade_os.model import export as export_module
     real = importlib.import_module
 
     def fake_import(name: str, package: str | None = None) -> Any:
@@ -141,7 +140,7 @@ def test_missing_torch_names_the_install_command(monkeypatch: pytest.MonkeyPatch
 
 
 def test_folder_without_config_is_a_model_error(tmp_path: Path) -> None:
-    from splade_os.export import resolve_source
+    from splade_os.model.export import resolve_source
 
     with pytest.raises(ModelError, match="has no config.json"):
         resolve_source(tmp_path)
@@ -172,7 +171,7 @@ def pytorch_reference() -> tuple[list[str], int, np.ndarray]:
 
 
 def test_the_reference_covers_long_texts(pytorch_reference: tuple[list[str], int, np.ndarray]) -> None:
-    from splade_os.encoder import SpladeEncoder
+    from splade_os.model.encoder import SpladeEncoder
 
     texts, max_length, reference = pytorch_reference
     encoder = SpladeEncoder(BUNDLED, max_length=max_length, threads=2)
@@ -182,7 +181,7 @@ def test_the_reference_covers_long_texts(pytorch_reference: tuple[list[str], int
 
 
 def test_fp32_onnx_matches_pytorch(pytorch_reference: tuple[list[str], int, np.ndarray]) -> None:
-    from splade_os.encoder import SpladeEncoder
+    from splade_os.model.encoder import SpladeEncoder
 
     texts, max_length, reference = pytorch_reference
     weights = SpladeEncoder(BUNDLED, max_length=max_length, threads=2).encode_weights(texts)
@@ -191,7 +190,7 @@ def test_fp32_onnx_matches_pytorch(pytorch_reference: tuple[list[str], int, np.n
 
 
 def test_int8_onnx_keeps_the_heaviest_tokens(pytorch_reference: tuple[list[str], int, np.ndarray]) -> None:
-    from splade_os.encoder import SpladeEncoder
+    from splade_os.model.encoder import SpladeEncoder
 
     texts, max_length, reference = pytorch_reference
     weights = SpladeEncoder(BUNDLED_INT8, max_length=max_length, threads=2).encode_weights(texts)
@@ -248,8 +247,8 @@ def _reference(model_dir: Path, texts: list[str], max_length: int) -> np.ndarray
 
 @pytest.mark.torch
 def test_cli_export_matches_pytorch(random_checkpoint: Path, tmp_path: Path) -> None:
-    from splade_os.encoder import SpladeEncoder
-    from splade_os.export import sha256_file
+    from splade_os.model.encoder import SpladeEncoder
+    from splade_os.model.export import sha256_file
 
     out = tmp_path / "exported"
     args = [str(random_checkpoint), str(out), "--max-length", "128", "--opset", "18"]
@@ -277,7 +276,7 @@ def test_cli_export_matches_pytorch(random_checkpoint: Path, tmp_path: Path) -> 
 @pytest.mark.torch
 def test_an_export_with_its_checkpoint_runs_on_both_backends(random_checkpoint: Path, tmp_path: Path) -> None:
     """--with-checkpoint: one folder, one manifest, the same vectors from onnxruntime and from PyTorch."""
-    from splade_os.encoder import SpladeEncoder
+    from splade_os.model.encoder import SpladeEncoder
 
     out = tmp_path / "exported"
     args = [str(random_checkpoint), str(out), "--max-length", "128", "--with-checkpoint"]

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from splade_os.fusion import linear_fusion, normalize, reciprocal_rank_fusion
+from splade_os.retrieval.fusion import linear_fusion, normalize, reciprocal_rank_fusion
 
 BM25 = [("a", 12.0), ("b", 9.0), ("c", 3.0)]
 SPLADE = [("c", 40.0), ("a", 30.0), ("d", 10.0)]

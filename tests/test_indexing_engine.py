@@ -213,9 +213,9 @@ def test_reencode_reads_an_index_and_switches_readers_to_the_new_vectors(
 @pytest.fixture
 def fake_model(monkeypatch: pytest.MonkeyPatch) -> None:
     """The CLI loads `SpladeEncoder(model_dir, ...)`; swap in the fake model for CLI plumbing tests."""
-    import splade_os.encoder
+    import splade_os.model.encoder
 
-    monkeypatch.setattr(splade_os.encoder, "SpladeEncoder", lambda *a, **k: FakeEncoder())
+    monkeypatch.setattr(splade_os.model.encoder, "SpladeEncoder", lambda *a, **k: FakeEncoder())
 
 
 def _cli(args: list[str], stdin: str | None = None) -> Any:
@@ -300,7 +300,7 @@ def test_real_model_end_to_end(
 def test_the_document_pruning_of_the_encoder_is_recorded_in_meta(
     engine_client: OpenSearch, index_name: str, tmp_path: Path
 ) -> None:
-    from splade_os.encoder import SpladeEncoder
+    from splade_os.model.encoder import SpladeEncoder
 
     corpus = write_jsonl(tmp_path / "c.jsonl", make_docs(3))
     pruned = SpladeEncoder(BUNDLED_MODEL, top_k=20, min_weight=0.1)

@@ -43,10 +43,10 @@ TESTS = Path(__file__).resolve().parent
 def test_bad_records_go_to_the_dead_letter_file_and_nothing_else_is_lost(
     engine_client: OpenSearch, index_name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import splade_os.encoder
+    import splade_os.model.encoder
 
     encoder = FakeEncoder(limit=100_000)
-    monkeypatch.setattr(splade_os.encoder, "SpladeEncoder", lambda *a, **k: encoder)
+    monkeypatch.setattr(splade_os.model.encoder, "SpladeEncoder", lambda *a, **k: encoder)
     monkeypatch.chdir(tmp_path)
     good = make_docs(12, prefix="g")
     big = {"_id": "big", "title": "ten megabytes", "text": "lorem ipsum dolor sit amet " * 400_000}
@@ -328,7 +328,7 @@ def _managed_node(client: Any) -> Any:
     The cluster the suite uses must be that node, alone: otherwise stopping it would leave the cluster under test
     running, or stop a node that the other tests do not even use.
     """
-    from splade_os.node import running_nodes
+    from splade_os.node.run import running_nodes
 
     nodes = list(client.nodes.info(metric="process")["nodes"].values())
     pids = [node["process"]["id"] for node in nodes]
@@ -345,7 +345,7 @@ def _managed_node(client: Any) -> Any:
 def test_node_stopped_mid_run_then_started_and_resumed(
     engine_client: OpenSearch, index_name: str, tmp_path: Path
 ) -> None:
-    from splade_os.node import start_node, stop_node
+    from splade_os.node.run import start_node, stop_node
 
     spec = _managed_node(engine_client)
     which: dict[str, Any] = dict(engine=spec.engine.name, version=spec.version, port=spec.port, home=spec.home)

@@ -19,9 +19,9 @@ from synthetic_corpus import write_collection
 
 from splade_os import aliases
 from splade_os.cli.index import index as index_command
-from splade_os.encoder import SpladeEncoder
 from splade_os.mappings import VECTOR_FIELD, read_index_meta
-from splade_os.search import Searcher
+from splade_os.model.encoder import SpladeEncoder
+from splade_os.retrieval.search import Searcher
 
 pytestmark = pytest.mark.engine
 

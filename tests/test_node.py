@@ -11,18 +11,15 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from splade_os import node as node_mod
-from splade_os import node_dist
 from splade_os.cli.node import node as node_cli
 from splade_os.errors import NodeError
-from splade_os.node import (
-    DESCRIPTOR_KEYS,
-    MODULES,
+from splade_os.node import distributions as node_dist
+from splade_os.node import run as node_mod
+from splade_os.node import spec as node_spec
+from splade_os.node.distributions import DESCRIPTOR_KEYS, MODULES, Module, assemble_modules, descriptor
+from splade_os.node.run import (
     OPENSEARCH,
-    Module,
     NodeSpec,
-    assemble_modules,
-    descriptor,
     ensure_distribution,
     node_status,
     render_config,
@@ -141,7 +138,7 @@ def test_missing_module_jar_names_the_module(tmp_path: Path) -> None:
 
 
 def test_pom_keeps_server_jars_out_of_lang_painless() -> None:
-    text = node_mod.pom(VERSION)
+    text = node_dist.pom(VERSION)
     assert "<artifactId>mapper-extras-client</artifactId><version>2.19.6</version>" in text
     assert "<groupId>org.opensearch.distribution.integ-test-zip</groupId>" in text
     assert "<type>zip</type>" in text
@@ -150,9 +147,9 @@ def test_pom_keeps_server_jars_out_of_lang_painless() -> None:
 
 
 def test_cached_distribution_skips_mvn(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    dist = node_mod.dist_dir(tmp_path, VERSION)
+    dist = node_dist.dist_dir(tmp_path, VERSION)
     dist.mkdir(parents=True)
-    (dist / node_mod.MARKER).write_text(node_dist._marker_text())
+    (dist / node_dist.MARKER).write_text(node_dist._marker_text())
 
     def no_mvn(*args: object, **kwargs: object) -> None:
         raise AssertionError("mvn must not run when the distribution is cached")
@@ -163,9 +160,9 @@ def test_cached_distribution_skips_mvn(tmp_path: Path, monkeypatch: pytest.Monke
 
 
 def test_stale_cache_marker_triggers_a_fetch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    dist = node_mod.dist_dir(tmp_path, VERSION)
+    dist = node_dist.dist_dir(tmp_path, VERSION)
     dist.mkdir(parents=True)
-    (dist / node_mod.MARKER).write_text("some-older-module-list\n")
+    (dist / node_dist.MARKER).write_text("some-older-module-list\n")
 
     def failing_fetch(version: str, staging: Path, *args: object, **kwargs: object) -> Path:
         raise NodeError("fetching (stub) failed")
@@ -211,7 +208,7 @@ def test_status_is_none_when_nothing_answers(tmp_path: Path) -> None:
 
 
 def test_stop_without_a_node_removes_a_stale_pid_file(tmp_path: Path) -> None:
-    pidfile = node_mod.run_dir(tmp_path) / node_mod.PIDFILE
+    pidfile = node_spec.run_dir(tmp_path) / node_spec.PIDFILE
     pidfile.parent.mkdir(parents=True)
     pidfile.write_text("999999999\n")  # no such process
     assert stop_node(home=tmp_path) is False
@@ -253,7 +250,7 @@ def stand_in(main_class: str) -> subprocess.Popen[bytes]:
 
 
 def test_read_pid_takes_a_home_for_its_default_node(tmp_path: Path) -> None:
-    pidfile = node_mod.run_dir(tmp_path) / node_mod.PIDFILE
+    pidfile = node_spec.run_dir(tmp_path) / node_spec.PIDFILE
     pidfile.parent.mkdir(parents=True)
     proc = stand_in(OPENSEARCH.main_class)
     try:

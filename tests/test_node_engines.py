@@ -19,11 +19,13 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from splade_os import node as node_mod
-from splade_os import node_java
 from splade_os.cli.node import node as node_cli
 from splade_os.errors import NodeError
-from splade_os.node import (
+from splade_os.node import java as node_java
+from splade_os.node import run as node_mod
+from splade_os.node.distributions import distribution_named, pom
+from splade_os.node.java import Java, JavaRange, candidates, find_java, pick
+from splade_os.node.run import (
     ELASTICSEARCH,
     OPENSEARCH,
     NodeSpec,
@@ -32,12 +34,10 @@ from splade_os.node import (
     render_config,
     render_jvm_options,
     resolve,
-    run_dir,
     start_node,
     stop_node,
 )
-from splade_os.node_dist import engine_named, pom
-from splade_os.node_java import Java, JavaRange, candidates, find_java, pick
+from splade_os.node.spec import run_dir
 
 ENV_VARS = ("SPLADE_OS_ENGINE", "SPLADE_OS_NODE_VERSION", "SPLADE_OS_NODE_PORT", "SPLADE_OS_NODE_HOME")
 
@@ -125,7 +125,7 @@ def test_only_opensearch_2_gets_modules_added() -> None:
     ]
     assert OPENSEARCH.modules_to_add("3.6.0") == ()
     assert ELASTICSEARCH.modules_to_add("9.2.0") == ()
-    text = pom("9.2.0", engine_named("elasticsearch"))
+    text = pom("9.2.0", distribution_named("elasticsearch"))
     assert (
         "<groupId>org.elasticsearch.distribution.integ-test-zip</groupId><artifactId>elasticsearch</artifactId>" in text
     )

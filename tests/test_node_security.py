@@ -9,9 +9,9 @@ from pathlib import Path
 from click.testing import CliRunner
 
 from splade_os.cli.node import _print_info
-from splade_os.node import NodeInfo, render_config, resolve
-from splade_os.node_dist import ELASTICSEARCH, OPENSEARCH, pom
-from splade_os.node_security import config_text, load_credentials, new_credentials
+from splade_os.node.distributions import ELASTICSEARCH, OPENSEARCH, pom
+from splade_os.node.run import NodeInfo, render_config, resolve
+from splade_os.node.security import config_text, load_credentials, new_credentials
 
 
 def test_secure_defaults_to_the_newest_opensearch_with_a_security_plugin(tmp_path: Path) -> None:

@@ -18,7 +18,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from splade_os.node import NodeInfo, node_status, node_version, start_node, stop_node
+from splade_os.node.run import NodeInfo, node_status, node_version, start_node, stop_node
 
 NODES = [
     ("opensearch", "3.6.0", 9201),

@@ -25,7 +25,7 @@ from splade_os.cli.index import index as index_command
 from splade_os.connection import ConnectionSettings
 from splade_os.errors import ConfigError, EngineError, ModelError
 from splade_os.indexing import Progress, index_corpus, reencode_index
-from splade_os.search import Searcher
+from splade_os.retrieval.search import Searcher
 from splade_os.vectors import SparseVector
 
 pytestmark = pytest.mark.engine
@@ -274,7 +274,7 @@ def test_searcher_closes_what_it_made_and_never_what_it_was_given(
             Searcher(f"{index_name}-missing", BUNDLED_MODEL, client=given)
         assert given.cluster.health()["status"] in ("green", "yellow")  # the caller's client still works
 
-        from splade_os.encoder import SpladeEncoder
+        from splade_os.model.encoder import SpladeEncoder
 
         index_corpus(given, write_jsonl(tmp_path / "c.jsonl", make_docs(2)), index=index_name, replicas=0,
                      encoder=SpladeEncoder(BUNDLED_MODEL), checkpoint=tmp_path / "cp", dead_letter=tmp_path / "d",
@@ -300,7 +300,7 @@ def test_async_searcher_closes_its_client_when_create_fails(
 ) -> None:
     import asyncio
 
-    from splade_os.search import AsyncSearcher
+    from splade_os.retrieval.search import AsyncSearcher
 
     made = _record_clients(monkeypatch, "async_client")
 

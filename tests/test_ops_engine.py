@@ -18,13 +18,13 @@ from splade_os import aliases
 from splade_os.cli import main
 from splade_os.connection import ConnectionSettings
 from splade_os.doctor import FAIL, OK, SKIP, run_checks
-from splade_os.encoder import SpladeEncoder
 from splade_os.engines import Engine, engine_for, opensearch_privileges
 from splade_os.engines.elasticsearch import security_off
+from splade_os.engines.refusals import http_status, is_missing_endpoint
 from splade_os.indexing import BulkOptions
+from splade_os.indexing.reindex import ReindexResult, reindex
 from splade_os.mappings import VECTOR_FIELD
-from splade_os.permissions import http_status, is_missing_endpoint
-from splade_os.reindex import ReindexResult, reindex
+from splade_os.model.encoder import SpladeEncoder
 from splade_os.stats import index_stats, percentile
 
 pytestmark = pytest.mark.engine

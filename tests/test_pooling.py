@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from splade_os.pooling import splade_pool, splade_pool_max_first
+from splade_os.model.pooling import splade_pool, splade_pool_max_first
 
 
 def test_hand_computed_weights() -> None:

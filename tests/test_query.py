@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 
-from splade_os.query import (
+from splade_os.engines import OpenSearchEngine
+from splade_os.retrieval.query import (
     Pruning,
     build_bm25_query,
     build_splade_query,
@@ -21,6 +22,7 @@ from splade_os.vectors import SparseVector
 GOLDEN = Path(__file__).parent / "golden"
 QUERY = SparseVector({"heart": 2.5, "attack": 1.75, "u.s.": 1.0, "cause": 0.5, "the": 0.05})
 FILTER = {"term": {"year": 2020}}
+OPENSEARCH = OpenSearchEngine()
 
 
 def _check_golden(name: str, body: dict[str, Any]) -> None:
@@ -33,26 +35,27 @@ def _check_golden(name: str, body: dict[str, Any]) -> None:
 
 
 def test_exact_query_golden() -> None:
-    plan = build_splade_query(QUERY, size=5)
+    plan = build_splade_query(QUERY, size=5, engine=OPENSEARCH)
     _check_golden("splade_exact", plan.body)
     assert plan.dropped == () and plan.notes == ()
 
 
 def test_pruned_filtered_paged_query_golden() -> None:
     plan = build_splade_query(
-        QUERY, pruning=Pruning(top_k=3, min_weight=0.1), filters=[FILTER], size=3, from_=6, source=["title"]
+        QUERY, pruning=Pruning(top_k=3, min_weight=0.1), filters=[FILTER], size=3, from_=6, source=["title"],
+        engine=OPENSEARCH,
     )
     _check_golden("splade_pruned_filtered", plan.body)
     assert set(plan.terms) == {"heart", "attack", "u.s."}
 
 
 def test_max_ratio_pruning() -> None:
-    plan = build_splade_query(QUERY, pruning=Pruning(max_ratio=0.5))
+    plan = build_splade_query(QUERY, pruning=Pruning(max_ratio=0.5), engine=OPENSEARCH)
     assert set(plan.terms) == {"heart", "attack"}
 
 
 def test_two_phase_query_golden() -> None:
-    plan = build_two_phase_query(QUERY, size=10)
+    plan = build_two_phase_query(QUERY, size=10, engine=OPENSEARCH)
     _check_golden("two_phase", plan.body)
     heavy = {c["rank_feature"]["field"] for c in plan.body["query"]["bool"]["should"]}
     light = {c["rank_feature"]["field"] for c in plan.body["rescore"]["query"]["rescore_query"]["bool"]["should"]}
@@ -66,7 +69,7 @@ def test_bm25_query_golden() -> None:
 
 def test_clause_limit_keeps_the_heaviest_and_says_so() -> None:
     big = SparseVector({f"t{i}": 1.0 + i for i in range(30)})
-    plan = build_splade_query(big, max_clauses=10, filters=[FILTER])
+    plan = build_splade_query(big, max_clauses=10, filters=[FILTER], engine=OPENSEARCH)
     clauses = plan.body["query"]["bool"]["should"]
     assert len(clauses) + 1 == 10  # one clause is the filter
     assert {c["rank_feature"]["boost"] for c in clauses} == {float(30 - i) for i in range(9)}
@@ -76,7 +79,7 @@ def test_clause_limit_keeps_the_heaviest_and_says_so() -> None:
 
 
 def test_every_boost_is_positive_and_no_field_has_a_raw_dot() -> None:
-    plan = build_splade_query(SparseVector({"u.s.": 1.0, "...": 2.0, "x": 0.0}))
+    plan = build_splade_query(SparseVector({"u.s.": 1.0, "...": 2.0, "x": 0.0}), engine=OPENSEARCH)
     for clause in plan.body["query"]["bool"]["should"]:
         feature = clause["rank_feature"]
         assert feature["boost"] > 0 and feature["linear"] == {}
@@ -92,9 +95,9 @@ class _FixedEncoder:
 
 @pytest.mark.parametrize("mode", ["splade", "bm25", "hybrid", "two-phase"])
 def test_requests_of_each_search_mode_golden(mode: str) -> None:
-    from splade_os.search import _SearchLogic
+    from splade_os.retrieval.search import _SearchLogic
 
-    logic = _SearchLogic("docs", _FixedEncoder(), pruning=Pruning(top_k=4))
+    logic = _SearchLogic("docs", _FixedEncoder(), pruning=Pruning(top_k=4), engine=OPENSEARCH)
     prepared = logic.prepare("heart attack", 5, mode, [FILTER], explain=False)  # type: ignore[arg-type]
     _check_golden(f"requests_{mode.replace('-', '_')}", {"requests": prepared.requests})
     assert len(prepared.requests) == (2 if mode == "hybrid" else 1)

@@ -16,14 +16,14 @@ from conftest import delete_indices
 from opensearchpy import OpenSearch
 
 from splade_os.cli import main
-from splade_os.encoder import SpladeEncoder
 from splade_os.engines import Engine
+from splade_os.engines.refusals import http_status
 from splade_os.errors import EncoderMismatchError, EngineError, InputError
 from splade_os.indexing import index_corpus
 from splade_os.mappings import META_KEY, VECTOR_FIELD
-from splade_os.permissions import http_status
-from splade_os.query import build_splade_query, cluster_max_clauses
-from splade_os.search import AsyncSearcher, Searcher
+from splade_os.model.encoder import SpladeEncoder
+from splade_os.retrieval.query import build_splade_query, cluster_max_clauses
+from splade_os.retrieval.search import AsyncSearcher, Searcher
 from splade_os.vectors import SparseVector
 
 pytestmark = pytest.mark.engine

@@ -34,12 +34,12 @@ from test_indexing_engine import SMALL, FakeEncoder, assert_exactly, make_docs, 
 
 from splade_os.cli import main
 from splade_os.connection import connect, describe_error
-from splade_os.encoder import SpladeEncoder
 from splade_os.engines.elasticsearch import import_client
+from splade_os.engines.roles import INDEXER, SEARCHER, privileges
 from splade_os.errors import EngineError
 from splade_os.indexing import BulkOptions, IndexingRefused, RayWorkers, index_corpus, index_corpus_on_ray
-from splade_os.node_security import ADMIN
-from splade_os.security_roles import INDEXER, SEARCHER, privileges
+from splade_os.model.encoder import SpladeEncoder
+from splade_os.node.security import ADMIN
 
 pytestmark = pytest.mark.secured
 

@@ -1,4 +1,4 @@
-"""docs/security.md shows exactly the roles the secured-node tests prove minimal (splade_os/security_roles.py)."""
+"""docs/security.md shows exactly the roles the secured-node tests prove minimal (splade_os/engines/roles.py)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from splade_os.security_roles import (
+from splade_os.engines.roles import (
     INDEXER,
     ROLES,
     SEARCHER,

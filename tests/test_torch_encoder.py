@@ -16,8 +16,8 @@ from bundled_checkpoint import checkpoint_folder, random_masked_lm, save_with_th
 from click.testing import CliRunner
 
 from splade_os.cli.encode import encode
-from splade_os.encoder import SpladeEncoder
 from splade_os.errors import ConfigError, EncoderClosedError, MissingDependencyError, ModelError
+from splade_os.model.encoder import SpladeEncoder
 from splade_os.vectors import SparseVector
 
 REPO = Path(__file__).resolve().parents[1]

@@ -14,12 +14,13 @@ from conftest import BUNDLED_MODEL, delete_indices
 from synthetic_corpus import write_collection
 
 from splade_os.cli import main
-from splade_os.encoder import SpladeEncoder
 from splade_os.errors import ConfigError
-from splade_os.evaluate import Dataset, evaluate, load_beir
+from splade_os.evaluation.evaluate import Dataset, evaluate, load_beir
+from splade_os.evaluation.tuning import TITLE_QUERIES_CAVEAT, store, tune
 from splade_os.mappings import read_index_meta
-from splade_os.search import Searcher
-from splade_os.tuning import TITLE_QUERIES_CAVEAT, TwoPhaseSettings, growth_warning, store, stored_settings, tune
+from splade_os.model.encoder import SpladeEncoder
+from splade_os.retrieval.search import Searcher
+from splade_os.retrieval.two_phase import TwoPhaseSettings, growth_warning, stored_settings
 
 pytestmark = pytest.mark.engine
 

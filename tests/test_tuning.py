@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 import statistics
 
-from splade_os.tuning import Trial, TwoPhaseSettings, choose, default_grid, measure, schedule
+from splade_os.evaluation.tuning import Trial, TwoPhaseSettings, choose, default_grid, measure, schedule
 
 CANDIDATES: list[TwoPhaseSettings | None] = [None, *default_grid(10)]  # None: exact search
 

@@ -10,7 +10,7 @@ import click
 
 from splade_os.cli.options import cli_errors, connection_options, device_options, model_option
 from splade_os.connection import ConnectionSettings, connect
-from splade_os.search import MODES
+from splade_os.retrieval.search import MODES
 
 
 @click.command(name="eval")
@@ -43,9 +43,9 @@ def evaluate(
     settings: ConnectionSettings,
 ) -> None:
     """Evaluate DATASET_DIR (BEIR layout) with nDCG@10, Recall@100 and MRR@10 in each mode."""
-    from splade_os.encoder import SpladeEncoder
-    from splade_os.evaluate import evaluate as run_evaluation
-    from splade_os.evaluate import format_table, load_beir
+    from splade_os.evaluation.evaluate import evaluate as run_evaluation
+    from splade_os.evaluation.evaluate import format_table, load_beir
+    from splade_os.model.encoder import SpladeEncoder
 
     with cli_errors():
         dataset = load_beir(dataset_dir, split)  # a malformed file is reported before any model or cluster work

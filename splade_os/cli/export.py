@@ -48,7 +48,7 @@ def export(
     and manifest.json. Needs the export extra: pip install 'splade-os[export]'.
     """
     with cli_errors():
-        from splade_os.export import DEFAULT_CHUNK_SIZE, export_model
+        from splade_os.model.export import DEFAULT_CHUNK_SIZE, export_model
 
         manifest = export_model(
             model, out_dir, quantize=quantize, max_length=max_length, opset=opset,

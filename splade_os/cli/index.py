@@ -263,7 +263,7 @@ def index(
         given = [name for name, value in ray_only.items() if value is not None]
         if given:
             raise ConfigError(f"{', '.join(given)} go with --ray")
-        from splade_os.encoder import SpladeEncoder
+        from splade_os.model.encoder import SpladeEncoder
 
         encoder = SpladeEncoder(
             model_dir, threads=threads, max_length=max_length, top_k=top_k, min_weight=min_weight,

@@ -10,12 +10,9 @@ from typing import Any, TypeVar
 import click
 
 from splade_os.errors import NodeError
-from splade_os.node import (
+from splade_os.node.run import (
     DEFAULT_PORT,
-    ENGINES,
-    ENV_ENGINE,
-    ENV_PORT,
-    ENV_VERSION,
+    DISTRIBUTIONS,
     NodeInfo,
     node_status,
     resolve,
@@ -23,10 +20,11 @@ from splade_os.node import (
     stop_node,
     target_node,
 )
+from splade_os.node.spec import ENV_ENGINE, ENV_PORT, ENV_VERSION
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-_DEFAULTS = ", ".join(f"{e.name} {e.default_version}" for e in ENGINES.values())
+_DEFAULTS = ", ".join(f"{e.name} {e.default_version}" for e in DISTRIBUTIONS.values())
 _HOME_HELP = (
     "Node home (cache of the distributions, each node's data and logs). "
     "Default: $SPLADE_OS_NODE_HOME, else the user cache (/var/cache/splade-os/<engine> for root)."
@@ -34,7 +32,7 @@ _HOME_HELP = (
 _home_option = click.option("--home", type=click.Path(file_okay=False, path_type=Path), default=None, help=_HOME_HELP)
 _engine_option = click.option(
     "--engine",
-    type=click.Choice(list(ENGINES), case_sensitive=False),
+    type=click.Choice(list(DISTRIBUTIONS), case_sensitive=False),
     default=None,
     help=f"Search engine. Default: ${ENV_ENGINE}, else opensearch.",
 )

@@ -10,9 +10,10 @@ from typing import Any
 import click
 
 from splade_os.cli.options import cli_errors, connection_options, device_options, model_option
-from splade_os.connection import ConnectionSettings, connect, redact
+from splade_os.connection import ConnectionSettings, connect
 from splade_os.corpus import FORMATS, FieldNames
 from splade_os.errors import SpladeOSError
+from splade_os.redaction import redact
 
 
 @click.command()
@@ -110,9 +111,9 @@ def reindex(
     (`splade-os alias ALIAS OLD_INDEX`) unless --delete-previous. Exit code 1 when the alias was not moved.
     """
     from splade_os.cli.index import format_summary
-    from splade_os.encoder import SpladeEncoder
     from splade_os.indexing import BulkOptions
-    from splade_os.reindex import reindex as run_reindex
+    from splade_os.indexing.reindex import reindex as run_reindex
+    from splade_os.model.encoder import SpladeEncoder
 
     with cli_errors():
         if (corpus is None) != from_index:

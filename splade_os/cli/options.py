@@ -11,8 +11,10 @@ from typing import Any, TypeVar
 import click
 from opensearchpy.exceptions import ImproperlyConfigured, OpenSearchException
 
-from splade_os.connection import ConnectionSettings, describe_error, redact
+from splade_os.connection import ConnectionSettings
+from splade_os.engines.errors import describe_error, is_elasticsearch_error
 from splade_os.errors import SpladeOSError
+from splade_os.redaction import redact
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -155,6 +157,6 @@ def cli_errors() -> Iterator[None]:
     except OpenSearchException as err:
         raise click.ClickException(describe_error(err)) from None
     except Exception as err:
-        if type(err).__module__.split(".")[0] in ("elasticsearch", "elastic_transport"):
+        if is_elasticsearch_error(err):
             raise click.ClickException(describe_error(err)) from None
         raise

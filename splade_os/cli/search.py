@@ -9,7 +9,7 @@ import click
 
 from splade_os.cli.options import cli_errors, connection_options, device_options, model_option
 from splade_os.connection import ConnectionSettings
-from splade_os.search import MODES, Hit, Searcher, SearchResult
+from splade_os.retrieval.search import MODES, Hit, Searcher, SearchResult
 
 TERMS_SHOWN = 5
 TITLE_WIDTH = 40
@@ -82,7 +82,7 @@ def search(
     settings: ConnectionSettings,
 ) -> None:
     """Search INDEX for TEXT and print the hits with the tokens that matched."""
-    from splade_os.encoder import SpladeEncoder
+    from splade_os.model.encoder import SpladeEncoder
 
     with cli_errors():
         with SpladeEncoder(model_dir, **device) as encoder:

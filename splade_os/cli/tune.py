@@ -11,14 +11,14 @@ import click
 from splade_os.cli.options import cli_errors, connection_options, device_options, model_option
 from splade_os.connection import ConnectionSettings, connect
 from splade_os.errors import InputError, SpladeOSError
-from splade_os.tuning import DEFAULT_REPEAT, DEFAULT_WARMUP, TITLE_QUERIES_CAVEAT
+from splade_os.evaluation.tuning import DEFAULT_REPEAT, DEFAULT_WARMUP, TITLE_QUERIES_CAVEAT
 
 FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
 
 
 def _queries(path: Path | None, client: object, index: str, sample: int) -> dict[str, str]:
     """Queries from a file (JSON Lines `{"_id", "text"}` as in BEIR, or one text per line), else document titles."""
-    from splade_os.evaluate import read_queries
+    from splade_os.evaluation.evaluate import read_queries
 
     if path is not None and path.suffix in (".jsonl", ".json"):
         return read_queries(path)
@@ -88,10 +88,10 @@ def tune(
     two-phase`, `eval` and `Searcher` then use the stored setting unless given one. Exit code 1 when no setting
     reaches the target (nothing is stored; exact search stays the reference).
     """
-    from splade_os import tuning
-    from splade_os.encoder import SpladeEncoder
-    from splade_os.evaluate import read_qrels
-    from splade_os.search import Searcher
+    from splade_os.evaluation import tuning
+    from splade_os.evaluation.evaluate import read_qrels
+    from splade_os.model.encoder import SpladeEncoder
+    from splade_os.retrieval.search import Searcher
 
     with cli_errors():
         qrels = read_qrels(qrels_file) if qrels_file else None

@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from splade_os.engines.base import FAIL, OK, Check
+from splade_os.engines.refusals import is_missing_endpoint
+from splade_os.engines.roles import INDEXER, SEARCHER, privileges
 from splade_os.errors import MissingDependencyError
-from splade_os.permissions import is_missing_endpoint
-from splade_os.security_roles import INDEXER, SEARCHER, privileges
 from splade_os.vectors import SparseVector
 
 INSTALL_HINT = "Elasticsearch needs its official client: pip install 'splade-os[elasticsearch]'"

@@ -14,7 +14,7 @@ import contextlib
 from collections.abc import Callable
 from typing import Any
 
-from splade_os.permissions import is_missing_endpoint, is_refusal, refusal
+from splade_os.engines.refusals import is_missing_endpoint, is_refusal, refusal
 
 PROBE_ID = "__splade_os_privilege_probe__"
 Probe = Callable[[Any, str, str], Any]

@@ -14,7 +14,7 @@ corpus id is the `_id`, so sending a document twice can never duplicate it.
 
 from splade_os.indexing.block_worker import SpladeRecipe
 from splade_os.indexing.distributed import RayWorkers, index_corpus_on_ray
-from splade_os.indexing.ledger import Counters, Ledger, default_checkpoint, default_dead_letter
+from splade_os.indexing.ledger import Counters, default_checkpoint, default_dead_letter
 from splade_os.indexing.load import IndexSummary, index_corpus, reencode_index
 from splade_os.indexing.options import BulkOptions, LoadOptions
 from splade_os.indexing.pipeline import DocumentEncoder, IndexingInterrupted, IndexingRefused, Progress
@@ -22,6 +22,6 @@ from splade_os.indexing.sources import IndexSource
 
 __all__ = [
     "BulkOptions", "Counters", "DocumentEncoder", "IndexSource", "IndexSummary", "IndexingInterrupted",
-    "IndexingRefused", "Ledger", "LoadOptions", "Progress", "RayWorkers", "SpladeRecipe", "default_checkpoint",
+    "IndexingRefused", "LoadOptions", "Progress", "RayWorkers", "SpladeRecipe", "default_checkpoint",
     "default_dead_letter", "index_corpus", "index_corpus_on_ray", "reencode_index",
 ]  # fmt: skip

@@ -46,12 +46,12 @@ class SpladeRecipe:
 
     @cached_property
     def manifest(self) -> Mapping[str, Any]:
-        from splade_os.encoder import read_manifest
+        from splade_os.model.encoder import read_manifest
 
         return read_manifest(Path(self.model_dir))
 
     def build(self) -> DocumentEncoder:
-        from splade_os.encoder import SpladeEncoder
+        from splade_os.model.encoder import SpladeEncoder
 
         kwargs: dict[str, Any] = dict(
             threads=self.threads, max_length=self.max_length, top_k=self.top_k, min_weight=self.min_weight,

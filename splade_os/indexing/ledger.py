@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import threading
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -31,25 +30,6 @@ class Counters:
         """Add another writer's counts to these (a batch, or a worker of a distributed load)."""
         for name, value in asdict(other).items():
             setattr(self, name, getattr(self, name) + value)
-
-
-class Ledger:
-    """Counters shared by several writers (sender threads, distributed workers): each adds its deltas under a lock,
-    and the total is what the index count is verified against."""
-
-    def __init__(self, start: Counters | None = None) -> None:
-        self._total = start or Counters()
-        self._lock = threading.Lock()
-
-    def add(self, delta: Counters) -> Counters:
-        with self._lock:
-            self._total.add(delta)
-            return Counters(**asdict(self._total))
-
-    @property
-    def total(self) -> Counters:
-        with self._lock:
-            return Counters(**asdict(self._total))
 
 
 def default_checkpoint(alias: str) -> Path:

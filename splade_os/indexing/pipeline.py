@@ -16,13 +16,13 @@ from typing import Any
 
 from splade_os.corpus import Item, Record, RecordError
 from splade_os.engines import Engine, engine_for
+from splade_os.engines.refusals import refusal, refused_line
 from splade_os.errors import EngineError, ModelError, SpladeOSError
 from splade_os.indexing.ledger import Checkpoint, Counters, LetterSink, entry
 from splade_os.indexing.options import BulkOptions, DocumentEncoder
 from splade_os.indexing.sources import Source
 from splade_os.indexing.target import Target
 from splade_os.mappings import VECTOR_FIELD
-from splade_os.permissions import refusal, refused_line
 from splade_os.vectors import SparseVector
 
 log = logging.getLogger(__name__)

@@ -8,10 +8,10 @@ from typing import Any
 
 from splade_os import aliases
 from splade_os.engines import engine_for
+from splade_os.engines.refusals import is_refusal
 from splade_os.errors import ConfigError, EngineError
 from splade_os.indexing.options import EncoderDescription, LoadOptions
 from splade_os.mappings import check_encoder, check_vector_field, index_body
-from splade_os.permissions import is_refusal
 
 log = logging.getLogger(__name__)
 

@@ -10,12 +10,12 @@ from pathlib import Path
 from typing import Any, Literal, Protocol
 
 from splade_os.connection import ConnectionSettings, connect
-from splade_os.engines import Engine, OpenSearchEngine, async_engine_for, engine_for
+from splade_os.engines import Engine, async_engine_for, engine_for
+from splade_os.engines.refusals import is_refusal
 from splade_os.errors import EngineError, InputError
-from splade_os.fusion import linear_fusion, reciprocal_rank_fusion
 from splade_os.mappings import VECTOR_FIELD, check_encoder_meta, check_vector_field, meta_from_mapping
-from splade_os.permissions import is_refusal
-from splade_os.query import (
+from splade_os.retrieval.fusion import linear_fusion, reciprocal_rank_fusion
+from splade_os.retrieval.query import (
     NODE_LIMITS,
     Pruning,
     QueryPlan,
@@ -26,7 +26,7 @@ from splade_os.query import (
     max_clauses_from_nodes,
     max_clauses_from_settings,
 )
-from splade_os.tuning import TwoPhaseSettings, stored_settings
+from splade_os.retrieval.two_phase import TwoPhaseSettings, stored_settings
 from splade_os.vectors import SparseVector
 
 Mode = Literal["splade", "bm25", "hybrid", "two-phase"]
@@ -78,10 +78,10 @@ class SearchResult:
 
 
 def explain(
-    query: SparseVector, document_field: Mapping[str, float], engine: Engine | None = None
+    query: SparseVector, document_field: Mapping[str, float], engine: Engine
 ) -> list[tuple[str, float]]:
     """The tokens a hit shares with the query and their contributions q x d, largest first."""
-    return query.contributions((engine or OpenSearchEngine()).from_field(document_field))
+    return query.contributions(engine.from_field(document_field))
 
 
 def expansion_terms(encoder: object, text: str, vector: SparseVector) -> frozenset[str]:
@@ -94,7 +94,7 @@ def expansion_terms(encoder: object, text: str, vector: SparseVector) -> frozens
 
 def _load_encoder(model: QueryEncoder | str | Path) -> QueryEncoder:
     if isinstance(model, str | Path):
-        from splade_os.encoder import SpladeEncoder
+        from splade_os.model.encoder import SpladeEncoder
 
         return SpladeEncoder(model)
     return model
@@ -143,9 +143,9 @@ class _SearchLogic:
         two_phase_ratio: float | None = None,
         two_phase: TwoPhaseSettings | None = None,
         bm25_fields: Sequence[str] = ("title", "text"),
-        engine: Engine | None = None,
+        engine: Engine,
     ) -> None:
-        self.engine: Engine = engine or OpenSearchEngine()
+        self.engine = engine
         self.index = index
         self.encoder = encoder
         self.field_name = field_name
@@ -314,7 +314,7 @@ def prune_like_index(vector: SparseVector, pruning: Mapping[str, Any]) -> Sparse
 
 
 def explain_hit(
-    query: SparseVector, document_field: Mapping[str, float] | None, engine: Engine | None = None
+    query: SparseVector, document_field: Mapping[str, float] | None, engine: Engine
 ) -> list[tuple[str, float]]:
     return explain(query, document_field, engine) if document_field else []
 
@@ -358,7 +358,7 @@ class Searcher:
             if not self.client.indices.exists(index=index):
                 raise _missing_index(index)
             mapping = self.client.indices.get_mapping(index=index)
-            check_vector_field(index, mapping, self.logic.field_name, engine)
+            check_vector_field(index, mapping, self.logic.field_name, engine=engine)
             meta = meta_from_mapping(mapping)
             check_encoder_meta(index, meta, self.logic.encoder.manifest, force=force)
             self.logic.use_stored(meta)
@@ -455,7 +455,7 @@ class AsyncSearcher:
                 if not is_refusal(err):
                     raise
             mapping = await client.indices.get_mapping(index=index)
-            check_vector_field(index, mapping, logic.field_name, engine)
+            check_vector_field(index, mapping, logic.field_name, engine=engine)
             meta = meta_from_mapping(mapping)
             check_encoder_meta(index, meta, logic.encoder.manifest, force=force)
             logic.use_stored(meta)

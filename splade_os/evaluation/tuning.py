@@ -22,18 +22,16 @@ import random
 import statistics
 import time
 from collections.abc import Callable, Hashable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from typing import Any, TypeVar
 
 import numpy as np
 
 from splade_os.errors import ConfigError, EngineError
 from splade_os.mappings import META_KEY
-from splade_os.query import DEFAULT_TWO_PHASE_RATIO, DEFAULT_TWO_PHASE_WINDOW_FACTOR, Pruning
+from splade_os.retrieval.two_phase import TUNED_KEY, TwoPhaseSettings
 
-TUNED_KEY = "two_phase"
 NDCG_TOLERANCE = 0.005  # with judgements, a setting may lose at most this much nDCG@10 against exact search
-RETUNE_GROWTH = 2.0  # doctor asks for a new `tune` once the index holds this many times the tuned-at count
 DEFAULT_REPEAT = 3  # timed passes: fewer give too thin a spread to tell a real gain from noise
 DEFAULT_WARMUP = 1
 TITLE_QUERIES_CAVEAT = (
@@ -41,64 +39,6 @@ TITLE_QUERIES_CAVEAT = (
     "agreement on real queries is lower than on these: give --queries (queries your users send) to rely on it"
 )
 C = TypeVar("C", bound=Hashable)
-
-
-@dataclass(frozen=True)
-class TwoPhaseSettings:
-    """Phase one keeps the terms of at least `ratio` x the largest weight; the rescore window holds `window` hits
-    (at least the page); `top_n` keeps only the n heaviest query terms (None: all)."""
-
-    ratio: float = DEFAULT_TWO_PHASE_RATIO
-    window: int | None = None  # None: 5 x the hits asked for
-    top_n: int | None = None
-
-    def __post_init__(self) -> None:
-        if not 0 < self.ratio <= 1:
-            raise ConfigError(f"the two-phase ratio must be in (0, 1], got {self.ratio}")
-        if self.window is not None and self.window < 1 or self.top_n is not None and self.top_n < 1:
-            raise ConfigError("the two-phase window and top-n must be at least 1")
-
-    def window_for(self, size: int) -> int:
-        return max(self.window or size * DEFAULT_TWO_PHASE_WINDOW_FACTOR, size)
-
-    def pruning(self, base: Pruning) -> Pruning:
-        """The query pruning this setting adds to the searcher's own."""
-        if self.top_n is None or (base.top_k is not None and base.top_k <= self.top_n):
-            return base
-        return replace(base, top_k=self.top_n)
-
-    def describe(self) -> str:
-        window = self.window if self.window is not None else f"{DEFAULT_TWO_PHASE_WINDOW_FACTOR} x k"
-        terms = f"top {self.top_n} terms" if self.top_n else "all terms"
-        return f"ratio {self.ratio:g}, window {window}, {terms}"
-
-
-@dataclass(frozen=True)
-class StoredSettings:
-    """Two-phase settings read back from an index's `_meta`, with where they came from."""
-
-    settings: TwoPhaseSettings
-    documents: int
-    tuned_at: str
-    agreement: float
-    k: int
-
-    def describe(self) -> str:
-        return f"{self.settings.describe()} (tuned {self.tuned_at[:10]} at {self.documents:,} documents)"
-
-
-def stored_settings(meta: Mapping[str, Any]) -> StoredSettings | None:
-    """The tuned two-phase settings in a splade-os `_meta` record; None when the index was never tuned."""
-    record = meta.get(TUNED_KEY)
-    if not isinstance(record, Mapping):
-        return None
-    try:
-        settings = TwoPhaseSettings(ratio=float(record["ratio"]), window=record.get("window"),
-                                    top_n=record.get("top_n"))  # fmt: skip
-        return StoredSettings(settings, int(record["documents"]), str(record["tuned_at"]),
-                              float(record.get("agreement", 0.0)), int(record.get("k", 10)))  # fmt: skip
-    except (KeyError, TypeError, ValueError, ConfigError):
-        return None  # written by a hand or another version: ignored, and the defaults apply
 
 
 @dataclass
@@ -235,7 +175,7 @@ def tune(
     def ndcg(scored: dict[str, dict[str, float]]) -> float | None:
         if not qrels:
             return None
-        from splade_os.evaluate import compute_metrics
+        from splade_os.evaluation.evaluate import compute_metrics
 
         judged = {q: dict(r) for q, r in qrels.items() if q in scored}
         run = {q: s for q, s in scored.items() if q in judged}
@@ -325,17 +265,6 @@ def store(client: Any, index: str, result: TuneResult) -> dict[str, Any]:
         except Exception as err:
             raise EngineError(f"cannot store the tuned settings in the _meta of {concrete!r}: {err}") from None
     return record
-
-
-def growth_warning(meta: Mapping[str, Any], documents: int) -> str | None:
-    """What doctor says when the index has grown well past the count its two-phase setting was tuned at."""
-    stored = stored_settings(meta)
-    if stored is None or stored.documents <= 0 or documents < RETUNE_GROWTH * stored.documents:
-        return None
-    return (
-        f"two-phase settings were tuned at {stored.documents:,} documents and the index now holds {documents:,}: "
-        "agreement with exact search falls as an index grows"
-    )
 
 
 def format_result(result: TuneResult) -> str:

@@ -8,7 +8,7 @@ vocabulary projection and the pooling are then written by hand with `onnx.helper
 Splitting the 30,522-wide projection into column chunks keeps each `[B*T, chunk]` block in cache while it is
 max-reduced; a plain export writes the whole `[B, T, vocab]` logits tensor to memory and reads it back, which
 is most of its run time for small models. The max is taken before `log(1 + .)`; both are monotone, so the
-result equals SPLADE's `max_t log(1 + relu(z))` (see `splade_os.pooling`).
+result equals SPLADE's `max_t log(1 + relu(z))` (see `splade_os.model.pooling`).
 
 With tied embeddings the decoder matrix is the input embedding matrix: it is stored once, as the chunks, and
 the embedding lookup reads their concatenation (folded to a constant by onnxruntime when the session loads).

@@ -1,6 +1,6 @@
 """The PyTorch backend of `SpladeEncoder`: the original checkpoint on a CUDA GPU (or, for checks, on the CPU).
 
-It computes what the ONNX export computes (see `splade_os.pooling`): the masked max over tokens of the relu'd
+It computes what the ONNX export computes (see `splade_os.model.pooling`): the masked max over tokens of the relu'd
 logits, then `log(1 + .)`, with special tokens dropped and `min_weight` applied on the device, so only the
 non-zero (token, weight) pairs of each row are copied to the host. `SpladeEncoder` does the tokenizing,
 length-sorted batching, window pooling and `top_k`, the same for both backends.
@@ -145,7 +145,7 @@ def torch_manifest(model_dir: Path, manifest: dict[str, Any] | None) -> dict[str
     record the same encoder. A bare checkpoint folder gets one made up from config.json, named after the folder
     and identified by the sha256 of its weights file.
     """
-    from splade_os.export import TOKENIZER_NAME, sha256_file
+    from splade_os.model.export import TOKENIZER_NAME, sha256_file
 
     config = _checkpoint_config(model_dir, manifest)
     if manifest is not None:
@@ -201,7 +201,7 @@ class TorchRunner:
         self.torch = torch
         self.device = torch_device(torch, device)
         self.dtype = torch_dtype(torch, self.device, precision)
-        from splade_os.export import model_inputs
+        from splade_os.model.export import model_inputs
 
         model = _load_masked_lm(transformers, model_dir)
         # The same inputs as the export, all-zero token types included where the model takes them.

@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from splade_os.engines import Engine, OpenSearchEngine, is_elasticsearch
+from splade_os.engines.refusals import is_refusal
 from splade_os.mappings import VECTOR_FIELD
-from splade_os.permissions import is_refusal
 from splade_os.vectors import SparseVector
 
 DEFAULT_MAX_CLAUSES = 1024
@@ -99,10 +99,9 @@ def build_splade_query(
     from_: int = 0,
     source: bool | Sequence[str] | None = None,
     max_clauses: int = DEFAULT_MAX_CLAUSES,
-    engine: Engine | None = None,
+    engine: Engine,
 ) -> QueryPlan:
     """The exact SPLADE query: every (kept) query term scored against the vector field."""
-    engine = engine or OpenSearchEngine()
     terms = (pruning or Pruning()).apply(vector)
     reserved = len(filters or ())
     terms, dropped, notes = fit_to_clause_limit(terms, max_clauses, reserved)
@@ -122,14 +121,13 @@ def build_two_phase_query(
     from_: int = 0,
     source: bool | Sequence[str] | None = None,
     max_clauses: int = DEFAULT_MAX_CLAUSES,
-    engine: Engine | None = None,
+    engine: Engine,
 ) -> QueryPlan:
     """Phase one matches only the heavy tokens; a `rescore` adds the light tokens' scores on a window.
 
     The rescore's `total` score mode adds both phases, so every document in the window gets its exact dot
     product; only documents that match no heavy token can be missed.
     """
-    engine = engine or OpenSearchEngine()
     terms = (pruning or Pruning()).apply(vector)
     terms, dropped, notes = fit_to_clause_limit(terms, max_clauses, len(filters or ()))
     if not terms:

@@ -30,9 +30,9 @@ from email.message import Message
 from pathlib import Path
 from typing import Any
 
+from splade_os.engines.roles import INDEXER, ROLES, SEARCHER, opensearch_role, privileges, roles_yml
 from splade_os.errors import NodeError
-from splade_os.node_dist import ELASTICSEARCH, OPENSEARCH, Engine, tail
-from splade_os.security_roles import INDEXER, ROLES, SEARCHER, opensearch_role, privileges, roles_yml
+from splade_os.node.distributions import ELASTICSEARCH, OPENSEARCH, Distribution, tail
 
 SECURE_OPENSEARCH_VERSION = "2.19.4"
 """The newest OpenSearch whose security plugin is on Maven Central (the plugin must match the node exactly)."""
@@ -46,7 +46,7 @@ _DEMO_START = "######## Start OpenSearch Security Demo Configuration ########"
 _DEMO_END = "######## End OpenSearch Security Demo Configuration ########"
 
 
-def default_version(engine: Engine) -> str:
+def default_version(engine: Distribution) -> str:
     return SECURE_OPENSEARCH_VERSION if engine is OPENSEARCH else engine.default_version
 
 
@@ -192,11 +192,11 @@ def _run(cmd: list[str], env: dict[str, str], what: str, stdin: str | None = Non
 # ------------------------------------------------------------------------------------------ node setup
 
 
-def ca_path(engine: Engine, config: Path) -> Path:
+def ca_path(engine: Distribution, config: Path) -> Path:
     return config / "root-ca.pem" if engine is OPENSEARCH else config / "certs" / "ca" / "ca.crt"
 
 
-def config_text(engine: Engine, dist: Path) -> str:
+def config_text(engine: Distribution, dist: Path) -> str:
     """Settings to append to the node's config: the demo installer's for OpenSearch, TLS and realms for ES."""
     if engine is OPENSEARCH:
         text = (dist / "config" / "opensearch.yml").read_text()
@@ -221,7 +221,7 @@ def config_text(engine: Engine, dist: Path) -> str:
     return "".join(f"{key}: {json.dumps(value)}\n" for key, value in settings.items())
 
 
-def prepare_run(engine: Engine, dist: Path, config: Path, java_home: Path, creds: Credentials) -> None:
+def prepare_run(engine: Distribution, dist: Path, config: Path, java_home: Path, creds: Credentials) -> None:
     """Certificates, users and roles in the node's config folder, before its first launch."""
     if engine is OPENSEARCH:
         _prepare_opensearch(dist, config, java_home, creds)
@@ -281,7 +281,7 @@ def _unzip(archive: Path, folder: Path) -> None:
     archive.unlink()
 
 
-def finish_setup(engine: Engine, url: str, creds: Credentials, timeout: float = 60.0) -> None:
+def finish_setup(engine: Distribution, url: str, creds: Credentials, timeout: float = 60.0) -> None:
     """After the first start: OpenSearch's indexer and searcher roles and users, through the security REST API."""
     if engine is not OPENSEARCH:
         return

@@ -1,11 +1,11 @@
 """Text -> sparse vectors with an exported SPLADE model, on onnxruntime and tokenizers only (never torch).
 
-The exported graph already pools (see `splade_os.export`), so a session run returns `[batch, vocab]` weights.
+The exported graph already pools (see `splade_os.model.export`), so a session run returns `[batch, vocab]` weights.
 This module tokenizes, sorts by length so batches carry little padding, runs the session, drops special
 tokens, prunes, and turns each row into a `SparseVector` keyed by vocabulary token.
 
 `device="cuda"` (or `backend="torch"`) runs the original checkpoint with PyTorch instead
-(`splade_os.torch_encoder`, imported only then); tokenizing, batching, window pooling and pruning stay here.
+(`splade_os.model.torch_runner`, imported only then); tokenizing, batching, window pooling and pruning stay here.
 """
 
 from __future__ import annotations
@@ -24,14 +24,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from splade_os.errors import ConfigError, EncoderClosedError, InputError, ModelError
-from splade_os.export import IDF_NAME, MANIFEST_NAME, TOKENIZER_NAME, sha256_file
-from splade_os.torch_encoder import Sparse, choose_backend, merge_sparse
+from splade_os.model.export import IDF_NAME, MANIFEST_NAME, TOKENIZER_NAME, sha256_file
+from splade_os.model.torch_runner import Sparse, choose_backend, merge_sparse
 from splade_os.vectors import SparseVector
 
 if TYPE_CHECKING:
     from tokenizers import Tokenizer
 
-    from splade_os.torch_encoder import TorchRunner
+    from splade_os.model.torch_runner import TorchRunner
 
 Row = np.ndarray | Sparse  # a dense [vocab] row (ONNX) or the pruned pairs the PyTorch backend copies back
 
@@ -169,7 +169,7 @@ class SpladeEncoder:
         self.precision = precision
         self.model_dir = Path(model_dir)
         if self.backend == "torch":
-            from splade_os.torch_encoder import check_device, torch_manifest
+            from splade_os.model.torch_runner import check_device, torch_manifest
 
             check_device(device, precision)  # a missing GPU or install is reported before any file is read
             exported = read_manifest(self.model_dir) if (self.model_dir / MANIFEST_NAME).is_file() else None
@@ -252,7 +252,7 @@ class SpladeEncoder:
         if self.backend == "torch":
             if providers:
                 raise ConfigError("providers choose onnxruntime's execution providers; the PyTorch backend has none")
-            from splade_os.torch_encoder import TorchRunner
+            from splade_os.model.torch_runner import TorchRunner
 
             self._torch = TorchRunner(
                 self.model_dir, device=device, precision=precision, special_ids=self.special_ids,

@@ -82,9 +82,9 @@ def is_missing_endpoint(err: BaseException) -> bool:
     return http_status(err) in (400, 404) and "no handler found for uri" in str(err)
 
 
-def refused_lookup(action: str, name: str, *, elasticsearch: bool) -> str:
+def refused_lookup(action: str, name: str, *, engine: str) -> str:
     """The line for a refused existence check (a HEAD request, whose 403 carries no reason)."""
-    if elasticsearch:
+    if engine == "elasticsearch":
         fix = "add the index privilege view_index_metadata to one of its roles"
     else:
         fix = f"add {action} to the index_permissions of one of its roles for that index"

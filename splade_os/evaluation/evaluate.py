@@ -12,12 +12,12 @@ from typing import Any
 
 import numpy as np
 
-from splade_os.encoder import SpladeEncoder
 from splade_os.engines import engine_for
 from splade_os.errors import EngineError, InputError, MissingDependencyError
 from splade_os.indexing import index_corpus
 from splade_os.mappings import VECTOR_FIELD
-from splade_os.search import MODES, Mode, QueryEncoder, Searcher
+from splade_os.model.encoder import SpladeEncoder
+from splade_os.retrieval.search import MODES, Mode, QueryEncoder, Searcher
 from splade_os.vectors import SparseVector
 
 Run = dict[str, dict[str, float]]  # query id -> doc id -> score

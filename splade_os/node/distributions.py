@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from splade_os.errors import NodeError
-from splade_os.node_java import JavaRange
+from splade_os.node.java import JavaRange
 
 MARKER = ".splade-os-assembled"
 _PLUGIN_GROUP = "org.opensearch.plugin"
@@ -90,7 +90,7 @@ def _major_minor(version: str) -> tuple[int, int]:
 
 
 @dataclass(frozen=True)
-class Engine:
+class Distribution:
     """What differs between OpenSearch and Elasticsearch when assembling and running a node."""
 
     name: str
@@ -141,7 +141,7 @@ class Engine:
         return [f"{_PLUGIN_GROUP}:{SECURITY_PLUGIN}:{version}.0:zip"] if secure and self.name == "opensearch" else []
 
 
-OPENSEARCH = Engine(
+OPENSEARCH = Distribution(
     name="opensearch",
     title="OpenSearch",
     zip_group="org.opensearch.distribution.integ-test-zip",
@@ -153,7 +153,7 @@ OPENSEARCH = Engine(
     tmpdir_env="OPENSEARCH_TMPDIR",
     java_opts_env="OPENSEARCH_JAVA_OPTS",
 )
-ELASTICSEARCH = Engine(
+ELASTICSEARCH = Distribution(
     name="elasticsearch",
     title="Elasticsearch",
     zip_group="org.elasticsearch.distribution.integ-test-zip",
@@ -169,16 +169,17 @@ ELASTICSEARCH = Engine(
     # 2-core machine starting several nodes can exceed ("Unable to attach entitlement agent").
     extra_jvm_options=("-Dsun.tools.attach.attachTimeout=120000",),
 )
-ENGINES: dict[str, Engine] = {e.name: e for e in (OPENSEARCH, ELASTICSEARCH)}
+DISTRIBUTIONS: dict[str, Distribution] = {e.name: e for e in (OPENSEARCH, ELASTICSEARCH)}
 DEFAULT_ENGINE = OPENSEARCH
 DEFAULT_VERSION = OPENSEARCH.default_version
 
 
-def engine_named(name: str) -> Engine:
+def distribution_named(name: str) -> Distribution:
     try:
-        return ENGINES[name.strip().lower()]
+        return DISTRIBUTIONS[name.strip().lower()]
     except KeyError:
-        raise NodeError(f"checking the engine failed: {name!r} is not one of {', '.join(sorted(ENGINES))}") from None
+        known = ", ".join(sorted(DISTRIBUTIONS))
+        raise NodeError(f"checking the engine failed: {name!r} is not one of {known}") from None
 
 
 # ------------------------------------------------------------------------------------------- rendering
@@ -205,7 +206,7 @@ def classname(module: Module, version: str) -> str:
     return module.classname
 
 
-def pom(version: str, engine: Engine = OPENSEARCH, *, secure: bool = False) -> str:
+def pom(version: str, engine: Distribution = OPENSEARCH, *, secure: bool = False) -> str:
     """A throwaway pom whose dependencies are exactly the files to fetch.
 
     lang-painless keeps its own dependencies (painless-spi, antlr4, asm) but not the server jar and its
@@ -238,14 +239,14 @@ def _dependency(group: str, artifact: str, version: str, *, kind: str = "jar", e
     )
 
 
-def coordinates(version: str, engine: Engine = OPENSEARCH) -> list[str]:
+def coordinates(version: str, engine: Distribution = OPENSEARCH) -> list[str]:
     return engine.coordinates(version)
 
 
 # ------------------------------------------------------------------------------------------- assembly
 
 
-def dist_dir(home: Path, version: str, engine: Engine = OPENSEARCH, *, secure: bool = False) -> Path:
+def dist_dir(home: Path, version: str, engine: Distribution = OPENSEARCH, *, secure: bool = False) -> Path:
     """A secured OpenSearch has a distribution of its own (the plugin installed); Elasticsearch shares one."""
     suffix = "-secure" if engine.security_plugin(version, secure) else ""
     return home / "dist" / f"{engine.name}-{version}{suffix}"
@@ -254,7 +255,7 @@ def dist_dir(home: Path, version: str, engine: Engine = OPENSEARCH, *, secure: b
 _VERSION = re.compile(r"[0-9]+\.[0-9]+\.[0-9]+[0-9A-Za-z.-]*")
 
 
-def check_version(version: str, engine: Engine = OPENSEARCH) -> None:
+def check_version(version: str, engine: Distribution = OPENSEARCH) -> None:
     if not _VERSION.fullmatch(version):
         raise NodeError(f"checking the {engine.title} version failed: {version!r} is not like {engine.default_version}")
 
@@ -262,7 +263,7 @@ def check_version(version: str, engine: Engine = OPENSEARCH) -> None:
 def ensure_distribution(
     version: str,
     home: Path,
-    engine: Engine = OPENSEARCH,
+    engine: Distribution = OPENSEARCH,
     *,
     mvn_env: dict[str, str] | None = None,
     secure: bool = False,
@@ -311,7 +312,7 @@ def _assembled(dist: Path, modules: tuple[Module, ...] = MODULES, plugins: Seque
 def fetch_artifacts(
     version: str,
     staging: Path,
-    engine: Engine = OPENSEARCH,
+    engine: Distribution = OPENSEARCH,
     *,
     mvn_env: dict[str, str] | None = None,
     secure: bool = False,
@@ -334,7 +335,7 @@ def fetch_artifacts(
     return jars
 
 
-def _unpack(archive: Path, staging: Path, engine: Engine = OPENSEARCH) -> Path:
+def _unpack(archive: Path, staging: Path, engine: Distribution = OPENSEARCH) -> Path:
     """Unzip keeping the unix modes (zipfile drops them, and bin/* must stay executable)."""
     try:
         with zipfile.ZipFile(archive) as zf:

@@ -24,8 +24,8 @@ from pathlib import Path
 from typing import IO, BinaryIO
 
 from splade_os.corpus import CorpusReader, FieldNames, Item, Record, RecordError
-from splade_os.encoder import SpladeEncoder
 from splade_os.errors import ConfigError, InputError
+from splade_os.model.encoder import SpladeEncoder
 
 BLOCK_SIZE = 512
 
