@@ -46,10 +46,21 @@ class Record:
     title: str = ""
     fields: Mapping[str, Any] = field(default_factory=dict)
     line: int = 0
+    # The whole document as an index stored it (a re-encode): written back as it is, under its own field names;
+    # None writes `fields` with `doc_id`, `title` and `text`.
+    document: Mapping[str, Any] | None = None
 
     def source(self) -> dict[str, Any]:
         """The record as it was read, for a dead-letter entry that can be replayed."""
+        if self.document is not None:
+            return {"_id": self.doc_id, **self.document}
         return {"_id": self.doc_id, "title": self.title, "text": self.text, **self.fields}
+
+    def stored(self) -> dict[str, Any]:
+        """The document's `_source` in the index, without the vector."""
+        if self.document is not None:
+            return dict(self.document)
+        return {**self.fields, "doc_id": self.doc_id, "title": self.title, "text": self.text}
 
 
 @dataclass(frozen=True)

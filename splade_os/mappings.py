@@ -18,6 +18,7 @@ VECTOR_FIELD = "splade"
 META_KEY = "splade_os"
 DEFAULT_ANALYZER = "english"  # of the BM25 text fields; recorded in `_meta`
 ANALYZER_ENV = "SPLADE_OS_ANALYZER"
+DEFAULT_ENCODED_FROM = {"text": "text", "title": "title"}  # a corpus load always stores what it encodes there
 
 
 def default_analyzer() -> str:
@@ -39,17 +40,41 @@ def encoder_meta(
     pruning: Mapping[str, Any] | None = None,
     analyzer: str | None = None,
     vectors_in_source: bool = True,
+    encoded_from: Mapping[str, str] | None = None,
+    encoding: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """What `_meta` records about the encoder: enough to refuse queries from a different one."""
+    """What `_meta` records about the encoder: enough to refuse queries from a different one, and to encode a
+    document again as it was indexed (its fields, `encoded_from`; how long texts were cut, `encoding`)."""
     from splade_os import __version__
 
-    return {
+    meta: dict[str, Any] = {
         "encoder": {"name": manifest.get("name"), "sha256": manifest.get("sha256")},
         "splade_os_version": __version__,
         "pruning": dict(pruning or {}),
         "analyzer": analyzer or default_analyzer(),
         "vectors_in_source": vectors_in_source,
+        "encoded_from": dict(encoded_from or DEFAULT_ENCODED_FROM),
     }
+    if encoding:
+        meta["encoding"] = dict(encoding)
+    return meta
+
+
+def recorded_fields(meta: Mapping[str, Any]) -> dict[str, str]:
+    """The fields ("text", "title") an index's vectors were encoded from; `text` and `title` for an index that
+    recorded none (built before splade-os recorded them, or not by splade-os)."""
+    recorded = meta.get("encoded_from")
+    recorded = recorded if isinstance(recorded, Mapping) else {}
+    return {k: v if isinstance(v := recorded.get(k), str) and v else k for k in DEFAULT_ENCODED_FROM}
+
+
+def recorded_encoding(meta: Mapping[str, Any]) -> dict[str, Any]:
+    """How the encoder that built an index cut long texts (`max_length`, `long_documents`, `stride`), as keyword
+    arguments of `SpladeEncoder.encode_documents`; {} for an index that recorded none."""
+    recorded = meta.get("encoding")
+    recorded = recorded if isinstance(recorded, Mapping) else {}
+    kinds = {"max_length": int, "long_documents": str, "stride": int}
+    return {k: v for k, kind in kinds.items() if isinstance(v := recorded.get(k), kind) and not isinstance(v, bool)}
 
 
 def index_body(
@@ -62,8 +87,14 @@ def index_body(
     engine: Engine,
     analyzer: str | None = None,
     vectors_in_source: bool = True,
+    encoded_from: Mapping[str, str] | None = None,
+    encoding: Mapping[str, Any] | None = None,
+    analysis: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The create-index body: BM25 text fields with `analyzer`, the engine's vector field, and the encoder in `_meta`.
+
+    `extra_properties` and `analysis` map more fields (a re-encode keeps the source's mappings of its documents'
+    own fields, and the analyzers those use).
 
     `vectors_in_source=False` leaves the vector out of the stored `_source`: the postings still score it, but
     reading a document back no longer returns its vector (explanations then re-encode the document's text).
@@ -82,10 +113,18 @@ def index_body(
     if not vectors_in_source:
         body["mappings"]["_source"] = {"excludes": [VECTOR_FIELD]}
     if manifest is not None:
-        body["mappings"]["_meta"] = {META_KEY: encoder_meta(manifest, pruning, analyzer, vectors_in_source)}
+        meta = encoder_meta(manifest, pruning, analyzer, vectors_in_source, encoded_from, encoding)
+        body["mappings"]["_meta"] = {META_KEY: meta}
     if extra_properties:
         body["mappings"]["properties"].update(extra_properties)
+    if analysis:
+        body["settings"]["index"]["analysis"] = dict(analysis)
     return body
+
+
+def template_fields() -> frozenset[str]:
+    """The fields every splade-os index maps itself: `doc_id`, `title`, `text` and the vector."""
+    return frozenset(_template()["mappings"]["properties"])
 
 
 def meta_from_mapping(response: Mapping[str, Any]) -> dict[str, Any]:

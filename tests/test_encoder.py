@@ -151,6 +151,23 @@ def test_split_max_pools_overlapping_windows() -> None:
     assert len(split) > len(truncated)
 
 
+@pytest.mark.parametrize("cut", [{"max_length": 32}, {"max_length": 32, "long_documents": "split", "stride": 8}])
+def test_one_call_can_cut_as_another_encoder_would(encoder: SpladeEncoder, cut: dict[str, Any]) -> None:
+    """An explanation encodes a hit's text as the index recorded: the same vectors as an encoder built that way,
+    and the encoder's own settings stay as they were."""
+    texts = [TEXTS[4], TEXTS[0], "tiny"]
+    with SpladeEncoder(BUNDLED, **cut) as built_that_way:
+        expected = built_that_way.encode_documents(texts)
+    for _ in range(2):  # the second call reuses the tokenizer the first one made
+        assert encoder.encode_documents(texts, **cut) == expected
+    assert encoder.encode_documents(texts) == SpladeEncoder(BUNDLED).encode_documents(texts) != expected
+    assert (encoder.max_length, encoder.long_documents) == (512, "truncate")
+    with pytest.raises(ConfigError, match="stride"):
+        encoder.encode_documents(texts, max_length=32, long_documents="split", stride=20)
+    with pytest.raises(ConfigError, match="max_length must be between 3 and 512"):
+        encoder.encode_documents(texts, max_length=1024)
+
+
 def test_bad_stride_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match="stride"):
         SpladeEncoder(BUNDLED, max_length=32, long_documents="split", stride=20)

@@ -19,6 +19,7 @@ from synthetic_corpus import write_collection
 
 from splade_os import aliases
 from splade_os.cli.index import index as index_command
+from splade_os.indexing import index_corpus
 from splade_os.mappings import VECTOR_FIELD, read_index_meta
 from splade_os.model.encoder import SpladeEncoder
 from splade_os.retrieval.search import Searcher
@@ -26,6 +27,7 @@ from splade_os.retrieval.search import Searcher
 pytestmark = pytest.mark.engine
 
 QUERIES = ["protein folding in cells", "vaccine trial results", "gene expression and cancer risk"]
+PRECISION = 2.0**-8  # Lucene keeps 9 significant bits of a stored weight: each contribution is off by at most this
 
 
 def _index(corpus: Path, alias: str, *extra: str) -> None:
@@ -81,6 +83,66 @@ def test_a_lean_index_ranks_and_explains_like_a_full_one(engine_client: OpenSear
                     assert dict(y.explanation) == pytest.approx(dict(x.explanation), rel=1e-5)
                     # The re-encoded contributions add up to the engine's score (Lucene stores weights rounded).
                     assert sum(w for _, w in y.explanation) == pytest.approx(y.score, rel=1e-2)
+
+
+def _assert_explanations_add_up(client: OpenSearch, index: str, queries: list[str]) -> None:
+    """Explanations on an index without vectors in `_source` sum to the engine's scores, with a searcher whose own
+    encoder cuts texts differently (the model's full length, truncating) from the encoder that built the index."""
+    with SpladeEncoder(BUNDLED_MODEL) as encoder, Searcher(index, encoder, client=client) as searcher:
+        for query in queries:
+            hits = searcher.search(query, k=10, mode="splade", explain=True).hits
+            assert hits, query
+            for hit in hits:
+                explained = sum(w for _, w in hit.explanation or [])
+                assert abs(hit.score - explained) <= PRECISION * explained, (query, hit.id, hit.score, explained)
+        assert encoder.max_length == 512 and encoder.long_documents == "truncate"
+
+
+@pytest.mark.parametrize("how", ["cli-truncate", "split"])
+def test_explanations_re_encode_with_the_settings_the_index_was_built_with(
+    engine_client: OpenSearch, index_name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, how: str
+) -> None:
+    """Documents of the collection are longer than 16 tokens: encoded at the searcher's length, their
+    contributions would add up to about twice the score."""
+    monkeypatch.chdir(tmp_path)
+    corpus = write_collection(tmp_path, documents=48) / "corpus.jsonl"
+    if how == "cli-truncate":
+        _index(corpus, index_name, "--max-length", "16", "--no-vectors-in-source")
+        recorded = {"max_length": 16, "long_documents": "truncate"}
+    else:  # the CLI has no --stride, and the default overlap (64 tokens) does not fit in windows of 16
+        with SpladeEncoder(BUNDLED_MODEL, max_length=16, long_documents="split", stride=4) as built_with:
+            summary = index_corpus(
+                engine_client, corpus, index=index_name, encoder=built_with, replicas=0, vectors_in_source=False
+            )
+        assert summary.problems() == []
+        recorded = {"max_length": 16, "long_documents": "split", "stride": 4}
+    assert read_index_meta(engine_client, index_name)["encoding"] == recorded
+    _assert_explanations_add_up(engine_client, index_name, QUERIES)
+
+
+def test_explanations_of_a_re_encode_use_the_fields_it_was_encoded_from(
+    engine_client: OpenSearch, index_name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    corpus = write_collection(tmp_path, documents=48) / "corpus.jsonl"
+    source, copy = f"{index_name}-src", f"{index_name}-new"
+    _index(corpus, source, "--prune-ratio", "0.1")
+    # Each document's text again under other names, shifted by one: the vectors come from another document's text.
+    hits = engine_client.search(index=source, body={"size": 100, "query": {"match_all": {}}})["hits"]["hits"]
+    ordered = sorted(hits, key=lambda h: h["_id"])
+    for hit, other in zip(ordered, ordered[1:] + ordered[:1], strict=True):
+        fields = {"body": other["_source"]["text"], "headline": other["_source"]["title"]}
+        engine_client.update(index=source, id=hit["_id"], body={"doc": fields})
+    engine_client.indices.refresh(index=source)
+    result = CliRunner().invoke(
+        index_command, ["--from-index", source, "--index", copy, "--text-field", "body", "--title-field", "headline",
+                        "--max-length", "16", "--no-vectors-in-source", "--model", str(BUNDLED_MODEL),
+                        "--replicas", "0"],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    meta = read_index_meta(engine_client, copy)
+    assert meta["encoded_from"] == {"text": "body", "title": "headline"} and meta["vectors_in_source"] is False
+    _assert_explanations_add_up(engine_client, copy, QUERIES)
 
 
 def test_a_re_encode_keeps_vectors_out_of_source(

@@ -126,8 +126,10 @@ def format_summary(s: IndexSummary) -> str:
 @click.option("--from-index", help="Re-encode the documents of this index instead of reading a CORPUS.")
 @click.option("--format", "corpus_format", type=click.Choice(FORMATS), help="Input format (default: from the name).")
 @click.option("--id-field", default="_id", show_default=True, help="Input field holding the document id.")
-@click.option("--text-field", default="text", show_default=True, help="Input field holding the text to encode.")
-@click.option("--title-field", default="title", show_default=True, help="Input field holding the title.")
+@click.option("--text-field", help="Input field holding the text to encode. [default: text; --from-index: the field "
+              "the source's vectors were encoded from]")
+@click.option("--title-field", help="Input field holding the title. [default: title; --from-index: the field the "
+              "source's vectors were encoded from]")
 @click.option("--columns", help="Comma-separated column names for CSV/TSV without a header row.")
 @click.option("--recreate", is_flag=True, help="Start over: build a new index version, switch the alias when done.")
 @click.option("--resume", is_flag=True, help="Continue an interrupted run from its checkpoint.")
@@ -185,8 +187,8 @@ def index(
     from_index: str | None,
     corpus_format: str | None,
     id_field: str,
-    text_field: str,
-    title_field: str,
+    text_field: str | None,
+    title_field: str | None,
     columns: str | None,
     recreate: bool,
     resume: bool,
@@ -233,6 +235,8 @@ def index(
         if keep_previous and delete_previous:
             raise ConfigError("--keep-previous and --delete-previous contradict each other: pick one")
         _default_sigint()
+        # A corpus is read from `text` and `title` unless told; a re-encode by default reads what the source recorded.
+        names = FieldNames(id=id_field, text=text_field or "text", title=title_field or "title")
         options = BulkOptions(
             batch_size=batch_size, chunk_bytes=chunk_bytes, max_retries=max_retries, retry_for=retry_for,
             request_timeout=timeout,
@@ -251,7 +255,7 @@ def index(
             summary = index_corpus_on_ray(
                 settings, corpus, index=alias, recipe=recipe, block_size=block_size or DEFAULT_BLOCK_SIZE,
                 pool=RayWorkers(workers or 1, float(threads or 1), gpus_per_worker or 0.0, ray_address),
-                names=FieldNames(id=id_field, text=text_field, title=title_field), recreate=recreate, resume=resume,
+                names=names, recreate=recreate, resume=resume,
                 skip_empty=not index_empty, allow_failures=allow_failures, delete_previous=delete_previous,
                 shards=shards, replicas=replicas, analyzer=analyzer, checkpoint=checkpoint, dead_letter=dead_letter,
                 options=options, vectors_in_source=vectors_in_source is not False, on_block=BlockReport(log_every),
@@ -284,7 +288,6 @@ def index(
                 )  # copies every document: an empty text is still a document
             else:
                 assert corpus is not None
-                names = FieldNames(id=id_field, text=text_field, title=title_field)
                 summary = index_corpus(
                     client, corpus, names=names, corpus_format=corpus_format, recreate=recreate, resume=resume,
                     columns=columns.split(",") if columns else None, checkpoint=checkpoint,

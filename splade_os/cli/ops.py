@@ -75,8 +75,10 @@ def stats(
 @click.option("--allow-failures", is_flag=True, help="Swap even when some documents failed.")
 @click.option("--format", "corpus_format", type=click.Choice(FORMATS), help="Input format (default: from the name).")
 @click.option("--id-field", default="_id", show_default=True, help="Input field holding the document id.")
-@click.option("--text-field", default="text", show_default=True, help="Field holding the text to encode.")
-@click.option("--title-field", default="title", show_default=True, help="Field holding the title.")
+@click.option("--text-field", help="Field holding the text to encode. [default: text; --from-index: the field the "
+              "current version was encoded from]")
+@click.option("--title-field", help="Field holding the title. [default: title; --from-index: the field the current "
+              "version was encoded from]")
 @click.option("--shards", default=1, show_default=True, help="Primary shards of the new version.")
 @click.option("--replicas", default=1, show_default=True, help="Replicas of the new version.")
 @click.option("--analyzer", help="Analyzer of the new version's BM25 text fields. [default: the current version's]")
@@ -95,8 +97,8 @@ def reindex(
     allow_failures: bool,
     corpus_format: str | None,
     id_field: str,
-    text_field: str,
-    title_field: str,
+    text_field: str | None,
+    title_field: str | None,
     shards: int,
     replicas: int,
     analyzer: str | None,
@@ -120,7 +122,8 @@ def reindex(
             raise click.UsageError("give either a CORPUS or --from-index")
         encoder = SpladeEncoder(model_dir, **device)
         corpus_options: dict[str, Any] = {
-            "names": FieldNames(id=id_field, text=text_field, title=title_field), "corpus_format": corpus_format,
+            "names": FieldNames(id=id_field, text=text_field or "text", title=title_field or "title"),
+            "corpus_format": corpus_format,
         }  # fmt: skip
         result = run_reindex(
             connect(settings), alias, encoder, corpus=corpus, corpus_options=corpus_options, text_field=text_field,

@@ -28,7 +28,7 @@ _OPENSEARCH: dict[str, dict[str, list[str]]] = {
             "indices:admin/aliases",  # move the alias to the verified version
             "indices:admin/aliases/get",
             "indices:admin/settings/update",  # refreshes off while loading, back on at the end
-            "indices:monitor/settings/get",  # reindex keeps the source's analyzer
+            "indices:monitor/settings/get",  # stats and a re-encode copy the source's analysis settings
             "indices:admin/refresh*",  # before counting what landed
             "indices:admin/flush*",  # stats: the size of its copies, flushed
             "indices:admin/forcemerge*",  # stats: ... and merged to one segment

@@ -41,6 +41,7 @@ class SpladeRecipe:
     min_weight: float = 0.0
     max_ratio: float = 0.0
     long_documents: str = "truncate"
+    stride: int = 64  # `SpladeEncoder`'s default overlap of split windows; recorded in `_meta`
     device: str = "cpu"  # "cuda" on a worker given GPUs
     precision: str = "fp32"
 
@@ -55,7 +56,7 @@ class SpladeRecipe:
 
         kwargs: dict[str, Any] = dict(
             threads=self.threads, max_length=self.max_length, top_k=self.top_k, min_weight=self.min_weight,
-            max_ratio=self.max_ratio, long_documents=self.long_documents, device=self.device,
+            max_ratio=self.max_ratio, long_documents=self.long_documents, stride=self.stride, device=self.device,
             precision=self.precision,
         )  # fmt: skip
         return SpladeEncoder(self.model_dir, **kwargs)

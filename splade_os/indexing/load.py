@@ -24,7 +24,7 @@ from splade_os.indexing.ledger import (
 )  # fmt: skip
 from splade_os.indexing.options import BulkOptions, EncoderDescription, LoadOptions
 from splade_os.indexing.pipeline import DocumentEncoder, Loader, Progress, run, stored_documents
-from splade_os.indexing.sources import IndexSource, Source
+from splade_os.indexing.sources import IndexSource, Source, source_names
 from splade_os.indexing.target import Target, count_documents, prepare_target, restore_refresh, try_restore_refresh
 from splade_os.mappings import default_analyzer
 
@@ -131,8 +131,8 @@ def reencode_index(
     *,
     index: str,
     encoder: DocumentEncoder,
-    text_field: str = "text",
-    title_field: str = "title",
+    text_field: str | None = None,
+    title_field: str | None = None,
     recreate: bool = True,
     skip_empty: bool = False,
     allow_failures: bool = False,
@@ -147,6 +147,10 @@ def reencode_index(
 ) -> IndexSummary:
     """Read `source_index` (scroll), encode `text_field` (with `title_field`), and write alias `index`.
 
+    Every document is written as it is, each field under its own name; the new index's `_meta` records which fields
+    its vectors were encoded from, and those are the default of the next re-encode (else `text` and `title`). The
+    new index maps the documents' own fields as the source did.
+
     With `index` equal to the source alias and `recreate`, this builds the next version and swaps the alias to it
     once verified: readers move to the new vectors atomically. The old version is kept unless `delete_previous`.
     Every document is copied, an empty text included (it gets an empty vector and stays findable by its fields),
@@ -155,8 +159,9 @@ def reencode_index(
     given.
     """
     bulk = options or BulkOptions()
-    names = FieldNames(id="_id", text=text_field, title=title_field)
+    names = source_names(client, source_index, text_field, title_field)
     source = IndexSource(client, source_index, names, bulk.batch_size)
+    properties, analysis = source.field_mappings()
     if not recreate and set(aliases.resolve(client, index)) & set(aliases.resolve(client, source_index)):
         raise ConfigError(f"{index!r} is the index being read: pass --recreate to build a new version of it")
     opts = LoadOptions(
@@ -164,8 +169,15 @@ def reencode_index(
         shards=shards, replicas=replicas, analyzer=analyzer or source.analyzer() or default_analyzer(),
         checkpoint=None, dead_letter=dead_letter or default_dead_letter(index), bulk=bulk,
         vectors_in_source=source.vectors_in_source() if vectors_in_source is None else vectors_in_source,
+        encoded_from={"text": names.text, "title": names.title}, properties=properties, analysis=analysis,
     )  # fmt: skip
-    return load(client, source, index, encoder, opts, on_progress)
+    summary = load(client, source, index, encoder, opts, on_progress)
+    if (names.text, names.title) != ("text", "title"):
+        summary.notes.append(
+            f"vectors encoded from {names.title!r} and {names.text!r}; BM25 (bm25 and hybrid modes) searches 'title' "
+            "and 'text' as on the source index (Searcher's bm25_fields chooses other fields)"
+        )
+    return summary
 
 
 def unfinished_index(checkpoint: Path) -> str | None:

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from splade_os.errors import ConfigError
-from splade_os.mappings import default_analyzer
+from splade_os.mappings import DEFAULT_ENCODED_FROM, default_analyzer
 from splade_os.vectors import SparseVector
 
 
@@ -63,6 +63,11 @@ class LoadOptions:
     replicas: int = 1
     analyzer: str = field(default_factory=default_analyzer)  # of the BM25 text fields of a new index
     vectors_in_source: bool = True  # False: a new index leaves vectors out of `_source` (postings only)
+    # The stored fields the vectors are encoded from, recorded in `_meta`: a corpus load stores them as text/title.
+    encoded_from: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_ENCODED_FROM))
+    # A re-encode maps the documents' own fields as the source index did (and defines the analyzers they use).
+    properties: Mapping[str, Any] = field(default_factory=dict)
+    analysis: Mapping[str, Any] = field(default_factory=dict)
     checkpoint: Path | None = None  # None: the source cannot be resumed
     dead_letter: Path = Path("dead-letter.jsonl")
     bulk: BulkOptions = field(default_factory=lambda: BulkOptions())

@@ -229,7 +229,7 @@ class Loader:
                 del to_encode[record.doc_id]
                 entries.append(entry(record.line, record.doc_id, "failed", vector, record=record.source()))
                 continue
-            source = {**record.fields, "doc_id": record.doc_id, "title": record.title, "text": record.text}
+            source = record.stored()
             source[VECTOR_FIELD] = self.engine.to_field(vector)
             action = {"_op_type": self.op_type, "_index": self.target.index, "_id": record.doc_id, "_source": source}
             actions.append(action)

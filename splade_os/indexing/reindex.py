@@ -41,8 +41,8 @@ def reindex(
     *,
     corpus: str | Path | None = None,
     corpus_options: dict[str, Any] | None = None,
-    text_field: str = "text",
-    title_field: str = "title",
+    text_field: str | None = None,
+    title_field: str | None = None,
     keep_previous: bool = True,
     allow_failures: bool = False,
     shards: int = 1,
@@ -53,7 +53,8 @@ def reindex(
     on_progress: Callable[[Progress], None] | None = None,
 ) -> ReindexResult:
     """Build the next version of `alias` from `corpus`, or from the alias's current documents when `corpus` is None,
-    and point the alias at it once verified. `keep_previous=False` deletes the old version after a good swap."""
+    and point the alias at it once verified. `keep_previous=False` deletes the old version after a good swap.
+    A re-encode reads `text_field` and `title_field` (default: the fields the current version was encoded from)."""
     previous = tuple(aliases.resolve(client, alias))
     if len(previous) > 1:
         raise ConfigError(f"alias {alias!r} points at {len(previous)} indices: point it at one with `splade-os alias`")

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import Any, Protocol
 
 from splade_os import aliases
-from splade_os.corpus import FieldNames, Item, to_record
+from splade_os.corpus import FieldNames, Item, Record, to_record
 from splade_os.engines import engine_for
 from splade_os.errors import ConfigError
-from splade_os.mappings import VECTOR_FIELD
+from splade_os.mappings import VECTOR_FIELD, read_index_meta, recorded_fields, template_fields
 
 
 class Source(Protocol):
@@ -28,14 +29,47 @@ class Source(Protocol):
     def skip_to(self, offset: int, line: int, digest: str) -> None: ...
 
 
+def check_source(client: Any, index: str) -> None:
+    if not aliases.resolve(client, index):
+        raise ConfigError(f"cannot re-encode {index!r}: no index or alias of that name")
+
+
+def mapped_properties(client: Any, index: str) -> dict[str, Any]:
+    """The top-level field mappings of `index` (of every index behind an alias)."""
+    properties: dict[str, Any] = {}
+    for body in client.indices.get_mapping(index=index).values():
+        properties.update(body.get("mappings", {}).get("properties", {}))
+    return properties
+
+
+def source_names(client: Any, index: str, text_field: str | None, title_field: str | None) -> FieldNames:
+    """The fields to encode the documents of `index` from: those given, else those its own vectors were encoded
+    from (its `_meta`; `text` and `title` when it records none). A text field that no document of the index has
+    is refused: every vector would be empty, or the title's alone."""
+    check_source(client, index)
+    recorded = recorded_fields(read_index_meta(client, index))
+    names = FieldNames(id="_id", text=text_field or recorded["text"], title=title_field or recorded["title"])
+    mapped = set(mapped_properties(client, index)) - {VECTOR_FIELD}
+    if names.text not in mapped:
+        raise ConfigError(
+            f"cannot re-encode {index!r} from field {names.text!r}: no document of it has that field (it maps "
+            f"{', '.join(sorted(mapped)) or 'no fields'}); choose another with --text-field"
+        )
+    return names
+
+
 class IndexSource:
-    """The documents of an existing index, read with a scroll, as records to encode again."""
+    """The documents of an existing index, read with a scroll, as records to encode again.
+
+    Each document is written back as it is, every field under its own name: `names` choose only what its vector
+    is encoded from (`_meta` of the new index records them). A document without the text field gets the vector of
+    its title alone, or an empty one: a re-encode copies every document.
+    """
 
     resumable = False
 
     def __init__(self, client: Any, index: str, names: FieldNames, batch_size: int) -> None:
-        if not aliases.resolve(client, index):
-            raise ConfigError(f"cannot re-encode {index!r}: no index or alias of that name")
+        check_source(client, index)
         self.client, self.index, self.names, self.batch_size = client, index, names, batch_size
         self.label = f"index {index}"
         self.size: int | None = int(client.count(index=index)["count"])
@@ -46,17 +80,14 @@ class IndexSource:
             self.client, self.index, {"query": {"match_all": {}}, "_source": {"excludes": [VECTOR_FIELD]}},
             size=self.batch_size,
         )  # fmt: skip
+        chosen = (self.names.text, self.names.title)
         for hit in hits:
             self.offset += 1
             self.line += 1
-            fields = dict(hit.get("_source", {}))
-            fields.pop("doc_id", None)  # written by splade-os from the id; it is not a field of the document
-            # `text` and `title` hold what the source was encoded from; re-encoding other fields replaces them.
-            for generated, chosen in (("text", self.names.text), ("title", self.names.title)):
-                if chosen != generated:
-                    fields.pop(generated, None)
-            obj = {**fields, self.names.id: hit["_id"]}
-            yield to_record(obj, self.names, self.line)
+            document = dict(hit.get("_source", {}))
+            picked = {name: document.get(name) for name in chosen}
+            item = to_record({**picked, self.names.id: hit["_id"]}, self.names, self.line)
+            yield replace(item, document=document) if isinstance(item, Record) else item
 
     def identity(self) -> dict[str, Any]:
         return {"index": self.index}
@@ -71,9 +102,18 @@ class IndexSource:
         return self._meta().get("vectors_in_source", True) is not False
 
     def _meta(self) -> dict[str, Any]:
-        from splade_os.mappings import read_index_meta
-
         return read_index_meta(self.client, self.index)
+
+    def field_mappings(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The source's mappings of its documents' own fields, and the analysis settings they may use, for the new
+        index to map those fields the same way: dynamic mapping would guess again (a nested object would become a
+        plain one, a keyword a text). splade-os's own fields (`doc_id`, `title`, `text`, the vector) are left out:
+        the new index maps them itself."""
+        own = {k: v for k, v in mapped_properties(self.client, self.index).items() if k not in template_fields()}
+        analysis: dict[str, Any] = {}
+        for body in self.client.indices.get_settings(index=self.index).values():
+            analysis.update(body.get("settings", {}).get("index", {}).get("analysis", {}))
+        return own, analysis
 
     def digest(self) -> str:
         return ""

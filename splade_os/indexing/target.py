@@ -25,12 +25,25 @@ class Target:
     refresh_restore: Any
 
 
+def encoding_settings(encoder: EncoderDescription) -> dict[str, Any]:
+    """How the encoder cuts long documents, for `_meta`: an explanation that re-encodes a hit's text (an index
+    without vectors in `_source`) must cut it the same way to rebuild the indexed vector. {} when it does not say."""
+    max_length = getattr(encoder, "max_length", None) or encoder.manifest.get("max_length")
+    if not isinstance(max_length, int):
+        return {}
+    mode = getattr(encoder, "long_documents", None) or "truncate"
+    stride = getattr(encoder, "stride", None)
+    return {"max_length": max_length, "long_documents": mode, **({"stride": stride} if mode == "split" else {})}
+
+
 def create_index(client: Any, index: str, encoder: EncoderDescription, opts: LoadOptions) -> Any:
     # The document pruning the encoder applies is part of what the index holds: `_meta` records it.
     pruning = {name: value for name in ("top_k", "min_weight", "max_ratio") if (value := getattr(encoder, name, None))}
     body = index_body(
         shards=opts.shards, replicas=opts.replicas, manifest=encoder.manifest, engine=engine_for(client),
         analyzer=opts.analyzer, pruning=pruning, vectors_in_source=opts.vectors_in_source,
+        encoded_from=opts.encoded_from, encoding=encoding_settings(encoder), extra_properties=opts.properties,
+        analysis=opts.analysis,
     )  # fmt: skip
     restore = body["settings"]["index"].get("refresh_interval")
     body["settings"]["index"]["refresh_interval"] = "-1"  # no refreshes during a bulk load; restored at the end

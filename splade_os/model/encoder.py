@@ -189,15 +189,9 @@ class SpladeEncoder:
         self.vocab_size = int(self.manifest["vocab_size"])
         self.name = str(self.manifest.get("name", self.model_dir.name))
 
-        limit = int(self.manifest["max_length"])
-        self.max_length = limit if max_length is None else int(max_length)
-        if not 3 <= self.max_length <= limit:
-            raise ConfigError(f"max_length must be between 3 and {limit} (the export's limit), got {max_length}")
-        if long_documents not in LONG_DOCUMENT_MODES:
-            raise ConfigError(f"long_documents must be one of {', '.join(LONG_DOCUMENT_MODES)}, got {long_documents!r}")
+        self.max_length = int(self.manifest["max_length"]) if max_length is None else int(max_length)
+        self._check_cut(self.max_length, long_documents, stride)
         self.long_documents = long_documents
-        if long_documents == "split" and not 0 <= stride <= self.max_length // 2:
-            raise ConfigError(f"stride (window overlap) must be between 0 and {self.max_length // 2}, got {stride}")
         self.stride = stride
         if batch_size is not None and batch_size < 1:
             raise ConfigError(f"batch_size must be at least 1, got {batch_size}")
@@ -233,6 +227,11 @@ class SpladeEncoder:
             if long_documents == "split"
             else None
         )
+        # Tokenizers that cut at other lengths (see `encode_documents`), each made once on first use, under `_lock`.
+        self._tokenizer_spec = (spec, tokenizer_path)
+        self._cutting = {(self.max_length, 0): self._truncating}
+        if self._splitting is not None:
+            self._cutting[(self.max_length, self.stride)] = self._splitting
         self._vocab = [""] * self.vocab_size
         for token, index in self.tokenizer.get_vocab(with_added_tokens=True).items():
             if index < self.vocab_size:
@@ -384,11 +383,47 @@ class SpladeEncoder:
     # Encoding
     # ---------------------------------------------------------------------------------------------------------
 
-    def encode_documents(self, texts: Sequence[str]) -> list[SparseVector]:
-        """One sparse vector per text, in input order; empty or whitespace-only texts give an empty vector."""
+    def encode_documents(
+        self,
+        texts: Sequence[str],
+        *,
+        max_length: int | None = None,
+        long_documents: str | None = None,
+        stride: int | None = None,
+    ) -> list[SparseVector]:
+        """One sparse vector per text, in input order; empty or whitespace-only texts give an empty vector.
+
+        `max_length`, `long_documents` and `stride` replace the encoder's own for this call: an explanation encodes a
+        hit's text again as the index recorded it was encoded."""
         items = _as_texts(texts, "texts")
         self._check_open()
-        return self._encode(items, split=self.long_documents == "split")
+        if max_length is None and long_documents is None and stride is None:
+            return self._encode(items, split=self.long_documents == "split")
+        max_length = self.max_length if max_length is None else max_length
+        long_documents = long_documents or self.long_documents
+        stride = self.stride if stride is None else stride
+        self._check_cut(max_length, long_documents, stride)
+        split = long_documents == "split"
+        return self._encode(items, split=split, tokenizer=self._cutter(max_length, stride if split else 0))
+
+    def _check_cut(self, max_length: int, long_documents: str, stride: int) -> None:
+        limit = int(self.manifest["max_length"])
+        if isinstance(max_length, bool) or not isinstance(max_length, int) or not 3 <= max_length <= limit:
+            raise ConfigError(f"max_length must be between 3 and {limit} (the export's limit), got {max_length}")
+        if long_documents not in LONG_DOCUMENT_MODES:
+            raise ConfigError(f"long_documents must be one of {', '.join(LONG_DOCUMENT_MODES)}, got {long_documents!r}")
+        if long_documents == "split" and not 0 <= stride <= max_length // 2:
+            raise ConfigError(f"stride (window overlap) must be between 0 and {max_length // 2}, got {stride}")
+
+    def _cutter(self, max_length: int, stride: int) -> Tokenizer:
+        """The tokenizer that cuts at `max_length` with windows overlapping by `stride`, made once per setting."""
+        with self._lock:
+            tokenizer = self._cutting.get((max_length, stride))
+            if tokenizer is None:
+                spec, path = self._tokenizer_spec
+                tokenizer = _load_tokenizer(spec, path, max_length=max_length, stride=stride)
+                self._cutting[(max_length, stride)] = tokenizer
+            return tokenizer
 
     def encode_queries(self, texts: Sequence[str]) -> list[SparseVector]:
         """Query vectors: the network (`query_mode="model"`) or the tokenizer plus idf weights (`"inference-free"`)."""
@@ -419,18 +454,22 @@ class SpladeEncoder:
             out[i] = row
         return out
 
-    def _encode(self, texts: list[str], *, split: bool) -> list[SparseVector]:
+    def _encode(self, texts: list[str], *, split: bool, tokenizer: Tokenizer | None = None) -> list[SparseVector]:
         out = [SparseVector({})] * len(texts)
-        for i, row in self._pooled(self._windows(texts, split=split)):
+        for i, row in self._pooled(self._windows(texts, split=split, tokenizer=tokenizer)):
             out[i] = self._to_vector(row)
         return out
 
-    def _windows(self, texts: list[str], *, split: bool) -> list[tuple[int, list[int]]]:
-        """(text index, token ids) per window; texts without content get none."""
+    def _windows(
+        self, texts: list[str], *, split: bool, tokenizer: Tokenizer | None = None
+    ) -> list[tuple[int, list[int]]]:
+        """(text index, token ids) per window; texts without content get none. `tokenizer` (one from `_cutter`)
+        replaces the encoder's own."""
         present = [i for i, t in enumerate(texts) if t.strip()]
         if not present:
             return []
-        tokenizer = self._splitting if split and self._splitting is not None else self._truncating
+        if tokenizer is None:
+            tokenizer = self._splitting if split and self._splitting is not None else self._truncating
         windows: list[tuple[int, list[int]]] = []
         truncated = 0
         for i, encoding in zip(present, tokenizer.encode_batch([texts[i] for i in present]), strict=True):

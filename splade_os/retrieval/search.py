@@ -13,7 +13,14 @@ from splade_os.connection import ConnectionSettings, connect
 from splade_os.engines import Engine, async_engine_for, engine_for
 from splade_os.engines.refusals import is_refusal
 from splade_os.errors import EngineError, InputError
-from splade_os.mappings import VECTOR_FIELD, check_encoder_meta, check_vector_field, meta_from_mapping
+from splade_os.mappings import (
+    VECTOR_FIELD,
+    check_encoder_meta,
+    check_vector_field,
+    meta_from_mapping,
+    recorded_encoding,
+    recorded_fields,
+)
 from splade_os.retrieval.fusion import linear_fusion, reciprocal_rank_fusion
 from splade_os.retrieval.query import (
     NODE_LIMITS,
@@ -162,11 +169,14 @@ class _SearchLogic:
         # pruning they were indexed with, so an explanation can rebuild a vector the index does not return.
         self.vectors_in_source = True
         self.document_pruning: Mapping[str, Any] = {}
+        # ... and the fields its vectors were encoded from and how long texts were cut, to encode them the same way.
+        self.encoded_from: tuple[str, str] = ("title", "text")
+        self.document_encoding: Mapping[str, Any] = {}
 
     def _source(self, explain: bool, fields: Sequence[str] | None) -> dict[str, Any]:
         # Vectors are large; send them back only when an explanation needs them (or, when the index keeps them out
         # of `_source`, the texts an explanation re-encodes).
-        needs = [self.field_name] if self.vectors_in_source else ["title", "text"]
+        needs = [self.field_name] if self.vectors_in_source else list(self.encoded_from)
         if fields is not None:
             return {"includes": [*fields, *(needs if explain else [])]}
         return {"excludes": []} if explain else {"excludes": [self.field_name]}
@@ -250,6 +260,8 @@ class _SearchLogic:
         self.vectors_in_source = meta.get("vectors_in_source", True) is not False
         pruning = meta.get("pruning")
         self.document_pruning = pruning if isinstance(pruning, Mapping) else {}
+        fields = recorded_fields(meta)
+        self.encoded_from, self.document_encoding = (fields["title"], fields["text"]), recorded_encoding(meta)
         stored = stored_settings(meta)
         if self.two_phase is None and stored is not None:
             self.two_phase, self.two_phase_source = stored.settings, f"tuned {stored.tuned_at[:10]} at " \
@@ -293,12 +305,15 @@ class _SearchLogic:
     def _rebuilt_vectors(self, sources: list[Mapping[str, Any]]) -> list[SparseVector]:
         """Document vectors re-encoded from the hits' texts, for an index that keeps vectors out of `_source`.
 
-        The same model (checked against `_meta`) and the pruning the index recorded give back the indexed vector."""
+        The same model (checked against `_meta`), fed the fields the index recorded and cutting long texts as it
+        recorded (indices that recorded no cut get the encoder's own), and the recorded pruning give back the indexed
+        vector."""
         encode = getattr(self.encoder, "encode_documents", None)
         if self.vectors_in_source or encode is None or not sources:
             return []
-        texts = [f"{s.get('title') or ''} {s.get('text') or ''}".strip() for s in sources]
-        return [prune_like_index(v, self.document_pruning) for v in encode(texts)]
+        title, text = self.encoded_from
+        texts = [f"{s.get(title) or ''} {s.get(text) or ''}".strip() for s in sources]
+        return [prune_like_index(v, self.document_pruning) for v in encode(texts, **self.document_encoding)]
 
 
 def tie_window(from_: int, size: int) -> tuple[int, int]:
