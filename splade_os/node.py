@@ -20,6 +20,7 @@ is an error, not a reuse.
 from __future__ import annotations
 
 import fcntl
+import functools
 import hashlib
 import json
 import os
@@ -30,7 +31,7 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from email.message import Message
@@ -423,6 +424,9 @@ def _prepare_run_dir(spec: NodeSpec, dist: Path, heap: str, java: Java) -> None:
     config = run / "config"
     for sub in ("config", "data", "logs", "tmp"):
         (run / sub).mkdir(parents=True, exist_ok=True)
+    if spec.secure:  # closed before anything secret is written into it
+        for folder in (run, run / "config"):
+            folder.chmod(0o700)
     own = {spec.engine.config_file, "jvm.options"}
     for path in (dist / "config").iterdir():
         if path.is_file() and path.name not in own:
@@ -433,7 +437,7 @@ def _prepare_run_dir(spec: NodeSpec, dist: Path, heap: str, java: Java) -> None:
     (config / "jvm.options").write_text(options)
     text = render_config(spec)
     if spec.secure:
-        text += node_security.config_text(spec.engine, dist)
+        text += node_security.config_text(spec.engine)
     (config / spec.engine.config_file).write_text(text)
     (config / "jvm.options.d").mkdir(exist_ok=True)
     if spec.secure:
@@ -441,6 +445,8 @@ def _prepare_run_dir(spec: NodeSpec, dist: Path, heap: str, java: Java) -> None:
     record = {"engine": spec.engine.name, "version": spec.version, "port": spec.port,
               "transport_port": spec.transport_port, "java": java.describe(), "secure": spec.secure}  # fmt: skip
     (run / NODE_FILE).write_text(json.dumps(record, indent=1) + "\n")
+    if spec.secure:
+        node_security.make_private(run)  # what an earlier start (or an older splade-os) left readable
     if _as_root():
         user = ensure_node_user()
         for path in [run, *run.rglob("*")]:
@@ -453,9 +459,11 @@ def _prepare_security(spec: NodeSpec, dist: Path, java: Java) -> None:
     config = spec.run / "config"
     creds = spec.credentials()
     fresh = not any((spec.run / "data").iterdir())  # a new node: its security index does not exist yet
+    ca = node_security.ca_path(spec.engine, config)
     if creds is None or fresh:
-        ca = node_security.ca_path(spec.engine, config)
         creds = node_security.new_credentials(spec.credentials_file, spec.url, ca)
+    else:
+        creds = node_security.with_ca(creds, ca)
     node_security.prepare_run(spec.engine, dist, config, java.home, creds)
 
 
@@ -486,8 +494,9 @@ def _launch(spec: NodeSpec, dist: Path, java: Java, timeout: float) -> None:
     out_path = _startup_out(spec)
     with out_path.open("wb") as out:
         # A new session keeps the daemon alive when the caller's terminal or process group goes away.
-        proc = subprocess.Popen(cmd, cwd=run, env=env, stdin=subprocess.DEVNULL, stdout=out,
-                                stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
+        # A secured node's own files (data, logs, its security index) are its user's alone.
+        proc = subprocess.Popen(cmd, cwd=run, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                                start_new_session=True, umask=0o077 if spec.secure else -1)  # fmt: skip
         try:
             code = proc.wait(timeout=max(timeout, 120))
         except subprocess.TimeoutExpired as err:
@@ -783,8 +792,10 @@ def _start_locked(spec: NodeSpec, heap: str, timeout: float) -> NodeInfo:
     existing = _probe(spec.url, spec.access())
     if existing is not None:
         if existing.engine == spec.engine.name and existing.version == spec.version:
+            _refuse_demo_setup(spec)
             return _info(spec, existing, reused=True)
         raise _mismatch(spec, existing)
+    finish: Callable[[Credentials], None] | None = None
     if read_pid(spec) is None:  # else our node is still starting: wait for it
         with _step(f"checking the ports of {spec.label}"):
             _check_ports_free(spec)
@@ -803,6 +814,8 @@ def _start_locked(spec: NodeSpec, heap: str, timeout: float) -> NodeInfo:
         with _step(f"launching {spec.label}"):
             _launch(spec, dist, java, timeout)
         reused = False
+        finish = functools.partial(node_security.finish_setup, spec.engine, dist, spec.run / "config", java.home,
+                                   spec.url)  # fmt: skip
     else:
         reused = True
     _wait_yellow(spec, timeout)
@@ -813,11 +826,23 @@ def _start_locked(spec: NodeSpec, heap: str, timeout: float) -> NodeInfo:
         raise _mismatch(spec, answer)
     creds = spec.credentials()
     fresh = None
-    if not reused and creds is not None and (before is None or before.users != creds.users):
-        with _step(f"creating the users of {spec.label}"):
-            node_security.finish_setup(spec.engine, spec.url, creds)
-        fresh = creds.users
+    if finish is not None and creds is not None:
+        with _step(f"applying the security configuration of {spec.label}"):
+            finish(creds)
+        if before is None or before.users != creds.users:
+            fresh = creds.users
     return _info(spec, answer, reused=reused, new_passwords=fresh)
+
+
+def _refuse_demo_setup(spec: NodeSpec) -> None:
+    """A secured OpenSearch that an older splade-os set up with the plugin's demo certificates is not reused:
+    their keys are public, and whoever holds the demo admin certificate may rewrite its security configuration."""
+    if spec.secure and spec.engine is OPENSEARCH and node_security.demo_setup(spec.run / "config"):
+        raise NodeError(
+            f"reusing {spec.label} on port {spec.port} failed: it runs with the security plugin's public demo "
+            f"certificates; stop it (`splade-os node stop --port {spec.port}`) and start it again to give it "
+            "certificates of its own (its data, users and passwords are kept)"
+        )
 
 
 def _mvn_env(java: Java) -> dict[str, str]:
