@@ -1,7 +1,8 @@
 """Real secured nodes for the tests: OpenSearch 2.19.4 with its security plugin and Elasticsearch 9.2.0 with x-pack
 security, started by `splade-os node start --secure` (reused when already running, as CI starts them first).
 
-Ports: $SPLADE_OS_SECURED_OPENSEARCH_PORT (default 9210) and $SPLADE_OS_SECURED_ELASTICSEARCH_PORT (default 9212).
+Ports: $SPLADE_OS_SECURED_OPENSEARCH_PORT (default 9210) and $SPLADE_OS_SECURED_ELASTICSEARCH_PORT (default 9212);
+node home: $SPLADE_OS_NODE_HOME, as for `splade-os node start` (its credentials and certificates are found there).
 Roles are changed as the node's admin: through the security REST API on OpenSearch, and by rewriting roles.yml on
 Elasticsearch, which reloads it within a second (`resource.reload.interval.high`).
 """
@@ -17,7 +18,7 @@ from typing import Any
 
 from splade_os.connection import ConnectionSettings
 from splade_os.engines.roles import ROLES, opensearch_role, privileges, roles_yml
-from splade_os.node.run import start_node
+from splade_os.node.run import start_node, stop_node
 from splade_os.node.security import ADMIN, NODE_PATTERNS, Access, Credentials, admin_access, load_credentials, request
 
 SECURED_PORTS = {"opensearch": 9210, "elasticsearch": 9212}
@@ -38,6 +39,8 @@ class SecuredNode:
     url: str
     creds: Credentials
     config: Path
+    home: Path
+    version: str
 
     @property
     def ca(self) -> str:
@@ -101,7 +104,14 @@ def start_secured(engine: str) -> SecuredNode:
     assert info.credentials_file is not None, info
     creds = load_credentials(info.credentials_file)
     assert creds is not None, f"unreadable {info.credentials_file}"
-    return SecuredNode(engine, info.url, creds, info.log_file.parent.parent / "config")
+    return SecuredNode(engine, info.url, creds, info.log_file.parent.parent / "config", info.home, info.version)
+
+
+def restart_secured(node: SecuredNode) -> SecuredNode:
+    """Stop the node and start it again (a start, not a reuse: every setup step runs again)."""
+    assert stop_node(engine=node.engine, version=node.version, port=secured_port(node.engine), home=node.home,
+                     secure=True)  # fmt: skip
+    return start_secured(node.engine)
 
 
 def write_beir(root: Path) -> Path:

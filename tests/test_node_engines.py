@@ -25,12 +25,12 @@ from splade_os.node import java as node_java
 from splade_os.node import run as node_mod
 from splade_os.node.distributions import distribution_named, pom
 from splade_os.node.java import Java, JavaRange, candidates, find_java, pick
+from splade_os.node.probe import node_version
 from splade_os.node.run import (
     ELASTICSEARCH,
     OPENSEARCH,
     NodeSpec,
     node_status,
-    node_version,
     render_config,
     render_jvm_options,
     resolve,

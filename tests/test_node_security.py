@@ -7,11 +7,23 @@ import stat
 from pathlib import Path
 
 from click.testing import CliRunner
+from cryptography import x509
+from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from splade_os.cli.node import _print_info
+from splade_os.node import distributions as node_dist
 from splade_os.node.distributions import ELASTICSEARCH, OPENSEARCH, pom
-from splade_os.node.run import NodeInfo, render_config, resolve
-from splade_os.node.security import config_text, load_credentials, new_credentials
+from splade_os.node.security import (
+    ADMIN_DN,
+    NODE_DN,
+    config_text,
+    demo_setup,
+    load_credentials,
+    make_certificates,
+    new_credentials,
+    write_private,
+)
+from splade_os.node.spec import NodeInfo, render_config, resolve
 
 
 def test_secure_defaults_to_the_newest_opensearch_with_a_security_plugin(tmp_path: Path) -> None:
@@ -23,7 +35,7 @@ def test_secure_defaults_to_the_newest_opensearch_with_a_security_plugin(tmp_pat
     assert "opensearch-security" not in pom("2.19.4", OPENSEARCH)
     es = resolve("elasticsearch", None, 9212, tmp_path, secure=True)
     assert es.version == "9.2.0" and "security" not in pom("9.2.0", ELASTICSEARCH, secure=True)
-    text = render_config(es) + config_text(ELASTICSEARCH, tmp_path)
+    text = render_config(es) + config_text(ELASTICSEARCH)
     assert "xpack.security.enabled: \"false\"" not in text and "xpack.security.enabled: \"true\"" in text
     assert "xpack.security.http.ssl.enabled" in text and 'resource.reload.interval.high: "1s"' in text
 
@@ -52,3 +64,56 @@ def _print_command(info: NodeInfo):  # type: ignore[no-untyped-def]
     import click
 
     return click.command()(lambda: _print_info(info))
+
+
+def test_each_opensearch_node_gets_a_ca_and_an_admin_of_its_own(tmp_path: Path) -> None:
+    made = {}
+    for name in ("a", "b"):
+        make_certificates(tmp_path / name / "certs", tmp_path / name / "private", f"run-{name}")
+        made[name] = {p.name: x509.load_pem_x509_certificate(p.read_bytes())
+                      for p in (tmp_path / name).rglob("*.pem") if not p.name.endswith("key.pem")}  # fmt: skip
+    a, b = made["a"], made["b"]
+    assert a["ca.pem"].public_key() != b["ca.pem"].public_key()  # nothing shared between nodes, nothing public
+    assert a["admin.pem"].subject.rfc4514_string() == ADMIN_DN and a["node.pem"].subject.rfc4514_string() == NODE_DN
+    for leaf in ("node.pem", "admin.pem"):
+        a[leaf].verify_directly_issued_by(a["ca.pem"])
+    san = a["node.pem"].extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert [str(ip) for ip in san.get_values_for_type(x509.IPAddress)] == ["127.0.0.1"]
+    usage = a["admin.pem"].extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    assert list(usage) == [ExtendedKeyUsageOID.CLIENT_AUTH]
+    # The node's folder gets the CA certificate and its own key; the CA key and the admin's stay apart.
+    assert sorted(p.name for p in (tmp_path / "a" / "certs").iterdir()) == ["ca.pem", "node-key.pem", "node.pem"]
+    private = sorted(p.name for p in (tmp_path / "a" / "private").iterdir())
+    assert private == ["admin-key.pem", "admin.pem", "ca-key.pem"]
+    for path in (tmp_path / "a").rglob("*"):
+        assert stat.S_IMODE(path.stat().st_mode) == (0o700 if path.is_dir() else 0o600), path
+
+
+def test_opensearch_settings_trust_only_the_nodes_own_admin() -> None:
+    text = config_text(OPENSEARCH)
+    assert f'plugins.security.authcz.admin_dn: ["{ADMIN_DN}"]' in text
+    assert "certs/node-key.pem" in text and "certs/ca.pem" in text
+    for demo in ("kirk", "esnode", "root-ca.pem", "allow_unsafe_democertificates", "audit"):
+        assert demo not in text
+
+
+def test_an_older_demo_setup_is_recognised_and_its_distribution_rebuilt(tmp_path: Path) -> None:
+    config = tmp_path / "config"
+    config.mkdir()
+    (config / "opensearch.yml").write_text(config_text(OPENSEARCH))
+    assert not demo_setup(config)
+    (config / "kirk.pem").write_text("demo")
+    assert demo_setup(config)
+    plugins = OPENSEARCH.security_plugin("2.19.4", True)
+    dist = tmp_path / "dist"
+    dist.mkdir()
+    (dist / node_dist.MARKER).write_text("\n".join([*(m.name for m in node_dist.MODULES), *plugins]) + "\n")
+    assert not node_dist._assembled(dist, node_dist.MODULES, plugins)  # what an older splade-os wrote
+
+
+def test_private_files_are_private_from_the_first_byte(tmp_path: Path) -> None:
+    path = tmp_path / "users"
+    path.write_text("old")
+    path.chmod(0o664)
+    write_private(path, "secret")
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600 and path.read_text() == "secret"

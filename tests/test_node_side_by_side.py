@@ -18,7 +18,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from splade_os.node.run import NodeInfo, node_status, node_version, start_node, stop_node
+from splade_os.node.probe import node_version
+from splade_os.node.run import NodeInfo, node_status, start_node, stop_node
 
 NODES = [
     ("opensearch", "3.6.0", 9201),

@@ -6,10 +6,12 @@ the searcher's writes are refused with one line naming the action, the user and 
 password is refused (401), an untrusted CA is refused with the --ca-certs hint, and --insecure works with a warning.
 A bulk refused midway loses nothing and `index --resume` completes once the role is fixed. Each privilege of each
 role is removed in turn, to show which command then fails. The password never shows in output, logs or tracebacks.
+The nodes' own setup: the security plugin's public demo admin certificate is refused, and every key and secret on
+disk is readable by the node's user alone, after the first start and after a restart.
 
 What real nodes cannot do here stays in tests/test_secured_engine.py, behind the TLS proxy: native API keys (the
 Elasticsearch zip cannot create them: its `.security` index needs an analysis module that is not published, and
-the OpenSearch demo setup has none) and client certificates.
+the OpenSearch setup has none) and client certificates of users.
 """
 
 from __future__ import annotations
@@ -17,18 +19,22 @@ from __future__ import annotations
 import json
 import logging
 import os
+import ssl
 import stat
 import subprocess
 import sys
 import textwrap
 import traceback
+import urllib.error
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner, Result
-from secured_nodes import SecuredNode, start_secured, write_beir
+from cryptography import x509
+from secured_nodes import SecuredNode, restart_secured, start_secured, write_beir
 from test_distributed_engine import LandedThenDies, ray_on_this_machine
 from test_indexing_engine import SMALL, FakeEncoder, assert_exactly, make_docs, write_jsonl
 
@@ -39,7 +45,9 @@ from splade_os.engines.roles import INDEXER, SEARCHER, privileges
 from splade_os.errors import EngineError
 from splade_os.indexing import BulkOptions, IndexingRefused, RayWorkers, index_corpus, index_corpus_on_ray
 from splade_os.model.encoder import SpladeEncoder
-from splade_os.node.security import ADMIN
+from splade_os.node.distributions import OPENSEARCH, dist_dir
+from splade_os.node.java import find_java
+from splade_os.node.security import ADMIN, Access, admin_access, request
 
 pytestmark = pytest.mark.secured
 
@@ -49,6 +57,9 @@ MODEL = str(REPO / "models" / "splade-tiny")
 READ_BACK = {"opensearch": "indices:data/read/mget*", "elasticsearch": "read"}
 READ_BACK_ADVICE = {"opensearch": "indices:data/read/mget* to the index_permissions",
                     "elasticsearch": "the index privilege read"}  # fmt: skip
+MGET = "indices:data/read/mget"
+RESUME_ONLY = {("opensearch", "cluster", MGET)}
+"""Needed by `index --resume` alone: test_refused_bulk_midway_loses_nothing_and_resume_completes shows it."""
 
 
 @pytest.fixture(scope="session", params=["opensearch", "elasticsearch"])
@@ -240,6 +251,12 @@ def test_refused_bulk_midway_loses_nothing_and_resume_completes(
     assert "\n" not in message
     assert checkpoint.is_file()
     assert not dead_letter.exists() or dead_letter.read_text() == ""  # no document is at fault
+    if node.engine == "opensearch":  # --resume alone reads documents by id: mget, which the plugin checks as a whole
+        no_mget = {**full, "cluster": [p for p in full["cluster"] if p != MGET]}
+        node.set_role(INDEXER, no_mget)
+        refused = run(node, INDEXER, index_args(beir / "corpus.jsonl", alias, tmp_path, "--resume"))
+        assert f"refused {MGET} for user {INDEXER} (403)" in one_line_error(refused)
+        assert checkpoint.is_file()
     node.restore_roles()
     resumed = run(node, INDEXER, index_args(beir / "corpus.jsonl", alias, tmp_path, "--resume"))
     assert resumed.exit_code == 0, resumed.output
@@ -422,6 +439,8 @@ def test_every_privilege_is_needed(
     unneeded, shown = [], []
     for kind in ("cluster", "index"):
         for privilege in full[kind]:
+            if (node.engine, kind, privilege) in RESUME_ONLY:
+                continue
             fewer = {**full, kind: [p for p in full[kind] if p != privilege]}
             node.set_role(role, fewer, dropped=(kind, privilege))
             try:
@@ -437,3 +456,114 @@ def test_every_privilege_is_needed(
             (shown if failure else unneeded).append(f"{kind} {privilege} -> {failure}")
     print(f"\n{node.engine} {role} without each privilege:\n  " + "\n  ".join(shown + unneeded))
     assert not unneeded, f"{node.engine} {role}: nothing fails without {unneeded}"
+
+
+# ------------------------------------------------------------------------------- the nodes' own setup
+
+DEMO_FILES = {"kirk.pem", "kirk-key.pem", "esnode.pem", "esnode-key.pem", "root-ca.pem"}
+REALM_FILES = {"users", "users_roles", "roles.yml", "internal_users.yml"}
+DEMO_CERTIFICATES = """
+import java.nio.file.Files;
+import java.nio.file.Path;
+import org.opensearch.security.tools.democonfig.Certificates;
+
+public class DemoCertificates {
+    public static void main(String[] args) throws Exception {
+        for (Certificates c : Certificates.values()) {
+            Files.writeString(Path.of(args[0], c.getFileName()), c.getContent());
+        }
+    }
+}
+"""
+
+
+def demo_certificates(node: SecuredNode, folder: Path) -> Path:
+    """The demo certificates as the security plugin ships them (in its jar, the same in every copy): written out
+    by the plugin's own code, from the node's installation."""
+    plugin = dist_dir(node.home, node.version, OPENSEARCH, secure=True) / "plugins" / "opensearch-security"
+    source = folder / "DemoCertificates.java"
+    source.write_text(DEMO_CERTIFICATES)
+    java = find_java("OpenSearch", OPENSEARCH.java_range(node.version), dict(os.environ),
+                     ("OPENSEARCH_JAVA_HOME", "JAVA_HOME"))  # fmt: skip
+    done = subprocess.run([str(java.java), "-cp", f"{plugin}/*", str(source), str(folder)], capture_output=True,
+                          text=True, timeout=300)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    kirk = x509.load_pem_x509_certificate((folder / "kirk.pem").read_bytes())
+    assert kirk.subject.rfc4514_string().startswith("CN=kirk,"), kirk.subject
+    return folder
+
+
+def answer_to(url: str, access: Access) -> str:
+    """The HTTP status, or why TLS refused the connection (the node does not trust the client certificate)."""
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}),
+                                         urllib.request.HTTPSHandler(context=access.context()))  # fmt: skip
+    try:
+        with opener.open(url, timeout=30) as resp:
+            return str(resp.status)
+    except urllib.error.HTTPError as err:
+        return str(err.code)
+    except urllib.error.URLError as err:
+        if isinstance(err.reason, ssl.SSLError):
+            return f"TLS refused: {err.reason.reason}"
+        raise
+    except ssl.SSLError as err:  # TLS 1.3 reports a refused client certificate on the first read
+        return f"TLS refused: {err.reason}"
+
+
+@pytest.fixture(scope="session")
+def opensearch_node() -> SecuredNode:
+    return start_secured("opensearch")
+
+
+def test_public_demo_admin_certificate_is_refused(opensearch_node: SecuredNode, tmp_path: Path) -> None:
+    node = opensearch_node
+    demo = demo_certificates(node, tmp_path)
+    url = f"{node.url}/_plugins/_security/api/internalusers"
+    kirk = Access(node.ca, "kirk", "", (str(demo / "kirk.pem"), str(demo / "kirk-key.pem")))
+    refused = answer_to(url, kirk)
+    assert refused in ("401", "403") or refused.startswith("TLS refused"), f"the demo admin certificate got {refused}"
+    # The node's own admin certificate is what may change the security configuration.
+    answer = request(url, 30, admin_access(node.creds))
+    assert answer is not None and answer[0] == 200 and set(answer[2]) == set(node.creds.users), answer
+
+
+def _private_files_problems(node: SecuredNode) -> tuple[list[str], int]:
+    """Keys, passwords, keystores and realm files that group or others may read, and how many were checked: in the
+    node's folder and its credentials, and any private key in the distributions it runs from."""
+    own = [node.config.parent, node.creds.path.parent]
+    problems, checked = [], 0
+    for root in [*own, node.home / "dist"]:
+        for path in root.rglob("*"):
+            if path.name in DEMO_FILES:
+                problems.append(f"{path}: a file of the security plugin's public demo setup")
+            if not path.is_file() or path.is_symlink():
+                continue
+            if root != node.creds.path.parent and not _holds_secret(path, named=root in own):
+                continue  # the credentials folder holds nothing else
+            checked += 1
+            for where in (path, path.parent):
+                mode = stat.S_IMODE(where.stat().st_mode)
+                if mode & 0o077:
+                    problems.append(f"{where}: mode {mode:o}")
+    return problems, checked
+
+
+def _holds_secret(path: Path, *, named: bool) -> bool:
+    if named and (path.name in REALM_FILES or path.suffix in (".key", ".keystore", ".p12", ".jks")):
+        return True
+    if path.suffix in (".jar", ".zip", ".so") or path.stat().st_size > 1_000_000:
+        return False
+    return b"PRIVATE KEY-----" in path.read_bytes()
+
+
+def test_keys_and_secrets_are_private_after_the_first_start_and_a_restart(node: SecuredNode) -> None:
+    problems, checked = _private_files_problems(node)
+    assert not problems, "\n".join(problems)
+    assert checked >= 5, f"only {checked} files with keys or secrets found under {node.config.parent}"
+    restarted = restart_secured(node)
+    # A restart keeps the CA that users copied and the passwords.
+    assert (restarted.url, restarted.ca, restarted.creds.users) == (node.url, node.ca, node.creds.users)
+    problems, _ = _private_files_problems(restarted)
+    assert not problems, "\n".join(problems)
+    result = run(restarted, SEARCHER, ["alias", f"secured-{uuid.uuid4().hex[:8]}"])
+    assert result.exit_code == 0, result.output

@@ -18,7 +18,10 @@ _OPENSEARCH: dict[str, dict[str, list[str]]] = {
     INDEXER: {
         "cluster": [
             "cluster:monitor/main",  # GET /: which engine and version
-            "indices:data/read/scroll/clear",  # reindex --from-index reads the source with a scroll
+            "indices:data/write/bulk",  # the plugin checks a bulk as a whole here, then each item on its index
+            "indices:data/read/scroll",  # reindex --from-index reads the source with a scroll
+            "indices:data/read/scroll/clear",
+            "indices:data/read/mget",  # index --resume: which documents of the interrupted batch landed
         ],
         "index": [
             "indices:admin/create",  # each version is a new index

@@ -299,9 +299,15 @@ def ensure_distribution(
     return target
 
 
+SECURITY_SETUP = "security plugin without its demo configuration"
+"""Marks a secured distribution: one an older splade-os assembled ran the plugin's demo installer (public keys and
+admin certificate, copied into every node's config), so it no longer counts as assembled and is rebuilt."""
+
+
 def _marker_text(modules: tuple[Module, ...] = MODULES, plugins: Sequence[str] = ()) -> str:
     # A change in the module list invalidates older caches.
-    return "\n".join([*(m.name for m in modules), *plugins]) + "\n"
+    setup = [SECURITY_SETUP] if plugins else []
+    return "\n".join([*(m.name for m in modules), *plugins, *setup]) + "\n"
 
 
 def _assembled(dist: Path, modules: tuple[Module, ...] = MODULES, plugins: Sequence[str] = ()) -> bool:

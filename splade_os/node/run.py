@@ -20,6 +20,7 @@ is an error, not a reuse.
 from __future__ import annotations
 
 import fcntl
+import functools
 import hashlib
 import json
 import os
@@ -30,10 +31,8 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
-from email.message import Message
 from pathlib import Path
 from typing import Any
 
@@ -50,7 +49,8 @@ from splade_os.node.distributions import (
     tail,
 )
 from splade_os.node.java import Java, find_java
-from splade_os.node.security import Access, request
+from splade_os.node.probe import Answer, get_json, probe
+from splade_os.node.security import Credentials
 from splade_os.node.spec import (
     DEFAULT_PORT,
     ENV_HOME,
@@ -151,6 +151,9 @@ def _prepare_run_dir(spec: NodeSpec, dist: Path, heap: str, java: Java) -> None:
     config = run / "config"
     for sub in ("config", "data", "logs", "tmp"):
         (run / sub).mkdir(parents=True, exist_ok=True)
+    if spec.secure:  # closed before anything secret is written into it
+        for folder in (run, run / "config"):
+            folder.chmod(0o700)
     own = {spec.engine.config_file, "jvm.options"}
     for path in (dist / "config").iterdir():
         if path.is_file() and path.name not in own:
@@ -161,7 +164,7 @@ def _prepare_run_dir(spec: NodeSpec, dist: Path, heap: str, java: Java) -> None:
     (config / "jvm.options").write_text(options)
     text = render_config(spec)
     if spec.secure:
-        text += node_security.config_text(spec.engine, dist)
+        text += node_security.config_text(spec.engine)
     (config / spec.engine.config_file).write_text(text)
     (config / "jvm.options.d").mkdir(exist_ok=True)
     if spec.secure:
@@ -169,6 +172,8 @@ def _prepare_run_dir(spec: NodeSpec, dist: Path, heap: str, java: Java) -> None:
     record = {"engine": spec.engine.name, "version": spec.version, "port": spec.port,
               "transport_port": spec.transport_port, "java": java.describe(), "secure": spec.secure}  # fmt: skip
     (run / NODE_FILE).write_text(json.dumps(record, indent=1) + "\n")
+    if spec.secure:
+        node_security.make_private(run)  # what an earlier start (or an older splade-os) left readable
     if _as_root():
         user = ensure_node_user()
         for path in [run, *run.rglob("*")]:
@@ -181,9 +186,11 @@ def _prepare_security(spec: NodeSpec, dist: Path, java: Java) -> None:
     config = spec.run / "config"
     creds = spec.credentials()
     fresh = not any((spec.run / "data").iterdir())  # a new node: its security index does not exist yet
+    ca = node_security.ca_path(spec.engine, config)
     if creds is None or fresh:
-        ca = node_security.ca_path(spec.engine, config)
         creds = node_security.new_credentials(spec.credentials_file, spec.url, ca)
+    else:
+        creds = node_security.with_ca(creds, ca)
     node_security.prepare_run(spec.engine, dist, config, java.home, creds)
 
 
@@ -214,8 +221,9 @@ def _launch(spec: NodeSpec, dist: Path, java: Java, timeout: float) -> None:
     out_path = _startup_out(spec)
     with out_path.open("wb") as out:
         # A new session keeps the daemon alive when the caller's terminal or process group goes away.
-        proc = subprocess.Popen(cmd, cwd=run, env=env, stdin=subprocess.DEVNULL, stdout=out,
-                                stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
+        # A secured node's own files (data, logs, its security index) are its user's alone.
+        proc = subprocess.Popen(cmd, cwd=run, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                                start_new_session=True, umask=0o077 if spec.secure else -1)  # fmt: skip
         try:
             code = proc.wait(timeout=max(timeout, 120))
         except subprocess.TimeoutExpired as err:
@@ -320,70 +328,6 @@ def _find_running(port: int, engine: Distribution | None, version: str | None, h
     return None
 
 
-# ----------------------------------------------------------------------------------------------- HTTP
-
-
-def _request(url: str, timeout: float, access: Access | None = None) -> tuple[int, Message, Any] | None:
-    """(status, headers, parsed JSON or None) from `url`; None when nothing answers."""
-    return request(url, timeout, access)
-
-
-def _get(url: str, timeout: float, access: Access | None = None) -> Any | None:
-    """Parsed JSON from `url`; None when nothing answers. An HTTP error status still returns its body."""
-    answer = _request(url, timeout, access)
-    if answer is None:
-        return None
-    status, _headers, body = answer
-    return body if body is not None else {"error": status}
-
-
-@dataclass(frozen=True)
-class _Answer:
-    """What answers at a URL: engine "" when it is no search node we know."""
-
-    engine: str
-    version: str
-    modules: list[str]
-
-
-def _probe(url: str, access: Access | None = None) -> _Answer | None:
-    """Engine, version and modules of the node at `url`; None when nothing answers.
-
-    Elasticsearch's integ-test node answers `GET /` with 405, but every response carries
-    `X-Elastic-Product: Elasticsearch`; OpenSearch answers `GET /` with version.distribution "opensearch".
-    """
-    root = _request(f"{url}/", 5, access)
-    if root is None:
-        return None
-    _status, headers, body = root
-    version = ""
-    if isinstance(body, dict) and isinstance(body.get("version"), dict):
-        version = str(body["version"].get("number", ""))
-    if (headers.get("X-Elastic-Product") or "").lower() == "elasticsearch":
-        engine = ELASTICSEARCH.name
-    elif isinstance(body, dict) and isinstance(body.get("version"), dict):
-        engine = OPENSEARCH.name if body["version"].get("distribution") == "opensearch" else ""
-    else:
-        engine = ""
-    if not engine:
-        return _Answer("", "", [])
-    nodes = _get(f"{url}/_nodes/_local/plugins", 10, access)
-    modules: set[str] = set()
-    if isinstance(nodes, dict):
-        for node in (nodes.get("nodes") or {}).values():
-            modules.update(m["name"] for m in node.get("modules", []))
-            version = version or str(node.get("version", ""))
-    return _Answer(engine, version or "unknown", sorted(modules))
-
-
-def node_version(url: str) -> tuple[str, str] | None:
-    """("opensearch" | "elasticsearch", version) of the node at `url`, or None when no search node answers."""
-    answer = _probe(url.rstrip("/"))
-    if answer is None or not answer.engine:
-        return None
-    return answer.engine, answer.version
-
-
 def _wait_yellow(spec: NodeSpec, timeout: float) -> None:
     """Poll cluster health until yellow, failing fast if the node process dies."""
     start = time.monotonic()
@@ -397,7 +341,7 @@ def _wait_yellow(spec: NodeSpec, timeout: float) -> None:
                 f"waiting for yellow health at {spec.url} timed out after {timeout:.0f}s; log: {spec.log_file}"
             )
         wait_s = max(1, min(int(left), 10))
-        health = _get(f"{spec.url}/_cluster/health?wait_for_status=yellow&timeout={wait_s}s", wait_s + 5, access)
+        health = get_json(f"{spec.url}/_cluster/health?wait_for_status=yellow&timeout={wait_s}s", wait_s + 5, access)
         if isinstance(health, dict) and health.get("status") in ("yellow", "green"):
             return
         pid = read_pid(spec)
@@ -415,7 +359,7 @@ def _crash_reason(spec: NodeSpec) -> str:
     return tail("\n".join(line for line in text.splitlines() if not noise.match(line)), 6)
 
 
-def _info(spec: NodeSpec, answer: _Answer, *, reused: bool, new_passwords: dict[str, str] | None = None) -> NodeInfo:
+def _info(spec: NodeSpec, answer: Answer, *, reused: bool, new_passwords: dict[str, str] | None = None) -> NodeInfo:
     java = _node_record(spec.run).get("java")
     creds = spec.credentials()
     return NodeInfo(
@@ -495,7 +439,7 @@ def _start_lock(spec: NodeSpec) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def _mismatch(spec: NodeSpec, answer: _Answer) -> NodeError:
+def _mismatch(spec: NodeSpec, answer: Answer) -> NodeError:
     known = DISTRIBUTIONS.get(answer.engine)
     what = f"{known.title} {answer.version}" if known else "a program that is no search node"
     return NodeError(
@@ -505,11 +449,13 @@ def _mismatch(spec: NodeSpec, answer: _Answer) -> NodeError:
 
 
 def _start_locked(spec: NodeSpec, heap: str, timeout: float) -> NodeInfo:
-    existing = _probe(spec.url, spec.access())
+    existing = probe(spec.url, spec.access())
     if existing is not None:
         if existing.engine == spec.engine.name and existing.version == spec.version:
+            _refuse_demo_setup(spec)
             return _info(spec, existing, reused=True)
         raise _mismatch(spec, existing)
+    finish: Callable[[Credentials], None] | None = None
     if read_pid(spec) is None:  # else our node is still starting: wait for it
         with _step(f"checking the ports of {spec.label}"):
             _check_ports_free(spec)
@@ -528,21 +474,35 @@ def _start_locked(spec: NodeSpec, heap: str, timeout: float) -> NodeInfo:
         with _step(f"launching {spec.label}"):
             _launch(spec, dist, java, timeout)
         reused = False
+        finish = functools.partial(node_security.finish_setup, spec.engine, dist, spec.run / "config", java.home,
+                                   spec.url)  # fmt: skip
     else:
         reused = True
     _wait_yellow(spec, timeout)
-    answer = _probe(spec.url, spec.access())
+    answer = probe(spec.url, spec.access())
     if answer is None:
         raise NodeError(f"reading node info from {spec.url} failed; log: {spec.log_file}")
     if answer.engine != spec.engine.name or answer.version != spec.version:
         raise _mismatch(spec, answer)
     creds = spec.credentials()
     fresh = None
-    if not reused and creds is not None and (before is None or before.users != creds.users):
-        with _step(f"creating the users of {spec.label}"):
-            node_security.finish_setup(spec.engine, spec.url, creds)
-        fresh = creds.users
+    if finish is not None and creds is not None:
+        with _step(f"applying the security configuration of {spec.label}"):
+            finish(creds)
+        if before is None or before.users != creds.users:
+            fresh = creds.users
     return _info(spec, answer, reused=reused, new_passwords=fresh)
+
+
+def _refuse_demo_setup(spec: NodeSpec) -> None:
+    """A secured OpenSearch that an older splade-os set up with the plugin's demo certificates is not reused:
+    their keys are public, and whoever holds the demo admin certificate may rewrite its security configuration."""
+    if spec.secure and spec.engine is OPENSEARCH and node_security.demo_setup(spec.run / "config"):
+        raise NodeError(
+            f"reusing {spec.label} on port {spec.port} failed: it runs with the security plugin's public demo "
+            f"certificates; stop it (`splade-os node stop --port {spec.port}`) and start it again to give it "
+            "certificates of its own (its data, users and passwords are kept)"
+        )
 
 
 def _mvn_env(java: Java) -> dict[str, str]:
@@ -620,7 +580,7 @@ def node_status(
     ours = _find_running(spec.port, None, None, home)
     if ours is not None and ours.secure:
         spec = ours
-    answer = _probe(spec.url, spec.access())
+    answer = probe(spec.url, spec.access())
     if answer is None or not answer.engine:
         return None
     version = answer.version if answer.version != "unknown" else None
