@@ -16,7 +16,7 @@ from splade_os.cli.options import cli_errors, connection_options, device_options
 from splade_os.connection import ConnectionSettings, connect
 from splade_os.corpus import FORMATS, FieldNames
 from splade_os.errors import ConfigError
-from splade_os.indexing import BulkOptions, IndexSummary, Progress, index_corpus, reencode_index
+from splade_os.indexing import BulkOptions, IndexSummary, LoadOptions, Progress, index_corpus, reencode_index
 from splade_os.indexing.block_worker import SpladeRecipe
 from splade_os.indexing.distributed import DEFAULT_BLOCK_SIZE, BlockDone, RayWorkers, index_corpus_on_ray
 
@@ -241,6 +241,11 @@ def index(
             batch_size=batch_size, chunk_bytes=chunk_bytes, max_retries=max_retries, retry_for=retry_for,
             request_timeout=timeout,
         )  # fmt: skip
+        load = LoadOptions(
+            recreate=recreate, resume=resume, skip_empty=not index_empty, allow_failures=allow_failures,
+            delete_previous=delete_previous, shards=shards, replicas=replicas, analyzer=analyzer,
+            vectors_in_source=vectors_in_source, checkpoint=checkpoint, dead_letter=dead_letter, bulk=options,
+        )  # fmt: skip
         if on_ray:
             if from_index or (corpus_format not in (None, "jsonl")) or columns:
                 raise ConfigError("--ray reads JSON Lines and Parquet files: not --from-index, CSV/TSV or --columns")
@@ -255,10 +260,7 @@ def index(
             summary = index_corpus_on_ray(
                 settings, corpus, index=alias, recipe=recipe, block_size=block_size or DEFAULT_BLOCK_SIZE,
                 pool=RayWorkers(workers or 1, float(threads or 1), gpus_per_worker or 0.0, ray_address),
-                names=names, recreate=recreate, resume=resume,
-                skip_empty=not index_empty, allow_failures=allow_failures, delete_previous=delete_previous,
-                shards=shards, replicas=replicas, analyzer=analyzer, checkpoint=checkpoint, dead_letter=dead_letter,
-                options=options, vectors_in_source=vectors_in_source is not False, on_block=BlockReport(log_every),
+                names=names, load=load, on_block=BlockReport(log_every),
             )  # fmt: skip
             report_and_exit(summary, allow_failures)
             return
@@ -275,23 +277,17 @@ def index(
         )  # fmt: skip
         client = connect(settings)
         report = ProgressReport(tty=sys.stderr.isatty(), every=log_every)
-        common: dict[str, Any] = dict(
-            index=alias, encoder=encoder, allow_failures=allow_failures, delete_previous=delete_previous,
-            shards=shards, replicas=replicas, dead_letter=dead_letter, analyzer=analyzer, options=options,
-            on_progress=report,
-        )  # fmt: skip
         try:
             if from_index:
                 summary = reencode_index(
-                    client, from_index, text_field=text_field, title_field=title_field, recreate=recreate,
-                    vectors_in_source=vectors_in_source, **common,
+                    client, from_index, index=alias, encoder=encoder, text_field=text_field, title_field=title_field,
+                    load=load, on_progress=report,
                 )  # copies every document: an empty text is still a document
             else:
                 assert corpus is not None
                 summary = index_corpus(
-                    client, corpus, names=names, corpus_format=corpus_format, recreate=recreate, resume=resume,
-                    columns=columns.split(",") if columns else None, checkpoint=checkpoint,
-                    skip_empty=not index_empty, vectors_in_source=vectors_in_source is not False, **common,
+                    client, corpus, index=alias, encoder=encoder, names=names, corpus_format=corpus_format,
+                    columns=columns.split(",") if columns else None, load=load, on_progress=report,
                 )  # fmt: skip
         finally:
             report.close()

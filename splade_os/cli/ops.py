@@ -113,7 +113,7 @@ def reindex(
     (`splade-os alias ALIAS OLD_INDEX`) unless --delete-previous. Exit code 1 when the alias was not moved.
     """
     from splade_os.cli.index import format_summary
-    from splade_os.indexing import BulkOptions
+    from splade_os.indexing import BulkOptions, LoadOptions
     from splade_os.indexing.reindex import reindex as run_reindex
     from splade_os.model.encoder import SpladeEncoder
 
@@ -127,8 +127,10 @@ def reindex(
         }  # fmt: skip
         result = run_reindex(
             connect(settings), alias, encoder, corpus=corpus, corpus_options=corpus_options, text_field=text_field,
-            title_field=title_field, keep_previous=not delete_previous, allow_failures=allow_failures, shards=shards,
-            replicas=replicas, analyzer=analyzer, dead_letter=dead_letter, options=BulkOptions(batch_size=batch_size),
+            title_field=title_field, load=LoadOptions(
+                delete_previous=delete_previous, allow_failures=allow_failures, shards=shards, replicas=replicas,
+                analyzer=analyzer, dead_letter=dead_letter, bulk=BulkOptions(batch_size=batch_size),
+            ),
         )  # fmt: skip
         click.echo(format_summary(result.summary))
         before = f"{', '.join(result.previous)} ({result.previous_count:,} documents)" if result.previous else "nothing"

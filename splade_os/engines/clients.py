@@ -154,7 +154,7 @@ def _aws_credentials() -> Any:
 def connect(settings: ConnectionSettings) -> Any:
     """A client of the cluster's engine, checked to answer (its engine and version are then known); raises
     EngineError with what to do when it does not."""
-    client = client_for(settings)
+    client = settings.client()  # through the settings object, which callers (and tests) may override
     try:
         engine_for(client)
     except Exception as err:  # the clients raise many types; the user needs one clear line

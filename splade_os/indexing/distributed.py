@@ -26,7 +26,7 @@ from splade_os.indexing.block_worker import BlockIndexer, BlockResult, WorkerJob
 from splade_os.indexing.blocks import Block, corpus_files, plan_blocks
 from splade_os.indexing.ledger import CHECKPOINT_VERSION, Checkpoint, Counters, DeadLetters
 from splade_os.indexing.load import IndexSummary, finish, load_options, new_target, resumed_target, run_settings
-from splade_os.indexing.options import EncoderRecipe
+from splade_os.indexing.options import EncoderRecipe, LoadOptions
 from splade_os.indexing.pipeline import IndexingInterrupted
 from splade_os.indexing.target import Target, count_documents, try_restore_refresh
 
@@ -108,20 +108,20 @@ def index_corpus_on_ray(
     names: FieldNames | None = None,
     block_size: int = DEFAULT_BLOCK_SIZE,
     on_block: Callable[[BlockDone], None] | None = None,
-    **load: Any,
+    load: LoadOptions | None = None,
+    **legacy: Any,
 ) -> IndexSummary:
     """Index JSON Lines or Parquet files (one file, a BEIR folder, or a folder of them) into alias `index` with a
     pool of Ray workers; see the module docstring. Each worker connects with `settings` and builds its encoder from
-    `recipe`. `load` takes the options of `index_corpus` (recreate, resume, skip_empty, allow_failures,
-    delete_previous, shards, replicas, analyzer, checkpoint, dead_letter, options, vectors_in_source). Call
-    `summary.problems()` to decide whether the run succeeded.
+    `recipe`. `load` says how, as for `index_corpus` (whose keyword form this takes too). Call `summary.problems()` to
+    decide whether the run succeeded.
     """
-    opts = load_options(index, **load)
+    opts = load_options(index, load, legacy)
     resume = opts.resume
     names = names or FieldNames()
     pool = pool or RayWorkers()
     assert opts.checkpoint is not None
-    own = (opts.checkpoint, opts.dead_letter)  # in the corpus folder when the run starts there
+    own = (opts.checkpoint, opts.dead_letter_path)  # in the corpus folder when the run starts there
     blocks, files = plan_blocks(corpus_files(source, exclude=own), block_size)
     identity = {"files": files, "fields": [names.id, names.text, names.title], "block_size": block_size}
     expected = {"mode": "ray", "input": identity, "settings": run_settings(recipe, opts)}
@@ -139,7 +139,7 @@ def index_corpus_on_ray(
             state = Checkpoint(opts.checkpoint, {**data, "finished": [], "counters": asdict(Counters())})
             state.data["dead_letter_bytes"] = 0
             state.save()
-        letters = DeadLetters(opts.dead_letter, keep_bytes=state.data["dead_letter_bytes"])
+        letters = DeadLetters(opts.dead_letter_path, keep_bytes=state.data["dead_letter_bytes"])
         tally = RunTally(Counters(**state.data["counters"]))
         ledger = BlockLedger(state, letters, tally, target.fresh)
         resumed = len(ledger.finished)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -19,10 +19,8 @@ from splade_os.indexing.ledger import (
     Checkpoint,
     Counters,
     DeadLetters,
-    default_checkpoint,
-    default_dead_letter,
 )  # fmt: skip
-from splade_os.indexing.options import BulkOptions, EncoderDescription, LoadOptions
+from splade_os.indexing.options import EncoderDescription, LoadOptions
 from splade_os.indexing.pipeline import DocumentEncoder, Loader, Progress, run, stored_documents
 from splade_os.indexing.sources import IndexSource, Source, source_names
 from splade_os.indexing.target import Target, count_documents, prepare_target, restore_refresh, try_restore_refresh
@@ -68,21 +66,12 @@ def run_settings(encoder: EncoderDescription, opts: LoadOptions) -> dict[str, An
     return {"encoder": [manifest.get("name"), manifest.get("sha256")], "skip_empty": opts.skip_empty}
 
 
-def load_options(
-    index: str,
-    *,
-    analyzer: str | None = None,
-    checkpoint: Path | None = None,
-    dead_letter: Path | None = None,
-    options: BulkOptions | None = None,
-    **given: Any,
-) -> LoadOptions:
-    """The options of a corpus load into alias `index` from `index_corpus`'s keyword arguments, with the defaults
-    named after the alias; `given` are the fields of `LoadOptions` of the same name (recreate, resume, ...)."""
-    return LoadOptions(
-        analyzer=analyzer or default_analyzer(), checkpoint=checkpoint or default_checkpoint(index),
-        dead_letter=dead_letter or default_dead_letter(index), bulk=options or BulkOptions(), **given,
-    )  # fmt: skip
+def load_options(index: str, load: LoadOptions | None, legacy: Mapping[str, Any], **defaults: Any) -> LoadOptions:
+    """The options of a load into alias `index`: `load`, or the loose keywords of earlier versions (`legacy`: the
+    fields of `LoadOptions` by name, `options` for the `BulkOptions`), with the run's files named after the alias."""
+    if load is not None and legacy:
+        raise ConfigError(f"give load=LoadOptions(...) or its fields as keywords, not both ({', '.join(legacy)})")
+    return (load or LoadOptions.from_keywords(legacy, **defaults)).for_alias(index)
 
 
 def index_corpus(
@@ -94,33 +83,20 @@ def index_corpus(
     names: FieldNames | None = None,
     corpus_format: str | None = None,
     columns: Sequence[str] | None = None,
-    recreate: bool = False,
-    resume: bool = False,
-    skip_empty: bool = True,
-    allow_failures: bool = False,
-    delete_previous: bool = False,
-    shards: int = 1,
-    replicas: int = 1,
-    analyzer: str | None = None,
-    checkpoint: Path | None = None,
-    dead_letter: Path | None = None,
-    options: BulkOptions | None = None,
+    load: LoadOptions | None = None,
     on_progress: Callable[[Progress], None] | None = None,
-    vectors_in_source: bool = True,
+    **legacy: Any,
 ) -> IndexSummary:
     """Index a corpus file, BEIR folder or `-` (stdin) into alias `index`; see the package docstring.
 
-    The alias is moved to a freshly built index only once its count checks out (and no document failed, unless
-    `allow_failures`). Call `summary.problems()` to decide whether the run succeeded.
+    `load` says how (`LoadOptions`; its fields are also taken as keywords: `recreate=True`, ...). The alias is moved
+    to a freshly built index only once its count checks out (and no document failed, unless `allow_failures`).
+    Call `summary.problems()` to decide whether the run succeeded.
     """
-    opts = load_options(
-        index, recreate=recreate, resume=resume, skip_empty=skip_empty, allow_failures=allow_failures,
-        delete_previous=delete_previous, shards=shards, replicas=replicas, analyzer=analyzer, checkpoint=checkpoint,
-        dead_letter=dead_letter, options=options, vectors_in_source=vectors_in_source,
-    )  # fmt: skip
+    opts = load_options(index, load, legacy)
     reader = CorpusReader(source, corpus_format=corpus_format, names=names, columns=columns)
     try:
-        return load(client, reader, index, encoder, opts, on_progress)
+        return run_load(client, reader, index, encoder, opts, on_progress)
     finally:
         reader.close()
 
@@ -133,17 +109,9 @@ def reencode_index(
     encoder: DocumentEncoder,
     text_field: str | None = None,
     title_field: str | None = None,
-    recreate: bool = True,
-    skip_empty: bool = False,
-    allow_failures: bool = False,
-    delete_previous: bool = False,
-    shards: int = 1,
-    replicas: int = 1,
-    analyzer: str | None = None,
-    dead_letter: Path | None = None,
-    options: BulkOptions | None = None,
+    load: LoadOptions | None = None,
     on_progress: Callable[[Progress], None] | None = None,
-    vectors_in_source: bool | None = None,
+    **legacy: Any,
 ) -> IndexSummary:
     """Read `source_index` (scroll), encode `text_field` (with `title_field`), and write alias `index`.
 
@@ -151,27 +119,27 @@ def reencode_index(
     its vectors were encoded from, and those are the default of the next re-encode (else `text` and `title`). The
     new index maps the documents' own fields as the source did.
 
-    With `index` equal to the source alias and `recreate`, this builds the next version and swaps the alias to it
-    once verified: readers move to the new vectors atomically. The old version is kept unless `delete_previous`.
-    Every document is copied, an empty text included (it gets an empty vector and stays findable by its fields),
-    and the alias moves only when the new index holds as many documents as the source did. The new version keeps
-    the source's BM25 analyzer, and its choice of vectors in `_source`, unless `analyzer`/`vectors_in_source` is
-    given.
+    With `index` equal to the source alias and `recreate` (the default of the keyword form), this builds the next
+    version and swaps the alias to it once verified: readers move to the new vectors atomically. The old version is
+    kept unless `delete_previous`. Every document is copied, an empty text included (it gets an empty vector and
+    stays findable by its fields), and the alias moves only when the new index holds as many documents as the
+    source did. The new version keeps the source's BM25 analyzer, and its choice of vectors in `_source`, unless
+    the options give `analyzer`/`vectors_in_source`.
     """
-    bulk = options or BulkOptions()
+    opts = load_options(index, load, legacy, recreate=True)
+    bulk = opts.bulk
     names = source_names(client, source_index, text_field, title_field)
     source = IndexSource(client, source_index, names, bulk.batch_size)
     properties, analysis = source.field_mappings()
-    if not recreate and set(aliases.resolve(client, index)) & set(aliases.resolve(client, source_index)):
+    if not opts.recreate and set(aliases.resolve(client, index)) & set(aliases.resolve(client, source_index)):
         raise ConfigError(f"{index!r} is the index being read: pass --recreate to build a new version of it")
-    opts = LoadOptions(
-        recreate=recreate, skip_empty=skip_empty, allow_failures=allow_failures, delete_previous=delete_previous,
-        shards=shards, replicas=replicas, analyzer=analyzer or source.analyzer() or default_analyzer(),
-        checkpoint=None, dead_letter=dead_letter or default_dead_letter(index), bulk=bulk,
-        vectors_in_source=source.vectors_in_source() if vectors_in_source is None else vectors_in_source,
-        encoded_from={"text": names.text, "title": names.title}, properties=properties, analysis=analysis,
+    in_source = source.vectors_in_source() if opts.vectors_in_source is None else opts.vectors_in_source
+    opts = replace(
+        opts, skip_empty=False, checkpoint=None, analyzer=opts.analyzer or source.analyzer() or default_analyzer(),
+        vectors_in_source=in_source, encoded_from={"text": names.text, "title": names.title}, properties=properties,
+        analysis=analysis,
     )  # fmt: skip
-    summary = load(client, source, index, encoder, opts, on_progress)
+    summary = run_load(client, source, index, encoder, opts, on_progress)
     if (names.text, names.title) != ("text", "title"):
         summary.notes.append(
             f"vectors encoded from {names.title!r} and {names.text!r}; BM25 (bm25 and hybrid modes) searches 'title' "
@@ -255,7 +223,7 @@ def start(client: Any, source: Source, alias: str, encoder: DocumentEncoder, opt
     return Started(target, fresh_state, Counters(), set())
 
 
-def load(
+def run_load(
     client: Any,
     source: Source,
     alias: str,
@@ -277,7 +245,7 @@ def load(
             started.checkpoint.save()
         if opts.resume and target.fresh:
             own.indices.put_settings(index=target.index, body={"index": {"refresh_interval": "-1"}})
-        letters = DeadLetters(opts.dead_letter, keep_bytes=started.dead_letter_bytes)
+        letters = DeadLetters(opts.dead_letter_path, keep_bytes=started.dead_letter_bytes)
         loader = Loader(
             own, target, encoder, opts.bulk, started.checkpoint, letters, skip_empty=opts.skip_empty,
             landed=started.landed, counters=started.counters, total=source.size, on_progress=on_progress,

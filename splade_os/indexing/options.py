@@ -4,12 +4,13 @@ encoder."""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Protocol
 
 from splade_os.errors import ConfigError
-from splade_os.mappings import DEFAULT_ENCODED_FROM, default_analyzer
+from splade_os.indexing.ledger import default_checkpoint, default_dead_letter
+from splade_os.mappings import DEFAULT_ENCODED_FROM
 from splade_os.vectors import SparseVector
 
 
@@ -61,13 +62,39 @@ class LoadOptions:
     delete_previous: bool = False  # after a verified switch, delete the version readers used before
     shards: int = 1
     replicas: int = 1
-    analyzer: str = field(default_factory=default_analyzer)  # of the BM25 text fields of a new index
-    vectors_in_source: bool = True  # False: a new index leaves vectors out of `_source` (postings only)
+    # Of the BM25 text fields of a new index. None: SPLADE_OS_ANALYZER or english; a re-encode: the source's.
+    analyzer: str | None = None
+    # False: a new index leaves vectors out of `_source` (postings only). None: True; a re-encode: the source's.
+    vectors_in_source: bool | None = None
     # The stored fields the vectors are encoded from, recorded in `_meta`: a corpus load stores them as text/title.
     encoded_from: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_ENCODED_FROM))
     # A re-encode maps the documents' own fields as the source index did (and defines the analyzers they use).
     properties: Mapping[str, Any] = field(default_factory=dict)
     analysis: Mapping[str, Any] = field(default_factory=dict)
-    checkpoint: Path | None = None  # None: the source cannot be resumed
-    dead_letter: Path = Path("dead-letter.jsonl")
+    checkpoint: Path | None = None  # None: named after the alias (`ALIAS.checkpoint.json`); a re-encode keeps none
+    dead_letter: Path | None = None  # None: named after the alias (`ALIAS.dead-letter.jsonl`)
     bulk: BulkOptions = field(default_factory=lambda: BulkOptions())
+
+    @classmethod
+    def from_keywords(cls, given: Mapping[str, Any], **defaults: Any) -> LoadOptions:
+        """Options from the loose keywords the entry points took before they took one `LoadOptions` (`options` was
+        the `BulkOptions`); `defaults` are the entry point's own defaults for what `given` leaves out."""
+        values = {**defaults, **{k: v for k, v in given.items() if k != "options"}}
+        if given.get("options") is not None:
+            values["bulk"] = given["options"]
+        unknown = set(values) - {f.name for f in fields(cls)}
+        if unknown:
+            raise TypeError(f"unexpected keyword argument(s): {', '.join(sorted(unknown))}")
+        return cls(**values)
+
+    def for_alias(self, alias: str, *, resumable: bool = True) -> LoadOptions:
+        """These options with the run's files named after `alias` where none were given; a load that cannot be
+        resumed (a re-encode reads an index, not a file) keeps no checkpoint."""
+        checkpoint = (self.checkpoint or default_checkpoint(alias)) if resumable else None
+        return replace(self, checkpoint=checkpoint, dead_letter=self.dead_letter or default_dead_letter(alias))
+
+    @property
+    def dead_letter_path(self) -> Path:
+        if self.dead_letter is None:
+            raise ValueError("LoadOptions.for_alias names the dead-letter file before a load starts")
+        return self.dead_letter

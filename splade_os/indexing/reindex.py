@@ -9,13 +9,13 @@ as the version it replaces (empty texts included), or the alias stays on the old
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from splade_os import aliases
 from splade_os.errors import ConfigError
-from splade_os.indexing import BulkOptions, DocumentEncoder, IndexSummary, Progress, index_corpus, reencode_index
+from splade_os.indexing import DocumentEncoder, IndexSummary, LoadOptions, Progress, index_corpus, reencode_index
 from splade_os.mappings import read_index_meta
 
 
@@ -43,18 +43,19 @@ def reindex(
     corpus_options: dict[str, Any] | None = None,
     text_field: str | None = None,
     title_field: str | None = None,
-    keep_previous: bool = True,
-    allow_failures: bool = False,
-    shards: int = 1,
-    replicas: int = 1,
-    analyzer: str | None = None,
-    dead_letter: Path | None = None,
-    options: BulkOptions | None = None,
+    load: LoadOptions | None = None,
     on_progress: Callable[[Progress], None] | None = None,
+    **legacy: Any,
 ) -> ReindexResult:
     """Build the next version of `alias` from `corpus`, or from the alias's current documents when `corpus` is None,
-    and point the alias at it once verified. `keep_previous=False` deletes the old version after a good swap.
-    A re-encode reads `text_field` and `title_field` (default: the fields the current version was encoded from)."""
+    and point the alias at it once verified. `load.delete_previous` deletes the old version after a good swap
+    (`keep_previous=False` in the keyword form of earlier versions). A re-encode reads `text_field` and
+    `title_field` (default: the fields the current version was encoded from)."""
+    if "keep_previous" in legacy:  # the 0.1 name, the opposite of the one `index` and `alias` use
+        legacy["delete_previous"] = not legacy.pop("keep_previous")
+    opts = load or LoadOptions.from_keywords(legacy)
+    if load is not None and legacy:
+        raise ConfigError(f"give load=LoadOptions(...) or its fields as keywords, not both ({', '.join(legacy)})")
     previous = tuple(aliases.resolve(client, alias))
     if len(previous) > 1:
         raise ConfigError(f"alias {alias!r} points at {len(previous)} indices: point it at one with `splade-os alias`")
@@ -67,28 +68,29 @@ def reindex(
         )
     previous_count = _count(client, previous)
     meta = read_index_meta(client, previous[0]) if previous else {}
-    if analyzer is None:  # the new version analyses text like the one it replaces
-        recorded = meta.get("analyzer")
-        analyzer = recorded if isinstance(recorded, str) else None
-    common: dict[str, Any] = dict(
-        index=alias, encoder=encoder, allow_failures=allow_failures, delete_previous=False, shards=shards,
-        replicas=replicas, analyzer=analyzer, dead_letter=dead_letter, options=options, on_progress=on_progress,
+    recorded = meta.get("analyzer")
+    # The new version analyses text like the one it replaces, and keeps (or leaves out) vectors in `_source` as it
+    # did; it is built fresh, and the old version is deleted (if asked) only after the swap checked out.
+    build = replace(
+        opts, recreate=True, resume=False, delete_previous=False,
+        analyzer=opts.analyzer or (recorded if isinstance(recorded, str) else None),
+        vectors_in_source=meta.get("vectors_in_source", True) is not False if opts.vectors_in_source is None
+        else opts.vectors_in_source,
     )  # fmt: skip
     if corpus is None:
-        # Keep documents with empty text: a re-encode must carry every document over, or the count check fails.
         summary = reencode_index(
-            client, alias, text_field=text_field, title_field=title_field, recreate=True, skip_empty=False, **common
-        )
+            client, alias, index=alias, encoder=encoder, text_field=text_field, title_field=title_field, load=build,
+            on_progress=on_progress,
+        )  # fmt: skip
     else:
-        # ... and keeps (or leaves out) vectors in `_source` as it did.
-        in_source = meta.get("vectors_in_source", True) is not False
         summary = index_corpus(
-            client, corpus, recreate=True, vectors_in_source=in_source, **(corpus_options or {}), **common
-        )
-    problems = summary.problems(allow_failures=allow_failures)
+            client, corpus, index=alias, encoder=encoder, load=build, on_progress=on_progress,
+            **(corpus_options or {}),
+        )  # fmt: skip
+    problems = summary.problems(allow_failures=opts.allow_failures)
     swapped = aliases.resolve(client, alias) == [summary.index]
     deleted: tuple[str, ...] = ()
-    if swapped and not keep_previous and previous:
+    if swapped and opts.delete_previous and previous:
         client.indices.delete(index=",".join(previous))
         deleted = previous
     return ReindexResult(alias, previous, previous_count, summary, swapped, deleted, problems)

@@ -11,7 +11,7 @@ from splade_os.engines import engine_for
 from splade_os.engines.refusals import is_refusal
 from splade_os.errors import ConfigError, EngineError
 from splade_os.indexing.options import EncoderDescription, LoadOptions
-from splade_os.mappings import check_encoder, check_vector_field, index_body
+from splade_os.mappings import check_encoder, check_vector_field, default_analyzer, index_body
 
 log = logging.getLogger(__name__)
 
@@ -39,9 +39,10 @@ def encoding_settings(encoder: EncoderDescription) -> dict[str, Any]:
 def create_index(client: Any, index: str, encoder: EncoderDescription, opts: LoadOptions) -> Any:
     # The document pruning the encoder applies is part of what the index holds: `_meta` records it.
     pruning = {name: value for name in ("top_k", "min_weight", "max_ratio") if (value := getattr(encoder, name, None))}
+    analyzer = opts.analyzer or default_analyzer()
     body = index_body(
         shards=opts.shards, replicas=opts.replicas, manifest=encoder.manifest, engine=engine_for(client),
-        analyzer=opts.analyzer, pruning=pruning, vectors_in_source=opts.vectors_in_source,
+        analyzer=analyzer, pruning=pruning, vectors_in_source=opts.vectors_in_source is not False,
         encoded_from=opts.encoded_from, encoding=encoding_settings(encoder), extra_properties=opts.properties,
         analysis=opts.analysis,
     )  # fmt: skip
@@ -52,9 +53,9 @@ def create_index(client: Any, index: str, encoder: EncoderDescription, opts: Loa
     except Exception as err:
         if is_refusal(err):
             raise  # the CLI names the permission to add
-        if f"analyzer [{opts.analyzer}]" in str(err):
+        if f"analyzer [{analyzer}]" in str(err):
             raise ConfigError(
-                f"the cluster has no {opts.analyzer!r} analyzer for the BM25 fields (minimal distributions lack the "
+                f"the cluster has no {analyzer!r} analyzer for the BM25 fields (minimal distributions lack the "
                 "language analyzers): pass --analyzer standard, or set SPLADE_OS_ANALYZER"
             ) from None
         raise EngineError(f"cannot create index {index!r}: {err}") from None
