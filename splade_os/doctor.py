@@ -14,7 +14,6 @@ from splade_os.engines.errors import describe_error
 from splade_os.engines.refusals import is_refusal
 from splade_os.errors import SpladeOSError
 from splade_os.mappings import VECTOR_FIELD, check_encoder_meta, meta_from_mapping, vector_field_problem
-from splade_os.retrieval.query import elasticsearch_max_clauses, max_clauses_from_settings
 from splade_os.retrieval.two_phase import growth_warning
 
 __all__ = ["FAIL", "OK", "SKIP", "WARN", "Check", "failed", "format_checks", "run_checks", "to_json"]
@@ -23,10 +22,7 @@ MIN_CLAUSES = 1024  # OpenSearch's default; SPLADE queries of a few hundred term
 
 def _clauses_check(client: Any, engine: Engine) -> Check:
     # Read here rather than through query.cluster_max_clauses, which assumes the default when refused.
-    if engine.name == "elasticsearch":
-        limit = elasticsearch_max_clauses(client)
-        return Check("max_clause_count", OK, str(limit))  # computed by each node: never below 1024
-    limit = max_clauses_from_settings(client.cluster.get_settings(include_defaults=True, flat_settings=True))
+    limit = engine.clause_limit(engine.clause_limit_request(client))  # Elasticsearch's is never below 1024
     if limit < MIN_CLAUSES:
         return Check(
             "max_clause_count", WARN, f"{limit}: long queries lose their lightest terms",

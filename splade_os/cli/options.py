@@ -9,10 +9,10 @@ from contextlib import contextmanager
 from typing import Any, TypeVar
 
 import click
-from opensearchpy.exceptions import ImproperlyConfigured, OpenSearchException
+from opensearchpy.exceptions import ImproperlyConfigured
 
 from splade_os.connection import ConnectionSettings
-from splade_os.engines.errors import describe_error, is_elasticsearch_error
+from splade_os.engines.errors import describe_error, is_client_error
 from splade_os.errors import SpladeOSError
 from splade_os.redaction import redact
 
@@ -154,9 +154,7 @@ def cli_errors() -> Iterator[None]:
         raise click.ClickException(redact(str(err))) from None
     except ImproperlyConfigured as err:
         raise click.ClickException(redact(f"client configuration: {err}")) from None
-    except OpenSearchException as err:
-        raise click.ClickException(describe_error(err)) from None
     except Exception as err:
-        if is_elasticsearch_error(err):
+        if is_client_error(err):
             raise click.ClickException(describe_error(err)) from None
         raise

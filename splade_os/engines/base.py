@@ -25,6 +25,7 @@ class Check:
 
 
 OK, WARN, FAIL, SKIP = "ok", "warn", "FAIL", "skip"
+DEFAULT_MAX_CLAUSES = 1024  # what a cluster allows when it says nothing else (OpenSearch's default)
 
 
 class Engine(Protocol):
@@ -94,6 +95,14 @@ class Engine(Protocol):
 
     def with_timeout(self, client: Any, seconds: float) -> tuple[Any, dict[str, Any]]:
         """A client and the keyword arguments that give one call `seconds` to answer (a force-merge, a bulk)."""
+        ...
+
+    def clause_limit_request(self, client: Any) -> Any:
+        """The request that tells how many clauses one query may hold (a coroutine on an asyncio client)."""
+        ...
+
+    def clause_limit(self, response: Mapping[str, Any]) -> int:
+        """The clause limit in the answer to `clause_limit_request`."""
         ...
 
     def without_retries(self, client: Any) -> tuple[Any, bool]:

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from splade_os.engines.base import FAIL, OK, Check
+from splade_os.engines.base import DEFAULT_MAX_CLAUSES, FAIL, OK, Check
 from splade_os.engines.refusals import is_missing_endpoint
 from splade_os.engines.roles import INDEXER, SEARCHER, privileges
 from splade_os.errors import MissingDependencyError
@@ -31,6 +31,12 @@ def import_client() -> Any:
     except ImportError:
         raise MissingDependencyError(INSTALL_HINT) from None
     return elasticsearch
+
+
+# Elasticsearch 8.5+ allows max(1024, heap MB x 64 / search threads) clauses per node (SearchUtils); its
+# `indices.query.bool.max_clause_count` setting still answers 4096 but has had no effect since 8.0.
+_CLAUSES_PER_HEAP_MB = 64
+NODE_LIMITS = "nodes.*.jvm.mem.heap_max_in_bytes,nodes.*.thread_pool.search"
 
 
 @dataclass(frozen=True)
@@ -145,6 +151,21 @@ class ElasticsearchEngine:
 
     def with_timeout(self, client: Any, seconds: float) -> tuple[Any, dict[str, Any]]:
         return client.options(request_timeout=seconds), {}
+
+    def clause_limit_request(self, client: Any) -> Any:
+        return client.nodes.info(metric="jvm,thread_pool", filter_path=NODE_LIMITS)
+
+    def clause_limit(self, response: Mapping[str, Any]) -> int:
+        """The smallest of the limits the nodes computed at start-up from their heap and search threads: reading the
+        setting instead cut queries the cluster would take, and let through queries a small node refuses."""
+        limits = []
+        for node in response.get("nodes", {}).values():
+            heap_mb = int(node.get("jvm", {}).get("mem", {}).get("heap_max_in_bytes", 0)) >> 20
+            pool = node.get("thread_pool", {}).get("search", {})
+            threads = int(pool.get("max") or pool.get("size") or 0)
+            computed = heap_mb * _CLAUSES_PER_HEAP_MB // threads if threads > 0 else 0
+            limits.append(max(DEFAULT_MAX_CLAUSES, computed))
+        return min(limits, default=DEFAULT_MAX_CLAUSES)
 
     def without_retries(self, client: Any) -> tuple[Any, bool]:
         # `options` makes a client that shares the caller's connection pool: it must not be closed.

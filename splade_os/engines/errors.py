@@ -14,6 +14,11 @@ if TYPE_CHECKING:
     from splade_os.connection import ConnectionSettings
 
 
+def is_client_error(err: BaseException) -> bool:
+    """True for an error raised by either engine's client (what `describe_error` turns into one line)."""
+    return isinstance(err, os_errors.OpenSearchException) or is_elasticsearch_error(err)
+
+
 def is_elasticsearch_error(err: BaseException) -> bool:
     """True for an error raised by the official Elasticsearch client or its transport."""
     return type(err).__module__.split(".")[0] in ("elasticsearch", "elastic_transport")

@@ -13,7 +13,7 @@ from typing import Any
 from opensearchpy import OpenSearch, helpers
 
 from splade_os.engines import opensearch_privileges
-from splade_os.engines.base import FAIL, OK, WARN, Check
+from splade_os.engines.base import DEFAULT_MAX_CLAUSES, FAIL, OK, WARN, Check
 from splade_os.vectors import SparseVector, escape_token
 
 
@@ -88,6 +88,17 @@ class OpenSearchEngine:
 
     def with_timeout(self, client: Any, seconds: float) -> tuple[Any, dict[str, Any]]:
         return client, {"request_timeout": seconds}
+
+    def clause_limit_request(self, client: Any) -> Any:
+        # `indices.query.bool.max_clause_count`: dynamic since 2.16, set or the default.
+        return client.cluster.get_settings(include_defaults=True, flat_settings=True)
+
+    def clause_limit(self, response: Mapping[str, Any]) -> int:
+        for scope in ("transient", "persistent", "defaults"):
+            value = response.get(scope, {}).get("indices.query.bool.max_clause_count")
+            if value is not None:
+                return int(value)
+        return DEFAULT_MAX_CLAUSES
 
     def without_retries(self, client: Any) -> tuple[Any, bool]:
         transport = client.transport

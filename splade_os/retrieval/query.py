@@ -11,15 +11,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from splade_os.engines import Engine, OpenSearchEngine, is_elasticsearch
+from splade_os.engines import Engine, OpenSearchEngine, engine_for
+from splade_os.engines.base import DEFAULT_MAX_CLAUSES
 from splade_os.engines.refusals import is_refusal
 from splade_os.mappings import VECTOR_FIELD
 from splade_os.vectors import SparseVector
 
-DEFAULT_MAX_CLAUSES = 1024
-# Elasticsearch 8.5+ allows max(1024, heap MB x 64 / search threads) clauses per node (SearchUtils).
-_ES_CLAUSES_PER_HEAP_MB = 64
-NODE_LIMITS = "nodes.*.jvm.mem.heap_max_in_bytes,nodes.*.thread_pool.search"
 # OpenSearch's own two-phase default: phase one keeps tokens of at least 0.4 x the largest weight.
 DEFAULT_TWO_PHASE_RATIO = 0.4
 DEFAULT_TWO_PHASE_WINDOW_FACTOR = 5
@@ -175,47 +172,16 @@ def build_bm25_query(
     return _page({"query": query}, size, from_, source)
 
 
-def max_clauses_from_settings(settings: Mapping[str, Any]) -> int:
-    """`indices.query.bool.max_clause_count` from a flat get-settings response (set, or the default)."""
-    for scope in ("transient", "persistent", "defaults"):
-        value = settings.get(scope, {}).get("indices.query.bool.max_clause_count")
-        if value is not None:
-            return int(value)
-    return DEFAULT_MAX_CLAUSES
-
-
-def max_clauses_from_nodes(nodes: Mapping[str, Any]) -> int:
-    """Elasticsearch's clause limit from a nodes-info response filtered to `NODE_LIMITS`: the smallest of the limits
-    the nodes computed at start-up from their heap and search threads. Its `indices.query.bool.max_clause_count`
-    setting still answers 4096 but has had no effect since 8.0: reading it cut queries the cluster would take, and
-    let through queries a node with a small heap and many threads refuses."""
-    limits = []
-    for node in nodes.get("nodes", {}).values():
-        heap_mb = int(node.get("jvm", {}).get("mem", {}).get("heap_max_in_bytes", 0)) >> 20
-        pool = node.get("thread_pool", {}).get("search", {})
-        threads = int(pool.get("max") or pool.get("size") or 0)
-        computed = heap_mb * _ES_CLAUSES_PER_HEAP_MB // threads if threads > 0 else 0
-        limits.append(max(DEFAULT_MAX_CLAUSES, computed))
-    return min(limits, default=DEFAULT_MAX_CLAUSES)
-
-
-def elasticsearch_max_clauses(client: Any) -> int:
-    return max_clauses_from_nodes(client.nodes.info(metric="jvm,thread_pool", filter_path=NODE_LIMITS))
-
-
 def cluster_max_clauses(client: Any) -> int:
-    """The clause limit the cluster enforces, read live (dynamic since OpenSearch 2.16; on Elasticsearch computed by
-    each node from its heap and search threads).
+    """The clause limit the cluster enforces, read live (see each engine's `clause_limit`).
 
     A user allowed to search but not to read cluster settings or nodes info (the searcher role of docs/security.md
     on OpenSearch) gets the default limit: queries are cut to it, which is right unless the cluster raised it.
     """
+    engine = engine_for(client)
     try:
-        if is_elasticsearch(client):
-            return elasticsearch_max_clauses(client)
-        settings = client.cluster.get_settings(include_defaults=True, flat_settings=True)
+        return engine.clause_limit(engine.clause_limit_request(client))
     except Exception as err:
         if not is_refusal(err):
             raise
         return DEFAULT_MAX_CLAUSES
-    return max_clauses_from_settings(settings)

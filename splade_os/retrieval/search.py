@@ -23,15 +23,12 @@ from splade_os.mappings import (
 )
 from splade_os.retrieval.fusion import linear_fusion, reciprocal_rank_fusion
 from splade_os.retrieval.query import (
-    NODE_LIMITS,
     Pruning,
     QueryPlan,
     build_bm25_query,
     build_splade_query,
     build_two_phase_query,
     cluster_max_clauses,
-    max_clauses_from_nodes,
-    max_clauses_from_settings,
 )
 from splade_os.retrieval.two_phase import TwoPhaseSettings, stored_settings
 from splade_os.vectors import SparseVector
@@ -460,12 +457,7 @@ class AsyncSearcher:
             if not await client.indices.exists(index=index):
                 raise _missing_index(index)
             try:
-                if engine.name == "elasticsearch":
-                    nodes = await client.nodes.info(metric="jvm,thread_pool", filter_path=NODE_LIMITS)
-                    logic.max_clauses = max_clauses_from_nodes(nodes)
-                else:
-                    settings_response = await client.cluster.get_settings(include_defaults=True, flat_settings=True)
-                    logic.max_clauses = max_clauses_from_settings(settings_response)
+                logic.max_clauses = engine.clause_limit(await engine.clause_limit_request(client))
             except Exception as err:  # a searcher may not read cluster settings: the default limit (see query.py)
                 if not is_refusal(err):
                     raise
