@@ -19,6 +19,7 @@ LAYERS = [
     {"retrieval", "indexing"},
     {"evaluation", "doctor", "stats"},
     {"node"},
+    {"integrations"},
     {"cli", "__main__"},
 ]
 

@@ -5,14 +5,13 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from click.testing import CliRunner
-from conftest import delete_indices
+from helpers import indexed_demo
 from opensearchpy import OpenSearch
 
 from splade_os.cli import main
@@ -30,7 +29,6 @@ pytestmark = pytest.mark.engine
 
 REPO = Path(__file__).resolve().parents[1]
 MODEL = REPO / "models" / "splade-tiny"
-CORPUS = REPO / "examples" / "demo-corpus.jsonl"
 GOLDEN = Path(__file__).parent / "golden"
 QUERIES = ["what causes a heart attack", "renewable electricity", "U.S. founding documents", "planets of other stars"]
 PRECISION = 2.0**-8
@@ -43,11 +41,7 @@ def encoder() -> SpladeEncoder:
 
 @pytest.fixture(scope="module")
 def demo_index(engine_client: OpenSearch, encoder: SpladeEncoder) -> Iterator[str]:
-    name = f"test-search-{uuid.uuid4().hex[:8]}"
-    summary = index_corpus(engine_client, CORPUS, index=name, encoder=encoder, replicas=0)
-    assert summary.problems() == [] and summary.counters.indexed == 42
-    yield name
-    delete_indices(engine_client, f"{name}*")
+    yield from indexed_demo(engine_client, encoder, "test-search")
 
 
 @pytest.fixture(scope="module")
