@@ -18,6 +18,7 @@ from typing import Any, BinaryIO
 
 from splade_os.errors import ConfigError, InputError
 from splade_os.mappings import VECTOR_FIELD
+from splade_os.vectors import SparseVector, valid_unicode, vector_problem
 
 FORMATS = ("jsonl", "csv", "tsv")
 # One record larger than this is reported and skipped instead of being read into memory whole.
@@ -35,6 +36,13 @@ class FieldNames:
     id: str = "_id"
     text: str = "text"
     title: str = "title"
+    # The field holding a vector made elsewhere (`{token: weight}`): read and checked instead of encoding the text,
+    # which is then optional. None: records carry no vector.
+    vector: str | None = None
+
+    def listed(self) -> list[str]:
+        """The names, for a checkpoint to recognise the same reading options (the vector field only when set)."""
+        return [self.id, self.text, self.title, *([self.vector] if self.vector else [])]
 
 
 @dataclass(frozen=True)
@@ -49,12 +57,22 @@ class Record:
     # The whole document as an index stored it (a re-encode): written back as it is, under its own field names;
     # None writes `fields` with `doc_id`, `title` and `text`.
     document: Mapping[str, Any] | None = None
+    # A vector made elsewhere, read from the input field `vector_field` (see `FieldNames.vector`).
+    vector: SparseVector | None = None
+    vector_field: str = ""
 
     def source(self) -> dict[str, Any]:
         """The record as it was read, for a dead-letter entry that can be replayed."""
         if self.document is not None:
             return {"_id": self.doc_id, **self.document}
-        return {"_id": self.doc_id, "title": self.title, "text": self.text, **self.fields}
+        carried = {} if self.vector is None else {self.vector_field: self.vector.to_dict()}
+        return {"_id": self.doc_id, "title": self.title, "text": self.text, **self.fields, **carried}
+
+    def nothing_to_index(self) -> str | None:
+        """Why this record is skipped when empty records are (`--index-empty` indexes them); None when it is not."""
+        if self.vector is not None:
+            return None if self.vector else "empty vector: nothing to index"
+        return None if self.text.strip() or self.title.strip() else "empty text and title: nothing to encode"
 
     def stored(self) -> dict[str, Any]:
         """The document's `_source` in the index, without the vector."""
@@ -82,15 +100,6 @@ def _snippet(raw: bytes | str) -> str:
     return text if len(text) <= _SNIPPET else text[:_SNIPPET] + "..."
 
 
-def _valid_unicode(value: str) -> bool:
-    # A JSON `\ud800` escape decodes to a lone surrogate that the tokenizer and the engine both reject.
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
 def to_record(obj: Any, names: FieldNames, line: int, raw: bytes | str = "") -> Item:
     """Validate one parsed input object; every problem becomes a RecordError naming the field and the fix."""
     if not isinstance(obj, dict):
@@ -105,7 +114,16 @@ def to_record(obj: Any, names: FieldNames, line: int, raw: bytes | str = "") -> 
     doc_id = str(doc_id)
     if not doc_id.strip():
         return RecordError(line, f"missing id: field {names.id!r} is empty", raw=_snippet(raw))
-    if names.text not in obj:
+    vector: SparseVector | None = None
+    if names.vector is not None:  # the vector is given: the text is optional
+        if names.vector not in obj:
+            reason = f"no {names.vector!r} field (choose another with --vector-field)"
+            return RecordError(line, reason, doc_id=doc_id, raw=_snippet(raw))
+        problem = vector_problem(obj[names.vector])
+        if problem:
+            return RecordError(line, f"vector field {names.vector!r}: {problem}", doc_id=doc_id, raw=_snippet(raw))
+        vector = SparseVector(obj[names.vector])
+    elif names.text not in obj:
         reason = f"no {names.text!r} field (choose another with --text-field)"
         return RecordError(line, reason, doc_id=doc_id, raw=_snippet(raw))
     values: dict[str, str] = {}
@@ -118,11 +136,11 @@ def to_record(obj: Any, names: FieldNames, line: int, raw: bytes | str = "") -> 
         elif not isinstance(value, str):
             reason = f"{label} field {name!r} must be a string, got {type(value).__name__}"
             return RecordError(line, reason, doc_id=doc_id, raw=_snippet(raw))
-        if not _valid_unicode(value):
+        if not valid_unicode(value):
             reason = f"{label} field {name!r} is not valid Unicode (a lone surrogate escape)"
             return RecordError(line, reason, doc_id=doc_id, raw=_snippet(raw))
         values[label] = value
-    used = {names.id, names.text, names.title}
+    used = {names.id, names.text, names.title, names.vector}
     extra: dict[str, Any] = {}
     for key, item in obj.items():
         if key in used:
@@ -133,7 +151,10 @@ def to_record(obj: Any, names: FieldNames, line: int, raw: bytes | str = "") -> 
                 return RecordError(line, lost, doc_id=doc_id, raw=_snippet(raw))
             continue  # a copy of what the index writes anyway (the doc_id of a re-encoded index): nothing is lost
         extra[key] = item
-    return Record(doc_id=doc_id, text=values["text"], title=values["title"], fields=extra, line=line)
+    return Record(
+        doc_id=doc_id, text=values["text"], title=values["title"], fields=extra, line=line, vector=vector,
+        vector_field=names.vector or "",
+    )  # fmt: skip
 
 
 _WRITTEN_AS = {"doc_id": "id", "_id": "id", "text": "text", "title": "title"}
@@ -235,7 +256,7 @@ class CorpusReader:
         return {
             "path": str(self.path.resolve()) if self.path else "-",
             "format": self.format,
-            "fields": [self.names.id, self.names.text, self.names.title],
+            "fields": self.names.listed(),
             "columns": self.columns,
         }
 
@@ -345,7 +366,7 @@ class CorpusReader:
                 header = row
                 continue
             raw = delimiter.join(row)
-            if not _valid_unicode(raw):
+            if not valid_unicode(raw):
                 yield RecordError(first_line, "invalid UTF-8 in the row", raw=_snippet(raw.encode("utf-8", "replace")))
                 continue
             if len(row) != len(header):

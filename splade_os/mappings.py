@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import logging
 import os
 from collections.abc import Mapping
 from functools import cache
@@ -15,10 +16,13 @@ from splade_os.engines.refusals import is_refusal
 from splade_os.errors import EncoderMismatchError, EngineError
 
 VECTOR_FIELD = "splade"
+PRECOMPUTED = "precomputed"  # the encoder `_meta` records for an index built from vectors made elsewhere
 META_KEY = "splade_os"
 DEFAULT_ANALYZER = "english"  # of the BM25 text fields; recorded in `_meta`
 ANALYZER_ENV = "SPLADE_OS_ANALYZER"
 DEFAULT_ENCODED_FROM = {"text": "text", "title": "title"}  # a corpus load always stores what it encodes there
+
+log = logging.getLogger(__name__)
 
 
 def default_analyzer() -> str:
@@ -47,8 +51,11 @@ def encoder_meta(
     document again as it was indexed (its fields, `encoded_from`; how long texts were cut, `encoding`)."""
     from splade_os import __version__
 
+    encoder = {"name": manifest.get("name"), "sha256": manifest.get("sha256")}
+    if manifest.get("name") == PRECOMPUTED:
+        encoder["vocabulary"] = manifest.get("vocabulary")  # what its vectors' tokens were checked against
     meta: dict[str, Any] = {
-        "encoder": {"name": manifest.get("name"), "sha256": manifest.get("sha256")},
+        "encoder": encoder,
         "splade_os_version": __version__,
         "pruning": dict(pruning or {}),
         "analyzer": analyzer or default_analyzer(),
@@ -148,6 +155,9 @@ def check_encoder_meta(
 ) -> None:
     """Raise when the index's `_meta` names another encoder than `manifest` describes, unless `force`."""
     built_with = meta.get("encoder") or {}
+    if manifest.get("name") == PRECOMPUTED and not force:
+        check_vocabulary(index, built_with, manifest)
+        return
     if force or not built_with.get("sha256"):
         return  # forced, or an index not built by splade-os: nothing recorded to compare
     if built_with.get("sha256") != manifest.get("sha256"):
@@ -156,6 +166,44 @@ def check_encoder_meta(
             f"(sha256 {str(built_with.get('sha256'))[:12]}), "
             f"but the query encoder is {manifest.get('name')!r} (sha256 {str(manifest.get('sha256'))[:12]}): "
             "scores would be meaningless. Use the same model folder, or pass --force if the vocabularies match."
+        )
+
+
+def check_vocabulary(index: str, built_with: Mapping[str, Any], manifest: Mapping[str, Any]) -> None:
+    """Raise when vectors made elsewhere (`manifest` of `PrecomputedVectors`) are checked against another
+    vocabulary than the one of index `index` (`built_with`, its `_meta` encoder); warn when nothing says."""
+    mine = manifest.get("vocabulary") or {}
+    if built_with.get("name") == PRECOMPUTED:
+        theirs = built_with.get("vocabulary") or {}
+        if theirs.get("sha256") and mine.get("sha256"):
+            if theirs["sha256"] != mine["sha256"]:
+                raise EncoderMismatchError(
+                    f"index {index!r} holds vectors in the vocabulary of {theirs.get('name')!r} (sha256 "
+                    f"{str(theirs['sha256'])[:12]}), but these are checked against the vocabulary of "
+                    f"{mine.get('name')!r} (sha256 {str(mine['sha256'])[:12]}): scores would be meaningless. Give "
+                    "--model the folder of the model that made the index's vectors, or index into a new index"
+                )
+            return
+        if theirs:
+            log.warning("cannot check the vector tokens against the vocabulary of %r, that index %r holds: pass "
+                        "--model with that model's folder to check them", theirs.get("name"), index)  # fmt: skip
+        else:
+            log.warning("index %r records no vocabulary (it was built from unchecked vectors): the vector tokens "
+                        "cannot be checked", index)  # fmt: skip
+        return
+    if not built_with.get("sha256"):
+        return  # an index not built by splade-os: nothing recorded to compare
+    if not mine:
+        log.warning(
+            "cannot check the vector tokens against the vocabulary of %r, the encoder index %r was built with: pass "
+            "--model with that model's folder to check them", built_with.get("name"), index,
+        )  # fmt: skip
+    elif mine.get("model_sha256") != built_with["sha256"]:
+        raise EncoderMismatchError(
+            f"index {index!r} was built with encoder {built_with.get('name')!r} (sha256 "
+            f"{str(built_with['sha256'])[:12]}), but these vectors are checked against the vocabulary of "
+            f"{mine.get('name')!r} (sha256 {str(mine.get('model_sha256'))[:12]}): scores would be meaningless. Give "
+            "--model the folder of the model that built the index, or index into a new index"
         )
 
 

@@ -10,9 +10,14 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 # Lucene's FeatureField rejects values below Float.MIN_NORMAL; anything smaller is dropped, never sent.
 MIN_FEATURE_VALUE = 1.17549435e-38
+# Weights are stored as 32-bit floats: a larger one overflows to infinity, which both engines refuse.
+MAX_FEATURE_VALUE = 3.4028234663852886e38
+# Lucene refuses a term (a vector key, as the engine writes it) longer than this in UTF-8.
+MAX_KEY_BYTES = 32766
 
 _ESCAPES = (("%", "%25"), (".", "%2E"))
 
@@ -29,6 +34,56 @@ def unescape_token(key: str) -> str:
     for raw, escaped in reversed(_ESCAPES):
         key = key.replace(escaped, raw)
     return key
+
+
+def vector_problem(value: Any) -> str | None:
+    """Why a vector made elsewhere (`{token: weight}` as read from JSON) cannot be indexed as it is; None if it can.
+
+    The encoder drops weights the engines refuse because a model never makes useful ones; a user's vector is kept
+    whole or refused with the reason, never silently changed.
+    """
+    if not isinstance(value, Mapping):
+        return f"a JSON object of token: weight, got {_json_type(value)}"
+    for token, weight in value.items():
+        if not isinstance(token, str) or not token:
+            return "an empty token"
+        if isinstance(weight, bool) or not isinstance(weight, (int, float)):
+            return f"token {token[:50]!r} has a weight that is not a number ({_json_type(weight)})"
+        try:
+            weight = float(weight)
+        except OverflowError:  # a JSON integer past the range of a float
+            weight = math.inf
+        if not math.isfinite(weight):
+            return f"token {token[:50]!r} has the weight {weight}: weights must be finite"
+        if weight <= 0:
+            return f"token {token[:50]!r} has the weight {weight}: weights must be positive (leave the token out)"
+        if weight < MIN_FEATURE_VALUE or weight > MAX_FEATURE_VALUE:
+            return (
+                f"token {token[:50]!r} has the weight {weight}, outside what a 32-bit float stores "
+                f"({MIN_FEATURE_VALUE:.3g} to {MAX_FEATURE_VALUE:.3g})"
+            )
+        if not valid_unicode(token):
+            return f"token {token[:50]!r} is not valid Unicode (a lone surrogate escape)"
+    return None
+
+
+def _json_type(value: Any) -> str:
+    names = {dict: "an object", list: "an array", str: "a string", bool: "a boolean", type(None): "null"}
+    return next((n for kind, n in names.items() if isinstance(value, kind)), "a number")
+
+
+def valid_unicode(value: str) -> bool:
+    # A JSON `\ud800` escape decodes to a lone surrogate that the tokenizer and the engines both reject.
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def long_key(field_value: Mapping[str, float]) -> str | None:
+    """The first key of a vector field value (keys as the engine writes them) that is too long for the engine."""
+    return next((key for key in field_value if len(key.encode("utf-8")) > MAX_KEY_BYTES), None)
 
 
 def _valid_weight(weight: float) -> bool:

@@ -35,11 +35,13 @@ from splade_os import aliases
 from splade_os.cli.index import index as index_command
 from splade_os.connection import ConnectionSettings
 from splade_os.corpus import FieldNames
+from splade_os.engines import engine_for
 from splade_os.errors import ModelError
 from splade_os.indexing import IndexingInterrupted, index_corpus
 from splade_os.indexing.blocks import corpus_files, plan_blocks, read_block
 from splade_os.indexing.distributed import BlockDone, RayWorkers, index_corpus_on_ray
 from splade_os.indexing.ledger import default_checkpoint, default_dead_letter
+from splade_os.mappings import VECTOR_FIELD
 from splade_os.vectors import SparseVector
 
 pytestmark = pytest.mark.engine
@@ -345,3 +347,27 @@ def test_workers_reach_a_secured_cluster_and_never_log_the_password(
     logs = Path(ray._private.worker._global_node.get_session_dir_path()) / "logs"  # every Ray process's log
     logged = [f for f in logs.rglob("*") if f.is_file() and password.encode() in f.read_bytes()]
     assert not logged, f"the password is in {logged}"
+
+
+def test_cli_ray_vectors_indexes_every_document_once_without_a_model(
+    engine_client: OpenSearch, index_name: str, tmp_path: Path
+) -> None:
+    fake = FakeEncoder()
+    docs = [{**d, "vector": fake.vector(f"{d['title']} {d['text']}").to_dict()} for d in make_docs(45)]
+    docs[7]["vector"] = {"u": -1.0}  # refused, as on one machine
+    corpus = write_jsonl(tmp_path / "vectors.jsonl", docs)
+    args = [str(corpus), "--index", index_name, "--vectors", "--ray", "--workers", "2", "--block-size", "10",
+            "--replicas", "0", "--log-every", "0", "--checkpoint", str(tmp_path / "cp"), "--dead-letter",
+            str(tmp_path / "dead.jsonl"), "--allow-failures"]  # fmt: skip
+
+    result = CliRunner().invoke(index_command, args, env={"SPLADE_OS_MODEL": None})
+
+    assert result.exit_code == 0, result.output
+    assert "read 45, indexed 44, failed 1, skipped 0" in result.output and "verified:" in result.output
+    got = landed(engine_client, index_name)  # fails on an id seen twice
+    assert sorted(got) == sorted(d["_id"] for d in docs if d["_id"] != "d7")
+    engine = engine_for(engine_client)
+    for doc in docs[8:]:  # every weight exactly as given
+        assert engine.from_field(got[doc["_id"]][VECTOR_FIELD]) == SparseVector(doc["vector"])
+    letter = json.loads((tmp_path / "dead.jsonl").read_text(encoding="utf-8"))
+    assert letter["doc_id"] == "d7" and "token 'u' has the weight -1.0: weights must be positive" in letter["reason"]

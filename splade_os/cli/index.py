@@ -19,6 +19,7 @@ from splade_os.errors import ConfigError
 from splade_os.indexing import BulkOptions, IndexSummary, LoadOptions, Progress, index_corpus, reencode_index
 from splade_os.indexing.block_worker import SpladeRecipe
 from splade_os.indexing.distributed import DEFAULT_BLOCK_SIZE, BlockDone, RayWorkers, index_corpus_on_ray
+from splade_os.model.precomputed import DEFAULT_VECTOR_FIELD, PrecomputedVectors
 
 FILE = click.Path(dir_okay=False, path_type=Path)
 
@@ -122,7 +123,11 @@ def format_summary(s: IndexSummary) -> str:
 @click.command()
 @click.argument("corpus", required=False)
 @click.option("--index", "alias", required=True, envvar="SPLADE_OS_INDEX", help="Alias to write (readers query it).")
-@model_option()
+@model_option(required=False)
+@click.option("--vectors", is_flag=True, help="CORPUS is JSON Lines that carry their vectors ({\"_id\", \"vector\": "
+              "{token: weight}}, as `splade-os encode` writes): index them as they are, no model needed; --model "
+              "checks their tokens against its vocabulary.")
+@click.option("--vector-field", help="With --vectors: the input field holding each vector. [default: vector]")
 @click.option("--from-index", help="Re-encode the documents of this index instead of reading a CORPUS.")
 @click.option("--format", "corpus_format", type=click.Choice(FORMATS), help="Input format (default: from the name).")
 @click.option("--id-field", default="_id", show_default=True, help="Input field holding the document id.")
@@ -183,7 +188,9 @@ def format_summary(s: IndexSummary) -> str:
 def index(
     corpus: str | None,
     alias: str,
-    model_dir: str,
+    model_dir: str | None,
+    vectors: bool,
+    vector_field: str | None,
     from_index: str | None,
     corpus_format: str | None,
     id_field: str,
@@ -234,6 +241,10 @@ def index(
             raise ConfigError("--recreate starts over and --resume continues: pick one")
         if keep_previous and delete_previous:
             raise ConfigError("--keep-previous and --delete-previous contradict each other: pick one")
+        made_elsewhere = precomputed(vectors, vector_field, model_dir, from_index, corpus_format, columns, {
+            "--max-length": max_length, "--top-k": top_k, "--min-weight": min_weight or None,
+            "--prune-ratio": prune_ratio or None, "--long-documents": None if long_documents == "truncate" else 1,
+        })  # fmt: skip
         _default_sigint()
         # A corpus is read from `text` and `title` unless told; a re-encode by default reads what the source recorded.
         names = FieldNames(id=id_field, text=text_field or "text", title=title_field or "title")
@@ -250,8 +261,8 @@ def index(
             if from_index or (corpus_format not in (None, "jsonl")) or columns:
                 raise ConfigError("--ray reads JSON Lines and Parquet files: not --from-index, CSV/TSV or --columns")
             assert corpus is not None
-            recipe = SpladeRecipe(
-                model_dir, threads=threads or 1, max_length=max_length, top_k=top_k, min_weight=min_weight,
+            recipe = made_elsewhere or SpladeRecipe(
+                str(model_dir), threads=threads or 1, max_length=max_length, top_k=top_k, min_weight=min_weight,
                 max_ratio=prune_ratio, long_documents=long_documents,
                 # Workers given GPUs encode on them unless --device says otherwise.
                 device="cuda" if gpus_per_worker and device["device"] == "cpu" else device["device"],
@@ -271,8 +282,8 @@ def index(
             raise ConfigError(f"{', '.join(given)} go with --ray")
         from splade_os.model.encoder import SpladeEncoder
 
-        encoder = SpladeEncoder(
-            model_dir, threads=threads, max_length=max_length, top_k=top_k, min_weight=min_weight,
+        encoder = made_elsewhere or SpladeEncoder(
+            str(model_dir), threads=threads, max_length=max_length, top_k=top_k, min_weight=min_weight,
             max_ratio=prune_ratio, long_documents=long_documents, **device,
         )  # fmt: skip
         client = connect(settings)
@@ -293,6 +304,34 @@ def index(
             report.close()
             client.close()
         report_and_exit(summary, allow_failures)
+
+
+def precomputed(
+    vectors: bool,
+    field: str | None,
+    model_dir: str | None,
+    from_index: str | None,
+    corpus_format: str | None,
+    columns: str | None,
+    encoding: dict[str, Any],
+) -> PrecomputedVectors | None:
+    """The pass-through encoder of `--vectors` (None without it), once the options make sense together."""
+    if not vectors:
+        if field:
+            raise ConfigError("--vector-field goes with --vectors")
+        if not model_dir:
+            raise ConfigError("give --model (or set SPLADE_OS_MODEL), or --vectors to index vectors made elsewhere")
+        return None
+    if from_index or corpus_format not in (None, "jsonl") or columns:
+        raise ConfigError("--vectors reads JSON Lines that carry their vectors: not --from-index, CSV/TSV or --columns")
+    given = [name for name, value in encoding.items() if value is not None]
+    if given:
+        raise ConfigError(f"{', '.join(given)} change how text is encoded: with --vectors the vectors are indexed as "
+                          "they are (prune them where they are made)")  # fmt: skip
+    field = field or DEFAULT_VECTOR_FIELD
+    if model_dir:
+        return PrecomputedVectors.from_model(model_dir, field=field)
+    return PrecomputedVectors(field=field)
 
 
 def report_and_exit(summary: IndexSummary, allow_failures: bool) -> None:

@@ -25,7 +25,15 @@ from splade_os.errors import ConfigError, MissingDependencyError, SpladeOSError
 from splade_os.indexing.block_worker import BlockIndexer, BlockResult, WorkerJob
 from splade_os.indexing.blocks import Block, corpus_files, plan_blocks
 from splade_os.indexing.ledger import CHECKPOINT_VERSION, Checkpoint, Counters, DeadLetters
-from splade_os.indexing.load import IndexSummary, finish, load_options, new_target, resumed_target, run_settings
+from splade_os.indexing.load import (
+    IndexSummary,
+    finish,
+    load_options,
+    new_target,
+    reading_names,
+    resumed_target,
+    run_settings,
+)  # fmt: skip
 from splade_os.indexing.options import EncoderRecipe, LoadOptions
 from splade_os.indexing.pipeline import IndexingInterrupted
 from splade_os.indexing.target import Target, count_documents, try_restore_refresh
@@ -118,12 +126,12 @@ def index_corpus_on_ray(
     """
     opts = load_options(index, load, legacy)
     resume = opts.resume
-    names = names or FieldNames()
+    names = reading_names(names, recipe)
     pool = pool or RayWorkers()
     assert opts.checkpoint is not None
     own = (opts.checkpoint, opts.dead_letter_path)  # in the corpus folder when the run starts there
     blocks, files = plan_blocks(corpus_files(source, exclude=own), block_size)
-    identity = {"files": files, "fields": [names.id, names.text, names.title], "block_size": block_size}
+    identity = {"files": files, "fields": names.listed(), "block_size": block_size}
     expected = {"mode": "ray", "input": identity, "settings": run_settings(recipe, opts)}
     client = connect(settings)
     target: Target | None = None

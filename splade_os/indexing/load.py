@@ -13,14 +13,14 @@ from typing import Any, Protocol
 from splade_os import aliases
 from splade_os.corpus import CorpusReader, FieldNames
 from splade_os.engines import engine_for
-from splade_os.errors import ConfigError
+from splade_os.errors import ConfigError, EncoderMismatchError
 from splade_os.indexing.ledger import (
     CHECKPOINT_VERSION,
     Checkpoint,
     Counters,
     DeadLetters,
 )  # fmt: skip
-from splade_os.indexing.options import EncoderDescription, LoadOptions
+from splade_os.indexing.options import EncoderDescription, LoadOptions, RecordEncoder
 from splade_os.indexing.pipeline import DocumentEncoder, Loader, Progress, run, stored_documents
 from splade_os.indexing.sources import IndexSource, Source, source_names
 from splade_os.indexing.target import Target, count_documents, prepare_target, restore_refresh, try_restore_refresh
@@ -63,7 +63,18 @@ class IndexSummary:
 def run_settings(encoder: EncoderDescription, opts: LoadOptions) -> dict[str, Any]:
     """What a resumed run must share with the interrupted one."""
     manifest = encoder.manifest
-    return {"encoder": [manifest.get("name"), manifest.get("sha256")], "skip_empty": opts.skip_empty}
+    recorded = [manifest.get("name"), manifest.get("sha256")]
+    if manifest.get("vocabulary"):  # vectors made elsewhere: the vocabulary they are checked against
+        recorded.append(manifest["vocabulary"].get("sha256"))
+    return {"encoder": recorded, "skip_empty": opts.skip_empty}
+
+
+def reading_names(names: FieldNames | None, encoder: object) -> FieldNames:
+    """The fields to read: `names`, with the vector field of an encoder that passes vectors through
+    (`PrecomputedVectors`) when they name none."""
+    names = names or FieldNames()
+    field_name = getattr(encoder, "vector_field", None)
+    return replace(names, vector=field_name) if names.vector is None and field_name else names
 
 
 def load_options(index: str, load: LoadOptions | None, legacy: Mapping[str, Any], **defaults: Any) -> LoadOptions:
@@ -94,6 +105,7 @@ def index_corpus(
     Call `summary.problems()` to decide whether the run succeeded.
     """
     opts = load_options(index, load, legacy)
+    names = reading_names(names, encoder)
     reader = CorpusReader(source, corpus_format=corpus_format, names=names, columns=columns)
     try:
         return run_load(client, reader, index, encoder, opts, on_progress)
@@ -127,6 +139,8 @@ def reencode_index(
     the options give `analyzer`/`vectors_in_source`.
     """
     opts = load_options(index, load, legacy, recreate=True)
+    if isinstance(encoder, RecordEncoder):
+        raise ConfigError("re-encoding an index needs a model: vectors made elsewhere are indexed from a file")
     bulk = opts.bulk
     names = source_names(client, source_index, text_field, title_field)
     source = IndexSource(client, source_index, names, bulk.batch_size)
@@ -254,15 +268,26 @@ def run_load(
         run(loader, source)
         source_total = source.size if isinstance(source, IndexSource) else None
         return finish(own, target, loader, letters, count_at_start, opts, source_total=source_total)
-    except BaseException:
+    except BaseException as err:
         if letters is not None:
             letters.close()
         if started is not None:
             try_restore_refresh(own, started.target)
+            if isinstance(err, EncoderMismatchError) and not opts.resume and not started.counters.read:
+                discard(own, started.target, opts)
         raise
     finally:
         if close_own:
             own.close()
+
+
+def discard(client: Any, target: Target, opts: LoadOptions) -> None:
+    """Undo a load refused before its first batch was sent (vectors in another vocabulary than the index's): the
+    index it created and its checkpoint would only stand in the way of the corrected command."""
+    if target.fresh:
+        client.indices.delete(index=target.index, ignore_unavailable=True)
+    if opts.checkpoint:
+        opts.checkpoint.unlink(missing_ok=True)
 
 
 class Tally(Protocol):

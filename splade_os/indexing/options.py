@@ -6,8 +6,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
+from splade_os.corpus import Record
 from splade_os.errors import ConfigError
 from splade_os.indexing.ledger import default_checkpoint, default_dead_letter
 from splade_os.mappings import DEFAULT_ENCODED_FROM
@@ -25,6 +26,13 @@ class DocumentEncoder(EncoderDescription, Protocol):
     """What indexing needs from an encoder; `SpladeEncoder` is one, a test can bring a tiny fake."""
 
     def encode_documents(self, texts: Sequence[str]) -> list[SparseVector]: ...
+
+
+@runtime_checkable
+class RecordEncoder(Protocol):
+    """An encoder that takes whole records: `PrecomputedVectors` passes through the vectors they carry."""
+
+    def encode_records(self, records: Sequence[Record]) -> list[SparseVector]: ...
 
 
 class EncoderRecipe(EncoderDescription, Protocol):

@@ -17,13 +17,13 @@ from typing import Any
 from splade_os.corpus import Item, Record, RecordError
 from splade_os.engines import Engine, engine_for
 from splade_os.engines.refusals import refusal, refused_line
-from splade_os.errors import EngineError, ModelError, SpladeOSError
+from splade_os.errors import EncoderMismatchError, EngineError, ModelError, SpladeOSError
 from splade_os.indexing.ledger import Checkpoint, Counters, LetterSink, entry
-from splade_os.indexing.options import BulkOptions, DocumentEncoder
+from splade_os.indexing.options import BulkOptions, DocumentEncoder, RecordEncoder
 from splade_os.indexing.sources import Source
 from splade_os.indexing.target import Target
 from splade_os.mappings import VECTOR_FIELD
-from splade_os.vectors import SparseVector
+from splade_os.vectors import MAX_KEY_BYTES, SparseVector, long_key
 
 log = logging.getLogger(__name__)
 
@@ -211,9 +211,9 @@ class Loader:
                 first = to_encode[item.doc_id].line
                 reason = f"duplicate id {item.doc_id!r}: the record at line {first} has it too and was kept"
                 entries.append(entry(item.line, item.doc_id, "failed", reason, record=item.source()))
-            elif self.skip_empty and not (item.text.strip() or item.title.strip()):
+            elif self.skip_empty and (empty := item.nothing_to_index()):
                 delta.skipped += 1
-                entries.append(entry(item.line, item.doc_id, "skipped", "empty text and title: nothing to encode"))
+                entries.append(entry(item.line, item.doc_id, "skipped", empty))
             elif item.doc_id in self.landed:
                 self.landed.discard(item.doc_id)  # a later record with this id is a real duplicate again
                 delta.indexed += 1
@@ -224,13 +224,12 @@ class Loader:
         vectors = self._encode(records, delta)
         actions: list[dict[str, Any]] = []
         for record, vector in zip(records, vectors, strict=True):
-            if isinstance(vector, str):
+            source = vector if isinstance(vector, str) else document_body(record, vector, self.engine)
+            if isinstance(source, str):  # the reason it cannot be indexed
                 delta.failed += 1
                 del to_encode[record.doc_id]
-                entries.append(entry(record.line, record.doc_id, "failed", vector, record=record.source()))
+                entries.append(entry(record.line, record.doc_id, "failed", source, record=record.source()))
                 continue
-            source = record.stored()
-            source[VECTOR_FIELD] = self.engine.to_field(vector)
             action = {"_op_type": self.op_type, "_index": self.target.index, "_id": record.doc_id, "_source": source}
             actions.append(action)
         return Batch(actions, to_encode, entries, delta, offset, line, digest)
@@ -238,25 +237,26 @@ class Loader:
     def _encode(self, records: list[Record], delta: Counters) -> list[SparseVector | str]:
         if not records:
             return []
-        texts = [f"{r.title} {r.text}".strip() for r in records]
         before = int(getattr(self.encoder, "truncated", 0))
         try:
-            result: list[SparseVector | str] = list(self.encoder.encode_documents(texts))
+            result: list[SparseVector | str] = list(vectors_of(self.encoder, records))
         except MemoryError:
-            raise ModelError(broken_encoder(len(texts), MemoryError("out of memory"))) from None
+            raise ModelError(broken_encoder(len(records), MemoryError("out of memory"))) from None
+        except EncoderMismatchError:
+            raise  # the vectors are not in the index's vocabulary: no record is at fault, the run is
         except Exception as batch_error:  # one bad text must not sink its batch: find it by encoding one at a time
             result = []
-            for text in texts:
+            for record in records:
                 try:
-                    result.extend(self.encoder.encode_documents([text]))
+                    result.extend(vectors_of(self.encoder, [record]))
                 except MemoryError:
-                    raise ModelError(broken_encoder(len(texts), MemoryError("out of memory"))) from None
+                    raise ModelError(broken_encoder(len(records), MemoryError("out of memory"))) from None
                 except Exception as err:
                     result.append(f"encoder error: {type(err).__name__}: {err}")
             if all(isinstance(r, str) for r in result):
                 # Not one text encodes: the encoder is broken (provider, model file, memory), not the documents.
                 # Stop with one error instead of turning the whole corpus into dead letters.
-                raise ModelError(broken_encoder(len(texts), batch_error)) from None
+                raise ModelError(broken_encoder(len(records), batch_error)) from None
         delta.truncated += int(getattr(self.encoder, "truncated", 0)) - before
         return result
 
@@ -367,6 +367,28 @@ class Loader:
             f"{line}. Nothing was lost: {self.counters.indexed} documents are indexed in {self.target.index} and the "
             "checkpoint is saved; once the user may write, run the same command with --resume"
         )
+
+
+def vectors_of(encoder: DocumentEncoder, records: Sequence[Record]) -> Sequence[SparseVector]:
+    """The vectors of `records`: an encoder that reads records (vectors made elsewhere, `encode_records`) is given
+    them; any other encodes each one's title, a space and its text."""
+    if isinstance(encoder, RecordEncoder):
+        return encoder.encode_records(records)
+    return encoder.encode_documents([f"{r.title} {r.text}".strip() for r in records])
+
+
+def document_body(record: Record, vector: SparseVector, engine: Engine) -> dict[str, Any] | str:
+    """The `_source` a record is indexed as, with its vector in the engine's field; or why the engine cannot store
+    it (a key past Lucene's term length, which only a vector made elsewhere can have)."""
+    source = record.stored()
+    source[VECTOR_FIELD] = engine.to_field(vector)
+    key = long_key(source[VECTOR_FIELD])
+    if key is not None:
+        return (
+            f"vector token {key[:50]!r}... is {len(key.encode('utf-8'))} bytes as {engine.label} stores it, over "
+            f"the {MAX_KEY_BYTES} bytes a term may have"
+        )
+    return source
 
 
 def batches(items: Iterable[Item], size: int) -> Iterator[list[Item]]:
