@@ -360,11 +360,15 @@ def test_encoding_does_not_import_torch() -> None:
         import sys
         for name in ("torch", "transformers", "onnx"):
             sys.modules[name] = None  # any import of them now raises ImportError
-        import splade_os, splade_os.model.torch_runner  # the GPU backend's module imports torch only when it runs
+        import splade_os
         from splade_os.model.encoder import SpladeEncoder
         from splade_os.cli import main
         vectors = SpladeEncoder({str(BUNDLED)!r}, device="cpu", precision="fp32").encode_documents(["heart attack"])
         assert vectors[0]["heart"] > 0
+        # Neither the export nor the GPU backend's module is even loaded on the CPU path.
+        loaded = [m for m in ("splade_os.model.export", "splade_os.model.torch_runner") if m in sys.modules]
+        assert not loaded, loaded
+        import splade_os.model.torch_runner  # which itself imports torch only when it runs
         loaded = [m for m in ("torch", "transformers", "onnx") if sys.modules.get(m) is not None]
         assert not loaded, loaded
         print("ok")
