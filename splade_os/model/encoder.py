@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from splade_os.errors import ConfigError, EncoderClosedError, InputError, ModelError
+from splade_os.model.folders import load_manifest
 from splade_os.model.manifest import (
     IDF_NAME,
     MANIFEST_NAME,
@@ -33,7 +34,7 @@ from splade_os.model.manifest import (
     read_manifest,
     sha256_file,
 )
-from splade_os.model.pooling import Sparse, merge_sparse
+from splade_os.model.pooling import Sparse, merge_sparse, splade_pool_max_first
 from splade_os.model.settings import DEFAULT_STRIDE, EncoderSettings, check_cut
 from splade_os.vectors import SparseVector
 
@@ -150,11 +151,13 @@ class SpladeEncoder:
                 raise ModelError(f"model folder {self.model_dir} does not exist")
             self.manifest = torch_manifest(self.model_dir, exported)
         else:
-            self.manifest = read_manifest(self.model_dir)
+            self.manifest = load_manifest(self.model_dir)
             onnx_path = self.model_dir / self.manifest.get("onnx_file", "model.onnx")
             if not onnx_path.is_file():
                 raise ModelError(f"{self.model_dir} has no {onnx_path.name}; re-run `splade-os export`")
-            if verify and sha256_file(onnx_path) != self.manifest.get("sha256"):
+            # A folder read as it is was hashed just now; an export is checked against the sha256 it recorded.
+            exported = self.manifest["layout"] == "splade-os"
+            if verify and exported and sha256_file(onnx_path) != self.manifest.get("sha256"):
                 raise ModelError(
                     f"{onnx_path} does not match the sha256 in {MANIFEST_NAME}: the file was changed or is "
                     "incomplete (a Git LFS pointer?). Re-export the model or fetch the real file."
@@ -252,6 +255,10 @@ class SpladeEncoder:
                 f"onnxruntime cannot load {onnx_path} ({first_line(err)}); re-run `splade-os export`"
             ) from err
         self._inputs = {i.name for i in self.session.get_inputs()}
+        outputs = [o.name for o in self.session.get_outputs()]
+        self._output = str(self.manifest.get("output")) if self.manifest.get("output") in outputs else outputs[0]
+        # Masked-LM logits [batch, tokens, vocab] are pooled here; an export's graph pools them itself.
+        self._pool_logits = self.manifest.get("output_kind") == "logits"
         # Created here rather than on first use, so concurrent first calls cannot each make one; its threads start
         # with the first batch.
         self._pool = (
@@ -470,7 +477,10 @@ class SpladeEncoder:
         if self._torch is not None:
             return self._torch.sparse(ids, mask)
         feeds = {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
-        return np.asarray(self.session.run(None, {k: v for k, v in feeds.items() if k in self._inputs})[0])
+        out = self.session.run([self._output], {k: v for k, v in feeds.items() if k in self._inputs})[0]
+        if self._pool_logits:
+            return splade_pool_max_first(out, mask)
+        return np.asarray(out, dtype=np.float32)
 
     def _weights(self, windows: list[tuple[int, list[int]]]) -> Iterator[tuple[np.ndarray, Any]]:
         """(window indices, [batch, vocab] weights) per batch, in batch order, `workers` batches at a time."""
