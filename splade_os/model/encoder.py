@@ -156,8 +156,8 @@ class SpladeEncoder:
             if not onnx_path.is_file():
                 raise ModelError(f"{self.model_dir} has no {onnx_path.name}; re-run `splade-os export`")
             # A folder read as it is was hashed just now; an export is checked against the sha256 it recorded.
-            exported = self.manifest["layout"] == "splade-os"
-            if verify and exported and sha256_file(onnx_path) != self.manifest.get("sha256"):
+            recorded = "layout" not in self.manifest  # folders read as they are carry their layout
+            if verify and recorded and sha256_file(onnx_path) != self.manifest.get("sha256"):
                 raise ModelError(
                     f"{onnx_path} does not match the sha256 in {MANIFEST_NAME}: the file was changed or is "
                     "incomplete (a Git LFS pointer?). Re-export the model or fetch the real file."

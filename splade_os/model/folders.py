@@ -47,22 +47,21 @@ def load_manifest(model_dir: Path) -> dict[str, Any]:
     if not model_dir.is_dir():
         raise ModelError(f"model folder {model_dir} does not exist; export one with `splade-os export MODEL DIR`")
     if (model_dir / MANIFEST_NAME).is_file():
-        manifest = read_manifest(model_dir)
-        manifest.setdefault("layout", "splade-os")
-        return manifest
+        return read_manifest(model_dir)  # as written: the PyTorch backend records the same one
     return _folder_manifest(model_dir)
 
 
 def describe(model_dir: Path) -> dict[str, Any]:
     """What `splade-os models` prints: the manifest, with the output kind and precision read from the graph."""
     manifest = load_manifest(model_dir)
-    if manifest["layout"] == "splade-os":  # a folder layout's manifest already holds what its graph says
+    if "layout" not in manifest:  # an export's; a folder layout's manifest already holds what its graph says
         onnx_path = Path(model_dir) / str(manifest.get("onnx_file", ONNX_NAME))
         if not onnx_path.is_file():
             raise ModelError(f"{model_dir} has no {onnx_path.name}; re-run `splade-os export`")
         graph = read_graph(onnx_path)
         output = _output(onnx_path, graph, int(manifest["vocab_size"]))
-        manifest = {**manifest, "output": output.name, "output_kind": _kind(output), "precision": graph.precision}
+        manifest = {**manifest, "layout": "splade-os", "output": output.name, "output_kind": _kind(output)}
+        manifest["precision"] = graph.precision
     return {
         "path": str(model_dir),
         **{key: manifest.get(key) for key in ("name", "layout", "onnx_file", "output", "output_kind", "vocab_size")},
