@@ -438,3 +438,17 @@ def test_encode_command_missing_input_and_model(tmp_path: Path) -> None:
     assert result.exit_code == 1 and "does not exist" in result.output
     result = CliRunner().invoke(encode, ["-", "--model", str(tmp_path / "none")], input="")
     assert result.exit_code == 1 and "does not exist" in result.output
+
+
+def test_settings_are_validated_before_any_file_is_read(tmp_path: Path) -> None:
+    import dataclasses
+
+    from splade_os.model.settings import EncoderSettings
+
+    with pytest.raises(ConfigError, match="top_k must be at least 1"):
+        SpladeEncoder(tmp_path / "no-such-model", top_k=0)  # the setting, not the missing folder, is reported
+    encoder = SpladeEncoder(BUNDLED, threads=1, top_k=5, providers=["CPUExecutionProvider"])
+    assert encoder.settings == EncoderSettings(threads=1, top_k=5, providers=("CPUExecutionProvider",))
+    assert encoder.settings.backend == "onnx"
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        encoder.settings.top_k = 6  # type: ignore[misc]
