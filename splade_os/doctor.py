@@ -104,13 +104,14 @@ def run_checks(
     checks: list[Check] = []
     manifest = None
     if model_dir is not None:
-        from splade_os.model.encoder import read_manifest
+        from splade_os.model.folders import load_manifest
 
         try:
-            manifest = read_manifest(Path(model_dir))
+            manifest = load_manifest(Path(model_dir))
             checks.append(Check("model", OK, f"{manifest.get('name')} ({model_dir})"))
         except SpladeOSError as err:
-            checks.append(Check("model", FAIL, str(err), "pass --model with a folder written by `splade-os export`"))
+            fix = "pass --model with a model folder (`splade-os models DIR` says what one holds)"
+            checks.append(Check("model", FAIL, str(err), fix))
     client = settings.client()
     try:
         return _cluster_checks(client, settings, checks, index, manifest)

@@ -160,9 +160,9 @@ def index_stats(
         raise ConfigError("--sample must be at least 1")
     vocab_size = None
     if model_dir is not None:
-        from splade_os.model.encoder import read_manifest
+        from splade_os.model.folders import load_manifest
 
-        vocab_size = int(read_manifest(Path(model_dir))["vocab_size"])
+        vocab_size = int(load_manifest(Path(model_dir))["vocab_size"])
     concrete = aliases.resolve(client, index)
     if not concrete:
         raise EngineError(f"no index or alias {index!r}: check the name with `splade-os alias {index}`")

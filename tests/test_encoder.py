@@ -360,11 +360,15 @@ def test_encoding_does_not_import_torch() -> None:
         import sys
         for name in ("torch", "transformers", "onnx"):
             sys.modules[name] = None  # any import of them now raises ImportError
-        import splade_os, splade_os.model.torch_runner  # the GPU backend's module imports torch only when it runs
+        import splade_os
         from splade_os.model.encoder import SpladeEncoder
         from splade_os.cli import main
         vectors = SpladeEncoder({str(BUNDLED)!r}, device="cpu", precision="fp32").encode_documents(["heart attack"])
         assert vectors[0]["heart"] > 0
+        # Neither the export nor the GPU backend's module is even loaded on the CPU path.
+        loaded = [m for m in ("splade_os.model.export", "splade_os.model.torch_runner") if m in sys.modules]
+        assert not loaded, loaded
+        import splade_os.model.torch_runner  # which itself imports torch only when it runs
         loaded = [m for m in ("torch", "transformers", "onnx") if sys.modules.get(m) is not None]
         assert not loaded, loaded
         print("ok")
@@ -434,3 +438,17 @@ def test_encode_command_missing_input_and_model(tmp_path: Path) -> None:
     assert result.exit_code == 1 and "does not exist" in result.output
     result = CliRunner().invoke(encode, ["-", "--model", str(tmp_path / "none")], input="")
     assert result.exit_code == 1 and "does not exist" in result.output
+
+
+def test_settings_are_validated_before_any_file_is_read(tmp_path: Path) -> None:
+    import dataclasses
+
+    from splade_os.model.settings import EncoderSettings
+
+    with pytest.raises(ConfigError, match="top_k must be at least 1"):
+        SpladeEncoder(tmp_path / "no-such-model", top_k=0)  # the setting, not the missing folder, is reported
+    encoder = SpladeEncoder(BUNDLED, threads=1, top_k=5, providers=["CPUExecutionProvider"])
+    assert encoder.settings == EncoderSettings(threads=1, top_k=5, providers=("CPUExecutionProvider",))
+    assert encoder.settings.backend == "onnx"
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        encoder.settings.top_k = 6  # type: ignore[misc]

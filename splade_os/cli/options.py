@@ -117,7 +117,8 @@ def model_option(required: bool = True) -> Callable[[F], F]:
         required=required,
         envvar="SPLADE_OS_MODEL",
         type=click.Path(file_okay=False),
-        help="Folder written by `splade-os export` (e.g. models/splade-tiny). [env: SPLADE_OS_MODEL]",
+        help="Model folder: written by `splade-os export` (e.g. models/splade-tiny), or a fastembed, Hugging Face or "
+        "sentence-transformers ONNX folder (see `splade-os models`). [env: SPLADE_OS_MODEL]",
     )
 
 

@@ -47,9 +47,9 @@ class SpladeRecipe:
 
     @cached_property
     def manifest(self) -> Mapping[str, Any]:
-        from splade_os.model.encoder import read_manifest
+        from splade_os.model.folders import load_manifest
 
-        return read_manifest(Path(self.model_dir))
+        return load_manifest(Path(self.model_dir))
 
     def build(self) -> DocumentEncoder:
         from splade_os.model.encoder import SpladeEncoder

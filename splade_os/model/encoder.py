@@ -10,7 +10,6 @@ tokens, prunes, and turns each row into a `SparseVector` keyed by vocabulary tok
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import threading
@@ -24,8 +23,19 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from splade_os.errors import ConfigError, EncoderClosedError, InputError, ModelError
-from splade_os.model.export import IDF_NAME, MANIFEST_NAME, TOKENIZER_NAME, sha256_file
-from splade_os.model.torch_runner import Sparse, choose_backend, merge_sparse
+from splade_os.model.folders import load_manifest
+from splade_os.model.manifest import (
+    IDF_NAME,
+    MANIFEST_NAME,
+    QUERY_MODES,
+    TOKENIZER_NAME,
+    first_line,
+    read_json,
+    read_manifest,
+    sha256_file,
+)
+from splade_os.model.pooling import Sparse, merge_sparse, splade_pool_max_first
+from splade_os.model.settings import DEFAULT_STRIDE, EncoderSettings, check_cut
 from splade_os.vectors import SparseVector
 
 if TYPE_CHECKING:
@@ -38,9 +48,6 @@ Row = np.ndarray | Sparse  # a dense [vocab] row (ONNX) or the pruned pairs the 
 # The committed splade-tiny export; present in a source checkout, not in an installed wheel.
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parents[1] / "models" / "splade-tiny"
 
-LONG_DOCUMENT_MODES = ("truncate", "split")
-QUERY_MODES = ("model", "inference-free")
-DEFAULT_STRIDE = 64
 # Token rows (batch x padded length) per session run when no batch size is given: with the export's 128-column
 # projection tiles a [1024, 128] fp32 block is 512 KiB, one core's L2 here. Length-sorted batches carry almost no
 # padding. 512-2048 measured within noise of each other on a 2-core AVX2 machine (benchmarks/encoder.py).
@@ -65,46 +72,6 @@ def _as_texts(texts: Sequence[str], what: str) -> list[str]:
     return out
 
 
-def _first_line(err: BaseException) -> str:
-    lines = str(err).strip().splitlines()
-    return lines[0] if lines else type(err).__name__
-
-
-def _read_json(path: Path, what: str) -> Any:
-    """A JSON file of a model folder; unreadable or malformed JSON is a ModelError naming the file."""
-    try:
-        return json.loads(path.read_bytes())
-    except OSError as err:
-        raise ModelError(f"cannot read {path} ({err.strerror or err}); check the model folder's permissions") from err
-    except ValueError as err:  # JSONDecodeError, or bytes that are not UTF-8/16/32
-        raise ModelError(f"{path} is not valid JSON ({_first_line(err)}): {what}; re-run `splade-os export`") from err
-
-
-def read_manifest(model_dir: Path) -> dict[str, Any]:
-    """The manifest of an exported model folder, checked to be complete; ModelError says what to do if not."""
-    if not model_dir.is_dir():
-        raise ModelError(f"model folder {model_dir} does not exist; export one with `splade-os export MODEL DIR`")
-    path = model_dir / MANIFEST_NAME
-    if not path.is_file():
-        raise ModelError(f"{model_dir} has no {MANIFEST_NAME}: it is not a folder written by `splade-os export`")
-    manifest = _read_json(path, "the manifest is damaged")
-    if not isinstance(manifest, dict):
-        raise ModelError(f"{path} holds a JSON {type(manifest).__name__}, not an object; re-run `splade-os export`")
-    missing = [k for k in ("vocab_size", "max_length", "sha256") if k not in manifest]
-    if missing:
-        raise ModelError(f"{path} lacks {', '.join(missing)}; re-run `splade-os export`")
-    for key in ("vocab_size", "max_length"):
-        value = manifest[key]
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ModelError(f"{path}: {key} must be a positive integer, got {value!r}; re-run `splade-os export`")
-    for key in ("sha256", "onnx_file", "name", "query_mode"):
-        if key in manifest and not isinstance(manifest[key], str):
-            raise ModelError(f"{path}: {key} must be a string, got {manifest[key]!r}; re-run `splade-os export`")
-    if not (model_dir / TOKENIZER_NAME).is_file():
-        raise ModelError(f"{model_dir} has no {TOKENIZER_NAME}; re-run `splade-os export`")
-    return dict(manifest)
-
-
 def _load_tokenizer(spec: str, path: Path, *, max_length: int | None = None, stride: int = 0) -> Tokenizer:
     """A tokenizer configured once, for one use: no padding, and truncation at `max_length` or none at all."""
     from tokenizers import Tokenizer
@@ -113,7 +80,7 @@ def _load_tokenizer(spec: str, path: Path, *, max_length: int | None = None, str
         tokenizer = Tokenizer.from_str(spec)
     except Exception as err:  # tokenizers raises a bare Exception for a malformed file
         raise ModelError(
-            f"{path} is not a valid tokenizer file ({_first_line(err)}); re-run `splade-os export`"
+            f"{path} is not a valid tokenizer file ({first_line(err)}); re-run `splade-os export`"
         ) from err
     tokenizer.no_padding()
     if max_length is None:
@@ -164,7 +131,14 @@ class SpladeEncoder:
         precision: str = "fp32",
         backend: str | None = None,
     ) -> None:
-        self.backend = choose_backend(device, precision, backend)
+        self.settings = settings = EncoderSettings(
+            threads=threads, providers=tuple(providers) if providers is not None else None, batch_size=batch_size,
+            max_length=max_length, top_k=top_k, min_weight=min_weight, max_ratio=max_ratio,
+            long_documents=long_documents, stride=stride, query_mode=query_mode, verify=verify, device=device,
+            precision=precision, backend=backend,
+        )  # fmt: skip
+        assert settings.backend is not None
+        self.backend = settings.backend
         self.device = device
         self.precision = precision
         self.model_dir = Path(model_dir)
@@ -177,11 +151,13 @@ class SpladeEncoder:
                 raise ModelError(f"model folder {self.model_dir} does not exist")
             self.manifest = torch_manifest(self.model_dir, exported)
         else:
-            self.manifest = read_manifest(self.model_dir)
+            self.manifest = load_manifest(self.model_dir)
             onnx_path = self.model_dir / self.manifest.get("onnx_file", "model.onnx")
             if not onnx_path.is_file():
                 raise ModelError(f"{self.model_dir} has no {onnx_path.name}; re-run `splade-os export`")
-            if verify and sha256_file(onnx_path) != self.manifest.get("sha256"):
+            # A folder read as it is was hashed just now; an export is checked against the sha256 it recorded.
+            recorded = "layout" not in self.manifest  # folders read as they are carry their layout
+            if verify and recorded and sha256_file(onnx_path) != self.manifest.get("sha256"):
                 raise ModelError(
                     f"{onnx_path} does not match the sha256 in {MANIFEST_NAME}: the file was changed or is "
                     "incomplete (a Git LFS pointer?). Re-export the model or fetch the real file."
@@ -193,21 +169,16 @@ class SpladeEncoder:
         self._check_cut(self.max_length, long_documents, stride)
         self.long_documents = long_documents
         self.stride = stride
-        if batch_size is not None and batch_size < 1:
-            raise ConfigError(f"batch_size must be at least 1, got {batch_size}")
         self.batch_size = batch_size
-        if top_k is not None and top_k < 1:
-            raise ConfigError(f"top_k must be at least 1, got {top_k}")
         self.top_k = top_k
-        if not (min_weight >= 0.0):
-            raise ConfigError(f"min_weight must be >= 0, got {min_weight}")
-        self.min_weight = float(min_weight)
-        if not (0.0 <= max_ratio < 1.0):
-            raise ConfigError(f"max_ratio (share of a text's largest weight kept) must be in [0, 1), got {max_ratio}")
-        self.max_ratio = float(max_ratio)
+        self.min_weight = settings.min_weight
+        self.max_ratio = settings.max_ratio
         self.query_mode = query_mode or str(self.manifest.get("query_mode", "model"))
         if self.query_mode not in QUERY_MODES:
-            raise ConfigError(f"query_mode must be one of {', '.join(QUERY_MODES)}, got {self.query_mode!r}")
+            raise ModelError(
+                f"{self.model_dir}: the manifest's query_mode {self.query_mode!r} is not one of "
+                f"{', '.join(QUERY_MODES)}; re-run `splade-os export`"
+            )
         self._lock = threading.Lock()  # guards _truncated, _closed and submissions to _pool
         self._truncated = 0
         self._closed = False
@@ -219,7 +190,7 @@ class SpladeEncoder:
         try:
             spec = tokenizer_path.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as err:
-            raise ModelError(f"cannot read {tokenizer_path} ({_first_line(err)}); re-run `splade-os export`") from err
+            raise ModelError(f"cannot read {tokenizer_path} ({first_line(err)}); re-run `splade-os export`") from err
         self.tokenizer = _load_tokenizer(spec, tokenizer_path)
         self._truncating = _load_tokenizer(spec, tokenizer_path, max_length=self.max_length)
         self._splitting = (
@@ -242,15 +213,11 @@ class SpladeEncoder:
         self.special_ids = np.unique(np.array(special, dtype=np.int64))
         self._idf = self._load_idf() if self.query_mode == "inference-free" else None
 
-        if threads is not None and threads < 1:
-            raise ConfigError(f"threads must be at least 1, got {threads}")
         self.threads = int(threads or _available_cores())
         self._torch: TorchRunner | None = None
         self._batch_tokens = DEFAULT_BATCH_TOKENS
         self._pool: ThreadPoolExecutor | None = None
         if self.backend == "torch":
-            if providers:
-                raise ConfigError("providers choose onnxruntime's execution providers; the PyTorch backend has none")
             from splade_os.model.torch_runner import TorchRunner
 
             self._torch = TorchRunner(
@@ -285,9 +252,13 @@ class SpladeEncoder:
             self.session = ort.InferenceSession(str(onnx_path), options, providers=chosen)
         except Exception as err:  # onnxruntime's own exception types (InvalidProtobuf, Fail, ...)
             raise ModelError(
-                f"onnxruntime cannot load {onnx_path} ({_first_line(err)}); re-run `splade-os export`"
+                f"onnxruntime cannot load {onnx_path} ({first_line(err)}); re-run `splade-os export`"
             ) from err
         self._inputs = {i.name for i in self.session.get_inputs()}
+        outputs = [o.name for o in self.session.get_outputs()]
+        self._output = str(self.manifest.get("output")) if self.manifest.get("output") in outputs else outputs[0]
+        # Masked-LM logits [batch, tokens, vocab] are pooled here; an export's graph pools them itself.
+        self._pool_logits = self.manifest.get("output_kind") == "logits"
         # Created here rather than on first use, so concurrent first calls cannot each make one; its threads start
         # with the first batch.
         self._pool = (
@@ -352,7 +323,7 @@ class SpladeEncoder:
         path = self.model_dir / IDF_NAME
         if not path.is_file():
             raise ModelError(f"query mode 'inference-free' needs {path}, which is missing")
-        table = _read_json(path, "the idf weights of inference-free queries are damaged")
+        table = read_json(path, "the idf weights of inference-free queries are damaged")
         if not isinstance(table, dict):
             raise ModelError(f"{path} holds a JSON {type(table).__name__}, not a token -> weight object")
         weights = np.zeros(self.vocab_size, dtype=np.float32)
@@ -407,13 +378,7 @@ class SpladeEncoder:
         return self._encode(items, split=split, tokenizer=self._cutter(max_length, stride if split else 0))
 
     def _check_cut(self, max_length: int, long_documents: str, stride: int) -> None:
-        limit = int(self.manifest["max_length"])
-        if isinstance(max_length, bool) or not isinstance(max_length, int) or not 3 <= max_length <= limit:
-            raise ConfigError(f"max_length must be between 3 and {limit} (the export's limit), got {max_length}")
-        if long_documents not in LONG_DOCUMENT_MODES:
-            raise ConfigError(f"long_documents must be one of {', '.join(LONG_DOCUMENT_MODES)}, got {long_documents!r}")
-        if long_documents == "split" and not 0 <= stride <= max_length // 2:
-            raise ConfigError(f"stride (window overlap) must be between 0 and {max_length // 2}, got {stride}")
+        check_cut(max_length, long_documents, stride, int(self.manifest["max_length"]))
 
     def _cutter(self, max_length: int, stride: int) -> Tokenizer:
         """The tokenizer that cuts at `max_length` with windows overlapping by `stride`, made once per setting."""
@@ -512,7 +477,10 @@ class SpladeEncoder:
         if self._torch is not None:
             return self._torch.sparse(ids, mask)
         feeds = {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
-        return np.asarray(self.session.run(None, {k: v for k, v in feeds.items() if k in self._inputs})[0])
+        out = self.session.run([self._output], {k: v for k, v in feeds.items() if k in self._inputs})[0]
+        if self._pool_logits:
+            return splade_pool_max_first(out, mask)
+        return np.asarray(out, dtype=np.float32)
 
     def _weights(self, windows: list[tuple[int, list[int]]]) -> Iterator[tuple[np.ndarray, Any]]:
         """(window indices, [batch, vocab] weights) per batch, in batch order, `workers` batches at a time."""

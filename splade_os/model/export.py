@@ -18,7 +18,6 @@ torch, transformers, onnx and huggingface_hub come from the `export` extra and a
 
 from __future__ import annotations
 
-import hashlib
 import importlib
 import inspect
 import json
@@ -31,12 +30,17 @@ from typing import Any
 import numpy as np
 
 from splade_os.errors import ConfigError, MissingDependencyError, ModelError
+from splade_os.model.manifest import (
+    FORMAT,
+    IDF_NAME,
+    MANIFEST_NAME,
+    ONNX_NAME,
+    QUERY_MODES,
+    TOKENIZER_NAME,
+    sha256_file,
+)  # fmt: skip
+from splade_os.model.torch_runner import load_masked_lm, model_inputs
 
-MANIFEST_NAME = "manifest.json"
-ONNX_NAME = "model.onnx"
-TOKENIZER_NAME = "tokenizer.json"
-IDF_NAME = "idf.json"
-FORMAT = "splade-os-onnx/1"
 INSTALL_HINT = "pip install 'splade-os[export]'"
 
 # Vocabulary columns per projection chunk: a [1024 token rows, 128] fp32 block is 512 KiB, the L2 of one core on
@@ -44,7 +48,6 @@ INSTALL_HINT = "pip install 'splade-os[export]'"
 DEFAULT_CHUNK_SIZE = 128
 DEFAULT_OPSET = 17
 QUANTIZE_MODES = ("int8",)
-QUERY_MODES = ("model", "inference-free")
 # 7-bit weights: on AVX2 without VNNI onnxruntime multiplies u8 x s8 with VPMADDUBSW, whose 16-bit pair sums
 # saturate for full-range int8 weights (255 * 127 * 2 > 32767); 255 * 63 * 2 does not.
 _INT8_WEIGHT_MAX = 63
@@ -52,14 +55,6 @@ _INT8_WEIGHT_MAX = 63
 CHECKPOINT_PATTERNS = (
     "*.safetensors", "model.safetensors.index.json", "pytorch_model*.bin", "pytorch_model.bin.index.json",
 )  # fmt: skip
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _require(module: str) -> Any:
@@ -287,17 +282,6 @@ def resolve_source(model: str | Path, *, revision: str | None = None) -> Path:
     return Path(local)
 
 
-def _load_masked_lm(source: Path) -> Any:
-    transformers = _require("transformers")
-    _require("torch")
-    try:
-        # Eager attention traces to plain MatMul/Softmax nodes that onnxruntime fuses and quantizes.
-        mlm = transformers.AutoModelForMaskedLM.from_pretrained(str(source), attn_implementation="eager")
-    except Exception as exc:
-        raise ModelError(f"could not load {source} as a masked language model: {exc}") from exc
-    return mlm.eval()
-
-
 def _detach_decoder(mlm: Any) -> tuple[np.ndarray, np.ndarray | None]:
     """Swap the vocabulary projection for an identity so the traced body ends at the MLM transform."""
     torch = _require("torch")
@@ -312,18 +296,6 @@ def _detach_decoder(mlm: Any) -> tuple[np.ndarray, np.ndarray | None]:
                 setattr(module, child_name, torch.nn.Identity())
                 return weight, bias
     raise ModelError(f"could not locate the vocabulary projection inside {type(mlm).__name__}")
-
-
-def model_inputs(mlm: Any) -> list[str]:
-    """The inputs to feed `mlm`: token types only where its forward takes them and has more than one type.
-
-    DistilBERT's forward has no token_type_ids (transformers 4.x raises TypeError when given them), and a model
-    with a single token type (RoBERTa) computes the same without them.
-    """
-    params = inspect.signature(mlm.forward).parameters
-    type_vocab = getattr(mlm.config, "type_vocab_size", 0) or 0
-    token_types = "token_type_ids" in params and type_vocab > 1
-    return ["input_ids", "attention_mask"] + (["token_type_ids"] if token_types else [])
 
 
 def _export_body(mlm: Any, path: Path, opset: int) -> list[str]:
@@ -444,7 +416,10 @@ def export_model(
     has_idf = (source / IDF_NAME).is_file()
     if query_mode == "inference-free" and not has_idf:
         raise ConfigError(f"query mode 'inference-free' needs {IDF_NAME} in {source}, which it lacks")
-    mlm = _load_masked_lm(source)
+    transformers = _require("transformers")
+    _require("torch")
+    # Eager attention traces to plain MatMul/Softmax nodes that onnxruntime fuses and quantizes.
+    mlm = load_masked_lm(transformers, source, attn_implementation="eager")
     length = _max_length(mlm, source, max_length)
     weight, bias = _detach_decoder(mlm)
 

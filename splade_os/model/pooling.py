@@ -41,3 +41,17 @@ def splade_pool_max_first(logits: npt.ArrayLike, attention_mask: npt.ArrayLike) 
         return np.zeros((z.shape[0], z.shape[2]), dtype=np.float32)
     masked = np.where(m[:, :, None], np.maximum(z, 0.0), 0.0)
     return np.log1p(masked.max(axis=1)).astype(np.float32)
+
+
+Sparse = tuple[np.ndarray, np.ndarray]  # token ids in ascending order, their float32 weights
+
+
+def merge_sparse(a: Sparse, b: Sparse) -> Sparse:
+    """The element-wise max of two sparse rows (the windows of one long text), token ids ascending."""
+    ids = np.concatenate([a[0], b[0]])
+    values = np.concatenate([a[1], b[1]])
+    order = np.lexsort((-values, ids))  # by id, heaviest first within an id
+    ids, values = ids[order], values[order]
+    first = np.ones(len(ids), dtype=bool)
+    first[1:] = ids[1:] != ids[:-1]
+    return ids[first], values[first]

@@ -11,8 +11,8 @@ torch and transformers come from the `gpu` extra and are imported only here, onl
 from __future__ import annotations
 
 import importlib
+import inspect
 import json
-import re
 import threading
 from pathlib import Path
 from typing import Any
@@ -20,10 +20,10 @@ from typing import Any
 import numpy as np
 
 from splade_os.errors import ConfigError, EncoderClosedError, MissingDependencyError, ModelError
+from splade_os.model.manifest import TOKENIZER_NAME, sha256_file
+from splade_os.model.pooling import Sparse
 
 INSTALL_HINT = "pip install 'splade-os[gpu]'"
-PRECISIONS = ("fp32", "bf16", "fp16")
-BACKENDS = ("onnx", "torch")
 CHECKPOINT_WEIGHTS = (
     "model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json",
 )  # fmt: skip
@@ -31,31 +31,6 @@ CHECKPOINT_WEIGHTS = (
 # block is 1 GiB in bf16 (2 GiB in fp32) for a 30,522-token vocabulary. Not measured on a GPU; --batch-size wins.
 DEFAULT_BATCH_TOKENS_CUDA = 16384
 DEFAULT_BATCH_TOKENS_CPU = 2048
-_DEVICE = re.compile(r"^(cpu|cuda)(:\d+)?$")
-
-Sparse = tuple[np.ndarray, np.ndarray]  # token ids in ascending order, their float32 weights
-
-
-def choose_backend(device: str, precision: str, backend: str | None) -> str:
-    """'onnx' or 'torch' for these settings, checked without importing anything heavy."""
-    if not isinstance(device, str) or not _DEVICE.match(device) or device.startswith("cpu:"):
-        raise ConfigError(f"device must be cpu, cuda or cuda:N (N = GPU number), got {device!r}")
-    if precision not in PRECISIONS:
-        raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
-    if backend is not None and backend not in BACKENDS:
-        raise ConfigError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
-    chosen = backend or ("onnx" if device == "cpu" else "torch")
-    if chosen == "onnx" and device != "cpu":
-        raise ConfigError(
-            f"device {device!r} runs the PyTorch backend (backend='torch'); onnxruntime on a GPU is chosen with "
-            "providers=['CUDAExecutionProvider'] instead"
-        )
-    if chosen == "onnx" and precision != "fp32":
-        raise ConfigError(
-            f"precision {precision} needs the PyTorch backend: pass device='cuda' (--device cuda), or "
-            "backend='torch' to run it on the CPU; the ONNX export runs as it was exported"
-        )
-    return chosen
 
 
 def _import(module: str, device: str) -> Any:
@@ -145,8 +120,6 @@ def torch_manifest(model_dir: Path, manifest: dict[str, Any] | None) -> dict[str
     record the same encoder. A bare checkpoint folder gets one made up from config.json, named after the folder
     and identified by the sha256 of its weights file.
     """
-    from splade_os.model.export import TOKENIZER_NAME, sha256_file
-
     config = _checkpoint_config(model_dir, manifest)
     if manifest is not None:
         if config["vocab_size"] != manifest["vocab_size"]:
@@ -172,19 +145,33 @@ def torch_manifest(model_dir: Path, manifest: dict[str, Any] | None) -> dict[str
     }
 
 
-def _load_masked_lm(transformers: Any, model_dir: Path) -> Any:
+def model_inputs(mlm: Any) -> list[str]:
+    """The inputs to feed `mlm`: token types only where its forward takes them and has more than one type.
+
+    DistilBERT's forward has no token_type_ids (transformers 4.x raises TypeError when given them), and a model
+    with a single token type (RoBERTa) computes the same without them.
+    """
+    params = inspect.signature(mlm.forward).parameters
+    type_vocab = getattr(mlm.config, "type_vocab_size", 0) or 0
+    token_types = "token_type_ids" in params and type_vocab > 1
+    return ["input_ids", "attention_mask"] + (["token_type_ids"] if token_types else [])
+
+
+def load_masked_lm(transformers: Any, model_dir: Path, **options: Any) -> Any:
+    """The checkpoint in `model_dir` as a masked LM in eval mode; `options` go to `from_pretrained`."""
     # transformers draws a progress bar on stderr while it loads; a command's own progress is the one to show.
     bars = transformers.utils.logging
     shown = bars.is_progress_bar_enabled()
     bars.disable_progress_bar()
     try:
-        return transformers.AutoModelForMaskedLM.from_pretrained(str(model_dir), local_files_only=True)
+        mlm = transformers.AutoModelForMaskedLM.from_pretrained(str(model_dir), local_files_only=True, **options)
     except Exception as err:  # transformers raises OSError, ValueError, KeyError... for a bad checkpoint
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise ModelError(f"cannot load {model_dir} as a masked language model ({first})") from err
     finally:
         if shown:
             bars.enable_progress_bar()
+    return mlm.eval()
 
 
 class TorchRunner:
@@ -201,9 +188,7 @@ class TorchRunner:
         self.torch = torch
         self.device = torch_device(torch, device)
         self.dtype = torch_dtype(torch, self.device, precision)
-        from splade_os.model.export import model_inputs
-
-        model = _load_masked_lm(transformers, model_dir)
+        model = load_masked_lm(transformers, model_dir)
         # The same inputs as the export, all-zero token types included where the model takes them.
         self._token_types = "token_type_ids" in model_inputs(model)
         self.model: Any = model.to(device=self.device, dtype=self.dtype).eval()
@@ -260,13 +245,3 @@ class TorchRunner:
         bounds = np.cumsum(np.bincount(rows_h, minlength=len(ids)))[:-1]
         return list(zip(np.split(cols_h.astype(np.int64), bounds), np.split(values_h, bounds), strict=True))
 
-
-def merge_sparse(a: Sparse, b: Sparse) -> Sparse:
-    """The element-wise max of two sparse rows (the windows of one long text), token ids ascending."""
-    ids = np.concatenate([a[0], b[0]])
-    values = np.concatenate([a[1], b[1]])
-    order = np.lexsort((-values, ids))  # by id, heaviest first within an id
-    ids, values = ids[order], values[order]
-    first = np.ones(len(ids), dtype=bool)
-    first[1:] = ids[1:] != ids[:-1]
-    return ids[first], values[first]
