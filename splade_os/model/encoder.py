@@ -72,7 +72,7 @@ def _as_texts(texts: Sequence[str], what: str) -> list[str]:
     return out
 
 
-def _load_tokenizer(spec: str, path: Path, *, max_length: int | None = None, stride: int = 0) -> Tokenizer:
+def load_tokenizer(spec: str, path: Path, *, max_length: int | None = None, stride: int = 0) -> Tokenizer:
     """A tokenizer configured once, for one use: no padding, and truncation at `max_length` or none at all."""
     from tokenizers import Tokenizer
 
@@ -191,10 +191,10 @@ class SpladeEncoder:
             spec = tokenizer_path.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as err:
             raise ModelError(f"cannot read {tokenizer_path} ({first_line(err)}); re-run `splade-os export`") from err
-        self.tokenizer = _load_tokenizer(spec, tokenizer_path)
-        self._truncating = _load_tokenizer(spec, tokenizer_path, max_length=self.max_length)
+        self.tokenizer = load_tokenizer(spec, tokenizer_path)
+        self._truncating = load_tokenizer(spec, tokenizer_path, max_length=self.max_length)
         self._splitting = (
-            _load_tokenizer(spec, tokenizer_path, max_length=self.max_length, stride=self.stride)
+            load_tokenizer(spec, tokenizer_path, max_length=self.max_length, stride=self.stride)
             if long_documents == "split"
             else None
         )
@@ -386,7 +386,7 @@ class SpladeEncoder:
             tokenizer = self._cutting.get((max_length, stride))
             if tokenizer is None:
                 spec, path = self._tokenizer_spec
-                tokenizer = _load_tokenizer(spec, path, max_length=max_length, stride=stride)
+                tokenizer = load_tokenizer(spec, path, max_length=max_length, stride=stride)
                 self._cutting[(max_length, stride)] = tokenizer
             return tokenizer
 

@@ -16,8 +16,8 @@ from typing import Any
 from splade_os.corpus import Record
 from splade_os.errors import ConfigError, EncoderMismatchError
 from splade_os.mappings import PRECOMPUTED
-from splade_os.model.encoder import _load_tokenizer, read_manifest
-from splade_os.model.export import TOKENIZER_NAME
+from splade_os.model.encoder import load_tokenizer
+from splade_os.model.manifest import TOKENIZER_NAME, read_manifest
 from splade_os.vectors import SparseVector
 
 DEFAULT_VECTOR_FIELD = "vector"  # what `splade-os encode` writes
@@ -33,7 +33,7 @@ def model_vocabulary(model_dir: str | Path) -> tuple[Mapping[str, Any], frozense
     folder = Path(model_dir)
     manifest = read_manifest(folder)
     path = folder / TOKENIZER_NAME
-    tokenizer = _load_tokenizer(path.read_text(encoding="utf-8"), path)
+    tokenizer = load_tokenizer(path.read_text(encoding="utf-8"), path)
     size = int(manifest["vocab_size"])
     return manifest, frozenset(t for t, i in tokenizer.get_vocab(with_added_tokens=True).items() if i < size)
 
