@@ -22,7 +22,7 @@ from splade_os.indexing.ledger import Checkpoint, Counters, LetterSink, entry
 from splade_os.indexing.options import BulkOptions, DocumentEncoder
 from splade_os.indexing.sources import Source
 from splade_os.indexing.target import Target
-from splade_os.mappings import VECTOR_FIELD
+from splade_os.mappings import vector_fields
 from splade_os.vectors import SparseVector
 
 log = logging.getLogger(__name__)
@@ -230,7 +230,7 @@ class Loader:
                 entries.append(entry(record.line, record.doc_id, "failed", vector, record=record.source()))
                 continue
             source = record.stored()
-            source[VECTOR_FIELD] = self.engine.to_field(vector)
+            source.update(vector_fields(self.engine, vector, self.target.first_phase_k))
             action = {"_op_type": self.op_type, "_index": self.target.index, "_id": record.doc_id, "_source": source}
             actions.append(action)
         return Batch(actions, to_encode, entries, delta, offset, line, digest)
