@@ -13,7 +13,15 @@ from splade_os.engines import FAIL, OK, SKIP, WARN, Check, Engine, engine_for
 from splade_os.engines.errors import describe_error
 from splade_os.engines.refusals import is_refusal
 from splade_os.errors import SpladeOSError
-from splade_os.mappings import VECTOR_FIELD, check_encoder_meta, meta_from_mapping, vector_field_problem
+from splade_os.mappings import (
+    DEFAULT_FIRST_PHASE_K,
+    FIRST_PHASE_FIELD,
+    VECTOR_FIELD,
+    check_encoder_meta,
+    meta_from_mapping,
+    recorded_first_phase,
+    vector_field_problem,
+)
 from splade_os.retrieval.two_phase import growth_warning
 
 __all__ = ["FAIL", "OK", "SKIP", "WARN", "Check", "failed", "format_checks", "run_checks", "to_json"]
@@ -63,11 +71,27 @@ def _index_checks(client: Any, engine: Engine, index: str, manifest: Mapping[str
             checks.append(Check("encoder", FAIL, str(err).split(": scores")[0],
                                 f"search with the model that built it, or re-encode: splade-os reindex {index} "
                                 "--from-index --model NEW_MODEL"))  # fmt: skip
+    if not problem:
+        checks.append(_first_phase_check(index, meta))
     checks.append(_privileges_check(client, engine, index, concrete[0]))
     growth = growth_warning(meta, int(client.count(index=index)["count"]))
     if growth:
         checks.append(Check("two-phase", WARN, growth, f"splade-os tune {index} --model MODEL"))
     return checks
+
+
+def _first_phase_check(index: str, meta: Mapping[str, Any]) -> Check:
+    """Whether two-phase search on the index can run two-step: its pruned first-phase field, and that field's k."""
+    k = recorded_first_phase(meta)
+    if k:
+        return Check("first-phase", OK, f"{FIRST_PHASE_FIELD!r} holds each document's top {k} terms: two-phase "
+                     "search runs two-step")  # fmt: skip
+    return Check(
+        "first-phase", WARN, f"no pruned first-phase field {FIRST_PHASE_FIELD!r}: two-phase search matches the full "
+        "vectors' long posting lists",
+        f"re-index with the field: splade-os reindex {index} --from-index --model MODEL --first-phase-k "
+        f"{DEFAULT_FIRST_PHASE_K}",
+    )  # fmt: skip
 
 
 def _privileges_check(client: Any, engine: Engine, index: str, concrete: str) -> Check:

@@ -14,9 +14,16 @@ from typing import Any
 from splade_os.engines import Engine
 from splade_os.engines.refusals import is_refusal
 from splade_os.errors import EncoderMismatchError, EngineError
+from splade_os.vectors import SparseVector
 
 VECTOR_FIELD = "splade"
 PRECOMPUTED = "precomputed"  # the encoder `_meta` records for an index built from vectors made elsewhere
+# The two-step layout: each document's heaviest terms again in a second field of the same type, which phase one of
+# two-phase search queries (far fewer postings per term) before the window is rescored exactly on VECTOR_FIELD.
+FIRST_PHASE_FIELD = "splade_first"
+FIRST_PHASE_KEY = "first_phase"  # its `_meta` record: {"field": FIRST_PHASE_FIELD, "top_k": k}
+DEFAULT_FIRST_PHASE_K = 128
+VECTOR_FIELDS = (VECTOR_FIELD, FIRST_PHASE_FIELD)  # what a document's vector is written to; never copied as data
 META_KEY = "splade_os"
 DEFAULT_ANALYZER = "english"  # of the BM25 text fields; recorded in `_meta`
 ANALYZER_ENV = "SPLADE_OS_ANALYZER"
@@ -46,6 +53,7 @@ def encoder_meta(
     vectors_in_source: bool = True,
     encoded_from: Mapping[str, str] | None = None,
     encoding: Mapping[str, Any] | None = None,
+    first_phase_k: int | None = None,
 ) -> dict[str, Any]:
     """What `_meta` records about the encoder: enough to refuse queries from a different one, and to encode a
     document again as it was indexed (its fields, `encoded_from`; how long texts were cut, `encoding`)."""
@@ -64,7 +72,27 @@ def encoder_meta(
     }
     if encoding:
         meta["encoding"] = dict(encoding)
+    if first_phase_k:
+        meta[FIRST_PHASE_KEY] = {"field": FIRST_PHASE_FIELD, "top_k": first_phase_k}
     return meta
+
+
+def recorded_first_phase(meta: Mapping[str, Any]) -> int | None:
+    """The k of an index's pruned first-phase field (`FIRST_PHASE_FIELD`) from its `_meta`; None when it has none."""
+    record = meta.get(FIRST_PHASE_KEY)
+    if not isinstance(record, Mapping) or record.get("field") != FIRST_PHASE_FIELD:
+        return None
+    top_k = record.get("top_k")
+    return top_k if isinstance(top_k, int) and not isinstance(top_k, bool) and top_k > 0 else None
+
+
+def vector_fields(engine: Engine, vector: SparseVector, first_phase_k: int | None) -> dict[str, dict[str, float]]:
+    """The fields a document's vector is written to: the full vector, and its heaviest `first_phase_k` terms in the
+    pruned first-phase field when the index has one."""
+    fields = {VECTOR_FIELD: engine.to_field(vector)}
+    if first_phase_k:
+        fields[FIRST_PHASE_FIELD] = engine.to_field(vector.top_k(first_phase_k))
+    return fields
 
 
 def recorded_fields(meta: Mapping[str, Any]) -> dict[str, str]:
@@ -97,6 +125,7 @@ def index_body(
     encoded_from: Mapping[str, str] | None = None,
     encoding: Mapping[str, Any] | None = None,
     analysis: Mapping[str, Any] | None = None,
+    first_phase_k: int | None = None,
 ) -> dict[str, Any]:
     """The create-index body: BM25 text fields with `analyzer`, the engine's vector field, and the encoder in `_meta`.
 
@@ -105,6 +134,9 @@ def index_body(
 
     `vectors_in_source=False` leaves the vector out of the stored `_source`: the postings still score it, but
     reading a document back no longer returns its vector (explanations then re-encode the document's text).
+
+    `first_phase_k` adds the pruned first-phase field (each document's top-k terms, same type as the vector field),
+    left out of `_source` with the vector, and records it in `_meta`.
 
     The template is written for OpenSearch (`rank_features`); each engine puts in its own vector field.
     """
@@ -115,12 +147,14 @@ def index_body(
     body["settings"]["index"].update(number_of_shards=shards, number_of_replicas=replicas, **engine.index_settings())
     properties = body["mappings"]["properties"]
     properties[VECTOR_FIELD] = engine.vector_mapping()
+    if first_phase_k:
+        properties[FIRST_PHASE_FIELD] = engine.vector_mapping()
     for name in ("title", "text"):
         properties[name]["analyzer"] = analyzer
     if not vectors_in_source:
-        body["mappings"]["_source"] = {"excludes": [VECTOR_FIELD]}
+        body["mappings"]["_source"] = {"excludes": list(VECTOR_FIELDS) if first_phase_k else [VECTOR_FIELD]}
     if manifest is not None:
-        meta = encoder_meta(manifest, pruning, analyzer, vectors_in_source, encoded_from, encoding)
+        meta = encoder_meta(manifest, pruning, analyzer, vectors_in_source, encoded_from, encoding, first_phase_k)
         body["mappings"]["_meta"] = {META_KEY: meta}
     if extra_properties:
         body["mappings"]["properties"].update(extra_properties)
@@ -130,8 +164,8 @@ def index_body(
 
 
 def template_fields() -> frozenset[str]:
-    """The fields every splade-os index maps itself: `doc_id`, `title`, `text` and the vector."""
-    return frozenset(_template()["mappings"]["properties"])
+    """The fields every splade-os index maps itself: `doc_id`, `title`, `text`, the vector and its pruned copy."""
+    return frozenset(_template()["mappings"]["properties"]) | frozenset(VECTOR_FIELDS)
 
 
 def meta_from_mapping(response: Mapping[str, Any]) -> dict[str, Any]:

@@ -35,3 +35,21 @@ def indexed_demo(client: Any, encoder: Any, prefix: str) -> Iterator[str]:
     assert summary.problems() == [] and summary.counters.indexed == 42
     yield name
     delete_indices(client, f"{name}*")
+def assert_first_phase(client: Any, index: str, k: int) -> int:
+    """Assert that `index` records a pruned first-phase field of `k` in `_meta`, maps it as the vector field, and
+    that every document's stored pruned vector is exactly the top k of its full vector; return the document count."""
+    from splade_os.engines import engine_for
+    from splade_os.mappings import FIRST_PHASE_FIELD, VECTOR_FIELD, read_index_meta
+
+    engine = engine_for(client)
+    assert read_index_meta(client, index)["first_phase"] == {"field": FIRST_PHASE_FIELD, "top_k": k}
+    for body in client.indices.get_mapping(index=index).values():
+        assert engine.field_type(body, FIRST_PHASE_FIELD) == engine.vector_type
+    client.indices.refresh(index=index)
+    seen = 0
+    for hit in engine.scan(client, index, {"query": {"match_all": {}}}):
+        source = hit["_source"]
+        full = engine.from_field(source[VECTOR_FIELD])
+        assert engine.from_field(source.get(FIRST_PHASE_FIELD) or {}) == full.top_k(k), hit["_id"]
+        seen += 1
+    return seen

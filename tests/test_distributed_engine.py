@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 from conftest import BUNDLED_MODEL, REPO, unavailable
+from helpers import assert_first_phase
 from opensearchpy import OpenSearch
 from secured_proxy import make_certs, running_proxy
 from test_indexing_engine import (
@@ -266,7 +267,7 @@ def test_in_place_into_an_existing_alias_overwrites_and_adds(
     first = make_docs(50)
     index_corpus(
         engine_client, write_jsonl(tmp_path / "a.jsonl", first), index=index_name, encoder=FakeEncoder(), replicas=0,
-        checkpoint=tmp_path / "cp1.json", dead_letter=tmp_path / "d1.jsonl", options=SMALL,
+        checkpoint=tmp_path / "cp1.json", dead_letter=tmp_path / "d1.jsonl", options=SMALL, first_phase_k=2,
     )  # fmt: skip
     docs = make_docs(70)
     for doc in docs[:50]:
@@ -282,6 +283,7 @@ def test_in_place_into_an_existing_alias_overwrites_and_adds(
     assert (c.read, c.indexed, c.replaced) == (70, 70, 50) and summary.index == f"{index_name}-v1"
     assert summary.verified, summary.verification
     assert_exactly(engine_client, index_name, docs, FakeEncoder())
+    assert assert_first_phase(engine_client, index_name, 2) == 70  # the workers fill the pruned field the index has
 
 
 def test_cli_ray_indexes_json_lines_and_parquet_with_the_real_model(
@@ -299,7 +301,7 @@ def test_cli_ray_indexes_json_lines_and_parquet_with_the_real_model(
     pq.write_table(pa.Table.from_pylist(parquet_docs), folder / "b.parquet", row_group_size=7)
     args = [str(folder), "--index", index_name, "--model", str(BUNDLED_MODEL), "--ray", "--workers", "1",
             "--block-size", "20", "--replicas", "0", "--log-every", "0", "--checkpoint", str(tmp_path / "cp"),
-            "--dead-letter", str(tmp_path / "dead.jsonl")]  # fmt: skip
+            "--dead-letter", str(tmp_path / "dead.jsonl"), "--first-phase-k", "8"]  # fmt: skip
 
     result = CliRunner().invoke(index_command, args)
 
@@ -308,6 +310,7 @@ def test_cli_ray_indexes_json_lines_and_parquet_with_the_real_model(
     assert aliases.resolve(engine_client, index_name) == [f"{index_name}-v1"]
     got = landed(engine_client, index_name)
     assert len(got) == 54 and "p3" not in got and got["p24"]["text"] == parquet_docs[24]["text"]
+    assert assert_first_phase(engine_client, index_name, 8) == 54
     letter = json.loads((tmp_path / "dead.jsonl").read_text(encoding="utf-8"))
     assert (letter["doc_id"], letter["line"], letter["outcome"]) == ("p3", 4, "skipped")
     assert letter["file"] == str((folder / "b.parquet").resolve())

@@ -15,6 +15,7 @@ from splade_os.retrieval.query import (
     build_bm25_query,
     build_splade_query,
     build_two_phase_query,
+    build_two_step_query,
     fit_to_clause_limit,
 )
 from splade_os.vectors import SparseVector
@@ -63,6 +64,44 @@ def test_two_phase_query_golden() -> None:
     assert plan.body["rescore"]["window_size"] == 50
 
 
+def test_two_step_query_golden() -> None:
+    plan = build_two_step_query(QUERY, terms=2, size=10, engine=OPENSEARCH)
+    _check_golden("two_step", plan.body)
+    first = {c["rank_feature"]["field"] for c in plan.body["query"]["bool"]["should"]}
+    rescore = plan.body["rescore"]["query"]
+    exact = {c["rank_feature"]["field"] for c in rescore["rescore_query"]["bool"]["should"]}
+    # Phase one: the query's two heaviest terms on the pruned field; the window: every term on the full field, the
+    # phase-one score dropped, so a hit's score is its exact dot product.
+    assert first == {"splade_first.heart", "splade_first.attack"}
+    assert exact == {f"splade.{k}" for k in QUERY.to_field()}
+    assert (rescore["query_weight"], rescore["rescore_query_weight"], rescore["score_mode"]) == (0.0, 1.0, "total")
+    assert plan.body["rescore"]["window_size"] == 300
+
+
+def test_two_step_window_holds_the_page_and_an_empty_query_is_exact() -> None:
+    plan = build_two_step_query(QUERY, window=5, size=10, from_=20, engine=OPENSEARCH)
+    assert plan.body["rescore"]["window_size"] == 30
+    empty = build_two_step_query(SparseVector(), engine=OPENSEARCH)
+    assert "rescore" not in empty.body and empty.body["track_total_hits"] is False
+
+
+def test_no_request_counts_every_match_unless_asked() -> None:
+    bodies = [
+        build_splade_query(QUERY, engine=OPENSEARCH).body,
+        build_two_phase_query(QUERY, engine=OPENSEARCH).body,
+        build_two_step_query(QUERY, engine=OPENSEARCH).body,
+        build_bm25_query("heart attack"),
+    ]
+    assert all(body["track_total_hits"] is False for body in bodies)
+    asked = [
+        build_splade_query(QUERY, engine=OPENSEARCH, totals=True).body,
+        build_two_phase_query(QUERY, engine=OPENSEARCH, totals=True).body,
+        build_two_step_query(QUERY, engine=OPENSEARCH, totals=True).body,
+        build_bm25_query("heart attack", totals=True),
+    ]
+    assert not any("track_total_hits" in body for body in asked)
+
+
 def test_bm25_query_golden() -> None:
     _check_golden("bm25", build_bm25_query("heart attack", filters=[FILTER], size=10))
 
@@ -101,3 +140,40 @@ def test_requests_of_each_search_mode_golden(mode: str) -> None:
     prepared = logic.prepare("heart attack", 5, mode, [FILTER], explain=False)  # type: ignore[arg-type]
     _check_golden(f"requests_{mode.replace('-', '_')}", {"requests": prepared.requests})
     assert len(prepared.requests) == (2 if mode == "hybrid" else 1)
+    assert all(body["track_total_hits"] is False for body in prepared.requests)
+
+
+def _short(body: dict[str, Any], found: int) -> dict[str, Any]:
+    return {"hits": {"hits": [{"_id": f"d{i}", "_score": 10.0 - i} for i in range(found)]}}
+
+
+def test_two_phase_on_an_index_with_the_pruned_field_is_two_step_with_an_exact_fallback() -> None:
+    from splade_os.retrieval.search import _SearchLogic
+
+    logic = _SearchLogic("docs", _FixedEncoder(), pruning=Pruning(top_k=4), engine=OPENSEARCH)
+    logic.use_stored({"first_phase": {"field": "splade_first", "top_k": 128}})
+    prepared = logic.prepare("heart attack", 5, "two-phase", [FILTER], explain=False)
+    _check_golden("requests_two_step", {"requests": prepared.requests})
+    assert any(n.startswith("two-step:") for n in prepared.notes)
+    # Phase one filled the page: nothing is sent again.
+    assert logic.fall_back(prepared, [_short(prepared.requests[0], 6)]) == []
+    # Phase one came back short: the exact query on the full field takes its place, once, and the notes say so.
+    prepared = logic.prepare("heart attack", 5, "two-phase", [FILTER], explain=False)
+    assert logic.fall_back(prepared, [_short(prepared.requests[0], 2)]) == [0]
+    exact = prepared.requests[0]
+    assert "rescore" not in exact and exact["size"] == 6 and exact["track_total_hits"] is False
+    assert {c["rank_feature"]["field"] for c in exact["query"]["bool"]["should"]} <= {
+        f"splade.{k}" for k in QUERY.to_field()
+    }
+    assert "fewer than asked for" in prepared.notes[-1]
+    assert logic.fall_back(prepared, [_short(exact, 2)]) == []
+
+
+def test_an_index_without_the_pruned_field_keeps_two_phase() -> None:
+    from splade_os.retrieval.search import _SearchLogic
+
+    logic = _SearchLogic("docs", _FixedEncoder(), engine=OPENSEARCH)
+    logic.use_stored({"first_phase": {"field": "other", "top_k": 128}})
+    prepared = logic.prepare("heart attack", 5, "two-phase", None, explain=False)
+    assert logic.first_phase_k is None and not prepared.fallbacks
+    assert prepared.requests[0]["rescore"]["query"]["query_weight"] == 1.0

@@ -20,7 +20,7 @@ from splade_os.cli.index import index as index_command
 from splade_os.engines import Engine
 from splade_os.indexing import BulkOptions
 from splade_os.indexing.reindex import reindex
-from splade_os.mappings import VECTOR_FIELD, read_index_meta
+from splade_os.mappings import VECTOR_FIELD, VECTOR_FIELDS, read_index_meta
 from splade_os.model.encoder import SpladeEncoder
 from splade_os.retrieval.query import build_bm25_query
 from splade_os.retrieval.search import Searcher
@@ -63,7 +63,7 @@ def _cli(*args: str) -> str:
 
 
 def _sources(client: OpenSearch, index: str) -> dict[str, dict[str, Any]]:
-    return {i: {k: v for k, v in s.items() if k != VECTOR_FIELD} for i, s in landed(client, index).items()}
+    return {i: {k: v for k, v in s.items() if k not in VECTOR_FIELDS} for i, s in landed(client, index).items()}
 
 
 def _bm25(client: OpenSearch, index: str, query: str, fields: tuple[str, ...] = ("title", "text")) -> dict[str, float]:

@@ -15,8 +15,9 @@ from synthetic_corpus import write_collection
 
 from splade_os.cli import main
 from splade_os.errors import ConfigError
-from splade_os.evaluation.evaluate import Dataset, evaluate, load_beir
+from splade_os.evaluation.evaluate import Dataset, load_beir
 from splade_os.evaluation.tuning import TITLE_QUERIES_CAVEAT, store, tune
+from splade_os.indexing import index_corpus
 from splade_os.mappings import read_index_meta
 from splade_os.model.encoder import SpladeEncoder
 from splade_os.retrieval.search import Searcher
@@ -38,7 +39,12 @@ def collection(tmp_path_factory: pytest.TempPathFactory) -> Dataset:
 @pytest.fixture(scope="module")
 def tuned_index(engine_client: Any, collection: Dataset, encoder: SpladeEncoder) -> Iterator[str]:
     name = f"test-tune-{uuid.uuid4().hex[:8]}"
-    evaluate(collection.root, encoder, client=engine_client, index=name, modes=())  # builds the index
+    # Without the pruned first-phase field: these tests tune two-phase search on the full field.
+    summary = index_corpus(
+        engine_client, collection.corpus, index=name, encoder=encoder, replicas=0, first_phase_k=0,
+        dead_letter=collection.root / f"{name}.dead", checkpoint=collection.root / f"{name}.cp",
+    )  # fmt: skip
+    assert summary.problems() == []
     yield name
     delete_indices(engine_client, f"{name}*")
 

@@ -12,7 +12,13 @@ from typing import Any
 import click
 
 from splade_os import aliases
-from splade_os.cli.options import cli_errors, connection_options, device_options, model_option
+from splade_os.cli.options import (
+    cli_errors,
+    connection_options,
+    device_options,
+    first_phase_options,
+    model_option,
+)
 from splade_os.connection import ConnectionSettings, connect
 from splade_os.corpus import FORMATS, FieldNames
 from splade_os.errors import ConfigError
@@ -183,6 +189,7 @@ def format_summary(s: IndexSummary) -> str:
               "encodes on, where the encoder supports it). [default: 0]")
 @click.option("--block-size", type=click.IntRange(min=1), help="With --ray: records per block, the unit a worker "
               f"indexes, retries and checkpoints. [default: {DEFAULT_BLOCK_SIZE}]")
+@first_phase_options
 @device_options
 @connection_options
 def index(
@@ -226,6 +233,7 @@ def index(
     workers: int | None,
     gpus_per_worker: float | None,
     block_size: int | None,
+    first_phase_k: int | None,
     device: dict[str, Any],
     settings: ConnectionSettings,
 ) -> None:
@@ -255,7 +263,8 @@ def index(
         load = LoadOptions(
             recreate=recreate, resume=resume, skip_empty=not index_empty, allow_failures=allow_failures,
             delete_previous=delete_previous, shards=shards, replicas=replicas, analyzer=analyzer,
-            vectors_in_source=vectors_in_source, checkpoint=checkpoint, dead_letter=dead_letter, bulk=options,
+            vectors_in_source=vectors_in_source, first_phase_k=first_phase_k, checkpoint=checkpoint,
+            dead_letter=dead_letter, bulk=options,
         )  # fmt: skip
         if on_ray:
             if from_index or (corpus_format not in (None, "jsonl")) or columns:

@@ -9,7 +9,13 @@ from typing import Any
 
 import click
 
-from splade_os.cli.options import cli_errors, connection_options, device_options, model_option
+from splade_os.cli.options import (
+    cli_errors,
+    connection_options,
+    device_options,
+    first_phase_options,
+    model_option,
+)
 from splade_os.connection import ConnectionSettings, connect
 from splade_os.corpus import FORMATS, FieldNames
 from splade_os.errors import SpladeOSError
@@ -86,6 +92,7 @@ def stats(
 @click.option(
     "--dead-letter", type=click.Path(dir_okay=False, path_type=Path), help="[default: ALIAS.dead-letter.jsonl]"
 )
+@first_phase_options
 @device_options
 @connection_options
 def reindex(
@@ -104,6 +111,7 @@ def reindex(
     analyzer: str | None,
     batch_size: int,
     dead_letter: Path | None,
+    first_phase_k: int | None,
     device: dict[str, Any],
     settings: ConnectionSettings,
 ) -> None:
@@ -130,6 +138,7 @@ def reindex(
             title_field=title_field, load=LoadOptions(
                 delete_previous=delete_previous, allow_failures=allow_failures, shards=shards, replicas=replicas,
                 analyzer=analyzer, dead_letter=dead_letter, bulk=BulkOptions(batch_size=batch_size),
+                first_phase_k=first_phase_k,
             ),
         )  # fmt: skip
         click.echo(format_summary(result.summary))

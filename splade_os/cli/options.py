@@ -14,6 +14,7 @@ from opensearchpy.exceptions import ImproperlyConfigured
 from splade_os.connection import ConnectionSettings
 from splade_os.engines.errors import describe_error, is_client_error
 from splade_os.errors import SpladeOSError
+from splade_os.mappings import DEFAULT_FIRST_PHASE_K
 from splade_os.redaction import redact
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -139,6 +140,31 @@ def device_options(func: F) -> F:
         "--device", "device_name", default="cpu", show_default=True, envvar="SPLADE_OS_DEVICE",
         help="cpu (the ONNX export), or cuda / cuda:N: the PyTorch checkpoint on a GPU (needs splade-os[gpu] and "
         "config.json plus weights in --model). [env: SPLADE_OS_DEVICE]",
+    )(wrapper)  # fmt: skip
+    return wrapper  # type: ignore[return-value]
+
+
+def first_phase_options(func: F) -> F:
+    """--first-phase-k N and --no-first-phase, for the commands that create indices; folded into one
+    `first_phase_k` (None: the default, or the source's on a re-encode; 0: no pruned field)."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        k, off = kwargs.pop("first_phase_k"), kwargs.pop("no_first_phase")
+        if off and k is not None:
+            raise click.UsageError("--first-phase-k and --no-first-phase contradict each other: pick one")
+        kwargs["first_phase_k"] = 0 if off else k
+        return func(*args, **kwargs)
+
+    wrapper = click.option(
+        "--no-first-phase", is_flag=True,
+        help="Build no pruned first-phase field: two-phase search then rescores from the full field only.",
+    )(wrapper)  # fmt: skip
+    wrapper = click.option(
+        "--first-phase-k", type=click.IntRange(min=1),
+        help="Also store each document's N heaviest terms in the pruned field splade_first, which two-phase search "
+        f"queries first (two-step search). [default: {DEFAULT_FIRST_PHASE_K}; --from-index and reindex: the "
+        "source's]",
     )(wrapper)  # fmt: skip
     return wrapper  # type: ignore[return-value]
 

@@ -93,8 +93,11 @@ class TuneResult:
         }  # fmt: skip
 
 
-def default_grid(k: int) -> list[TwoPhaseSettings]:
-    """Phase-one ratios x rescore windows x query pruning: small enough to run in a minute on a large index."""
+def default_grid(k: int, *, two_step: bool = False) -> list[TwoPhaseSettings]:
+    """Phase-one ratios x rescore windows x query pruning: small enough to run in a minute on a large index. On an
+    index with the pruned first-phase field (`two_step`): the query terms phase one sends to it x rescore windows."""
+    if two_step:
+        return [TwoPhaseSettings(first_terms=q, window=w * k) for q in (8, 16, 32, 64) for w in (5, 10, 20, 50)]
     grid = [TwoPhaseSettings(ratio=r, window=w * k) for r in (0.1, 0.2, 0.3, 0.4, 0.5) for w in (5, 20, 50, 100)]
     grid += [TwoPhaseSettings(ratio=r, window=w * k, top_n=n) for r in (0.2, 0.4) for w in (20, 100) for n in (16, 32)]
     return grid
@@ -181,7 +184,8 @@ def tune(
         run = {q: s for q, s in scored.items() if q in judged}
         return compute_metrics(judged, run, ("nDCG@10",))["nDCG@10"] if judged else None
 
-    candidates: list[TwoPhaseSettings | None] = [None, *dict.fromkeys(grid or default_grid(k))]
+    two_step = bool(getattr(logic, "first_phase_k", None))
+    candidates: list[TwoPhaseSettings | None] = [None, *dict.fromkeys(grid or default_grid(k, two_step=two_step))]
     requests = {c: {qid: logic.request_for(v, depth, c) for qid, v in prepared.items()} for c in candidates}
     scored: dict[TwoPhaseSettings | None, dict[str, dict[str, float]]] = {c: {} for c in candidates}
 

@@ -27,7 +27,7 @@ from splade_os.indexing.ledger import Counters
 from splade_os.indexing.options import BulkOptions, DocumentEncoder, EncoderRecipe
 from splade_os.indexing.pipeline import Loader, Result, run, stored_documents
 from splade_os.indexing.target import Target
-from splade_os.mappings import VECTOR_FIELD
+from splade_os.mappings import VECTOR_FIELDS
 
 
 @dataclass(frozen=True)
@@ -151,11 +151,11 @@ class BlockLoader(Loader):
 
 
 def same_document(stored: Mapping[str, Any] | None, sent: Mapping[str, Any]) -> bool:
-    # The vector is left out: the same text encoded in another batch may differ in the last bits of a weight.
+    # The vectors are left out: the same text encoded in another batch may differ in the last bits of a weight.
     if stored is None:
         return False
-    return {k: v for k, v in stored.items() if k != VECTOR_FIELD} == json.loads(
-        json.dumps({k: v for k, v in sent.items() if k != VECTOR_FIELD})
+    return {k: v for k, v in stored.items() if k not in VECTOR_FIELDS} == json.loads(
+        json.dumps({k: v for k, v in sent.items() if k not in VECTOR_FIELDS})
     )
 
 

@@ -135,8 +135,8 @@ def reencode_index(
     version and swaps the alias to it once verified: readers move to the new vectors atomically. The old version is
     kept unless `delete_previous`. Every document is copied, an empty text included (it gets an empty vector and
     stays findable by its fields), and the alias moves only when the new index holds as many documents as the
-    source did. The new version keeps the source's BM25 analyzer, and its choice of vectors in `_source`, unless
-    the options give `analyzer`/`vectors_in_source`.
+    source did. The new version keeps the source's BM25 analyzer, its choice of vectors in `_source` and its pruned
+    first-phase field (with its k), unless the options give `analyzer`/`vectors_in_source`/`first_phase_k`.
     """
     opts = load_options(index, load, legacy, recreate=True)
     if isinstance(encoder, RecordEncoder):
@@ -148,10 +148,11 @@ def reencode_index(
     if not opts.recreate and set(aliases.resolve(client, index)) & set(aliases.resolve(client, source_index)):
         raise ConfigError(f"{index!r} is the index being read: pass --recreate to build a new version of it")
     in_source = source.vectors_in_source() if opts.vectors_in_source is None else opts.vectors_in_source
+    first_k = source.first_phase_k() if opts.first_phase_k is None else opts.first_phase_k
     opts = replace(
         opts, skip_empty=False, checkpoint=None, analyzer=opts.analyzer or source.analyzer() or default_analyzer(),
-        vectors_in_source=in_source, encoded_from={"text": names.text, "title": names.title}, properties=properties,
-        analysis=analysis,
+        vectors_in_source=in_source, first_phase_k=first_k, encoded_from={"text": names.text, "title": names.title},
+        properties=properties, analysis=analysis,
     )  # fmt: skip
     summary = run_load(client, source, index, encoder, opts, on_progress)
     if (names.text, names.title) != ("text", "title"):

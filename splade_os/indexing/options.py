@@ -74,6 +74,9 @@ class LoadOptions:
     analyzer: str | None = None
     # False: a new index leaves vectors out of `_source` (postings only). None: True; a re-encode: the source's.
     vectors_in_source: bool | None = None
+    # The k of a new index's pruned first-phase field (two-step search); 0: none. None: DEFAULT_FIRST_PHASE_K; a
+    # re-encode or reindex: the source's (none when it recorded none). An existing index keeps what it has.
+    first_phase_k: int | None = None
     # The stored fields the vectors are encoded from, recorded in `_meta`: a corpus load stores them as text/title.
     encoded_from: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_ENCODED_FROM))
     # A re-encode maps the documents' own fields as the source index did (and defines the analyzers they use).
@@ -82,6 +85,10 @@ class LoadOptions:
     checkpoint: Path | None = None  # None: named after the alias (`ALIAS.checkpoint.json`); a re-encode keeps none
     dead_letter: Path | None = None  # None: named after the alias (`ALIAS.dead-letter.jsonl`)
     bulk: BulkOptions = field(default_factory=lambda: BulkOptions())
+
+    def __post_init__(self) -> None:
+        if self.first_phase_k is not None and self.first_phase_k < 0:
+            raise ConfigError(f"the first-phase k must be at least 1 (or 0 for none), got {self.first_phase_k}")
 
     @classmethod
     def from_keywords(cls, given: Mapping[str, Any], **defaults: Any) -> LoadOptions:

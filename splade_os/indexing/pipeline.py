@@ -22,7 +22,7 @@ from splade_os.indexing.ledger import Checkpoint, Counters, LetterSink, entry
 from splade_os.indexing.options import BulkOptions, DocumentEncoder, RecordEncoder
 from splade_os.indexing.sources import Source
 from splade_os.indexing.target import Target
-from splade_os.mappings import VECTOR_FIELD
+from splade_os.mappings import VECTOR_FIELD, vector_fields
 from splade_os.vectors import MAX_KEY_BYTES, SparseVector, long_key
 
 log = logging.getLogger(__name__)
@@ -224,7 +224,8 @@ class Loader:
         vectors = self._encode(records, delta)
         actions: list[dict[str, Any]] = []
         for record, vector in zip(records, vectors, strict=True):
-            source = vector if isinstance(vector, str) else document_body(record, vector, self.engine)
+            source = vector if isinstance(vector, str) else \
+                document_body(record, vector, self.engine, self.target.first_phase_k)
             if isinstance(source, str):  # the reason it cannot be indexed
                 delta.failed += 1
                 del to_encode[record.doc_id]
@@ -377,12 +378,16 @@ def vectors_of(encoder: DocumentEncoder, records: Sequence[Record]) -> Sequence[
     return encoder.encode_documents([f"{r.title} {r.text}".strip() for r in records])
 
 
-def document_body(record: Record, vector: SparseVector, engine: Engine) -> dict[str, Any] | str:
-    """The `_source` a record is indexed as, with its vector in the engine's field; or why the engine cannot store
-    it (a key past Lucene's term length, which only a vector made elsewhere can have)."""
+def document_body(
+    record: Record, vector: SparseVector, engine: Engine, first_phase_k: int | None = None
+) -> dict[str, Any] | str:
+    """The `_source` a record is indexed as, with its vector in the engine's fields (the full one, and the pruned
+    first-phase one when the index has it); or why the engine cannot store it (a key past Lucene's term length,
+    which only a vector made elsewhere can have)."""
     source = record.stored()
-    source[VECTOR_FIELD] = engine.to_field(vector)
-    key = long_key(source[VECTOR_FIELD])
+    fields = vector_fields(engine, vector, first_phase_k)
+    source.update(fields)
+    key = long_key(fields[VECTOR_FIELD])
     if key is not None:
         return (
             f"vector token {key[:50]!r}... is {len(key.encode('utf-8'))} bytes as {engine.label} stores it, over "

@@ -16,7 +16,7 @@ from typing import Any
 from splade_os import aliases
 from splade_os.errors import ConfigError
 from splade_os.indexing import DocumentEncoder, IndexSummary, LoadOptions, Progress, index_corpus, reencode_index
-from splade_os.mappings import read_index_meta
+from splade_os.mappings import read_index_meta, recorded_first_phase
 
 
 @dataclass
@@ -76,6 +76,8 @@ def reindex(
         analyzer=opts.analyzer or (recorded if isinstance(recorded, str) else None),
         vectors_in_source=meta.get("vectors_in_source", True) is not False if opts.vectors_in_source is None
         else opts.vectors_in_source,
+        first_phase_k=(recorded_first_phase(meta) or 0) if previous and opts.first_phase_k is None
+        else opts.first_phase_k,
     )  # fmt: skip
     if corpus is None:
         summary = reencode_index(

@@ -10,7 +10,7 @@ from splade_os import aliases
 from splade_os.corpus import FieldNames, Item, Record, to_record
 from splade_os.engines import engine_for
 from splade_os.errors import ConfigError
-from splade_os.mappings import VECTOR_FIELD, read_index_meta, recorded_fields, template_fields
+from splade_os.mappings import VECTOR_FIELDS, read_index_meta, recorded_fields, recorded_first_phase, template_fields
 
 
 class Source(Protocol):
@@ -49,7 +49,7 @@ def source_names(client: Any, index: str, text_field: str | None, title_field: s
     check_source(client, index)
     recorded = recorded_fields(read_index_meta(client, index))
     names = FieldNames(id="_id", text=text_field or recorded["text"], title=title_field or recorded["title"])
-    mapped = set(mapped_properties(client, index)) - {VECTOR_FIELD}
+    mapped = set(mapped_properties(client, index)) - set(VECTOR_FIELDS)
     if names.text not in mapped:
         raise ConfigError(
             f"cannot re-encode {index!r} from field {names.text!r}: no document of it has that field (it maps "
@@ -77,7 +77,7 @@ class IndexSource:
 
     def __iter__(self) -> Iterator[Item]:
         hits = engine_for(self.client).scan(
-            self.client, self.index, {"query": {"match_all": {}}, "_source": {"excludes": [VECTOR_FIELD]}},
+            self.client, self.index, {"query": {"match_all": {}}, "_source": {"excludes": list(VECTOR_FIELDS)}},
             size=self.batch_size,
         )  # fmt: skip
         chosen = (self.names.text, self.names.title)
@@ -100,6 +100,10 @@ class IndexSource:
     def vectors_in_source(self) -> bool:
         """Whether the source index keeps its vectors in `_source` (indices that recorded nothing do)."""
         return self._meta().get("vectors_in_source", True) is not False
+
+    def first_phase_k(self) -> int:
+        """The k of the source's pruned first-phase field; 0 when it has none."""
+        return recorded_first_phase(self._meta()) or 0
 
     def _meta(self) -> dict[str, Any]:
         return read_index_meta(self.client, self.index)

@@ -11,7 +11,15 @@ from splade_os.engines import engine_for
 from splade_os.engines.refusals import is_refusal
 from splade_os.errors import ConfigError, EngineError
 from splade_os.indexing.options import EncoderDescription, LoadOptions
-from splade_os.mappings import check_encoder, check_vector_field, default_analyzer, index_body
+from splade_os.mappings import (
+    DEFAULT_FIRST_PHASE_K,
+    check_encoder,
+    check_vector_field,
+    default_analyzer,
+    index_body,
+    read_index_meta,
+    recorded_first_phase,
+)
 
 log = logging.getLogger(__name__)
 
@@ -23,6 +31,7 @@ class Target:
     fresh: bool  # created by this load: `create` ops, and duplicate ids are errors instead of overwrites
     swap: bool  # move the alias here once the load is verified
     refresh_restore: Any
+    first_phase_k: int | None = None  # the index's pruned first-phase field holds each document's top k terms
 
 
 def encoding_settings(encoder: EncoderDescription) -> dict[str, Any]:
@@ -36,6 +45,11 @@ def encoding_settings(encoder: EncoderDescription) -> dict[str, Any]:
     return {"max_length": max_length, "long_documents": mode, **({"stride": stride} if mode == "split" else {})}
 
 
+def first_phase_k(opts: LoadOptions) -> int | None:
+    """The k of a new index's pruned first-phase field; None for an index without one."""
+    return DEFAULT_FIRST_PHASE_K if opts.first_phase_k is None else opts.first_phase_k or None
+
+
 def create_index(client: Any, index: str, encoder: EncoderDescription, opts: LoadOptions) -> Any:
     # The document pruning the encoder applies is part of what the index holds: `_meta` records it.
     pruning = {name: value for name in ("top_k", "min_weight", "max_ratio") if (value := getattr(encoder, name, None))}
@@ -44,7 +58,7 @@ def create_index(client: Any, index: str, encoder: EncoderDescription, opts: Loa
         shards=opts.shards, replicas=opts.replicas, manifest=encoder.manifest, engine=engine_for(client),
         analyzer=analyzer, pruning=pruning, vectors_in_source=opts.vectors_in_source is not False,
         encoded_from=opts.encoded_from, encoding=encoding_settings(encoder), extra_properties=opts.properties,
-        analysis=opts.analysis,
+        analysis=opts.analysis, first_phase_k=first_phase_k(opts),
     )  # fmt: skip
     restore = body["settings"]["index"].get("refresh_interval")
     body["settings"]["index"]["refresh_interval"] = "-1"  # no refreshes during a bulk load; restored at the end
@@ -75,7 +89,9 @@ def prepare_target(client: Any, alias: str, encoder: EncoderDescription, opts: L
         index = current[0]
         check_vector_field(index, client.indices.get_mapping(index=index), engine=engine_for(client))
         check_encoder(client, index, encoder.manifest)
-        return Target(alias, index, fresh=False, swap=False, refresh_restore=None)
+        # Documents written into an existing index fill the fields it has: its pruned field, if any, with its k.
+        k = recorded_first_phase(read_index_meta(client, index))
+        return Target(alias, index, fresh=False, swap=False, refresh_restore=None, first_phase_k=k)
     if current and not aliases.is_alias(client, alias):
         raise ConfigError(
             f"{alias!r} is a concrete index, not an alias: moving an alias to a new version would delete it. Build "
@@ -85,7 +101,8 @@ def prepare_target(client: Any, alias: str, encoder: EncoderDescription, opts: L
     restore = create_index(client, index, encoder, opts)
     if not current:
         aliases.swap(client, alias, index)  # nothing to protect readers from: expose the alias right away
-    return Target(alias, index, fresh=True, swap=bool(current), refresh_restore=restore)
+    k = first_phase_k(opts)
+    return Target(alias, index, fresh=True, swap=bool(current), refresh_restore=restore, first_phase_k=k)
 
 
 def restore_refresh(client: Any, target: Target) -> None:

@@ -14,12 +14,16 @@ from typing import Any
 from splade_os.engines import Engine, OpenSearchEngine, engine_for
 from splade_os.engines.base import DEFAULT_MAX_CLAUSES
 from splade_os.engines.refusals import is_refusal
-from splade_os.mappings import VECTOR_FIELD
+from splade_os.mappings import FIRST_PHASE_FIELD, VECTOR_FIELD
 from splade_os.vectors import SparseVector
 
 # OpenSearch's own two-phase default: phase one keeps tokens of at least 0.4 x the largest weight.
 DEFAULT_TWO_PHASE_RATIO = 0.4
 DEFAULT_TWO_PHASE_WINDOW_FACTOR = 5
+# Two-step search (an index with the pruned first-phase field): phase one sends the query's heaviest terms to that
+# field, and the exact dot product on the full field rescores a window of this many times the hits asked for.
+DEFAULT_FIRST_PHASE_TERMS = 32
+DEFAULT_TWO_STEP_WINDOW_FACTOR = 30  # measured: 10 x k kept 0.97 of exact top-10 at 20,000 documents, 30 x k 0.996
 
 
 @dataclass(frozen=True)
@@ -77,12 +81,18 @@ def fit_to_clause_limit(
     return SparseVector(dict(kept)), dropped, (note,)
 
 
-def _page(body: dict[str, Any], size: int, from_: int, source: bool | Sequence[str] | None) -> dict[str, Any]:
+def _page(
+    body: dict[str, Any], size: int, from_: int, source: bool | Sequence[str] | None, totals: bool = False
+) -> dict[str, Any]:
     body["size"] = size
     if from_:
         body["from"] = from_
     if source is not None:
         body["_source"] = source if isinstance(source, bool) else list(source)
+    if not totals:
+        # Counting every match is most of the work the engines' early termination (block-max WAND) skips; nothing
+        # here reads `hits.total`, so no request asks for it unless its caller does.
+        body["track_total_hits"] = False
     return body
 
 
@@ -97,13 +107,14 @@ def build_splade_query(
     source: bool | Sequence[str] | None = None,
     max_clauses: int = DEFAULT_MAX_CLAUSES,
     engine: Engine,
+    totals: bool = False,
 ) -> QueryPlan:
     """The exact SPLADE query: every (kept) query term scored against the vector field."""
     terms = (pruning or Pruning()).apply(vector)
     reserved = len(filters or ())
     terms, dropped, notes = fit_to_clause_limit(terms, max_clauses, reserved)
     body = {"query": _bool_query(engine.vector_clauses(terms, field_name), filters)}
-    return QueryPlan(_page(body, size, from_, source), terms, dropped, notes)
+    return QueryPlan(_page(body, size, from_, source, totals), terms, dropped, notes)
 
 
 def build_two_phase_query(
@@ -119,6 +130,7 @@ def build_two_phase_query(
     source: bool | Sequence[str] | None = None,
     max_clauses: int = DEFAULT_MAX_CLAUSES,
     engine: Engine,
+    totals: bool = False,
 ) -> QueryPlan:
     """Phase one matches only the heavy tokens; a `rescore` adds the light tokens' scores on a window.
 
@@ -137,22 +149,60 @@ def build_two_phase_query(
             source=source,
             max_clauses=max_clauses,
             engine=engine,
+            totals=totals,
         )
     threshold = ratio * max(terms.values())
     heavy = SparseVector({t: w for t, w in terms.items() if w >= threshold})
     light = SparseVector({t: w for t, w in terms.items() if w < threshold})
     body = {"query": _bool_query(engine.vector_clauses(heavy, field_name), filters)}
     if light:
-        body["rescore"] = {
-            "window_size": max(window or (size + from_) * DEFAULT_TWO_PHASE_WINDOW_FACTOR, size + from_),
-            "query": {
-                "rescore_query": {"bool": {"should": engine.vector_clauses(light, field_name)}},
-                "query_weight": 1.0,
-                "rescore_query_weight": 1.0,
-                "score_mode": "total",
-            },
-        }
-    return QueryPlan(_page(body, size, from_, source), terms, dropped, notes)
+        window = max(window or (size + from_) * DEFAULT_TWO_PHASE_WINDOW_FACTOR, size + from_)
+        body["rescore"] = _rescore(engine.vector_clauses(light, field_name), window, query_weight=1.0)
+    return QueryPlan(_page(body, size, from_, source, totals), terms, dropped, notes)
+
+
+def _rescore(clauses: list[dict[str, Any]], window: int, *, query_weight: float) -> dict[str, Any]:
+    """A rescore of the best `window` hits that adds the `clauses`' score to `query_weight` x phase one's."""
+    query = {"rescore_query": {"bool": {"should": clauses}}, "query_weight": query_weight,
+             "rescore_query_weight": 1.0, "score_mode": "total"}  # fmt: skip
+    return {"window_size": window, "query": query}
+
+
+def build_two_step_query(
+    vector: SparseVector,
+    *,
+    field_name: str = VECTOR_FIELD,
+    first_field: str = FIRST_PHASE_FIELD,
+    pruning: Pruning | None = None,
+    terms: int = DEFAULT_FIRST_PHASE_TERMS,
+    window: int | None = None,
+    filters: Sequence[Mapping[str, Any]] | None = None,
+    size: int = 10,
+    from_: int = 0,
+    source: bool | Sequence[str] | None = None,
+    max_clauses: int = DEFAULT_MAX_CLAUSES,
+    engine: Engine,
+    totals: bool = False,
+) -> QueryPlan:
+    """Two-step search ("Two-Step SPLADE", ECIR 2024) on an index with the pruned first-phase field: phase one
+    sends the query's `terms` heaviest terms to `first_field` (each document's heaviest terms only: short posting
+    lists); a `rescore` replaces the score of the best `window` documents with the exact dot product of every
+    (kept) query term on the full field (`query_weight` 0), so each hit's score IS its exact score.
+
+    Documents outside the window, or whose pruned vector shares no term with phase one's, are missed; a caller
+    that gets fewer hits than it asked for falls back to `build_splade_query`.
+    """
+    kept = (pruning or Pruning()).apply(vector)
+    kept, dropped, notes = fit_to_clause_limit(kept, max_clauses, len(filters or ()))
+    if not kept:
+        return build_splade_query(kept, field_name=field_name, filters=filters, size=size, from_=from_,
+                                  source=source, max_clauses=max_clauses, engine=engine, totals=totals)  # fmt: skip
+    window = max(window or (size + from_) * DEFAULT_TWO_STEP_WINDOW_FACTOR, size + from_)
+    body = {
+        "query": _bool_query(engine.vector_clauses(kept.top_k(terms), first_field), filters),
+        "rescore": _rescore(engine.vector_clauses(kept, field_name), window, query_weight=0.0),
+    }
+    return QueryPlan(_page(body, size, from_, source, totals), kept, dropped, notes)
 
 
 def build_bm25_query(
@@ -163,13 +213,14 @@ def build_bm25_query(
     size: int = 10,
     from_: int = 0,
     source: bool | Sequence[str] | None = None,
+    totals: bool = False,
 ) -> dict[str, Any]:
     """The BM25 baseline on the analysed text fields."""
     match = {"multi_match": {"query": text, "fields": list(fields), "type": "best_fields"}}
     query: dict[str, Any] = {"bool": {"must": [match]}}
     if filters:
         query["bool"]["filter"] = [dict(f) for f in filters]
-    return _page({"query": query}, size, from_, source)
+    return _page({"query": query}, size, from_, source, totals)
 
 
 def cluster_max_clauses(client: Any) -> int:

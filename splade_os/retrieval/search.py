@@ -14,12 +14,14 @@ from splade_os.engines import Engine, async_engine_for, engine_for
 from splade_os.engines.refusals import is_refusal
 from splade_os.errors import EngineError, InputError
 from splade_os.mappings import (
+    FIRST_PHASE_FIELD,
     VECTOR_FIELD,
     check_encoder_meta,
     check_vector_field,
     meta_from_mapping,
     recorded_encoding,
     recorded_fields,
+    recorded_first_phase,
 )
 from splade_os.retrieval.fusion import linear_fusion, reciprocal_rank_fusion
 from splade_os.retrieval.query import (
@@ -28,6 +30,7 @@ from splade_os.retrieval.query import (
     build_bm25_query,
     build_splade_query,
     build_two_phase_query,
+    build_two_step_query,
     cluster_max_clauses,
 )
 from splade_os.retrieval.two_phase import TwoPhaseSettings, stored_settings
@@ -131,6 +134,8 @@ class _Prepared:
     expansions: frozenset[str]
     from_: int = 0
     pages: list[tuple[int, int]] = field(default_factory=list)  # per request: (from, size) in (-score, id) order
+    # per request that may come back short (two-step search): the exact request that takes its place then
+    fallbacks: dict[int, dict[str, Any]] = field(default_factory=dict)
 
 
 class _SearchLogic:
@@ -169,6 +174,8 @@ class _SearchLogic:
         # ... and the fields its vectors were encoded from and how long texts were cut, to encode them the same way.
         self.encoded_from: tuple[str, str] = ("title", "text")
         self.document_encoding: Mapping[str, Any] = {}
+        # The k of the index's pruned first-phase field: two-phase mode runs two-step search on it. None: no field.
+        self.first_phase_k: int | None = None
 
     def _source(self, explain: bool, fields: Sequence[str] | None) -> dict[str, Any]:
         # Vectors are large; send them back only when an explanation needs them (or, when the index keeps them out
@@ -176,7 +183,8 @@ class _SearchLogic:
         needs = [self.field_name] if self.vectors_in_source else list(self.encoded_from)
         if fields is not None:
             return {"includes": [*fields, *(needs if explain else [])]}
-        return {"excludes": []} if explain else {"excludes": [self.field_name]}
+        # The pruned first-phase field is never returned: nothing reads it back, and it is a copy of the vector's head.
+        return {"excludes": [FIRST_PHASE_FIELD]} if explain else {"excludes": [self.field_name, FIRST_PHASE_FIELD]}
 
     def prepare(
         self,
@@ -201,12 +209,27 @@ class _SearchLogic:
         lo, hi = tie_window(*wanted)
         page: dict[str, Any] = {"size": hi - lo, "from_": lo}
         plan: QueryPlan | None = None
+        fallback: QueryPlan | None = None
         requests: list[dict[str, Any]] = []
         if mode in ("bm25", "hybrid"):
             requests.append(build_bm25_query(text, fields=self.bm25_fields, filters=filters, **page))
             requests[-1]["_source"] = source
         if mode in ("splade", "hybrid"):
             plan = build_splade_query(vector, max_clauses=self.max_clauses, **common, **page)
+        elif mode == "two-phase" and self.first_phase_k:
+            settings = self.two_phase or TwoPhaseSettings()
+            common["pruning"] = settings.pruning(self.pruning)
+            window = settings.window_for(k + from_, two_step=True)
+            plan = build_two_step_query(
+                vector, terms=settings.terms, window=window, max_clauses=self.max_clauses, **common, **page
+            )
+            # Phase one can find fewer hits than the page (a query none of whose heaviest terms is among any
+            # document's heaviest): then the exact query on the full field answers instead.
+            fallback = build_splade_query(vector, max_clauses=self.max_clauses, **common, **page)
+            fallback.body["_source"] = source
+            note = (f"two-step: {settings.describe(two_step=True)} on {FIRST_PHASE_FIELD} (top {self.first_phase_k} "
+                    f"terms per document), exact scores ({self.two_phase_source})")  # fmt: skip
+            plan = replace(plan, notes=(*plan.notes, note))
         elif mode == "two-phase":
             settings = self.two_phase or TwoPhaseSettings()
             common["pruning"] = settings.pruning(self.pruning)
@@ -221,7 +244,25 @@ class _SearchLogic:
         notes = plan.notes if plan is not None else ()
         terms = plan.terms if plan is not None else vector
         expansions = expansion_terms(self.encoder, text, terms)
-        return _Prepared(mode, terms, requests, notes, expansions, from_, [wanted] * len(requests))
+        prepared = _Prepared(mode, terms, requests, notes, expansions, from_, [wanted] * len(requests))
+        if fallback is not None:
+            prepared.fallbacks[len(requests) - 1] = fallback.body
+        return prepared
+
+    def fall_back(self, prepared: _Prepared, responses: list[dict[str, Any]]) -> list[int]:
+        """The requests that came back with fewer hits than they asked for and have an exact request to take their
+        place: each is swapped for it (once), to be sent again. Exact search would fill the page where phase one
+        could not, so a short answer is never returned as the result."""
+        again = []
+        for i, exact in list(prepared.fallbacks.items()):
+            found = len(responses[i]["hits"]["hits"])
+            if found < prepared.requests[i]["size"]:
+                prepared.requests[i] = exact
+                prepared.notes = (*prepared.notes, f"two-step: phase one found {found} hits, fewer than asked for: "
+                                  "answered by exact search on the full field")  # fmt: skip
+                again.append(i)
+            del prepared.fallbacks[i]
+        return again
 
     def refetch(self, prepared: _Prepared, responses: list[dict[str, Any]]) -> list[int]:
         """The requests whose page has hits tied with hits outside what was fetched, each widened to take the
@@ -238,6 +279,8 @@ class _SearchLogic:
                 lo = 0 if start_tied else lo
                 hi = min(lo + 2 * (hi - lo), MAX_RESULT_WINDOW) if end_tied else hi
                 body["from"], body["size"] = lo, hi - lo
+                if "rescore" in body:  # the rescored window must still hold every hit asked for
+                    body["rescore"]["window_size"] = max(body["rescore"]["window_size"], hi)
                 again.append(i)
         return again
 
@@ -259,6 +302,7 @@ class _SearchLogic:
         self.document_pruning = pruning if isinstance(pruning, Mapping) else {}
         fields = recorded_fields(meta)
         self.encoded_from, self.document_encoding = (fields["title"], fields["text"]), recorded_encoding(meta)
+        self.first_phase_k = recorded_first_phase(meta)
         stored = stored_settings(meta)
         if self.two_phase is None and stored is not None:
             self.two_phase, self.two_phase_source = stored.settings, f"tuned {stored.tuned_at[:10]} at " \
@@ -270,6 +314,11 @@ class _SearchLogic:
                                   "max_clauses": self.max_clauses, "source": False}  # fmt: skip
         if settings is None:
             return build_splade_query(vector, pruning=self.pruning, **common).body
+        if self.first_phase_k:
+            return build_two_step_query(
+                vector, pruning=settings.pruning(self.pruning), terms=settings.terms,
+                window=settings.window_for(size, two_step=True), **common,
+            ).body  # fmt: skip
         return build_two_phase_query(
             vector, pruning=settings.pruning(self.pruning), ratio=settings.ratio, window=settings.window_for(size),
             **common,
@@ -411,6 +460,8 @@ class Searcher:
         filters = [filter] if isinstance(filter, Mapping) else filter
         prepared = self.logic.prepare(text, k, mode, filters, explain, from_, fields)
         responses = [self.client.search(index=self.index, body=body) for body in prepared.requests]
+        for i in self.logic.fall_back(prepared, responses):
+            responses[i] = self.client.search(index=self.index, body=prepared.requests[i])
         while again := self.logic.refetch(prepared, responses):
             for i in again:
                 responses[i] = self.client.search(index=self.index, body=prepared.requests[i])
@@ -492,6 +543,8 @@ class AsyncSearcher:
         responses = list(
             await asyncio.gather(*(self.client.search(index=self.logic.index, body=b) for b in prepared.requests))
         )
+        for i in self.logic.fall_back(prepared, responses):
+            responses[i] = await self.client.search(index=self.logic.index, body=prepared.requests[i])
         while again := self.logic.refetch(prepared, responses):
             for i in again:
                 responses[i] = await self.client.search(index=self.logic.index, body=prepared.requests[i])

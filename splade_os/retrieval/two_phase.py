@@ -8,7 +8,13 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from splade_os.errors import ConfigError
-from splade_os.retrieval.query import DEFAULT_TWO_PHASE_RATIO, DEFAULT_TWO_PHASE_WINDOW_FACTOR, Pruning
+from splade_os.retrieval.query import (
+    DEFAULT_FIRST_PHASE_TERMS,
+    DEFAULT_TWO_PHASE_RATIO,
+    DEFAULT_TWO_PHASE_WINDOW_FACTOR,
+    DEFAULT_TWO_STEP_WINDOW_FACTOR,
+    Pruning,
+)
 
 TUNED_KEY = "two_phase"
 RETUNE_GROWTH = 2.0  # doctor asks for a new `tune` once the index holds this many times the tuned-at count
@@ -17,20 +23,31 @@ RETUNE_GROWTH = 2.0  # doctor asks for a new `tune` once the index holds this ma
 @dataclass(frozen=True)
 class TwoPhaseSettings:
     """Phase one keeps the terms of at least `ratio` x the largest weight; the rescore window holds `window` hits
-    (at least the page); `top_n` keeps only the n heaviest query terms (None: all)."""
+    (at least the page); `top_n` keeps only the n heaviest query terms (None: all).
+
+    On an index with the pruned first-phase field (two-step search), phase one instead sends the `first_terms`
+    heaviest query terms to that field (`ratio` plays no part), and the window defaults to 30 x the hits asked for.
+    """
 
     ratio: float = DEFAULT_TWO_PHASE_RATIO
-    window: int | None = None  # None: 5 x the hits asked for
+    window: int | None = None  # None: 5 x the hits asked for (two-step: 30 x)
     top_n: int | None = None
+    first_terms: int | None = None  # two-step only; None: DEFAULT_FIRST_PHASE_TERMS
 
     def __post_init__(self) -> None:
         if not 0 < self.ratio <= 1:
             raise ConfigError(f"the two-phase ratio must be in (0, 1], got {self.ratio}")
-        if self.window is not None and self.window < 1 or self.top_n is not None and self.top_n < 1:
-            raise ConfigError("the two-phase window and top-n must be at least 1")
+        if any(v is not None and v < 1 for v in (self.window, self.top_n, self.first_terms)):
+            raise ConfigError("the two-phase window, top-n and first-phase terms must be at least 1")
 
-    def window_for(self, size: int) -> int:
-        return max(self.window or size * DEFAULT_TWO_PHASE_WINDOW_FACTOR, size)
+    def window_for(self, size: int, *, two_step: bool = False) -> int:
+        factor = DEFAULT_TWO_STEP_WINDOW_FACTOR if two_step else DEFAULT_TWO_PHASE_WINDOW_FACTOR
+        return max(self.window or size * factor, size)
+
+    @property
+    def terms(self) -> int:
+        """How many query terms two-step search sends to the pruned field."""
+        return self.first_terms or DEFAULT_FIRST_PHASE_TERMS
 
     def pruning(self, base: Pruning) -> Pruning:
         """The query pruning this setting adds to the searcher's own."""
@@ -38,9 +55,13 @@ class TwoPhaseSettings:
             return base
         return replace(base, top_k=self.top_n)
 
-    def describe(self) -> str:
-        window = self.window if self.window is not None else f"{DEFAULT_TWO_PHASE_WINDOW_FACTOR} x k"
+    def describe(self, *, two_step: bool = False) -> str:
+        two_step = two_step or self.first_terms is not None
+        factor = DEFAULT_TWO_STEP_WINDOW_FACTOR if two_step else DEFAULT_TWO_PHASE_WINDOW_FACTOR
+        window = self.window if self.window is not None else f"{factor} x k"
         terms = f"top {self.top_n} terms" if self.top_n else "all terms"
+        if two_step:
+            return f"first phase top {self.terms} terms, window {window}, rescore {terms}"
         return f"ratio {self.ratio:g}, window {window}, {terms}"
 
 
@@ -65,7 +86,7 @@ def stored_settings(meta: Mapping[str, Any]) -> StoredSettings | None:
         return None
     try:
         settings = TwoPhaseSettings(ratio=float(record["ratio"]), window=record.get("window"),
-                                    top_n=record.get("top_n"))  # fmt: skip
+                                    top_n=record.get("top_n"), first_terms=record.get("first_terms"))  # fmt: skip
         return StoredSettings(settings, int(record["documents"]), str(record["tuned_at"]),
                               float(record.get("agreement", 0.0)), int(record.get("k", 10)))  # fmt: skip
     except (KeyError, TypeError, ValueError, ConfigError):

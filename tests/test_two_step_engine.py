@@ -1,0 +1,172 @@
+"""Two-step search on a real node with the bundled model: the pruned first-phase field as indexed, kept by
+re-encodes, agreement with exact search, the exact fallback, and what doctor says."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+from conftest import BUNDLED_MODEL, delete_indices
+from helpers import assert_first_phase
+from synthetic_corpus import write_collection
+
+from splade_os.cli import main
+from splade_os.connection import ConnectionSettings
+from splade_os.doctor import OK, WARN, run_checks
+from splade_os.engines import engine_for
+from splade_os.indexing import LoadOptions, index_corpus, reencode_index
+from splade_os.indexing.reindex import reindex
+from splade_os.mappings import FIRST_PHASE_FIELD, VECTOR_FIELD, read_index_meta
+from splade_os.model.encoder import SpladeEncoder
+from splade_os.retrieval.search import Searcher
+from splade_os.vectors import SparseVector
+
+pytestmark = pytest.mark.engine
+
+DEMO = BUNDLED_MODEL.parents[1] / "examples" / "demo-corpus.jsonl"
+
+
+@pytest.fixture(scope="module")
+def encoder() -> Iterator[SpladeEncoder]:
+    with SpladeEncoder(BUNDLED_MODEL) as encoder:
+        yield encoder
+
+
+@pytest.fixture(scope="module")
+def collection(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_collection(tmp_path_factory.mktemp("two-step"), documents=600)
+
+
+@pytest.fixture(scope="module")
+def default_index(engine_client: Any, encoder: SpladeEncoder, collection: Path) -> Iterator[str]:
+    """The synthetic collection indexed as `index` builds a new index: with the pruned field at its default k."""
+    name = f"test-two-step-{uuid.uuid4().hex[:8]}"
+    summary = index_corpus(engine_client, collection / "corpus.jsonl", index=name, encoder=encoder, replicas=0,
+                           checkpoint=collection / "cp.json", dead_letter=collection / "dead.jsonl")  # fmt: skip
+    assert summary.problems() == [] and summary.counters.indexed == 600
+    yield name
+    delete_indices(engine_client, f"{name}*")
+
+
+def _cli(*args: str) -> str:
+    result = CliRunner().invoke(main, list(args))
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def _build(alias: str, tmp_path: Path, *extra: str) -> None:
+    _cli("index", str(DEMO), "--index", alias, "--model", str(BUNDLED_MODEL), "--replicas", "0",
+         "--checkpoint", str(tmp_path / f"{alias}.cp"), "--dead-letter", str(tmp_path / f"{alias}.dead"), *extra)
+
+
+def test_two_step_agrees_with_exact_search_at_the_default_setting(
+    engine_client: Any, encoder: SpladeEncoder, default_index: str, collection: Path
+) -> None:
+    assert assert_first_phase(engine_client, default_index, 128) == 600
+    lines = (collection / "queries.jsonl").read_text(encoding="utf-8").splitlines()
+    queries = [json.loads(line)["text"] for line in lines]
+    searcher = Searcher(default_index, encoder, client=engine_client)
+    agreement = []
+    for text in queries:
+        exact = {h.id: h.score for h in searcher.search(text, k=10).hits}
+        two_step = searcher.search(text, k=10, mode="two-phase")
+        assert any(note.startswith("two-step:") for note in two_step.notes), two_step.notes
+        agreement.append(len(exact.keys() & {h.id for h in two_step.hits}) / len(exact))
+        for hit in two_step.hits:  # the window's scores are the exact dot products (query_weight 0)
+            if hit.id in exact:
+                assert hit.score == pytest.approx(exact[hit.id], rel=1e-5)
+    assert len(queries) > 150 and sum(agreement) / len(agreement) >= 0.99
+
+
+class _FixedQuery:
+    """The bundled model's manifest with a query vector chosen by the test."""
+
+    def __init__(self, manifest: Any, vector: SparseVector) -> None:
+        self.manifest, self.vector = manifest, vector
+
+    def encode_queries(self, texts: Sequence[str]) -> list[SparseVector]:
+        return [self.vector for _ in texts]
+
+
+def test_a_query_whose_terms_are_all_pruned_away_gets_the_exact_top_k(
+    engine_client: Any, encoder: SpladeEncoder, index_name: str, tmp_path: Path
+) -> None:
+    _build(index_name, tmp_path, "--first-phase-k", "4")
+    assert_first_phase(engine_client, index_name, 4)
+    engine = engine_for(engine_client)
+    full: dict[str, int] = {}
+    heads: set[str] = set()
+    for hit in engine.scan(engine_client, index_name, {"query": {"match_all": {}}}):
+        for token in engine.from_field(hit["_source"][VECTOR_FIELD]):
+            full[token] = full.get(token, 0) + 1
+        heads |= set(engine.from_field(hit["_source"][FIRST_PHASE_FIELD]))
+    # Terms many documents hold, none among its 4 heaviest: phase one on the pruned field finds nothing.
+    pruned_away = sorted((t for t in full if t not in heads), key=lambda t: (-full[t], t))[:6]
+    assert sum(full[t] for t in pruned_away) >= 12, pruned_away
+    query = SparseVector({t: 1.0 + i / 10 for i, t in enumerate(pruned_away)})
+    searcher = Searcher(index_name, _FixedQuery(encoder.manifest, query), client=engine_client)
+    for k in (3, 10):
+        exact = searcher.search("q", k=k)
+        two_step = searcher.search("q", k=k, mode="two-phase")
+        assert len(exact.hits) == k
+        assert [(h.id, h.score) for h in two_step.hits] == [(h.id, h.score) for h in exact.hits]
+        assert "answered by exact search on the full field" in two_step.notes[-1]
+
+
+def test_a_lean_index_keeps_the_pruned_field_out_of_source(
+    engine_client: Any, encoder: SpladeEncoder, index_name: str, tmp_path: Path
+) -> None:
+    _build(index_name, tmp_path, "--no-vectors-in-source", "--first-phase-k", "16")
+    for body in engine_client.indices.get_mapping(index=index_name).values():
+        assert body["mappings"]["_source"] == {"excludes": [VECTOR_FIELD, FIRST_PHASE_FIELD]}
+    assert read_index_meta(engine_client, index_name)["first_phase"] == {"field": FIRST_PHASE_FIELD, "top_k": 16}
+    source = engine_client.get(index=index_name, id="heart-attack")["_source"]
+    assert VECTOR_FIELD not in source and FIRST_PHASE_FIELD not in source
+    searcher = Searcher(index_name, encoder, client=engine_client)
+    result = searcher.search("what causes a heart attack", k=3, mode="two-phase")
+    assert result.hits[0].id == "heart-attack" and result.notes[-1].startswith("two-step:")
+    assert [h.id for h in result.hits] == [h.id for h in searcher.search("what causes a heart attack", k=3).hits]
+
+
+def test_re_encode_and_reindex_keep_the_pruned_field_and_its_k(
+    engine_client: Any, encoder: SpladeEncoder, index_name: str, tmp_path: Path
+) -> None:
+    _build(index_name, tmp_path, "--first-phase-k", "8")
+    copy = f"{index_name}-copy"
+    summary = reencode_index(engine_client, index_name, index=copy, encoder=encoder,
+                             load=LoadOptions(replicas=0, dead_letter=tmp_path / "copy.dead"))  # fmt: skip
+    assert summary.problems() == []
+    assert assert_first_phase(engine_client, copy, 8) == 42  # made from the new vectors, not copied as data
+
+    result = reindex(engine_client, index_name, encoder, load=LoadOptions(replicas=0, dead_letter=tmp_path / "r.d"))
+    assert result.swapped and result.summary.index == f"{index_name}-v2"
+    assert assert_first_phase(engine_client, index_name, 8) == 42
+
+    # An index without the field re-encodes without it; the option adds it (what doctor's fix says to run).
+    _cli("index", "--from-index", index_name, "--index", f"{index_name}-none", "--model", str(BUNDLED_MODEL),
+         "--replicas", "0", "--no-first-phase", "--dead-letter", str(tmp_path / "none.dead"))
+    assert "first_phase" not in read_index_meta(engine_client, f"{index_name}-none")
+    reindex(engine_client, f"{index_name}-none", encoder, load=LoadOptions(replicas=0, dead_letter=tmp_path / "n.d"))
+    mapping = engine_client.indices.get_mapping(index=f"{index_name}-none").values()
+    assert all(FIRST_PHASE_FIELD not in body["mappings"]["properties"] for body in mapping)
+    _cli("reindex", f"{index_name}-none", "--from-index", "--model", str(BUNDLED_MODEL), "--replicas", "0",
+         "--first-phase-k", "16", "--dead-letter", str(tmp_path / "n2.dead"))
+    assert assert_first_phase(engine_client, f"{index_name}-none", 16) == 42
+
+
+def test_doctor_says_whether_the_index_has_the_pruned_field(
+    engine_client: Any, index_name: str, tmp_path: Path
+) -> None:
+    _build(index_name, tmp_path, "--first-phase-k", "64")
+    _build(f"{index_name}-plain", tmp_path, "--no-first-phase")
+    settings = ConnectionSettings.from_env()
+    found = {c.name: c for c in run_checks(settings, index=index_name)}["first-phase"]
+    assert found.status == OK and "top 64 terms" in found.detail
+    missing = {c.name: c for c in run_checks(settings, index=f"{index_name}-plain")}["first-phase"]
+    assert missing.status == WARN and FIRST_PHASE_FIELD in missing.detail
+    assert f"reindex {index_name}-plain --from-index --model MODEL --first-phase-k 128" in missing.fix
