@@ -14,6 +14,7 @@ from splade_os.engines.errors import describe_error
 from splade_os.engines.refusals import is_refusal
 from splade_os.errors import SpladeOSError
 from splade_os.mappings import VECTOR_FIELD, check_encoder_meta, meta_from_mapping, vector_field_problem
+from splade_os.retrieval.df import read_df
 from splade_os.retrieval.query import elasticsearch_max_clauses, max_clauses_from_settings
 from splade_os.retrieval.two_phase import growth_warning
 
@@ -68,10 +69,26 @@ def _index_checks(client: Any, engine: Engine, index: str, manifest: Mapping[str
                                 f"search with the model that built it, or re-encode: splade-os reindex {index} "
                                 "--from-index --model NEW_MODEL"))  # fmt: skip
     checks.append(_privileges_check(client, engine, index, concrete[0]))
-    growth = growth_warning(meta, int(client.count(index=index)["count"]))
+    documents = int(client.count(index=index)["count"])
+    if len(concrete) == 1:
+        checks.append(_df_check(client, index, concrete[0], documents))
+    growth = growth_warning(meta, documents)
     if growth:
         checks.append(Check("two-phase", WARN, growth, f"splade-os tune {index} --model MODEL"))
     return checks
+
+
+def _df_check(client: Any, index: str, concrete: str, documents: int) -> Check:
+    """Whether the document-frequency table exists and was counted near today's document count."""
+    fix = f"splade-os df {index} --model MODEL"
+    table = read_df(client, concrete)
+    if table is None:
+        return Check("df", WARN, f"no document-frequency table for {concrete}", fix)
+    if table.is_stale(documents):
+        return Check("df", WARN, f"the table of {concrete} was counted at {table.documents:,} documents on "
+                     f"{table.computed_at}; the index holds {documents:,} now", fix)  # fmt: skip
+    return Check("df", OK, f"{len(table.counts):,} tokens with df > 0, counted at {table.documents:,} documents on "
+                 f"{table.computed_at}")  # fmt: skip
 
 
 def _privileges_check(client: Any, engine: Engine, index: str, concrete: str) -> Check:

@@ -12,7 +12,7 @@ from typing import Any
 
 from splade_os.engines import Engine
 from splade_os.engines.refusals import is_refusal
-from splade_os.errors import EncoderMismatchError, EngineError
+from splade_os.errors import ConfigError, EncoderMismatchError, EngineError
 
 VECTOR_FIELD = "splade"
 META_KEY = "splade_os"
@@ -90,6 +90,7 @@ def index_body(
     encoded_from: Mapping[str, str] | None = None,
     encoding: Mapping[str, Any] | None = None,
     analysis: Mapping[str, Any] | None = None,
+    concurrent_segment_search: bool | None = None,
 ) -> dict[str, Any]:
     """The create-index body: BM25 text fields with `analyzer`, the engine's vector field, and the encoder in `_meta`.
 
@@ -99,6 +100,9 @@ def index_body(
     `vectors_in_source=False` leaves the vector out of the stored `_source`: the postings still score it, but
     reading a document back no longer returns its vector (explanations then re-encode the document's text).
 
+    `concurrent_segment_search` sets the engine's index setting for searching a shard's segments in parallel
+    (None: the cluster's default); an engine without one refuses it. `_meta` records what was asked.
+
     The template is written for OpenSearch (`rank_features`); each engine puts in its own vector field.
     """
     if shards < 1 or replicas < 0:
@@ -106,6 +110,14 @@ def index_body(
     analyzer = analyzer or default_analyzer()
     body = copy.deepcopy(_template())
     body["settings"]["index"].update(number_of_shards=shards, number_of_replicas=replicas, **engine.index_settings())
+    if concurrent_segment_search is not None:
+        concurrent = engine.concurrent_search_settings(concurrent_segment_search)
+        if concurrent is None:
+            raise ConfigError(
+                f"{engine.label} has no index setting for concurrent segment search (OpenSearch 2.12+ has; "
+                "Elasticsearch 8.12+ searches segments in parallel on its own where it pays): leave the option out"
+            )
+        body["settings"]["index"].update(concurrent)
     properties = body["mappings"]["properties"]
     properties[VECTOR_FIELD] = engine.vector_mapping()
     for name in ("title", "text"):
@@ -114,6 +126,8 @@ def index_body(
         body["mappings"]["_source"] = {"excludes": [VECTOR_FIELD]}
     if manifest is not None:
         meta = encoder_meta(manifest, pruning, analyzer, vectors_in_source, encoded_from, encoding)
+        if concurrent_segment_search is not None:
+            meta["concurrent_segment_search"] = concurrent_segment_search
         body["mappings"]["_meta"] = {META_KEY: meta}
     if extra_properties:
         body["mappings"]["properties"].update(extra_properties)

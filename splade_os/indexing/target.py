@@ -44,7 +44,7 @@ def create_index(client: Any, index: str, encoder: EncoderDescription, opts: Loa
         shards=opts.shards, replicas=opts.replicas, manifest=encoder.manifest, engine=engine_for(client),
         analyzer=analyzer, pruning=pruning, vectors_in_source=opts.vectors_in_source is not False,
         encoded_from=opts.encoded_from, encoding=encoding_settings(encoder), extra_properties=opts.properties,
-        analysis=opts.analysis,
+        analysis=opts.analysis, concurrent_segment_search=opts.concurrent_segment_search,
     )  # fmt: skip
     restore = body["settings"]["index"].get("refresh_interval")
     body["settings"]["index"]["refresh_interval"] = "-1"  # no refreshes during a bulk load; restored at the end
