@@ -115,7 +115,7 @@ def index_body(
         if concurrent is None:
             raise ConfigError(
                 f"{engine.label} has no index setting for concurrent segment search (OpenSearch 2.12+ has; "
-                "Elasticsearch 8.12+ searches segments in parallel on its own where it pays): leave the option out"
+                "Elasticsearch decides per query on its own): leave the option out"
             )
         body["settings"]["index"].update(concurrent)
     properties = body["mappings"]["properties"]

@@ -72,7 +72,7 @@ class ElasticsearchEngine:
         return [{"sparse_vector": query}]
 
     def concurrent_search_settings(self, enabled: bool) -> dict[str, Any] | None:
-        return None  # no index setting: 8.12+ and 9.x search segments in parallel where they judge it pays
+        return None  # no index setting: since 8.12 it decides per query whether to search segments in parallel
 
     def pruning_options(self, config: PruningConfig) -> dict[str, Any]:
         return {"prune": True, "pruning_config": {
