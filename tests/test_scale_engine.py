@@ -135,6 +135,9 @@ def test_merge_leaves_n_segments_prints_progress_and_refuses_a_live_alias(
     assert f"merged {plain}: 6 -> " in result.stdout
     assert segment_state(engine_client, plain).segments <= 2
 
+    missing = CliRunner().invoke(main, ["merge", f"{index_name}-missing"])
+    assert missing.exit_code == 1 and f"no index or alias '{index_name}-missing' to merge" in missing.stderr
+
     live = f"{index_name}-v1"
     _segmented(engine_client, live, 4)
     engine_client.indices.put_alias(index=live, name=index_name)

@@ -84,6 +84,7 @@ def merge(index: str, segments: int, yes: bool, every: float, settings: Connecti
     A merge rewrites the whole index, with I/O and CPU that searches on the same nodes feel while it runs, so an
     alias, or an index an alias points at, is merged only with --yes. Progress goes to stderr every --every seconds.
     """
+    from splade_os import aliases
     from splade_os.indexing.merge import SegmentState, check_not_live, force_merge
 
     def progress(state: SegmentState, elapsed: float) -> None:
@@ -93,7 +94,7 @@ def merge(index: str, segments: int, yes: bool, every: float, settings: Connecti
     with cli_errors():
         client = connect(settings)
         try:
-            if not yes:
+            if not yes and aliases.resolve(client, index):  # a missing index: force_merge says so
                 check_not_live(client, index)
             done = force_merge(client, index, segments, on_poll=progress, every=every)
         finally:

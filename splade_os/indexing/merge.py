@@ -81,6 +81,8 @@ def force_merge(
     start and every `every` seconds while the merge runs, from another thread."""
     if segments < 1:
         raise ConfigError(f"segments must be at least 1, got {segments}")
+    if not aliases.resolve(client, index):
+        raise ConfigError(f"no index or alias {index!r} to merge")
     before = segment_state(client, index)
     started = time.monotonic()
     done = threading.Event()
