@@ -7,6 +7,7 @@ A re-index builds the next version while readers keep the current one, then move
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,6 +28,19 @@ class AliasSwap:
 
 def version_name(alias: str, version: int) -> str:
     return f"{alias}-v{version}"
+
+
+def df_index_name(concrete: str) -> str:
+    """The side index holding the document frequencies of one concrete index (`docs-v1-df`): named after the
+    version, so that the roles' `docs-v*` pattern covers it and it goes when the version goes."""
+    return f"{concrete}-df"
+
+
+def delete_versions(client: Any, names: Iterable[str]) -> None:
+    """Delete versions of an alias, each with its side indices (the df table)."""
+    names = list(names)
+    if names:
+        client.indices.delete(index=",".join([*names, *map(df_index_name, names)]), ignore_unavailable=True)
 
 
 def resolve(client: Any, name: str) -> list[str]:
@@ -85,7 +99,6 @@ def swap(client: Any, alias: str, index: str, *, delete_previous: bool = False) 
     previous = tuple(old for old in current if old != index)
     deleted: tuple[str, ...] = (alias,) if concrete else ()
     if delete_previous and not concrete:
-        for old in previous:
-            client.indices.delete(index=old, ignore_unavailable=True)
+        delete_versions(client, previous)
         deleted = previous
     return AliasSwap(alias=alias, index=index, previous=previous, deleted=deleted)

@@ -22,6 +22,7 @@ from splade_os.mappings import (
     recorded_first_phase,
     vector_field_problem,
 )
+from splade_os.retrieval.df import read_df
 from splade_os.retrieval.two_phase import growth_warning
 
 __all__ = ["FAIL", "OK", "SKIP", "WARN", "Check", "failed", "format_checks", "run_checks", "to_json"]
@@ -74,7 +75,10 @@ def _index_checks(client: Any, engine: Engine, index: str, manifest: Mapping[str
     if not problem:
         checks.append(_first_phase_check(index, meta))
     checks.append(_privileges_check(client, engine, index, concrete[0]))
-    growth = growth_warning(meta, int(client.count(index=index)["count"]))
+    documents = int(client.count(index=index)["count"])
+    if len(concrete) == 1:
+        checks.append(_df_check(client, index, concrete[0], documents))
+    growth = growth_warning(meta, documents)
     if growth:
         checks.append(Check("two-phase", WARN, growth, f"splade-os tune {index} --model MODEL"))
     return checks
@@ -92,6 +96,22 @@ def _first_phase_check(index: str, meta: Mapping[str, Any]) -> Check:
         f"re-index with the field: splade-os reindex {index} --from-index --model MODEL --first-phase-k "
         f"{DEFAULT_FIRST_PHASE_K}",
     )  # fmt: skip
+
+
+def _df_check(client: Any, index: str, concrete: str, documents: int) -> Check:
+    """Whether the document-frequency table exists and was counted near today's document count."""
+    fix = f"splade-os df {index} --model MODEL"
+    try:
+        table = read_df(client, concrete)
+    except Exception as err:  # the table is an extra: the index's other checks stand without it
+        return Check("df", SKIP if is_refusal(err) else WARN, f"not checked: {describe_error(err)}")
+    if table is None:
+        return Check("df", WARN, f"no document-frequency table for {concrete}", fix)
+    if table.is_stale(documents):
+        return Check("df", WARN, f"the table of {concrete} was counted at {table.documents:,} documents on "
+                     f"{table.computed_at}; the index holds {documents:,} now", fix)  # fmt: skip
+    return Check("df", OK, f"{len(table.counts):,} tokens with df > 0, counted at {table.documents:,} documents on "
+                 f"{table.computed_at}")  # fmt: skip
 
 
 def _privileges_check(client: Any, engine: Engine, index: str, concrete: str) -> Check:

@@ -13,7 +13,7 @@ from typing import Any
 
 from splade_os.engines import Engine
 from splade_os.engines.refusals import is_refusal
-from splade_os.errors import EncoderMismatchError, EngineError
+from splade_os.errors import ConfigError, EncoderMismatchError, EngineError
 from splade_os.vectors import SparseVector
 
 VECTOR_FIELD = "splade"
@@ -126,6 +126,7 @@ def index_body(
     encoding: Mapping[str, Any] | None = None,
     analysis: Mapping[str, Any] | None = None,
     first_phase_k: int | None = None,
+    concurrent_segment_search: bool | None = None,
 ) -> dict[str, Any]:
     """The create-index body: BM25 text fields with `analyzer`, the engine's vector field, and the encoder in `_meta`.
 
@@ -137,6 +138,8 @@ def index_body(
 
     `first_phase_k` adds the pruned first-phase field (each document's top-k terms, same type as the vector field),
     left out of `_source` with the vector, and records it in `_meta`.
+    `concurrent_segment_search` sets the engine's index setting for searching a shard's segments in parallel
+    (None: the cluster's default); an engine without one refuses it. `_meta` records what was asked.
 
     The template is written for OpenSearch (`rank_features`); each engine puts in its own vector field.
     """
@@ -145,6 +148,14 @@ def index_body(
     analyzer = analyzer or default_analyzer()
     body = copy.deepcopy(_template())
     body["settings"]["index"].update(number_of_shards=shards, number_of_replicas=replicas, **engine.index_settings())
+    if concurrent_segment_search is not None:
+        concurrent = engine.concurrent_search_settings(concurrent_segment_search)
+        if concurrent is None:
+            raise ConfigError(
+                f"{engine.label} has no index setting for concurrent segment search (OpenSearch 2.12+ has; "
+                "Elasticsearch decides per query on its own): leave the option out"
+            )
+        body["settings"]["index"].update(concurrent)
     properties = body["mappings"]["properties"]
     properties[VECTOR_FIELD] = engine.vector_mapping()
     if first_phase_k:
@@ -155,6 +166,8 @@ def index_body(
         body["mappings"]["_source"] = {"excludes": list(VECTOR_FIELDS) if first_phase_k else [VECTOR_FIELD]}
     if manifest is not None:
         meta = encoder_meta(manifest, pruning, analyzer, vectors_in_source, encoded_from, encoding, first_phase_k)
+        if concurrent_segment_search is not None:
+            meta["concurrent_segment_search"] = concurrent_segment_search
         body["mappings"]["_meta"] = {META_KEY: meta}
     if extra_properties:
         body["mappings"]["properties"].update(extra_properties)

@@ -113,10 +113,18 @@ def index_args(corpus: Path, alias: str, tmp: Path, *extra: str) -> list[str]:
             "--dead-letter", str(tmp / "dl.jsonl"), "--checkpoint", str(tmp / "cp.json"), *extra]  # fmt: skip
 
 
+def df_args(alias: str, tmp: Path) -> list[str]:
+    # A few tokens rather than the whole vocabulary: the security plugin checks every search of an _msearch.
+    tokens = tmp / "tokens.txt"
+    tokens.write_text("secure\ntls\ncluster\n.\n")
+    return ["df", alias, "--tokens", str(tokens)]
+
+
 def indexer_commands(beir: Path, alias: str, tmp: Path) -> list[list[str]]:
     corpus = beir / "corpus.jsonl"
     return [
         index_args(corpus, alias, tmp),
+        df_args(alias, tmp),
         ["alias", alias],
         ["search", "secure tls cluster", "--index", alias, "--model", MODEL, "--explain"],
         ["reindex", alias, "--from-index", "--model", MODEL, "--replicas", "0", "--delete-previous",
@@ -164,6 +172,7 @@ def test_searcher_searches_and_is_refused_writes(
 ) -> None:
     caplog.set_level(logging.DEBUG)
     assert run(node, INDEXER, index_args(beir / "corpus.jsonl", alias, tmp_path)).exit_code == 0
+    assert run(node, INDEXER, df_args(alias, tmp_path)).exit_code == 0
     for args in searcher_commands(beir, alias):
         result = run(node, SEARCHER, args)
         assert_secret_kept(node, result, caplog, args[0])
@@ -171,10 +180,11 @@ def test_searcher_searches_and_is_refused_writes(
     doctor = run(node, SEARCHER, ["doctor", "--index", alias, "--model", MODEL])
     assert doctor.exit_code == 0, doctor.output
     assert f"may search {alias} but not index into it, lacks: " in doctor.output
+    assert "ok    df " in doctor.output and "with df > 0, counted at 12 documents" in doctor.output, doctor.output
     refused = [index_args(beir / "corpus.jsonl", f"{alias}-new", tmp_path / "new"),
                index_args(beir / "corpus.jsonl", alias, tmp_path, "--recreate"),
                ["reindex", alias, "--from-index", "--model", MODEL, "--replicas", "0"],
-               ["stats", alias]]  # fmt: skip
+               ["stats", alias], df_args(alias, tmp_path)]  # fmt: skip
     (tmp_path / "new").mkdir()
     for args in refused:
         result = run(node, SEARCHER, args)

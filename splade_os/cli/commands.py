@@ -11,7 +11,10 @@ from splade_os.cli.index import alias, index
 from splade_os.cli.models import models
 from splade_os.cli.node import node
 from splade_os.cli.ops import doctor, reindex, stats
+from splade_os.cli.scale import df, merge
 from splade_os.cli.search import search
 from splade_os.cli.tune import tune
 
-ALL: list[click.Command] = [export, models, encode, index, alias, reindex, search, evaluate, tune, doctor, stats, node]
+ALL: list[click.Command] = [
+    export, models, encode, index, alias, reindex, search, evaluate, tune, doctor, stats, df, merge, node,
+]  # fmt: skip

@@ -171,6 +171,11 @@ def format_summary(s: IndexSummary) -> str:
 @click.option("--vectors-in-source/--no-vectors-in-source", default=None,
               help="Keep each vector in the stored _source too (the default; --from-index: the source's choice). "
               "Leaving it out saves disk; explanations then re-encode the hit's text.")
+@click.option("--concurrent-segment-search/--no-concurrent-segment-search", default=None,
+              help="A new index searches each shard's segments in parallel (OpenSearch 2.12+), recorded in its "
+              "_meta. [default: the cluster's setting]")
+@click.option("--optimize", is_flag=True, help="After a successful load, force-merge the index to one segment "
+              "before the alias moves (faster searches; takes a while on a large index).")
 @click.option(
     "--long-documents",
     type=click.Choice(("truncate", "split")),
@@ -226,6 +231,8 @@ def index(
     min_weight: float,
     prune_ratio: float,
     vectors_in_source: bool | None,
+    concurrent_segment_search: bool | None,
+    optimize: bool,
     long_documents: str,
     log_every: float,
     on_ray: bool,
@@ -263,7 +270,8 @@ def index(
         load = LoadOptions(
             recreate=recreate, resume=resume, skip_empty=not index_empty, allow_failures=allow_failures,
             delete_previous=delete_previous, shards=shards, replicas=replicas, analyzer=analyzer,
-            vectors_in_source=vectors_in_source, first_phase_k=first_phase_k, checkpoint=checkpoint,
+            vectors_in_source=vectors_in_source, first_phase_k=first_phase_k,
+            concurrent_segment_search=concurrent_segment_search, optimize=optimize, checkpoint=checkpoint,
             dead_letter=dead_letter, bulk=options,
         )  # fmt: skip
         if on_ray:

@@ -10,7 +10,7 @@ import threading
 import weakref
 from typing import Any
 
-from splade_os.engines.base import FAIL, OK, SKIP, WARN, Check, Engine, status_of
+from splade_os.engines.base import FAIL, OK, SKIP, WARN, Check, Engine, PruningConfig, status_of
 from splade_os.engines.elasticsearch import ElasticsearchEngine, parse_version, server_version
 from splade_os.engines.opensearch import OpenSearchEngine
 from splade_os.errors import ConfigError
@@ -19,7 +19,7 @@ ENGINES = ("opensearch", "elasticsearch")
 
 __all__ = [
     "ENGINES", "FAIL", "OK", "SKIP", "WARN", "Check", "ElasticsearchEngine", "Engine", "OpenSearchEngine",
-    "async_engine_for", "engine_for", "is_elasticsearch", "make_engine", "parse_version", "remember",
+    "PruningConfig", "async_engine_for", "engine_for", "is_elasticsearch", "make_engine", "parse_version", "remember",
     "remember_failure", "status_of",
 ]  # fmt: skip
 

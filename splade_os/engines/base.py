@@ -11,6 +11,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from splade_os.errors import ConfigError
 from splade_os.vectors import SparseVector
 
 
@@ -26,6 +27,27 @@ class Check:
 
 OK, WARN, FAIL, SKIP = "ok", "warn", "FAIL", "skip"
 DEFAULT_MAX_CLAUSES = 1024  # what a cluster allows when it says nothing else (OpenSearch's default)
+
+
+@dataclass(frozen=True)
+class PruningConfig:
+    """The engine's own query-time token pruning (Elasticsearch's `sparse_vector` `pruning_config`): tokens more
+    frequent than `tokens_freq_ratio_threshold` times the average token's frequency and weighing less than
+    `tokens_weight_threshold` of the query's heaviest weight are dropped (or, with `only_score_pruned_tokens`,
+    the only ones kept). Scores become approximate, as with any pruning."""
+
+    tokens_freq_ratio_threshold: float = 5.0
+    tokens_weight_threshold: float = 0.4
+    only_score_pruned_tokens: bool = False
+
+    def __post_init__(self) -> None:
+        # Elasticsearch's own bounds, checked here so that a bad value is one line before any request.
+        if not 1 <= self.tokens_freq_ratio_threshold <= 100:
+            raise ConfigError(
+                f"tokens_freq_ratio_threshold must be in [1, 100], got {self.tokens_freq_ratio_threshold}"
+            )
+        if not 0 <= self.tokens_weight_threshold <= 1:
+            raise ConfigError(f"tokens_weight_threshold must be in [0, 1], got {self.tokens_weight_threshold}")
 
 
 class Engine(Protocol):
@@ -67,6 +89,16 @@ class Engine(Protocol):
 
     def vector_clauses(self, vector: SparseVector, field_name: str) -> list[dict[str, Any]]:
         """`bool.should` clauses whose summed score is the dot product of `vector` with the field."""
+        ...
+
+    def concurrent_search_settings(self, enabled: bool) -> dict[str, Any] | None:
+        """Index settings that turn the searching of a shard's segments in parallel on or off; None when the
+        engine has no such index setting."""
+        ...
+
+    def pruning_options(self, config: PruningConfig) -> dict[str, Any]:
+        """The options to add to the engine's vector query for its own token pruning; ConfigError when the engine
+        has none."""
         ...
 
     def field_type(self, mapping: Mapping[str, Any], field_name: str) -> str | None:

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from splade_os.engines.base import DEFAULT_MAX_CLAUSES, FAIL, OK, Check
+from splade_os.engines.base import DEFAULT_MAX_CLAUSES, FAIL, OK, Check, PruningConfig
 from splade_os.engines.refusals import is_missing_endpoint
 from splade_os.engines.roles import INDEXER, SEARCHER, privileges
 from splade_os.errors import MissingDependencyError
@@ -76,6 +76,16 @@ class ElasticsearchEngine:
             return []
         query = {"field": field_name, "query_vector": dict(vector.sorted_items()), "prune": False}
         return [{"sparse_vector": query}]
+
+    def concurrent_search_settings(self, enabled: bool) -> dict[str, Any] | None:
+        return None  # no index setting: since 8.12 it decides per query whether to search segments in parallel
+
+    def pruning_options(self, config: PruningConfig) -> dict[str, Any]:
+        return {"prune": True, "pruning_config": {
+            "tokens_freq_ratio_threshold": config.tokens_freq_ratio_threshold,
+            "tokens_weight_threshold": config.tokens_weight_threshold,
+            "only_score_pruned_tokens": config.only_score_pruned_tokens,
+        }}  # fmt: skip
 
     def field_type(self, mapping: Mapping[str, Any], field_name: str) -> str | None:
         field = mapping.get("mappings", {}).get("properties", {}).get(field_name, {})

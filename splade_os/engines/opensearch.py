@@ -13,7 +13,8 @@ from typing import Any
 from opensearchpy import OpenSearch, helpers
 
 from splade_os.engines import opensearch_privileges
-from splade_os.engines.base import DEFAULT_MAX_CLAUSES, FAIL, OK, WARN, Check
+from splade_os.engines.base import DEFAULT_MAX_CLAUSES, FAIL, OK, WARN, Check, PruningConfig
+from splade_os.errors import ConfigError
 from splade_os.vectors import SparseVector, escape_token
 
 
@@ -44,6 +45,20 @@ class OpenSearchEngine:
             {"rank_feature": {"field": f"{field_name}.{escape_token(t)}", "linear": {}, "boost": w}}
             for t, w in vector.sorted_items()
         ]
+
+    def concurrent_search_settings(self, enabled: bool) -> dict[str, Any] | None:
+        # GA in 2.12 as a boolean; 2.17 replaced it with a mode (all, auto, none), which 3.x defaults to auto.
+        if self.version[:2] >= (2, 17):
+            return {"search": {"concurrent_segment_search": {"mode": "all" if enabled else "none"}}}
+        if self.version[:2] >= (2, 12):
+            return {"search": {"concurrent_segment_search": {"enabled": enabled}}}
+        return None
+
+    def pruning_options(self, config: PruningConfig) -> dict[str, Any]:
+        raise ConfigError(
+            f"{self.label} has no query-time token pruning of its own (pruning_config is Elasticsearch's "
+            "sparse_vector option): prune the query vector with splade-os's pruning instead"
+        )
 
     def field_type(self, mapping: Mapping[str, Any], field_name: str) -> str | None:
         field = mapping.get("mappings", {}).get("properties", {}).get(field_name, {})

@@ -22,6 +22,7 @@ _OPENSEARCH: dict[str, dict[str, list[str]]] = {
             "indices:data/read/scroll",  # reindex --from-index reads the source with a scroll
             "indices:data/read/scroll/clear",
             "indices:data/read/mget",  # index --resume: which documents of the interrupted batch landed
+            "indices:data/read/msearch",  # df: token counts, hundreds per request (each item checked as a search)
         ],
         "index": [
             "indices:admin/create",  # each version is a new index

@@ -20,6 +20,7 @@ from splade_os.indexing.ledger import (
     Counters,
     DeadLetters,
 )  # fmt: skip
+from splade_os.indexing.merge import force_merge
 from splade_os.indexing.options import EncoderDescription, LoadOptions, RecordEncoder
 from splade_os.indexing.pipeline import DocumentEncoder, Loader, Progress, run, stored_documents
 from splade_os.indexing.sources import IndexSource, Source, source_names
@@ -336,6 +337,8 @@ def finish(
     verification = f"{target.index} holds {count} documents; expected {how}"
     if not verified:
         verification = f"count mismatch: {verification}. Look at the dead-letter file and the cluster's logs"
+    succeeded = verified and (allow_failures or not c.failed)
+    merged = force_merge(client, target.index, 1) if opts.optimize and succeeded else None
     stats = client.indices.stats(index=target.index, metric="store")
     size = int(stats["indices"][target.index]["primaries"]["store"]["size_in_bytes"])
     summary = IndexSummary(
@@ -343,8 +346,11 @@ def finish(
         processed=loader.processed, index_count=count, index_bytes=size, expected=expected, verified=verified,
         verification=verification, dead_letter=dead_letter,
     )  # fmt: skip
+    if merged is not None:
+        summary.notes.append(f"merged {target.index} from {merged.before} to {merged.after} segments in "
+                             f"{merged.seconds:.1f} s")  # fmt: skip
     if target.swap:
-        if verified and (allow_failures or not c.failed):
+        if succeeded:
             summary.swapped = aliases.swap(client, target.alias, target.index, delete_previous=opts.delete_previous)
         else:
             summary.notes.append(

@@ -82,6 +82,9 @@ class LoadOptions:
     # A re-encode maps the documents' own fields as the source index did (and defines the analyzers they use).
     properties: Mapping[str, Any] = field(default_factory=dict)
     analysis: Mapping[str, Any] = field(default_factory=dict)
+    # Index setting of a new index: search a shard's segments in parallel (True/False); None: the engine's default.
+    concurrent_segment_search: bool | None = None
+    optimize: bool = False  # after a successful load, force-merge the index to one segment before the alias moves
     checkpoint: Path | None = None  # None: named after the alias (`ALIAS.checkpoint.json`); a re-encode keeps none
     dead_letter: Path | None = None  # None: named after the alias (`ALIAS.dead-letter.jsonl`)
     bulk: BulkOptions = field(default_factory=lambda: BulkOptions())

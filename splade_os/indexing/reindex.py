@@ -93,6 +93,6 @@ def reindex(
     swapped = aliases.resolve(client, alias) == [summary.index]
     deleted: tuple[str, ...] = ()
     if swapped and opts.delete_previous and previous:
-        client.indices.delete(index=",".join(previous))
+        aliases.delete_versions(client, previous)
         deleted = previous
     return ReindexResult(alias, previous, previous_count, summary, swapped, deleted, problems)

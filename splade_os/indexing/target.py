@@ -59,6 +59,7 @@ def create_index(client: Any, index: str, encoder: EncoderDescription, opts: Loa
         analyzer=analyzer, pruning=pruning, vectors_in_source=opts.vectors_in_source is not False,
         encoded_from=opts.encoded_from, encoding=encoding_settings(encoder), extra_properties=opts.properties,
         analysis=opts.analysis, first_phase_k=first_phase_k(opts),
+        concurrent_segment_search=opts.concurrent_segment_search,
     )  # fmt: skip
     restore = body["settings"]["index"].get("refresh_interval")
     body["settings"]["index"]["refresh_interval"] = "-1"  # no refreshes during a bulk load; restored at the end

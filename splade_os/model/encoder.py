@@ -90,6 +90,33 @@ def load_tokenizer(spec: str, path: Path, *, max_length: int | None = None, stri
     return tokenizer
 
 
+def _vocabulary(tokenizer: Tokenizer, vocab_size: int) -> tuple[list[str], np.ndarray]:
+    """Each output position's token, and the positions never emitted (special and unused tokens)."""
+    vocab = [""] * vocab_size
+    for token, index in tokenizer.get_vocab(with_added_tokens=True).items():
+        if index < vocab_size:
+            vocab[index] = token
+    special = [i for i, t in enumerate(vocab) if not t or _UNUSED.match(t)] + [
+        i for i, t in tokenizer.get_added_tokens_decoder().items() if t.special and i < vocab_size
+    ]
+    return vocab, np.unique(np.array(special, dtype=np.int64))
+
+
+def model_vocabulary(model_dir: str | Path) -> list[str]:
+    """Every token an exported model's vectors can hold (its vocabulary less special and unused tokens), read from
+    its tokenizer alone: no ONNX session is started."""
+    model_dir = Path(model_dir)
+    manifest = read_manifest(model_dir)
+    path = model_dir / TOKENIZER_NAME
+    try:
+        spec = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        raise ModelError(f"cannot read {path} ({first_line(err)}); re-run `splade-os export`") from err
+    vocab, special = _vocabulary(load_tokenizer(spec, path), int(manifest["vocab_size"]))
+    skip = set(special.tolist())
+    return [t for i, t in enumerate(vocab) if i not in skip]
+
+
 class SpladeEncoder:
     """Encode documents and queries with a folder written by `splade-os export`.
 
@@ -203,14 +230,7 @@ class SpladeEncoder:
         self._cutting = {(self.max_length, 0): self._truncating}
         if self._splitting is not None:
             self._cutting[(self.max_length, self.stride)] = self._splitting
-        self._vocab = [""] * self.vocab_size
-        for token, index in self.tokenizer.get_vocab(with_added_tokens=True).items():
-            if index < self.vocab_size:
-                self._vocab[index] = token
-        special = [i for i, t in enumerate(self._vocab) if not t or _UNUSED.match(t)] + [
-            i for i, t in self.tokenizer.get_added_tokens_decoder().items() if t.special and i < self.vocab_size
-        ]
-        self.special_ids = np.unique(np.array(special, dtype=np.int64))
+        self._vocab, self.special_ids = _vocabulary(self.tokenizer, self.vocab_size)
         self._idf = self._load_idf() if self.query_mode == "inference-free" else None
 
         self.threads = int(threads or _available_cores())

@@ -1,0 +1,102 @@
+"""`splade-os df` (the document-frequency table of an index) and `splade-os merge` (force-merge after a bulk load)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import click
+
+from splade_os.cli.index import _size
+from splade_os.cli.options import cli_errors, connection_options, model_option
+from splade_os.connection import ConnectionSettings, connect
+from splade_os.errors import ConfigError
+
+
+@click.command()
+@click.argument("index")
+@model_option(required=False)
+@click.option("--tokens", "tokens_file", type=click.Path(dir_okay=False, path_type=Path),
+              help="Count these tokens (one per line; e.g. the tokens seen) instead of the model's vocabulary.")
+@click.option("--per-request", default=500, show_default=True, type=click.IntRange(min=1),
+              help="Token counts asked in one _msearch.")
+@click.option("--log-every", default=10.0, show_default=True, help="Seconds between progress lines.")
+@connection_options
+def df(
+    index: str,
+    model_dir: str | None,
+    tokens_file: Path | None,
+    per_request: int,
+    log_every: float,
+    settings: ConnectionSettings,
+) -> None:
+    """Count in how many documents of INDEX each token of the model's vocabulary occurs, and store the table.
+
+    The counts come from the index itself (one search per token, batched), whatever loaded it; they are stored in
+    the side index INDEX-vN-df, replacing an earlier table. `doctor --index` says when the table is missing or was
+    counted at a document count more than 10% away from today's.
+    """
+    from splade_os.aliases import df_index_name
+    from splade_os.model.encoder import model_vocabulary
+    from splade_os.retrieval.df import build_df
+
+    last = [time.monotonic()]
+
+    def progress(done: int, total: int) -> None:
+        if time.monotonic() - last[0] >= log_every and done < total:
+            last[0] = time.monotonic()
+            click.echo(f"counted {done:,} of {total:,} tokens", err=True)
+
+    with cli_errors():
+        if (model_dir is None) == (tokens_file is None):
+            raise ConfigError("give either --model (count its vocabulary) or --tokens FILE")
+        if tokens_file is not None:
+            try:
+                tokens = [t for t in tokens_file.read_text(encoding="utf-8").splitlines() if t]
+            except (OSError, UnicodeDecodeError) as err:
+                raise ConfigError(f"cannot read --tokens {tokens_file}: {err}") from None
+        else:
+            assert model_dir is not None
+            tokens = model_vocabulary(model_dir)
+        client = connect(settings)
+        try:
+            table = build_df(client, index, tokens, per_request=per_request, on_batch=progress)
+        finally:
+            client.close()
+    click.echo(
+        f"df table of {table.index} ({df_index_name(table.index)}): {len(table.counts):,} of "
+        f"{table.vocabulary_size:,} tokens with df > 0, over {table.documents:,} documents, computed in "
+        f"{table.seconds:.1f} s"
+    )
+
+
+@click.command()
+@click.argument("index")
+@click.option("--segments", default=1, show_default=True, type=click.IntRange(min=1),
+              help="Segments each shard is merged down to.")
+@click.option("--yes", is_flag=True, help="Merge even an index readers search through an alias.")
+@click.option("--every", default=5.0, show_default=True, type=click.FloatRange(min=0.1),
+              help="Seconds between progress lines.")
+@connection_options
+def merge(index: str, segments: int, yes: bool, every: float, settings: ConnectionSettings) -> None:
+    """Force-merge INDEX to --segments segments per shard, after a bulk load: fewer segments, faster searches.
+
+    A merge rewrites the whole index, with I/O and CPU that searches on the same nodes feel while it runs, so an
+    alias, or an index an alias points at, is merged only with --yes. Progress goes to stderr every --every seconds.
+    """
+    from splade_os import aliases
+    from splade_os.indexing.merge import SegmentState, check_not_live, force_merge
+
+    def progress(state: SegmentState, elapsed: float) -> None:
+        merging = f", {state.merging} merges running ({_size(state.merging_bytes)})" if state.merging else ""
+        click.echo(f"merging {index}: {state.segments} segments{merging}, {elapsed:.0f} s", err=True)
+
+    with cli_errors():
+        client = connect(settings)
+        try:
+            if not yes and aliases.resolve(client, index):  # a missing index: force_merge says so
+                check_not_live(client, index)
+            done = force_merge(client, index, segments, on_poll=progress, every=every)
+        finally:
+            client.close()
+    click.echo(f"merged {index}: {done.before} -> {done.after} segments in {done.seconds:.1f} s")
