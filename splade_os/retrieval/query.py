@@ -110,9 +110,7 @@ def build_splade_query(
     totals: bool = False,
 ) -> QueryPlan:
     """The exact SPLADE query: every (kept) query term scored against the vector field."""
-    terms = (pruning or Pruning()).apply(vector)
-    reserved = len(filters or ())
-    terms, dropped, notes = fit_to_clause_limit(terms, max_clauses, reserved)
+    terms, dropped, notes = _fitted(vector, pruning, max_clauses, filters)
     body = {"query": _bool_query(engine.vector_clauses(terms, field_name), filters)}
     return QueryPlan(_page(body, size, from_, source, totals), terms, dropped, notes)
 
@@ -137,20 +135,9 @@ def build_two_phase_query(
     The rescore's `total` score mode adds both phases, so every document in the window gets its exact dot
     product; only documents that match no heavy token can be missed.
     """
-    terms = (pruning or Pruning()).apply(vector)
-    terms, dropped, notes = fit_to_clause_limit(terms, max_clauses, len(filters or ()))
+    terms, dropped, notes = _fitted(vector, pruning, max_clauses, filters)
     if not terms:
-        return build_splade_query(
-            terms,
-            field_name=field_name,
-            filters=filters,
-            size=size,
-            from_=from_,
-            source=source,
-            max_clauses=max_clauses,
-            engine=engine,
-            totals=totals,
-        )
+        return _empty(engine, field_name, filters, size, from_, source, totals, notes)
     threshold = ratio * max(terms.values())
     heavy = SparseVector({t: w for t, w in terms.items() if w >= threshold})
     light = SparseVector({t: w for t, w in terms.items() if w < threshold})
@@ -159,6 +146,23 @@ def build_two_phase_query(
         window = max(window or (size + from_) * DEFAULT_TWO_PHASE_WINDOW_FACTOR, size + from_)
         body["rescore"] = _rescore(engine.vector_clauses(light, field_name), window, query_weight=1.0)
     return QueryPlan(_page(body, size, from_, source, totals), terms, dropped, notes)
+
+
+def _fitted(
+    vector: SparseVector, pruning: Pruning | None, max_clauses: int, filters: Sequence[Mapping[str, Any]] | None
+) -> tuple[SparseVector, tuple[str, ...], tuple[str, ...]]:
+    """The query terms a request keeps: the searcher's pruning, then the heaviest that fit the clause limit beside
+    the filters; with the terms dropped and the notes that say so."""
+    return fit_to_clause_limit((pruning or Pruning()).apply(vector), max_clauses, len(filters or ()))
+
+
+def _empty(
+    engine: Engine, field_name: str, filters: Sequence[Mapping[str, Any]] | None, size: int, from_: int,
+    source: bool | Sequence[str] | None, totals: bool, notes: tuple[str, ...],
+) -> QueryPlan:
+    """The request for a query left with no term (all pruned away): the exact query's, which matches nothing."""
+    body = {"query": _bool_query(engine.vector_clauses(SparseVector({}), field_name), filters)}
+    return QueryPlan(_page(body, size, from_, source, totals), SparseVector({}), (), notes)
 
 
 def _rescore(clauses: list[dict[str, Any]], window: int, *, query_weight: float) -> dict[str, Any]:
@@ -192,11 +196,9 @@ def build_two_step_query(
     Documents outside the window, or whose pruned vector shares no term with phase one's, are missed; a caller
     that gets fewer hits than it asked for falls back to `build_splade_query`.
     """
-    kept = (pruning or Pruning()).apply(vector)
-    kept, dropped, notes = fit_to_clause_limit(kept, max_clauses, len(filters or ()))
+    kept, dropped, notes = _fitted(vector, pruning, max_clauses, filters)
     if not kept:
-        return build_splade_query(kept, field_name=field_name, filters=filters, size=size, from_=from_,
-                                  source=source, max_clauses=max_clauses, engine=engine, totals=totals)  # fmt: skip
+        return _empty(engine, field_name, filters, size, from_, source, totals, notes)
     window = max(window or (size + from_) * DEFAULT_TWO_STEP_WINDOW_FACTOR, size + from_)
     body = {
         "query": _bool_query(engine.vector_clauses(kept.top_k(terms), first_field), filters),

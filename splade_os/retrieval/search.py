@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Generator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal, Protocol
@@ -324,6 +324,28 @@ class _SearchLogic:
             **common,
         ).body  # fmt: skip
 
+    def exchanges(self, prepared: _Prepared) -> Generator[list[int], list[dict[str, Any]], list[dict[str, Any]]]:
+        """The requests a search sends, free of I/O so both searchers share it: yields the indices of the
+        requests (in `prepared.requests`) to send next, is sent their responses, and returns them all. First every
+        request; then a two-step request that came back short again as the exact one, and a page whose last tie
+        straddles its edge again wider, until nothing is left to send."""
+        responses = yield list(range(len(prepared.requests)))
+        redo = self.fall_back(prepared, responses) or self.refetch(prepared, responses)
+        while redo:
+            answers = yield redo
+            for i, answer in zip(redo, answers, strict=True):
+                responses[i] = answer
+            redo = self.refetch(prepared, responses)
+        _check_responses(responses, self.index)
+        return responses
+
+    def result(
+        self, prepared: _Prepared, responses: list[dict[str, Any]], k: int, explain: bool, started: float
+    ) -> SearchResult:
+        hits = self.finish(prepared, responses, k, explain)
+        took = (time.perf_counter() - started) * 1000
+        return SearchResult(hits, prepared.mode, prepared.vector, took, prepared.notes, prepared.expansions)
+
     def finish(self, prepared: _Prepared, responses: list[dict[str, Any]], k: int, explain: bool) -> list[Hit]:
         ranked = self._ranked(prepared, responses)
         sources = {h["_id"]: h.get("_source", {}) for r in responses for h in r["hits"]["hits"]}
@@ -382,6 +404,10 @@ def explain_hit(
 
 def _missing_index(index: str) -> EngineError:
     return EngineError(f"index {index!r} does not exist: create it with `splade-os index CORPUS --index {index}`")
+
+
+def _filters(given: Sequence[Mapping[str, Any]] | Mapping[str, Any] | None) -> Sequence[Mapping[str, Any]] | None:
+    return [given] if isinstance(given, Mapping) else given
 
 
 def _check_responses(responses: list[dict[str, Any]], index: str) -> None:
@@ -457,18 +483,15 @@ class Searcher:
         """Hits `from_` to `from_ + k` for `text`; `fields` limits the source fields returned (default: all but
         the vector); `explain` adds each hit's matching tokens and their contributions."""
         start = time.perf_counter()
-        filters = [filter] if isinstance(filter, Mapping) else filter
-        prepared = self.logic.prepare(text, k, mode, filters, explain, from_, fields)
-        responses = [self.client.search(index=self.index, body=body) for body in prepared.requests]
-        for i in self.logic.fall_back(prepared, responses):
-            responses[i] = self.client.search(index=self.index, body=prepared.requests[i])
-        while again := self.logic.refetch(prepared, responses):
-            for i in again:
-                responses[i] = self.client.search(index=self.index, body=prepared.requests[i])
-        _check_responses(responses, self.index)
-        hits = self.logic.finish(prepared, responses, k, explain)
-        took = (time.perf_counter() - start) * 1000
-        return SearchResult(hits, mode, prepared.vector, took, prepared.notes, prepared.expansions)
+        prepared = self.logic.prepare(text, k, mode, _filters(filter), explain, from_, fields)
+        exchange = self.logic.exchanges(prepared)
+        wanted = next(exchange)
+        try:
+            while True:
+                sent = [self.client.search(index=self.index, body=prepared.requests[i]) for i in wanted]
+                wanted = exchange.send(sent)
+        except StopIteration as done:
+            return self.logic.result(prepared, done.value, k, explain, start)
 
     def close(self) -> None:
         """Close the client and the encoder if this searcher made them; a caller's own stay open."""
@@ -538,20 +561,16 @@ class AsyncSearcher:
         """Hits `from_` to `from_ + k` for `text`; `fields` limits the source fields returned (default: all but
         the vector); `explain` adds each hit's matching tokens and their contributions."""
         start = time.perf_counter()
-        filters = [filter] if isinstance(filter, Mapping) else filter
-        prepared = await asyncio.to_thread(self.logic.prepare, text, k, mode, filters, explain, from_, fields)
-        responses = list(
-            await asyncio.gather(*(self.client.search(index=self.logic.index, body=b) for b in prepared.requests))
-        )
-        for i in self.logic.fall_back(prepared, responses):
-            responses[i] = await self.client.search(index=self.logic.index, body=prepared.requests[i])
-        while again := self.logic.refetch(prepared, responses):
-            for i in again:
-                responses[i] = await self.client.search(index=self.logic.index, body=prepared.requests[i])
-        _check_responses(responses, self.logic.index)
-        hits = self.logic.finish(prepared, responses, k, explain)
-        took = (time.perf_counter() - start) * 1000
-        return SearchResult(hits, mode, prepared.vector, took, prepared.notes, prepared.expansions)
+        prepared = await asyncio.to_thread(self.logic.prepare, text, k, mode, _filters(filter), explain, from_, fields)
+        index = self.logic.index
+        exchange = self.logic.exchanges(prepared)
+        wanted = next(exchange)
+        try:
+            while True:
+                sent = (self.client.search(index=index, body=prepared.requests[i]) for i in wanted)
+                wanted = exchange.send(list(await asyncio.gather(*sent)))
+        except StopIteration as done:
+            return self.logic.result(prepared, done.value, k, explain, start)
 
     async def close(self) -> None:
         """Close the client and the encoder if this searcher made them; a caller's own stay open."""
