@@ -136,7 +136,7 @@ def test_index_refuses_a_mapping_without_rank_features(
 
 
 def test_model_folder_that_is_not_an_export(node_url: str, tmp_path: Path) -> None:
-    expected = f"{tmp_path} has no manifest.json: it is not a folder written by `splade-os export`"
+    expected = f"{tmp_path} has no manifest.json nor model.onnx: it is not a folder written by `splade-os export`"
     for args in (["search", "q", "--index", "x"], ["reindex", "x", "--from-index"], ["encode", "-"], ["stats", "x"]):
         _one_line_error(_run([*args, "--model", str(tmp_path), *(["--url", node_url] if args[0] != "encode" else [])]),
                         expected)  # fmt: skip
