@@ -39,7 +39,7 @@ from splade_os.corpus import FieldNames
 from splade_os.engines import engine_for
 from splade_os.errors import ModelError
 from splade_os.indexing import IndexingInterrupted, index_corpus
-from splade_os.indexing.blocks import corpus_files, plan_blocks, read_block
+from splade_os.indexing.blocks import corpus_files, later_copies, plan_blocks, read_block
 from splade_os.indexing.distributed import BlockDone, RayWorkers, index_corpus_on_ray
 from splade_os.indexing.ledger import default_checkpoint, default_dead_letter
 from splade_os.mappings import VECTOR_FIELD
@@ -128,6 +128,36 @@ def test_blocks_cover_every_line_once_and_are_the_same_every_time(tmp_path: Path
     ids = [r.doc_id for b in blocks for r in read_block(b, FieldNames())]
     assert ids == [f"d{i}" for i in range(25)]
     assert files[0][1] == corpus.stat().st_size
+
+
+@pytest.mark.parametrize("colliding", [False, True], ids=["hashed", "every-hash-equal"])
+def test_later_copies_are_the_repeats_of_an_id_in_file_then_line_order(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, colliding: bool
+) -> None:
+    from splade_os.indexing import blocks as planning
+
+    if colliding:  # equal hashes must be told apart by the ids themselves
+        monkeypatch.setattr(planning, "hash", lambda _: 7, raising=False)
+    a = write_jsonl(tmp_path / "a.jsonl", [
+        {"_id": "x1", "text": "one"}, {"_id": "x2", "text": "two"}, {"_id": "x1", "text": "again"},
+        {"_id": "e", "text": ""}, {"_id": 7, "text": "an integer id"},
+    ])  # fmt: skip
+    with open(a, "a", encoding="utf-8") as out:
+        out.write("{not json\n")
+    b = write_jsonl(tmp_path / "b.jsonl", [
+        {"_id": "e", "text": "not empty"}, {"_id": "x2", "text": "two again"}, {"_id": "e", "text": "e again"},
+        {"_id": "7", "text": "the same id as a string"},
+    ])  # fmt: skip
+    planned, _ = plan_blocks(corpus_files(tmp_path), 2)
+    a_, b_ = str(a.resolve()), str(b.resolve())
+
+    skipping = later_copies(planned, FieldNames(), skip_empty=True)
+    indexing_empty = later_copies(planned, FieldNames(), skip_empty=False)
+
+    by_line = {(block.path, line): first for block in planned for line, first in skipping.get(block.id, {}).items()}
+    assert by_line == {(a_, 3): (a_, 1), (b_, 2): (a_, 2), (b_, 3): (b_, 1), (b_, 4): (a_, 5)}
+    assert set(skipping) == {planned[1].id, planned[3].id, planned[4].id}  # a: lines 3-4; b: 1-2 and 3-4
+    assert indexing_empty[planned[3].id] == {1: (a_, 4), 2: (a_, 2)}  # the empty e at a:4 now holds its id
 
 
 def test_a_run_inside_its_corpus_folder_does_not_read_its_own_checkpoint_or_dead_letters(tmp_path: Path) -> None:
@@ -374,3 +404,73 @@ def test_cli_ray_vectors_indexes_every_document_once_without_a_model(
         assert engine.from_field(got[doc["_id"]][VECTOR_FIELD]) == SparseVector(doc["vector"])
     letter = json.loads((tmp_path / "dead.jsonl").read_text(encoding="utf-8"))
     assert letter["doc_id"] == "d7" and "token 'u' has the weight -1.0: weights must be positive" in letter["reason"]
+
+
+def _corpus_with_duplicates(path: Path) -> tuple[Path, list[dict[str, Any]]]:
+    """Records whose ids repeat across blocks of 5, and what a load keeps of them: the first copy of each id."""
+    kept = make_docs(36)
+    records = list(kept)
+    records.insert(5, {"_id": "e1", "title": "", "text": ""})  # line 6: empty, skipped, so it holds no claim on e1
+    records.insert(13, {"_id": "d3", "title": "Copy", "text": "second d3"})  # lines 14 and 15: d3 is at line 4,
+    records.insert(14, {"_id": "d3", "title": "Copy", "text": "third d3"})  # in the same batch of 16, another block
+    records.insert(19, {"_id": "e1", "title": "E", "text": "the e1 kept"})  # line 20
+    records.append({"_id": "d1", "title": "Copy", "text": "late d1"})  # line 41: another batch than d1 at line 2
+    return write_jsonl(path, records), [*kept, records[19]]
+
+
+def _letters(path: Path) -> dict[int, dict[str, Any]]:
+    return {e["line"]: e for e in map(json.loads, path.read_text(encoding="utf-8").splitlines())}
+
+
+@pytest.mark.parametrize("stop_after", [None, 7], ids=["one-run", "resumed"])
+def test_the_first_copy_of_an_id_wins_whichever_block_runs_first(
+    engine_client: OpenSearch, index_name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    stop_after: int | None,
+) -> None:  # fmt: skip
+    from splade_os.indexing import distributed
+
+    corpus, kept = _corpus_with_duplicates(tmp_path / "c.jsonl")
+    single = index_corpus(
+        engine_client, corpus, index=f"{index_name}-single", encoder=FakeEncoder(), replicas=0, allow_failures=True,
+        checkpoint=tmp_path / "cp1.json", dead_letter=tmp_path / "d1.jsonl", options=SMALL,
+    )  # fmt: skip
+    # One worker runs the blocks last first: the later copies of d3 and d1 reach the cluster before the first ones.
+    in_order = distributed.run_blocks
+    monkeypatch.setattr(distributed, "run_blocks", lambda blocks, *a, **k: in_order(blocks[::-1], *a, **k))
+    ran: list[str] = []
+
+    def note(done: BlockDone) -> None:
+        ran.append(done.result.block)
+        if stop_after is not None and len(ran) == stop_after:
+            raise KeyboardInterrupt
+
+    common: dict[str, Any] = dict(
+        index=index_name, recipe=FakeRecipe(str(tmp_path / "log")), pool=RayWorkers(workers=1), block_size=5,
+        replicas=0, allow_failures=True, checkpoint=tmp_path / "cp2.json", dead_letter=tmp_path / "d2.jsonl",
+        options=SMALL, on_block=note,
+    )  # fmt: skip
+    if stop_after is None:
+        summary = index_corpus_on_ray(_settings(), corpus, **common)
+    else:
+        with pytest.raises(IndexingInterrupted, match="--resume"):
+            index_corpus_on_ray(_settings(), corpus, **common)
+        summary = index_corpus_on_ray(_settings(), corpus, resume=True, **common)
+
+    blocks = [b.id for b in plan_blocks(corpus_files(corpus), 5)[0]]
+    assert ran.index(blocks[2]) < ran.index(blocks[0]), "the later copies did not run first: the test proves nothing"
+    assert_exactly(engine_client, index_name, kept, FakeEncoder())  # d3 and d1 with their first content
+    assert landed(engine_client, index_name) == landed(engine_client, f"{index_name}-single")
+    c, s = summary.counters, single.counters
+    assert (c.read, c.indexed, c.failed, c.skipped) == (s.read, s.indexed, s.failed, s.skipped)
+    assert c.replaced == 0 or stop_after, "no copy may be sent: only blocks in flight at the stop are sent again"
+    assert (c.read, c.indexed, c.failed, c.skipped) == (41, 37, 3, 1) and summary.verified, summary.verification
+    ray_letters, single_letters = _letters(tmp_path / "d2.jsonl"), _letters(tmp_path / "d1.jsonl")
+    assert sorted(ray_letters) == sorted(single_letters) == [6, 14, 15, 41]
+    for line, letter in ray_letters.items():
+        assert letter.pop("file") == str(corpus.resolve())
+        alone = single_letters[line]
+        if line == 41:  # the single-process load learnt it from the cluster's conflict; Ray from the corpus
+            assert letter.pop("reason").startswith("duplicate id 'd1': ") and alone.pop("status") == 409
+            assert alone.pop("reason").startswith("duplicate id 'd1': ")
+        assert letter == alone
+    assert "the record at line 4 has it too and was kept" in ray_letters[14]["reason"]

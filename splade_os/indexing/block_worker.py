@@ -19,10 +19,10 @@ from pathlib import Path
 from typing import Any
 
 from splade_os.connection import ConnectionSettings
-from splade_os.corpus import FieldNames, Item
+from splade_os.corpus import FieldNames, Item, Record
 from splade_os.engines import engine_for
 from splade_os.errors import ConfigError
-from splade_os.indexing.blocks import Block, read_block
+from splade_os.indexing.blocks import Block, Earlier, read_block
 from splade_os.indexing.ledger import Counters
 from splade_os.indexing.options import BulkOptions, DocumentEncoder, EncoderRecipe
 from splade_os.indexing.pipeline import Loader, Result, run, stored_documents
@@ -135,7 +135,19 @@ class BlockSource:
 
 
 class BlockLoader(Loader):
-    """The pipeline's loader, except that a `create` conflicting with an identical document counts as indexed."""
+    """The pipeline's loader, except that a `create` conflicting with an identical document counts as indexed, and
+    that the records the driver found repeating an earlier id (`earlier`, by line) are dead-lettered, never sent:
+    blocks land in any order, so the cluster cannot tell which copy came first."""
+
+    def __init__(self, *args: Any, block: Block, earlier: Earlier, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.block, self.earlier = block, earlier
+
+    def first_copy(self, record: Record, batch: Mapping[str, Record]) -> str | None:
+        if record.line not in self.earlier:
+            return super().first_copy(record, batch)
+        path, line = self.earlier[record.line]
+        return f"line {line}" if path == self.block.path else f"line {line} of {path}"
 
     def _send(self, actions: list[dict[str, Any]]) -> dict[str, Result]:
         results = super()._send(actions)
@@ -174,14 +186,19 @@ class BlockIndexer:
         return f"BlockIndexer(pid={os.getpid()})"
 
     def __call__(self, batch: Mapping[str, Any]) -> dict[str, list[str]]:
-        return {"result": [self.index_block(Block(**json.loads(str(b)))).to_json() for b in batch["block"]]}
+        results = []
+        for planned, copies in zip(batch["block"], batch["earlier"], strict=True):
+            earlier = {int(line): (path, first) for line, path, first in json.loads(str(copies))}
+            results.append(self.index_block(Block(**json.loads(str(planned))), earlier).to_json())
+        return {"result": results}
 
-    def index_block(self, block: Block) -> BlockResult:
+    def index_block(self, block: Block, earlier: Earlier | None = None) -> BlockResult:
+        """Index `block`, dead-lettering the lines of `earlier` as repeats of the record each one names."""
         began, clock = time.monotonic(), time.time()
         job, letters = self.job, LetterList(block.path)
         loader = BlockLoader(
             self.client, job.target, self.encoder, job.bulk, None, letters, skip_empty=job.skip_empty, landed=set(),
-            counters=Counters(), total=None, on_progress=None,
+            counters=Counters(), total=None, on_progress=None, block=block, earlier=earlier or {},
         )  # fmt: skip
         run(loader, BlockSource(block, job.names))
         startup, self.startup = self.startup, 0.0

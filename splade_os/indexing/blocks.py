@@ -3,18 +3,22 @@
 A block is a range of one file: whole lines of a JSON Lines file (byte offsets) or rows of a Parquet file. Its id
 names the file and the range, so a checkpoint that lists finished block ids still means the same documents after a
 restart. Each block is read by the worker that indexes it, with the record rules of `splade_os.corpus`.
+
+Which copy of a repeated id is indexed must not depend on which block reaches the cluster first, so the driver
+finds every later copy before the load (`later_copies`) and each block is told which of its lines to dead-letter.
 """
 
 from __future__ import annotations
 
 import hashlib
 import io
+from array import array
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from splade_os.corpus import CorpusReader, FieldNames, Item, to_record
+from splade_os.corpus import CorpusReader, FieldNames, Item, Record, to_record
 from splade_os.errors import ConfigError, InputError, MissingDependencyError
 
 JSONL_SUFFIXES = (".jsonl", ".ndjson", ".json")
@@ -140,3 +144,67 @@ def read_block(block: Block, names: FieldNames) -> Iterator[Item]:
     table = parquet.read_row_groups(groups).slice(block.start - first_row, block.stop - block.start)
     for number, obj in enumerate(table.to_pylist(), start=block.first_line):
         yield to_record(obj, names, number)
+
+
+# Where the first copy of an id is, as (file, line), for each line of a block that repeats an earlier id.
+Earlier = dict[int, tuple[str, int]]
+
+
+def later_copies(blocks: list[Block], names: FieldNames, skip_empty: bool) -> dict[str, Earlier]:
+    """For each block id, its records whose id an earlier record in corpus order (`blocks` in their planned order,
+    then line) already holds; only blocks that have some are listed. A record holds its id as in the single-process
+    load: a valid record, unless it is empty and `skip_empty` (it is skipped, never sent).
+
+    Memory stays at 16 bytes a record: the 64-bit hash of each id (Python's, salted per process: only its equalities
+    within this run matter) and its position, sorted with numpy. Equal hashes are then checked against the ids
+    themselves, read again from their blocks, so a collision never costs a record; the result is the same whatever
+    the hash.
+    """
+    import numpy as np
+
+    hashes, where = array("q"), array("Q")  # where: block index << 32 | record's line within its block
+    for n, block in enumerate(blocks):
+        for item in read_block(block, names):
+            if _holds_id(item, skip_empty):
+                hashes.append(hash(item.doc_id))
+                where.append(n << 32 | (item.line - block.first_line))
+    if len(hashes) < 2:
+        return {}
+    order = np.argsort(np.frombuffer(hashes, dtype=np.int64), kind="stable")  # stable: corpus order within a hash
+    ordered = np.frombuffer(hashes, dtype=np.int64)[order]
+    same = ordered[1:] == ordered[:-1]
+    repeated = np.zeros(len(order), dtype=bool)
+    repeated[1:] |= same
+    repeated[:-1] |= same
+    if not repeated.any():
+        return {}
+    positions = np.frombuffer(where, dtype=np.uint64)[order[repeated]]
+    groups = np.flatnonzero(np.diff(ordered[repeated])) + 1  # where each run of one hash starts
+    ids = _ids_at(blocks, names, {int(p) for p in positions})
+    found: dict[str, Earlier] = {}
+    for run in np.split(positions, groups):
+        first: dict[str, tuple[str, int]] = {}
+        for position in map(int, run):
+            block = blocks[position >> 32]
+            line = block.first_line + (position & 0xFFFFFFFF)
+            doc_id = ids[position]
+            if doc_id in first:
+                found.setdefault(block.id, {})[line] = first[doc_id]
+            else:
+                first[doc_id] = (block.path, line)
+    return found
+
+
+def _holds_id(item: Item, skip_empty: bool) -> bool:
+    return isinstance(item, Record) and not (skip_empty and item.nothing_to_index())
+
+
+def _ids_at(blocks: list[Block], names: FieldNames, positions: set[int]) -> dict[int, str]:
+    """The ids of the records at `positions` (as `later_copies` packs them), reading only the blocks that hold one."""
+    ids: dict[int, str] = {}
+    for n in sorted({p >> 32 for p in positions}):
+        for item in read_block(blocks[n], names):
+            position = n << 32 | (item.line - blocks[n].first_line)
+            if position in positions and isinstance(item, Record):
+                ids[position] = item.doc_id
+    return ids

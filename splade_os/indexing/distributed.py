@@ -13,7 +13,7 @@ import json
 import logging
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,7 +23,7 @@ from splade_os.connection import ConnectionSettings, connect
 from splade_os.corpus import FieldNames
 from splade_os.errors import ConfigError, MissingDependencyError, SpladeOSError
 from splade_os.indexing.block_worker import BlockIndexer, BlockResult, WorkerJob
-from splade_os.indexing.blocks import Block, corpus_files, plan_blocks
+from splade_os.indexing.blocks import Block, Earlier, corpus_files, later_copies, plan_blocks
 from splade_os.indexing.ledger import CHECKPOINT_VERSION, Checkpoint, Counters, DeadLetters
 from splade_os.indexing.load import (
     IndexSummary,
@@ -154,6 +154,9 @@ def index_corpus_on_ray(
         todo = [b for b in blocks if b.id not in ledger.finished]
         count_at_start = count_documents(client, target.index)
         job = WorkerJob(settings, recipe, target, names, opts.skip_empty, opts.bulk)
+        # Into a new index the first copy of an id in corpus order is kept, as in a single-process load: found here,
+        # from the files alone, so a resumed run finds the same copies again. In place, a copy overwrites.
+        earlier = later_copies(blocks, names, opts.skip_empty) if target.fresh else {}
 
         def record(result: BlockResult) -> None:
             ledger.record(result)
@@ -161,7 +164,7 @@ def index_corpus_on_ray(
                 elapsed = time.monotonic() - tally.started
                 on_block(BlockDone(result, len(ledger.finished), len(blocks), tally.counters, elapsed, tally.processed))
 
-        run_blocks(todo, job, pool, record)
+        run_blocks(todo, job, pool, record, earlier)
         summary = finish(client, target, tally, letters, count_at_start, opts)
     except KeyboardInterrupt:
         cleanup(client, target, letters)
@@ -178,7 +181,7 @@ def index_corpus_on_ray(
     if not summary.verified and target.fresh and tally.counters.replaced:
         summary.notes.append(
             f"{tally.counters.replaced} documents were found already indexed, identical: a block sent again after its "
-            "worker died, or a record repeated word for word in the corpus (which lowers the count by one)"
+            "worker died"
         )
     return summary
 
@@ -191,9 +194,16 @@ def cleanup(client: Any, target: Target | None, letters: DeadLetters | None) -> 
         try_restore_refresh(client, target)
 
 
-def run_blocks(blocks: list[Block], job: WorkerJob, pool: RayWorkers, record: Callable[[BlockResult], None]) -> None:
+def run_blocks(
+    blocks: list[Block],
+    job: WorkerJob,
+    pool: RayWorkers,
+    record: Callable[[BlockResult], None],
+    earlier: Mapping[str, Earlier] | None = None,
+) -> None:
     """Index `blocks` on a Ray Data actor pool, handing each block's result to `record` as it finishes (in any
-    order). Ray is started on this machine for the run unless it is running or `pool.address` names a cluster."""
+    order); the lines of `earlier` (by block id) repeat an earlier id and are dead-lettered, never sent. Ray is
+    started on this machine for the run unless it is running or `pool.address` names a cluster."""
     if not blocks:
         return
     ray, data = _ray()
@@ -203,7 +213,11 @@ def run_blocks(blocks: list[Block], job: WorkerJob, pool: RayWorkers, record: Ca
     context = data.DataContext.get_current()
     context.enable_progress_bars = False
     context.print_on_execution_start = False
-    items = [{"block": json.dumps(asdict(b))} for b in blocks]
+    earlier = earlier or {}
+    items = [
+        {"block": json.dumps(asdict(b)), "earlier": json.dumps([[n, *at] for n, at in earlier.get(b.id, {}).items()])}
+        for b in blocks
+    ]
     dataset = data.from_items(items, override_num_blocks=len(items)).map_batches(
         BlockIndexer, batch_size=1, compute=data.ActorPoolStrategy(size=pool.workers),
         fn_constructor_kwargs={"job": job}, num_cpus=pool.cpus_per_worker, num_gpus=pool.gpus_per_worker or None,

@@ -206,10 +206,9 @@ class Loader:
             if isinstance(item, RecordError):
                 delta.failed += 1
                 entries.append(entry(item.line, item.doc_id, "failed", item.reason, raw=item.raw))
-            elif item.doc_id in to_encode:
+            elif (first := self.first_copy(item, to_encode)) is not None:
                 delta.failed += 1
-                first = to_encode[item.doc_id].line
-                reason = f"duplicate id {item.doc_id!r}: the record at line {first} has it too and was kept"
+                reason = f"duplicate id {item.doc_id!r}: the record at {first} has it too and was kept"
                 entries.append(entry(item.line, item.doc_id, "failed", reason, record=item.source()))
             elif self.skip_empty and (empty := item.nothing_to_index()):
                 delta.skipped += 1
@@ -234,6 +233,12 @@ class Loader:
             action = {"_op_type": self.op_type, "_index": self.target.index, "_id": record.doc_id, "_source": source}
             actions.append(action)
         return Batch(actions, to_encode, entries, delta, offset, line, digest)
+
+    def first_copy(self, record: Record, batch: Mapping[str, Record]) -> str | None:
+        """Where the kept record with this record's id is ("line 4"), when this one repeats it: here, in its batch.
+        An earlier batch's copy is found by the cluster (a conflict on `create`)."""
+        kept = batch.get(record.doc_id)
+        return None if kept is None else f"line {kept.line}"
 
     def _encode(self, records: list[Record], delta: Counters) -> list[SparseVector | str]:
         if not records:
