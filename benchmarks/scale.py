@@ -74,9 +74,18 @@ def synthetic_documents(
         yield f"s{i}", vector, text
 
 
+FIRST_PHASE_FIELD = "splade_first"
+"""The two-step layout's pruned field: each document's heaviest terms only (the first `--first-phase-k`)."""
+
+
+def first_phase_fields(ks: list[int]) -> dict[str, int]:
+    """Field name -> k: the first k in `splade_first`, any others in `splade_first_k<k>` (to compare k in one index)."""
+    return {FIRST_PHASE_FIELD if i == 0 else f"{FIRST_PHASE_FIELD}_k{k}": k for i, k in enumerate(ks)}
+
+
 def build(
     client: Any, name: str, base: list[tuple[str, SparseVector, str]], n: int, *, vectors: bool,
-    in_source: bool = True, senders: int = 2, resume: bool = False,
+    in_source: bool = True, senders: int = 2, resume: bool = False, first_phase: dict[str, int] | None = None,
 ) -> float:  # fmt: skip
     """Bulk-load N documents (with or without the vector field); returns documents per second.
 
@@ -88,7 +97,7 @@ def build(
     todo = list(range(0, n, step))
     if resume:
         todo = [start for start in todo if not client.exists(index=name, id=f"s{min(start + step, n) - 1}")]
-        return _send_ranges(client, name, base, n, todo, step, vectors, senders, resumed=True)
+        return _send_ranges(client, name, base, n, todo, step, vectors, senders, resumed=True, first_phase=first_phase)
     body = index_body(replicas=0, engine=engine, manifest={"name": "scale", "sha256": "scale"},
                       vectors_in_source=in_source)  # fmt: skip
     # No refreshes while loading, except for an index that leaves the vector out of `_source`: its recovery copies
@@ -96,13 +105,17 @@ def build(
     body["settings"]["index"]["refresh_interval"] = "-1" if in_source else "1s"
     if not vectors:
         del body["mappings"]["properties"][VECTOR_FIELD]
+    for field in first_phase or {}:
+        body["mappings"]["properties"][field] = engine.vector_mapping()
+        if not in_source:
+            body["mappings"]["_source"]["excludes"].append(field)
     client.indices.create(index=name, body=body)
-    return _send_ranges(client, name, base, n, todo, step, vectors, senders, resumed=False)
+    return _send_ranges(client, name, base, n, todo, step, vectors, senders, resumed=False, first_phase=first_phase)
 
 
 def _send_ranges(
     client: Any, name: str, base: list[tuple[str, SparseVector, str]], n: int, todo: list[int], step: int,
-    vectors: bool, senders: int, resumed: bool,
+    vectors: bool, senders: int, resumed: bool, first_phase: dict[str, int] | None = None,
 ) -> float:  # fmt: skip
     engine = engine_for(client)
 
@@ -112,6 +125,8 @@ def _send_ranges(
                 source: dict[str, Any] = {"doc_id": doc_id, "text": text}
                 if vectors:
                     source[VECTOR_FIELD] = engine.to_field(vector)
+                    for field, k in (first_phase or {}).items():
+                        source[field] = engine.to_field(vector.top_k(k))
                 yield {"_index": name, "_id": doc_id, "_source": source}
 
         results = engine.bulk(client, actions(), chunk_size=1000, request_timeout=300)
@@ -126,7 +141,8 @@ def _send_ranges(
     rate = sent / (time.perf_counter() - began)
     client.indices.put_settings(index=name, body={"index": {"refresh_interval": "1s"}})
     client.indices.refresh(index=name)
-    record = {"documents": n, "docs_per_s": rate, "resumed": resumed}  # a resumed build's rate is its last part's
+    # A resumed build's rate is its last part's.
+    record = {"documents": n, "docs_per_s": rate, "resumed": resumed, "first_phase": first_phase or {}}
     client.indices.put_mapping(index=name, body={"_meta": {"scale_build": record}})
     return rate
 
@@ -138,7 +154,8 @@ def ready(client: Any, name: str, base: list[tuple[str, SparseVector, str]], n: 
         recorded = client.indices.get_mapping(index=name)[name]["mappings"].get("_meta", {}).get("scale_build", {})
         client.indices.refresh(index=name)
         count = int(client.count(index=name)["count"])
-        if reuse and recorded.get("documents") == n and count == n:
+        layout = options.get("first_phase") or {}
+        if reuse and recorded.get("documents") == n and count == n and recorded.get("first_phase", {}) == layout:
             print(f"  reusing {name} (built at {recorded['docs_per_s']:,.0f} docs/s)", flush=True)
             return float(recorded["docs_per_s"])
         if reuse and not recorded and count < n:
@@ -240,6 +257,11 @@ def main() -> int:
                         help="largest size force-merged to one segment before measuring (larger: as built)")
     parser.add_argument("--build-only", action="store_true", help="build (or keep) the indices, measure nothing")
     parser.add_argument("--skip-tune", action="store_true", help="time exact, default two-phase and BM25 only")
+    parser.add_argument("--first-phase-k", default="",
+                        help="two-step layout: each SPLADE index also holds every document's top-k terms in a pruned "
+                        "field per k (comma-separated; the first in splade_first)")
+    parser.add_argument("--no-vectors-in-source", action="store_true",
+                        help="the SPLADE index leaves its vector fields out of _source")
     args = parser.parse_args()
     if not Path(args.dataset, "corpus.jsonl").is_file():
         print(f"no BEIR collection at {args.dataset}: pass --dataset FOLDER (corpus.jsonl, queries.jsonl, qrels/)")
@@ -262,7 +284,11 @@ def main() -> int:
         separate, lean, merge = n <= args.separate_bm25_max, n in split_sizes, n <= args.merge_max
         wanted = [(name, True, True), *([(bm25_name, False, True)] if separate else []),
                   *([(lean_name, True, False)] if lean else [])]  # fmt: skip
-        built = {index: ready(client, index, base, n, reuse=args.reuse, vectors=vectors, in_source=in_source)
+        first_phase = first_phase_fields([int(k) for k in args.first_phase_k.split(",") if k])
+        if args.no_vectors_in_source:
+            wanted = [(index, vectors, False if index == name else in_source) for index, vectors, in_source in wanted]
+        built = {index: ready(client, index, base, n, reuse=args.reuse, vectors=vectors, in_source=in_source,
+                              first_phase=first_phase if vectors else None)
                  for index, vectors, in_source in wanted}  # fmt: skip
         if args.build_only:
             continue
