@@ -1,15 +1,20 @@
-"""How cost grows with the corpus, and what `tune` buys at each size, against a real node.
+"""How cost grows with the corpus, and what two-phase search and the two-step layout buy at each size, against a
+real node.
 
-    python benchmarks/scale.py [--dataset ../shared/data/scifact] [--sizes 10000,100000] [--queries 100]
-                               [--plot docs/scale.png]
+    python benchmarks/scale.py --dataset scifact/ [--sizes 10000,100000] [--queries 100] [--first-phase-k 128,64]
+                               [--no-vectors-in-source] [--json FILE] [--plot docs/scale.png]
 
 For each size N it builds an index of N documents whose vectors follow the real model's statistics: each one
 recombines two real splade-tiny SciFact document vectors (the tokens of one, and a third of the other's, keeping
-their weights) and their texts, so no encoding is needed at this size. Per size it reports the bulk indexing
-rate, the index size on disk against the same documents indexed for BM25 only, and the search request latency
-(query encoding excluded; real SciFact test query vectors, k = 10) of exact SPLADE, the fixed default two-phase
-setting, the setting `tune` picks (target agreement 0.99) and BM25, each p50 against BM25's p50 measured in the
-same run, with the two-phase settings' top-10 agreement with exact search. The dataset is a BEIR folder (SciFact:
+their weights) and their texts, so no encoding is needed at this size. With `--first-phase-k`, each document also
+holds its k heaviest terms in a pruned field per k (the two-step layout: `splade_first` for the first k). Per size
+it reports the bulk indexing rate, the index size on disk against the same documents indexed for BM25 only, and
+the search request latency (query encoding excluded; real SciFact test query vectors, k = 10) of exact SPLADE, the
+fixed default two-phase setting, the setting `tune` picks (unless `--skip-tune`), every two-step setting of the
+grid (pruned field k x phase-one query terms q x rescore window), the fastest of those that keeps `--target`
+agreement (`tuned`), doc-only queries (each query token once, weight 1: no model at query time) and BM25, each p50
+and p95 against BM25's p50 measured in the same passes (one warm-up pass, then `--repeat` passes in shuffled
+order), with top-10 agreement with exact search. The dataset is a BEIR folder (SciFact:
 https://github.com/beir-cellar/beir); the engine is whichever `OPENSEARCH_URL`/`ELASTICSEARCH_URL` names.
 """
 
@@ -237,6 +242,56 @@ def timed(client: Any, index: str, bodies: list[dict[str, Any]], repeat: int) ->
     return times
 
 
+def two_step_body(engine: Any, vector: SparseVector, field: str, q: int, window: int, k: int = 10) -> dict[str, Any]:
+    """Phase one: the query's q heaviest terms against the pruned field; phase two: the exact dot product on the full
+    field for the `window` best of phase one (query_weight 0: the final score is the exact one)."""
+    return {
+        "size": k, "_source": False, "track_total_hits": False,
+        "query": {"bool": {"should": engine.vector_clauses(vector.top_k(q), field)}},
+        "rescore": {"window_size": max(window, k), "query": {
+            "rescore_query": {"bool": {"should": engine.vector_clauses(vector, VECTOR_FIELD)}},
+            "query_weight": 0.0, "rescore_query_weight": 1.0,
+        }},
+    }  # fmt: skip
+
+
+def doc_only_vector(encoder: SpladeEncoder, text: str) -> SparseVector:
+    """A query without the model (inference-free): each of its WordPiece tokens once, weight 1."""
+    tokens = encoder.tokenizer.encode(text, add_special_tokens=False).tokens
+    return SparseVector(dict.fromkeys(tokens, 1.0))
+
+
+def run_passes(
+    client: Any, index_of: dict[str, str], bodies: dict[str, list[dict[str, Any]]], repeat: int, seed: int = 0
+) -> tuple[dict[str, list[float]], dict[str, list[list[str]]]]:
+    """One untimed warm-up pass over every mode, then `repeat` timed passes, each running the modes in a new
+    shuffled order so that no mode always meets a cold or a busy node; the hits of the first timed pass."""
+    latency: dict[str, list[float]] = {mode: [] for mode in bodies}
+    hits: dict[str, list[list[str]]] = {}
+    order = list(bodies)
+    for mode in order:
+        for body in bodies[mode]:
+            client.search(index=index_of[mode], body=body)
+    rng = random.Random(seed)
+    for round_ in range(repeat):
+        rng.shuffle(order)
+        for mode in order:
+            found = []
+            for body in bodies[mode]:
+                start = time.perf_counter()
+                response = client.search(index=index_of[mode], body=body)
+                latency[mode].append((time.perf_counter() - start) * 1000)
+                found.append([h["_id"] for h in response["hits"]["hits"]])
+            if round_ == 0:
+                hits[mode] = found
+    return latency, hits
+
+
+def agreement(found: list[list[str]], exact: list[list[str]]) -> float:
+    shares = [len(set(f[:10]) & set(e[:10])) / len(e[:10]) for f, e in zip(found, exact, strict=True) if e]
+    return statistics.fmean(shares) if shares else 1.0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dataset", default=str(REPO.parent / "shared" / "data" / "scifact"))
@@ -262,6 +317,9 @@ def main() -> int:
                         "field per k (comma-separated; the first in splade_first)")
     parser.add_argument("--no-vectors-in-source", action="store_true",
                         help="the SPLADE index leaves its vector fields out of _source")
+    parser.add_argument("--two-step-terms", default="8,16,32", help="two-step grid: query terms sent to phase one")
+    parser.add_argument("--two-step-windows", default="50,100,300", help="two-step grid: rescore windows")
+    parser.add_argument("--target", type=float, default=0.99, help="agreement the tuned two-step setting must reach")
     args = parser.parse_args()
     if not Path(args.dataset, "corpus.jsonl").is_file():
         print(f"no BEIR collection at {args.dataset}: pass --dataset FOLDER (corpus.jsonl, queries.jsonl, qrels/)")
@@ -308,28 +366,41 @@ def main() -> int:
                 "default two-phase": [logic.request_for(v, 10, TwoPhaseSettings()) for v in vectors],
             }
             result = None if args.skip_tune else tune(searcher, queries, k=10, target=0.99, repeat=1)
-            trials = result.trials if result else []
-            default = next((t for t in trials if t.settings == TwoPhaseSettings(window=50)), None)
             chosen = result.chosen if result else None
             if chosen is not None and chosen.settings is not None:
                 bodies["tuned two-phase"] = [logic.request_for(v, 10, chosen.settings) for v in vectors]
-        # Timed in alternating passes so that every mode sees the same machine state.
-        # Where a BM25-only index exists, BM25 is also timed on the SPLADE index's text fields, which shows whether
-        # the larger sizes (BM25 timed there only) compare like with like.
-        latency: dict[str, list[float]] = {mode: [] for mode in [*bodies, "bm25"]}
+            meta = client.indices.get_mapping(index=name)[name]["mappings"].get("_meta", {})
+            fields = meta.get("scale_build", {}).get("first_phase", {})
+            for field, k in sorted(fields.items(), key=lambda item: item[1]):
+                for q in [int(t) for t in args.two_step_terms.split(",")]:
+                    for window in [int(w) for w in args.two_step_windows.split(",")]:
+                        label = f"two-step k{k} q{q} w{window}"
+                        bodies[label] = [two_step_body(engine, v, field, q, window) for v in vectors]
+            doc_only = [doc_only_vector(encoder, t) for t in queries.values()]
+            bodies["doc-only"] = [logic.request_for(v, 10, None) for v in doc_only]
+        # Every mode (BM25 too) runs in the same shuffled passes after one warm-up pass, so each sees the same
+        # machine state. Where a BM25-only index exists, BM25 is also timed on the SPLADE index's text fields,
+        # which shows whether the larger sizes (BM25 timed there only) compare like with like.
+        bodies["bm25"] = bm25_bodies
+        index_of = {mode: name for mode in bodies}
+        index_of["bm25"] = bm25_name
         if bm25_name != name:
-            latency["bm25 on SPLADE index"] = []
-        for _ in range(args.repeat):
-            for mode, mode_bodies in bodies.items():
-                latency[mode] += timed(client, name, mode_bodies, 1)
-            latency["bm25"] += timed(client, bm25_name, bm25_bodies, 1)
-            if bm25_name != name:
-                latency["bm25 on SPLADE index"] += timed(client, name, bm25_bodies, 1)
+            bodies["bm25 on SPLADE index"] = bm25_bodies
+            index_of["bm25 on SPLADE index"] = name
+        latency, hits = run_passes(client, index_of, bodies, args.repeat)
+        agree = {mode: agreement(found, hits["exact"]) for mode, found in hits.items()}
         bm25_p50 = statistics.median(latency["bm25"])
+        two_step = [m for m in bodies if m.startswith("two-step")]
+        passing = [m for m in two_step if agree[m] >= args.target]
+        # The fastest setting that keeps the agreement target; when none does, the one closest to it.
+        tuned = min(passing, key=lambda m: statistics.median(latency[m])) if passing else \
+            max(two_step, key=lambda m: agree[m], default=None)
         row: dict[str, Any] = {
             "documents": n, "docs_per_s": rate, "bytes": size, "bm25_bytes": bm25_size, "lean_bytes": lean_size,
-            "default_agreement": default.agreement if default else None,
-            "tuned": chosen.label if chosen else None, "tuned_agreement": chosen.agreement if chosen else None,
+            "default_agreement": agree.get("default two-phase"),
+            "tuned two-phase setting": chosen.label if chosen else None,
+            "tuned two-phase agreement": chosen.agreement if chosen else None,
+            "tuned setting": tuned, "tuned_reaches_target": bool(passing),
         }  # fmt: skip
         versus = f"vs BM25 only {bm25_size / 2**20:,.1f} MiB = {size / bm25_size:.2f}x" if bm25_size else \
             "(no BM25-only copy at this size)"
@@ -341,12 +412,16 @@ def main() -> int:
         for mode, values in latency.items():
             p50, p95 = statistics.median(values), float(np.percentile(values, 95))
             row[mode] = {"p50_ms": p50, "p95_ms": p95, "vs_bm25": p50 / bm25_p50}
-            agreement = {"default two-phase": row["default_agreement"], "tuned two-phase": row["tuned_agreement"]}
-            agree = agreement.get(mode)
-            extra = f"  agreement {agree:.3f}" if agree is not None else ""
-            print(f"  {mode:<18} p50 {p50:7.2f} ms  p95 {p95:7.2f} ms  p50 {p50 / bm25_p50:5.2f}x BM25{extra}")
+            if mode in agree and not mode.startswith("bm25"):
+                row[mode]["agreement"] = agree[mode]
+            extra = f"  agreement {agree[mode]:.3f}" if mode in agree and not mode.startswith("bm25") else ""
+            print(f"  {mode:<26} p50 {p50:7.2f} ms  p95 {p95:7.2f} ms  p50 {p50 / bm25_p50:5.2f}x BM25{extra}")
+        if tuned is not None:
+            row["tuned"] = {**row[tuned], "setting": tuned}
+            reached = "reaches" if passing else "does not reach"
+            print(f"  tuned two-step: {tuned} ({reached} agreement {args.target:g})")
         if result is not None:
-            print(f"  tuned setting: {row['tuned'] or result.reason}")
+            print(f"  tuned two-phase setting: {row['tuned two-phase setting'] or result.reason}")
         rows.append(row)
         if not args.keep:
             client.indices.delete(index=",".join(built))
@@ -368,7 +443,9 @@ def _plot(rows: list[dict[str, Any]], path: str, label: str) -> None:
 
     sizes = [r["documents"] for r in rows]
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
-    for mode, style in (("exact", "o-"), ("default two-phase", "s--"), ("tuned two-phase", "^-"), ("bm25", "x:")):
+    modes = (("exact", "o-"), ("default two-phase", "s--"), ("tuned two-phase", "^-"), ("tuned", "v-"),
+             ("doc-only", "d-."), ("bm25", "x:"))  # fmt: skip
+    for mode, style in modes:
         points = [(r["documents"], r[mode]["p50_ms"]) for r in rows if mode in r]
         if points:
             left.plot(*zip(*points, strict=True), style, label=mode)
