@@ -320,7 +320,14 @@ def main() -> int:
     parser.add_argument("--two-step-terms", default="8,16,32", help="two-step grid: query terms sent to phase one")
     parser.add_argument("--two-step-windows", default="50,100,300", help="two-step grid: rescore windows")
     parser.add_argument("--target", type=float, default=0.99, help="agreement the tuned two-step setting must reach")
+    parser.add_argument("--frontier-plot", help="also plot p50 against agreement for every mode of the largest size")
+    parser.add_argument("--from-json", help="plot the rows of an earlier --json run instead of measuring")
     args = parser.parse_args()
+    if args.from_json:
+        earlier = json.loads(Path(args.from_json).read_text())
+        if args.frontier_plot:
+            _plot_frontier(earlier["rows"][-1], args.frontier_plot, earlier["engine"], args.target)
+        return 0
     if not Path(args.dataset, "corpus.jsonl").is_file():
         print(f"no BEIR collection at {args.dataset}: pass --dataset FOLDER (corpus.jsonl, queries.jsonl, qrels/)")
         return 2
@@ -431,8 +438,39 @@ def main() -> int:
         Path(args.json_file).write_text(json.dumps({"engine": engine.label, "rows": rows}, indent=2))
     _plot(rows, args.plot, engine.label)
     print(f"\nplot: {args.plot}")
+    if args.frontier_plot:
+        _plot_frontier(rows[-1], args.frontier_plot, engine.label, args.target)
+        print(f"frontier: {args.frontier_plot}")
     client.close()
     return 0
+
+
+def _plot_frontier(row: dict[str, Any], path: str, label: str, target: float) -> None:
+    """Each mode of one size as a point: p50 against BM25's (same passes) and top-10 agreement with exact."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 5))
+    for mode, value in row.items():
+        if not isinstance(value, dict) or "agreement" not in value or mode == "tuned":
+            continue
+        marker = "o" if mode.startswith("two-step") else "s"
+        ax.scatter(value["agreement"], value["vs_bm25"], marker=marker)
+        ax.annotate(mode.replace("two-step ", ""), (value["agreement"], value["vs_bm25"]), fontsize=7,
+                    xytext=(3, 3), textcoords="offset points")  # fmt: skip
+    ax.axhline(1.5, linestyle=":", color="grey", label="goal: 1.5x BM25")
+    ax.axvline(target, linestyle="--", color="grey", label=f"goal: agreement {target:g}")
+    ax.set_xlabel("top-10 agreement with exact SPLADE")
+    ax.set_ylabel("search p50 / BM25 p50 (same passes)")
+    title = f"{row['documents']:,} documents, {label} (two-step: pruned-field k, query terms q, window w)"
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 def _plot(rows: list[dict[str, Any]], path: str, label: str) -> None:
