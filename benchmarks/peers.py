@@ -351,7 +351,8 @@ def main() -> None:
                     why = sentence_transformers_folder(python, args.checkpoint, work / name, args.max_length,
                                                        logits, quantize)  # fmt: skip
                     if why:
-                        print(f"no sentence-transformers folder {name}: {why}", file=sys.stderr)
+                        print(f"skipped sentence-transformers ({name}): no folder: {why}", file=sys.stderr)
+                        skipped |= rows_of
             built.write_text(json.dumps({"vocab_size": vocab_size, "max_length": args.max_length}))
         (work / "texts.json").write_text(json.dumps(texts))
         environment = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "TOKENIZERS_PARALLELISM": "false"}
