@@ -25,9 +25,8 @@ import math
 import os
 import sys
 import tempfile
-import time
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -41,28 +40,10 @@ from splade_os.model.encoder import SpladeEncoder  # noqa: E402
 from splade_os.model.export import export_model  # noqa: E402
 from splade_os.vectors import SparseVector  # noqa: E402
 
+sys.path.insert(0, str(REPO / "benchmarks"))
+from scifact_common import load_scifact, timed, torch_reference  # noqa: E402
+
 SHARED = REPO.parent / "shared"
-
-
-def load_scifact(root: Path) -> tuple[list[str], list[str], dict[str, str], dict[str, dict[str, int]]]:
-    ids, texts = [], []
-    with (root / "corpus.jsonl").open() as handle:
-        for line in handle:
-            doc = json.loads(line)
-            ids.append(str(doc["_id"]))
-            texts.append(f"{doc['title']} {doc['text']}" if doc.get("title", "").strip() else doc["text"])
-    queries = {}
-    with (root / "queries.jsonl").open() as handle:
-        for line in handle:
-            q = json.loads(line)
-            queries[str(q["_id"])] = q["text"]
-    qrels: dict[str, dict[str, int]] = defaultdict(dict)
-    with (root / "qrels" / "test.tsv").open() as handle:
-        next(handle)
-        for line in handle:
-            qid, did, score = line.rstrip("\n").split("\t")
-            qrels[qid][did] = int(score)
-    return ids, texts, queries, dict(qrels)
 
 
 def ndcg_at_10(
@@ -102,14 +83,8 @@ def matmul_peak(threads: int, n: int = 2048, repeats: int = 5) -> float:
     session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
     a, b = np.random.default_rng(0).random((2, n, n), dtype=np.float32)
     session.run(None, {"a": a, "b": b})
-    best = min(_timed(lambda: session.run(None, {"a": a, "b": b})) for _ in range(repeats))
+    best = min(timed(lambda: session.run(None, {"a": a, "b": b})) for _ in range(repeats))
     return 2 * n**3 / best
-
-
-def _timed(fn: Callable[[], Any]) -> float:
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
 
 
 def useful_flops(config: dict[str, int], lengths: np.ndarray) -> float:
@@ -123,32 +98,6 @@ def useful_flops(config: dict[str, int], lengths: np.ndarray) -> float:
     per_token = layers * (8 * h * h + 4 * h * i) + 2 * h * h + 2 * h * v
     attention = layers * 4 * h * float(np.sum(lengths.astype(np.float64) ** 2))
     return per_token * float(lengths.sum()) + attention
-
-
-def torch_reference(
-    model_dir: Path, texts: list[str], max_length: int, threads: int, batch_size: int = 32
-) -> list[np.ndarray]:
-    """SPLADE as most PyTorch code runs it: eager mode, log(1 + relu) over all logits, masked max."""
-    import torch
-    from transformers import AutoModelForMaskedLM, AutoTokenizer
-
-    torch.set_num_threads(threads)
-    tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
-    model = AutoModelForMaskedLM.from_pretrained(str(model_dir), attn_implementation="eager").eval()
-    out: list[np.ndarray] = []
-    with torch.inference_mode():
-        for start in range(0, len(texts), batch_size):
-            batch = tokenizer(
-                texts[start : start + batch_size],
-                padding=True,
-                truncation=True,
-                max_length=max_length,
-                return_tensors="pt",
-            )
-            logits = model(**batch).logits
-            weights = (torch.log1p(torch.relu(logits)) * batch["attention_mask"].unsqueeze(-1)).max(dim=1).values
-            out.extend(weights.numpy())
-    return out
 
 
 def to_vectors(rows: Sequence[np.ndarray], encoder: SpladeEncoder) -> list[SparseVector]:
@@ -166,7 +115,7 @@ def sentence_transformers_run(
     mlm = MLMTransformer(str(model_dir), max_seq_length=max_length, backend=backend)
     model = SparseEncoder(modules=[mlm, SpladePooling(pooling_strategy="max")], device="cpu")
     model.encode_document(texts[:8], batch_size=32)
-    seconds = _timed(lambda: model.encode_document(texts, batch_size=32, convert_to_sparse_tensor=True))
+    seconds = timed(lambda: model.encode_document(texts, batch_size=32, convert_to_sparse_tensor=True))
     return seconds, f"sentence-transformers SparseEncoder ({backend}, batch 32)"
 
 
@@ -217,7 +166,7 @@ def run_size(
 
     if "torch" not in args.skip:
         result: list[np.ndarray] = []
-        seconds = _timed(lambda: result.extend(torch_reference(checkpoint, texts, args.max_length, args.threads)))
+        seconds = timed(lambda: result.extend(torch_reference(checkpoint, texts, args.max_length, args.threads)))
         record("PyTorch reference (transformers eager, batch 32)", seconds)
         vectors["reference"] = to_vectors(result, encoder)
     for name, folder in (
@@ -230,7 +179,7 @@ def run_size(
         enc = SpladeEncoder(folder, threads=args.threads, max_length=args.max_length)
         enc.encode_documents(texts[:8])  # warm-up: session initialisation and first-run allocations
         out: list[SparseVector] = []
-        record(name, _timed(lambda enc=enc, out=out: out.extend(enc.encode_documents(texts))))  # type: ignore[misc]
+        record(name, timed(lambda enc=enc, out=out: out.extend(enc.encode_documents(texts))))  # type: ignore[misc]
         vectors[name.split()[-1]] = out
     if "st" not in args.skip:
         for backend in ("torch", "onnx"):

@@ -59,3 +59,16 @@ def test_max_first_equals_splade_order(logits: np.ndarray, mask: np.ndarray) -> 
     np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
     assert (a >= 0).all()
     assert not a[mask.sum(axis=1) == 0].any()
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    logits=arrays(np.float32, (2, 4, 5), elements=st.floats(-50, 50, width=32)),
+    mask=arrays(np.int64, (2, 4), elements=st.integers(0, 1)),
+)
+def test_pooling_in_the_logits_own_memory_gives_the_same_weights(logits: np.ndarray, mask: np.ndarray) -> None:
+    expected = splade_pool(logits, mask)
+    kept = logits.copy()
+    np.testing.assert_allclose(splade_pool_max_first(logits, mask), expected, rtol=1e-6, atol=1e-7)
+    np.testing.assert_array_equal(logits, kept)  # without overwrite the caller's array is left as it was
+    np.testing.assert_allclose(splade_pool_max_first(logits, mask, overwrite=True), expected, rtol=1e-6, atol=1e-7)

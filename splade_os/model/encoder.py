@@ -499,7 +499,7 @@ class SpladeEncoder:
         feeds = {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
         out = self.session.run([self._output], {k: v for k, v in feeds.items() if k in self._inputs})[0]
         if self._pool_logits:
-            return splade_pool_max_first(out, mask)
+            return splade_pool_max_first(out, mask, overwrite=True)  # the session's output is ours
         return np.asarray(out, dtype=np.float32)
 
     def _weights(self, windows: list[tuple[int, list[int]]]) -> Iterator[tuple[np.ndarray, Any]]:

@@ -34,13 +34,21 @@ def splade_pool(logits: npt.ArrayLike, attention_mask: npt.ArrayLike) -> np.ndar
     return activated.max(axis=1).astype(np.float32)
 
 
-def splade_pool_max_first(logits: npt.ArrayLike, attention_mask: npt.ArrayLike) -> np.ndarray:
-    """The same weights as `splade_pool`, computed in the order the ONNX graph uses: masked max, then log1p(relu)."""
+def splade_pool_max_first(
+    logits: npt.ArrayLike, attention_mask: npt.ArrayLike, *, overwrite: bool = False
+) -> np.ndarray:
+    """The same weights as `splade_pool`, computed in the order the ONNX graph uses: masked max, then log1p(relu).
+
+    `overwrite=True` lets a float32 `logits` array serve as the scratch space: a `[batch, tokens, vocab]` block
+    is the largest thing an encoder holds, and a fresh copy of it costs as much memory traffic as the pooling.
+    """
     z, m = _check(logits, attention_mask)
     if z.shape[1] == 0:
         return np.zeros((z.shape[0], z.shape[2]), dtype=np.float32)
-    masked = np.where(m[:, :, None], np.maximum(z, 0.0), 0.0)
-    return np.log1p(masked.max(axis=1)).astype(np.float32)
+    scratch = z if overwrite and z.flags.writeable else z.copy()
+    np.maximum(scratch, 0.0, out=scratch)
+    scratch[~m] = 0.0
+    return np.log1p(scratch.max(axis=1)).astype(np.float32)
 
 
 Sparse = tuple[np.ndarray, np.ndarray]  # token ids in ascending order, their float32 weights
