@@ -53,3 +53,33 @@ def assert_first_phase(client: Any, index: str, k: int) -> int:
         assert engine.from_field(source.get(FIRST_PHASE_FIELD) or {}) == full.top_k(k), hit["_id"]
         seen += 1
     return seen
+
+
+def index_tokens(client: Any, index: str) -> dict[str, int]:
+    """{token: number of documents of `index` holding it}, counted from the vectors in `_source`."""
+    from collections import Counter
+
+    from splade_os.engines import engine_for
+    from splade_os.mappings import VECTOR_FIELD
+
+    engine = engine_for(client)
+    client.indices.refresh(index=index)
+    counts: Counter[str] = Counter()
+    for hit in engine.scan(client, index, {"query": {"match_all": {}}}):
+        counts.update(engine.from_field(hit["_source"][VECTOR_FIELD]).keys())
+    return dict(counts)
+
+
+def assert_df_exact(client: Any, index: str) -> Any:
+    """Assert that the df table of the concrete index behind `index` holds, for every token it counts, the number
+    of documents holding it now, at today's document count; return the table."""
+    from splade_os import aliases
+    from splade_os.retrieval.df import read_df
+
+    table = read_df(client, index)
+    assert table is not None, f"no df table for {index}"
+    assert [table.index] == aliases.resolve(client, index)
+    counts = index_tokens(client, index)
+    assert table.documents == int(client.count(index=index)["count"])
+    assert dict(table.counts) == {t: counts[t] for t in table.tokens if counts.get(t)}
+    return table

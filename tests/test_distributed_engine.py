@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 from conftest import BUNDLED_MODEL, REPO, unavailable
-from helpers import assert_first_phase
+from helpers import assert_df_exact, assert_first_phase, index_tokens
 from opensearchpy import OpenSearch
 from secured_proxy import make_certs, running_proxy
 from test_indexing_engine import (
@@ -43,6 +43,7 @@ from splade_os.indexing.blocks import corpus_files, later_copies, plan_blocks, r
 from splade_os.indexing.distributed import BlockDone, RayWorkers, index_corpus_on_ray
 from splade_os.indexing.ledger import default_checkpoint, default_dead_letter
 from splade_os.mappings import VECTOR_FIELD
+from splade_os.retrieval.df import build_df
 from splade_os.vectors import SparseVector
 
 pytestmark = pytest.mark.engine
@@ -299,6 +300,7 @@ def test_in_place_into_an_existing_alias_overwrites_and_adds(
         engine_client, write_jsonl(tmp_path / "a.jsonl", first), index=index_name, encoder=FakeEncoder(), replicas=0,
         checkpoint=tmp_path / "cp1.json", dead_letter=tmp_path / "d1.jsonl", options=SMALL, first_phase_k=2,
     )  # fmt: skip
+    build_df(engine_client, index_name, index_tokens(engine_client, index_name))
     docs = make_docs(70)
     for doc in docs[:50]:
         doc["text"] += " revised"
@@ -314,6 +316,7 @@ def test_in_place_into_an_existing_alias_overwrites_and_adds(
     assert summary.verified, summary.verification
     assert_exactly(engine_client, index_name, docs, FakeEncoder())
     assert assert_first_phase(engine_client, index_name, 2) == 70  # the workers fill the pruned field the index has
+    assert assert_df_exact(engine_client, index_name).documents == 70  # and the df table is counted again
 
 
 def test_cli_ray_indexes_json_lines_and_parquet_with_the_real_model(

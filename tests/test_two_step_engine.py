@@ -12,18 +12,21 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 from conftest import BUNDLED_MODEL, delete_indices
-from helpers import assert_first_phase
+from helpers import assert_df_exact, assert_first_phase, index_tokens
 from synthetic_corpus import write_collection
 
 from splade_os.cli import main
 from splade_os.connection import ConnectionSettings
 from splade_os.doctor import OK, WARN, run_checks
 from splade_os.engines import engine_for
+from splade_os.errors import ConfigError
 from splade_os.indexing import LoadOptions, index_corpus, reencode_index
 from splade_os.indexing.reindex import reindex
 from splade_os.mappings import FIRST_PHASE_FIELD, VECTOR_FIELD, read_index_meta
 from splade_os.model.encoder import SpladeEncoder
+from splade_os.retrieval.df import build_df
 from splade_os.retrieval.search import Searcher
+from splade_os.retrieval.two_phase import TwoPhaseSettings
 from splade_os.vectors import SparseVector
 
 pytestmark = pytest.mark.engine
@@ -83,6 +86,44 @@ def test_two_step_agrees_with_exact_search_at_the_default_setting(
     assert len(queries) > 150 and sum(agreement) / len(agreement) >= 0.99
 
 
+def test_the_cost_rule_defers_frequent_light_terms_and_keeps_the_exact_top_k(
+    engine_client: Any, encoder: SpladeEncoder, default_index: str, collection: Path
+) -> None:
+    build_df(engine_client, default_index, index_tokens(engine_client, default_index))
+    lines = (collection / "queries.jsonl").read_text(encoding="utf-8").splitlines()
+    queries = [json.loads(line)["text"] for line in lines]
+    rule = TwoPhaseSettings(first_terms=8, df_ratio=2.0)
+    searcher = Searcher(default_index, encoder, client=engine_client, two_phase=rule)
+    assert searcher.logic.df is not None and searcher.logic.df.documents == 600
+    deferred, agreement = 0, []
+    for text in queries:
+        vector = encoder.encode_queries([text])[0]
+        # Queries for which the rule changes what phase one sends: a deferred term among the 8 heaviest.
+        deferred += bool(searcher.logic.df.costly(vector, 2.0, 0.4) & set(vector.top_k(8)))
+        exact = {h.id: h.score for h in searcher.search(text, k=10).hits}
+        found = searcher.search(text, k=10, mode="two-phase")
+        assert "df rule 2x/0.4" in found.notes[-1] or "answered by exact search" in found.notes[-1], found.notes
+        agreement.append(len(exact.keys() & {h.id for h in found.hits}) / len(exact))
+        for hit in found.hits:
+            if hit.id in exact:
+                assert hit.score == pytest.approx(exact[hit.id], rel=1e-5)
+    assert deferred >= 20 and sum(agreement) / len(agreement) >= 0.99, (deferred, sum(agreement) / len(agreement))
+
+
+def test_the_engines_own_pruning_in_phase_one_where_the_engine_has_it(
+    engine_client: Any, encoder: SpladeEncoder, default_index: str
+) -> None:
+    searcher = Searcher(default_index, encoder, client=engine_client, two_phase=TwoPhaseSettings(engine_pruning=True))
+    if engine_for(engine_client).name == "opensearch":
+        with pytest.raises(ConfigError, match="no query-time token pruning of its own"):
+            searcher.search("what causes a heart attack", k=10, mode="two-phase")
+        return
+    exact = {h.id: h.score for h in searcher.search("what causes a heart attack", k=10).hits}
+    pruned = searcher.search("what causes a heart attack", k=10, mode="two-phase")
+    assert "engine pruning" in pruned.notes[-1] and len(pruned.hits) == 10
+    assert all(h.score == pytest.approx(exact[h.id], rel=1e-5) for h in pruned.hits if h.id in exact)
+
+
 class _FixedQuery:
     """The bundled model's manifest with a query vector chosen by the test."""
 
@@ -133,19 +174,24 @@ def test_a_lean_index_keeps_the_pruned_field_out_of_source(
     assert [h.id for h in result.hits] == [h.id for h in searcher.search("what causes a heart attack", k=3).hits]
 
 
-def test_re_encode_and_reindex_keep_the_pruned_field_and_its_k(
+def test_re_encode_and_reindex_keep_the_pruned_field_its_k_and_the_df_table(
     engine_client: Any, encoder: SpladeEncoder, index_name: str, tmp_path: Path
 ) -> None:
     _build(index_name, tmp_path, "--first-phase-k", "8")
+    build_df(engine_client, index_name, [*index_tokens(engine_client, index_name), "[unused7]"])
     copy = f"{index_name}-copy"
     summary = reencode_index(engine_client, index_name, index=copy, encoder=encoder,
                              load=LoadOptions(replicas=0, dead_letter=tmp_path / "copy.dead"))  # fmt: skip
     assert summary.problems() == []
     assert assert_first_phase(engine_client, copy, 8) == 42  # made from the new vectors, not copied as data
+    table = assert_df_exact(engine_client, copy)  # counted on the copy, over the tokens the source's table counts
+    assert table.documents == 42 and "[unused7]" in table.absent
+    assert any("df table of" in note for note in summary.notes), summary.notes
 
     result = reindex(engine_client, index_name, encoder, load=LoadOptions(replicas=0, dead_letter=tmp_path / "r.d"))
     assert result.swapped and result.summary.index == f"{index_name}-v2"
     assert assert_first_phase(engine_client, index_name, 8) == 42
+    assert assert_df_exact(engine_client, index_name).index == f"{index_name}-v2"
 
     # An index without the field re-encodes without it; the option adds it (what doctor's fix says to run).
     _cli("index", "--from-index", index_name, "--index", f"{index_name}-none", "--model", str(BUNDLED_MODEL),
@@ -157,6 +203,12 @@ def test_re_encode_and_reindex_keep_the_pruned_field_and_its_k(
     _cli("reindex", f"{index_name}-none", "--from-index", "--model", str(BUNDLED_MODEL), "--replicas", "0",
          "--first-phase-k", "16", "--dead-letter", str(tmp_path / "n2.dead"))
     assert assert_first_phase(engine_client, f"{index_name}-none", 16) == 42
+    # A load into the index counts its table again: one more document, and its tokens.
+    more = tmp_path / "more.jsonl"
+    more.write_text(json.dumps({"_id": "extra", "title": "Heart attack", "text": "what causes a heart attack"}) + "\n")
+    summary = index_corpus(engine_client, more, index=index_name, encoder=encoder, replicas=0,
+                           dead_letter=tmp_path / "more.dead")  # fmt: skip
+    assert summary.problems() == [] and assert_df_exact(engine_client, index_name).documents == 43
 
 
 def test_doctor_says_whether_the_index_has_the_pruned_field(

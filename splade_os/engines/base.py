@@ -87,8 +87,11 @@ class Engine(Protocol):
         """The inverse of `to_field`: a stored field value back to vocabulary tokens."""
         ...
 
-    def vector_clauses(self, vector: SparseVector, field_name: str) -> list[dict[str, Any]]:
-        """`bool.should` clauses whose summed score is the dot product of `vector` with the field."""
+    def vector_clauses(
+        self, vector: SparseVector, field_name: str, pruning: PruningConfig | None = None
+    ) -> list[dict[str, Any]]:
+        """`bool.should` clauses whose summed score is the dot product of `vector` with the field; with `pruning`,
+        the engine's own query-token pruning instead (ConfigError where it has none: see `pruning_options`)."""
         ...
 
     def concurrent_search_settings(self, enabled: bool) -> dict[str, Any] | None:

@@ -71,10 +71,14 @@ class ElasticsearchEngine:
     def from_field(self, value: Mapping[str, float]) -> SparseVector:
         return SparseVector({k: float(w) for k, w in value.items()})
 
-    def vector_clauses(self, vector: SparseVector, field_name: str) -> list[dict[str, Any]]:
+    def vector_clauses(
+        self, vector: SparseVector, field_name: str, pruning: PruningConfig | None = None
+    ) -> list[dict[str, Any]]:
         if not vector:
             return []
-        query = {"field": field_name, "query_vector": dict(vector.sorted_items()), "prune": False}
+        query: dict[str, Any] = {"field": field_name, "query_vector": dict(vector.sorted_items()), "prune": False}
+        if pruning is not None:
+            query.update(self.pruning_options(pruning))
         return [{"sparse_vector": query}]
 
     def concurrent_search_settings(self, enabled: bool) -> dict[str, Any] | None:

@@ -40,7 +40,11 @@ class OpenSearchEngine:
     def from_field(self, value: Mapping[str, float]) -> SparseVector:
         return SparseVector.from_field(value)
 
-    def vector_clauses(self, vector: SparseVector, field_name: str) -> list[dict[str, Any]]:
+    def vector_clauses(
+        self, vector: SparseVector, field_name: str, pruning: PruningConfig | None = None
+    ) -> list[dict[str, Any]]:
+        if pruning is not None:
+            self.pruning_options(pruning)  # raises: OpenSearch has none
         return [
             {"rank_feature": {"field": f"{field_name}.{escape_token(t)}", "linear": {}, "boost": w}}
             for t, w in vector.sorted_items()

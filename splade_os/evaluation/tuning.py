@@ -22,14 +22,16 @@ import random
 import statistics
 import time
 from collections.abc import Callable, Hashable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, TypeVar
 
 import numpy as np
 
+from splade_os.engines.base import PruningConfig
 from splade_os.errors import ConfigError, EngineError
 from splade_os.mappings import META_KEY
-from splade_os.retrieval.two_phase import TUNED_KEY, TwoPhaseSettings
+from splade_os.retrieval.df import read_df
+from splade_os.retrieval.two_phase import DEFAULT_DF_RATIO, TUNED_KEY, TwoPhaseSettings
 
 NDCG_TOLERANCE = 0.005  # with judgements, a setting may lose at most this much nDCG@10 against exact search
 DEFAULT_REPEAT = 3  # timed passes: fewer give too thin a spread to tell a real gain from noise
@@ -93,13 +95,24 @@ class TuneResult:
         }  # fmt: skip
 
 
-def default_grid(k: int, *, two_step: bool = False) -> list[TwoPhaseSettings]:
+def default_grid(
+    k: int, *, two_step: bool = False, df_rule: bool = False, engine_pruning: bool = False
+) -> list[TwoPhaseSettings]:
     """Phase-one ratios x rescore windows x query pruning: small enough to run in a minute on a large index. On an
-    index with the pruned first-phase field (`two_step`): the query terms phase one sends to it x rescore windows."""
+    index with the pruned first-phase field (`two_step`): the query terms phase one sends to it x rescore windows.
+    Each phase-one choice is also tried with the cost rule (`df_rule`: the index has a df table) and with the
+    engine's own pruning (`engine_pruning`: the engine has it)."""
     if two_step:
-        return [TwoPhaseSettings(first_terms=q, window=w * k) for q in (8, 16, 32, 64) for w in (5, 10, 20, 50)]
-    grid = [TwoPhaseSettings(ratio=r, window=w * k) for r in (0.1, 0.2, 0.3, 0.4, 0.5) for w in (5, 20, 50, 100)]
-    grid += [TwoPhaseSettings(ratio=r, window=w * k, top_n=n) for r in (0.2, 0.4) for w in (20, 100) for n in (16, 32)]
+        grid = [TwoPhaseSettings(first_terms=q, window=w * k) for q in (8, 16, 32, 64) for w in (5, 10, 30, 100)]
+    else:
+        grid = [TwoPhaseSettings(ratio=r, window=w * k) for r in (0.1, 0.2, 0.3, 0.4, 0.5) for w in (5, 20, 50, 100)]
+        grid += [TwoPhaseSettings(ratio=r, window=w * k, top_n=n) for r in (0.2, 0.4) for w in (20, 100)
+                 for n in (16, 32)]  # fmt: skip
+    plain = list(grid)
+    if df_rule:
+        grid += [replace(s, df_ratio=DEFAULT_DF_RATIO) for s in plain]
+    if engine_pruning:
+        grid += [replace(s, engine_pruning=True) for s in plain]
     return grid
 
 
@@ -185,7 +198,22 @@ def tune(
         return compute_metrics(judged, run, ("nDCG@10",))["nDCG@10"] if judged else None
 
     two_step = bool(getattr(logic, "first_phase_k", None))
-    candidates: list[TwoPhaseSettings | None] = [None, *dict.fromkeys(grid or default_grid(k, two_step=two_step))]
+    notes: list[str] = []
+    if grid is None:
+        if logic.df is None:
+            try:
+                logic.df = read_df(client, logic.index)
+            except ConfigError:
+                pass  # an alias over several indices: no one table
+        if logic.df is None:
+            notes.append(f"the cost rule was not tried: {logic.index} has no df table (`splade-os df {logic.index}`)")
+        try:
+            logic.engine.pruning_options(PruningConfig())
+            pruning = True
+        except ConfigError:
+            pruning = False  # the engine prunes no query tokens itself
+        grid = default_grid(k, two_step=two_step, df_rule=logic.df is not None, engine_pruning=pruning)
+    candidates: list[TwoPhaseSettings | None] = [None, *dict.fromkeys(grid)]
     requests = {c: {qid: logic.request_for(v, depth, c) for qid, v in prepared.items()} for c in candidates}
     scored: dict[TwoPhaseSettings | None, dict[str, dict[str, float]]] = {c: {} for c in candidates}
 
@@ -210,7 +238,7 @@ def tune(
 
     documents = int(client.count(index=logic.index)["count"])
     result = TuneResult(logic.index, documents, len(queries), k, target, trial(None, 1.0), warmup=warmup,
-                        repeat=repeat, seed=seed)  # fmt: skip
+                        repeat=repeat, seed=seed, notes=notes)  # fmt: skip
     for candidate in candidates[1:]:
         values = [a for qid in prepared if (a := _agreement(ranked(candidate, qid), ranked(None, qid))) is not None]
         result.trials.append(trial(candidate, float(np.mean(values)) if values else 1.0))

@@ -13,6 +13,8 @@ from typing import Any, Protocol
 from splade_os import aliases
 from splade_os.corpus import CorpusReader, FieldNames
 from splade_os.engines import engine_for
+from splade_os.engines.errors import describe_error
+from splade_os.engines.refusals import is_refusal
 from splade_os.errors import ConfigError, EncoderMismatchError
 from splade_os.indexing.ledger import (
     CHECKPOINT_VERSION,
@@ -26,6 +28,7 @@ from splade_os.indexing.pipeline import DocumentEncoder, Loader, Progress, run, 
 from splade_os.indexing.sources import IndexSource, Source, source_names
 from splade_os.indexing.target import Target, count_documents, prepare_target, restore_refresh, try_restore_refresh
 from splade_os.mappings import default_analyzer
+from splade_os.retrieval.df import carry_df
 
 log = logging.getLogger(__name__)
 
@@ -268,8 +271,9 @@ def run_load(
         )  # fmt: skip
         count_at_start = count_documents(own, target.index)
         run(loader, source)
-        source_total = source.size if isinstance(source, IndexSource) else None
-        return finish(own, target, loader, letters, count_at_start, opts, source_total=source_total)
+        copied = source if isinstance(source, IndexSource) else None
+        return finish(own, target, loader, letters, count_at_start, opts, source_total=copied.size if copied else None,
+                      copied_from=copied.index if copied else None)  # fmt: skip
     except BaseException as err:
         if letters is not None:
             letters.close()
@@ -302,6 +306,31 @@ class Tally(Protocol):
     started: float
 
 
+def _carried_df(client: Any, target: Target, copied_from: str | None) -> list[str]:
+    """Keep the df table current: counted again when the loaded index had one, or made for a new index when the
+    version it replaces (or the index it re-encodes) had one. A refusal leaves the load as it is and says who may
+    count it."""
+    if not target.fresh:
+        previous = [target.index]
+    elif target.swap:
+        previous = aliases.resolve(client, target.alias)
+    else:
+        previous = aliases.resolve(client, copied_from) if copied_from else []
+    if len(previous) != 1:
+        return []
+    try:
+        table = carry_df(client, target.index, previous[0])
+    except Exception as err:
+        if not is_refusal(err):
+            raise
+        return [f"df table not counted again ({describe_error(err)}): run `splade-os df {target.index}` as a user "
+                f"allowed to write {aliases.df_index_name(target.index)}"]  # fmt: skip
+    if table is None:
+        return []
+    return [f"df table of {target.index} counted again: {len(table.counts):,} tokens at {table.documents:,} "
+            f"documents in {table.seconds:.1f} s"]  # fmt: skip
+
+
 def finish(
     client: Any,
     target: Target,
@@ -311,11 +340,12 @@ def finish(
     opts: LoadOptions,
     *,
     source_total: int | None = None,
+    copied_from: str | None = None,
 ) -> IndexSummary:
     """Restore refreshes, count what landed against what was read, and move the alias when it checks out.
 
-    `source_total` is the document count of an index being copied: the copy must hold every one of them (with
-    `allow_failures`, all but the failed ones, each in the dead-letter file) before the alias may move.
+    `source_total` is the document count of an index being copied (`copied_from`): the copy must hold every one
+    of them (with `allow_failures`, all but the failed ones, each in the dead-letter file) before the alias may move.
     """
     allow_failures = opts.allow_failures
     dead_letter = letters.close()
@@ -349,6 +379,8 @@ def finish(
     if merged is not None:
         summary.notes.append(f"merged {target.index} from {merged.before} to {merged.after} segments in "
                              f"{merged.seconds:.1f} s")  # fmt: skip
+    if succeeded:
+        summary.notes += _carried_df(client, target, copied_from)
     if target.swap:
         if succeeded:
             summary.swapped = aliases.swap(client, target.alias, target.index, delete_previous=opts.delete_previous)

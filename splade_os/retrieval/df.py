@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from functools import cached_property
 from typing import Any
 
 from splade_os import aliases
@@ -30,6 +31,7 @@ _MAPPING = {
     "dynamic": False,
     "properties": {
         "df": {"type": "object", "enabled": False},  # thousands of tokens: stored, never mapped field by field
+        "absent": {"type": "keyword", "index": False, "doc_values": False},  # counted, found nowhere
         "field": {"type": "keyword"},
         "documents": {"type": "long"},
         "computed_at": {"type": "date"},
@@ -50,9 +52,28 @@ class DfTable:
     vocabulary_size: int  # how many tokens were counted
     field: str = VECTOR_FIELD
     seconds: float = 0.0  # how long the counting took
+    absent: tuple[str, ...] = ()  # the tokens asked about that no document holds (counted again on a refresh)
+
+    @property
+    def tokens(self) -> list[str]:
+        """Every token the table was counted over: what a refresh counts again."""
+        return [*self.counts, *self.absent]
 
     def df(self, token: str) -> int:
         return int(self.counts.get(token, 0))
+
+    @cached_property
+    def field_mean(self) -> float:
+        """The mean document frequency of the field's tokens (those found in at least one document)."""
+        return sum(self.counts.values()) / len(self.counts) if self.counts else 0.0
+
+    def costly(self, vector: Mapping[str, float], ratio: float, weight: float) -> frozenset[str]:
+        """The cost rule: the terms of `vector` found in more than `ratio` x the field's mean number of documents
+        and weighing under `weight` x its heaviest term, whose long posting lists phase one is better without."""
+        if not vector:
+            return frozenset()
+        floor, limit = weight * max(vector.values()), ratio * self.field_mean
+        return frozenset(t for t, w in vector.items() if w < floor and self.df(t) > limit)
 
     def mean(self, tokens: Iterable[str]) -> float:
         """The mean document frequency over `tokens` (0.0 for none)."""
@@ -72,6 +93,7 @@ class DfTable:
         return {
             "df": dict(self.counts), "field": self.field, "documents": self.documents,
             "computed_at": self.computed_at, "vocabulary_size": self.vocabulary_size, "seconds": self.seconds,
+            "absent": list(self.absent),
         }  # fmt: skip
 
 
@@ -138,7 +160,9 @@ def compute_df(
     documents = int(client.count(index=concrete)["count"])
     computed_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
     counts = count_tokens(client, concrete, wanted, field_name=field_name, **counting)
-    return DfTable(concrete, counts, documents, computed_at, len(wanted), field_name, time.monotonic() - started)
+    absent = tuple(t for t in wanted if t not in counts)
+    return DfTable(concrete, counts, documents, computed_at, len(wanted), field_name, time.monotonic() - started,
+                   absent)  # fmt: skip
 
 
 def store_df(client: Any, table: DfTable) -> str:
@@ -167,10 +191,17 @@ def read_df(client: Any, index: str) -> DfTable | None:
 
     Read with a search (the privilege every searcher has), not a get."""
     concrete = concrete_index(client, index)
-    name = aliases.df_index_name(concrete)
-    answer = client.search(
-        index=name, body={"query": {"ids": {"values": [DOC_ID]}}, "size": 1}, ignore_unavailable=True
-    )
+    return table_from_answer(concrete, client.search(**df_request(concrete)))
+
+
+def df_request(concrete: str) -> dict[str, Any]:
+    """The search (keywords of `client.search`) that reads the table of `concrete`: sync and async clients alike."""
+    body = {"query": {"ids": {"values": [DOC_ID]}}, "size": 1}
+    return {"index": aliases.df_index_name(concrete), "body": body, "ignore_unavailable": True}
+
+
+def table_from_answer(concrete: str, answer: Mapping[str, Any]) -> DfTable | None:
+    """The table in the answer to `df_request(concrete)`; None when there is none."""
     hits = answer["hits"]["hits"]
     if not hits:
         return None
@@ -179,5 +210,13 @@ def read_df(client: Any, index: str) -> DfTable | None:
     return DfTable(
         concrete, {str(t): int(n) for t, n in counts.items()}, int(doc.get("documents", 0)),
         str(doc.get("computed_at", "")), int(doc.get("vocabulary_size", 0)), str(doc.get("field", VECTOR_FIELD)),
-        float(doc.get("seconds", 0.0)),
+        float(doc.get("seconds", 0.0)), tuple(str(t) for t in doc.get("absent") or ()),
     )  # fmt: skip
+
+
+def carry_df(client: Any, index: str, previous: str) -> DfTable | None:
+    """Count the table of concrete `index` again over the tokens of `previous`'s table (the same index after a
+    load into it, or the version it replaces), so that a table, once made, follows every load; None when
+    `previous` has none."""
+    table = read_df(client, previous)
+    return None if table is None else build_df(client, index, table.tokens, field_name=table.field)

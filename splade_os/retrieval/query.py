@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from splade_os.engines import Engine, OpenSearchEngine, engine_for
-from splade_os.engines.base import DEFAULT_MAX_CLAUSES
+from splade_os.engines.base import DEFAULT_MAX_CLAUSES, PruningConfig
 from splade_os.engines.refusals import is_refusal
 from splade_os.mappings import FIRST_PHASE_FIELD, VECTOR_FIELD
 from splade_os.vectors import SparseVector
@@ -129,23 +129,32 @@ def build_two_phase_query(
     max_clauses: int = DEFAULT_MAX_CLAUSES,
     engine: Engine,
     totals: bool = False,
+    deferred: frozenset[str] = frozenset(),
+    engine_pruning: PruningConfig | None = None,
 ) -> QueryPlan:
     """Phase one matches only the heavy tokens; a `rescore` adds the light tokens' scores on a window.
 
     The rescore's `total` score mode adds both phases, so every document in the window gets its exact dot
-    product; only documents that match no heavy token can be missed.
+    product; only documents that match no heavy token can be missed. `deferred` terms (the cost rule's) go to the
+    rescore even when heavy, unless no heavy term would be left; `engine_pruning` is the engine's own, on phase one.
     """
     terms, dropped, notes = _fitted(vector, pruning, max_clauses, filters)
     if not terms:
         return _empty(engine, field_name, filters, size, from_, source, totals, notes)
     threshold = ratio * max(terms.values())
-    heavy = SparseVector({t: w for t, w in terms.items() if w >= threshold})
-    light = SparseVector({t: w for t, w in terms.items() if w < threshold})
-    body = {"query": _bool_query(engine.vector_clauses(heavy, field_name), filters)}
+    heavy = _phase_one(SparseVector({t: w for t, w in terms.items() if w >= threshold}), deferred)
+    light = SparseVector({t: w for t, w in terms.items() if t not in heavy})
+    body = {"query": _bool_query(engine.vector_clauses(heavy, field_name, engine_pruning), filters)}
     if light:
         window = max(window or (size + from_) * DEFAULT_TWO_PHASE_WINDOW_FACTOR, size + from_)
         body["rescore"] = _rescore(engine.vector_clauses(light, field_name), window, query_weight=1.0)
     return QueryPlan(_page(body, size, from_, source, totals), terms, dropped, notes)
+
+
+def _phase_one(terms: SparseVector, deferred: frozenset[str]) -> SparseVector:
+    """`terms` without the `deferred` ones; all of them when that would leave phase one nothing to match."""
+    kept = SparseVector({t: w for t, w in terms.items() if t not in deferred}) if deferred else terms
+    return kept or terms
 
 
 def _fitted(
@@ -187,6 +196,8 @@ def build_two_step_query(
     max_clauses: int = DEFAULT_MAX_CLAUSES,
     engine: Engine,
     totals: bool = False,
+    deferred: frozenset[str] = frozenset(),
+    engine_pruning: PruningConfig | None = None,
 ) -> QueryPlan:
     """Two-step search ("Two-Step SPLADE", ECIR 2024) on an index with the pruned first-phase field: phase one
     sends the query's `terms` heaviest terms to `first_field` (each document's heaviest terms only: short posting
@@ -194,14 +205,17 @@ def build_two_step_query(
     (kept) query term on the full field (`query_weight` 0), so each hit's score IS its exact score.
 
     Documents outside the window, or whose pruned vector shares no term with phase one's, are missed; a caller
-    that gets fewer hits than it asked for falls back to `build_splade_query`.
+    that gets fewer hits than it asked for falls back to `build_splade_query`. Phase one skips the `deferred` terms
+    (the cost rule's: frequent and light) before taking the heaviest, and asks for `engine_pruning` when given.
     """
     kept, dropped, notes = _fitted(vector, pruning, max_clauses, filters)
     if not kept:
         return _empty(engine, field_name, filters, size, from_, source, totals, notes)
     window = max(window or (size + from_) * DEFAULT_TWO_STEP_WINDOW_FACTOR, size + from_)
     body = {
-        "query": _bool_query(engine.vector_clauses(kept.top_k(terms), first_field), filters),
+        "query": _bool_query(
+            engine.vector_clauses(_phase_one(kept, deferred).top_k(terms), first_field, engine_pruning), filters
+        ),
         "rescore": _rescore(engine.vector_clauses(kept, field_name), window, query_weight=0.0),
     }
     return QueryPlan(_page(body, size, from_, source, totals), kept, dropped, notes)

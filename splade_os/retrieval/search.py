@@ -11,8 +11,9 @@ from typing import Any, Literal, Protocol
 
 from splade_os.connection import ConnectionSettings, connect
 from splade_os.engines import Engine, async_engine_for, engine_for
+from splade_os.engines.base import PruningConfig
 from splade_os.engines.refusals import is_refusal
-from splade_os.errors import EngineError, InputError
+from splade_os.errors import ConfigError, EngineError, InputError
 from splade_os.mappings import (
     FIRST_PHASE_FIELD,
     VECTOR_FIELD,
@@ -23,6 +24,7 @@ from splade_os.mappings import (
     recorded_fields,
     recorded_first_phase,
 )
+from splade_os.retrieval.df import DfTable, df_request, table_from_answer
 from splade_os.retrieval.fusion import linear_fusion, reciprocal_rank_fusion
 from splade_os.retrieval.query import (
     Pruning,
@@ -176,6 +178,7 @@ class _SearchLogic:
         self.document_encoding: Mapping[str, Any] = {}
         # The k of the index's pruned first-phase field: two-phase mode runs two-step search on it. None: no field.
         self.first_phase_k: int | None = None
+        self.df: DfTable | None = None  # the index's df table, read when a two-phase setting's cost rule needs it
 
     def _source(self, explain: bool, fields: Sequence[str] | None) -> dict[str, Any]:
         # Vectors are large; send them back only when an explanation needs them (or, when the index keeps them out
@@ -220,9 +223,8 @@ class _SearchLogic:
             settings = self.two_phase or TwoPhaseSettings()
             common["pruning"] = settings.pruning(self.pruning)
             window = settings.window_for(k + from_, two_step=True)
-            plan = build_two_step_query(
-                vector, terms=settings.terms, window=window, max_clauses=self.max_clauses, **common, **page
-            )
+            plan = build_two_step_query(vector, terms=settings.terms, window=window, max_clauses=self.max_clauses,
+                                        **self.phase_one(settings, vector), **common, **page)  # fmt: skip
             # Phase one can find fewer hits than the page (a query none of whose heaviest terms is among any
             # document's heaviest): then the exact query on the full field answers instead.
             fallback = build_splade_query(vector, max_clauses=self.max_clauses, **common, **page)
@@ -235,7 +237,7 @@ class _SearchLogic:
             common["pruning"] = settings.pruning(self.pruning)
             plan = build_two_phase_query(
                 vector, ratio=settings.ratio, window=settings.window_for(k + from_), max_clauses=self.max_clauses,
-                **common, **page,
+                **self.phase_one(settings, vector), **common, **page,
             )  # fmt: skip
             plan = replace(plan, notes=(*plan.notes, f"two-phase: {settings.describe()} ({self.two_phase_source})"))
         if plan is not None:
@@ -308,6 +310,35 @@ class _SearchLogic:
             self.two_phase, self.two_phase_source = stored.settings, f"tuned {stored.tuned_at[:10]} at " \
                 f"{stored.documents:,} documents"
 
+    @property
+    def wants_df(self) -> bool:
+        return self.two_phase is not None and self.two_phase.df_ratio is not None
+
+    def use_df(self, table: DfTable | None) -> None:
+        """Take the index's df table (None: it has none). A stored setting whose cost rule has no table to read
+        runs without the rule (and says so); a setting given explicitly is refused."""
+        self.df = table
+        if table is not None or not self.wants_df or self.two_phase is None:
+            return
+        if self.two_phase_source == "given":
+            raise ConfigError(self._no_table())
+        self.two_phase = replace(self.two_phase, df_ratio=None)
+        self.two_phase_source += f"; its df rule is off: {self._no_table()}"
+
+    def _no_table(self) -> str:
+        return f"{self.index!r} has no df table for the cost rule: run `splade-os df {self.index}`"
+
+    def phase_one(self, settings: TwoPhaseSettings, vector: SparseVector) -> dict[str, Any]:
+        """What phase one leaves to the rescore or the engine: the cost rule's terms, the engine's own pruning."""
+        options: dict[str, Any] = {}
+        if settings.df_ratio is not None:
+            if self.df is None:
+                raise ConfigError(self._no_table())
+            options["deferred"] = self.df.costly(vector, settings.df_ratio, settings.df_weight)
+        if settings.engine_pruning:
+            options["engine_pruning"] = PruningConfig()
+        return options
+
     def request_for(self, vector: SparseVector, size: int, settings: TwoPhaseSettings | None) -> dict[str, Any]:
         """The bare request `tune` times: exact (settings None) or two-phase, no source fields returned."""
         common: dict[str, Any] = {"field_name": self.field_name, "engine": self.engine, "size": size,
@@ -317,11 +348,11 @@ class _SearchLogic:
         if self.first_phase_k:
             return build_two_step_query(
                 vector, pruning=settings.pruning(self.pruning), terms=settings.terms,
-                window=settings.window_for(size, two_step=True), **common,
+                window=settings.window_for(size, two_step=True), **self.phase_one(settings, vector), **common,
             ).body  # fmt: skip
         return build_two_phase_query(
             vector, pruning=settings.pruning(self.pruning), ratio=settings.ratio, window=settings.window_for(size),
-            **common,
+            **self.phase_one(settings, vector), **common,
         ).body  # fmt: skip
 
     def exchanges(self, prepared: _Prepared) -> Generator[list[int], list[dict[str, Any]], list[dict[str, Any]]]:
@@ -449,6 +480,11 @@ class Searcher:
             meta = meta_from_mapping(mapping)
             check_encoder_meta(index, meta, self.logic.encoder.manifest, force=force)
             self.logic.use_stored(meta)
+            if self.logic.wants_df and len(mapping) == 1:  # an alias over several indices has no one table
+                concrete = next(iter(mapping))
+                self.logic.use_df(table_from_answer(concrete, self.client.search(**df_request(concrete))))
+            elif self.logic.wants_df:
+                self.logic.use_df(None)
             self.logic.max_clauses = cluster_max_clauses(self.client)
         except BaseException:
             self._release(encoder)
@@ -540,6 +576,11 @@ class AsyncSearcher:
             meta = meta_from_mapping(mapping)
             check_encoder_meta(index, meta, logic.encoder.manifest, force=force)
             logic.use_stored(meta)
+            if logic.wants_df and len(mapping) == 1:
+                concrete = next(iter(mapping))
+                logic.use_df(table_from_answer(concrete, await client.search(**df_request(concrete))))
+            elif logic.wants_df:
+                logic.use_df(None)
         except BaseException:
             if owns_encoder and encoder is not None:
                 _close_encoder(encoder)

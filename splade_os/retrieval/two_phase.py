@@ -16,6 +16,11 @@ from splade_os.retrieval.query import (
     Pruning,
 )
 
+# The cost rule's defaults, Elasticsearch's own for its `pruning_config`: a query term found in more than 5 x the
+# mean token's number of documents and weighing under 0.4 of the query's heaviest term costs much and adds little.
+DEFAULT_DF_RATIO = 5.0
+DEFAULT_DF_WEIGHT = 0.4
+
 TUNED_KEY = "two_phase"
 RETUNE_GROWTH = 2.0  # doctor asks for a new `tune` once the index holds this many times the tuned-at count
 
@@ -27,18 +32,31 @@ class TwoPhaseSettings:
 
     On an index with the pruned first-phase field (two-step search), phase one instead sends the `first_terms`
     heaviest query terms to that field (`ratio` plays no part), and the window defaults to 30 x the hits asked for.
+
+    Cost-aware pruning: with `df_ratio`, phase one leaves out the query terms whose document frequency is above
+    `df_ratio` x the mean over the field's tokens and whose weight is under `df_weight` x the query's heaviest (the
+    index's df table, `splade-os df`, says how frequent each is); the rescore still scores them, so the window's
+    scores stay exact. `engine_pruning` has the engine prune phase one's terms itself (Elasticsearch's
+    `pruning_config`, with the same defaults), where the engine can.
     """
 
     ratio: float = DEFAULT_TWO_PHASE_RATIO
     window: int | None = None  # None: 5 x the hits asked for (two-step: 30 x)
     top_n: int | None = None
     first_terms: int | None = None  # two-step only; None: DEFAULT_FIRST_PHASE_TERMS
+    df_ratio: float | None = None  # the cost rule; None: off
+    df_weight: float = DEFAULT_DF_WEIGHT
+    engine_pruning: bool = False
 
     def __post_init__(self) -> None:
         if not 0 < self.ratio <= 1:
             raise ConfigError(f"the two-phase ratio must be in (0, 1], got {self.ratio}")
         if any(v is not None and v < 1 for v in (self.window, self.top_n, self.first_terms)):
             raise ConfigError("the two-phase window, top-n and first-phase terms must be at least 1")
+        if self.df_ratio is not None and self.df_ratio < 1:
+            raise ConfigError(f"the df rule's ratio to the mean document frequency must be >= 1, got {self.df_ratio}")
+        if not 0 < self.df_weight <= 1:
+            raise ConfigError(f"the df rule's weight share must be in (0, 1], got {self.df_weight}")
 
     def window_for(self, size: int, *, two_step: bool = False) -> int:
         factor = DEFAULT_TWO_STEP_WINDOW_FACTOR if two_step else DEFAULT_TWO_PHASE_WINDOW_FACTOR
@@ -60,9 +78,11 @@ class TwoPhaseSettings:
         factor = DEFAULT_TWO_STEP_WINDOW_FACTOR if two_step else DEFAULT_TWO_PHASE_WINDOW_FACTOR
         window = self.window if self.window is not None else f"{factor} x k"
         terms = f"top {self.top_n} terms" if self.top_n else "all terms"
+        cost = f", df rule {self.df_ratio:g}x/{self.df_weight:g}" if self.df_ratio is not None else ""
+        cost += ", engine pruning" if self.engine_pruning else ""
         if two_step:
-            return f"first phase top {self.terms} terms, window {window}, rescore {terms}"
-        return f"ratio {self.ratio:g}, window {window}, {terms}"
+            return f"first phase top {self.terms} terms{cost}, window {window}, rescore {terms}"
+        return f"ratio {self.ratio:g}{cost}, window {window}, {terms}"
 
 
 @dataclass(frozen=True)
@@ -85,8 +105,13 @@ def stored_settings(meta: Mapping[str, Any]) -> StoredSettings | None:
     if not isinstance(record, Mapping):
         return None
     try:
-        settings = TwoPhaseSettings(ratio=float(record["ratio"]), window=record.get("window"),
-                                    top_n=record.get("top_n"), first_terms=record.get("first_terms"))  # fmt: skip
+        df_ratio = record.get("df_ratio")
+        settings = TwoPhaseSettings(
+            ratio=float(record["ratio"]), window=record.get("window"), top_n=record.get("top_n"),
+            first_terms=record.get("first_terms"), df_ratio=None if df_ratio is None else float(df_ratio),
+            df_weight=float(record.get("df_weight", DEFAULT_DF_WEIGHT)),
+            engine_pruning=record.get("engine_pruning") is True,
+        )  # fmt: skip
         return StoredSettings(settings, int(record["documents"]), str(record["tuned_at"]),
                               float(record.get("agreement", 0.0)), int(record.get("k", 10)))  # fmt: skip
     except (KeyError, TypeError, ValueError, ConfigError):
