@@ -2,7 +2,7 @@
 real node.
 
     python benchmarks/scale.py --dataset scifact/ [--sizes 10000,100000] [--queries 100] [--first-phase-k 128,64]
-                               [--no-vectors-in-source] [--json FILE] [--plot docs/scale.png]
+                               [--df-ratios 5,2] [--no-vectors-in-source] [--json FILE] [--plot docs/scale.png]
 
 For each size N it builds an index of N documents whose vectors follow the real model's statistics: each one
 recombines two real splade-tiny SciFact document vectors (the tokens of one, and a third of the other's, keeping
@@ -11,10 +11,11 @@ holds its k heaviest terms in a pruned field per k (the two-step layout: `splade
 it reports the bulk indexing rate, the index size on disk against the same documents indexed for BM25 only, and
 the search request latency (query encoding excluded; real SciFact test query vectors, k = 10) of exact SPLADE, the
 fixed default two-phase setting, the setting `tune` picks (unless `--skip-tune`), every two-step setting of the
-grid (pruned field k x phase-one query terms q x rescore window), the fastest of those that keeps `--target`
-agreement (`tuned`), doc-only queries (each query token once, weight 1: no model at query time) and BM25, each p50
-and p95 against BM25's p50 measured in the same passes (one warm-up pass, then `--repeat` passes in shuffled
-order), with top-10 agreement with exact search. The dataset is a BEIR folder (SciFact:
+grid (pruned field k x phase-one query terms q x rescore window, each also with the df rule at each `--df-ratios`,
+suffix `df<ratio>`, and with the engine's own pruning where it has it, suffix `ep`), the fastest of those that keeps
+`--target` agreement (`tuned`), doc-only queries (each query token once, weight 1: no model at query time) and
+BM25, each p50 and p95 against BM25's p50 measured in the same passes (one warm-up pass, then `--repeat` passes
+in shuffled order), with top-10 agreement with exact search. The dataset is a BEIR folder (SciFact:
 https://github.com/beir-cellar/beir); the engine is whichever `OPENSEARCH_URL`/`ELASTICSEARCH_URL` names.
 """
 
@@ -34,12 +35,14 @@ from typing import Any
 import numpy as np
 
 from splade_os.connection import connect
-from splade_os.engines import engine_for
+from splade_os.engines import PruningConfig, engine_for
+from splade_os.errors import ConfigError
 from splade_os.evaluation.evaluate import Dataset, default_index_name, evaluate, load_beir, stored_vectors
 from splade_os.evaluation.tuning import tune
 from splade_os.mappings import VECTOR_FIELD, index_body
 from splade_os.model.encoder import SpladeEncoder
-from splade_os.retrieval.query import build_bm25_query
+from splade_os.retrieval.df import build_df, read_df
+from splade_os.retrieval.query import build_bm25_query, build_two_step_query
 from splade_os.retrieval.search import Searcher
 from splade_os.retrieval.two_phase import TwoPhaseSettings
 from splade_os.vectors import SparseVector
@@ -242,17 +245,40 @@ def timed(client: Any, index: str, bodies: list[dict[str, Any]], repeat: int) ->
     return times
 
 
-def two_step_body(engine: Any, vector: SparseVector, field: str, q: int, window: int, k: int = 10) -> dict[str, Any]:
-    """Phase one: the query's q heaviest terms against the pruned field; phase two: the exact dot product on the full
-    field for the `window` best of phase one (query_weight 0: the final score is the exact one)."""
-    return {
-        "size": k, "_source": False, "track_total_hits": False,
-        "query": {"bool": {"should": engine.vector_clauses(vector.top_k(q), field)}},
-        "rescore": {"window_size": max(window, k), "query": {
-            "rescore_query": {"bool": {"should": engine.vector_clauses(vector, VECTOR_FIELD)}},
-            "query_weight": 0.0, "rescore_query_weight": 1.0,
-        }},
-    }  # fmt: skip
+def two_step_body(
+    engine: Any, vector: SparseVector, field: str, q: int, window: int, k: int = 10, **phase_one: Any
+) -> dict[str, Any]:
+    """Phase one: the query's q heaviest terms against the pruned field `field`; phase two: the exact dot product on
+    the full field for the `window` best of phase one. `phase_one`: `deferred` (the df rule's terms) and
+    `engine_pruning` of `build_two_step_query`."""
+    return build_two_step_query(vector, first_field=field, terms=q, window=window, size=k, source=False,
+                                engine=engine, **phase_one).body  # fmt: skip
+
+
+def phase_one_variants(
+    client: Any, engine: Any, name: str, encoder: SpladeEncoder, args: argparse.Namespace, row: dict[str, Any]
+) -> dict[str, Any]:
+    """Label suffix -> the phase-one options of each query vector: none, the df rule at each `--df-ratios`, and the
+    engine's own pruning where it has it. Counts the index's df table (the whole vocabulary) when it has none."""
+    variants: dict[str, Any] = {"": lambda v: {}}
+    ratios = [float(r) for r in args.df_ratios.split(",") if r]
+    if ratios:
+        table = read_df(client, name)
+        if table is None or table.documents != int(client.count(index=name)["count"]):
+            print(f"  counting the df table of {name} over the model's vocabulary ...", flush=True)
+            table = build_df(client, name, list(encoder.tokenizer.get_vocab()))
+            row["df_seconds"] = table.seconds
+            print(f"  df table: {len(table.counts):,} tokens in {table.seconds:.0f} s", flush=True)
+        row["df_mean"] = table.field_mean
+        for ratio in ratios:
+            variants[f" df{ratio:g}"] = lambda v, r=ratio, t=table: {"deferred": t.costly(v, r, 0.4)}
+    if args.engine_pruning:
+        try:
+            engine.pruning_options(PruningConfig())
+            variants[" ep"] = lambda v: {"engine_pruning": PruningConfig()}
+        except ConfigError:  # the engine has no pruning of its own
+            pass
+    return variants
 
 
 def doc_only_vector(encoder: SpladeEncoder, text: str) -> SparseVector:
@@ -312,13 +338,20 @@ def main() -> int:
                         help="largest size force-merged to one segment before measuring (larger: as built)")
     parser.add_argument("--build-only", action="store_true", help="build (or keep) the indices, measure nothing")
     parser.add_argument("--skip-tune", action="store_true", help="time exact, default two-phase and BM25 only")
-    parser.add_argument("--first-phase-k", default="",
+    parser.add_argument("--first-phase-k", default="128",
                         help="two-step layout: each SPLADE index also holds every document's top-k terms in a pruned "
-                        "field per k (comma-separated; the first in splade_first)")
+                        "field per k (comma-separated; the first in splade_first; empty: none)")
     parser.add_argument("--no-vectors-in-source", action="store_true",
                         help="the SPLADE index leaves its vector fields out of _source")
     parser.add_argument("--two-step-terms", default="8,16,32", help="two-step grid: query terms sent to phase one")
-    parser.add_argument("--two-step-windows", default="50,100,300", help="two-step grid: rescore windows")
+    parser.add_argument("--two-step-windows", default="100,300,1000", help="two-step grid: rescore windows")
+    parser.add_argument("--df-ratios", default="5",
+                        help="two-step grid, cost rule: each setting also with the query terms found in more than "
+                        "RATIO x the mean token's documents and under 0.4 of the heaviest weight left out of phase "
+                        "one (comma-separated; empty: no rule). Counts the index's df table when it has none")
+    parser.add_argument("--engine-pruning", action=argparse.BooleanOptionalAction, default=True,
+                        help="two-step grid: each setting also with the engine's own phase-one pruning, where the "
+                        "engine has it (Elasticsearch's pruning_config)")
     parser.add_argument("--target", type=float, default=0.99, help="agreement the tuned two-step setting must reach")
     parser.add_argument("--frontier-plot", help="also plot p50 against agreement for every mode of the largest size")
     parser.add_argument("--from-json", help="plot the rows of an earlier --json run instead of measuring")
@@ -364,6 +397,7 @@ def main() -> int:
         lean_size = measure(client, lean_name) if lean else None
         if not separate:
             bm25_name = name
+        row_extra: dict[str, Any] = {}
         with Searcher(name, encoder, client=client, force=True) as searcher:
             logic = searcher.logic
             vectors = [encoder.encode_queries([t])[0] for t in queries.values()]
@@ -378,11 +412,14 @@ def main() -> int:
                 bodies["tuned two-phase"] = [logic.request_for(v, 10, chosen.settings) for v in vectors]
             meta = client.indices.get_mapping(index=name)[name]["mappings"].get("_meta", {})
             fields = meta.get("scale_build", {}).get("first_phase", {})
+            variants = phase_one_variants(client, engine, name, encoder, args, row_extra)
             for field, k in sorted(fields.items(), key=lambda item: item[1]):
                 for q in [int(t) for t in args.two_step_terms.split(",")]:
                     for window in [int(w) for w in args.two_step_windows.split(",")]:
-                        label = f"two-step k{k} q{q} w{window}"
-                        bodies[label] = [two_step_body(engine, v, field, q, window) for v in vectors]
+                        for suffix, phase_one in variants.items():
+                            bodies[f"two-step k{k} q{q} w{window}{suffix}"] = [
+                                two_step_body(engine, v, field, q, window, **phase_one(v)) for v in vectors
+                            ]
             doc_only = [doc_only_vector(encoder, t) for t in queries.values()]
             bodies["doc-only"] = [logic.request_for(v, 10, None) for v in doc_only]
         # Every mode (BM25 too) runs in the same shuffled passes after one warm-up pass, so each sees the same
@@ -407,7 +444,7 @@ def main() -> int:
             "default_agreement": agree.get("default two-phase"),
             "tuned two-phase setting": chosen.label if chosen else None,
             "tuned two-phase agreement": chosen.agreement if chosen else None,
-            "tuned setting": tuned, "tuned_reaches_target": bool(passing),
+            "tuned setting": tuned, "tuned_reaches_target": bool(passing), **row_extra,
         }  # fmt: skip
         versus = f"vs BM25 only {bm25_size / 2**20:,.1f} MiB = {size / bm25_size:.2f}x" if bm25_size else \
             "(no BM25-only copy at this size)"
