@@ -343,6 +343,7 @@ def main() -> int:
                         "field per k (comma-separated; the first in splade_first; empty: none)")
     parser.add_argument("--no-vectors-in-source", action="store_true",
                         help="the SPLADE index leaves its vector fields out of _source")
+    parser.add_argument("--two-step-k", default="", help="two-step grid: the pruned fields' k to use (default: all)")
     parser.add_argument("--two-step-terms", default="8,16,32", help="two-step grid: query terms sent to phase one")
     parser.add_argument("--two-step-windows", default="100,300,1000", help="two-step grid: rescore windows")
     parser.add_argument("--df-ratios", default="5",
@@ -354,8 +355,13 @@ def main() -> int:
                         "engine has it (Elasticsearch's pruning_config)")
     parser.add_argument("--target", type=float, default=0.99, help="agreement the tuned two-step setting must reach")
     parser.add_argument("--frontier-plot", help="also plot p50 against agreement for every mode of the largest size")
-    parser.add_argument("--from-json", help="plot the rows of an earlier --json run instead of measuring")
+    parser.add_argument("--from-json", help="plot the rows of an earlier --json run instead of measuring; several "
+                        "(comma-separated) with --frontier-plot: each engine's frontier on one plot")
     args = parser.parse_args()
+    if args.from_json and "," in args.from_json:
+        runs = [json.loads(Path(f).read_text()) for f in args.from_json.split(",")]
+        _plot_frontiers(runs, args.frontier_plot or str(REPO / "docs" / "frontier-1m.png"), args.target)
+        return 0
     if args.from_json:
         earlier = json.loads(Path(args.from_json).read_text())
         if args.frontier_plot:
@@ -400,6 +406,12 @@ def main() -> int:
         row_extra: dict[str, Any] = {}
         with Searcher(name, encoder, client=client, force=True) as searcher:
             logic = searcher.logic
+            meta = client.indices.get_mapping(index=name)[name]["mappings"].get("_meta", {})
+            fields = meta.get("scale_build", {}).get("first_phase", {})
+            # The layout as splade-os reads it: two-phase mode (the default row, tune) is two-step on splade_first.
+            logic.first_phase_k = fields.get(FIRST_PHASE_FIELD)
+            variants = phase_one_variants(client, engine, name, encoder, args, row_extra)
+            logic.df = read_df(client, name)
             vectors = [encoder.encode_queries([t])[0] for t in queries.values()]
             bm25_bodies = [build_bm25_query(t, fields=("text",), size=10, source=False) for t in queries.values()]
             bodies = {
@@ -410,10 +422,10 @@ def main() -> int:
             chosen = result.chosen if result else None
             if chosen is not None and chosen.settings is not None:
                 bodies["tuned two-phase"] = [logic.request_for(v, 10, chosen.settings) for v in vectors]
-            meta = client.indices.get_mapping(index=name)[name]["mappings"].get("_meta", {})
-            fields = meta.get("scale_build", {}).get("first_phase", {})
-            variants = phase_one_variants(client, engine, name, encoder, args, row_extra)
+            grid_k = {int(k) for k in args.two_step_k.split(",") if k}
             for field, k in sorted(fields.items(), key=lambda item: item[1]):
+                if grid_k and k not in grid_k:
+                    continue
                 for q in [int(t) for t in args.two_step_terms.split(",")]:
                     for window in [int(w) for w in args.two_step_windows.split(",")]:
                         for suffix, phase_one in variants.items():
@@ -504,6 +516,39 @@ def _plot_frontier(row: dict[str, Any], path: str, label: str, target: float) ->
     title = f"{row['documents']:,} documents, {label} (two-step: pruned-field k, query terms q, window w)"
     ax.set_title(title, fontsize=9)
     ax.legend(fontsize=8)
+    fig.tight_layout()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _plot_frontiers(runs: list[dict[str, Any]], path: str, target: float) -> None:
+    """Several engines' largest sizes on one plot: each one's cheapest two-step setting at or above every agreement
+    reached (its frontier), with exact search, the default two-phase setting and doc-only queries as points."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 5))
+    for number, run in enumerate(runs):
+        color = f"C{number}"
+        row = run["rows"][-1]
+        points = sorted((v["agreement"], v["vs_bm25"]) for m, v in row.items()
+                        if m.startswith("two-step") and isinstance(v, dict))  # fmt: skip
+        frontier = [(a, r) for a, r in points if r <= min(r2 for a2, r2 in points if a2 >= a)]
+        label = f"{run['engine']}: two-step frontier"
+        ax.plot([a for a, _ in frontier], [r for _, r in frontier], marker="o", color=color, label=label)
+        for mode, marker in (("exact", "s"), ("default two-phase", "x"), ("doc-only", "^")):
+            ax.scatter(row[mode]["agreement"], row[mode]["vs_bm25"], marker=marker, color=color)
+    for mode, marker in (("exact", "s"), ("default two-phase", "x"), ("doc-only", "^")):
+        ax.scatter([], [], marker=marker, color="grey", label=mode)
+    ax.axhline(1.5, linestyle=":", color="grey", label="goal: 1.5x BM25")
+    ax.axvline(target, linestyle="--", color="grey", label=f"goal: agreement {target:g}")
+    ax.set_xlabel("top-10 agreement with exact SPLADE")
+    ax.set_ylabel("search p50 / BM25 p50 (same passes)")
+    ax.set_title(f"{runs[0]['rows'][-1]['documents']:,} documents: the cheapest setting at each agreement", fontsize=9)
+    ax.legend(fontsize=7)
     fig.tight_layout()
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
