@@ -360,7 +360,7 @@ def main() -> int:
     args = parser.parse_args()
     if args.from_json and "," in args.from_json:
         runs = [json.loads(Path(f).read_text()) for f in args.from_json.split(",")]
-        _plot_frontiers(runs, args.frontier_plot or str(REPO / "docs" / "frontier-1m.png"), args.target)
+        _plot_frontiers(runs, args.frontier_plot or str(REPO / "docs" / "frontier-1m-engines.png"), args.target)
         return 0
     if args.from_json:
         earlier = json.loads(Path(args.from_json).read_text())
@@ -509,17 +509,22 @@ def _plot_frontier(row: dict[str, Any], path: str, label: str, target: float) ->
         ax.scatter(value["agreement"], value["vs_bm25"], marker=marker)
         ax.annotate(mode.replace("two-step ", ""), (value["agreement"], value["vs_bm25"]), fontsize=7,
                     xytext=(3, 3), textcoords="offset points")  # fmt: skip
+    title = f"{row['documents']:,} documents, {label} (two-step: pruned-field k, query terms q, window w)"
+    _save_frontier(fig, ax, title, target, path, legend_size=8)
+    plt.close(fig)
+
+
+def _save_frontier(fig: Any, ax: Any, title: str, target: float, path: str, legend_size: int = 7) -> None:
+    """The goal lines, axis labels and title every frontier plot shares, then the file."""
     ax.axhline(1.5, linestyle=":", color="grey", label="goal: 1.5x BM25")
     ax.axvline(target, linestyle="--", color="grey", label=f"goal: agreement {target:g}")
     ax.set_xlabel("top-10 agreement with exact SPLADE")
     ax.set_ylabel("search p50 / BM25 p50 (same passes)")
-    title = f"{row['documents']:,} documents, {label} (two-step: pruned-field k, query terms q, window w)"
     ax.set_title(title, fontsize=9)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=legend_size)
     fig.tight_layout()
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
-    plt.close(fig)
 
 
 def _plot_frontiers(runs: list[dict[str, Any]], path: str, target: float) -> None:
@@ -530,6 +535,7 @@ def _plot_frontiers(runs: list[dict[str, Any]], path: str, target: float) -> Non
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    reference_modes = (("exact", "s"), ("default two-phase", "x"), ("doc-only", "^"))
     fig, ax = plt.subplots(figsize=(8, 5))
     for number, run in enumerate(runs):
         color = f"C{number}"
@@ -539,19 +545,12 @@ def _plot_frontiers(runs: list[dict[str, Any]], path: str, target: float) -> Non
         frontier = [(a, r) for a, r in points if r <= min(r2 for a2, r2 in points if a2 >= a)]
         label = f"{run['engine']}: two-step frontier"
         ax.plot([a for a, _ in frontier], [r for _, r in frontier], marker="o", color=color, label=label)
-        for mode, marker in (("exact", "s"), ("default two-phase", "x"), ("doc-only", "^")):
+        for mode, marker in reference_modes:
             ax.scatter(row[mode]["agreement"], row[mode]["vs_bm25"], marker=marker, color=color)
-    for mode, marker in (("exact", "s"), ("default two-phase", "x"), ("doc-only", "^")):
+    for mode, marker in reference_modes:
         ax.scatter([], [], marker=marker, color="grey", label=mode)
-    ax.axhline(1.5, linestyle=":", color="grey", label="goal: 1.5x BM25")
-    ax.axvline(target, linestyle="--", color="grey", label=f"goal: agreement {target:g}")
-    ax.set_xlabel("top-10 agreement with exact SPLADE")
-    ax.set_ylabel("search p50 / BM25 p50 (same passes)")
-    ax.set_title(f"{runs[0]['rows'][-1]['documents']:,} documents: the cheapest setting at each agreement", fontsize=9)
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
+    title = f"{runs[0]['rows'][-1]['documents']:,} documents: the cheapest setting at each agreement"
+    _save_frontier(fig, ax, title, target, path)
     plt.close(fig)
 
 
