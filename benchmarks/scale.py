@@ -221,8 +221,14 @@ def size_unmerged(client: Any, name: str) -> int:
     client.indices.refresh(index=name)
     client.indices.flush(index=name)
     stats = client.indices.stats(index=name, metric="store,segments")["indices"][name]["primaries"]
-    print(f"  {name}: {stats['segments']['count']} segments, not force-merged", flush=True)
+    merged = " (force-merged)" if stats["segments"]["count"] == 1 else ", not force-merged"
+    print(f"  {name}: {stats['segments']['count']} segments{merged}", flush=True)
     return int(stats["store"]["size_in_bytes"])
+
+
+def segment_count(client: Any, name: str) -> int:
+    """Segments of the index as measured: one after a force-merge, as the merge policy left them otherwise."""
+    return int(client.indices.stats(index=name, metric="segments")["indices"][name]["primaries"]["segments"]["count"])
 
 
 def leases_caught_up(client: Any, name: str) -> bool:
@@ -452,7 +458,8 @@ def main() -> int:
         tuned = min(passing, key=lambda m: statistics.median(latency[m])) if passing else \
             max(two_step, key=lambda m: agree[m], default=None)
         row: dict[str, Any] = {
-            "documents": n, "docs_per_s": rate, "bytes": size, "bm25_bytes": bm25_size, "lean_bytes": lean_size,
+            "documents": n, "segments": segment_count(client, name), "docs_per_s": rate, "bytes": size,
+            "bm25_bytes": bm25_size, "lean_bytes": lean_size,
             "default_agreement": agree.get("default two-phase"),
             "tuned two-phase setting": chosen.label if chosen else None,
             "tuned two-phase agreement": chosen.agreement if chosen else None,

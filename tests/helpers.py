@@ -71,8 +71,8 @@ def index_tokens(client: Any, index: str) -> dict[str, int]:
 
 
 def assert_df_exact(client: Any, index: str) -> Any:
-    """Assert that the df table of the concrete index behind `index` holds, for every token it counts, the number
-    of documents holding it now, at today's document count; return the table."""
+    """Assert that the df table of the concrete index behind `index` counts every token the index holds, each at
+    the number of documents holding it now, at today's document count; return the table."""
     from splade_os import aliases
     from splade_os.retrieval.df import read_df
 
@@ -82,4 +82,5 @@ def assert_df_exact(client: Any, index: str) -> Any:
     counts = index_tokens(client, index)
     assert table.documents == int(client.count(index=index)["count"])
     assert dict(table.counts) == {t: counts[t] for t in table.tokens if counts.get(t)}
+    assert not set(counts) - set(table.tokens), f"tokens of {index} the table never counted"
     return table

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
+from helpers import assert_df_exact
 from test_indexing_engine import FakeEncoder, make_docs, write_jsonl
 
 from splade_os import aliases
@@ -114,6 +115,44 @@ def test_df_command_and_deleting_a_version_deletes_its_table(
     assert moved.exit_code == 0, moved.output
     assert not engine_client.indices.exists(index=concrete)
     assert not engine_client.indices.exists(index=f"{concrete}-df")
+
+
+def test_every_load_keeps_a_df_table_of_every_token_the_index_holds(
+    engine_client: Any, index_name: str, tmp_path: Path
+) -> None:
+    def load(docs: list[dict[str, Any]], name: str, encoder: Any = None) -> list[str]:
+        summary = index_corpus(engine_client, write_jsonl(tmp_path / f"{name}.jsonl", docs), index=index_name,
+                               encoder=encoder or FakeEncoder(), replicas=0, dead_letter=tmp_path / f"{name}.dead",
+                               checkpoint=tmp_path / f"{name}.cp")  # fmt: skip
+        assert summary.problems() == [], summary.verification
+        return summary.notes
+
+    # A new index: counted over the tokens its first load sent, which are all it holds.
+    notes = load(make_docs(30), "first")
+    table = assert_df_exact(engine_client, index_name)
+    assert table.documents == 30 and table.df("café") == 30 and table.df("29") == 1
+    assert any(n.startswith(f"df table of {index_name}-v1 counted: ") for n in notes), notes
+    # In place: the documents' new tokens are counted too.
+    extra = [{"_id": f"e{i}", "title": "Added", "text": f"brandnew {i + 100}"} for i in range(5)]
+    load(extra, "more")
+    table = assert_df_exact(engine_client, index_name)
+    assert (table.documents, table.df("brandnew"), table.df("café")) == (35, 5, 30)
+
+    # Into an index no load made (so without a table), the documents already there may hold tokens this run never
+    # sent: the table counts the encoder's whole vocabulary where it knows it, and says it could not otherwise.
+    engine_client.indices.delete(index=aliases.df_index_name(f"{index_name}-v1"))
+
+    class KnowsItsTokens(FakeEncoder):
+        tokens = sorted({w for d in make_docs(40) + extra for w in FakeEncoder().vector(f"{d['title']} {d['text']}")})
+
+    notes = load(make_docs(1, prefix="partial"), "partial")
+    partial = read_df(engine_client, index_name)
+    assert partial is not None and partial.df("brandnew") == 0  # in the index, but never sent by this run
+    assert any("over the tokens this run sent only" in n and f"splade-os df {index_name}-v1" in n for n in notes)
+    engine_client.indices.delete(index=aliases.df_index_name(f"{index_name}-v1"))
+    notes = load(make_docs(40)[30:], "whole", KnowsItsTokens())
+    assert assert_df_exact(engine_client, index_name).df("brandnew") == 5
+    assert not any("sent only" in n for n in notes), notes
 
 
 def _segmented(client: Any, index: str, segments: int) -> None:

@@ -51,6 +51,13 @@ class SpladeRecipe:
 
         return load_manifest(Path(self.model_dir))
 
+    @property
+    def tokens(self) -> list[str]:
+        """Every token the model's vectors can hold, read from its tokenizer (no session is started)."""
+        from splade_os.model.encoder import model_vocabulary
+
+        return model_vocabulary(self.model_dir)
+
     def build(self) -> DocumentEncoder:
         from splade_os.model.encoder import SpladeEncoder
 
@@ -87,6 +94,7 @@ class BlockResult:
     seconds: float  # reading, encoding and sending this block
     worker: int  # process id of the worker
     startup: float = 0.0  # seconds the worker took to load its encoder and client; on its first block only
+    tokens: list[str] = field(default_factory=list)  # of the vectors sent: what the driver's df table counts
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), ensure_ascii=False)
@@ -204,5 +212,5 @@ class BlockIndexer:
         startup, self.startup = self.startup, 0.0
         return BlockResult(
             block.id, loader.counters, loader.created, loader.uncertain, letters.entries, clock,
-            time.monotonic() - began, os.getpid(), startup,
+            time.monotonic() - began, os.getpid(), startup, sorted(loader.seen),
         )  # fmt: skip

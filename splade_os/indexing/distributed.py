@@ -78,6 +78,7 @@ class RunTally:
     uncertain: int = 0
     processed: int = 0
     started: float = field(default_factory=time.monotonic)
+    seen: set[str] = field(default_factory=set)  # the tokens the workers sent in this run
 
 
 class BlockLedger:
@@ -97,6 +98,7 @@ class BlockLedger:
         t.counters.add(c)
         t.created += result.created
         t.processed += c.read - c.resumed
+        t.seen.update(result.tokens)
         # In place, a document re-sent after its worker died answers "updated" though the first send created it.
         t.uncertain += result.uncertain + (0 if self.fresh else c.replaced)
         self.finished.add(result.block)
@@ -165,7 +167,8 @@ def index_corpus_on_ray(
                 on_block(BlockDone(result, len(ledger.finished), len(blocks), tally.counters, elapsed, tally.processed))
 
         run_blocks(todo, job, pool, record, earlier)
-        summary = finish(client, target, tally, letters, count_at_start, opts)
+        summary = finish(client, target, tally, letters, count_at_start, opts, seen=tally.seen,
+                         whole=lambda: getattr(recipe, "tokens", None))  # fmt: skip
     except KeyboardInterrupt:
         cleanup(client, target, letters)
         raise IndexingInterrupted(

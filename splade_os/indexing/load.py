@@ -27,8 +27,8 @@ from splade_os.indexing.options import EncoderDescription, LoadOptions, RecordEn
 from splade_os.indexing.pipeline import DocumentEncoder, Loader, Progress, run, stored_documents
 from splade_os.indexing.sources import IndexSource, Source, source_names
 from splade_os.indexing.target import Target, count_documents, prepare_target, restore_refresh, try_restore_refresh
-from splade_os.mappings import default_analyzer
-from splade_os.retrieval.df import carry_df
+from splade_os.mappings import VECTOR_FIELD, default_analyzer
+from splade_os.retrieval.df import build_df, read_df
 
 log = logging.getLogger(__name__)
 
@@ -273,7 +273,8 @@ def run_load(
         run(loader, source)
         copied = source if isinstance(source, IndexSource) else None
         return finish(own, target, loader, letters, count_at_start, opts, source_total=copied.size if copied else None,
-                      copied_from=copied.index if copied else None)  # fmt: skip
+                      copied_from=copied.index if copied else None, seen=loader.seen,
+                      whole=lambda: getattr(encoder, "tokens", None))  # fmt: skip
     except BaseException as err:
         if letters is not None:
             letters.close()
@@ -306,29 +307,44 @@ class Tally(Protocol):
     started: float
 
 
-def _carried_df(client: Any, target: Target, copied_from: str | None) -> list[str]:
-    """Keep the df table current: counted again when the loaded index had one, or made for a new index when the
-    version it replaces (or the index it re-encodes) had one. A refusal leaves the load as it is and says who may
-    count it."""
+def _kept_df(
+    client: Any, target: Target, copied_from: str | None, resumed: bool, seen: set[str] | None,
+    whole: Callable[[], Sequence[str] | None],
+) -> list[str]:
+    """Keep the index's df table current after a load, whichever path loaded it.
+
+    The table is counted from the index again over the tokens of the table it had (or the version it replaces, or
+    the index it re-encodes, had) and the tokens this load sent (`seen`); when those may miss tokens of documents
+    this run did not send (a resumed load, or one into an index without a table), over every token the vectors can
+    hold too (`whole()`, None when unknown). A refusal leaves the load as it is and says who may count it.
+    """
     if not target.fresh:
         previous = [target.index]
     elif target.swap:
         previous = aliases.resolve(client, target.alias)
     else:
         previous = aliases.resolve(client, copied_from) if copied_from else []
-    if len(previous) != 1:
-        return []
+    fix = f"splade-os df {target.index} --model MODEL"
     try:
-        table = carry_df(client, target.index, previous[0])
+        earlier = read_df(client, previous[0]) if len(previous) == 1 else None
+        tokens = dict.fromkeys([*(earlier.tokens if earlier else ()), *sorted(seen or ())])
+        partial = resumed or seen is None or (earlier is None and not target.fresh)
+        if partial and (vocabulary := whole()):
+            tokens.update(dict.fromkeys(vocabulary))
+            partial = False
+        if not tokens:
+            return [f"no df table for {target.index}: the tokens to count are unknown; run `{fix}`"]
+        table = build_df(client, target.index, tokens, field_name=earlier.field if earlier else VECTOR_FIELD)
     except Exception as err:
         if not is_refusal(err):
             raise
-        return [f"df table not counted again ({describe_error(err)}): run `splade-os df {target.index}` as a user "
-                f"allowed to write {aliases.df_index_name(target.index)}"]  # fmt: skip
-    if table is None:
-        return []
-    return [f"df table of {target.index} counted again: {len(table.counts):,} tokens at {table.documents:,} "
-            f"documents in {table.seconds:.1f} s"]  # fmt: skip
+        return [f"df table not counted ({describe_error(err)}): run `{fix}` as a user allowed to write "
+                f"{aliases.df_index_name(target.index)}"]  # fmt: skip
+    counted = f"df table of {target.index} counted: {len(table.counts):,} tokens at {table.documents:,} documents in " \
+        f"{table.seconds:.1f} s"
+    if partial:
+        counted += f", over the tokens this run sent only (documents it did not send may hold others): run `{fix}`"
+    return [counted]
 
 
 def finish(
@@ -341,11 +357,14 @@ def finish(
     *,
     source_total: int | None = None,
     copied_from: str | None = None,
+    seen: set[str] | None = None,
+    whole: Callable[[], Sequence[str] | None] = lambda: None,
 ) -> IndexSummary:
     """Restore refreshes, count what landed against what was read, and move the alias when it checks out.
 
     `source_total` is the document count of an index being copied (`copied_from`): the copy must hold every one
     of them (with `allow_failures`, all but the failed ones, each in the dead-letter file) before the alias may move.
+    `seen` (the tokens the load sent) and `whole` (every token its vectors can hold) are what the df table counts.
     """
     allow_failures = opts.allow_failures
     dead_letter = letters.close()
@@ -380,7 +399,7 @@ def finish(
         summary.notes.append(f"merged {target.index} from {merged.before} to {merged.after} segments in "
                              f"{merged.seconds:.1f} s")  # fmt: skip
     if succeeded:
-        summary.notes += _carried_df(client, target, copied_from)
+        summary.notes += _kept_df(client, target, copied_from, opts.resume, seen, whole)
     if target.swap:
         if succeeded:
             summary.swapped = aliases.swap(client, target.alias, target.index, delete_previous=opts.delete_previous)

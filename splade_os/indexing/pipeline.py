@@ -196,6 +196,7 @@ class Loader:
         self.processed = 0
         self.started = time.monotonic()
         self.stop = threading.Event()
+        self.seen: set[str] = set()  # the tokens of the vectors sent: what a new df table counts
 
     # -- main thread: records -> batch
     def prepare(self, items: Sequence[Item], offset: int, line: int, digest: str) -> Batch:
@@ -232,6 +233,7 @@ class Loader:
                 continue
             action = {"_op_type": self.op_type, "_index": self.target.index, "_id": record.doc_id, "_source": source}
             actions.append(action)
+            self.seen.update(vector)
         return Batch(actions, to_encode, entries, delta, offset, line, digest)
 
     def first_copy(self, record: Record, batch: Mapping[str, Record]) -> str | None:

@@ -290,6 +290,12 @@ class SpladeEncoder:
     # ---------------------------------------------------------------------------------------------------------
 
     @property
+    def tokens(self) -> list[str]:
+        """Every token this model's vectors can hold (its vocabulary less special and unused tokens)."""
+        skip = set(self.special_ids.tolist())
+        return [t for i, t in enumerate(self._vocab) if i not in skip]
+
+    @property
     def truncated(self) -> int:
         """How many texts so far were longer than `max_length` and cut (long_documents="truncate")."""
         with self._lock:

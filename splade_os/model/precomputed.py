@@ -56,6 +56,11 @@ class PrecomputedVectors:
         self.vocabulary = None if vocabulary is None else frozenset(vocabulary)
         self.name, self.vector_field, self.model_sha256 = name, field, model_sha256
 
+    @property
+    def tokens(self) -> list[str] | None:
+        """The vocabulary the vectors are checked against (sorted); None when none was given."""
+        return None if self.vocabulary is None else sorted(self.vocabulary)
+
     @classmethod
     def from_model(cls, model_dir: str | Path, *, field: str = DEFAULT_VECTOR_FIELD) -> PrecomputedVectors:
         """Vectors in the vocabulary of the exported model in `model_dir`."""

@@ -212,11 +212,3 @@ def table_from_answer(concrete: str, answer: Mapping[str, Any]) -> DfTable | Non
         str(doc.get("computed_at", "")), int(doc.get("vocabulary_size", 0)), str(doc.get("field", VECTOR_FIELD)),
         float(doc.get("seconds", 0.0)), tuple(str(t) for t in doc.get("absent") or ()),
     )  # fmt: skip
-
-
-def carry_df(client: Any, index: str, previous: str) -> DfTable | None:
-    """Count the table of concrete `index` again over the tokens of `previous`'s table (the same index after a
-    load into it, or the version it replaces), so that a table, once made, follows every load; None when
-    `previous` has none."""
-    table = read_df(client, previous)
-    return None if table is None else build_df(client, index, table.tokens, field_name=table.field)
