@@ -171,7 +171,9 @@ def test_searcher_searches_and_is_refused_writes(
     node: SecuredNode, beir: Path, alias: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG)
-    assert run(node, INDEXER, index_args(beir / "corpus.jsonl", alias, tmp_path)).exit_code == 0
+    indexed = run(node, INDEXER, index_args(beir / "corpus.jsonl", alias, tmp_path))
+    # The indexer's load counts the new index's df table itself.
+    assert indexed.exit_code == 0 and f"df table of {alias}-v1 counted: " in indexed.output, indexed.output
     assert run(node, INDEXER, df_args(alias, tmp_path)).exit_code == 0
     for args in searcher_commands(beir, alias):
         result = run(node, SEARCHER, args)
