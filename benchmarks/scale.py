@@ -331,7 +331,8 @@ def main() -> int:
     parser.add_argument("--sizes", default="10000,100000")
     parser.add_argument("--queries", type=int, default=100, help="SciFact test queries used (tuning and timing)")
     parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--plot", default=str(REPO / "docs" / "scale.png"))
+    parser.add_argument("--plot", help="cost against corpus size [default: docs/scale.png, when two sizes or more "
+                        "are measured: a one-size run leaves the plot of the full run as it is]")
     parser.add_argument("--json", dest="json_file")
     parser.add_argument("--keep", action="store_true", help="keep the indices afterwards")
     parser.add_argument("--reuse", action="store_true", help="reuse complete indices kept by an earlier --keep run")
@@ -492,8 +493,10 @@ def main() -> int:
         return 0
     if args.json_file:
         Path(args.json_file).write_text(json.dumps({"engine": engine.label, "rows": rows}, indent=2))
-    _plot(rows, args.plot, engine.label)
-    print(f"\nplot: {args.plot}")
+    plot = args.plot or (str(REPO / "docs" / "scale.png") if len(rows) > 1 else None)
+    if plot:
+        _plot(rows, plot, engine.label)
+        print(f"\nplot: {plot}")
     if args.frontier_plot:
         _plot_frontier(rows[-1], args.frontier_plot, engine.label, args.target)
         print(f"frontier: {args.frontier_plot}")
