@@ -360,6 +360,9 @@ def main() -> int:
     parser.add_argument("--engine-pruning", action=argparse.BooleanOptionalAction, default=True,
                         help="two-step grid: each setting also with the engine's own phase-one pruning, where the "
                         "engine has it (Elasticsearch's pruning_config)")
+    parser.add_argument("--concurrent-segment-search", action=argparse.BooleanOptionalAction, default=None,
+                        help="set the SPLADE index's concurrent segment search on or off before measuring (OpenSearch "
+                        "2.12+; default: as the index is)")
     parser.add_argument("--target", type=float, default=0.99, help="agreement the tuned two-step setting must reach")
     parser.add_argument("--frontier-plot", help="also plot p50 against agreement for every mode of the largest size")
     parser.add_argument("--from-json", help="plot the rows of an earlier --json run instead of measuring; several "
@@ -404,6 +407,12 @@ def main() -> int:
         if args.build_only:
             continue
         rate = built[name]
+        if args.concurrent_segment_search is not None:
+            concurrent = engine.concurrent_search_settings(args.concurrent_segment_search)
+            if concurrent is None:
+                print(f"{engine.label} has no index setting for concurrent segment search")
+                return 2
+            client.indices.put_settings(index=name, body={"index": concurrent})
         measure = size_on_disk if merge else size_unmerged
         size = measure(client, name)
         bm25_size = measure(client, bm25_name) if separate else None
@@ -460,6 +469,7 @@ def main() -> int:
             max(two_step, key=lambda m: agree[m], default=None)
         row: dict[str, Any] = {
             "documents": n, "segments": segment_count(client, name), "docs_per_s": rate, "bytes": size,
+            "concurrent_segment_search": args.concurrent_segment_search,
             "bm25_bytes": bm25_size, "lean_bytes": lean_size,
             "default_agreement": agree.get("default two-phase"),
             "tuned two-phase setting": chosen.label if chosen else None,
