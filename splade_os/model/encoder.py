@@ -102,6 +102,12 @@ def _vocabulary(tokenizer: Tokenizer, vocab_size: int) -> tuple[list[str], np.nd
     return vocab, np.unique(np.array(special, dtype=np.int64))
 
 
+def _emitted(vocab: list[str], special: np.ndarray) -> list[str]:
+    """The tokens of `vocab` a vector can hold: all but the `special` positions."""
+    skip = set(special.tolist())
+    return [t for i, t in enumerate(vocab) if i not in skip]
+
+
 def model_vocabulary(model_dir: str | Path) -> list[str]:
     """Every token an exported model's vectors can hold (its vocabulary less special and unused tokens), read from
     its tokenizer alone: no ONNX session is started."""
@@ -112,9 +118,7 @@ def model_vocabulary(model_dir: str | Path) -> list[str]:
         spec = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as err:
         raise ModelError(f"cannot read {path} ({first_line(err)}); re-run `splade-os export`") from err
-    vocab, special = _vocabulary(load_tokenizer(spec, path), int(manifest["vocab_size"]))
-    skip = set(special.tolist())
-    return [t for i, t in enumerate(vocab) if i not in skip]
+    return _emitted(*_vocabulary(load_tokenizer(spec, path), int(manifest["vocab_size"])))
 
 
 class SpladeEncoder:
@@ -292,8 +296,7 @@ class SpladeEncoder:
     @property
     def tokens(self) -> list[str]:
         """Every token this model's vectors can hold (its vocabulary less special and unused tokens)."""
-        skip = set(self.special_ids.tolist())
-        return [t for i, t in enumerate(self._vocab) if i not in skip]
+        return _emitted(self._vocab, self.special_ids)
 
     @property
     def truncated(self) -> int:
