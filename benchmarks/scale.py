@@ -169,6 +169,12 @@ def ready(client: Any, name: str, base: list[tuple[str, SparseVector, str]], n: 
         if reuse and not recorded and count < n:
             print(f"  continuing {name}: {count:,} of {n:,} documents there", flush=True)
             return build(client, name, base, n, resume=True, **options)
+        if reuse and recorded:
+            # A kept index can take an hour to build: a run asking for another layout must not throw it away.
+            raise SystemExit(
+                f"scale.py: --reuse found {name} kept with {recorded.get('documents', count):,} documents and "
+                f"pruned fields {recorded.get('first_phase') or 'none'}, not the {n:,} and {layout or 'none'} asked "
+                "for: pass the --first-phase-k it was built with, or drop --reuse to rebuild it")
         client.indices.delete(index=name)
     print(f"  building {name} ...", flush=True)
     return build(client, name, base, n, **options)

@@ -86,6 +86,13 @@ def recorded_first_phase(meta: Mapping[str, Any]) -> int | None:
     return top_k if isinstance(top_k, int) and not isinstance(top_k, bool) and top_k > 0 else None
 
 
+def recorded_concurrent_search(meta: Mapping[str, Any]) -> bool | None:
+    """An index's recorded choice of concurrent segment search from its `_meta`; None when it followed the
+    cluster's setting."""
+    value = meta.get("concurrent_segment_search")
+    return value if isinstance(value, bool) else None
+
+
 def vector_fields(engine: Engine, vector: SparseVector, first_phase_k: int | None) -> dict[str, dict[str, float]]:
     """The fields a document's vector is written to: the full vector, and its heaviest `first_phase_k` terms in the
     pruned first-phase field when the index has one."""

@@ -224,6 +224,43 @@ def test_index_optimize_on_the_command_line(engine_client: Any, index_name: str,
     assert f"note: merged {index_name}-v1 from " in result.output and " to 1 segments in " in result.output
 
 
+def test_reindex_optimize_merges_the_new_version_before_the_alias_moves(
+    engine_client: Any, index_name: str, tmp_path: Path
+) -> None:
+    corpus = write_jsonl(tmp_path / "c.jsonl", make_docs(6))
+    index_corpus(engine_client, corpus, index=index_name, encoder=FakeEncoder(), load=LoadOptions(
+        replicas=0, analyzer="standard", dead_letter=tmp_path / "dl.jsonl"))  # fmt: skip
+    result = CliRunner().invoke(main, ["reindex", index_name, "--from-index", "--model", MODEL, "--replicas", "0",
+                                       "--optimize", "--dead-letter", str(tmp_path / "r.jsonl")])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert f"note: merged {index_name}-v2 from " in result.output and " to 1 segments in " in result.output
+    assert aliases.resolve(engine_client, index_name) == [f"{index_name}-v2"]
+    assert segment_state(engine_client, f"{index_name}-v2").segments == 1
+
+
+def _concurrent_mode(client: Any, concrete: str) -> str:
+    settings = client.indices.get_settings(index=concrete, flat_settings=True)[concrete]["settings"]
+    return str(settings["index.search.concurrent_segment_search.mode"])
+
+
+@pytest.mark.opensearch_only
+def test_reindex_keeps_the_sources_concurrent_segment_search_unless_told(
+    engine_client: Any, index_name: str, tmp_path: Path
+) -> None:
+    corpus = write_jsonl(tmp_path / "c.jsonl", make_docs(4))
+    index_corpus(engine_client, corpus, index=index_name, encoder=FakeEncoder(), load=LoadOptions(
+        replicas=0, analyzer="standard", concurrent_segment_search=True, dead_letter=tmp_path / "dl.jsonl"))
+    args = ["reindex", index_name, "--from-index", "--model", MODEL, "--replicas", "0"]
+    for version, extra, mode in [(2, [], "all"), (3, ["--no-concurrent-segment-search"], "none"),
+                                 (4, [], "none"), (5, ["--concurrent-segment-search"], "all")]:
+        result = CliRunner().invoke(main, [*args, *extra, "--dead-letter", str(tmp_path / f"r{version}.jsonl")])
+        assert result.exit_code == 0, result.output
+        concrete = f"{index_name}-v{version}"
+        assert aliases.resolve(engine_client, index_name) == [concrete]
+        assert _concurrent_mode(engine_client, concrete) == mode
+        assert read_index_meta(engine_client, concrete)["concurrent_segment_search"] is (mode == "all")
+
+
 @pytest.mark.opensearch_only
 @pytest.mark.parametrize(("asked", "mode"), [(True, "all"), (False, "none")])
 def test_concurrent_segment_search_is_set_on_the_index_when_asked(
@@ -233,8 +270,7 @@ def test_concurrent_segment_search_is_set_on_the_index_when_asked(
     index_corpus(engine_client, corpus, index=index_name, encoder=FakeEncoder(), load=LoadOptions(
         replicas=0, analyzer="standard", concurrent_segment_search=asked, dead_letter=tmp_path / "dl.jsonl"))
     concrete = f"{index_name}-v1"
-    settings = engine_client.indices.get_settings(index=concrete, flat_settings=True)[concrete]["settings"]
-    assert settings["index.search.concurrent_segment_search.mode"] == mode
+    assert _concurrent_mode(engine_client, concrete) == mode
     assert read_index_meta(engine_client, concrete)["concurrent_segment_search"] is asked
 
 

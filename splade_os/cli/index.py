@@ -18,6 +18,7 @@ from splade_os.cli.options import (
     device_options,
     first_phase_options,
     model_option,
+    segment_options,
 )
 from splade_os.connection import ConnectionSettings, connect
 from splade_os.corpus import FORMATS, FieldNames
@@ -171,11 +172,7 @@ def format_summary(s: IndexSummary) -> str:
 @click.option("--vectors-in-source/--no-vectors-in-source", default=None,
               help="Keep each vector in the stored _source too (the default; --from-index: the source's choice). "
               "Leaving it out saves disk; explanations then re-encode the hit's text.")
-@click.option("--concurrent-segment-search/--no-concurrent-segment-search", default=None,
-              help="A new index searches each shard's segments in parallel (OpenSearch 2.12+), recorded in its "
-              "_meta. [default: the cluster's setting]")
-@click.option("--optimize", is_flag=True, help="After a successful load, force-merge the index to one segment "
-              "before the alias moves (faster searches; takes a while on a large index).")
+@segment_options
 @click.option(
     "--long-documents",
     type=click.Choice(("truncate", "split")),

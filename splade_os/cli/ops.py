@@ -15,6 +15,7 @@ from splade_os.cli.options import (
     device_options,
     first_phase_options,
     model_option,
+    segment_options,
 )
 from splade_os.connection import ConnectionSettings, connect
 from splade_os.corpus import FORMATS, FieldNames
@@ -93,6 +94,7 @@ def stats(
     "--dead-letter", type=click.Path(dir_okay=False, path_type=Path), help="[default: ALIAS.dead-letter.jsonl]"
 )
 @first_phase_options
+@segment_options
 @device_options
 @connection_options
 def reindex(
@@ -112,6 +114,8 @@ def reindex(
     batch_size: int,
     dead_letter: Path | None,
     first_phase_k: int | None,
+    concurrent_segment_search: bool | None,
+    optimize: bool,
     device: dict[str, Any],
     settings: ConnectionSettings,
 ) -> None:
@@ -138,7 +142,7 @@ def reindex(
             title_field=title_field, load=LoadOptions(
                 delete_previous=delete_previous, allow_failures=allow_failures, shards=shards, replicas=replicas,
                 analyzer=analyzer, dead_letter=dead_letter, bulk=BulkOptions(batch_size=batch_size),
-                first_phase_k=first_phase_k,
+                first_phase_k=first_phase_k, concurrent_segment_search=concurrent_segment_search, optimize=optimize,
             ),
         )  # fmt: skip
         click.echo(format_summary(result.summary))

@@ -169,6 +169,20 @@ def first_phase_options(func: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+def segment_options(func: F) -> F:
+    """--concurrent-segment-search/--no-... and --optimize, for the commands that build a new index: how its shards
+    search their segments, and a force-merge to one segment before the alias moves."""
+    func = click.option(
+        "--optimize", is_flag=True, help="After a successful load, force-merge the index to one segment before the "
+        "alias moves (faster searches; takes a while on a large index).",
+    )(func)  # fmt: skip
+    return click.option(
+        "--concurrent-segment-search/--no-concurrent-segment-search", default=None,
+        help="A new index searches each shard's segments in parallel (OpenSearch 2.12+), recorded in its _meta. "
+        "[default: the cluster's setting; --from-index and reindex: the source's]",
+    )(func)  # fmt: skip
+
+
 @contextmanager
 def cli_errors() -> Iterator[None]:
     """Turn the library's and the client's errors into one clear line and exit code 1, without a traceback.

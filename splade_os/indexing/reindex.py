@@ -16,7 +16,7 @@ from typing import Any
 from splade_os import aliases
 from splade_os.errors import ConfigError
 from splade_os.indexing import DocumentEncoder, IndexSummary, LoadOptions, Progress, index_corpus, reencode_index
-from splade_os.mappings import read_index_meta, recorded_first_phase
+from splade_os.mappings import read_index_meta, recorded_concurrent_search, recorded_first_phase
 
 
 @dataclass
@@ -69,8 +69,9 @@ def reindex(
     previous_count = _count(client, previous)
     meta = read_index_meta(client, previous[0]) if previous else {}
     recorded = meta.get("analyzer")
-    # The new version analyses text like the one it replaces, and keeps (or leaves out) vectors in `_source` as it
-    # did; it is built fresh, and the old version is deleted (if asked) only after the swap checked out.
+    # The new version analyses text like the one it replaces, keeps (or leaves out) vectors in `_source`, its pruned
+    # field and its choice of concurrent segment search as it did; it is built fresh, and the old version is deleted
+    # (if asked) only after the swap checked out.
     build = replace(
         opts, recreate=True, resume=False, delete_previous=False,
         analyzer=opts.analyzer or (recorded if isinstance(recorded, str) else None),
@@ -78,6 +79,8 @@ def reindex(
         else opts.vectors_in_source,
         first_phase_k=(recorded_first_phase(meta) or 0) if previous and opts.first_phase_k is None
         else opts.first_phase_k,
+        concurrent_segment_search=recorded_concurrent_search(meta) if opts.concurrent_segment_search is None
+        else opts.concurrent_segment_search,
     )  # fmt: skip
     if corpus is None:
         summary = reencode_index(

@@ -10,7 +10,14 @@ from splade_os import aliases
 from splade_os.corpus import FieldNames, Item, Record, to_record
 from splade_os.engines import engine_for
 from splade_os.errors import ConfigError
-from splade_os.mappings import VECTOR_FIELDS, read_index_meta, recorded_fields, recorded_first_phase, template_fields
+from splade_os.mappings import (
+    VECTOR_FIELDS,
+    read_index_meta,
+    recorded_concurrent_search,
+    recorded_fields,
+    recorded_first_phase,
+    template_fields,
+)
 
 
 class Source(Protocol):
@@ -104,6 +111,10 @@ class IndexSource:
     def first_phase_k(self) -> int:
         """The k of the source's pruned first-phase field; 0 when it has none."""
         return recorded_first_phase(self._meta()) or 0
+
+    def concurrent_segment_search(self) -> bool | None:
+        """The source's recorded choice of searching segments in parallel; None when it followed the cluster."""
+        return recorded_concurrent_search(self._meta())
 
     def _meta(self) -> dict[str, Any]:
         return read_index_meta(self.client, self.index)
