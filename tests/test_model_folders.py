@@ -235,7 +235,14 @@ def test_a_quantized_graph_is_described_as_int8_and_runs(built: dict[str, Path],
     assert (described["precision"], described["output_kind"]) == ("int8", "logits")
     texts = _texts()[:4]
     reference = SpladeEncoder(built["Bert-export"], threads=1).encode_weights(texts)
-    assert np.abs(SpladeEncoder(folder, threads=1).encode_weights(texts) - reference).max() < 0.1 * reference.max()
+    quantized = SpladeEncoder(folder, threads=1).encode_weights(texts)
+    # int8 weights move single weights by more than a fixed tolerance (how far varies with onnxruntime and the CPU),
+    # so each text's vector is compared as a whole: the same direction, and the same heaviest terms.
+    norms = np.linalg.norm(quantized, axis=1) * np.linalg.norm(reference, axis=1)
+    cosine = (quantized * reference).sum(axis=1) / norms
+    assert cosine.min() > 0.99, cosine
+    for got, want in zip(quantized, reference, strict=True):
+        assert len(set(np.argsort(-got)[:20]) & set(np.argsort(-want)[:20])) >= 15
 
 
 def test_a_hub_cache_snapshot_is_named_after_its_model_id(tmp_path: Path) -> None:
