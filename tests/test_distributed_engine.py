@@ -409,6 +409,26 @@ def test_cli_ray_vectors_indexes_every_document_once_without_a_model(
     assert letter["doc_id"] == "d7" and "token 'u' has the weight -1.0: weights must be positive" in letter["reason"]
 
 
+def test_cli_ray_vectors_in_another_vocabulary_leave_no_index_and_no_checkpoint(
+    engine_client: OpenSearch, index_name: str, tmp_path: Path
+) -> None:
+    fake = FakeEncoder()  # whole words: "café" is no token of BERT's uncased vocabulary
+    docs = [{**d, "vector": fake.vector(f"{d['title']} {d['text']}").to_dict()} for d in make_docs(20)]
+    corpus = write_jsonl(tmp_path / "vectors.jsonl", docs)
+    args = [str(corpus), "--index", index_name, "--vectors", "--ray", "--workers", "2", "--block-size", "10",
+            "--replicas", "0", "--log-every", "0", "--checkpoint", str(tmp_path / "cp"), "--dead-letter",
+            str(tmp_path / "dead.jsonl")]  # fmt: skip
+
+    refused = CliRunner().invoke(index_command, [*args, "--model", str(BUNDLED_MODEL)])
+
+    assert refused.exit_code == 1 and "which the index's vectors use" in refused.output, refused.output
+    assert not engine_client.indices.get(index=f"{index_name}*", allow_no_indices=True, ignore_unavailable=True)
+    assert not (tmp_path / "cp").exists()  # the corrected command needs neither --resume nor --recreate
+    fixed = CliRunner().invoke(index_command, args, env={"SPLADE_OS_MODEL": None})  # unchecked: no --model
+    assert fixed.exit_code == 0, fixed.output
+    assert sorted(landed(engine_client, index_name)) == sorted(d["_id"] for d in docs)
+
+
 def _corpus_with_duplicates(path: Path) -> tuple[Path, list[dict[str, Any]]]:
     """Records whose ids repeat across blocks of 5, and what a load keeps of them: the first copy of each id."""
     kept = make_docs(36)

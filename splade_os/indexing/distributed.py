@@ -21,12 +21,13 @@ from typing import Any
 from splade_os import errors
 from splade_os.connection import ConnectionSettings, connect
 from splade_os.corpus import FieldNames
-from splade_os.errors import ConfigError, MissingDependencyError, SpladeOSError
+from splade_os.errors import ConfigError, EncoderMismatchError, MissingDependencyError, SpladeOSError
 from splade_os.indexing.block_worker import BlockIndexer, BlockResult, WorkerJob
 from splade_os.indexing.blocks import Block, Earlier, corpus_files, later_copies, plan_blocks
 from splade_os.indexing.ledger import CHECKPOINT_VERSION, Checkpoint, Counters, DeadLetters
 from splade_os.indexing.load import (
     IndexSummary,
+    discard,
     finish,
     load_options,
     new_target,
@@ -138,6 +139,7 @@ def index_corpus_on_ray(
     client = connect(settings)
     target: Target | None = None
     letters: DeadLetters | None = None
+    tally: RunTally | None = None
     try:
         if resume:
             state, target = resumed_target(client, opts.checkpoint, expected)
@@ -174,8 +176,12 @@ def index_corpus_on_ray(
         raise IndexingInterrupted(
             "interrupted: the finished blocks are safely indexed; run the same command with --resume to continue"
         ) from None
-    except BaseException:
+    except BaseException as err:
         cleanup(client, target, letters)
+        # Vectors in another vocabulary than the index's are refused before their block is sent: when no block was
+        # recorded, the new index and the checkpoint would only stand in the way of the corrected command.
+        if isinstance(err, EncoderMismatchError) and target and tally and not resume and not tally.counters.read:
+            discard(client, target, opts)
         raise
     finally:
         client.close()
