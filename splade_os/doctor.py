@@ -19,11 +19,12 @@ from splade_os.mappings import (
     VECTOR_FIELD,
     check_encoder_meta,
     meta_from_mapping,
+    recorded_candidates,
     recorded_first_phase,
     vector_field_problem,
 )
 from splade_os.retrieval.df import read_df
-from splade_os.retrieval.two_phase import growth_warning
+from splade_os.retrieval.two_phase import growth_warning, stored_settings
 
 __all__ = ["FAIL", "OK", "SKIP", "WARN", "Check", "failed", "format_checks", "run_checks", "to_json"]
 MIN_CLAUSES = 1024  # OpenSearch's default; SPLADE queries of a few hundred terms fit with room for filters
@@ -87,6 +88,18 @@ def _index_checks(client: Any, engine: Engine, index: str, manifest: Mapping[str
 def _first_phase_check(index: str, meta: Mapping[str, Any]) -> Check:
     """Whether two-phase search on the index can run two-step: its pruned first-phase field, and that field's k."""
     k = recorded_first_phase(meta)
+    candidates = recorded_candidates(meta)
+    if k and candidates:
+        stored = stored_settings(meta)
+        held = f"{FIRST_PHASE_FIELD!r} holds each document's top {k} terms, candidate fields its top " + \
+            ", ".join(str(c) for c in candidates)
+        if stored is None:
+            return Check("first-phase", WARN, f"{held}, and no tuned setting chooses among them: two-phase search "
+                         f"uses the top-{k} field", f"splade-os tune {index} --model MODEL")  # fmt: skip
+        chosen = stored.settings.first_phase_k or k
+        keep = f"--first-phase-k {chosen} --first-phase-candidates ''"
+        return Check("first-phase", OK, f"{held}; tune chose the top-{chosen} field (the others only cost disk: "
+                     f"`splade-os reindex {index} --from-index --model MODEL {keep}` drops them)")  # fmt: skip
     if k:
         return Check("first-phase", OK, f"{FIRST_PHASE_FIELD!r} holds each document's top {k} terms: two-phase "
                      "search runs two-step")  # fmt: skip

@@ -6,6 +6,7 @@ import copy
 import json
 import logging
 import os
+import re
 from collections.abc import Mapping
 from functools import cache
 from importlib import resources
@@ -21,9 +22,11 @@ PRECOMPUTED = "precomputed"  # the encoder `_meta` records for an index built fr
 # The two-step layout: each document's heaviest terms again in a second field of the same type, which phase one of
 # two-phase search queries (far fewer postings per term) before the window is rescored exactly on VECTOR_FIELD.
 FIRST_PHASE_FIELD = "splade_first"
-FIRST_PHASE_KEY = "first_phase"  # its `_meta` record: {"field": FIRST_PHASE_FIELD, "top_k": k}
+FIRST_PHASE_KEY = "first_phase"  # its `_meta` record: {"field": FIRST_PHASE_FIELD, "top_k": k[, "candidates": [k]]}
 DEFAULT_FIRST_PHASE_K = 128
 VECTOR_FIELDS = (VECTOR_FIELD, FIRST_PHASE_FIELD)  # what a document's vector is written to; never copied as data
+# Candidate pruned fields (`splade_first_k<k>`) hold other k beside FIRST_PHASE_FIELD, for `tune` to choose among.
+_CANDIDATE_FIELD = re.compile(re.escape(FIRST_PHASE_FIELD) + r"_k[1-9][0-9]*")
 META_KEY = "splade_os"
 DEFAULT_ANALYZER = "english"  # of the BM25 text fields; recorded in `_meta`
 ANALYZER_ENV = "SPLADE_OS_ANALYZER"
@@ -54,6 +57,7 @@ def encoder_meta(
     encoded_from: Mapping[str, str] | None = None,
     encoding: Mapping[str, Any] | None = None,
     first_phase_k: int | None = None,
+    first_phase_candidates: tuple[int, ...] = (),
 ) -> dict[str, Any]:
     """What `_meta` records about the encoder: enough to refuse queries from a different one, and to encode a
     document again as it was indexed (its fields, `encoded_from`; how long texts were cut, `encoding`)."""
@@ -74,7 +78,33 @@ def encoder_meta(
         meta["encoding"] = dict(encoding)
     if first_phase_k:
         meta[FIRST_PHASE_KEY] = {"field": FIRST_PHASE_FIELD, "top_k": first_phase_k}
+        if candidates := candidate_ks(first_phase_k, first_phase_candidates):
+            meta[FIRST_PHASE_KEY]["candidates"] = list(candidates)
     return meta
+
+
+def candidate_field(k: int) -> str:
+    """The name of the candidate pruned field that holds each document's top `k` terms."""
+    return f"{FIRST_PHASE_FIELD}_k{k}"
+
+
+def candidate_ks(first_phase_k: int | None, candidates: tuple[int, ...] | list[int]) -> tuple[int, ...]:
+    """The candidate k an index with the pruned field of `first_phase_k` holds beside it: sorted, once each, never
+    the main field's own k; none without a main field."""
+    return tuple(sorted({k for k in candidates if k != first_phase_k})) if first_phase_k else ()
+
+
+def is_vector_field(name: str) -> bool:
+    """Whether `name` is a field splade-os writes a document's vector to (the full vector, a pruned copy)."""
+    return name in VECTOR_FIELDS or _CANDIDATE_FIELD.fullmatch(name) is not None
+
+
+def first_phase_fields(first_phase_k: int | None, candidates: tuple[int, ...] = ()) -> dict[str, int]:
+    """{field: k} of every pruned field of an index: FIRST_PHASE_FIELD first, then the candidates."""
+    if not first_phase_k:
+        return {}
+    others = {candidate_field(k): k for k in candidate_ks(first_phase_k, candidates)}
+    return {FIRST_PHASE_FIELD: first_phase_k, **others}
 
 
 def recorded_first_phase(meta: Mapping[str, Any]) -> int | None:
@@ -86,6 +116,16 @@ def recorded_first_phase(meta: Mapping[str, Any]) -> int | None:
     return top_k if isinstance(top_k, int) and not isinstance(top_k, bool) and top_k > 0 else None
 
 
+def recorded_candidates(meta: Mapping[str, Any]) -> tuple[int, ...]:
+    """The k of an index's candidate pruned fields (beside `FIRST_PHASE_FIELD`) from its `_meta`; () when none."""
+    record = meta.get(FIRST_PHASE_KEY)
+    listed = record.get("candidates") if isinstance(record, Mapping) else None
+    if not isinstance(listed, list):
+        return ()
+    ks = [k for k in listed if isinstance(k, int) and not isinstance(k, bool) and k > 0]
+    return candidate_ks(recorded_first_phase(meta), ks)
+
+
 def recorded_concurrent_search(meta: Mapping[str, Any]) -> bool | None:
     """An index's recorded choice of concurrent segment search from its `_meta`; None when it followed the
     cluster's setting."""
@@ -93,12 +133,14 @@ def recorded_concurrent_search(meta: Mapping[str, Any]) -> bool | None:
     return value if isinstance(value, bool) else None
 
 
-def vector_fields(engine: Engine, vector: SparseVector, first_phase_k: int | None) -> dict[str, dict[str, float]]:
+def vector_fields(
+    engine: Engine, vector: SparseVector, first_phase_k: int | None, candidates: tuple[int, ...] = ()
+) -> dict[str, dict[str, float]]:
     """The fields a document's vector is written to: the full vector, and its heaviest `first_phase_k` terms in the
-    pruned first-phase field when the index has one."""
+    pruned first-phase field when the index has one (and its heaviest k in each candidate field of `candidates`)."""
     fields = {VECTOR_FIELD: engine.to_field(vector)}
-    if first_phase_k:
-        fields[FIRST_PHASE_FIELD] = engine.to_field(vector.top_k(first_phase_k))
+    for field, k in first_phase_fields(first_phase_k, candidates).items():
+        fields[field] = engine.to_field(vector.top_k(k))
     return fields
 
 
@@ -134,6 +176,7 @@ def index_body(
     analysis: Mapping[str, Any] | None = None,
     first_phase_k: int | None = None,
     concurrent_segment_search: bool | None = None,
+    first_phase_candidates: tuple[int, ...] = (),
 ) -> dict[str, Any]:
     """The create-index body: BM25 text fields with `analyzer`, the engine's vector field, and the encoder in `_meta`.
 
@@ -144,7 +187,8 @@ def index_body(
     reading a document back no longer returns its vector (explanations then re-encode the document's text).
 
     `first_phase_k` adds the pruned first-phase field (each document's top-k terms, same type as the vector field),
-    left out of `_source` with the vector, and records it in `_meta`.
+    left out of `_source` with the vector, and records it in `_meta`; `first_phase_candidates` adds a candidate
+    pruned field for each other k, for `tune` to choose among.
     `concurrent_segment_search` sets the engine's index setting for searching a shard's segments in parallel
     (None: the cluster's default); an engine without one refuses it. `_meta` records what was asked.
 
@@ -165,14 +209,16 @@ def index_body(
         body["settings"]["index"].update(concurrent)
     properties = body["mappings"]["properties"]
     properties[VECTOR_FIELD] = engine.vector_mapping()
-    if first_phase_k:
-        properties[FIRST_PHASE_FIELD] = engine.vector_mapping()
+    pruned = first_phase_fields(first_phase_k, first_phase_candidates)
+    for field in pruned:
+        properties[field] = engine.vector_mapping()
     for name in ("title", "text"):
         properties[name]["analyzer"] = analyzer
     if not vectors_in_source:
-        body["mappings"]["_source"] = {"excludes": list(VECTOR_FIELDS) if first_phase_k else [VECTOR_FIELD]}
+        body["mappings"]["_source"] = {"excludes": [VECTOR_FIELD, *pruned]}
     if manifest is not None:
-        meta = encoder_meta(manifest, pruning, analyzer, vectors_in_source, encoded_from, encoding, first_phase_k)
+        meta = encoder_meta(manifest, pruning, analyzer, vectors_in_source, encoded_from, encoding, first_phase_k,
+                            first_phase_candidates)  # fmt: skip
         if concurrent_segment_search is not None:
             meta["concurrent_segment_search"] = concurrent_segment_search
         body["mappings"]["_meta"] = {META_KEY: meta}

@@ -35,22 +35,26 @@ def indexed_demo(client: Any, encoder: Any, prefix: str) -> Iterator[str]:
     assert summary.problems() == [] and summary.counters.indexed == 42
     yield name
     delete_indices(client, f"{name}*")
-def assert_first_phase(client: Any, index: str, k: int) -> int:
-    """Assert that `index` records a pruned first-phase field of `k` in `_meta`, maps it as the vector field, and
-    that every document's stored pruned vector is exactly the top k of its full vector; return the document count."""
+def assert_first_phase(client: Any, index: str, k: int, candidates: tuple[int, ...] = ()) -> int:
+    """Assert that `index` records a pruned first-phase field of `k` (and candidate fields of `candidates`) in
+    `_meta`, maps each as the vector field, and that every document's stored pruned vectors are exactly the top k of
+    its full vector; return the document count."""
     from splade_os.engines import engine_for
-    from splade_os.mappings import FIRST_PHASE_FIELD, VECTOR_FIELD, read_index_meta
+    from splade_os.mappings import FIRST_PHASE_FIELD, VECTOR_FIELD, candidate_field, read_index_meta
 
     engine = engine_for(client)
-    assert read_index_meta(client, index)["first_phase"] == {"field": FIRST_PHASE_FIELD, "top_k": k}
+    record = {"field": FIRST_PHASE_FIELD, "top_k": k, **({"candidates": list(candidates)} if candidates else {})}
+    assert read_index_meta(client, index)["first_phase"] == record
+    fields = {FIRST_PHASE_FIELD: k, **{candidate_field(c): c for c in candidates}}
     for body in client.indices.get_mapping(index=index).values():
-        assert engine.field_type(body, FIRST_PHASE_FIELD) == engine.vector_type
+        assert all(engine.field_type(body, field) == engine.vector_type for field in fields)
     client.indices.refresh(index=index)
     seen = 0
     for hit in engine.scan(client, index, {"query": {"match_all": {}}}):
         source = hit["_source"]
         full = engine.from_field(source[VECTOR_FIELD])
-        assert engine.from_field(source.get(FIRST_PHASE_FIELD) or {}) == full.top_k(k), hit["_id"]
+        for field, top in fields.items():
+            assert engine.from_field(source.get(field) or {}) == full.top_k(top), (hit["_id"], field)
         seen += 1
     return seen
 

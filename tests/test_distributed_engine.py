@@ -334,7 +334,8 @@ def test_cli_ray_indexes_json_lines_and_parquet_with_the_real_model(
     pq.write_table(pa.Table.from_pylist(parquet_docs), folder / "b.parquet", row_group_size=7)
     args = [str(folder), "--index", index_name, "--model", str(BUNDLED_MODEL), "--ray", "--workers", "1",
             "--block-size", "20", "--replicas", "0", "--log-every", "0", "--checkpoint", str(tmp_path / "cp"),
-            "--dead-letter", str(tmp_path / "dead.jsonl"), "--first-phase-k", "8"]  # fmt: skip
+            "--dead-letter", str(tmp_path / "dead.jsonl"), "--first-phase-k", "8",
+            "--first-phase-candidates", "3"]  # fmt: skip
 
     result = CliRunner().invoke(index_command, args)
 
@@ -343,7 +344,7 @@ def test_cli_ray_indexes_json_lines_and_parquet_with_the_real_model(
     assert aliases.resolve(engine_client, index_name) == [f"{index_name}-v1"]
     got = landed(engine_client, index_name)
     assert len(got) == 54 and "p3" not in got and got["p24"]["text"] == parquet_docs[24]["text"]
-    assert assert_first_phase(engine_client, index_name, 8) == 54
+    assert assert_first_phase(engine_client, index_name, 8, (3,)) == 54  # the workers fill every pruned field
     letter = json.loads((tmp_path / "dead.jsonl").read_text(encoding="utf-8"))
     assert (letter["doc_id"], letter["line"], letter["outcome"]) == ("p3", 4, "skipped")
     assert letter["file"] == str((folder / "b.parquet").resolve())

@@ -20,6 +20,7 @@ from splade_os.connection import ConnectionSettings
 from splade_os.doctor import OK, WARN, run_checks
 from splade_os.engines import engine_for
 from splade_os.errors import ConfigError
+from splade_os.evaluation.tuning import store, tune
 from splade_os.indexing import LoadOptions, index_corpus, reencode_index
 from splade_os.indexing.reindex import reindex
 from splade_os.mappings import FIRST_PHASE_FIELD, VECTOR_FIELD, read_index_meta
@@ -222,3 +223,64 @@ def test_doctor_says_whether_the_index_has_the_pruned_field(
     missing = {c.name: c for c in run_checks(settings, index=f"{index_name}-plain")}["first-phase"]
     assert missing.status == WARN and FIRST_PHASE_FIELD in missing.detail
     assert f"reindex {index_name}-plain --from-index --model MODEL --first-phase-k 128" in missing.fix
+
+
+def test_tune_chooses_the_pruned_fields_k_among_the_candidate_fields(
+    engine_client: Any, encoder: SpladeEncoder, index_name: str, tmp_path: Path
+) -> None:
+    _build(index_name, tmp_path, "--first-phase-k", "16", "--first-phase-candidates", "4,64")
+    assert assert_first_phase(engine_client, index_name, 16, (4, 64)) == 42
+    settings = ConnectionSettings.from_env()
+    untuned = {c.name: c for c in run_checks(settings, index=index_name)}["first-phase"]
+    assert untuned.status == WARN and "no tuned setting chooses among them" in untuned.detail
+    assert untuned.fix == f"splade-os tune {index_name} --model MODEL"
+    queries = {"q1": "what causes a heart attack", "q2": "signs of a stroke", "q3": "how vaccines work",
+               "q4": "insulin and blood sugar", "q5": "high blood pressure and kidneys"}  # fmt: skip
+
+    result = tune(Searcher(index_name, encoder, client=engine_client), queries, k=10, target=0.9, repeat=1, warmup=0)
+
+    # Every two-step setting ran on every pruned field: the field's k is part of what tune chooses.
+    assert {t.settings.first_phase_k for t in result.trials if t.settings} == {16, 4, 64}
+    assert result.chosen is not None and result.chosen.settings is not None, result.reason
+    chosen = result.chosen.settings.first_phase_k
+    store(engine_client, index_name, result)
+    field = FIRST_PHASE_FIELD if chosen == 16 else f"{FIRST_PHASE_FIELD}_k{chosen}"
+    found = Searcher(index_name, encoder, client=engine_client).search(queries["q1"], k=3, mode="two-phase")
+    assert f"on {field} (top {chosen} terms" in found.notes[-1], found.notes
+    tuned = {c.name: c for c in run_checks(settings, index=index_name)}["first-phase"]
+    assert tuned.status == OK and f"tune chose the top-{chosen} field" in tuned.detail
+    # A setting given for a candidate field runs on it (and falls back to exact search where its phase one is short).
+    on_four = Searcher(index_name, encoder, client=engine_client, two_phase=TwoPhaseSettings(first_phase_k=4))
+    hits = on_four.search(queries["q1"], k=3, mode="two-phase")
+    assert any(f"on {FIRST_PHASE_FIELD}_k4 (top 4 terms" in note for note in hits.notes), hits.notes
+    assert [h.id for h in hits.hits] == [h.id for h in on_four.search(queries["q1"], k=3).hits]
+    with pytest.raises(ConfigError, match="has no pruned field of the top 32 terms"):
+        Searcher(index_name, encoder, client=engine_client, two_phase=TwoPhaseSettings(first_phase_k=32)).search(
+            queries["q1"], k=3, mode="two-phase"
+        )
+
+
+def test_re_encode_reindex_and_loads_keep_the_candidate_fields_until_told(
+    engine_client: Any, encoder: SpladeEncoder, index_name: str, tmp_path: Path
+) -> None:
+    _build(index_name, tmp_path, "--first-phase-k", "8", "--first-phase-candidates", "2,32")
+    copy = f"{index_name}-copy"
+    summary = reencode_index(engine_client, index_name, index=copy, encoder=encoder,
+                             load=LoadOptions(replicas=0, dead_letter=tmp_path / "copy.dead"))  # fmt: skip
+    assert summary.problems() == []
+    assert assert_first_phase(engine_client, copy, 8, (2, 32)) == 42  # made from the new vectors
+    more = tmp_path / "more.jsonl"
+    more.write_text(json.dumps({"_id": "extra", "title": "Heart attack", "text": "what causes a heart attack"}) + "\n")
+    summary = index_corpus(engine_client, more, index=copy, encoder=encoder, replicas=0,
+                           dead_letter=tmp_path / "more.dead")  # fmt: skip
+    assert summary.problems() == [] and assert_first_phase(engine_client, copy, 8, (2, 32)) == 43  # in place
+
+    result = reindex(engine_client, index_name, encoder, load=LoadOptions(replicas=0, dead_letter=tmp_path / "r.d"))
+    assert result.swapped and assert_first_phase(engine_client, index_name, 8, (2, 32)) == 42
+    # Told to keep one field only (what doctor says once tune has chosen): the candidates are gone.
+    _cli("reindex", index_name, "--from-index", "--model", str(BUNDLED_MODEL), "--replicas", "0",
+         "--first-phase-k", "32", "--first-phase-candidates", "", "--dead-letter", str(tmp_path / "r2.dead"))
+    assert assert_first_phase(engine_client, index_name, 32) == 42
+    mapping = engine_client.indices.get_mapping(index=index_name).values()
+    names = [name for body in mapping for name in body["mappings"]["properties"]]
+    assert FIRST_PHASE_FIELD in names and not any(name.startswith(f"{FIRST_PHASE_FIELD}_k") for name in names)

@@ -238,6 +238,7 @@ def index(
     gpus_per_worker: float | None,
     block_size: int | None,
     first_phase_k: int | None,
+    first_phase_candidates: tuple[int, ...] | None,
     device: dict[str, Any],
     settings: ConnectionSettings,
 ) -> None:
@@ -268,7 +269,8 @@ def index(
             recreate=recreate, resume=resume, skip_empty=not index_empty, allow_failures=allow_failures,
             delete_previous=delete_previous, shards=shards, replicas=replicas, analyzer=analyzer,
             vectors_in_source=vectors_in_source, first_phase_k=first_phase_k,
-            concurrent_segment_search=concurrent_segment_search, optimize=optimize, checkpoint=checkpoint,
+            first_phase_candidates=first_phase_candidates, concurrent_segment_search=concurrent_segment_search,
+            optimize=optimize, checkpoint=checkpoint,
             dead_letter=dead_letter, bulk=options,
         )  # fmt: skip
         if on_ray:

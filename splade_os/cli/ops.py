@@ -114,6 +114,7 @@ def reindex(
     batch_size: int,
     dead_letter: Path | None,
     first_phase_k: int | None,
+    first_phase_candidates: tuple[int, ...] | None,
     concurrent_segment_search: bool | None,
     optimize: bool,
     device: dict[str, Any],
@@ -142,7 +143,8 @@ def reindex(
             title_field=title_field, load=LoadOptions(
                 delete_previous=delete_previous, allow_failures=allow_failures, shards=shards, replicas=replicas,
                 analyzer=analyzer, dead_letter=dead_letter, bulk=BulkOptions(batch_size=batch_size),
-                first_phase_k=first_phase_k, concurrent_segment_search=concurrent_segment_search, optimize=optimize,
+                first_phase_k=first_phase_k, first_phase_candidates=first_phase_candidates,
+                concurrent_segment_search=concurrent_segment_search, optimize=optimize,
             ),
         )  # fmt: skip
         click.echo(format_summary(result.summary))

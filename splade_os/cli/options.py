@@ -144,9 +144,22 @@ def device_options(func: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+def _k_list(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[int, ...] | None:
+    if value is None:
+        return None
+    try:
+        ks = tuple(int(k) for k in value.split(",") if k.strip())
+    except ValueError:
+        ks = (0,)
+    if any(k < 1 for k in ks):
+        raise click.BadParameter(f"{value!r} is not a comma-separated list of k of at least 1, such as 64,256")
+    return ks
+
+
 def first_phase_options(func: F) -> F:
-    """--first-phase-k N and --no-first-phase, for the commands that create indices; folded into one
-    `first_phase_k` (None: the default, or the source's on a re-encode; 0: no pruned field)."""
+    """--first-phase-k N, --no-first-phase and --first-phase-candidates K,K, for the commands that create indices;
+    the first two folded into one `first_phase_k` (None: the default, or the source's on a re-encode; 0: no pruned
+    field), the last `first_phase_candidates` (None: none, or the source's on a re-encode)."""
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -156,6 +169,12 @@ def first_phase_options(func: F) -> F:
         kwargs["first_phase_k"] = 0 if off else k
         return func(*args, **kwargs)
 
+    wrapper = click.option(
+        "--first-phase-candidates", callback=_k_list, metavar="K,K",
+        help="Also build a candidate pruned field for each of these k (such as 64,256), for `tune` to choose the k "
+        "that is fastest at its agreement target; two-phase search then uses the field tune stored. Each costs "
+        "about as much disk as the pruned field. [default: none; --from-index and reindex: the source's]",
+    )(wrapper)  # fmt: skip
     wrapper = click.option(
         "--no-first-phase", is_flag=True,
         help="Build no pruned first-phase field: two-phase search then rescores from the full field only.",

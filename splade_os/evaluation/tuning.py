@@ -96,14 +96,22 @@ class TuneResult:
 
 
 def default_grid(
-    k: int, *, two_step: bool = False, df_rule: bool = False, engine_pruning: bool = False
+    k: int,
+    *,
+    two_step: bool = False,
+    df_rule: bool = False,
+    engine_pruning: bool = False,
+    pruned_ks: tuple[int, ...] = (),
 ) -> list[TwoPhaseSettings]:
     """Phase-one ratios x rescore windows x query pruning: small enough to run in a minute on a large index. On an
     index with the pruned first-phase field (`two_step`): the query terms phase one sends to it x rescore windows.
     Each phase-one choice is also tried with the cost rule (`df_rule`: the index has a df table) and with the
-    engine's own pruning (`engine_pruning`: the engine has it)."""
+    engine's own pruning (`engine_pruning`: the engine has it). An index with candidate pruned fields (`pruned_ks`:
+    the k of each of its pruned fields) has the two-step grid tried on each: that is how the pruned field's k is
+    chosen."""
     if two_step:
-        grid = [TwoPhaseSettings(first_terms=q, window=w * k) for q in (8, 16, 32, 64) for w in (5, 10, 30, 100)]
+        grid = [TwoPhaseSettings(first_terms=q, window=w * k, first_phase_k=field_k) for field_k in pruned_ks or (None,)
+                for q in (8, 16, 32, 64) for w in (5, 10, 30, 100)]  # fmt: skip
     else:
         grid = [TwoPhaseSettings(ratio=r, window=w * k) for r in (0.1, 0.2, 0.3, 0.4, 0.5) for w in (5, 20, 50, 100)]
         grid += [TwoPhaseSettings(ratio=r, window=w * k, top_n=n) for r in (0.2, 0.4) for w in (20, 100)
@@ -114,6 +122,13 @@ def default_grid(
     if engine_pruning:
         grid += [replace(s, engine_pruning=True) for s in plain]
     return grid
+
+
+def pruned_ks(logic: Any) -> tuple[int, ...]:
+    """The k of each pruned field of the searcher's index when it has candidate fields beside its own; () when it
+    has one pruned field (the grid then leaves the field to the index)."""
+    candidates = tuple(getattr(logic, "first_phase_candidates", ()))
+    return (logic.first_phase_k, *candidates) if candidates else ()
 
 
 def schedule(candidates: Sequence[C], passes: int, rng: random.Random) -> list[list[C]]:
@@ -212,7 +227,8 @@ def tune(
             pruning = True
         except ConfigError:
             pruning = False  # the engine prunes no query tokens itself
-        grid = default_grid(k, two_step=two_step, df_rule=logic.df is not None, engine_pruning=pruning)
+        grid = default_grid(k, two_step=two_step, df_rule=logic.df is not None, engine_pruning=pruning,
+                            pruned_ks=pruned_ks(logic) if two_step else ())  # fmt: skip
     candidates: list[TwoPhaseSettings | None] = [None, *dict.fromkeys(grid)]
     requests = {c: {qid: logic.request_for(v, depth, c) for qid, v in prepared.items()} for c in candidates}
     scored: dict[TwoPhaseSettings | None, dict[str, dict[str, float]]] = {c: {} for c in candidates}

@@ -27,7 +27,7 @@ from splade_os.indexing.ledger import Counters
 from splade_os.indexing.options import BulkOptions, DocumentEncoder, EncoderRecipe
 from splade_os.indexing.pipeline import Loader, Result, run, stored_documents
 from splade_os.indexing.target import Target
-from splade_os.mappings import VECTOR_FIELDS
+from splade_os.mappings import is_vector_field
 
 
 @dataclass(frozen=True)
@@ -174,8 +174,8 @@ def same_document(stored: Mapping[str, Any] | None, sent: Mapping[str, Any]) -> 
     # The vectors are left out: the same text encoded in another batch may differ in the last bits of a weight.
     if stored is None:
         return False
-    return {k: v for k, v in stored.items() if k not in VECTOR_FIELDS} == json.loads(
-        json.dumps({k: v for k, v in sent.items() if k not in VECTOR_FIELDS})
+    return {k: v for k, v in stored.items() if not is_vector_field(k)} == json.loads(
+        json.dumps({k: v for k, v in sent.items() if not is_vector_field(k)})
     )
 
 

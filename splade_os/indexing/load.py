@@ -139,9 +139,10 @@ def reencode_index(
     version and swaps the alias to it once verified: readers move to the new vectors atomically. The old version is
     kept unless `delete_previous`. Every document is copied, an empty text included (it gets an empty vector and
     stays findable by its fields), and the alias moves only when the new index holds as many documents as the
-    source did. The new version keeps the source's BM25 analyzer, its choice of vectors in `_source` and its pruned
-    first-phase field (with its k) and its recorded choice of concurrent segment search, unless the options give
-    `analyzer`/`vectors_in_source`/`first_phase_k`/`concurrent_segment_search`.
+    source did. The new version keeps the source's BM25 analyzer, its choice of vectors in `_source`, its pruned
+    first-phase field (with its k and candidate fields) and its recorded choice of concurrent segment search,
+    unless the options give `analyzer`/`vectors_in_source`/`first_phase_k`/`first_phase_candidates`/
+    `concurrent_segment_search`.
     """
     opts = load_options(index, load, legacy, recreate=True)
     if isinstance(encoder, RecordEncoder):
@@ -154,10 +155,12 @@ def reencode_index(
         raise ConfigError(f"{index!r} is the index being read: pass --recreate to build a new version of it")
     in_source = source.vectors_in_source() if opts.vectors_in_source is None else opts.vectors_in_source
     first_k = source.first_phase_k() if opts.first_phase_k is None else opts.first_phase_k
+    candidates = source.first_phase_candidates() if opts.first_phase_candidates is None else opts.first_phase_candidates
     concurrent = opts.concurrent_segment_search
     opts = replace(
         opts, skip_empty=False, checkpoint=None, analyzer=opts.analyzer or source.analyzer() or default_analyzer(),
-        vectors_in_source=in_source, first_phase_k=first_k, encoded_from={"text": names.text, "title": names.title},
+        vectors_in_source=in_source, first_phase_k=first_k, first_phase_candidates=candidates,
+        encoded_from={"text": names.text, "title": names.title},
         concurrent_segment_search=source.concurrent_segment_search() if concurrent is None else concurrent,
         properties=properties, analysis=analysis,
     )  # fmt: skip

@@ -77,6 +77,9 @@ class LoadOptions:
     # The k of a new index's pruned first-phase field (two-step search); 0: none. None: DEFAULT_FIRST_PHASE_K; a
     # re-encode or reindex: the source's (none when it recorded none). An existing index keeps what it has.
     first_phase_k: int | None = None
+    # Candidate pruned fields beside it, one per k, for `tune` to choose the k among. None: none; a re-encode or
+    # reindex: the source's. An existing index keeps what it has.
+    first_phase_candidates: tuple[int, ...] | None = None
     # The stored fields the vectors are encoded from, recorded in `_meta`: a corpus load stores them as text/title.
     encoded_from: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_ENCODED_FROM))
     # A re-encode maps the documents' own fields as the source index did (and defines the analyzers they use).
@@ -92,6 +95,12 @@ class LoadOptions:
     def __post_init__(self) -> None:
         if self.first_phase_k is not None and self.first_phase_k < 0:
             raise ConfigError(f"the first-phase k must be at least 1 (or 0 for none), got {self.first_phase_k}")
+        if self.first_phase_candidates is not None:
+            if any(k < 1 for k in self.first_phase_candidates):
+                listed = list(self.first_phase_candidates)
+                raise ConfigError(f"candidate first-phase k must be at least 1, got {listed}")
+            if self.first_phase_candidates and self.first_phase_k == 0:
+                raise ConfigError("candidate first-phase fields need the pruned field: leave out --no-first-phase")
 
     @classmethod
     def from_keywords(cls, given: Mapping[str, Any], **defaults: Any) -> LoadOptions:

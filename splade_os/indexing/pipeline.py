@@ -225,7 +225,8 @@ class Loader:
         actions: list[dict[str, Any]] = []
         for record, vector in zip(records, vectors, strict=True):
             source = vector if isinstance(vector, str) else \
-                document_body(record, vector, self.engine, self.target.first_phase_k)
+                document_body(record, vector, self.engine, self.target.first_phase_k,
+                              self.target.first_phase_candidates)  # fmt: skip
             if isinstance(source, str):  # the reason it cannot be indexed
                 delta.failed += 1
                 del to_encode[record.doc_id]
@@ -386,13 +387,14 @@ def vectors_of(encoder: DocumentEncoder, records: Sequence[Record]) -> Sequence[
 
 
 def document_body(
-    record: Record, vector: SparseVector, engine: Engine, first_phase_k: int | None = None
+    record: Record, vector: SparseVector, engine: Engine, first_phase_k: int | None = None,
+    candidates: tuple[int, ...] = (),
 ) -> dict[str, Any] | str:
     """The `_source` a record is indexed as, with its vector in the engine's fields (the full one, and the pruned
-    first-phase one when the index has it); or why the engine cannot store it (a key past Lucene's term length,
-    which only a vector made elsewhere can have)."""
+    first-phase one and its candidates when the index has them); or why the engine cannot store it (a key past
+    Lucene's term length, which only a vector made elsewhere can have)."""
     source = record.stored()
-    fields = vector_fields(engine, vector, first_phase_k)
+    fields = vector_fields(engine, vector, first_phase_k, candidates)
     source.update(fields)
     key = long_key(fields[VECTOR_FIELD])
     if key is not None:

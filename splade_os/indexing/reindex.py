@@ -16,7 +16,12 @@ from typing import Any
 from splade_os import aliases
 from splade_os.errors import ConfigError
 from splade_os.indexing import DocumentEncoder, IndexSummary, LoadOptions, Progress, index_corpus, reencode_index
-from splade_os.mappings import read_index_meta, recorded_concurrent_search, recorded_first_phase
+from splade_os.mappings import (
+    read_index_meta,
+    recorded_candidates,
+    recorded_concurrent_search,
+    recorded_first_phase,
+)
 
 
 @dataclass
@@ -79,6 +84,8 @@ def reindex(
         else opts.vectors_in_source,
         first_phase_k=(recorded_first_phase(meta) or 0) if previous and opts.first_phase_k is None
         else opts.first_phase_k,
+        first_phase_candidates=recorded_candidates(meta) if opts.first_phase_candidates is None
+        else opts.first_phase_candidates,
         concurrent_segment_search=recorded_concurrent_search(meta) if opts.concurrent_segment_search is None
         else opts.concurrent_segment_search,
     )  # fmt: skip

@@ -12,7 +12,10 @@ from splade_os.engines import engine_for
 from splade_os.errors import ConfigError
 from splade_os.mappings import (
     VECTOR_FIELDS,
+    candidate_field,
+    is_vector_field,
     read_index_meta,
+    recorded_candidates,
     recorded_concurrent_search,
     recorded_fields,
     recorded_first_phase,
@@ -56,7 +59,7 @@ def source_names(client: Any, index: str, text_field: str | None, title_field: s
     check_source(client, index)
     recorded = recorded_fields(read_index_meta(client, index))
     names = FieldNames(id="_id", text=text_field or recorded["text"], title=title_field or recorded["title"])
-    mapped = set(mapped_properties(client, index)) - set(VECTOR_FIELDS)
+    mapped = {name for name in mapped_properties(client, index) if not is_vector_field(name)}
     if names.text not in mapped:
         raise ConfigError(
             f"cannot re-encode {index!r} from field {names.text!r}: no document of it has that field (it maps "
@@ -84,7 +87,7 @@ class IndexSource:
 
     def __iter__(self) -> Iterator[Item]:
         hits = engine_for(self.client).scan(
-            self.client, self.index, {"query": {"match_all": {}}, "_source": {"excludes": list(VECTOR_FIELDS)}},
+            self.client, self.index, {"query": {"match_all": {}}, "_source": {"excludes": self._vector_fields()}},
             size=self.batch_size,
         )  # fmt: skip
         chosen = (self.names.text, self.names.title)
@@ -112,6 +115,13 @@ class IndexSource:
         """The k of the source's pruned first-phase field; 0 when it has none."""
         return recorded_first_phase(self._meta()) or 0
 
+    def first_phase_candidates(self) -> tuple[int, ...]:
+        """The k of the source's candidate pruned fields; () when it has none."""
+        return recorded_candidates(self._meta())
+
+    def _vector_fields(self) -> list[str]:
+        return [*VECTOR_FIELDS, *(candidate_field(k) for k in self.first_phase_candidates())]
+
     def concurrent_segment_search(self) -> bool | None:
         """The source's recorded choice of searching segments in parallel; None when it followed the cluster."""
         return recorded_concurrent_search(self._meta())
@@ -124,7 +134,8 @@ class IndexSource:
         index to map those fields the same way: dynamic mapping would guess again (a nested object would become a
         plain one, a keyword a text). splade-os's own fields (`doc_id`, `title`, `text`, the vector) are left out:
         the new index maps them itself."""
-        own = {k: v for k, v in mapped_properties(self.client, self.index).items() if k not in template_fields()}
+        mapped = mapped_properties(self.client, self.index)
+        own = {k: v for k, v in mapped.items() if k not in template_fields() and not is_vector_field(k)}
         analysis: dict[str, Any] = {}
         for body in self.client.indices.get_settings(index=self.index).values():
             analysis.update(body.get("settings", {}).get("index", {}).get("analysis", {}))

@@ -13,11 +13,13 @@ from splade_os.errors import ConfigError, EngineError
 from splade_os.indexing.options import EncoderDescription, LoadOptions
 from splade_os.mappings import (
     DEFAULT_FIRST_PHASE_K,
+    candidate_ks,
     check_encoder,
     check_vector_field,
     default_analyzer,
     index_body,
     read_index_meta,
+    recorded_candidates,
     recorded_first_phase,
 )
 
@@ -32,6 +34,10 @@ class Target:
     swap: bool  # move the alias here once the load is verified
     refresh_restore: Any
     first_phase_k: int | None = None  # the index's pruned first-phase field holds each document's top k terms
+    first_phase_candidates: tuple[int, ...] = ()  # ... and each candidate field its top k, one field per k
+
+    def __post_init__(self) -> None:
+        self.first_phase_candidates = tuple(self.first_phase_candidates)  # a list, read back from a checkpoint
 
 
 def encoding_settings(encoder: EncoderDescription) -> dict[str, Any]:
@@ -54,11 +60,12 @@ def create_index(client: Any, index: str, encoder: EncoderDescription, opts: Loa
     # The document pruning the encoder applies is part of what the index holds: `_meta` records it.
     pruning = {name: value for name in ("top_k", "min_weight", "max_ratio") if (value := getattr(encoder, name, None))}
     analyzer = opts.analyzer or default_analyzer()
+    candidates = opts.first_phase_candidates or ()
     body = index_body(
         shards=opts.shards, replicas=opts.replicas, manifest=encoder.manifest, engine=engine_for(client),
         analyzer=analyzer, pruning=pruning, vectors_in_source=opts.vectors_in_source is not False,
         encoded_from=opts.encoded_from, encoding=encoding_settings(encoder), extra_properties=opts.properties,
-        analysis=opts.analysis, first_phase_k=first_phase_k(opts),
+        analysis=opts.analysis, first_phase_k=first_phase_k(opts), first_phase_candidates=candidates,
         concurrent_segment_search=opts.concurrent_segment_search,
     )  # fmt: skip
     restore = body["settings"]["index"].get("refresh_interval")
@@ -91,8 +98,10 @@ def prepare_target(client: Any, alias: str, encoder: EncoderDescription, opts: L
         check_vector_field(index, client.indices.get_mapping(index=index), engine=engine_for(client))
         check_encoder(client, index, encoder.manifest)
         # Documents written into an existing index fill the fields it has: its pruned field, if any, with its k.
-        k = recorded_first_phase(read_index_meta(client, index))
-        return Target(alias, index, fresh=False, swap=False, refresh_restore=None, first_phase_k=k)
+        meta = read_index_meta(client, index)
+        k, candidates = recorded_first_phase(meta), recorded_candidates(meta)
+        return Target(alias, index, fresh=False, swap=False, refresh_restore=None, first_phase_k=k,
+                      first_phase_candidates=candidates)  # fmt: skip
     if current and not aliases.is_alias(client, alias):
         raise ConfigError(
             f"{alias!r} is a concrete index, not an alias: moving an alias to a new version would delete it. Build "
@@ -103,7 +112,8 @@ def prepare_target(client: Any, alias: str, encoder: EncoderDescription, opts: L
     if not current:
         aliases.swap(client, alias, index)  # nothing to protect readers from: expose the alias right away
     k = first_phase_k(opts)
-    return Target(alias, index, fresh=True, swap=bool(current), refresh_restore=restore, first_phase_k=k)
+    return Target(alias, index, fresh=True, swap=bool(current), refresh_restore=restore, first_phase_k=k,
+                  first_phase_candidates=candidate_ks(k, opts.first_phase_candidates or ()))  # fmt: skip
 
 
 def restore_refresh(client: Any, target: Target) -> None:

@@ -17,9 +17,11 @@ from splade_os.errors import ConfigError, EngineError, InputError
 from splade_os.mappings import (
     FIRST_PHASE_FIELD,
     VECTOR_FIELD,
+    candidate_field,
     check_encoder_meta,
     check_vector_field,
     meta_from_mapping,
+    recorded_candidates,
     recorded_encoding,
     recorded_fields,
     recorded_first_phase,
@@ -35,7 +37,7 @@ from splade_os.retrieval.query import (
     build_two_step_query,
     cluster_max_clauses,
 )
-from splade_os.retrieval.two_phase import TwoPhaseSettings, stored_settings
+from splade_os.retrieval.two_phase import TwoPhaseSettings, on_held_field, pruned_field, stored_settings
 from splade_os.vectors import SparseVector
 
 Mode = Literal["splade", "bm25", "hybrid", "two-phase"]
@@ -178,6 +180,7 @@ class _SearchLogic:
         self.document_encoding: Mapping[str, Any] = {}
         # The k of the index's pruned first-phase field: two-phase mode runs two-step search on it. None: no field.
         self.first_phase_k: int | None = None
+        self.first_phase_candidates: tuple[int, ...] = ()  # the k of its candidate pruned fields, for `tune`
         self.df: DfTable | None = None  # the index's df table, read when a two-phase setting's cost rule needs it
 
     def _source(self, explain: bool, fields: Sequence[str] | None) -> dict[str, Any]:
@@ -187,7 +190,8 @@ class _SearchLogic:
         if fields is not None:
             return {"includes": [*fields, *(needs if explain else [])]}
         # The pruned first-phase field is never returned: nothing reads it back, and it is a copy of the vector's head.
-        return {"excludes": [FIRST_PHASE_FIELD]} if explain else {"excludes": [self.field_name, FIRST_PHASE_FIELD]}
+        pruned = [FIRST_PHASE_FIELD, *(candidate_field(k) for k in self.first_phase_candidates)]
+        return {"excludes": pruned} if explain else {"excludes": [self.field_name, *pruned]}
 
     def prepare(
         self,
@@ -223,13 +227,15 @@ class _SearchLogic:
             settings = self.two_phase or TwoPhaseSettings()
             common["pruning"] = settings.pruning(self.pruning)
             window = settings.window_for(k + from_, two_step=True)
+            pruned_field, pruned_k = self.first_field(settings)
             plan = build_two_step_query(vector, terms=settings.terms, window=window, max_clauses=self.max_clauses,
-                                        **self.phase_one(settings, vector), **common, **page)  # fmt: skip
+                                        first_field=pruned_field, **self.phase_one(settings, vector), **common,
+                                        **page)  # fmt: skip
             # Phase one can find fewer hits than the page (a query none of whose heaviest terms is among any
             # document's heaviest): then the exact query on the full field answers instead.
             fallback = build_splade_query(vector, max_clauses=self.max_clauses, **common, **page)
             fallback.body["_source"] = source
-            note = (f"two-step: {settings.describe(two_step=True)} on {FIRST_PHASE_FIELD} (top {self.first_phase_k} "
+            note = (f"two-step: {settings.describe(two_step=True)} on {pruned_field} (top {pruned_k} "
                     f"terms per document), exact scores ({self.two_phase_source})")  # fmt: skip
             plan = replace(plan, notes=(*plan.notes, note))
         elif mode == "two-phase":
@@ -305,10 +311,17 @@ class _SearchLogic:
         fields = recorded_fields(meta)
         self.encoded_from, self.document_encoding = (fields["title"], fields["text"]), recorded_encoding(meta)
         self.first_phase_k = recorded_first_phase(meta)
+        self.first_phase_candidates = recorded_candidates(meta)
         stored = stored_settings(meta)
         if self.two_phase is None and stored is not None:
             self.two_phase, self.two_phase_source = stored.settings, f"tuned {stored.tuned_at[:10]} at " \
                 f"{stored.documents:,} documents"
+            self.two_phase, lost = on_held_field(stored.settings, self.first_phase_k, self.first_phase_candidates)
+            self.two_phase_source += lost
+
+    def first_field(self, settings: TwoPhaseSettings) -> tuple[str, int]:
+        """The pruned field phase one of two-step search queries for `settings`, and its k."""
+        return pruned_field(settings, self.index, self.first_phase_k, self.first_phase_candidates)
 
     @property
     def wants_df(self) -> bool:
@@ -348,6 +361,7 @@ class _SearchLogic:
         if self.first_phase_k:
             return build_two_step_query(
                 vector, pruning=settings.pruning(self.pruning), terms=settings.terms,
+                first_field=self.first_field(settings)[0],
                 window=settings.window_for(size, two_step=True), **self.phase_one(settings, vector), **common,
             ).body  # fmt: skip
         return build_two_phase_query(

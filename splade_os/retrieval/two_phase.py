@@ -8,6 +8,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from splade_os.errors import ConfigError
+from splade_os.mappings import FIRST_PHASE_FIELD, candidate_field
 from splade_os.retrieval.query import (
     DEFAULT_FIRST_PHASE_TERMS,
     DEFAULT_TWO_PHASE_RATIO,
@@ -38,6 +39,9 @@ class TwoPhaseSettings:
     index's df table, `splade-os df`, says how frequent each is); the rescore still scores them, so the window's
     scores stay exact. `engine_pruning` has the engine prune phase one's terms itself (Elasticsearch's
     `pruning_config`, with the same defaults), where the engine can.
+
+    `first_phase_k` picks, on an index built with candidate pruned fields (`index --first-phase-candidates`), the
+    one holding each document's top k terms; None: the index's own pruned field. `tune` tries each.
     """
 
     ratio: float = DEFAULT_TWO_PHASE_RATIO
@@ -47,12 +51,13 @@ class TwoPhaseSettings:
     df_ratio: float | None = None  # the cost rule; None: off
     df_weight: float = DEFAULT_DF_WEIGHT
     engine_pruning: bool = False
+    first_phase_k: int | None = None  # two-step only; None: the index's pruned field
 
     def __post_init__(self) -> None:
         if not 0 < self.ratio <= 1:
             raise ConfigError(f"the two-phase ratio must be in (0, 1], got {self.ratio}")
-        if any(v is not None and v < 1 for v in (self.window, self.top_n, self.first_terms)):
-            raise ConfigError("the two-phase window, top-n and first-phase terms must be at least 1")
+        if any(v is not None and v < 1 for v in (self.window, self.top_n, self.first_terms, self.first_phase_k)):
+            raise ConfigError("the two-phase window, top-n, first-phase terms and first-phase k must be at least 1")
         if self.df_ratio is not None and self.df_ratio < 1:
             raise ConfigError(f"the df rule's ratio to the mean document frequency must be >= 1, got {self.df_ratio}")
         if not 0 < self.df_weight <= 1:
@@ -74,14 +79,15 @@ class TwoPhaseSettings:
         return replace(base, top_k=self.top_n)
 
     def describe(self, *, two_step: bool = False) -> str:
-        two_step = two_step or self.first_terms is not None
+        two_step = two_step or self.first_terms is not None or self.first_phase_k is not None
         factor = DEFAULT_TWO_STEP_WINDOW_FACTOR if two_step else DEFAULT_TWO_PHASE_WINDOW_FACTOR
         window = self.window if self.window is not None else f"{factor} x k"
         terms = f"top {self.top_n} terms" if self.top_n else "all terms"
         cost = f", df rule {self.df_ratio:g}x/{self.df_weight:g}" if self.df_ratio is not None else ""
         cost += ", engine pruning" if self.engine_pruning else ""
         if two_step:
-            return f"first phase top {self.terms} terms{cost}, window {window}, rescore {terms}"
+            field = f" on the top-{self.first_phase_k} field" if self.first_phase_k else ""
+            return f"first phase top {self.terms} terms{field}{cost}, window {window}, rescore {terms}"
         return f"ratio {self.ratio:g}{cost}, window {window}, {terms}"
 
 
@@ -99,6 +105,34 @@ class StoredSettings:
         return f"{self.settings.describe()} (tuned {self.tuned_at[:10]} at {self.documents:,} documents)"
 
 
+def pruned_field(
+    settings: TwoPhaseSettings, index: str, first_phase_k: int | None, candidates: tuple[int, ...]
+) -> tuple[str, int]:
+    """The pruned field phase one of two-step search queries for `settings` on an index whose pruned field holds
+    `first_phase_k` terms (and its candidate fields `candidates`), and that field's k."""
+    k = settings.first_phase_k
+    if k is None or k == first_phase_k:
+        return FIRST_PHASE_FIELD, first_phase_k or 0
+    if k not in candidates:
+        held = ", ".join(str(k) for k in (first_phase_k, *candidates) if k) or "none"
+        raise ConfigError(
+            f"{index!r} has no pruned field of the top {k} terms (its pruned fields hold k {held}): choose one of "
+            "those, or build the index with --first-phase-candidates"
+        )
+    return candidate_field(k), k
+
+
+def on_held_field(
+    settings: TwoPhaseSettings, first_phase_k: int | None, candidates: tuple[int, ...]
+) -> tuple[TwoPhaseSettings, str]:
+    """A stored setting as it can run on the index: one tuned on a candidate field the index no longer has (a
+    re-encode left it out) runs on the index's own pruned field, and the note says so ("" when nothing changed)."""
+    k = settings.first_phase_k
+    if k is None or k == first_phase_k or k in candidates:
+        return settings, ""
+    return replace(settings, first_phase_k=None), f"; the index has no top-{k} field any more: on {FIRST_PHASE_FIELD}"
+
+
 def stored_settings(meta: Mapping[str, Any]) -> StoredSettings | None:
     """The tuned two-phase settings in a splade-os `_meta` record; None when the index was never tuned."""
     record = meta.get(TUNED_KEY)
@@ -110,7 +144,7 @@ def stored_settings(meta: Mapping[str, Any]) -> StoredSettings | None:
             ratio=float(record["ratio"]), window=record.get("window"), top_n=record.get("top_n"),
             first_terms=record.get("first_terms"), df_ratio=None if df_ratio is None else float(df_ratio),
             df_weight=float(record.get("df_weight", DEFAULT_DF_WEIGHT)),
-            engine_pruning=record.get("engine_pruning") is True,
+            engine_pruning=record.get("engine_pruning") is True, first_phase_k=record.get("first_phase_k"),
         )  # fmt: skip
         return StoredSettings(settings, int(record["documents"]), str(record["tuned_at"]),
                               float(record.get("agreement", 0.0)), int(record.get("k", 10)))  # fmt: skip
