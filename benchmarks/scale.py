@@ -371,8 +371,8 @@ def main() -> int:
                         "2.12+; default: as the index is)")
     parser.add_argument("--target", type=float, default=0.99, help="agreement the tuned two-step setting must reach")
     parser.add_argument("--frontier-plot", help="also plot p50 against agreement for every mode of the largest size")
-    parser.add_argument("--from-json", help="plot the rows of an earlier --json run instead of measuring; several "
-                        "(comma-separated) with --frontier-plot: each engine's frontier on one plot")
+    parser.add_argument("--from-json", help="plot the rows of an earlier --json run instead of measuring (--plot, "
+                        "--frontier-plot); several (comma-separated): each engine's frontier on one plot")
     args = parser.parse_args()
     if args.from_json and "," in args.from_json:
         runs = [json.loads(Path(f).read_text()) for f in args.from_json.split(",")]
@@ -382,6 +382,8 @@ def main() -> int:
         earlier = json.loads(Path(args.from_json).read_text())
         if args.frontier_plot:
             _plot_frontier(earlier["rows"][-1], args.frontier_plot, earlier["engine"], args.target)
+        if args.plot:
+            _plot(earlier["rows"], args.plot, earlier["engine"])
         return 0
     if not Path(args.dataset, "corpus.jsonl").is_file():
         print(f"no BEIR collection at {args.dataset}: pass --dataset FOLDER (corpus.jsonl, queries.jsonl, qrels/)")
