@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -49,18 +51,31 @@ from splade_os.vectors import SparseVector
 pytestmark = pytest.mark.engine
 
 
-@contextmanager
-def ray_on_this_machine() -> Iterator[None]:
-    """A local Ray instance whose workers find the checkout and this folder (tests/test_secured_nodes.py uses it)."""
+def start_local_ray() -> None:
+    """Start a local Ray instance whose workers find the checkout and this folder."""
     try:
         import ray
+        import ray.data
     except ImportError:
         unavailable("ray is not installed: pip install 'splade-os[ray]'")
     path = os.pathsep.join([str(REPO), str(REPO / "tests"), os.environ.get("PYTHONPATH", "")])
     ray.init(num_cpus=2, include_dashboard=False, runtime_env={"env_vars": {"PYTHONPATH": path}})
+
+
+@contextmanager
+def ray_on_this_machine() -> Iterator[None]:
+    """A local Ray for the block (tests/test_secured_nodes.py uses it)."""
+    start_local_ray()
+    import ray
+    import ray.data
+
+    # A run whose pool never starts (its CPUs held by an earlier run's actors) fails in minutes, not half an hour.
+    context = ray.data.DataContext.get_current()
+    waited, context.execution_no_progress_timeout_s = context.execution_no_progress_timeout_s, 300.0
     try:
         yield
     finally:
+        context.execution_no_progress_timeout_s = waited
         ray.shutdown()
 
 
@@ -68,6 +83,19 @@ def ray_on_this_machine() -> Iterator[None]:
 def local_ray() -> Iterator[None]:
     with ray_on_this_machine():
         yield
+
+
+@pytest.fixture
+def ray_per_command() -> Iterator[None]:
+    """Each command starts Ray for its run and stops it after, as `splade-os index --ray` does in a shell; the
+    module's Ray comes back for the tests after."""
+    import ray
+
+    ray.shutdown()
+    try:
+        yield
+    finally:
+        start_local_ray()
 
 
 class WorkerEncoder(FakeEncoder):
@@ -410,6 +438,7 @@ def test_cli_ray_vectors_indexes_every_document_once_without_a_model(
     assert letter["doc_id"] == "d7" and "token 'u' has the weight -1.0: weights must be positive" in letter["reason"]
 
 
+@pytest.mark.usefixtures("ray_per_command")
 def test_cli_ray_vectors_in_another_vocabulary_leave_no_index_and_no_checkpoint(
     engine_client: OpenSearch, index_name: str, tmp_path: Path
 ) -> None:
@@ -428,6 +457,21 @@ def test_cli_ray_vectors_in_another_vocabulary_leave_no_index_and_no_checkpoint(
     fixed = CliRunner().invoke(index_command, args, env={"SPLADE_OS_MODEL": None})  # unchecked: no --model
     assert fixed.exit_code == 0, fixed.output
     assert sorted(landed(engine_client, index_name)) == sorted(d["_id"] for d in docs)
+
+
+def test_a_refused_run_on_a_shared_ray_gives_its_workers_cpus_back_while_its_error_is_kept(
+    engine_client: OpenSearch, index_name: str, tmp_path: Path
+) -> None:
+    fake = FakeEncoder()
+    docs = [{**d, "vector": fake.vector(f"{d['title']} {d['text']}").to_dict()} for d in make_docs(20)]
+    corpus = write_jsonl(tmp_path / "vectors.jsonl", docs)
+    script = Path(__file__).with_name("ray_kept_refusal.py")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+    run = subprocess.run([sys.executable, str(script), str(corpus), index_name, str(tmp_path)], capture_output=True,
+                         text=True, timeout=600, env=env)  # fmt: skip
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert run.stdout.split() == ["freed"], run.stderr[-3000:]
+    assert not engine_client.indices.get(index=f"{index_name}*", allow_no_indices=True, ignore_unavailable=True)
 
 
 def _corpus_with_duplicates(path: Path) -> tuple[Path, list[dict[str, Any]]]:

@@ -9,6 +9,7 @@ itself. The index's count is verified at the end, and the alias moves as in `ind
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import re
@@ -234,19 +235,33 @@ def run_blocks(
     # Ray Data restarts an actor pool's dead workers and runs their blocks again (max_restarts and max_task_retries
     # default to -1 there), which is what makes a killed worker lose nothing.
     rows = dataset.iter_rows()
+    failure: SpladeOSError | None = None
     try:
         for row in rows:
             record(BlockResult.from_json(str(row["result"])))
-    except SpladeOSError:
-        raise
     except Exception as err:
-        raise worker_error(err) from None
+        failure = detached(worker_error(err))
     finally:
         close = getattr(rows, "close", None)
         if close:
             close()
+        rows = dataset = None
         if started_here:
             ray.shutdown()
+        else:
+            # A stopped pool lets its actors go by reference counting, and Ray Data's executor holds them in
+            # cycles: collected now, their CPUs are free for the caller's next run on the same Ray.
+            gc.collect()
+    if failure is not None:
+        raise failure
+
+
+def detached(error: SpladeOSError) -> SpladeOSError:
+    """`error` without the traceback and chain it was raised with: they hold the Ray executor's frames, and through
+    them the pool's actors and their CPUs, for as long as the caller keeps the error."""
+    error.__traceback__ = None
+    error.__cause__ = error.__context__ = None
+    return error
 
 
 _RAISED = re.compile(r"splade_os\.errors\.(\w+): (.+)")
