@@ -414,11 +414,17 @@ def test_workers_reach_a_secured_cluster_and_never_log_the_password(
     assert not logged, f"the password is in {logged}"
 
 
+def _with_vectors(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """`docs` with the fake encoder's vectors (whole words as tokens) in a "vector" field, as `index --vectors`
+    reads them."""
+    fake = FakeEncoder()
+    return [{**d, "vector": fake.vector(f"{d['title']} {d['text']}").to_dict()} for d in docs]
+
+
 def test_cli_ray_vectors_indexes_every_document_once_without_a_model(
     engine_client: OpenSearch, index_name: str, tmp_path: Path
 ) -> None:
-    fake = FakeEncoder()
-    docs = [{**d, "vector": fake.vector(f"{d['title']} {d['text']}").to_dict()} for d in make_docs(45)]
+    docs = _with_vectors(make_docs(45))
     docs[7]["vector"] = {"u": -1.0}  # refused, as on one machine
     corpus = write_jsonl(tmp_path / "vectors.jsonl", docs)
     args = [str(corpus), "--index", index_name, "--vectors", "--ray", "--workers", "2", "--block-size", "10",
@@ -442,8 +448,7 @@ def test_cli_ray_vectors_indexes_every_document_once_without_a_model(
 def test_cli_ray_vectors_in_another_vocabulary_leave_no_index_and_no_checkpoint(
     engine_client: OpenSearch, index_name: str, tmp_path: Path
 ) -> None:
-    fake = FakeEncoder()  # whole words: "café" is no token of BERT's uncased vocabulary
-    docs = [{**d, "vector": fake.vector(f"{d['title']} {d['text']}").to_dict()} for d in make_docs(20)]
+    docs = _with_vectors(make_docs(20))  # whole words: "café" is no token of BERT's uncased vocabulary
     corpus = write_jsonl(tmp_path / "vectors.jsonl", docs)
     args = [str(corpus), "--index", index_name, "--vectors", "--ray", "--workers", "2", "--block-size", "10",
             "--replicas", "0", "--log-every", "0", "--checkpoint", str(tmp_path / "cp"), "--dead-letter",
@@ -462,9 +467,7 @@ def test_cli_ray_vectors_in_another_vocabulary_leave_no_index_and_no_checkpoint(
 def test_a_refused_run_on_a_shared_ray_gives_its_workers_cpus_back_while_its_error_is_kept(
     engine_client: OpenSearch, index_name: str, tmp_path: Path
 ) -> None:
-    fake = FakeEncoder()
-    docs = [{**d, "vector": fake.vector(f"{d['title']} {d['text']}").to_dict()} for d in make_docs(20)]
-    corpus = write_jsonl(tmp_path / "vectors.jsonl", docs)
+    corpus = write_jsonl(tmp_path / "vectors.jsonl", _with_vectors(make_docs(20)))
     script = Path(__file__).with_name("ray_kept_refusal.py")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
     run = subprocess.run([sys.executable, str(script), str(corpus), index_name, str(tmp_path)], capture_output=True,
