@@ -40,7 +40,7 @@ SHARED = REPO.parent / "shared"
 
 
 def read_texts(corpus: Path, limit: int | None) -> list[str]:
-    texts = []
+    texts: list[str] = []
     with (corpus / "corpus.jsonl").open(encoding="utf-8") as handle:
         for line in handle:
             if limit is not None and len(texts) >= limit:

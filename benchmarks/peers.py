@@ -402,10 +402,10 @@ def main() -> None:
     print("| system | precision | docs/s | queries/s | peak MiB | max abs diff | top-10 overlap |")
     print("|---|---|---:|---:|---:|---:|---:|")
     for row in rows:
-        diff = "" if row["max_abs_diff"] is None else f"{row['max_abs_diff']:.2g}"
-        overlap = "" if row["top10_overlap"] is None else f"{row['top10_overlap']:.3f}"
+        diff_cell = "" if row["max_abs_diff"] is None else f"{row['max_abs_diff']:.2g}"
+        overlap_cell = "" if row["top10_overlap"] is None else f"{row['top10_overlap']:.3f}"
         print(f"| {row['system']} | {row['precision']} | {row['docs_per_s']:.1f} | {row['queries_per_s']:.1f} | "
-              f"{row['peak_mib']:.0f} | {diff} | {overlap} |")  # fmt: skip
+              f"{row['peak_mib']:.0f} | {diff_cell} | {overlap_cell} |")  # fmt: skip
     if args.json:
         args.json.write_text(json.dumps({"rows": rows}, indent=2) + "\n")
     if args.plot and rows:

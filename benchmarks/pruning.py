@@ -101,7 +101,7 @@ def main() -> int:
         build(client, lean, docs, pruning, manifest, in_source=False)
         built.append((label, pruning, full, lean, features))
     bm25_bytes = size_on_disk(client, "bench-pruning-bm25")
-    rows = []
+    rows: list[dict[str, Any]] = []
     for label, pruning, full, lean, features in built:
         with Searcher(full, encoder, client=client, force=True) as searcher:
             (report,) = evaluate_modes(searcher, dataset, modes=("splade",))

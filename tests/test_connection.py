@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 import pytest
@@ -92,7 +93,7 @@ def test_secrets_are_not_in_repr_and_are_redacted() -> None:
         ({"aws_region": "eu-west-1", "aws_service": "s3"}, "AWS service must be 'es'"),
     ],
 )
-def test_invalid_settings(kwargs: dict[str, object], message: str) -> None:
+def test_invalid_settings(kwargs: dict[str, Any], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         ConnectionSettings.from_env({}, **kwargs)
 

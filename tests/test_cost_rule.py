@@ -3,6 +3,7 @@ a phase-one option, and the settings `tune` stores and searches."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import pytest
@@ -102,7 +103,7 @@ def test_a_searcher_refuses_a_given_rule_without_a_table_and_drops_a_stored_one(
     class Encoder:
         manifest: dict[str, Any] = {}
 
-        def encode_queries(self, texts: list[str]) -> list[SparseVector]:
+        def encode_queries(self, texts: Sequence[str]) -> list[SparseVector]:
             return [QUERY for _ in texts]
 
     meta = {"first_phase": {"field": "splade_first", "top_k": 128}}

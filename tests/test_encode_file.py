@@ -138,7 +138,8 @@ def test_a_folder_or_an_unwritable_output_is_one_line(tmp_path: Path) -> None:
 def test_library_summary_and_error_lines(tmp_path: Path, encoder: SpladeEncoder) -> None:
     path = tmp_path / "queries.jsonl"
     path.write_text('{"_id": "q1", "text": "heart"}\n{"_id": "q1", "text": "again"}\n{"_id": "q2", "text": "lungs"}\n')
-    out, errors = tmp_path / "out.jsonl", []
+    out = tmp_path / "out.jsonl"
+    errors: list[str] = []
     summary = encode_path(encoder, path, out, queries=True, on_error=errors.append)
     assert (summary.read, summary.written, summary.failed) == (3, 2, 1)
     assert _ids(out.read_text()) == ["q1", "q2"]

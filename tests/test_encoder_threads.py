@@ -99,7 +99,8 @@ def _concurrently(work: Callable[[int], object], barrier: threading.Barrier, thr
 def _first_error(results: list[object]) -> BaseException | None:
     errors = [r for r in results if isinstance(r, BaseException)]
     real = [e for e in errors if not isinstance(e, threading.BrokenBarrierError)]
-    return (real or errors or [None])[0]
+    found = real or errors
+    return found[0] if found else None
 
 
 MODELS = {
@@ -212,7 +213,7 @@ def test_close_while_other_threads_encode() -> None:
             shared.close()
             return "closed"
         barrier.wait()
-        outcomes = []
+        outcomes: list[list[dict[str, float]] | str] = []
         for _ in range(3):
             try:
                 outcomes.append([v.to_dict() for v in shared.encode_documents(texts)])

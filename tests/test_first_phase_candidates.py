@@ -3,6 +3,7 @@ phase one queries, how tune's grid covers every field, and the option that asks 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import pytest
@@ -32,7 +33,7 @@ MANIFEST = {"name": "fixed", "sha256": "0" * 64}
 class _Encoder:
     manifest = MANIFEST
 
-    def encode_queries(self, texts: list[str]) -> list[SparseVector]:
+    def encode_queries(self, texts: Sequence[str]) -> list[SparseVector]:
         return [QUERY for _ in texts]
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import pytest
 from conftest import BUNDLED_MODEL
@@ -17,10 +17,14 @@ from splade_os.integrations import langchain, llamaindex
 from splade_os.model.encoder import SpladeEncoder
 from splade_os.retrieval.search import MODES, AsyncSearcher, Mode, Searcher
 
+if TYPE_CHECKING:
+    from llama_index.core.schema import TextNode
+
 pytestmark = pytest.mark.engine
 
 QUERIES = ["what causes a heart attack", "renewable electricity", "U.S. founding documents"]
 FIELDS = ["doc_id", "not-a-field"]  # a field the documents lack comes back as None
+Row = tuple[str, float, str, dict[str, Any]]  # what `_expected`, `_from_documents` and `_from_nodes` give per hit
 
 
 @pytest.fixture(scope="module")
@@ -89,7 +93,7 @@ def test_async_gives_what_sync_gives(searcher: Searcher, demo_index: str, encode
     lc_sync = {m: _from_documents(langchain.SpladeRetriever(searcher=searcher, k=5, mode=m).invoke(QUERIES[0]))
                for m in MODES}  # fmt: skip
 
-    async def run() -> list[tuple[str, Any, Any]]:
+    async def run() -> list[tuple[Mode, list[Row], list[Row]]]:
         asearcher = await AsyncSearcher.create(demo_index, encoder)
         got = []
         try:
@@ -120,6 +124,7 @@ def test_the_callers_searcher_stays_open_and_unchanged(searcher: Searcher, demo_
         retriever.close()
         asyncio.run(retriever.aclose())
     assert dict(vars(searcher.logic)) == before
+    assert isinstance(searcher.logic.encoder, SpladeEncoder)  # the `searcher` fixture's encoder
     assert not searcher.logic.encoder.closed
     assert [(h.id, h.score) for h in searcher.search(QUERIES[1], k=5, mode="hybrid").hits] == expected
 
@@ -128,7 +133,8 @@ def test_text_field_chooses_the_text(searcher: Searcher) -> None:
     documents = langchain.SpladeRetriever(searcher=searcher, k=3, text_field="title").invoke(QUERIES[0])
     nodes = llamaindex.SpladeRetriever(searcher, k=3, text_field="title").retrieve(QUERIES[0])
     titles = [h.title for h in searcher.search(QUERIES[0], k=3).hits]
-    assert [d.page_content for d in documents] == [n.node.text for n in nodes] == titles
+    # Each node the adapter makes is a TextNode (splade_os.integrations.llamaindex._node).
+    assert [d.page_content for d in documents] == [cast("TextNode", n.node).text for n in nodes] == titles
 
 
 @pytest.mark.parametrize("adapter", ["langchain", "llamaindex"])
@@ -162,4 +168,5 @@ def test_a_retriever_built_from_an_index_owns_its_searcher(
 
     assert convert(asyncio.run(last_query_then_close())) == expected
     assert owned.searcher.logic.encoder.closed
+    assert isinstance(searcher.logic.encoder, SpladeEncoder)  # the `searcher` fixture's encoder
     assert not searcher.logic.encoder.closed  # another searcher's encoder of the same model is not touched

@@ -80,6 +80,7 @@ def test_a_lean_index_ranks_and_explains_like_a_full_one(engine_client: OpenSear
                 assert [h.score for h in a.hits] == pytest.approx([h.score for h in b.hits], rel=1e-6)
                 for x, y in zip(a.hits, b.hits, strict=True):
                     assert VECTOR_FIELD not in y.source and y.explanation
+                    assert x.explanation is not None, "explain=True gives every hit its explanation"
                     assert dict(y.explanation) == pytest.approx(dict(x.explanation), rel=1e-5)
                     # The re-encoded contributions add up to the engine's score (Lucene stores weights rounded).
                     assert sum(w for _, w in y.explanation) == pytest.approx(y.score, rel=1e-2)

@@ -242,7 +242,7 @@ def _pool_closed(client: Any) -> bool:
     if hasattr(client.transport, "node_pool"):  # the Elasticsearch client
         return all(node.pool.pool is None for node in client.transport.node_pool.all())
     pool = client.transport.connection_pool
-    connections = getattr(pool, "connections", None) or [pool.connection]  # type: ignore[attr-defined]
+    connections = getattr(pool, "connections", None) or [pool.connection]
     return all(conn.pool is None for conn in connections)
 
 

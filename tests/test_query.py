@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -128,7 +129,7 @@ def test_every_boost_is_positive_and_no_field_has_a_raw_dot() -> None:
 class _FixedEncoder:
     manifest = {"name": "fixed", "sha256": "0" * 64}
 
-    def encode_queries(self, texts: list[str]) -> list[SparseVector]:
+    def encode_queries(self, texts: Sequence[str]) -> list[SparseVector]:
         return [QUERY for _ in texts]
 
 

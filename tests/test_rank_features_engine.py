@@ -56,7 +56,9 @@ def test_a_non_positive_weight_would_reject_the_document(engine_client: OpenSear
     with pytest.raises(RequestError) as refused:
         engine_client.index(index=index_name, id="bad", body={VECTOR_FIELD: {"heart": 0.0, "attack": 1.0}})
     assert (refused.value.status_code, refused.value.error) == (400, "mapper_parsing_exception")
-    cause = refused.value.info["error"]["caused_by"]
+    info = refused.value.info
+    assert isinstance(info, dict), info  # the engine's JSON error body
+    cause = info["error"]["caused_by"]
     assert cause["type"] == "illegal_argument_exception"
     assert cause["reason"].startswith("featureValue must be a positive normal float, got: 0.0 for feature heart")
     assert not engine_client.exists(index=index_name, id="bad")  # the whole document, "attack" included, is refused

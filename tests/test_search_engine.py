@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -130,7 +130,7 @@ def test_hybrid_ranks_what_neither_list_ranks_alone(searcher: Searcher) -> None:
 def test_filters_restrict_hits(searcher: Searcher) -> None:
     only = {"terms": {"doc_id": ["sleep", "coffee"]}}
     for mode in ("splade", "bm25", "two-phase", "hybrid"):
-        hits = searcher.search("what causes a heart attack", k=10, mode=mode, filter=only).hits  # type: ignore[arg-type]
+        hits = searcher.search("what causes a heart attack", k=10, mode=mode, filter=only).hits
         assert hits and {h.id for h in hits} <= {"sleep", "coffee"}, mode
 
 
@@ -155,7 +155,7 @@ def test_missing_index_and_other_encoder_are_refused(
     class OtherEncoder:
         manifest = {"name": "other", "sha256": "f" * 64}
 
-        def encode_queries(self, texts: list[str]) -> list:
+        def encode_queries(self, texts: Sequence[str]) -> list[SparseVector]:
             return encoder.encode_queries(texts)
 
     with pytest.raises(EncoderMismatchError, match="built with encoder"):

@@ -448,7 +448,8 @@ def test_every_privilege_is_needed(
     node: SecuredNode, role: str, beir: Path, searched: str, tmp_path: Path, alias: str
 ) -> None:
     full = privileges(node.engine, role)
-    unneeded, shown = [], []
+    unneeded: list[str] = []
+    shown: list[str] = []
     for kind in ("cluster", "index"):
         for privilege in full[kind]:
             if (node.engine, kind, privilege) in RESUME_ONLY:
