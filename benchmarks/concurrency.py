@@ -23,6 +23,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+from scifact_common import beir_missing
+
 from splade_os.connection import ConnectionSettings
 from splade_os.evaluation.evaluate import default_index_name, evaluate, load_beir
 from splade_os.model.encoder import SpladeEncoder
@@ -119,8 +121,7 @@ def main() -> int:
     parser.add_argument("--queries", type=int, default=300, help="queries per run (cycled over the dataset's)")
     parser.add_argument("--clients", default="1,4,16", help="comma-separated client counts; the first is the baseline")
     args = parser.parse_args()
-    if not Path(args.dataset, "corpus.jsonl").is_file():
-        print(f"no BEIR collection at {args.dataset}: pass --dataset FOLDER (corpus.jsonl, queries.jsonl, qrels/)")
+    if beir_missing(args.dataset):
         return 2
     counts = [int(c) for c in args.clients.split(",")]
     settings = ConnectionSettings.from_env(pool_maxsize=max(counts))

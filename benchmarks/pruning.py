@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from scale import real_documents, size_on_disk
+from scifact_common import beir_missing
 
 from splade_os.connection import connect
 from splade_os.engines import engine_for
@@ -81,8 +82,7 @@ def main() -> int:
     parser.add_argument("--plot", default=str(REPO / "docs" / "pruning.png"))
     parser.add_argument("--json", dest="json_file")
     args = parser.parse_args()
-    if not Path(args.dataset, "corpus.jsonl").is_file():
-        print(f"no BEIR collection at {args.dataset}: pass --dataset FOLDER (corpus.jsonl, queries.jsonl, qrels/)")
+    if beir_missing(args.dataset):
         return 2
     client = connect()
     engine = engine_for(client)

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from scifact_common import beir_missing
 
 from splade_os.connection import connect
 from splade_os.engines import PruningConfig, engine_for
@@ -385,8 +386,7 @@ def main() -> int:
         if args.plot:
             _plot(earlier["rows"], args.plot, earlier["engine"])
         return 0
-    if not Path(args.dataset, "corpus.jsonl").is_file():
-        print(f"no BEIR collection at {args.dataset}: pass --dataset FOLDER (corpus.jsonl, queries.jsonl, qrels/)")
+    if beir_missing(args.dataset):
         return 2
     client = connect()
     engine = engine_for(client)

@@ -13,6 +13,14 @@ from typing import Any
 import numpy as np
 
 
+def beir_missing(folder: str) -> bool:
+    """True, after saying what to pass, when `folder` holds no BEIR collection."""
+    if Path(folder, "corpus.jsonl").is_file():
+        return False
+    print(f"no BEIR collection at {folder}: pass --dataset FOLDER (corpus.jsonl, queries.jsonl, qrels/)")
+    return True
+
+
 def load_scifact(root: Path) -> tuple[list[str], list[str], dict[str, str], dict[str, dict[str, int]]]:
     ids, texts = [], []
     with (root / "corpus.jsonl").open() as handle:
