@@ -1,7 +1,8 @@
-"""What each search mode asks of the engine, counted rather than timed: why SPLADE's phase one costs more than BM25
-however it is pruned. Runs on an index `benchmarks/scale.py --keep` built (`bench-scale-N`).
+"""What each search mode asks of the engine, and where a two-step request's time goes: why SPLADE's phase one costs
+more than BM25 however it is pruned. Runs on an index `benchmarks/scale.py --keep` built (`bench-scale-N`).
 
     python benchmarks/work.py --dataset scifact/ --size 1000000 [--terms 8,16,32] [--df-ratio 5] [--json FILE]
+                              [--windows 10,300,1000,3000] [--window-terms 16] [--plot docs/phase-costs-1m.png]
 
 Per mode, over the same SciFact test queries scale.py times, it counts two things the node reports exactly:
 
@@ -13,6 +14,12 @@ Per mode, over the same SciFact test queries scale.py times, it counts two thing
 BM25 reads the analysed `text` field; exact search and doc-only queries the full vector field; two-step phase one
 the query's q heaviest terms (without the df rule's terms, with `df<ratio>`) on each pruned field of the index.
 Counts do not depend on the machine, so unlike latencies they can be compared across runs and engines.
+
+Then it times, in the same shuffled passes (one warm-up pass, `--repeat` timed ones), BM25, exact search and phase
+one on each pruned field and on the full field (q `--window-terms` terms, the df rule) alone, each collecting each
+of `--windows` hits (returning 10, as a two-step request's phase one does), and each whole two-step request with
+that window, with its top-10 agreement with exact search: the whole request's p50 minus phase one's is what the
+rescore of the window adds. `--plot` draws that split per setting.
 """
 
 from __future__ import annotations
@@ -25,7 +32,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from scale import REPO, doc_only_vector, run_passes, two_step_body
+from scale import REPO, agreement, doc_only_vector, run_passes, two_step_body
 from scifact_common import beir_missing
 
 from splade_os.connection import connect
@@ -94,30 +101,79 @@ def collecting(
     vectors: list[SparseVector],
     rules: dict[str, list[frozenset[str]]],
     pruned: dict[str, int],
-) -> dict[str, dict[str, float]]:
-    """p50 of each scoring query alone (no real rescore) collecting w hits, for each w of `--windows`, against BM25's
-    collecting 10, all in the same shuffled passes: what a rescore window asks of phase one."""
+) -> dict[str, dict[str, Any]]:
+    """In the same shuffled passes: each scoring query alone (no real rescore) collecting w hits, for each w of
+    `--windows`, and each whole two-step request with that window, against BM25 collecting 10; what a rescore
+    window asks of phase one, and what the rescore adds."""
     deferred = rules.get(f" df{args.df_ratio:g}", rules[""])
     queries: dict[str, list[dict[str, Any]]] = {"bm25": bm25,
                                                 "exact": [build_splade_query(v, engine=engine).body["query"]
                                                           for v in vectors]}  # fmt: skip
+    windows = [int(w) for w in args.windows.split(",")]
+    whole: dict[str, list[dict[str, Any]]] = {}
     # Phase one on each pruned field, and on the full field (the two-phase mode of an index without the layout).
     fields = [*((f"k{k}", f) for f, k in sorted(pruned.items(), key=lambda item: item[1])), ("full", VECTOR_FIELD)]
+    rule = f" df{args.df_ratio:g}" if args.df_ratio else ""
     for label, field in fields:
-        mode = f"phase one {label} q{args.window_terms}{f' df{args.df_ratio:g}' if args.df_ratio else ''}"
-        queries[mode] = [two_step_body(engine, v, field, args.window_terms, 10, deferred=d)["query"]
-                         for v, d in zip(vectors, deferred, strict=True)]  # fmt: skip
-    bodies = {f"{mode} collecting {w}": [collecting_body(q, int(w)) for q in qs]
-              for mode, qs in queries.items() for w in args.windows.split(",")}  # fmt: skip
-    latency, _ = run_passes(client, dict.fromkeys(bodies, name), bodies, args.repeat)
-    base = statistics.median(latency[f"bm25 collecting {args.windows.split(',')[0]}"])
-    print(f"\neach scoring query alone, p50 against BM25 collecting {args.windows.split(',')[0]} ({base:.2f} ms):")
-    out = {}
+        q = args.window_terms
+        queries[f"phase one {label} q{q}{rule}"] = [two_step_body(engine, v, field, q, 10, deferred=d)["query"]
+                                                    for v, d in zip(vectors, deferred, strict=True)]  # fmt: skip
+        for w in windows[1:]:
+            whole[f"two-step {label} q{q}{rule} w{w}"] = [two_step_body(engine, v, field, q, w, deferred=d)
+                                                          for v, d in zip(vectors, deferred, strict=True)]  # fmt: skip
+    bodies = {f"{mode} collecting {w}": [collecting_body(q, w) for q in qs]
+              for mode, qs in queries.items() for w in windows}  # fmt: skip
+    bodies.update(whole)
+    latency, hits = run_passes(client, dict.fromkeys(bodies, name), bodies, args.repeat)
+    exact = hits[f"exact collecting {windows[0]}"]
+    base = statistics.median(latency[f"bm25 collecting {windows[0]}"])
+    print(f"\nin the same passes, p50 against BM25 collecting {windows[0]} ({base:.2f} ms):")
+    out: dict[str, dict[str, Any]] = {}
     for mode, values in latency.items():
         p50 = statistics.median(values)
         out[mode] = {"p50_ms": p50, "vs_bm25": p50 / base}
-        print(f"  {mode:<36} p50 {p50:8.2f} ms  {p50 / base:6.2f}x")
+        shown = ""
+        if mode in whole:
+            out[mode]["agreement"] = agreement(hits[mode], exact)
+            shown = f"  agreement {out[mode]['agreement']:.3f}"
+        print(f"  {mode:<38} p50 {p50:8.2f} ms  {p50 / base:6.2f}x{shown}")
     return out
+
+
+def plot(collected: dict[str, dict[str, Any]], windows: list[int], label: str, path: str) -> None:
+    """One stacked bar per two-step setting: phase one collecting the window, and what the rescore adds, as
+    multiples of BM25's p50, beside exact search; the 1.5x goal as a line."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    settings = [m for m in collected if m.startswith("two-step")]
+    names, first, rest, agree = [], [], [], []
+    for mode in settings:
+        head, window = mode.rsplit(" w", 1)
+        one = collected[f"phase one{head[len('two-step') :]} collecting {window}"]["vs_bm25"]
+        names.append(f"{head[len('two-step ') :]}\nw {int(window):,}")
+        first.append(one)
+        rest.append(max(collected[mode]["vs_bm25"] - one, 0.0))
+        agree.append(collected[mode]["agreement"])
+    fig, ax = plt.subplots(figsize=(10, 4.5))
+    x = range(len(names))
+    ax.bar(x, first, label="phase one, collecting the window")
+    ax.bar(x, rest, bottom=first, label="the rescore of the window (whole request minus phase one)")
+    for i, (a, b, share) in enumerate(zip(first, rest, agree, strict=True)):
+        ax.text(i, a + b + 0.1, f"{share:.3f}", ha="center", fontsize=7)
+    exact = collected[f"exact collecting {windows[0]}"]["vs_bm25"]
+    ax.axhline(exact, color="black", linestyle="--", label="exact search")
+    ax.axhline(1.5, color="grey", linestyle=":", label="goal: 1.5x BM25")
+    ax.set_ylim(0, 1.35 * max(exact, *(a + b for a, b in zip(first, rest, strict=True))))
+    ax.set_xticks(list(x), names, fontsize=7)
+    ax.set_ylabel("p50 / BM25 p50 (same passes)")
+    ax.set_title(f"{label}: where a two-step request's time goes (top-10 agreement above each bar)", fontsize=9)
+    ax.legend(fontsize=7, ncol=2, loc="upper left")
+    fig.tight_layout()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
 
 
 def main() -> int:
@@ -136,7 +192,14 @@ def main() -> int:
     parser.add_argument("--window-terms", type=int, default=16, help="phase one's query terms in that timing")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--json", dest="json_file")
+    parser.add_argument("--plot", help="where a two-step request's time goes, per setting (needs --windows)")
+    parser.add_argument("--from-json", help="draw --plot from an earlier --json run instead of measuring")
     args = parser.parse_args()
+    if args.from_json:
+        earlier = json.loads(Path(args.from_json).read_text())
+        label = f"{earlier['engine']}, {earlier['documents']:,} documents"
+        plot(earlier["collecting"], [int(w) for w in args.windows.split(",")], label, args.plot)
+        return 0
     name = f"bench-scale-{args.size}"
     if beir_missing(args.dataset):
         return 2
@@ -205,6 +268,11 @@ def main() -> int:
                "terms_per_query": terms_sent, "vector_field": VECTOR_FIELD, "modes": modes,
                "collecting": collected}  # fmt: skip
         Path(args.json_file).write_text(json.dumps(out, indent=2))
+    if args.plot and collected:
+        plot(
+            collected, [int(w) for w in args.windows.split(",")], f"{engine.label}, {documents:,} documents", args.plot
+        )
+        print(f"plot: {args.plot}")
     client.close()
     return 0
 
