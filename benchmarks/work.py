@@ -41,7 +41,7 @@ from splade_os.evaluation.evaluate import load_beir
 from splade_os.mappings import VECTOR_FIELD
 from splade_os.model.encoder import SpladeEncoder
 from splade_os.retrieval.df import build_df, count_tokens, read_df
-from splade_os.retrieval.query import build_bm25_query, build_splade_query
+from splade_os.retrieval.query import build_bm25_query, build_splade_query, phase_one_terms
 from splade_os.vectors import SparseVector
 
 PER_REQUEST = 200
@@ -109,7 +109,7 @@ def collecting(
     queries: dict[str, list[dict[str, Any]]] = {"bm25": bm25,
                                                 "exact": [build_splade_query(v, engine=engine).body["query"]
                                                           for v in vectors]}  # fmt: skip
-    windows = [int(w) for w in args.windows.split(",")]
+    windows = args.windows
     whole: dict[str, list[dict[str, Any]]] = {}
     # Phase one on each pruned field, and on the full field (the two-phase mode of an index without the layout).
     fields = [*((f"k{k}", f) for f, k in sorted(pruned.items(), key=lambda item: item[1])), ("full", VECTOR_FIELD)]
@@ -195,10 +195,11 @@ def main() -> int:
     parser.add_argument("--plot", help="where a two-step request's time goes, per setting (needs --windows)")
     parser.add_argument("--from-json", help="draw --plot from an earlier --json run instead of measuring")
     args = parser.parse_args()
+    args.windows = [int(w) for w in args.windows.split(",") if w]
     if args.from_json:
         earlier = json.loads(Path(args.from_json).read_text())
         label = f"{earlier['engine']}, {earlier['documents']:,} documents"
-        plot(earlier["collecting"], [int(w) for w in args.windows.split(",")], label, args.plot)
+        plot(earlier["collecting"], args.windows, label, args.plot)
         return 0
     name = f"bench-scale-{args.size}"
     if beir_missing(args.dataset):
@@ -243,7 +244,7 @@ def main() -> int:
         for q in [int(x) for x in args.terms.split(",")]:
             for suffix, deferred in rules.items():
                 sent[f"phase one k{k} q{q}{suffix}"] = [
-                    ((SparseVector({t: w for t, w in v.items() if t not in d}) or v).top_k(q),
+                    (phase_one_terms(v, d).top_k(q),
                      two_step_body(engine, v, field, q, 100, deferred=d)["query"])
                     for v, d in zip(vectors, deferred, strict=True)
                 ]  # fmt: skip
@@ -269,9 +270,7 @@ def main() -> int:
                "collecting": collected}  # fmt: skip
         Path(args.json_file).write_text(json.dumps(out, indent=2))
     if args.plot and collected:
-        plot(
-            collected, [int(w) for w in args.windows.split(",")], f"{engine.label}, {documents:,} documents", args.plot
-        )
+        plot(collected, args.windows, f"{engine.label}, {documents:,} documents", args.plot)
         print(f"plot: {args.plot}")
     client.close()
     return 0

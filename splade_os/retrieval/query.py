@@ -142,7 +142,7 @@ def build_two_phase_query(
     if not terms:
         return _empty(engine, field_name, filters, size, from_, source, totals, notes)
     threshold = ratio * max(terms.values())
-    heavy = _phase_one(SparseVector({t: w for t, w in terms.items() if w >= threshold}), deferred)
+    heavy = phase_one_terms(SparseVector({t: w for t, w in terms.items() if w >= threshold}), deferred)
     light = SparseVector({t: w for t, w in terms.items() if t not in heavy})
     body = {"query": _bool_query(engine.vector_clauses(heavy, field_name, engine_pruning), filters)}
     if light:
@@ -151,7 +151,7 @@ def build_two_phase_query(
     return QueryPlan(_page(body, size, from_, source, totals), terms, dropped, notes)
 
 
-def _phase_one(terms: SparseVector, deferred: frozenset[str]) -> SparseVector:
+def phase_one_terms(terms: SparseVector, deferred: frozenset[str]) -> SparseVector:
     """`terms` without the `deferred` ones; all of them when that would leave phase one nothing to match."""
     kept = SparseVector({t: w for t, w in terms.items() if t not in deferred}) if deferred else terms
     return kept or terms
@@ -214,7 +214,7 @@ def build_two_step_query(
     window = max(window or (size + from_) * DEFAULT_TWO_STEP_WINDOW_FACTOR, size + from_)
     body = {
         "query": _bool_query(
-            engine.vector_clauses(_phase_one(kept, deferred).top_k(terms), first_field, engine_pruning), filters
+            engine.vector_clauses(phase_one_terms(kept, deferred).top_k(terms), first_field, engine_pruning), filters
         ),
         "rescore": _rescore(engine.vector_clauses(kept, field_name), window, query_weight=0.0),
     }
