@@ -16,7 +16,7 @@ from synthetic_corpus import write_collection
 from splade_os.cli import main
 from splade_os.errors import ConfigError
 from splade_os.evaluation.evaluate import Dataset, load_beir
-from splade_os.evaluation.tuning import TITLE_QUERIES_CAVEAT, store, tune
+from splade_os.evaluation.tuning import TITLE_QUERIES_CAVEAT, format_result, store, tune
 from splade_os.indexing import index_corpus
 from splade_os.mappings import read_index_meta
 from splade_os.model.encoder import SpladeEncoder
@@ -135,3 +135,41 @@ def test_tune_on_the_default_queries_runs_end_to_end_and_says_they_overstate_agr
     assert f"note: {TITLE_QUERIES_CAVEAT}" in cli.output and TITLE_QUERIES_CAVEAT in report["notes"]
     assert "1 untimed warm-up pass(es), then 2 timed pass(es)" in cli.output and "p50 range" in cli.output
     assert read_index_meta(engine_client, tuned_index).get("two_phase") == before  # --dry-run stores nothing
+
+
+def test_with_judgements_tune_keeps_the_fastest_setting_within_the_ndcg_loss(
+    engine_client: Any, tuned_index: str, collection: Dataset, encoder: SpladeEncoder
+) -> None:
+    queries = {q: t for q, t in list(collection.queries.items())[:40] if q in collection.qrels}
+    with Searcher(tuned_index, encoder, client=engine_client) as searcher:
+        result = tune(searcher, queries, k=10, qrels=collection.qrels, grid=GRID, repeat=1)
+        strict = tune(searcher, queries, k=10, qrels=collection.qrels, ndcg_loss=0.0, grid=GRID[:1], repeat=1)
+    assert result.target is None and result.ndcg_loss == 0.005  # judged: no agreement is required
+    assert result.exact.ndcg is not None
+    for trial in result.trials:
+        assert trial.ndcg is not None
+        assert result.passes(trial) == (trial.ndcg >= result.exact.ndcg - 0.005)
+    assert result.chosen is not None and result.passes(result.chosen)
+    assert "target: nDCG@10 within 0.005 of exact search" in format_result(result)
+
+    # One query term in a window of 10: whether it is kept depends on its nDCG@10 alone, not on its agreement.
+    one, exact_ndcg = strict.trials[0], strict.exact.ndcg
+    assert one.ndcg is not None and exact_ndcg is not None and one.agreement < 0.99
+    assert (strict.chosen is one) == (one.ndcg >= exact_ndcg)
+    if strict.chosen is None:
+        assert strict.reason.startswith("no setting reached nDCG@10 within 0 of exact search (the best: nDCG@10")
+
+
+def test_tune_cli_with_qrels_reports_the_ndcg_target(
+    engine_client: Any, tuned_index: str, collection: Dataset, tmp_path: Path
+) -> None:
+    queries_file = tmp_path / "queries.jsonl"
+    judged = [(q, t) for q, t in collection.queries.items() if q in collection.qrels][:20]
+    queries_file.write_text("".join(json.dumps({"_id": q, "text": t}) + "\n" for q, t in judged), encoding="utf-8")
+    args = ["tune", tuned_index, "--model", str(BUNDLED_MODEL), "--queries", str(queries_file), "--qrels",
+            str(collection.root / "qrels" / "test.tsv"), "--repeat", "1", "--dry-run"]  # fmt: skip
+    cli = CliRunner().invoke(main, [*args, "--ndcg-loss", "0.02"])
+    assert "target: nDCG@10 within 0.02 of exact search" in cli.output, cli.output
+    assert cli.exit_code in (0, 1) and ("chosen (*)" in cli.output or "no setting reached nDCG@10" in cli.output)
+    refused = CliRunner().invoke(main, [*args, "--ndcg-loss", "1.5"])
+    assert refused.exit_code == 2 and "--ndcg-loss" in refused.output

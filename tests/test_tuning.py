@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 import statistics
 
-from splade_os.evaluation.tuning import Trial, TwoPhaseSettings, choose, default_grid, measure, schedule
+from splade_os.evaluation.tuning import Trial, TwoPhaseSettings, choose, default_grid, measure, meets, schedule
 
 CANDIDATES: list[TwoPhaseSettings | None] = [None, *default_grid(10)]  # None: exact search
 
@@ -74,3 +74,16 @@ def test_equal_agreement_within_the_noise_goes_to_the_better_ndcg_then_the_faste
     assert choose([a, b], exact, 0.99) is b
     assert choose([a, b, c], exact, 0.99) is c  # b and c equally safe: the lower p50
     assert choose([_trial(0.2, 1.0, [2.0], ndcg=0.60)], exact, 0.99) is None  # loses more than 0.005 nDCG@10
+
+
+def test_with_judgements_the_target_is_the_ndcg_loss_not_agreement() -> None:
+    exact = _trial(None, 1.0, [9.0], ndcg=0.650)
+    disagrees_but_keeps_quality = _trial(0.5, 0.90, [2.0], ndcg=0.648)
+    agrees_but_slower = _trial(0.2, 1.0, [4.0], ndcg=0.650)
+    loses_quality = _trial(0.9, 0.95, [1.0], ndcg=0.640)
+    trials = [disagrees_but_keeps_quality, agrees_but_slower, loses_quality]
+    assert choose(trials, exact, None, 0.005) is disagrees_but_keeps_quality
+    assert choose(trials, exact, None, 0.02) is loses_quality  # a looser loss lets the fastest through
+    assert choose(trials, exact, 0.99, 0.005) is agrees_but_slower  # an agreement target given as well still binds
+    assert choose(trials, exact, None, 0.0) is agrees_but_slower
+    assert not meets(loses_quality, exact, None, 0.005) and meets(loses_quality, exact, None, None)

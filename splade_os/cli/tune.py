@@ -11,6 +11,7 @@ import click
 from splade_os.cli.options import cli_errors, connection_options, device_options, model_option
 from splade_os.connection import ConnectionSettings, connect
 from splade_os.errors import InputError, SpladeOSError
+from splade_os.evaluation import tuning as tuning_defaults
 from splade_os.evaluation.tuning import DEFAULT_REPEAT, DEFAULT_WARMUP, TITLE_QUERIES_CAVEAT
 
 FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
@@ -45,9 +46,12 @@ def _queries(path: Path | None, client: object, index: str, sample: int) -> dict
 @model_option()
 @click.option("--queries", "queries_file", type=FILE, help="Queries: JSON Lines {_id, text} or one per line. "
               "[default: titles of a random sample of the index's documents, which overstate agreement]")
-@click.option("--qrels", "qrels_file", type=FILE, help="Judgements (BEIR qrels TSV): a setting must also keep "
-              "nDCG@10 within 0.005 of exact search.")
-@click.option("--target", default=0.99, show_default=True, help="Mean top-k agreement with exact search to reach.")
+@click.option("--qrels", "qrels_file", type=FILE, help="Judgements (BEIR qrels TSV) of the queries: the target "
+              "becomes nDCG@10 within --ndcg-loss of exact search's, what users feel, rather than agreement.")
+@click.option("--target", type=click.FloatRange(0, 1, min_open=True), default=None,
+              help="Mean top-k agreement with exact search to reach. [default: 0.99; with --qrels, none unless given]")
+@click.option("--ndcg-loss", type=click.FloatRange(0, 1, max_open=True), default=tuning_defaults.NDCG_TOLERANCE,
+              show_default=True, help="With --qrels: the nDCG@10 a setting may lose against exact search.")
 @click.option("--k", "k", type=click.IntRange(min=1), default=10, show_default=True, help="Hits that must agree.")
 @click.option("--sample", type=click.IntRange(min=1), default=200, show_default=True,
               help="Documents whose titles are the queries when --queries is not given.")
@@ -67,7 +71,8 @@ def tune(
     model_dir: str,
     queries_file: Path | None,
     qrels_file: Path | None,
-    target: float,
+    target: float | None,
+    ndcg_loss: float,
     k: int,
     sample: int,
     repeat: int,
@@ -79,10 +84,12 @@ def tune(
     device: dict[str, Any],
     settings: ConnectionSettings,
 ) -> None:
-    """Pick the fastest two-phase setting whose top-k agrees with exact search on INDEX, and store it in its _meta.
+    """Pick the fastest two-phase setting that keeps exact search's quality on INDEX, and store it in its _meta.
 
     Every setting of a grid (phase-one ratio, rescore window, query top-n) is measured against exact search on
-    the same queries: mean top-k agreement, search request latency p50/p95, and nDCG@10 with --qrels. Every
+    the same queries: mean top-k agreement, search request latency p50/p95, and nDCG@10 with --qrels. With
+    judgements (--qrels) a setting must keep nDCG@10 within --ndcg-loss of exact search; without, reach a mean
+    top-k agreement of --target. Every
     setting runs untimed first (--warmup), then in a new shuffled order each timed pass (--repeat, --seed); a
     faster setting whose gain is within the spread of the passes gives way to a safer one. `search --mode
     two-phase`, `eval` and `Searcher` then use the stored setting unless given one. Exit code 1 when no setting
@@ -101,8 +108,8 @@ def tune(
                 queries = _queries(queries_file, client, index, sample)
                 if qrels is not None:
                     queries = {q: t for q, t in queries.items() if q in qrels}
-                result = tuning.tune(searcher, queries, k=k, target=target, qrels=qrels, repeat=repeat,
-                                     warmup=warmup, seed=seed)  # fmt: skip
+                result = tuning.tune(searcher, queries, k=k, target=target, qrels=qrels, ndcg_loss=ndcg_loss,
+                                     repeat=repeat, warmup=warmup, seed=seed)  # fmt: skip
             if queries_file is None:
                 result.notes.insert(0, TITLE_QUERIES_CAVEAT)
             click.echo(tuning.format_result(result))

@@ -5,8 +5,10 @@ contribution; how heavy is heavy (`ratio` of the largest weight), how deep the w
 are kept at all (`top_n`) decide both its speed and how often its top-k differs from exact search. The right
 values depend on the corpus, its size and the model, so `tune` measures them: the exact top-k of each query first,
 then each setting of a small grid (agreement with exact, request latency p50/p95, and nDCG@10 when judgements are
-given), and keeps the fastest setting whose mean agreement reaches the target. The choice goes into the index's
-`_meta` with the document count and date it was tuned at; `Searcher` uses it by default.
+given), and keeps the fastest setting that meets the target: with judgements, what users feel (nDCG@10 within
+`ndcg_loss` of exact search on the judged queries); without them, mean top-k agreement with exact search. The
+choice goes into the index's `_meta` with the document count and date it was tuned at; `Searcher` uses it by
+default.
 
 Timing is noisy: the first requests of a run pay for cold caches, and a busy moment of the node or the machine
 lands on whatever runs then. So every setting (exact search too) is run once untimed first, each timed pass runs
@@ -71,7 +73,7 @@ class TuneResult:
     documents: int
     queries: int
     k: int
-    target: float
+    target: float | None  # the agreement required; None: judged by nDCG@10 alone
     exact: Trial
     trials: list[Trial] = field(default_factory=list)
     chosen: Trial | None = None
@@ -80,6 +82,18 @@ class TuneResult:
     repeat: int = DEFAULT_REPEAT
     seed: int = 0
     notes: list[str] = field(default_factory=list)
+    ndcg_loss: float | None = None  # with judgements: the nDCG@10 a setting may lose against exact search
+
+    @property
+    def objective(self) -> str:
+        """What a setting had to meet, in words."""
+        parts = [f"nDCG@10 within {self.ndcg_loss:g} of exact search"] if self.ndcg_loss is not None else []
+        if self.target is not None:
+            parts.insert(0, f"top-{self.k} agreement of {self.target:g}")
+        return " and ".join(parts)
+
+    def passes(self, trial: Trial) -> bool:
+        return meets(trial, self.exact, self.target, self.ndcg_loss)
 
     def to_json(self) -> dict[str, Any]:
         def trial(t: Trial) -> dict[str, Any]:
@@ -89,7 +103,8 @@ class TuneResult:
 
         return {
             "index": self.index, "documents": self.documents, "queries": self.queries, "k": self.k,
-            "target": self.target, "warmup": self.warmup, "repeat": self.repeat, "seed": self.seed,
+            "target": self.target, "ndcg_loss": self.ndcg_loss, "warmup": self.warmup, "repeat": self.repeat,
+            "seed": self.seed,
             "exact": trial(self.exact), "trials": [trial(t) for t in self.trials],
             "chosen": trial(self.chosen) if self.chosen else None, "reason": self.reason, "notes": self.notes,
         }  # fmt: skip
@@ -161,10 +176,22 @@ def within_noise(fast: Trial, slow: Trial) -> bool:
     return fast.spread_ms[1] >= slow.spread_ms[0]
 
 
-def choose(trials: Sequence[Trial], exact: Trial, target: float) -> Trial | None:
-    """The setting to store: among those that reach `target` (and keep nDCG@10), the fastest, unless slower ones
-    are within the noise of it, when the safest of those (highest agreement, then nDCG@10) wins."""
-    passing = [t for t in trials if t.agreement >= target and _keeps_ndcg(t, exact)]
+def meets(trial: Trial, exact: Trial, target: float | None, ndcg_loss: float | None = NDCG_TOLERANCE) -> bool:
+    """Whether `trial` reaches the agreement `target` (None: none required) and, where both were judged, keeps
+    nDCG@10 within `ndcg_loss` (None: not asked) of exact search."""
+    if target is not None and trial.agreement < target:
+        return False
+    if ndcg_loss is None or trial.ndcg is None or exact.ndcg is None:
+        return True
+    return trial.ndcg >= exact.ndcg - ndcg_loss
+
+
+def choose(
+    trials: Sequence[Trial], exact: Trial, target: float | None, ndcg_loss: float | None = NDCG_TOLERANCE
+) -> Trial | None:
+    """The setting to store: among those that meet the target (`meets`), the fastest, unless slower ones are within
+    the noise of it, when the safest of those (highest agreement, then nDCG@10) wins."""
+    passing = [t for t in trials if meets(t, exact, target, ndcg_loss)]
     if not passing:
         return None
     fastest = min(passing, key=lambda t: (t.p50_ms, t.p95_ms))
@@ -181,20 +208,26 @@ def tune(
     queries: Mapping[str, str],
     *,
     k: int = 10,
-    target: float = 0.99,
+    target: float | None = None,
     qrels: Mapping[str, Mapping[str, int]] | None = None,
+    ndcg_loss: float = NDCG_TOLERANCE,
     grid: Sequence[TwoPhaseSettings] | None = None,
     repeat: int = DEFAULT_REPEAT,
     warmup: int = DEFAULT_WARMUP,
     seed: int = 0,
 ) -> TuneResult:
     """Measure exact search and every setting of `grid` on `queries` (id -> text) through `searcher` (a `Searcher`
-    on the index), and choose the fastest setting whose mean top-k agreement is at least `target` (and, with
-    `qrels`, whose nDCG@10 is within 0.005 of exact search), or a safer one within the noise of it (see
-    `choose`). `warmup` untimed passes, then `repeat` timed passes in an order shuffled with `seed`. Nothing is
-    stored: see `store`."""
-    if not 0 < target <= 1:
+    on the index), and choose the fastest setting that meets the target, or a safer one within the noise of it
+    (see `choose`). With `qrels` the target is what users feel: nDCG@10 on the judged queries within `ndcg_loss`
+    of exact search's (and a top-k agreement of `target` only when one is given); without, a mean top-k
+    agreement of `target` (default 0.99). `warmup` untimed passes, then `repeat` timed passes in an order
+    shuffled with `seed`. Nothing is stored: see `store`."""
+    if target is None and not qrels:
+        target = 0.99
+    if target is not None and not 0 < target <= 1:
         raise ConfigError(f"--target must be in (0, 1], got {target}")
+    if not 0 <= ndcg_loss < 1:
+        raise ConfigError(f"--ndcg-loss must be in [0, 1), got {ndcg_loss}")
     if repeat < 1 or warmup < 0:
         raise ConfigError(f"--repeat must be at least 1 and --warmup at least 0, got {repeat} and {warmup}")
     if not queries:
@@ -254,33 +287,36 @@ def tune(
 
     documents = int(client.count(index=logic.index)["count"])
     result = TuneResult(logic.index, documents, len(queries), k, target, trial(None, 1.0), warmup=warmup,
-                        repeat=repeat, seed=seed, notes=notes)  # fmt: skip
+                        repeat=repeat, seed=seed, notes=notes, ndcg_loss=ndcg_loss if qrels else None)  # fmt: skip
     for candidate in candidates[1:]:
         values = [a for qid in prepared if (a := _agreement(ranked(candidate, qid), ranked(None, qid))) is not None]
         result.trials.append(trial(candidate, float(np.mean(values)) if values else 1.0))
-    result.chosen = choose(result.trials, result.exact, target)
+    result.chosen = choose(result.trials, result.exact, result.target, result.ndcg_loss)
     if result.chosen is not None:
         result.notes += _noise_notes(result, result.chosen)
+    elif result.target is None:
+        best = max(result.trials, key=lambda t: -1.0 if t.ndcg is None else t.ndcg)
+        result.reason = (
+            f"no setting reached {result.objective} (the best: nDCG@10 {best.ndcg or 0:.4f} against exact "
+            f"{result.exact.ndcg or 0:.4f}, with {best.label}): exact search stays the default for two-phase. "
+            "Raise --ndcg-loss, or give more judged queries"
+        )
     else:
         best = max(result.trials, key=lambda t: t.agreement)
         result.reason = (
-            f"no setting reached a top-{k} agreement of {target:g}"
-            + (f" within {NDCG_TOLERANCE} nDCG@10 of exact search" if qrels else "")
+            f"no setting reached a top-{k} agreement of {result.target:g}"
+            + (f" within {ndcg_loss:g} nDCG@10 of exact search" if qrels else "")
             + f" (the best: {best.agreement:.3f} with {best.label}): exact search stays the default for two-phase. "
             "Lower --target, or give more queries"
         )
     return result
 
 
-def _keeps_ndcg(trial: Trial, exact: Trial) -> bool:
-    return trial.ndcg is None or exact.ndcg is None or trial.ndcg >= exact.ndcg - NDCG_TOLERANCE
-
-
 def _noise_notes(result: TuneResult, chosen: Trial) -> list[str]:
     notes = []
     if result.repeat < 2:
         notes.append("one timed pass: no spread to tell a real gain from noise by; --repeat 3 or more")
-    passing = [t for t in result.trials if t.agreement >= result.target and _keeps_ndcg(t, result.exact)]
+    passing = [t for t in result.trials if result.passes(t)]
     fastest = min(passing, key=lambda t: (t.p50_ms, t.p95_ms))
     if fastest is not chosen:
         notes.append(
@@ -301,7 +337,8 @@ def store(client: Any, index: str, result: TuneResult) -> dict[str, Any]:
         raise ConfigError(result.reason or "nothing was chosen to store")
     record = {
         **asdict(result.chosen.settings), "documents": result.documents, "k": result.k,
-        "agreement": round(result.chosen.agreement, 4), "target": result.target,
+        "agreement": round(result.chosen.agreement, 4), "target": result.target, "ndcg_loss": result.ndcg_loss,
+        "ndcg": None if result.chosen.ndcg is None else round(result.chosen.ndcg, 4),
         "tuned_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
     }  # fmt: skip
     mappings = client.indices.get_mapping(index=index)
@@ -318,7 +355,7 @@ def store(client: Any, index: str, result: TuneResult) -> dict[str, Any]:
 def format_result(result: TuneResult) -> str:
     lines = [
         f"{result.index}: {result.documents:,} documents, {result.queries} queries, top-{result.k}, "
-        f"target agreement {result.target:g}",
+        f"target: {result.objective}",
         f"timing: {result.warmup} untimed warm-up pass(es), then {result.repeat} timed pass(es), the settings in a "
         f"shuffled order each pass (--seed {result.seed}); p50 range: lowest and highest per-pass p50",
         f"{'setting':<42} {'agreement':>9} {'nDCG@10':>8} {'p50 ms':>8} {'p50 range':>13} {'p95 ms':>8}",
@@ -348,17 +385,27 @@ def plot(result: TuneResult, path: str) -> None:
         from splade_os.errors import MissingDependencyError
 
         raise MissingDependencyError("--plot needs matplotlib: pip install 'splade-os[plot]'") from None
+    judged = result.ndcg_loss is not None and result.exact.ndcg is not None
+
+    def quality(t: Trial) -> float:
+        return (t.ndcg or 0.0) if judged else t.agreement
+
     fig, ax = plt.subplots(figsize=(7, 4.5))
     spread = np.array([[t.p50_ms - t.spread_ms[0], t.spread_ms[1] - t.p50_ms] for t in result.trials]).T
-    ax.errorbar([t.p50_ms for t in result.trials], [t.agreement for t in result.trials], xerr=spread, fmt="o",
+    ax.errorbar([t.p50_ms for t in result.trials], [quality(t) for t in result.trials], xerr=spread, fmt="o",
                 label="two-phase settings (p50, per-pass range)")  # fmt: skip
-    ax.scatter([result.exact.p50_ms], [1.0], marker="s", color="black", label="exact")
+    ax.scatter([result.exact.p50_ms], [quality(result.exact)], marker="s", color="black", label="exact")
     if result.chosen is not None:
-        ax.scatter([result.chosen.p50_ms], [result.chosen.agreement], marker="*", s=200, color="red",
+        ax.scatter([result.chosen.p50_ms], [quality(result.chosen)], marker="*", s=200, color="red",
                    label=f"chosen: {result.chosen.label}")  # fmt: skip
-    ax.axhline(result.target, linestyle="--", color="grey", label=f"target {result.target:g}")
+    if judged:
+        floor = quality(result.exact) - (result.ndcg_loss or 0.0)
+        ax.axhline(floor, linestyle="--", color="grey", label=f"exact nDCG@10 - {result.ndcg_loss:g}")
+        ax.set_ylabel("nDCG@10 on the judged queries")
+    else:
+        ax.axhline(result.target or 0.0, linestyle="--", color="grey", label=f"target {result.target:g}")
+        ax.set_ylabel(f"mean top-{result.k} agreement with exact")
     ax.set_xlabel("search request p50 (ms)")
-    ax.set_ylabel(f"mean top-{result.k} agreement with exact")
     ax.set_title(f"{result.index}: {result.documents:,} documents, {result.queries} queries")
     ax.legend(loc="lower right", fontsize=8)
     fig.tight_layout()
