@@ -186,7 +186,8 @@ def _prose(text: str, min_words: int) -> bool:
 
 def man_paragraphs(source: str) -> Iterator[tuple[str, str]]:
     """(section heading, paragraph) of one page's roff source; tables, examples and macros dropped."""
-    heading, lines, end_block = "", [], ""
+    heading, end_block = "", ""
+    lines: list[str] = []
     for raw in source.splitlines():
         if end_block:
             if raw.startswith((f".{end_block}", f"'{end_block}")):
@@ -398,7 +399,8 @@ def build(
             for name in sources
         },
         "needles": {
-            folder.resolve().name: {"documents": counts[folder.resolve().name], "path": folder.name} for folder in needles
+            folder.resolve().name: {"documents": counts[folder.resolve().name], "path": folder.name}
+            for folder in needles
         },
     }
     (out / "provenance.json").write_text(json.dumps(provenance, indent=2) + "\n", encoding="utf-8")
@@ -407,7 +409,9 @@ def build(
 
 def default_sources(min_words: int) -> dict[str, Iterator[Doc]]:
     """Every installed source; a missing package says what to install."""
-    missing = [p for p, path in (("dict-gcide", Path(f"{GCIDE}.index")), ("wordnet-base", WORDNET)) if not path.exists()]
+    missing = [
+        p for p, path in (("dict-gcide", Path(f"{GCIDE}.index")), ("wordnet-base", WORDNET)) if not path.exists()
+    ]
     if missing:
         sys.exit(f"realcorpus: {', '.join(missing)} not installed: run `apt-get install {' '.join(missing)}`")
     prose = max(min_words, 8)
@@ -441,7 +445,9 @@ def main() -> None:
     for folder in args.needle:
         if not (folder / "corpus.jsonl").is_file():
             sys.exit(f"realcorpus: no BEIR collection at {folder} (corpus.jsonl, queries.jsonl, qrels/test.tsv)")
-    provenance = build(args.out, args.documents, args.needle, default_sources(args.min_words), args.min_words, args.seed)
+    provenance = build(
+        args.out, args.documents, args.needle, default_sources(args.min_words), args.min_words, args.seed
+    )
     print(json.dumps(provenance, indent=2))
 
 
