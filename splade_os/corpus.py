@@ -90,6 +90,8 @@ class RecordError:
     reason: str
     doc_id: str | None = None
     raw: str = ""
+    # The whole document a re-encode read from an index, for the dead-letter entry to carry (it can be replayed).
+    record: Mapping[str, Any] | None = None
 
 
 Item = Record | RecordError

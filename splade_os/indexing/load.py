@@ -373,7 +373,7 @@ def finish(
     """Restore refreshes, count what landed against what was read, and move the alias when it checks out.
 
     `source_total` is the document count of an index being copied (`copied_from`): the copy must hold every one
-    of them (with `allow_failures`, all but the failed ones, each in the dead-letter file) before the alias may move.
+    of them but the failed ones (each in the dead-letter file) before the alias may move.
     `seen` (the tokens the load sent) and `whole` (every token its vectors can hold) are what the df table counts.
     """
     allow_failures = opts.allow_failures
@@ -390,8 +390,9 @@ def finish(
         verified = expected <= count <= expected + loader.uncertain
         how = f"{count_at_start} before + {loader.created} new = {expected}"
     if source_total is not None and verified:
-        accounted = count + (c.failed if allow_failures else 0)
-        verified = accounted == source_total and c.read == source_total
+        # A failed document is in the dead-letter file, not lost: it fails the run (unless allow_failures) as a
+        # failure, never as a count mismatch.
+        verified = count + c.failed == source_total and c.read == source_total
         how += f", and the source held {source_total}"
     verification = f"{target.index} holds {count} documents; expected {how}"
     if not verified:
