@@ -17,14 +17,15 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from splade_os.errors import ConfigError, InputError
-from splade_os.mappings import VECTOR_FIELD
+from splade_os.mappings import VECTOR_FIELD, is_vector_field
 from splade_os.vectors import SparseVector, valid_unicode, vector_problem
 
 FORMATS = ("jsonl", "csv", "tsv")
 # One record larger than this is reported and skipped instead of being read into memory whole.
 DEFAULT_MAX_RECORD_BYTES = 32 * 1024 * 1024
 # Fields the index writes itself. A corpus field of the same name that is not the chosen id, text or title field
-# would be overwritten, so its record is refused (see `collision`) rather than silently losing that field.
+# would be overwritten, so its record is refused (see `collision`) rather than silently losing that field; so is one
+# named like a vector field (`splade`, the pruned `splade_first`, a candidate `splade_first_k64`: `is_vector_field`).
 RESERVED_FIELDS = frozenset({"doc_id", "title", "text", VECTOR_FIELD})
 _SNIPPET = 200
 
@@ -89,6 +90,8 @@ class RecordError:
     reason: str
     doc_id: str | None = None
     raw: str = ""
+    # The whole document a re-encode read from an index, for the dead-letter entry to carry (it can be replayed).
+    record: Mapping[str, Any] | None = None
 
 
 Item = Record | RecordError
@@ -145,7 +148,7 @@ def to_record(obj: Any, names: FieldNames, line: int, raw: bytes | str = "") -> 
     for key, item in obj.items():
         if key in used:
             continue
-        if key in RESERVED_FIELDS or key.startswith("_"):
+        if key in RESERVED_FIELDS or key.startswith("_") or is_vector_field(key):
             lost = collision(key, item, values, names)
             if lost:
                 return RecordError(line, lost, doc_id=doc_id, raw=_snippet(raw))
@@ -177,6 +180,9 @@ def collision(name: str, value: Any, values: Mapping[str, str], names: FieldName
             return None
     if name == VECTOR_FIELD:
         return f"field {name!r} would be overwritten by the SPLADE vector: rename it in the input"
+    if is_vector_field(name):
+        return f"field {name!r} would be overwritten by the pruned SPLADE vector splade-os writes there: rename it " \
+            "in the input"
     if name.startswith("_"):
         return (
             f"field {name!r} starts with '_', which OpenSearch keeps for its own metadata: rename it in the input, "

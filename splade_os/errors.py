@@ -37,3 +37,7 @@ class EncoderMismatchError(SpladeOSError):
 
 class EncoderClosedError(SpladeOSError):
     """An encoder was used after `close()`; create a new one to encode again."""
+
+
+class LeaseHeldError(SpladeOSError):
+    """Another load holds the lease of the alias (one load per alias at a time), or took it over from this one."""

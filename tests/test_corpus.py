@@ -190,3 +190,19 @@ def test_an_id_field_other_than_underscore_id_refuses_a_different_underscore_id(
     items = _read(path, names=FieldNames(id="id"))
     assert items[0] == Record("1", "same", "", {}, line=1)
     assert isinstance(items[1], RecordError) and items[1].reason.startswith("field '_id' starts with '_'")
+
+
+def test_fields_named_like_the_vector_fields_splade_os_writes_are_refused(tmp_path: Path) -> None:
+    lines: list[bytes | str | dict] = [
+        {"_id": "a", "text": "t", "splade_first": {"heart": 1.0}},
+        {"_id": "b", "text": "t", "splade_first_k64": "mine"},
+        {"_id": "c", "text": "t", "splade_first": None, "splade_firstly": 1},
+    ]
+    items = _read(_jsonl(tmp_path, lines))
+    assert [i for i in items if isinstance(i, Record)] == [Record("c", "t", "", {"splade_firstly": 1}, line=3)]
+    failed = {i.doc_id: i.reason for i in items if isinstance(i, RecordError)}
+    assert failed == {
+        doc: f"field {name!r} would be overwritten by the pruned SPLADE vector splade-os writes there: rename it in "
+        "the input"
+        for doc, name in (("a", "splade_first"), ("b", "splade_first_k64"))
+    }

@@ -5,6 +5,7 @@ and BM25 searches the new index as it searched the source.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -169,3 +170,33 @@ def test_a_re_encode_from_a_field_no_document_has_is_refused(
     assert result.exit_code == 1
     assert "no document of" in result.output and "'bdoy'" in result.output and "--text-field" in result.output
     assert not aliases.resolve(engine_client, f"{index_name}-new")
+
+
+def test_a_re_encode_joins_array_texts_and_a_failure_is_one_failed_document_with_its_source(
+    engine_client: OpenSearch, engine: Engine, index_name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    encoder: SpladeEncoder,
+) -> None:  # fmt: skip
+    monkeypatch.chdir(tmp_path)
+    source, copy = f"{index_name}-src", f"{index_name}-new"
+    _cli(str(write_jsonl(tmp_path / "c.jsonl", documents()[:5])), "--index", source)
+    (concrete,) = aliases.resolve(engine_client, source)
+    arrays = {"title": ["Heart", "attack"], "text": ["The heart muscle", "is starved of blood."], "doc_id": "arrays"}
+    engine_client.index(index=concrete, id="arrays", body=arrays, refresh=True)  # what an index may really hold
+    engine_client.index(index=concrete, id="number", body={"text": 5, "doc_id": "number"}, refresh=True)
+    result = CliRunner().invoke(index_command, ["--from-index", source, "--index", copy, "--model",
+                                                str(BUNDLED_MODEL), "--replicas", "0"])  # fmt: skip
+    assert result.exit_code == 1
+    assert "read 7, indexed 6, failed 1, skipped 0" in result.output and "count mismatch" not in result.output
+    assert f"verified: {copy}-v1 holds 6 documents; expected read 7 - failed 1 - skipped 0 = 6, and the source " \
+        "held 7" in result.output
+    assert result.output.strip().splitlines()[-1] == (
+        f"Error: 1 documents failed; see {copy}.dead-letter.jsonl (pass --allow-failures to accept)"
+    )
+    (letter,) = [json.loads(line) for line in (tmp_path / f"{copy}.dead-letter.jsonl").read_text().splitlines()]
+    assert letter["doc_id"] == "number" and letter["reason"] == "text field 'text' must be a string, got int"
+    assert letter["record"] == {"_id": "number", "text": 5, "doc_id": "number"}  # replayable as it was
+    landed_arrays = _sources(engine_client, copy)["arrays"]
+    assert {k: landed_arrays[k] for k in arrays} == arrays  # stored as it was
+    expected = encoder.encode_documents(["Heart attack The heart muscle is starved of blood."])[0]
+    stored = engine_client.get(index=f"{copy}-v1", id="arrays")["_source"][VECTOR_FIELD]
+    assert engine.from_field(stored) == pytest.approx(expected, rel=2**-8)

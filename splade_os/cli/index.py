@@ -145,6 +145,8 @@ def format_summary(s: IndexSummary) -> str:
 @click.option("--columns", help="Comma-separated column names for CSV/TSV without a header row.")
 @click.option("--recreate", is_flag=True, help="Start over: build a new index version, switch the alias when done.")
 @click.option("--resume", is_flag=True, help="Continue an interrupted run from its checkpoint.")
+@click.option("--break-lock", is_flag=True, help="Take over the lease of another load on the alias once it expired "
+              "(that load was stopped or killed). Only one load per alias runs at a time.")
 @click.option("--allow-failures", is_flag=True, help="Exit 0 even when some documents failed.")
 @click.option("--keep-previous", is_flag=True, help="After --recreate, keep the previous version (the default).")
 @click.option("--delete-previous", is_flag=True, help="After a verified --recreate, delete the previous version.")
@@ -208,6 +210,7 @@ def index(
     columns: str | None,
     recreate: bool,
     resume: bool,
+    break_lock: bool,
     allow_failures: bool,
     keep_previous: bool,
     delete_previous: bool,
@@ -270,7 +273,7 @@ def index(
             delete_previous=delete_previous, shards=shards, replicas=replicas, analyzer=analyzer,
             vectors_in_source=vectors_in_source, first_phase_k=first_phase_k,
             first_phase_candidates=first_phase_candidates, concurrent_segment_search=concurrent_segment_search,
-            optimize=optimize, checkpoint=checkpoint,
+            optimize=optimize, checkpoint=checkpoint, break_lock=break_lock,
             dead_letter=dead_letter, bulk=options,
         )  # fmt: skip
         if on_ray:

@@ -80,6 +80,7 @@ def stats(
 @click.option("--from-index", is_flag=True, help="Re-encode the documents of the current version (no CORPUS).")
 @click.option("--delete-previous", is_flag=True, help="Delete the old version after a verified swap.")
 @click.option("--allow-failures", is_flag=True, help="Swap even when some documents failed.")
+@click.option("--break-lock", is_flag=True, help="Take over the lease of another load on ALIAS once it expired.")
 @click.option("--format", "corpus_format", type=click.Choice(FORMATS), help="Input format (default: from the name).")
 @click.option("--id-field", default="_id", show_default=True, help="Input field holding the document id.")
 @click.option("--text-field", help="Field holding the text to encode. [default: text; --from-index: the field the "
@@ -104,6 +105,7 @@ def reindex(
     from_index: bool,
     delete_previous: bool,
     allow_failures: bool,
+    break_lock: bool,
     corpus_format: str | None,
     id_field: str,
     text_field: str | None,
@@ -144,7 +146,7 @@ def reindex(
                 delete_previous=delete_previous, allow_failures=allow_failures, shards=shards, replicas=replicas,
                 analyzer=analyzer, dead_letter=dead_letter, bulk=BulkOptions(batch_size=batch_size),
                 first_phase_k=first_phase_k, first_phase_candidates=first_phase_candidates,
-                concurrent_segment_search=concurrent_segment_search, optimize=optimize,
+                concurrent_segment_search=concurrent_segment_search, optimize=optimize, break_lock=break_lock,
             ),
         )  # fmt: skip
         click.echo(format_summary(result.summary))

@@ -7,6 +7,7 @@ them with a pattern for one alias and its versions, and its tests remove each pr
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import Any
 
 INDEXER = "splade_indexer"
@@ -83,6 +84,12 @@ def privileges(engine: str, role: str) -> dict[str, list[str]]:
     return {kind: list(names) for kind, names in table[role].items()}
 
 
+def alias_patterns(alias: str, role: str) -> list[str]:
+    """The index patterns of one role for loads into, and searches of, `alias`: the alias and its versions (with
+    their df tables and `stats` copies); the indexer also holds the lease of one load at a time in `ALIAS-lock`."""
+    return [alias, f"{alias}-v*", *([f"{alias}-lock"] if role == INDEXER else [])]
+
+
 def opensearch_role(privs: dict[str, list[str]], patterns: list[str]) -> dict[str, Any]:
     """The body of `PUT _plugins/_security/api/roles/NAME`."""
     return {
@@ -96,10 +103,12 @@ def elasticsearch_role(privs: dict[str, list[str]], patterns: list[str]) -> dict
     return {"cluster": privs["cluster"], "indices": [{"names": patterns, "privileges": privs["index"]}]}
 
 
-def roles_yml(roles: dict[str, dict[str, list[str]]], patterns: list[str]) -> str:
-    """Elasticsearch's roles.yml for the given roles (strings quoted JSON-style, which YAML reads as they are)."""
+def roles_yml(roles: dict[str, dict[str, list[str]]], patterns: list[str] | Mapping[str, list[str]]) -> str:
+    """Elasticsearch's roles.yml for the given roles (strings quoted JSON-style, which YAML reads as they are), with
+    the same `patterns` for every role or each role's own."""
     lines = []
     for name, privs in roles.items():
+        names = patterns[name] if isinstance(patterns, Mapping) else patterns
         lines += [f"{name}:", f"  cluster: {json.dumps(privs['cluster'])}", "  indices:"]
-        lines += [f"    - names: {json.dumps(patterns)}", f"      privileges: {json.dumps(privs['index'])}"]
+        lines += [f"    - names: {json.dumps(names)}", f"      privileges: {json.dumps(privs['index'])}"]
     return "\n".join(lines) + "\n"

@@ -33,7 +33,12 @@ from splade_os.engines.base import PruningConfig
 from splade_os.errors import ConfigError, EngineError
 from splade_os.mappings import META_KEY
 from splade_os.retrieval.df import read_df
-from splade_os.retrieval.two_phase import DEFAULT_DF_RATIO, TUNED_KEY, TwoPhaseSettings
+from splade_os.retrieval.two_phase import (
+    DEFAULT_DF_RATIO,
+    DEFAULT_MAX_RESCORE_WINDOW,
+    TUNED_KEY,
+    TwoPhaseSettings,
+)
 
 NDCG_TOLERANCE = 0.005  # with judgements, a setting may lose at most this much nDCG@10 against exact search
 DEFAULT_REPEAT = 3  # timed passes: fewer give too thin a spread to tell a real gain from noise
@@ -262,7 +267,12 @@ def tune(
             pruning = False  # the engine prunes no query tokens itself
         grid = default_grid(k, two_step=two_step, df_rule=logic.df is not None, engine_pruning=pruning,
                             pruned_ks=pruned_ks(logic) if two_step else ())  # fmt: skip
-    candidates: list[TwoPhaseSettings | None] = [None, *dict.fromkeys(grid)]
+    cap = getattr(logic, "max_rescore_window", DEFAULT_MAX_RESCORE_WINDOW)
+    over = [s for s in grid if s.window_for(depth, two_step=two_step) > cap]
+    if over:
+        notes.append(f"skipped {len(over)} settings whose rescore window is over {logic.index}'s "
+                     f"index.max_rescore_window ({cap:,})")  # fmt: skip
+    candidates: list[TwoPhaseSettings | None] = [None, *dict.fromkeys(s for s in grid if s not in over)]
     requests = {c: {qid: logic.request_for(v, depth, c) for qid, v in prepared.items()} for c in candidates}
     scored: dict[TwoPhaseSettings | None, dict[str, dict[str, float]]] = {c: {} for c in candidates}
 

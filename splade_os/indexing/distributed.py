@@ -25,6 +25,7 @@ from splade_os.corpus import FieldNames
 from splade_os.errors import ConfigError, EncoderMismatchError, MissingDependencyError, SpladeOSError
 from splade_os.indexing.block_worker import BlockIndexer, BlockResult, WorkerJob
 from splade_os.indexing.blocks import Block, Earlier, corpus_files, later_copies, plan_blocks
+from splade_os.indexing.lease import Lease
 from splade_os.indexing.ledger import CHECKPOINT_VERSION, Checkpoint, Counters, DeadLetters
 from splade_os.indexing.load import (
     IndexSummary,
@@ -138,6 +139,11 @@ def index_corpus_on_ray(
     identity = {"files": files, "fields": names.listed(), "block_size": block_size}
     expected = {"mode": "ray", "input": identity, "settings": run_settings(recipe, opts)}
     client = connect(settings)
+    try:
+        lease = Lease.acquire(client, index, break_lock=opts.break_lock)  # the driver holds it for the whole run
+    except BaseException:
+        client.close()
+        raise
     target: Target | None = None
     letters: DeadLetters | None = None
     tally: RunTally | None = None
@@ -171,7 +177,7 @@ def index_corpus_on_ray(
 
         run_blocks(todo, job, pool, record, earlier)
         summary = finish(client, target, tally, letters, count_at_start, opts, seen=tally.seen,
-                         whole=lambda: getattr(recipe, "tokens", None))  # fmt: skip
+                         whole=lambda: getattr(recipe, "tokens", None), lease=lease)  # fmt: skip
     except KeyboardInterrupt:
         cleanup(client, target, letters)
         raise IndexingInterrupted(
@@ -185,6 +191,7 @@ def index_corpus_on_ray(
             discard(client, target, opts)
         raise
     finally:
+        lease.release()
         client.close()
     if resumed:
         summary.notes.append(f"resumed: {resumed} of {len(blocks)} blocks were indexed before and were not sent again")

@@ -16,6 +16,7 @@ from splade_os.engines import engine_for
 from splade_os.engines.errors import describe_error
 from splade_os.engines.refusals import is_refusal
 from splade_os.errors import ConfigError, EncoderMismatchError
+from splade_os.indexing.lease import Lease
 from splade_os.indexing.ledger import (
     CHECKPOINT_VERSION,
     Checkpoint,
@@ -260,6 +261,7 @@ def run_load(
     # The loader retries on its own and must see every failed request, so it talks through a client whose transport
     # never re-sends; the caller's client, which other threads may share, is never changed.
     engine = engine_for(client)
+    lease = Lease.acquire(client, alias, break_lock=opts.break_lock)  # before anything is read or created
     own, close_own = engine.without_retries(client)
     letters: DeadLetters | None = None
     started: Started | None = None
@@ -280,7 +282,7 @@ def run_load(
         copied = source if isinstance(source, IndexSource) else None
         return finish(own, target, loader, letters, count_at_start, opts, source_total=copied.size if copied else None,
                       copied_from=copied.index if copied else None, seen=loader.seen,
-                      whole=lambda: getattr(encoder, "tokens", None))  # fmt: skip
+                      whole=lambda: getattr(encoder, "tokens", None), lease=lease)  # fmt: skip
     except BaseException as err:
         if letters is not None:
             letters.close()
@@ -290,6 +292,7 @@ def run_load(
                 discard(own, started.target, opts)
         raise
     finally:
+        lease.release()
         if close_own:
             own.close()
 
@@ -365,11 +368,12 @@ def finish(
     copied_from: str | None = None,
     seen: set[str] | None = None,
     whole: Callable[[], Sequence[str] | None] = lambda: None,
+    lease: Lease | None = None,
 ) -> IndexSummary:
     """Restore refreshes, count what landed against what was read, and move the alias when it checks out.
 
     `source_total` is the document count of an index being copied (`copied_from`): the copy must hold every one
-    of them (with `allow_failures`, all but the failed ones, each in the dead-letter file) before the alias may move.
+    of them but the failed ones (each in the dead-letter file) before the alias may move.
     `seen` (the tokens the load sent) and `whole` (every token its vectors can hold) are what the df table counts.
     """
     allow_failures = opts.allow_failures
@@ -386,8 +390,9 @@ def finish(
         verified = expected <= count <= expected + loader.uncertain
         how = f"{count_at_start} before + {loader.created} new = {expected}"
     if source_total is not None and verified:
-        accounted = count + (c.failed if allow_failures else 0)
-        verified = accounted == source_total and c.read == source_total
+        # A failed document is in the dead-letter file, not lost: it fails the run (unless allow_failures) as a
+        # failure, never as a count mismatch.
+        verified = count + c.failed == source_total and c.read == source_total
         how += f", and the source held {source_total}"
     verification = f"{target.index} holds {count} documents; expected {how}"
     if not verified:
@@ -408,6 +413,8 @@ def finish(
         summary.notes += _kept_df(client, target, copied_from, opts.resume, seen, whole)
     if target.swap:
         if succeeded:
+            if lease is not None:
+                lease.confirm()  # a load whose lease another took over must not move the alias
             summary.swapped = aliases.swap(client, target.alias, target.index, delete_previous=opts.delete_previous)
         else:
             summary.notes.append(

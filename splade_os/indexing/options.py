@@ -88,6 +88,7 @@ class LoadOptions:
     # Index setting of a new index: search a shard's segments in parallel (True/False); None: the engine's default.
     concurrent_segment_search: bool | None = None
     optimize: bool = False  # after a successful load, force-merge the index to one segment before the alias moves
+    break_lock: bool = False  # take over the lease another load left, once it expired (see indexing/lease.py)
     checkpoint: Path | None = None  # None: named after the alias (`ALIAS.checkpoint.json`); a re-encode keeps none
     dead_letter: Path | None = None  # None: named after the alias (`ALIAS.dead-letter.jsonl`)
     bulk: BulkOptions = field(default_factory=lambda: BulkOptions())

@@ -206,7 +206,8 @@ class Loader:
         for item in items:
             if isinstance(item, RecordError):
                 delta.failed += 1
-                entries.append(entry(item.line, item.doc_id, "failed", item.reason, raw=item.raw))
+                carried = {"record": dict(item.record)} if item.record is not None else {"raw": item.raw}
+                entries.append(entry(item.line, item.doc_id, "failed", item.reason, **carried))
             elif (first := self.first_copy(item, to_encode)) is not None:
                 delta.failed += 1
                 reason = f"duplicate id {item.doc_id!r}: the record at {first} has it too and was kept"

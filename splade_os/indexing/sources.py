@@ -68,6 +68,14 @@ def source_names(client: Any, index: str, text_field: str | None, title_field: s
     return names
 
 
+def joined(value: Any) -> Any:
+    """A text or title field an index holds as an array of strings (any field may hold one) as one text, its
+    strings joined by a space, as the engine analyses them for BM25; anything else as it is."""
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return " ".join(value)
+    return value
+
+
 class IndexSource:
     """The documents of an existing index, read with a scroll, as records to encode again.
 
@@ -95,9 +103,12 @@ class IndexSource:
             self.offset += 1
             self.line += 1
             document = dict(hit.get("_source", {}))
-            picked = {name: document.get(name) for name in chosen}
+            picked = {name: joined(document.get(name)) for name in chosen}
             item = to_record({**picked, self.names.id: hit["_id"]}, self.names, self.line)
-            yield replace(item, document=document) if isinstance(item, Record) else item
+            if isinstance(item, Record):
+                yield replace(item, document=document)
+            else:  # its dead letter carries the document, to replay once fixed
+                yield replace(item, record={"_id": hit["_id"], **document})
 
     def identity(self) -> dict[str, Any]:
         return {"index": self.index}

@@ -111,6 +111,8 @@ def build_splade_query(
 ) -> QueryPlan:
     """The exact SPLADE query: every (kept) query term scored against the vector field."""
     terms, dropped, notes = _fitted(vector, pruning, max_clauses, filters)
+    if not terms:
+        return _empty(size, from_, source, totals, notes)
     body = {"query": _bool_query(engine.vector_clauses(terms, field_name), filters)}
     return QueryPlan(_page(body, size, from_, source, totals), terms, dropped, notes)
 
@@ -140,7 +142,7 @@ def build_two_phase_query(
     """
     terms, dropped, notes = _fitted(vector, pruning, max_clauses, filters)
     if not terms:
-        return _empty(engine, field_name, filters, size, from_, source, totals, notes)
+        return _empty(size, from_, source, totals, notes)
     threshold = ratio * max(terms.values())
     heavy = phase_one_terms(SparseVector({t: w for t, w in terms.items() if w >= threshold}), deferred)
     light = SparseVector({t: w for t, w in terms.items() if t not in heavy})
@@ -165,13 +167,16 @@ def _fitted(
     return fit_to_clause_limit((pruning or Pruning()).apply(vector), max_clauses, len(filters or ()))
 
 
+NO_TERMS_NOTE = "no query terms are left (the query's pruning removed every one): nothing matches"
+
+
 def _empty(
-    engine: Engine, field_name: str, filters: Sequence[Mapping[str, Any]] | None, size: int, from_: int,
-    source: bool | Sequence[str] | None, totals: bool, notes: tuple[str, ...],
+    size: int, from_: int, source: bool | Sequence[str] | None, totals: bool, notes: tuple[str, ...]
 ) -> QueryPlan:
-    """The request for a query left with no term (all pruned away): the exact query's, which matches nothing."""
-    body = {"query": _bool_query(engine.vector_clauses(SparseVector({}), field_name), filters)}
-    return QueryPlan(_page(body, size, from_, source, totals), SparseVector({}), (), notes)
+    """The request for a query left with no term (all pruned away): `match_none`, since a `bool` with no `should`
+    clause matches every document on both engines (each at score 1.0)."""
+    body: dict[str, Any] = {"query": {"match_none": {}}}
+    return QueryPlan(_page(body, size, from_, source, totals), SparseVector({}), (), (*notes, NO_TERMS_NOTE))
 
 
 def _rescore(clauses: list[dict[str, Any]], window: int, *, query_weight: float) -> dict[str, Any]:
@@ -210,7 +215,7 @@ def build_two_step_query(
     """
     kept, dropped, notes = _fitted(vector, pruning, max_clauses, filters)
     if not kept:
-        return _empty(engine, field_name, filters, size, from_, source, totals, notes)
+        return _empty(size, from_, source, totals, notes)
     window = max(window or (size + from_) * DEFAULT_TWO_STEP_WINDOW_FACTOR, size + from_)
     body = {
         "query": _bool_query(

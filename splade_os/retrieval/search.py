@@ -26,7 +26,9 @@ from splade_os.mappings import (
     recorded_fields,
     recorded_first_phase,
 )
+from splade_os.retrieval import explanations
 from splade_os.retrieval.df import DfTable, df_request, table_from_answer
+from splade_os.retrieval.explanations import expansion_terms, explain_hit, prune_like_index
 from splade_os.retrieval.fusion import linear_fusion, reciprocal_rank_fusion
 from splade_os.retrieval.query import (
     Pruning,
@@ -37,11 +39,21 @@ from splade_os.retrieval.query import (
     build_two_step_query,
     cluster_max_clauses,
 )
-from splade_os.retrieval.two_phase import TwoPhaseSettings, on_held_field, pruned_field, stored_settings
+from splade_os.retrieval.two_phase import (
+    DEFAULT_MAX_RESCORE_WINDOW,
+    TwoPhaseSettings,
+    async_rescore_cap,
+    on_held_field,
+    pruned_field,
+    rescore_cap,
+    rescore_window,
+    stored_settings,
+)
 from splade_os.vectors import SparseVector
 
 Mode = Literal["splade", "bm25", "hybrid", "two-phase"]
 MODES: tuple[Mode, ...] = ("splade", "bm25", "hybrid", "two-phase")
+explain = explanations.explain  # importable from here, as before it moved
 MAX_RESULT_WINDOW = 10_000  # the engines' default index.max_result_window: from + size beyond it is refused
 
 
@@ -86,21 +98,6 @@ class SearchResult:
     notes: tuple[str, ...] = ()
     expansions: frozenset[str] = frozenset()
     """Query terms the model added: they are not among the tokens of the query text."""
-
-
-def explain(
-    query: SparseVector, document_field: Mapping[str, float], engine: Engine
-) -> list[tuple[str, float]]:
-    """The tokens a hit shares with the query and their contributions q x d, largest first."""
-    return query.contributions(engine.from_field(document_field))
-
-
-def expansion_terms(encoder: object, text: str, vector: SparseVector) -> frozenset[str]:
-    """The terms of `vector` that the query text's own tokens do not contain (needs the encoder's tokenizer)."""
-    tokenizer = getattr(encoder, "tokenizer", None)
-    if tokenizer is None or not vector:
-        return frozenset()
-    return frozenset(vector) - set(tokenizer.encode(text).tokens)
 
 
 def _load_encoder(model: QueryEncoder | str | Path) -> QueryEncoder:
@@ -182,6 +179,8 @@ class _SearchLogic:
         self.first_phase_k: int | None = None
         self.first_phase_candidates: tuple[int, ...] = ()  # the k of its candidate pruned fields, for `tune`
         self.df: DfTable | None = None  # the index's df table, read when a two-phase setting's cost rule needs it
+        self.max_rescore_window = DEFAULT_MAX_RESCORE_WINDOW  # the index's cap on a rescore window
+        self.tuned_k: int | None = None  # the k a stored (tuned) setting's window was chosen at
 
     def _source(self, explain: bool, fields: Sequence[str] | None) -> dict[str, Any]:
         # Vectors are large; send them back only when an explanation needs them (or, when the index keeps them out
@@ -224,7 +223,7 @@ class _SearchLogic:
         if mode in ("splade", "hybrid"):
             plan = build_splade_query(vector, max_clauses=self.max_clauses, **common, **page)
         elif mode == "two-phase" and self.first_phase_k:
-            settings = self.two_phase or TwoPhaseSettings()
+            settings, cut = self.windowed(self.two_phase or TwoPhaseSettings(), k + from_, two_step=True)
             common["pruning"] = settings.pruning(self.pruning)
             window = settings.window_for(k + from_, two_step=True)
             pruned_field, pruned_k = self.first_field(settings)
@@ -236,16 +235,17 @@ class _SearchLogic:
             fallback = build_splade_query(vector, max_clauses=self.max_clauses, **common, **page)
             fallback.body["_source"] = source
             note = (f"two-step: {settings.describe(two_step=True)} on {pruned_field} (top {pruned_k} "
-                    f"terms per document), exact scores ({self.two_phase_source})")  # fmt: skip
+                    f"terms per document), exact scores ({self.two_phase_source}){cut}")  # fmt: skip
             plan = replace(plan, notes=(*plan.notes, note))
         elif mode == "two-phase":
-            settings = self.two_phase or TwoPhaseSettings()
+            settings, cut = self.windowed(self.two_phase or TwoPhaseSettings(), k + from_, two_step=False)
             common["pruning"] = settings.pruning(self.pruning)
             plan = build_two_phase_query(
                 vector, ratio=settings.ratio, window=settings.window_for(k + from_), max_clauses=self.max_clauses,
                 **self.phase_one(settings, vector), **common, **page,
             )  # fmt: skip
-            plan = replace(plan, notes=(*plan.notes, f"two-phase: {settings.describe()} ({self.two_phase_source})"))
+            note = f"two-phase: {settings.describe()} ({self.two_phase_source}{cut})"
+            plan = replace(plan, notes=(*plan.notes, note))
         if plan is not None:
             plan.body["_source"] = source
             requests.append(plan.body)
@@ -253,9 +253,16 @@ class _SearchLogic:
         terms = plan.terms if plan is not None else vector
         expansions = expansion_terms(self.encoder, text, terms)
         prepared = _Prepared(mode, terms, requests, notes, expansions, from_, [wanted] * len(requests))
-        if fallback is not None:
+        if fallback is not None and terms:  # a query with no term left matches nothing either way
             prepared.fallbacks[len(requests) - 1] = fallback.body
         return prepared
+
+    def windowed(self, settings: TwoPhaseSettings, size: int, *, two_step: bool) -> tuple[TwoPhaseSettings, str]:
+        """`settings` with the window a page ending at hit `size` gets (see `rescore_window`), and a note when the
+        index's max_rescore_window cut it."""
+        window, cut = rescore_window(settings, size, two_step=two_step, tuned_k=self.tuned_k,
+                                     cap=self.max_rescore_window)  # fmt: skip
+        return replace(settings, window=window), f"; {cut}" if cut else ""
 
     def fall_back(self, prepared: _Prepared, responses: list[dict[str, Any]]) -> list[int]:
         """The requests that came back with fewer hits than they asked for and have an exact request to take their
@@ -317,7 +324,7 @@ class _SearchLogic:
             self.two_phase, self.two_phase_source = stored.settings, f"tuned {stored.tuned_at[:10]} at " \
                 f"{stored.documents:,} documents"
             self.two_phase, lost = on_held_field(stored.settings, self.first_phase_k, self.first_phase_candidates)
-            self.two_phase_source += lost
+            self.two_phase_source, self.tuned_k = self.two_phase_source + lost, stored.k
 
     def first_field(self, settings: TwoPhaseSettings) -> tuple[str, int]:
         """The pruned field phase one of two-step search queries for `settings`, and its k."""
@@ -434,19 +441,6 @@ def tie_window(from_: int, size: int) -> tuple[int, int]:
     return max(0, from_ - 1), min(from_ + size + 1, max(from_ + size, MAX_RESULT_WINDOW))
 
 
-def prune_like_index(vector: SparseVector, pruning: Mapping[str, Any]) -> SparseVector:
-    """Apply the document pruning an index recorded in `_meta` (see `SpladeEncoder`): thresholds, then top-k."""
-    pruned = vector.prune(float(pruning.get("min_weight") or 0.0), float(pruning.get("max_ratio") or 0.0))
-    top_k = pruning.get("top_k")
-    return pruned.top_k(int(top_k)) if top_k else pruned
-
-
-def explain_hit(
-    query: SparseVector, document_field: Mapping[str, float] | None, engine: Engine
-) -> list[tuple[str, float]]:
-    return explain(query, document_field, engine) if document_field else []
-
-
 def _missing_index(index: str) -> EngineError:
     return EngineError(f"index {index!r} does not exist: create it with `splade-os index CORPUS --index {index}`")
 
@@ -494,6 +488,7 @@ class Searcher:
             meta = meta_from_mapping(mapping)
             check_encoder_meta(index, meta, self.logic.encoder.manifest, force=force)
             self.logic.use_stored(meta)
+            self.logic.max_rescore_window = rescore_cap(self.client, index)
             if self.logic.wants_df and len(mapping) == 1:  # an alias over several indices has no one table
                 concrete = next(iter(mapping))
                 self.logic.use_df(table_from_answer(concrete, self.client.search(**df_request(concrete))))
@@ -590,6 +585,7 @@ class AsyncSearcher:
             meta = meta_from_mapping(mapping)
             check_encoder_meta(index, meta, logic.encoder.manifest, force=force)
             logic.use_stored(meta)
+            logic.max_rescore_window = await async_rescore_cap(client, index)
             if logic.wants_df and len(mapping) == 1:
                 concrete = next(iter(mapping))
                 logic.use_df(table_from_answer(concrete, await client.search(**df_request(concrete))))

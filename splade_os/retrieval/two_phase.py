@@ -3,11 +3,13 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
-from splade_os.errors import ConfigError
+from splade_os.engines.refusals import is_refusal
+from splade_os.errors import ConfigError, InputError
 from splade_os.mappings import FIRST_PHASE_FIELD, candidate_field
 from splade_os.retrieval.query import (
     DEFAULT_FIRST_PHASE_TERMS,
@@ -23,6 +25,7 @@ DEFAULT_DF_RATIO = 5.0
 DEFAULT_DF_WEIGHT = 0.4
 
 TUNED_KEY = "two_phase"
+DEFAULT_MAX_RESCORE_WINDOW = 10_000  # the engines' default index.max_rescore_window: a larger window is a 400
 RETUNE_GROWTH = 2.0  # doctor asks for a new `tune` once the index holds this many times the tuned-at count
 
 
@@ -89,6 +92,64 @@ class TwoPhaseSettings:
             field = f" on the top-{self.first_phase_k} field" if self.first_phase_k else ""
             return f"first phase top {self.terms} terms{field}{cost}, window {window}, rescore {terms}"
         return f"ratio {self.ratio:g}{cost}, window {window}, {terms}"
+
+
+def rescore_window(
+    settings: TwoPhaseSettings, size: int, *, two_step: bool, tuned_k: int | None = None,
+    cap: int = DEFAULT_MAX_RESCORE_WINDOW,
+) -> tuple[int, str]:
+    """The rescore window of a page that ends at hit `size`, and a note when the index's cap cut it ("" else).
+
+    A window `tune` chose at `tuned_k` hits is a multiple of that k, so it grows and shrinks with the page; any
+    window holds at least the page, and at most `cap` (the index's `index.max_rescore_window`, past which the
+    engines answer 400): a page that ends past it is refused."""
+    wanted = settings.window_for(size, two_step=two_step)
+    if settings.window is not None and tuned_k:
+        wanted = max(math.ceil(settings.window * size / tuned_k), size)
+    if wanted <= cap:
+        return wanted, ""
+    if size > cap:
+        raise InputError(
+            f"hits up to {size:,} go past the index's index.max_rescore_window ({cap:,}), which every rescored hit "
+            "must be within: ask for fewer or an earlier page, or search with mode splade"
+        )
+    return cap, f"rescore window cut from {wanted:,} to {cap:,}, the index's index.max_rescore_window"
+
+
+def max_rescore_window(answer: Mapping[str, Any]) -> int:
+    """The smallest `index.max_rescore_window` in a get-settings answer (flat settings) over the indices behind a
+    name; the engines' default where none sets it."""
+    found = [int(body.get("settings", {}).get("index.max_rescore_window", DEFAULT_MAX_RESCORE_WINDOW))
+             for body in answer.values()]  # fmt: skip
+    return min(found, default=DEFAULT_MAX_RESCORE_WINDOW)
+
+
+def _cap_request(index: str) -> dict[str, Any]:
+    return {"index": index, "name": "index.max_rescore_window", "flat_settings": True}
+
+
+def _refused(err: Exception) -> int:
+    # A user who may not read index settings (the searcher role of docs/security.md on OpenSearch) gets the
+    # engines' default cap: right unless the index set another.
+    if not is_refusal(err):
+        raise err
+    return DEFAULT_MAX_RESCORE_WINDOW
+
+
+def rescore_cap(client: Any, index: str) -> int:
+    """The `index.max_rescore_window` of the indices behind `index`, read when a searcher opens."""
+    try:
+        return max_rescore_window(client.indices.get_settings(**_cap_request(index)))
+    except Exception as err:
+        return _refused(err)
+
+
+async def async_rescore_cap(client: Any, index: str) -> int:
+    """`rescore_cap` on an async client."""
+    try:
+        return max_rescore_window(await client.indices.get_settings(**_cap_request(index)))
+    except Exception as err:
+        return _refused(err)
 
 
 @dataclass(frozen=True)
