@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import signal
-import sys
 import threading
 import time
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -20,10 +20,12 @@ from splade_os.cli.options import (
     model_option,
     segment_options,
 )
+from splade_os.cli.progress import Progress, ProgressFactory, progress_options
 from splade_os.connection import ConnectionSettings, connect
 from splade_os.corpus import FORMATS, FieldNames
-from splade_os.errors import ConfigError
-from splade_os.indexing import BulkOptions, IndexSummary, LoadOptions, Progress, index_corpus, reencode_index
+from splade_os.errors import ConfigError, IndexNotFoundError
+from splade_os.indexing import BulkOptions, IndexSummary, LoadOptions, index_corpus, reencode_index
+from splade_os.indexing import Progress as IndexProgress
 from splade_os.indexing.block_worker import SpladeRecipe
 from splade_os.indexing.distributed import DEFAULT_BLOCK_SIZE, BlockDone, RayWorkers, index_corpus_on_ray
 from splade_os.model.precomputed import DEFAULT_VECTOR_FIELD, PrecomputedVectors
@@ -39,43 +41,26 @@ def _size(n: float) -> str:
     return f"{n:.1f} GiB"
 
 
-def _duration(seconds: float) -> str:
-    minutes, secs = divmod(int(seconds), 60)
-    return f"{minutes // 60}h{minutes % 60:02d}m" if minutes >= 60 else f"{minutes}m{secs:02d}s"
-
-
 class ProgressReport:
-    """A tqdm bar on a terminal; otherwise one plain line every `every` seconds (logs, CI)."""
+    """Documents acknowledged by the cluster (indexed, failed or skipped), not bytes read ahead: a bar on a terminal,
+    a plain line every `every` seconds elsewhere. The ETA comes from the acknowledged rate; for a file, the total is
+    estimated from the records per byte read so far. `total_is_documents`: the source counts documents (an index)."""
 
-    def __init__(self, *, tty: bool, every: float) -> None:
-        self.tty, self.every = tty, every
-        self.bar: Any = None
-        self.last = 0.0
+    def __init__(self, bar: Progress, *, total_is_documents: bool = False) -> None:
+        self.bar, self.total_is_documents = bar, total_is_documents
 
-    def __call__(self, p: Progress) -> None:
+    def __call__(self, p: IndexProgress) -> None:
         c = p.counters
-        status = f"{c.indexed:,} indexed, {c.failed:,} failed, {c.skipped:,} skipped, {p.docs_per_s:,.0f} docs/s"
-        if self.tty:
-            if self.bar is None:
-                from tqdm import tqdm
-
-                self.bar = tqdm(total=p.total, unit="B", unit_scale=True, unit_divisor=1024, file=sys.stderr)
-            self.bar.update(p.done - self.bar.n)
-            self.bar.set_postfix_str(status, refresh=False)
-            return
-        now = time.monotonic()
-        if now - self.last < self.every:
-            return
-        self.last = now
-        where = ""
-        if p.total and p.done:
-            eta = p.elapsed * (p.total - p.done) / p.done
-            where = f", {p.done / p.total:.0%} of the input, ETA {_duration(eta)}"
-        click.echo(f"{status}{where}", err=True)
+        acknowledged = c.indexed + c.failed + c.skipped
+        total = p.total if self.total_is_documents else None
+        if total is None and p.total and p.done:
+            total = max(acknowledged, round(c.read * p.total / p.done))  # records per byte read so far
+        if total != self.bar.total:
+            self.bar.set_total(total)
+        self.bar.advance_to(acknowledged, f"{c.failed:,} failed, {c.skipped:,} skipped")
 
     def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
+        self.bar.close()
 
 
 class BlockReport:
@@ -162,7 +147,8 @@ def format_summary(s: IndexSummary) -> str:
 @click.option("--shards", default=1, show_default=True, help="Primary shards of a new index.")
 @click.option("--analyzer", envvar="SPLADE_OS_ANALYZER", help="Analyzer of the BM25 text fields of a new index, "
               "recorded in its _meta. [default: english; --from-index: the source's; env: SPLADE_OS_ANALYZER]")
-@click.option("--replicas", default=1, show_default=True, help="Replicas of a new index.")
+@click.option("--replicas", type=click.IntRange(min=0), help="Replicas of a new index. [default: "
+              "auto_expand_replicas 0-1: one where a second node can hold it, none on a single node]")
 @click.option("--threads", type=int, help="Encoder threads (default: all cores).")
 @click.option("--max-length", type=int, help="Longest document in tokens (default: the model's).")
 @click.option("--top-k", type=int, help="Keep only the k heaviest terms of each document vector.")
@@ -180,7 +166,9 @@ def format_summary(s: IndexSummary) -> str:
     show_default=True,
     help="Past --max-length: keep the start (counted as truncated), or encode overlapping windows.",
 )
-@click.option("--log-every", default=10.0, show_default=True, help="Seconds between progress lines off a terminal.")
+@progress_options
+@click.option("--yes", is_flag=True, help="With --optimize and no --recreate: merge the version readers search "
+              "(as `merge --yes` does).")
 @click.option("--ray", "on_ray", is_flag=True, help="Encode and send with a pool of Ray workers (JSON Lines and "
               "Parquet files, or a folder of them; needs the ray extra). --threads is then the CPUs of each worker "
               "[default 1].")
@@ -221,7 +209,7 @@ def index(
     timeout: float,
     shards: int,
     analyzer: str | None,
-    replicas: int,
+    replicas: int | None,
     threads: int | None,
     max_length: int | None,
     top_k: int | None,
@@ -231,7 +219,8 @@ def index(
     concurrent_segment_search: bool | None,
     optimize: bool,
     long_documents: str,
-    log_every: float,
+    progress: ProgressFactory,
+    yes: bool,
     on_ray: bool,
     ray_address: str | None,
     workers: int | None,
@@ -258,6 +247,9 @@ def index(
             "--max-length": max_length, "--top-k": top_k, "--min-weight": min_weight or None,
             "--prune-ratio": prune_ratio or None, "--long-documents": None if long_documents == "truncate" else 1,
         })  # fmt: skip
+        if optimize and not recreate and not yes:
+            with closing(connect(settings)) as probe:
+                refuse_live_merge(probe, alias)
         _default_sigint()
         # A corpus is read from `text` and `title` unless told; a re-encode by default reads what the source recorded.
         names = FieldNames(id=id_field, text=text_field or "text", title=title_field or "title")
@@ -287,7 +279,7 @@ def index(
             summary = index_corpus_on_ray(
                 settings, corpus, index=alias, recipe=recipe, block_size=block_size or DEFAULT_BLOCK_SIZE,
                 pool=RayWorkers(workers or 1, float(threads or 1), gpus_per_worker or 0.0, ray_address),
-                names=names, load=load, on_block=BlockReport(log_every),
+                names=names, load=load, on_block=BlockReport(progress.every),
             )  # fmt: skip
             report_and_exit(summary, allow_failures)
             return
@@ -303,7 +295,7 @@ def index(
             max_ratio=prune_ratio, long_documents=long_documents, **device,
         )  # fmt: skip
         client = connect(settings)
-        report = ProgressReport(tty=sys.stderr.isatty(), every=log_every)
+        report = ProgressReport(progress("index", unit="documents"), total_is_documents=from_index is not None)
         try:
             if from_index:
                 summary = reencode_index(
@@ -320,6 +312,14 @@ def index(
             report.close()
             client.close()
         report_and_exit(summary, allow_failures)
+
+
+def refuse_live_merge(client: Any, alias: str) -> None:
+    """--optimize without --recreate merges the index readers search now: only with --yes, as `merge` asks."""
+    from splade_os.indexing.merge import check_not_live
+
+    if aliases.resolve(client, alias):  # else a new index: nobody searches it yet
+        check_not_live(client, alias)
 
 
 def precomputed(
@@ -347,6 +347,9 @@ def precomputed(
     field = field or DEFAULT_VECTOR_FIELD
     if model_dir:
         return PrecomputedVectors.from_model(model_dir, field=field)
+    click.echo("warning: --vectors without --model: the vectors' tokens are not checked against a vocabulary, and "
+               "searches cannot tell which model's queries fit them; pass --model with the folder of the model that "
+               "made them", err=True)  # fmt: skip
     return PrecomputedVectors(field=field)
 
 
@@ -368,6 +371,9 @@ def alias(name: str, target: str | None, delete_previous: bool, settings: Connec
         client = connect(settings)
         if target is None:
             current = aliases.resolve(client, name)
+            if not current:
+                raise IndexNotFoundError(f"no index or alias {name!r}: build it with `splade-os index CORPUS --index "
+                                         f"{name}`, or point it at an index with `splade-os alias {name} INDEX`")
             kind = "alias" if aliases.is_alias(client, name) else "index"
             click.echo(f"{name} ({kind}) -> {', '.join(current) or 'nothing'}")
             others = [v for v in aliases.versions(client, name) if v not in current]

@@ -87,7 +87,8 @@ def stats(
 @click.option("--title-field", help="Field holding the title. [default: title; --from-index: the field the current "
               "version was encoded from]")
 @click.option("--shards", default=1, show_default=True, help="Primary shards of the new version.")
-@click.option("--replicas", default=1, show_default=True, help="Replicas of the new version.")
+@click.option("--replicas", type=click.IntRange(min=0), help="Replicas of a new index. [default: "
+              "auto_expand_replicas 0-1: one where a second node can hold it, none on a single node]")
 @click.option("--analyzer", help="Analyzer of the new version's BM25 text fields. [default: the current version's]")
 @click.option("--batch-size", default=256, show_default=True, help="Documents encoded and sent together.")
 @click.option(
@@ -109,7 +110,7 @@ def reindex(
     text_field: str | None,
     title_field: str | None,
     shards: int,
-    replicas: int,
+    replicas: int | None,
     analyzer: str | None,
     batch_size: int,
     dead_letter: Path | None,

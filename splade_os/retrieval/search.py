@@ -13,7 +13,7 @@ from splade_os.connection import ConnectionSettings, connect
 from splade_os.engines import Engine, async_engine_for, engine_for
 from splade_os.engines.base import PruningConfig
 from splade_os.engines.refusals import is_refusal
-from splade_os.errors import ConfigError, EngineError, InputError
+from splade_os.errors import ConfigError, EngineError, IndexNotFoundError, InputError
 from splade_os.mappings import (
     FIRST_PHASE_FIELD,
     VECTOR_FIELD,
@@ -447,8 +447,10 @@ def explain_hit(
     return explain(query, document_field, engine) if document_field else []
 
 
-def _missing_index(index: str) -> EngineError:
-    return EngineError(f"index {index!r} does not exist: create it with `splade-os index CORPUS --index {index}`")
+def _missing_index(index: str) -> IndexNotFoundError:
+    return IndexNotFoundError(
+        f"index {index!r} does not exist: create it with `splade-os index CORPUS --index {index}`"
+    )
 
 
 def _filters(given: Sequence[Mapping[str, Any]] | Mapping[str, Any] | None) -> Sequence[Mapping[str, Any]] | None:
