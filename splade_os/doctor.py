@@ -145,7 +145,8 @@ def _health_check(client: Any, index: str | None) -> Check:
     health = client.cluster.health(index=index) if index else client.cluster.health()
     status, unassigned = health.get("status"), health.get("unassigned_shards", 0)
     what = f"index {index}" if index else "cluster"
-    detail = f"{what} {status}: {health.get('active_shards', 0)} active, {unassigned} unassigned shards"
+    active = health.get("active_shards", 0)
+    detail = f"{what} {status}: {active} active, {unassigned} unassigned shard" + ("" if unassigned == 1 else "s")
     if status == "green":
         return Check("shards", OK, detail)
     if status == "yellow":

@@ -382,11 +382,11 @@ def test_cli_ray_options_go_with_ray(tmp_path: Path) -> None:
     corpus = write_jsonl(tmp_path / "c.jsonl", make_docs(2))
     alone = CliRunner().invoke(index_command, [str(corpus), "--index", "x", "--model", str(BUNDLED_MODEL),
                                                "--workers", "2"])  # fmt: skip
-    assert alone.exit_code == 1 and "--workers go with --ray" in alone.output
+    assert alone.exit_code == 2 and "--workers go with --ray" in alone.output
     csv = tmp_path / "c.csv"
     csv.write_text("_id,text\n1,a\n", encoding="utf-8")
     wrong = CliRunner().invoke(index_command, [str(csv), "--index", "x", "--model", str(BUNDLED_MODEL), "--ray"])
-    assert wrong.exit_code == 1 and "JSON Lines and Parquet" in wrong.output
+    assert wrong.exit_code == 2 and "JSON Lines and Parquet" in wrong.output
 
 
 @pytest.mark.opensearch_only  # the secured proxy stands in for the security plugin, as in test_secured_engine.py

@@ -6,6 +6,7 @@ import signal
 import threading
 import time
 from contextlib import closing
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -16,14 +17,16 @@ from splade_os.cli.options import (
     cli_errors,
     connection_options,
     device_options,
+    echo_json,
     first_phase_options,
+    json_option,
     model_option,
     segment_options,
 )
 from splade_os.cli.progress import Progress, ProgressFactory, progress_options
 from splade_os.connection import ConnectionSettings, connect
 from splade_os.corpus import FORMATS, FieldNames
-from splade_os.errors import ConfigError, IndexNotFoundError
+from splade_os.errors import IndexNotFoundError
 from splade_os.indexing import BulkOptions, IndexSummary, LoadOptions, index_corpus, reencode_index
 from splade_os.indexing import Progress as IndexProgress
 from splade_os.indexing.block_worker import SpladeRecipe
@@ -167,6 +170,7 @@ def format_summary(s: IndexSummary) -> str:
     help="Past --max-length: keep the start (counted as truncated), or encode overlapping windows.",
 )
 @progress_options
+@json_option
 @click.option("--yes", is_flag=True, help="With --optimize and no --recreate: merge the version readers search "
               "(as `merge --yes` does).")
 @click.option("--ray", "on_ray", is_flag=True, help="Encode and send with a pool of Ray workers (JSON Lines and "
@@ -220,6 +224,7 @@ def index(
     optimize: bool,
     long_documents: str,
     progress: ProgressFactory,
+    as_json: bool,
     yes: bool,
     on_ray: bool,
     ray_address: str | None,
@@ -238,11 +243,11 @@ def index(
     """
     with cli_errors():
         if (corpus is None) == (from_index is None):
-            raise ConfigError("give either a CORPUS or --from-index SOURCE (to re-encode an index)")
+            raise click.UsageError("give either a CORPUS or --from-index SOURCE (to re-encode an index)")
         if recreate and resume:
-            raise ConfigError("--recreate starts over and --resume continues: pick one")
+            raise click.UsageError("--recreate starts over and --resume continues: pick one")
         if keep_previous and delete_previous:
-            raise ConfigError("--keep-previous and --delete-previous contradict each other: pick one")
+            raise click.UsageError("--keep-previous and --delete-previous contradict each other: pick one")
         made_elsewhere = precomputed(vectors, vector_field, model_dir, from_index, corpus_format, columns, {
             "--max-length": max_length, "--top-k": top_k, "--min-weight": min_weight or None,
             "--prune-ratio": prune_ratio or None, "--long-documents": None if long_documents == "truncate" else 1,
@@ -267,7 +272,9 @@ def index(
         )  # fmt: skip
         if on_ray:
             if from_index or (corpus_format not in (None, "jsonl")) or columns:
-                raise ConfigError("--ray reads JSON Lines and Parquet files: not --from-index, CSV/TSV or --columns")
+                raise click.UsageError(
+                    "--ray reads JSON Lines and Parquet files: not --from-index, CSV/TSV or --columns"
+                )
             assert corpus is not None
             recipe = made_elsewhere or SpladeRecipe(
                 str(model_dir), threads=threads or 1, max_length=max_length, top_k=top_k, min_weight=min_weight,
@@ -281,13 +288,13 @@ def index(
                 pool=RayWorkers(workers or 1, float(threads or 1), gpus_per_worker or 0.0, ray_address),
                 names=names, load=load, on_block=BlockReport(progress.every),
             )  # fmt: skip
-            report_and_exit(summary, allow_failures)
+            report_and_exit(summary, allow_failures, as_json)
             return
         ray_only = {"--ray-address": ray_address, "--workers": workers, "--gpus-per-worker": gpus_per_worker,
                     "--block-size": block_size}  # fmt: skip
         given = [name for name, value in ray_only.items() if value is not None]
         if given:
-            raise ConfigError(f"{', '.join(given)} go with --ray")
+            raise click.UsageError(f"{', '.join(given)} go with --ray")
         from splade_os.model.encoder import SpladeEncoder
 
         encoder = made_elsewhere or SpladeEncoder(
@@ -311,7 +318,7 @@ def index(
         finally:
             report.close()
             client.close()
-        report_and_exit(summary, allow_failures)
+        report_and_exit(summary, allow_failures, as_json)
 
 
 def refuse_live_merge(client: Any, alias: str) -> None:
@@ -334,16 +341,18 @@ def precomputed(
     """The pass-through encoder of `--vectors` (None without it), once the options make sense together."""
     if not vectors:
         if field:
-            raise ConfigError("--vector-field goes with --vectors")
+            raise click.UsageError("--vector-field goes with --vectors")
         if not model_dir:
-            raise ConfigError("give --model (or set SPLADE_OS_MODEL), or --vectors to index vectors made elsewhere")
+            raise click.UsageError("give --model (or set SPLADE_OS_MODEL), or --vectors for vectors made elsewhere")
         return None
     if from_index or corpus_format not in (None, "jsonl") or columns:
-        raise ConfigError("--vectors reads JSON Lines that carry their vectors: not --from-index, CSV/TSV or --columns")
+        raise click.UsageError(
+            "--vectors reads JSON Lines that carry their vectors: not --from-index, CSV/TSV or --columns"
+        )
     given = [name for name, value in encoding.items() if value is not None]
     if given:
-        raise ConfigError(f"{', '.join(given)} change how text is encoded: with --vectors the vectors are indexed as "
-                          "they are (prune them where they are made)")  # fmt: skip
+        raise click.UsageError(f"{', '.join(given)} change how text is encoded: with --vectors the vectors are "
+                               "indexed as they are (prune them where they are made)")  # fmt: skip
     field = field or DEFAULT_VECTOR_FIELD
     if model_dir:
         return PrecomputedVectors.from_model(model_dir, field=field)
@@ -353,8 +362,25 @@ def precomputed(
     return PrecomputedVectors(field=field)
 
 
-def report_and_exit(summary: IndexSummary, allow_failures: bool) -> None:
-    click.echo(format_summary(summary))
+def summary_json(s: IndexSummary, allow_failures: bool = False) -> dict[str, Any]:
+    """What `--json` prints for a load: the counts, the index, the verification, where the alias points."""
+    swapped = None
+    if s.swapped:
+        swapped = {"index": s.swapped.index, "previous": list(s.swapped.previous), "deleted": list(s.swapped.deleted)}
+    return {
+        "alias": s.alias, "index": s.index, "counters": asdict(s.counters), "elapsed_s": round(s.elapsed, 3),
+        "docs_per_s": round(s.docs_per_s, 1), "index_count": s.index_count, "index_bytes": s.index_bytes,
+        "expected": s.expected, "verified": s.verified, "verification": s.verification,
+        "dead_letter": str(s.dead_letter) if s.dead_letter else None, "swapped": swapped, "notes": list(s.notes),
+        "problems": s.problems(allow_failures=allow_failures),
+    }  # fmt: skip
+
+
+def report_and_exit(summary: IndexSummary, allow_failures: bool, as_json: bool = False) -> None:
+    if as_json:
+        echo_json(summary_json(summary, allow_failures))
+    else:
+        click.echo(format_summary(summary))
     problems = summary.problems(allow_failures=allow_failures)
     if problems:
         raise click.ClickException("; ".join(problems))
@@ -364,8 +390,9 @@ def report_and_exit(summary: IndexSummary, allow_failures: bool) -> None:
 @click.argument("name")
 @click.argument("target", required=False)
 @click.option("--delete-previous", is_flag=True, help="Delete the indices the alias pointed at before.")
+@json_option
 @connection_options
-def alias(name: str, target: str | None, delete_previous: bool, settings: ConnectionSettings) -> None:
+def alias(name: str, target: str | None, delete_previous: bool, as_json: bool, settings: ConnectionSettings) -> None:
     """Show which index alias NAME points at, or switch it to TARGET atomically."""
     with cli_errors():
         client = connect(settings)
@@ -375,12 +402,19 @@ def alias(name: str, target: str | None, delete_previous: bool, settings: Connec
                 raise IndexNotFoundError(f"no index or alias {name!r}: build it with `splade-os index CORPUS --index "
                                          f"{name}`, or point it at an index with `splade-os alias {name} INDEX`")
             kind = "alias" if aliases.is_alias(client, name) else "index"
-            click.echo(f"{name} ({kind}) -> {', '.join(current) or 'nothing'}")
             others = [v for v in aliases.versions(client, name) if v not in current]
+            if as_json:
+                echo_json({"name": name, "kind": kind, "indices": current, "other_versions": others})
+                return
+            click.echo(f"{name} ({kind}) -> {', '.join(current) or 'nothing'}")
             if others:
                 click.echo(f"other versions: {', '.join(others)}")
             return
         done = aliases.swap(client, name, target, delete_previous=delete_previous)
+        if as_json:
+            echo_json({"name": name, "index": done.index, "previous": list(done.previous),
+                       "deleted": list(done.deleted)})  # fmt: skip
+            return
         click.echo(f"{name} -> {done.index} (was {', '.join(done.previous) or 'nothing'})")
         if done.deleted:
             click.echo(f"deleted: {', '.join(done.deleted)}")

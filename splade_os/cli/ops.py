@@ -13,7 +13,9 @@ from splade_os.cli.options import (
     cli_errors,
     connection_options,
     device_options,
+    echo_json,
     first_phase_options,
+    json_option,
     model_option,
     segment_options,
 )
@@ -96,6 +98,7 @@ def stats(
 )
 @first_phase_options
 @segment_options
+@json_option
 @device_options
 @connection_options
 def reindex(
@@ -118,6 +121,7 @@ def reindex(
     first_phase_candidates: tuple[int, ...] | None,
     concurrent_segment_search: bool | None,
     optimize: bool,
+    as_json: bool,
     device: dict[str, Any],
     settings: ConnectionSettings,
 ) -> None:
@@ -126,7 +130,7 @@ def reindex(
     Readers keep the current version until the new one is verified. The old version is kept for a rollback
     (`splade-os alias ALIAS OLD_INDEX`) unless --delete-previous. Exit code 1 when the alias was not moved.
     """
-    from splade_os.cli.index import format_summary
+    from splade_os.cli.index import format_summary, summary_json
     from splade_os.indexing import BulkOptions, LoadOptions
     from splade_os.indexing.reindex import reindex as run_reindex
     from splade_os.model.encoder import SpladeEncoder
@@ -148,6 +152,13 @@ def reindex(
                 concurrent_segment_search=concurrent_segment_search, optimize=optimize,
             ),
         )  # fmt: skip
+        if as_json:
+            echo_json({**summary_json(result.summary), "previous": list(result.previous),
+                       "previous_count": result.previous_count, "alias_moved": result.swapped,
+                       "deleted": list(result.deleted), "problems": list(result.problems)})  # fmt: skip
+            if result.problems:
+                raise SpladeOSError("; ".join(result.problems))
+            return
         click.echo(format_summary(result.summary))
         before = f"{', '.join(result.previous)} ({result.previous_count:,} documents)" if result.previous else "nothing"
         click.echo(f"before: {alias} -> {before}")
