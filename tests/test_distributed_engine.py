@@ -386,7 +386,7 @@ def test_cli_ray_options_go_with_ray(tmp_path: Path) -> None:
     csv = tmp_path / "c.csv"
     csv.write_text("_id,text\n1,a\n", encoding="utf-8")
     wrong = CliRunner().invoke(index_command, [str(csv), "--index", "x", "--model", str(BUNDLED_MODEL), "--ray"])
-    assert wrong.exit_code == 2 and "JSON Lines and Parquet" in wrong.output
+    assert wrong.exit_code == 1 and "JSON Lines and Parquet" in wrong.output
 
 
 @pytest.mark.opensearch_only  # the secured proxy stands in for the security plugin, as in test_secured_engine.py

@@ -25,7 +25,7 @@ def progress_options(func: F) -> F:
         return func(*args, **kwargs)
 
     wrapper = click.option(
-        "--log-every", type=click.FloatRange(min=0.1), default=EVERY, show_default=True,
+        "--log-every", type=click.FloatRange(min=0), default=EVERY, show_default=True,
         help="Seconds between progress lines off a terminal.",
     )(wrapper)  # fmt: skip
     wrapper = click.option(
@@ -53,7 +53,7 @@ class Progress:
                  every: float = EVERY, tty: bool | None = None) -> None:  # fmt: skip
         self.what, self.total, self.unit, self.enabled, self.every = what, total, unit, enabled, every
         self.tty = sys.stderr.isatty() if tty is None else tty
-        self.done, self.status = 0, ""
+        self.done, self.shown, self.status = 0, 0, ""
         self.started = self.last = time.monotonic()
         self.bar: Any = None
         if enabled and self.tty:
@@ -87,7 +87,7 @@ class Progress:
             return
         now = time.monotonic()
         if now - self.last >= self.every:
-            self.last = now
+            self.last, self.shown = now, done
             click.echo(self.line(now), err=True)
 
     def line(self, now: float | None = None) -> str:
@@ -99,7 +99,8 @@ class Progress:
             where += f", ETA {duration((self.total - self.done) / rate)}"
         where += ")" if where else ""
         status = f"; {self.status}" if self.status else ""
-        return f"{self.what}: {self.done:,}{of} {self.unit}{where}, {rate:,.1f}/s{status}"  # fmt: skip
+        per = {"documents": "docs"}.get(self.unit, self.unit)
+        return f"{self.what}: {self.done:,}{of} {self.unit}{where}, {rate:,.1f} {per}/s{status}"  # fmt: skip
 
     def write(self, text: str) -> None:
         """A message that does not break the bar."""
@@ -112,7 +113,7 @@ class Progress:
         if self.bar is not None:
             self.bar.close()
             self.bar = None
-        elif self.enabled and finished and self.done and time.monotonic() - self.started >= self.every:
+        elif self.enabled and finished and self.done != self.shown and time.monotonic() - self.started >= self.every:
             click.echo(self.line(), err=True)  # a long run ends with its last count in the log
 
 
