@@ -36,6 +36,9 @@ MOVED = {
 class _Alias(importlib.abc.MetaPathFinder, importlib.abc.Loader):
     """Finds an old path and loads it as the module at its new path (the same module object, not a copy)."""
 
+    def __init__(self) -> None:
+        self._specs: dict[str, importlib.machinery.ModuleSpec | None] = {}
+
     def find_spec(
         self, fullname: str, path: object = None, target: object = None
     ) -> importlib.machinery.ModuleSpec | None:
@@ -47,10 +50,14 @@ class _Alias(importlib.abc.MetaPathFinder, importlib.abc.Loader):
         new = MOVED[spec.name]
         warnings.warn(f"{spec.name} moved to {new}; the old path goes in the next release", DeprecationWarning,
                       stacklevel=2)  # fmt: skip
-        return importlib.import_module(new)
+        module = importlib.import_module(new)
+        self._specs[new] = module.__spec__  # the import system sets the old path's spec on it next
+        return module
 
     def exec_module(self, module: ModuleType) -> None:
-        """The module at the new path is already executed."""
+        """The module at the new path is already executed: give it its own spec back (reload, pickle and
+        importlib.resources read it)."""
+        module.__spec__ = self._specs[module.__name__]
 
 
 def install() -> None:

@@ -27,6 +27,10 @@ class EngineError(SpladeOSError):
     """The OpenSearch cluster is unreachable, refused a request, or lacks a feature."""
 
 
+class IndexNotFoundError(EngineError, ConfigError):
+    """The index or alias named does not exist (a ConfigError too, as the name given is what is wrong)."""
+
+
 class NodeError(SpladeOSError):
     """Assembling, starting or stopping the local OpenSearch node failed."""
 

@@ -28,6 +28,7 @@ VECTOR_FIELDS = (VECTOR_FIELD, FIRST_PHASE_FIELD)  # what a document's vector is
 # Candidate pruned fields (`splade_first_k<k>`) hold other k beside FIRST_PHASE_FIELD, for `tune` to choose among.
 _CANDIDATE_FIELD = re.compile(re.escape(FIRST_PHASE_FIELD) + r"_k[1-9][0-9]*")
 META_KEY = "splade_os"
+AUTO_REPLICAS = "0-1"  # a new index's replicas when none are asked for: as many as the nodes allow, up to one
 DEFAULT_ANALYZER = "english"  # of the BM25 text fields; recorded in `_meta`
 ANALYZER_ENV = "SPLADE_OS_ANALYZER"
 DEFAULT_ENCODED_FROM = {"text": "text", "title": "title"}  # a corpus load always stores what it encodes there
@@ -164,7 +165,7 @@ def recorded_encoding(meta: Mapping[str, Any]) -> dict[str, Any]:
 def index_body(
     *,
     shards: int = 1,
-    replicas: int = 1,
+    replicas: int | None = None,
     manifest: Mapping[str, Any] | None = None,
     pruning: Mapping[str, Any] | None = None,
     extra_properties: Mapping[str, Any] | None = None,
@@ -192,13 +193,18 @@ def index_body(
     `concurrent_segment_search` sets the engine's index setting for searching a shard's segments in parallel
     (None: the cluster's default); an engine without one refuses it. `_meta` records what was asked.
 
+    `replicas=None` sets `auto_expand_replicas` to `AUTO_REPLICAS` (green on a single node) instead of a count.
+
     The template is written for OpenSearch (`rank_features`); each engine puts in its own vector field.
     """
-    if shards < 1 or replicas < 0:
+    if shards < 1 or (replicas is not None and replicas < 0):
         raise ValueError(f"shards must be >= 1 and replicas >= 0, got {shards} and {replicas}")
     analyzer = analyzer or default_analyzer()
     body = copy.deepcopy(_template())
-    body["settings"]["index"].update(number_of_shards=shards, number_of_replicas=replicas, **engine.index_settings())
+    # No replica count given: one replica where a second node can hold it, none on a single node (which a fixed
+    # replica would leave yellow, with shards that can never be assigned).
+    copies = {"auto_expand_replicas": AUTO_REPLICAS} if replicas is None else {"number_of_replicas": replicas}
+    body["settings"]["index"].update(number_of_shards=shards, **copies, **engine.index_settings())
     if concurrent_segment_search is not None:
         concurrent = engine.concurrent_search_settings(concurrent_segment_search)
         if concurrent is None:
@@ -258,6 +264,9 @@ def check_encoder_meta(
     if manifest.get("name") == PRECOMPUTED and not force:
         check_vocabulary(index, built_with, manifest)
         return
+    if built_with.get("name") == PRECOMPUTED and not force:
+        check_query_model(index, built_with, manifest)
+        return
     if force or not built_with.get("sha256"):
         return  # forced, or an index not built by splade-os: nothing recorded to compare
     if built_with.get("sha256") != manifest.get("sha256"):
@@ -266,6 +275,19 @@ def check_encoder_meta(
             f"(sha256 {str(built_with.get('sha256'))[:12]}), "
             f"but the query encoder is {manifest.get('name')!r} (sha256 {str(manifest.get('sha256'))[:12]}): "
             "scores would be meaningless. Use the same model folder, or pass --force if the vocabularies match."
+        )
+
+
+def check_query_model(index: str, built_with: Mapping[str, Any], manifest: Mapping[str, Any]) -> None:
+    """Raise when an index of vectors made elsewhere records the model that made them (`index --vectors --model`)
+    and the query encoder is another one."""
+    made_by = (built_with.get("vocabulary") or {}).get("model_sha256")
+    if made_by and made_by != manifest.get("sha256"):
+        name = (built_with.get("vocabulary") or {}).get("name")
+        raise EncoderMismatchError(
+            f"index {index!r} holds vectors made by {name!r} (sha256 {str(made_by)[:12]}), but the query encoder is "
+            f"{manifest.get('name')!r} (sha256 {str(manifest.get('sha256'))[:12]}): scores would be meaningless. "
+            "Use the model folder that made the vectors, or pass --force if the vocabularies match."
         )
 
 

@@ -22,8 +22,8 @@ from typing import Any
 
 from splade_os import aliases
 from splade_os.engines import engine_for
-from splade_os.errors import ConfigError, EngineError
-from splade_os.mappings import VECTOR_FIELD, check_vector_field, meta_from_mapping
+from splade_os.errors import ConfigError, EngineError, IndexNotFoundError
+from splade_os.mappings import VECTOR_FIELD, check_vector_field, is_vector_field, meta_from_mapping
 
 MAX_SAMPLE = 10_000  # index.max_result_window: the largest random sample one search returns
 
@@ -113,9 +113,10 @@ def compare_bm25(client: Any, index: str, docs: int) -> Bm25Comparison:
     if analysis:
         settings["index"]["analysis"] = analysis
     mapping.pop("_meta", None)
+    # BM25 only: without the vector field, the pruned first-phase field and its candidates alike.
     bm25_mapping = {
         **mapping,
-        "properties": {k: v for k, v in mapping.get("properties", {}).items() if k != VECTOR_FIELD},
+        "properties": {k: v for k, v in mapping.get("properties", {}).items() if not is_vector_field(k)},
     }
     tag = uuid.uuid4().hex[:8]
     full, bm25 = f"{concrete}-stats-full-{tag}", f"{concrete}-stats-bm25-{tag}"
@@ -132,7 +133,7 @@ def compare_bm25(client: Any, index: str, docs: int) -> Bm25Comparison:
                 yield {
                     "_index": bm25,
                     "_id": hit["_id"],
-                    "_source": {k: v for k, v in doc.items() if k != VECTOR_FIELD},
+                    "_source": {k: v for k, v in doc.items() if not is_vector_field(k)},
                 }
 
         results = engine.bulk(client, actions(), chunk_size=500, request_timeout=120)
@@ -165,7 +166,7 @@ def index_stats(
         vocab_size = int(load_manifest(Path(model_dir))["vocab_size"])
     concrete = aliases.resolve(client, index)
     if not concrete:
-        raise EngineError(f"no index or alias {index!r}: check the name with `splade-os alias {index}`")
+        raise IndexNotFoundError(f"no index or alias {index!r}: check the name with `splade-os alias {index}`")
     mapping = client.indices.get_mapping(index=index)
     check_vector_field(index, mapping, VECTOR_FIELD, engine=engine_for(client))
     meta = meta_from_mapping(mapping)

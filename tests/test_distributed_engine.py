@@ -382,7 +382,7 @@ def test_cli_ray_options_go_with_ray(tmp_path: Path) -> None:
     corpus = write_jsonl(tmp_path / "c.jsonl", make_docs(2))
     alone = CliRunner().invoke(index_command, [str(corpus), "--index", "x", "--model", str(BUNDLED_MODEL),
                                                "--workers", "2"])  # fmt: skip
-    assert alone.exit_code == 1 and "--workers go with --ray" in alone.output
+    assert alone.exit_code == 2 and "--workers go with --ray" in alone.output
     csv = tmp_path / "c.csv"
     csv.write_text("_id,text\n1,a\n", encoding="utf-8")
     wrong = CliRunner().invoke(index_command, [str(csv), "--index", "x", "--model", str(BUNDLED_MODEL), "--ray"])

@@ -81,7 +81,7 @@ def test_allow_failures_exits_0_with_the_same_output(tmp_path: Path) -> None:
     assert result.exit_code == 0
     assert _ids(result.stdout) == ["a"]
     assert "<stdin> line 2: missing id: field '_id' is empty; not encoded" in result.stderr
-    assert "encoded 1 records, 1 bad records left out" in result.stderr
+    assert "encoded 1 record, 1 bad record left out" in result.stderr
 
 
 @pytest.mark.parametrize(

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import socket
 import stat
 from pathlib import Path
 
@@ -10,6 +12,7 @@ from click.testing import CliRunner
 from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
+from splade_os.cli import main
 from splade_os.cli.node import _print_info
 from splade_os.node import distributions as node_dist
 from splade_os.node.distributions import ELASTICSEARCH, OPENSEARCH, pom
@@ -52,12 +55,46 @@ def test_passwords_live_in_a_private_file_and_nowhere_else(tmp_path: Path) -> No
                     reused=False, credentials_file=path, ca_certs=creds.ca_certs,
                     new_passwords=creds.users)  # fmt: skip
     printed = CliRunner().invoke(_print_command(info)).output
-    assert f"users and passwords: {path} (mode 0600)" in printed and f"CA certificate: {creds.ca_certs}" in printed
-    # Printed by the start that made them, and only then.
-    assert all(f"password of {u}: {p}" in printed for u, p in creds.users.items())
+    assert f"CA certificate: {creds.ca_certs}" in printed
+    assert (f"users and passwords: {path} (mode 0600; new passwords of admin, splade_indexer, splade_searcher; "
+            "`splade-os node credentials --port 9210` shows them)") in printed  # fmt: skip
+    # Not even by the start that made them: start output lands in terminal and CI logs.
+    assert all(p not in printed for p in creds.users.values())
     reused = NodeInfo(**{**info.__dict__, "new_passwords": None})
     assert all(p not in CliRunner().invoke(_print_command(reused)).output for p in creds.users.values())
     assert all(p not in repr(info) for p in creds.users.values())
+
+
+def _secured_home(tmp_path: Path, port: int) -> dict[str, str]:
+    spec = resolve("opensearch", None, port, tmp_path, secure=True)
+    creds = new_credentials(spec.credentials_file, spec.url, spec.run / "config" / "certs" / "ca.pem")
+    return creds.users
+
+
+def test_node_credentials_shows_the_passwords_only_when_asked(tmp_path: Path) -> None:
+    users = _secured_home(tmp_path, 9210)
+    args = ["node", "credentials", "--port", "9210", "--home", str(tmp_path)]
+    refused = CliRunner().invoke(main, args)  # CliRunner's stdout is not a terminal, as a pipe or a CI log is not
+    assert refused.exit_code == 1 and all(p not in refused.output for p in users.values())
+    assert "stdout is not a terminal: the passwords in " in refused.output and "pass --show" in refused.output
+    shown = CliRunner().invoke(main, [*args, "--show"])
+    assert shown.exit_code == 0, shown.output
+    assert all(f"password of {u}: {p}" in shown.output for u, p in users.items())
+    as_json = CliRunner().invoke(main, [*args, "--force", "--json"])
+    assert json.loads(as_json.output)["users"] == users
+    missing = CliRunner().invoke(main, ["node", "credentials", "--port", "9299", "--home", str(tmp_path), "--show"])
+    assert missing.exit_code == 1 and "start the secured node first" in missing.output
+
+
+def test_status_of_a_secured_node_whose_folder_was_deleted_is_one_line(tmp_path: Path) -> None:
+    with socket.socket() as sock:  # a port nothing answers on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    _secured_home(tmp_path, port)  # its CA file never existed: as after `rm -r` of the node's folder
+    result = CliRunner().invoke(main, ["node", "status", "--secure", "--port", str(port), "--home", str(tmp_path)])
+    assert isinstance(result.exception, SystemExit), result.exception
+    assert result.exit_code == 1
+    assert result.output == f"no OpenSearch node answers at https://127.0.0.1:{port}\n"
 
 
 def _print_command(info: NodeInfo):  # type: ignore[no-untyped-def]

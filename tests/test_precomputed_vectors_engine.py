@@ -251,10 +251,10 @@ def test_cli_vectors_options(tmp_path: Path) -> None:
     corpus = write_jsonl(tmp_path / "v.jsonl", [{"_id": "1", "vector": {"a": 1.0}}])
     runner = CliRunner()
     no_model = runner.invoke(index_command, [str(corpus), "--index", "x"], env={"SPLADE_OS_MODEL": None})
-    assert no_model.exit_code == 1 and "give --model (or set SPLADE_OS_MODEL), or --vectors" in no_model.output
+    assert no_model.exit_code == 2 and "give --model (or set SPLADE_OS_MODEL), or --vectors" in no_model.output
     field_alone = runner.invoke(index_command, [str(corpus), "--index", "x", "--vector-field", "v"])
-    assert field_alone.exit_code == 1 and "--vector-field goes with --vectors" in field_alone.output
+    assert field_alone.exit_code == 2 and "--vector-field goes with --vectors" in field_alone.output
     pruned = runner.invoke(index_command, [str(corpus), "--index", "x", "--vectors", "--top-k", "5"])
-    assert pruned.exit_code == 1 and "--top-k change how text is encoded" in pruned.output
+    assert pruned.exit_code == 2 and "--top-k change how text is encoded" in pruned.output
     table = runner.invoke(index_command, [str(corpus), "--index", "x", "--vectors", "--format", "csv"])
-    assert table.exit_code == 1 and "--vectors reads JSON Lines" in table.output
+    assert table.exit_code == 2 and "--vectors reads JSON Lines" in table.output

@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import ssl
 import stat
 import subprocess
@@ -47,7 +48,8 @@ from splade_os.indexing import BulkOptions, IndexingRefused, RayWorkers, index_c
 from splade_os.model.encoder import SpladeEncoder
 from splade_os.node.distributions import OPENSEARCH, dist_dir
 from splade_os.node.java import find_java
-from splade_os.node.security import ADMIN, Access, admin_access, request
+from splade_os.node.run import stop_node
+from splade_os.node.security import ADMIN, Access, admin_access, load_credentials, request
 
 pytestmark = pytest.mark.secured
 
@@ -580,3 +582,25 @@ def test_keys_and_secrets_are_private_after_the_first_start_and_a_restart(node: 
     assert not problems, "\n".join(problems)
     result = run(restarted, SEARCHER, ["alias", f"secured-{uuid.uuid4().hex[:8]}"])
     assert result.exit_code == 0, result.output
+
+
+def test_a_node_whose_folder_was_deleted_starts_again_with_new_credentials(node: SecuredNode) -> None:
+    """`rm -r` of a stopped secured node's folder: status says in one line that nothing answers, and a start makes
+    new certificates and passwords rather than failing on the CA file that is gone."""
+    port = node.url.rsplit(":", 1)[1]
+    args = ["--engine", node.engine, "--version", node.version, "--port", port, "--secure"]
+    assert stop_node(engine=node.engine, version=node.version, port=int(port), home=node.home, secure=True)
+    shutil.rmtree(node.config.parent)
+    status = CliRunner().invoke(main, ["node", "status", *args])
+    assert isinstance(status.exception, SystemExit) and status.exit_code == 1, status.exception
+    assert status.output.endswith(f"node answers at {node.url}\n"), status.output
+    started = CliRunner().invoke(main, ["node", "start", *args, "--heap", "512m", "--timeout", "300"])
+    assert started.exit_code == 0, started.output
+    fresh = load_credentials(node.creds.path)
+    assert fresh is not None and Path(fresh.ca_certs).is_file()
+    assert set(fresh.users) == set(node.creds.users) and not set(fresh.users.values()) & set(node.creds.users.values())
+    assert f"users and passwords: {node.creds.path} (mode 0600; new passwords of " in started.output
+    assert all(password not in started.output for password in fresh.users.values())
+    node.creds = fresh  # the other tests of the session go on with the new passwords
+    result = run(node, ADMIN, ["doctor"])  # the new CA verifies the node and the new admin password logs in
+    assert result.exit_code == 0 and "ok    reachable" in result.output, result.output

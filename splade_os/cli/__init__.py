@@ -2,12 +2,25 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
 from splade_os import __version__
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Commands(click.Group):
+    """Ctrl-C (SIGINT) ends any command with exit code 130, as shells expect, rather than click's 1."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt:
+            click.echo("interrupted", err=True)
+            raise SystemExit(130) from None
+
+
+@click.group(cls=_Commands, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="splade-os")
 def main() -> None:
     """SPLADE learned sparse retrieval on the OpenSearch cluster you already run."""

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import sys
 from typing import Any
 
 import click
 
 from splade_os.cli.options import cli_errors, device_options, model_option
+from splade_os.cli.progress import ProgressFactory, plural, progress_options
 
 
 @click.command("encode")
@@ -40,7 +40,9 @@ from splade_os.cli.options import cli_errors, device_options, model_option
 @click.option(
     "--provider", "providers", multiple=True, help="onnxruntime execution provider, e.g. CUDAExecutionProvider."
 )
-@click.option("--no-progress", is_flag=True, help="No progress bar on stderr.")
+@click.option("--vectors-only", is_flag=True, help="Write only _id and vector, not the record's title, text and "
+              "other fields (which `index --vectors` stores beside the vector).")
+@progress_options
 @device_options
 def encode(
     input_path: str,
@@ -58,18 +60,19 @@ def encode(
     min_weight: float,
     long_documents: str,
     providers: tuple[str, ...],
-    no_progress: bool,
+    vectors_only: bool,
+    progress: ProgressFactory,
     device: dict[str, Any],
 ) -> None:
-    """Encode INPUT (BEIR corpus.jsonl or queries.jsonl; - for stdin) into {"_id", "vector"} JSON Lines.
+    """Encode INPUT (BEIR corpus.jsonl or queries.jsonl; - for stdin) into JSON Lines of records with a vector.
 
-    Corpus records are encoded as title + " " + text (text alone when the title is empty), as BEIR does;
-    with --queries only the text is used. Output lines follow input order. Records are checked as `index` checks
-    them: each bad one (invalid JSON or UTF-8, no id or text, a duplicate id, ...) is named on stderr with its
-    line and left out, the good ones are all written, and the exit code is 1 unless --allow-failures.
+    Each output line is the record's _id, title, text and other fields with its "vector" ({token: weight}), as
+    `index --vectors` reads them (--vectors-only: _id and vector alone). Corpus records are encoded as
+    title + " " + text (text alone when the title is empty), as BEIR does; with --queries only the text is used.
+    Output lines follow input order. Records are checked as `index` checks them: each bad one (invalid JSON or
+    UTF-8, no id or text, a duplicate id, ...) is named on stderr with its line and left out, the good ones are all
+    written, and the exit code is 1 unless --allow-failures.
     """
-    from tqdm import tqdm
-
     with cli_errors():
         from splade_os.corpus import FieldNames
         from splade_os.model.encode_file import encode_path
@@ -80,14 +83,14 @@ def encode(
             model_dir, threads=threads, providers=list(providers) or None, batch_size=batch_size,
             max_length=max_length, top_k=top_k, min_weight=min_weight, long_documents=long_documents, **device,
         ) as encoder:  # fmt: skip
-            with tqdm(unit=" records", file=sys.stderr, disable=no_progress, desc="encode") as bar:
+            with progress("encode", unit="records") as bar:
                 summary = encode_path(
                     encoder, input_path, output, queries=queries, names=names, on_progress=bar.update,
-                    on_error=lambda line: bar.write(line, file=sys.stderr),
+                    on_error=bar.write, keep_fields=not vectors_only,
                 )  # fmt: skip
     note = f", {encoder.truncated:,} truncated to {encoder.max_length} tokens" if encoder.truncated else ""
-    bad = f", {summary.failed:,} bad records left out (listed above)" if summary.failed else ""
-    click.echo(f"encoded {summary.written:,} records{note}{bad}", err=True)
+    bad = f", {plural(summary.failed, 'bad record')} left out (listed above)" if summary.failed else ""
+    click.echo(f"encoded {plural(summary.written, 'record')}{note}{bad}", err=True)
     if summary.failed and not allow_failures:
         raise click.ClickException(
             f"{summary.failed:,} of {summary.read:,} records were not encoded: fix those lines and encode them "

@@ -8,7 +8,14 @@ from typing import Any
 
 import click
 
-from splade_os.cli.options import cli_errors, connection_options, device_options, model_option
+from splade_os.cli.options import (
+    cli_errors,
+    connection_options,
+    device_options,
+    echo_json,
+    json_report_options,
+    model_option,
+)
 from splade_os.connection import ConnectionSettings, connect
 from splade_os.retrieval.search import MODES
 
@@ -25,7 +32,7 @@ from splade_os.retrieval.search import MODES
 @click.option("--split", default="test", show_default=True, help="qrels/<split>.tsv to judge with.")
 @click.option("--depth", type=click.IntRange(min=10), default=100, show_default=True, help="Hits per query.")
 @click.option("--exact", is_flag=True, help="Also score the same vectors exactly in memory, as a reference.")
-@click.option("--json", "json_file", type=click.Path(dir_okay=False), help="Write the report as JSON to this file.")
+@json_report_options
 @click.option("--force", is_flag=True, help="Evaluate even if the index was built with another encoder.")
 @device_options
 @connection_options
@@ -37,7 +44,7 @@ def evaluate(
     split: str,
     depth: int,
     exact: bool,
-    json_file: str | None,
+    json_to: str | None,
     force: bool,
     device: dict[str, Any],
     settings: ConnectionSettings,
@@ -63,7 +70,10 @@ def evaluate(
                 force=force,
                 on_indexing=lambda name: click.echo(f"index {name!r} is missing: indexing the corpus first", err=True),
             )
+    if json_to == "-":
+        echo_json(report.to_dict())
+        return
     click.echo(format_table(report))
-    if json_file:
-        Path(json_file).write_text(json.dumps(report.to_dict(), indent=2) + "\n", encoding="utf-8")
-        click.echo(f"report written to {json_file}")
+    if json_to:
+        Path(json_to).write_text(json.dumps(report.to_dict(), indent=2) + "\n", encoding="utf-8")
+        click.echo(f"report written to {json_to}")

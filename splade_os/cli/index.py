@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import signal
-import sys
 import threading
 import time
+from contextlib import closing
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -16,14 +17,18 @@ from splade_os.cli.options import (
     cli_errors,
     connection_options,
     device_options,
+    echo_json,
     first_phase_options,
+    json_option,
     model_option,
     segment_options,
 )
+from splade_os.cli.progress import Progress, ProgressFactory, progress_options
 from splade_os.connection import ConnectionSettings, connect
 from splade_os.corpus import FORMATS, FieldNames
-from splade_os.errors import ConfigError
-from splade_os.indexing import BulkOptions, IndexSummary, LoadOptions, Progress, index_corpus, reencode_index
+from splade_os.errors import IndexNotFoundError
+from splade_os.indexing import BulkOptions, IndexSummary, LoadOptions, index_corpus, reencode_index
+from splade_os.indexing import Progress as IndexProgress
 from splade_os.indexing.block_worker import SpladeRecipe
 from splade_os.indexing.distributed import DEFAULT_BLOCK_SIZE, BlockDone, RayWorkers, index_corpus_on_ray
 from splade_os.model.precomputed import DEFAULT_VECTOR_FIELD, PrecomputedVectors
@@ -39,43 +44,26 @@ def _size(n: float) -> str:
     return f"{n:.1f} GiB"
 
 
-def _duration(seconds: float) -> str:
-    minutes, secs = divmod(int(seconds), 60)
-    return f"{minutes // 60}h{minutes % 60:02d}m" if minutes >= 60 else f"{minutes}m{secs:02d}s"
-
-
 class ProgressReport:
-    """A tqdm bar on a terminal; otherwise one plain line every `every` seconds (logs, CI)."""
+    """Documents acknowledged by the cluster (indexed, failed or skipped), not bytes read ahead: a bar on a terminal,
+    a plain line every `every` seconds elsewhere. The ETA comes from the acknowledged rate; for a file, the total is
+    estimated from the records per byte read so far. `total_is_documents`: the source counts documents (an index)."""
 
-    def __init__(self, *, tty: bool, every: float) -> None:
-        self.tty, self.every = tty, every
-        self.bar: Any = None
-        self.last = 0.0
+    def __init__(self, bar: Progress, *, total_is_documents: bool = False) -> None:
+        self.bar, self.total_is_documents = bar, total_is_documents
 
-    def __call__(self, p: Progress) -> None:
+    def __call__(self, p: IndexProgress) -> None:
         c = p.counters
-        status = f"{c.indexed:,} indexed, {c.failed:,} failed, {c.skipped:,} skipped, {p.docs_per_s:,.0f} docs/s"
-        if self.tty:
-            if self.bar is None:
-                from tqdm import tqdm
-
-                self.bar = tqdm(total=p.total, unit="B", unit_scale=True, unit_divisor=1024, file=sys.stderr)
-            self.bar.update(p.done - self.bar.n)
-            self.bar.set_postfix_str(status, refresh=False)
-            return
-        now = time.monotonic()
-        if now - self.last < self.every:
-            return
-        self.last = now
-        where = ""
-        if p.total and p.done:
-            eta = p.elapsed * (p.total - p.done) / p.done
-            where = f", {p.done / p.total:.0%} of the input, ETA {_duration(eta)}"
-        click.echo(f"{status}{where}", err=True)
+        acknowledged = c.indexed + c.failed + c.skipped
+        total = p.total if self.total_is_documents else None
+        if total is None and p.total and p.done:
+            total = max(acknowledged, round(c.read * p.total / p.done))  # records per byte read so far
+        if total != self.bar.total:
+            self.bar.set_total(total)
+        self.bar.advance_to(acknowledged, f"{c.failed:,} failed, {c.skipped:,} skipped")
 
     def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
+        self.bar.close()
 
 
 class BlockReport:
@@ -164,7 +152,8 @@ def format_summary(s: IndexSummary) -> str:
 @click.option("--shards", default=1, show_default=True, help="Primary shards of a new index.")
 @click.option("--analyzer", envvar="SPLADE_OS_ANALYZER", help="Analyzer of the BM25 text fields of a new index, "
               "recorded in its _meta. [default: english; --from-index: the source's; env: SPLADE_OS_ANALYZER]")
-@click.option("--replicas", default=1, show_default=True, help="Replicas of a new index.")
+@click.option("--replicas", type=click.IntRange(min=0), help="Replicas of a new index. [default: "
+              "auto_expand_replicas 0-1: one where a second node can hold it, none on a single node]")
 @click.option("--threads", type=int, help="Encoder threads (default: all cores).")
 @click.option("--max-length", type=int, help="Longest document in tokens (default: the model's).")
 @click.option("--top-k", type=int, help="Keep only the k heaviest terms of each document vector.")
@@ -182,7 +171,10 @@ def format_summary(s: IndexSummary) -> str:
     show_default=True,
     help="Past --max-length: keep the start (counted as truncated), or encode overlapping windows.",
 )
-@click.option("--log-every", default=10.0, show_default=True, help="Seconds between progress lines off a terminal.")
+@progress_options
+@json_option
+@click.option("--yes", is_flag=True, help="With --optimize and no --recreate: merge the version readers search "
+              "(as `merge --yes` does).")
 @click.option("--ray", "on_ray", is_flag=True, help="Encode and send with a pool of Ray workers (JSON Lines and "
               "Parquet files, or a folder of them; needs the ray extra). --threads is then the CPUs of each worker "
               "[default 1].")
@@ -224,7 +216,7 @@ def index(
     timeout: float,
     shards: int,
     analyzer: str | None,
-    replicas: int,
+    replicas: int | None,
     threads: int | None,
     max_length: int | None,
     top_k: int | None,
@@ -234,7 +226,9 @@ def index(
     concurrent_segment_search: bool | None,
     optimize: bool,
     long_documents: str,
-    log_every: float,
+    progress: ProgressFactory,
+    as_json: bool,
+    yes: bool,
     on_ray: bool,
     ray_address: str | None,
     workers: int | None,
@@ -252,15 +246,18 @@ def index(
     """
     with cli_errors():
         if (corpus is None) == (from_index is None):
-            raise ConfigError("give either a CORPUS or --from-index SOURCE (to re-encode an index)")
+            raise click.UsageError("give either a CORPUS or --from-index SOURCE (to re-encode an index)")
         if recreate and resume:
-            raise ConfigError("--recreate starts over and --resume continues: pick one")
+            raise click.UsageError("--recreate starts over and --resume continues: pick one")
         if keep_previous and delete_previous:
-            raise ConfigError("--keep-previous and --delete-previous contradict each other: pick one")
+            raise click.UsageError("--keep-previous and --delete-previous contradict each other: pick one")
         made_elsewhere = precomputed(vectors, vector_field, model_dir, from_index, corpus_format, columns, {
             "--max-length": max_length, "--top-k": top_k, "--min-weight": min_weight or None,
             "--prune-ratio": prune_ratio or None, "--long-documents": None if long_documents == "truncate" else 1,
         })  # fmt: skip
+        if optimize and not recreate and not yes:
+            with closing(connect(settings)) as probe:
+                refuse_live_merge(probe, alias)
         _default_sigint()
         # A corpus is read from `text` and `title` unless told; a re-encode by default reads what the source recorded.
         names = FieldNames(id=id_field, text=text_field or "text", title=title_field or "title")
@@ -278,7 +275,9 @@ def index(
         )  # fmt: skip
         if on_ray:
             if from_index or (corpus_format not in (None, "jsonl")) or columns:
-                raise ConfigError("--ray reads JSON Lines and Parquet files: not --from-index, CSV/TSV or --columns")
+                raise click.UsageError(
+                    "--ray reads JSON Lines and Parquet files: not --from-index, CSV/TSV or --columns"
+                )
             assert corpus is not None
             recipe = made_elsewhere or SpladeRecipe(
                 str(model_dir), threads=threads or 1, max_length=max_length, top_k=top_k, min_weight=min_weight,
@@ -290,15 +289,15 @@ def index(
             summary = index_corpus_on_ray(
                 settings, corpus, index=alias, recipe=recipe, block_size=block_size or DEFAULT_BLOCK_SIZE,
                 pool=RayWorkers(workers or 1, float(threads or 1), gpus_per_worker or 0.0, ray_address),
-                names=names, load=load, on_block=BlockReport(log_every),
+                names=names, load=load, on_block=BlockReport(progress.every),
             )  # fmt: skip
-            report_and_exit(summary, allow_failures)
+            report_and_exit(summary, allow_failures, as_json)
             return
         ray_only = {"--ray-address": ray_address, "--workers": workers, "--gpus-per-worker": gpus_per_worker,
                     "--block-size": block_size}  # fmt: skip
         given = [name for name, value in ray_only.items() if value is not None]
         if given:
-            raise ConfigError(f"{', '.join(given)} go with --ray")
+            raise click.UsageError(f"{', '.join(given)} go with --ray")
         from splade_os.model.encoder import SpladeEncoder
 
         encoder = made_elsewhere or SpladeEncoder(
@@ -306,7 +305,7 @@ def index(
             max_ratio=prune_ratio, long_documents=long_documents, **device,
         )  # fmt: skip
         client = connect(settings)
-        report = ProgressReport(tty=sys.stderr.isatty(), every=log_every)
+        report = ProgressReport(progress("index", unit="documents"), total_is_documents=from_index is not None)
         try:
             if from_index:
                 summary = reencode_index(
@@ -322,7 +321,15 @@ def index(
         finally:
             report.close()
             client.close()
-        report_and_exit(summary, allow_failures)
+        report_and_exit(summary, allow_failures, as_json)
+
+
+def refuse_live_merge(client: Any, alias: str) -> None:
+    """--optimize without --recreate merges the index readers search now: only with --yes, as `merge` asks."""
+    from splade_os.indexing.merge import check_not_live
+
+    if aliases.resolve(client, alias):  # else a new index: nobody searches it yet
+        check_not_live(client, alias)
 
 
 def precomputed(
@@ -337,24 +344,46 @@ def precomputed(
     """The pass-through encoder of `--vectors` (None without it), once the options make sense together."""
     if not vectors:
         if field:
-            raise ConfigError("--vector-field goes with --vectors")
+            raise click.UsageError("--vector-field goes with --vectors")
         if not model_dir:
-            raise ConfigError("give --model (or set SPLADE_OS_MODEL), or --vectors to index vectors made elsewhere")
+            raise click.UsageError("give --model (or set SPLADE_OS_MODEL), or --vectors for vectors made elsewhere")
         return None
     if from_index or corpus_format not in (None, "jsonl") or columns:
-        raise ConfigError("--vectors reads JSON Lines that carry their vectors: not --from-index, CSV/TSV or --columns")
+        raise click.UsageError(
+            "--vectors reads JSON Lines that carry their vectors: not --from-index, CSV/TSV or --columns"
+        )
     given = [name for name, value in encoding.items() if value is not None]
     if given:
-        raise ConfigError(f"{', '.join(given)} change how text is encoded: with --vectors the vectors are indexed as "
-                          "they are (prune them where they are made)")  # fmt: skip
+        raise click.UsageError(f"{', '.join(given)} change how text is encoded: with --vectors the vectors are "
+                               "indexed as they are (prune them where they are made)")  # fmt: skip
     field = field or DEFAULT_VECTOR_FIELD
     if model_dir:
         return PrecomputedVectors.from_model(model_dir, field=field)
+    click.echo("warning: --vectors without --model: the vectors' tokens are not checked against a vocabulary, and "
+               "searches cannot tell which model's queries fit them; pass --model with the folder of the model that "
+               "made them", err=True)  # fmt: skip
     return PrecomputedVectors(field=field)
 
 
-def report_and_exit(summary: IndexSummary, allow_failures: bool) -> None:
-    click.echo(format_summary(summary))
+def summary_json(s: IndexSummary, allow_failures: bool = False) -> dict[str, Any]:
+    """What `--json` prints for a load: the counts, the index, the verification, where the alias points."""
+    swapped = None
+    if s.swapped:
+        swapped = {"index": s.swapped.index, "previous": list(s.swapped.previous), "deleted": list(s.swapped.deleted)}
+    return {
+        "alias": s.alias, "index": s.index, "counters": asdict(s.counters), "elapsed_s": round(s.elapsed, 3),
+        "docs_per_s": round(s.docs_per_s, 1), "index_count": s.index_count, "index_bytes": s.index_bytes,
+        "expected": s.expected, "verified": s.verified, "verification": s.verification,
+        "dead_letter": str(s.dead_letter) if s.dead_letter else None, "swapped": swapped, "notes": list(s.notes),
+        "problems": s.problems(allow_failures=allow_failures),
+    }  # fmt: skip
+
+
+def report_and_exit(summary: IndexSummary, allow_failures: bool, as_json: bool = False) -> None:
+    if as_json:
+        echo_json(summary_json(summary, allow_failures))
+    else:
+        click.echo(format_summary(summary))
     problems = summary.problems(allow_failures=allow_failures)
     if problems:
         raise click.ClickException("; ".join(problems))
@@ -364,20 +393,31 @@ def report_and_exit(summary: IndexSummary, allow_failures: bool) -> None:
 @click.argument("name")
 @click.argument("target", required=False)
 @click.option("--delete-previous", is_flag=True, help="Delete the indices the alias pointed at before.")
+@json_option
 @connection_options
-def alias(name: str, target: str | None, delete_previous: bool, settings: ConnectionSettings) -> None:
+def alias(name: str, target: str | None, delete_previous: bool, as_json: bool, settings: ConnectionSettings) -> None:
     """Show which index alias NAME points at, or switch it to TARGET atomically."""
     with cli_errors():
         client = connect(settings)
         if target is None:
             current = aliases.resolve(client, name)
+            if not current:
+                raise IndexNotFoundError(f"no index or alias {name!r}: build it with `splade-os index CORPUS --index "
+                                         f"{name}`, or point it at an index with `splade-os alias {name} INDEX`")
             kind = "alias" if aliases.is_alias(client, name) else "index"
-            click.echo(f"{name} ({kind}) -> {', '.join(current) or 'nothing'}")
             others = [v for v in aliases.versions(client, name) if v not in current]
+            if as_json:
+                echo_json({"name": name, "kind": kind, "indices": current, "other_versions": others})
+                return
+            click.echo(f"{name} ({kind}) -> {', '.join(current) or 'nothing'}")
             if others:
                 click.echo(f"other versions: {', '.join(others)}")
             return
         done = aliases.swap(client, name, target, delete_previous=delete_previous)
+        if as_json:
+            echo_json({"name": name, "index": done.index, "previous": list(done.previous),
+                       "deleted": list(done.deleted)})  # fmt: skip
+            return
         click.echo(f"{name} -> {done.index} (was {', '.join(done.previous) or 'nothing'})")
         if done.deleted:
             click.echo(f"deleted: {', '.join(done.deleted)}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -75,7 +76,9 @@ def node() -> None:
     """
 
 
-def _fail(err: NodeError) -> click.ClickException:
+def _fail(err: NodeError | OSError) -> click.ClickException:
+    if isinstance(err, OSError):  # a file of the node (its CA, its folder) that is gone or unreadable
+        return click.ClickException(f"reading the node's files failed: {err}")
     return click.ClickException(str(err))
 
 
@@ -89,10 +92,10 @@ def _print_info(info: NodeInfo, *, started: bool = False) -> None:
     click.echo(f"log: {info.log_file}")
     if info.credentials_file is not None:
         click.echo(f"CA certificate: {info.ca_certs}")
-        click.echo(f"users and passwords: {info.credentials_file} (mode 0600)")
-    for user, password in (info.new_passwords or {}).items():
-        # The user's own local node, and the only time they are shown: they stay in the file above.
-        click.echo(f"password of {user}: {password}")
+        # Never the passwords themselves: this output lands in terminal scrollback, CI logs and shared screens.
+        new = "new passwords of " + ", ".join(info.new_passwords) + "; " if info.new_passwords else ""
+        click.echo(f"users and passwords: {info.credentials_file} (mode 0600; {new}"
+                   f"`splade-os node credentials --port {info.url.rsplit(':', 1)[1]}` shows them)")  # fmt: skip
 
 
 @node.command()
@@ -110,8 +113,8 @@ def start(
 ) -> None:
     """Start the node (or reuse the same one already answering on the port) and wait until it is usable.
 
-    With --secure it prints where the CA certificate and the users' passwords are, and the passwords themselves
-    the first time (they are generated then).
+    With --secure it prints where the CA certificate and the file of the users' passwords (mode 0600) are, never
+    the passwords: `splade-os node credentials` shows them.
     """
     try:
         info = start_node(
@@ -147,7 +150,7 @@ def status(
     try:
         spec = resolve(engine, version, port, home, secure=secure)
         info = node_status(engine=engine, version=version, home=home, port=port, secure=secure)
-    except NodeError as err:
+    except (NodeError, OSError) as err:
         raise _fail(err) from err
     if info is None:
         click.echo(f"no {spec.engine.title} node answers at {spec.url}")
@@ -162,3 +165,40 @@ def status(
     if wrong:
         click.echo(f"{spec.label} was asked for, but {info.title} {info.version} answers at {info.url}", err=True)
         raise SystemExit(1)
+
+
+@node.command()
+@_node_options
+@click.option("--show", "--force", "show", is_flag=True,
+              help="Print them even when stdout is not a terminal (a pipe, a file, a CI log).")
+@click.option("--json", "as_json", is_flag=True, help="Print the URL, CA certificate and users as JSON.")
+def credentials(
+    engine: str | None, version: str | None, home: Path | None, port: int | None, secure: bool, show: bool,
+    as_json: bool,
+) -> None:
+    """Show the users and passwords of the secured node on the port (from its 0600 credentials file).
+
+    Refuses when stdout is not a terminal, so that the passwords do not land in a log by accident, unless --show.
+    """
+    try:
+        spec = target_node(engine, version, port, home, secure=True)
+    except NodeError as err:
+        raise _fail(err) from err
+    creds = spec.credentials()
+    if creds is None:
+        raise click.ClickException(
+            f"no credentials file {spec.credentials_file}: start the secured node first (`splade-os node start "
+            f"--secure --port {spec.port}`), or give the --engine, --version and --home it was started with"
+        )
+    if not show and not sys.stdout.isatty():
+        raise click.ClickException(
+            f"stdout is not a terminal: the passwords in {creds.path} are not printed into a pipe or a log; pass "
+            "--show to print them anyway, or read the file (mode 0600)"
+        )
+    if as_json:
+        click.echo(json.dumps({"url": creds.url, "ca_certs": creds.ca_certs, "users": creds.users}, indent=2))
+        return
+    click.echo(f"url: {creds.url}")
+    click.echo(f"CA certificate: {creds.ca_certs}")
+    for user, password in creds.users.items():
+        click.echo(f"password of {user}: {password}")

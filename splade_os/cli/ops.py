@@ -13,7 +13,9 @@ from splade_os.cli.options import (
     cli_errors,
     connection_options,
     device_options,
+    echo_json,
     first_phase_options,
+    json_option,
     model_option,
     segment_options,
 )
@@ -88,7 +90,8 @@ def stats(
 @click.option("--title-field", help="Field holding the title. [default: title; --from-index: the field the current "
               "version was encoded from]")
 @click.option("--shards", default=1, show_default=True, help="Primary shards of the new version.")
-@click.option("--replicas", default=1, show_default=True, help="Replicas of the new version.")
+@click.option("--replicas", type=click.IntRange(min=0), help="Replicas of a new index. [default: "
+              "auto_expand_replicas 0-1: one where a second node can hold it, none on a single node]")
 @click.option("--analyzer", help="Analyzer of the new version's BM25 text fields. [default: the current version's]")
 @click.option("--batch-size", default=256, show_default=True, help="Documents encoded and sent together.")
 @click.option(
@@ -96,6 +99,7 @@ def stats(
 )
 @first_phase_options
 @segment_options
+@json_option
 @device_options
 @connection_options
 def reindex(
@@ -111,7 +115,7 @@ def reindex(
     text_field: str | None,
     title_field: str | None,
     shards: int,
-    replicas: int,
+    replicas: int | None,
     analyzer: str | None,
     batch_size: int,
     dead_letter: Path | None,
@@ -119,6 +123,7 @@ def reindex(
     first_phase_candidates: tuple[int, ...] | None,
     concurrent_segment_search: bool | None,
     optimize: bool,
+    as_json: bool,
     device: dict[str, Any],
     settings: ConnectionSettings,
 ) -> None:
@@ -127,7 +132,7 @@ def reindex(
     Readers keep the current version until the new one is verified. The old version is kept for a rollback
     (`splade-os alias ALIAS OLD_INDEX`) unless --delete-previous. Exit code 1 when the alias was not moved.
     """
-    from splade_os.cli.index import format_summary
+    from splade_os.cli.index import format_summary, summary_json
     from splade_os.indexing import BulkOptions, LoadOptions
     from splade_os.indexing.reindex import reindex as run_reindex
     from splade_os.model.encoder import SpladeEncoder
@@ -149,6 +154,13 @@ def reindex(
                 concurrent_segment_search=concurrent_segment_search, optimize=optimize, break_lock=break_lock,
             ),
         )  # fmt: skip
+        if as_json:
+            echo_json({**summary_json(result.summary), "previous": list(result.previous),
+                       "previous_count": result.previous_count, "alias_moved": result.swapped,
+                       "deleted": list(result.deleted), "problems": list(result.problems)})  # fmt: skip
+            if result.problems:
+                raise SpladeOSError("; ".join(result.problems))
+            return
         click.echo(format_summary(result.summary))
         before = f"{', '.join(result.previous)} ({result.previous_count:,} documents)" if result.previous else "nothing"
         click.echo(f"before: {alias} -> {before}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import json
 import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -202,6 +203,48 @@ def segment_options(func: F) -> F:
     )(func)  # fmt: skip
 
 
+JSON_HELP = "Print the result as JSON on stdout (and nothing else there)."
+json_option = click.option("--json", "as_json", is_flag=True, help=JSON_HELP)
+
+
+def json_report_options(func: F) -> F:
+    """--json (JSON on stdout, as every command prints it) and --json-file/-o FILE, folded into one `json_to`
+    argument: None, "-" (stdout) or a path. The older `--json FILE` still writes FILE, with a deprecation note."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        value, path = kwargs.pop("json_value"), kwargs.pop("json_file")
+        if value not in (None, "-"):
+            if path is not None:
+                raise click.UsageError("--json FILE and --json-file contradict each other: give --json-file FILE")
+            click.echo(f"warning: --json FILE is deprecated and goes in a later release: use --json-file {value} "
+                       "(--json alone prints the JSON on stdout)", err=True)  # fmt: skip
+            path = value
+        elif value == "-" and path is not None:
+            raise click.UsageError("--json prints on stdout and --json-file writes a file: pick one")
+        kwargs["json_to"] = path or value
+        return func(*args, **kwargs)
+
+    wrapper = click.option(
+        "--json-file", "-o", "json_file", type=click.Path(dir_okay=False), help="Write the result as JSON to this file."
+    )(wrapper)  # fmt: skip
+    wrapper = click.option(
+        "--json", "json_value", is_flag=False, flag_value="-", metavar="",
+        help=JSON_HELP + " (`--json FILE`, deprecated: --json-file FILE)",
+    )(wrapper)  # fmt: skip
+    return wrapper  # type: ignore[return-value]
+
+
+def echo_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, ensure_ascii=False, default=str))
+
+
+class Interrupted(click.ClickException):
+    """Ctrl-C stopped the command: exit code 130 (128 + SIGINT), as shells report it."""
+
+    exit_code = 130
+
+
 @contextmanager
 def cli_errors() -> Iterator[None]:
     """Turn the library's and the client's errors into one clear line and exit code 1, without a traceback.
@@ -211,6 +254,8 @@ def cli_errors() -> Iterator[None]:
     try:
         yield
     except SpladeOSError as err:
+        if isinstance(err.__context__, KeyboardInterrupt):  # a load stopped by Ctrl-C, cleanly: still an interrupt
+            raise Interrupted(redact(str(err))) from None
         raise click.ClickException(redact(str(err))) from None
     except ImproperlyConfigured as err:
         raise click.ClickException(redact(f"client configuration: {err}")) from None

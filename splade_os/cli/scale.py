@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import click
 
 from splade_os.cli.index import _size
-from splade_os.cli.options import cli_errors, connection_options, model_option
+from splade_os.cli.options import cli_errors, connection_options, echo_json, json_option, model_option
+from splade_os.cli.progress import ProgressFactory, progress_options
 from splade_os.connection import ConnectionSettings, connect
 from splade_os.errors import ConfigError
 
@@ -20,14 +20,16 @@ from splade_os.errors import ConfigError
               help="Count these tokens (one per line; e.g. the tokens seen) instead of the model's vocabulary.")
 @click.option("--per-request", default=500, show_default=True, type=click.IntRange(min=1),
               help="Token counts asked in one _msearch.")
-@click.option("--log-every", default=10.0, show_default=True, help="Seconds between progress lines.")
+@progress_options
+@json_option
 @connection_options
 def df(
     index: str,
     model_dir: str | None,
     tokens_file: Path | None,
     per_request: int,
-    log_every: float,
+    progress: ProgressFactory,
+    as_json: bool,
     settings: ConnectionSettings,
 ) -> None:
     """Count in how many documents of INDEX each token of the model's vocabulary occurs, and store the table.
@@ -40,16 +42,9 @@ def df(
     from splade_os.model.encoder import model_vocabulary
     from splade_os.retrieval.df import build_df
 
-    last = [time.monotonic()]
-
-    def progress(done: int, total: int) -> None:
-        if time.monotonic() - last[0] >= log_every and done < total:
-            last[0] = time.monotonic()
-            click.echo(f"counted {done:,} of {total:,} tokens", err=True)
-
     with cli_errors():
         if (model_dir is None) == (tokens_file is None):
-            raise ConfigError("give either --model (count its vocabulary) or --tokens FILE")
+            raise click.UsageError("give either --model (count its vocabulary) or --tokens FILE")
         if tokens_file is not None:
             try:
                 tokens = [t for t in tokens_file.read_text(encoding="utf-8").splitlines() if t]
@@ -60,9 +55,16 @@ def df(
             tokens = model_vocabulary(model_dir)
         client = connect(settings)
         try:
-            table = build_df(client, index, tokens, per_request=per_request, on_batch=progress)
+            with progress("df", len(tokens), unit="tokens") as bar:
+                table = build_df(client, index, tokens, per_request=per_request,
+                                 on_batch=lambda done, total: bar.advance_to(done))  # fmt: skip
         finally:
             client.close()
+    if as_json:
+        echo_json({"index": table.index, "df_index": df_index_name(table.index), "tokens_with_df": len(table.counts),
+                   "vocabulary_size": table.vocabulary_size, "documents": table.documents,
+                   "seconds": round(table.seconds, 3)})  # fmt: skip
+        return
     click.echo(
         f"df table of {table.index} ({df_index_name(table.index)}): {len(table.counts):,} of "
         f"{table.vocabulary_size:,} tokens with df > 0, over {table.documents:,} documents, computed in "
@@ -77,8 +79,9 @@ def df(
 @click.option("--yes", is_flag=True, help="Merge even an index readers search through an alias.")
 @click.option("--every", default=5.0, show_default=True, type=click.FloatRange(min=0.1),
               help="Seconds between progress lines.")
+@json_option
 @connection_options
-def merge(index: str, segments: int, yes: bool, every: float, settings: ConnectionSettings) -> None:
+def merge(index: str, segments: int, yes: bool, every: float, as_json: bool, settings: ConnectionSettings) -> None:
     """Force-merge INDEX to --segments segments per shard, after a bulk load: fewer segments, faster searches.
 
     A merge rewrites the whole index, with I/O and CPU that searches on the same nodes feel while it runs, so an
@@ -99,4 +102,7 @@ def merge(index: str, segments: int, yes: bool, every: float, settings: Connecti
             done = force_merge(client, index, segments, on_poll=progress, every=every)
         finally:
             client.close()
+    if as_json:
+        echo_json({"index": index, "before": done.before, "after": done.after, "seconds": round(done.seconds, 3)})
+        return
     click.echo(f"merged {index}: {done.before} -> {done.after} segments in {done.seconds:.1f} s")

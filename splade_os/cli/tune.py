@@ -8,7 +8,14 @@ from typing import Any
 
 import click
 
-from splade_os.cli.options import cli_errors, connection_options, device_options, model_option
+from splade_os.cli.options import (
+    cli_errors,
+    connection_options,
+    device_options,
+    echo_json,
+    json_report_options,
+    model_option,
+)
 from splade_os.connection import ConnectionSettings, connect
 from splade_os.errors import InputError, SpladeOSError
 from splade_os.evaluation import tuning as tuning_defaults
@@ -62,7 +69,7 @@ def _queries(path: Path | None, client: object, index: str, sample: int) -> dict
 @click.option("--seed", type=int, default=0, show_default=True,
               help="Seed of the shuffled order the settings run in each pass: the same seed, the same order.")
 @click.option("--plot", "plot_file", type=click.Path(dir_okay=False), help="Write the frontier as a PNG.")
-@click.option("--json", "json_file", type=click.Path(dir_okay=False), help="Write every measurement as JSON.")
+@json_report_options
 @click.option("--dry-run", is_flag=True, help="Measure and report, but do not store the choice with the index.")
 @device_options
 @connection_options
@@ -79,7 +86,7 @@ def tune(
     warmup: int,
     seed: int,
     plot_file: str | None,
-    json_file: str | None,
+    json_to: str | None,
     dry_run: bool,
     device: dict[str, Any],
     settings: ConnectionSettings,
@@ -112,16 +119,20 @@ def tune(
                                      repeat=repeat, warmup=warmup, seed=seed)  # fmt: skip
             if queries_file is None:
                 result.notes.insert(0, TITLE_QUERIES_CAVEAT)
-            click.echo(tuning.format_result(result))
-            if json_file:
-                Path(json_file).write_text(json.dumps(result.to_json(), indent=2), encoding="utf-8")
+            say = (lambda line: click.echo(line, err=True)) if json_to == "-" else click.echo  # stdout: JSON alone
+            if json_to == "-":
+                echo_json(result.to_json())
+            else:
+                click.echo(tuning.format_result(result))
+            if json_to and json_to != "-":
+                Path(json_to).write_text(json.dumps(result.to_json(), indent=2), encoding="utf-8")
             if plot_file:
                 tuning.plot(result, plot_file)
-                click.echo(f"plot: {plot_file}")
+                say(f"plot: {plot_file}")
             if result.chosen is None:
                 raise SpladeOSError(result.reason)
             if not dry_run:
                 tuning.store(client, index, result)
-                click.echo(f"stored in the _meta of {index}: two-phase search now uses {result.chosen.label}")
+                say(f"stored in the _meta of {index}: two-phase search now uses {result.chosen.label}")
         finally:
             client.close()

@@ -83,7 +83,8 @@ class OpenSearchEngine:
                 "distribution (or `splade-os node start`, which adds it to the minimal one)",
             ))  # fmt: skip
         else:
-            checks.append(Check("mapper-extras", OK, f"rank_features available on all {len(nodes)} nodes"))
+            where = f"all {len(nodes)} node{_s(len(nodes))}"
+            checks.append(Check("mapper-extras", OK, f"rank_features available on {where}"))
         return checks
 
     def _version_check(self) -> Check:
@@ -130,3 +131,7 @@ class OpenSearchEngine:
             **{**transport.kwargs, "max_retries": 0},
         )
         return copy, True
+
+
+def _s(n: int) -> str:
+    return "" if n == 1 else "s"

@@ -16,7 +16,7 @@ from typing import Any
 
 from splade_os import aliases
 from splade_os.engines import engine_for
-from splade_os.errors import ConfigError
+from splade_os.errors import ConfigError, IndexNotFoundError
 
 MERGE_TIMEOUT = 6 * 3600.0  # seconds the force-merge request may take: hours at tens of millions of documents
 POLL_EVERY = 5.0
@@ -82,7 +82,7 @@ def force_merge(
     if segments < 1:
         raise ConfigError(f"segments must be at least 1, got {segments}")
     if not aliases.resolve(client, index):
-        raise ConfigError(f"no index or alias {index!r} to merge")
+        raise IndexNotFoundError(f"no index or alias {index!r} to merge")
     before = segment_state(client, index)
     started = time.monotonic()
     done = threading.Event()

@@ -69,7 +69,7 @@ class LoadOptions:
     allow_failures: bool = False  # failed documents do not stop the alias from moving
     delete_previous: bool = False  # after a verified switch, delete the version readers used before
     shards: int = 1
-    replicas: int = 1
+    replicas: int | None = None  # None: auto_expand_replicas 0-1 (green on one node)
     # Of the BM25 text fields of a new index. None: SPLADE_OS_ANALYZER or english; a re-encode: the source's.
     analyzer: str | None = None
     # False: a new index leaves vectors out of `_source` (postings only). None: True; a re-encode: the source's.

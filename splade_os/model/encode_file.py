@@ -1,7 +1,9 @@
 """Encode a JSON Lines file (BEIR corpus or queries layout) into JSON Lines of sparse vectors.
 
 In:  `{"_id": "4983", "title": "...", "text": "..."}` (corpus) or `{"_id": "0", "text": "..."}` (queries).
-Out: `{"_id": "4983", "vector": {"token": weight, ...}}`, one line per good input record, in input order.
+Out: `{"_id": "4983", "title": "...", "text": "...", ..., "vector": {"token": weight, ...}}`, one line per good
+input record, in input order: the record's fields as `index --vectors` reads them (title and text under those names,
+every other field as it is) with the vector beside them; `keep_fields=False` writes `_id` and `vector` alone.
 
 Records are read and checked by `splade_os.corpus`, with the same rules as `splade-os index`: a line that is not
 valid UTF-8 or JSON, a record without an id or text, a field the index would overwrite, or an id seen before is a
@@ -28,6 +30,7 @@ from splade_os.errors import ConfigError, InputError
 from splade_os.model.encoder import SpladeEncoder
 
 BLOCK_SIZE = 512
+VECTOR_KEY = "vector"  # where each output line holds its vector; `index --vectors` reads it there
 
 
 @dataclass
@@ -83,15 +86,20 @@ def encode_records(
     block_size: int = BLOCK_SIZE,
     on_progress: Callable[[int], None] | None = None,
     on_error: Callable[[RecordError], None] | None = None,
+    keep_fields: bool = True,
 ) -> EncodeSummary:
     """Encode the good records of `items` to vector lines on `sink`; each bad one goes to `on_error` instead."""
     encode = encoder.encode_queries if queries else encoder.encode_documents
     summary = EncodeSummary()
-    for block in _blocks(unique_ids(items), block_size):
+    items = unique_ids(items)
+    if keep_fields:
+        items = (_no_vector_field(item) for item in items)
+    for block in _blocks(items, block_size):
         records = [item for item in block if isinstance(item, Record)]
         vectors = encode([record_text(record, query=queries) for record in records])
         for record, vector in zip(records, vectors, strict=True):
-            sink.write(json.dumps({"_id": record.doc_id, "vector": vector.to_dict()}, ensure_ascii=False) + "\n")
+            line = _fields(record, queries) if keep_fields else {"_id": record.doc_id}
+            sink.write(json.dumps({**line, VECTOR_KEY: vector.to_dict()}, ensure_ascii=False) + "\n")
         for item in block:
             if isinstance(item, RecordError) and on_error is not None:
                 on_error(item)
@@ -101,6 +109,19 @@ def encode_records(
             on_progress(len(block))
     sink.flush()
     return summary
+
+
+def _fields(record: Record, queries: bool) -> dict[str, object]:
+    """What a later `index --vectors` (or any store) needs beside the vector: the id, the texts, the other fields."""
+    texts = {"text": record.text} if queries else {"title": record.title, "text": record.text}
+    return {"_id": record.doc_id, **texts, **record.fields}
+
+
+def _no_vector_field(item: Item) -> Item:
+    if isinstance(item, Record) and VECTOR_KEY in item.fields:
+        return RecordError(item.line, f"field {VECTOR_KEY!r} would be overwritten by the encoded vector: rename it in "
+                           "the input, or pass --vectors-only", doc_id=item.doc_id)  # fmt: skip
+    return item
 
 
 def describe(error: RecordError, source: str) -> str:
@@ -120,6 +141,7 @@ def encode_path(
     on_progress: Callable[[int], None] | None = None,
     on_error: Callable[[str], None] | None = None,
     stdin: BinaryIO | None = None,
+    keep_fields: bool = True,
 ) -> EncodeSummary:
     """`encode_records` over a JSON Lines file; `-` (or no output path) means stdin / stdout.
 
@@ -145,5 +167,6 @@ def encode_path(
                 raise ConfigError(f"cannot write the output file {output_path}: {err.strerror or err}") from err
         report = None if on_error is None else (lambda error: on_error(describe(error, reader.label)))
         return encode_records(
-            encoder, reader, sink, queries=queries, block_size=block_size, on_progress=on_progress, on_error=report
-        )
+            encoder, reader, sink, queries=queries, block_size=block_size, on_progress=on_progress, on_error=report,
+            keep_fields=keep_fields,
+        )  # fmt: skip

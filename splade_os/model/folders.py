@@ -28,6 +28,7 @@ from splade_os.model.manifest import (
     MANIFEST_NAME,
     ONNX_NAME,
     TOKENIZER_NAME,
+    first_line,
     read_json,
     read_manifest,
     sha256_file,
@@ -54,6 +55,7 @@ def load_manifest(model_dir: Path) -> dict[str, Any]:
 def describe(model_dir: Path) -> dict[str, Any]:
     """What `splade-os models` prints: the manifest, with the output kind and precision read from the graph."""
     manifest = load_manifest(model_dir)
+    _check_tokenizer(Path(model_dir) / TOKENIZER_NAME)
     if "layout" not in manifest:  # an export's; a folder layout's manifest already holds what its graph says
         onnx_path = Path(model_dir) / str(manifest.get("onnx_file", ONNX_NAME))
         if not onnx_path.is_file():
@@ -123,6 +125,20 @@ def _tokenizer_files(model_dir: Path, onnx_path: Path) -> None:
             f"{model_dir} has {onnx_path.relative_to(model_dir).as_posix()} but no {TOKENIZER_NAME}: copy the "
             "tokenizer files of the checkpoint next to it"
         )
+
+
+def _check_tokenizer(path: Path) -> None:
+    """The tokenizer file must load as the encoder will load it: a folder is not called usable before that."""
+    from tokenizers import Tokenizer
+
+    try:
+        Tokenizer.from_str(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ModelError(f"{path.parent} has no {path.name}: copy the tokenizer file of the checkpoint next to "
+                         "the model, or re-run `splade-os export`") from None  # fmt: skip
+    except Exception as err:  # tokenizers raises a bare Exception for a malformed file; OSError, UnicodeDecodeError
+        raise ModelError(f"{path} is not a valid tokenizer file ({first_line(err)}); copy it again from the "
+                         "checkpoint, or re-run `splade-os export`") from None  # fmt: skip
 
 
 def _json_object(path: Path) -> dict[str, Any]:

@@ -101,7 +101,10 @@ class NodeSpec:
     def access(self) -> Access | None:
         """How node.py's own requests reach a secured node (its CA, its admin); None for a plain node."""
         creds = self.credentials()
-        return admin_access(creds) if creds is not None else None
+        if creds is None or not Path(creds.ca_certs).is_file():
+            # No CA (the node's folder was deleted): no node of ours answers with it; a start makes new credentials.
+            return None
+        return admin_access(creds)
 
     @property
     def transport_port(self) -> int:

@@ -20,7 +20,7 @@ from typing import Any
 from splade_os import aliases
 from splade_os.engines import engine_for
 from splade_os.engines.refusals import is_refusal
-from splade_os.errors import ConfigError, EngineError
+from splade_os.errors import ConfigError, EngineError, IndexNotFoundError
 from splade_os.mappings import VECTOR_FIELD
 from splade_os.vectors import SparseVector
 
@@ -101,7 +101,7 @@ def concrete_index(client: Any, index: str) -> str:
     """The one concrete index behind `index` (an alias or an index); ConfigError when there is none or several."""
     found = aliases.resolve(client, index)
     if not found:
-        raise ConfigError(f"no index or alias {index!r}")
+        raise IndexNotFoundError(f"no index or alias {index!r}")
     if len(found) > 1:
         raise ConfigError(f"{index!r} points at {len(found)} indices ({', '.join(found)}): name one of them")
     return found[0]

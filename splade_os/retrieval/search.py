@@ -13,7 +13,7 @@ from splade_os.connection import ConnectionSettings, connect
 from splade_os.engines import Engine, async_engine_for, engine_for
 from splade_os.engines.base import PruningConfig
 from splade_os.engines.refusals import is_refusal
-from splade_os.errors import ConfigError, EngineError, InputError
+from splade_os.errors import ConfigError, EngineError, IndexNotFoundError, InputError
 from splade_os.mappings import (
     FIRST_PHASE_FIELD,
     VECTOR_FIELD,
@@ -441,8 +441,10 @@ def tie_window(from_: int, size: int) -> tuple[int, int]:
     return max(0, from_ - 1), min(from_ + size + 1, max(from_ + size, MAX_RESULT_WINDOW))
 
 
-def _missing_index(index: str) -> EngineError:
-    return EngineError(f"index {index!r} does not exist: create it with `splade-os index CORPUS --index {index}`")
+def _missing_index(index: str) -> IndexNotFoundError:
+    return IndexNotFoundError(
+        f"index {index!r} does not exist: create it with `splade-os index CORPUS --index {index}`"
+    )
 
 
 def _filters(given: Sequence[Mapping[str, Any]] | Mapping[str, Any] | None) -> Sequence[Mapping[str, Any]] | None:

@@ -1,0 +1,127 @@
+"""One progress convention for every long command: `--progress/--no-progress`, on stderr, a tqdm bar on a terminal
+and a plain line every `--log-every` seconds anywhere else (a log, CI), never a carriage return there."""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import click
+
+F = TypeVar("F", bound=Callable[..., Any])
+EVERY = 10.0
+
+
+def progress_options(func: F) -> F:
+    """--progress/--no-progress and --log-every, folded into one `progress` argument (a `ProgressFactory`)."""
+    import functools
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        shown, every = kwargs.pop("show_progress"), kwargs.pop("log_every")
+        kwargs["progress"] = ProgressFactory(enabled=shown is not False, every=every)
+        return func(*args, **kwargs)
+
+    wrapper = click.option(
+        "--log-every", type=click.FloatRange(min=0), default=EVERY, show_default=True,
+        help="Seconds between progress lines off a terminal.",
+    )(wrapper)  # fmt: skip
+    wrapper = click.option(
+        "--progress/--no-progress", "show_progress", default=None,
+        help="Progress on stderr: a bar on a terminal, a plain line every --log-every seconds elsewhere. [default: on]",
+    )(wrapper)  # fmt: skip
+    return wrapper  # type: ignore[return-value]
+
+
+class ProgressFactory:
+    """What --progress/--no-progress and --log-every asked for; called, a `Progress` of one task."""
+
+    def __init__(self, *, enabled: bool = True, every: float = EVERY) -> None:
+        self.enabled, self.every = enabled, every
+
+    def __call__(self, what: str, total: int | None = None, *, unit: str = "documents") -> Progress:
+        return Progress(what, total, unit=unit, enabled=self.enabled, every=self.every)
+
+
+class Progress:
+    """Counts `unit` done of `total` (None: unknown). A bar on a terminal; otherwise a line at most every `every`
+    seconds, and one at the end. `status` adds a few words (failures, speed) to what is shown."""
+
+    def __init__(self, what: str, total: int | None = None, *, unit: str = "documents", enabled: bool = True,
+                 every: float = EVERY, tty: bool | None = None) -> None:  # fmt: skip
+        self.what, self.total, self.unit, self.enabled, self.every = what, total, unit, enabled, every
+        self.tty = sys.stderr.isatty() if tty is None else tty
+        self.done, self.shown, self.status = 0, 0, ""
+        self.started = self.last = time.monotonic()
+        self.bar: Any = None
+        if enabled and self.tty:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, unit=f" {unit}", desc=what, file=sys.stderr, dynamic_ncols=True)
+
+    def __enter__(self) -> Progress:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close(finished=exc[0] is None)
+
+    def set_total(self, total: int | None) -> None:
+        self.total = total
+        if self.bar is not None:
+            self.bar.total = total
+            self.bar.refresh()
+
+    def update(self, n: int = 1, status: str = "") -> None:
+        self.advance_to(self.done + n, status)
+
+    def advance_to(self, done: int, status: str = "") -> None:
+        self.done, self.status = done, status or self.status
+        if not self.enabled:
+            return
+        if self.bar is not None:
+            self.bar.update(done - self.bar.n)
+            if status:
+                self.bar.set_postfix_str(status, refresh=False)
+            return
+        now = time.monotonic()
+        if now - self.last >= self.every:
+            self.last, self.shown = now, done
+            click.echo(self.line(now), err=True)
+
+    def line(self, now: float | None = None) -> str:
+        """`what: done of total unit (share), rate/s, ETA; status` from the count done so far."""
+        elapsed = (now or time.monotonic()) - self.started
+        rate = self.done / elapsed if elapsed > 0 else 0.0
+        of, where = (f" of {self.total:,}", f" ({self.done / self.total:.0%}") if self.total else ("", "")
+        if self.total and rate and self.done < self.total:
+            where += f", ETA {duration((self.total - self.done) / rate)}"
+        where += ")" if where else ""
+        status = f"; {self.status}" if self.status else ""
+        per = {"documents": "docs"}.get(self.unit, self.unit)
+        return f"{self.what}: {self.done:,}{of} {self.unit}{where}, {rate:,.1f} {per}/s{status}"  # fmt: skip
+
+    def write(self, text: str) -> None:
+        """A message that does not break the bar."""
+        if self.bar is not None:
+            self.bar.write(text, file=sys.stderr)
+        else:
+            click.echo(text, err=True)
+
+    def close(self, *, finished: bool = True) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+        elif self.enabled and finished and self.done != self.shown and time.monotonic() - self.started >= self.every:
+            click.echo(self.line(), err=True)  # a long run ends with its last count in the log
+
+
+def duration(seconds: float) -> str:
+    minutes, secs = divmod(int(seconds), 60)
+    return f"{minutes // 60}h{minutes % 60:02d}m" if minutes >= 60 else f"{minutes}m{secs:02d}s"
+
+
+def plural(n: int, noun: str) -> str:
+    """`1 record`, `2 records`, `1,024 records`."""
+    return f"{n:,} {noun}{'' if n == 1 else 's'}"

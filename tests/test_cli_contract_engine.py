@@ -1,0 +1,130 @@
+"""What scripts and people rely on, on a real node: JSON summaries on stdout, green indices on one node, missing
+things said once, `--optimize` of a live index only with --yes, the query model of an index of vectors checked, and
+stats against a real BM25-only copy."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner, Result
+from synthetic_corpus import DEMO_CORPUS
+
+from splade_os.cli import main
+from splade_os.connection import ConnectionSettings
+from splade_os.errors import IndexNotFoundError
+from splade_os.retrieval.search import Searcher
+from splade_os.stats import index_stats
+
+pytestmark = pytest.mark.engine
+
+REPO = Path(__file__).resolve().parents[1]
+MODEL = str(REPO / "models" / "splade-tiny")
+INT8 = str(REPO / "models" / "splade-tiny-int8")
+
+
+def cli(*args: str) -> Result:
+    return CliRunner().invoke(main, list(args), catch_exceptions=False)
+
+
+def load(corpus: Path | str, alias: str, *extra: str) -> Result:
+    return cli("index", str(corpus), "--index", alias, "--model", MODEL, "--dead-letter", f"{alias}.dl.jsonl",
+               "--checkpoint", f"{alias}.cp.json", "--no-progress", *extra)  # fmt: skip
+
+
+@pytest.fixture
+def here(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def _health(client: Any, index: str) -> str:
+    deadline = time.monotonic() + 30
+    status = ""
+    while time.monotonic() < deadline:
+        status = str(client.cluster.health(index=index)["status"])
+        if status == "green":
+            break
+        time.sleep(0.5)
+    return status
+
+
+def test_index_json_summary_and_a_green_index_on_one_node(engine_client: Any, index_name: str, here: Path) -> None:
+    result = load(DEMO_CORPUS, index_name, "--json")
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)  # stdout holds the JSON alone
+    assert summary["counters"]["indexed"] == 42 and summary["verified"] and summary["problems"] == []
+    assert summary["swapped"] is None and summary["index"] == f"{index_name}-v1"
+    settings = engine_client.indices.get_settings(index=summary["index"])[summary["index"]]["settings"]["index"]
+    assert settings["auto_expand_replicas"] == "0-1"
+    assert _health(engine_client, summary["index"]) == "green"
+    again = load(DEMO_CORPUS, index_name, "--recreate", "--replicas", "1", "--json")
+    second = json.loads(again.stdout)
+    assert second["swapped"] == {"index": f"{index_name}-v2", "previous": [f"{index_name}-v1"], "deleted": []}
+    settings = engine_client.indices.get_settings(index=second["index"])[second["index"]]["settings"]["index"]
+    assert settings["number_of_replicas"] == "1" and "auto_expand_replicas" not in settings
+    shown = json.loads(cli("alias", index_name, "--json").stdout)
+    assert shown == {"name": index_name, "kind": "alias", "indices": [f"{index_name}-v2"],
+                     "other_versions": [f"{index_name}-v1"]}  # fmt: skip
+    merged = json.loads(cli("merge", f"{index_name}-v1", "--json").stdout)
+    assert merged["index"] == f"{index_name}-v1" and merged["after"] == 1
+    tokens = here / "tokens.txt"
+    tokens.write_text("heart\nattack\nzzzznothing\n")
+    counted = json.loads(cli("df", index_name, "--tokens", str(tokens), "--json").stdout)
+    assert counted["index"] == f"{index_name}-v2" and counted["tokens_with_df"] == 2 and counted["documents"] == 42
+
+
+def test_missing_index_and_alias_are_said_once(engine_client: Any, index_name: str) -> None:
+    doctor = cli("doctor", "--index", index_name)
+    assert doctor.exit_code == 1
+    assert doctor.stdout.count("FAIL") == 1, doctor.stdout
+    assert f"FAIL  index             no index or alias {index_name!r}" in doctor.stdout
+    assert "408" not in doctor.stdout and "permissions" not in doctor.stdout
+    shown = cli("alias", index_name)
+    assert shown.exit_code == 1
+    assert shown.stderr == (f"Error: no index or alias {index_name!r}: build it with `splade-os index CORPUS --index "
+                            f"{index_name}`, or point it at an index with `splade-os alias {index_name} INDEX`\n")
+    with pytest.raises(IndexNotFoundError):
+        Searcher(index_name, MODEL, settings=ConnectionSettings.from_env())
+    with pytest.raises(IndexNotFoundError):
+        index_stats(engine_client, index_name)
+
+
+def test_optimize_into_the_live_version_asks_for_yes(engine_client: Any, index_name: str, here: Path) -> None:
+    assert load(DEMO_CORPUS, index_name).exit_code == 0
+    refused = load(DEMO_CORPUS, index_name, "--optimize")
+    assert refused.exit_code == 1
+    assert f"{index_name!r} is an alias: a force-merge of a live index costs I/O and CPU" in refused.stderr
+    assert "Pass --yes to merge it anyway" in refused.stderr
+    done = load(DEMO_CORPUS, index_name, "--optimize", "--yes", "--json")
+    assert done.exit_code == 0, done.output
+    assert any(note.startswith(f"merged {index_name}-v1 from ") for note in json.loads(done.stdout)["notes"])
+
+
+def test_an_index_of_vectors_checks_the_query_model(engine_client: Any, index_name: str, here: Path) -> None:
+    vectors = here / "vectors.jsonl"
+    assert cli("encode", str(DEMO_CORPUS), "--model", MODEL, "--output", str(vectors), "--no-progress").exit_code == 0
+    built = cli("index", str(vectors), "--index", index_name, "--vectors", "--model", MODEL, "--no-progress")
+    assert built.exit_code == 0, built.output
+    assert cli("search", "heart attack", "--index", index_name, "--model", MODEL).exit_code == 0
+    other = cli("search", "heart attack", "--index", index_name, "--model", INT8)
+    assert other.exit_code == 1 and f"index {index_name!r} holds vectors made by 'splade-tiny'" in other.stderr
+    hits = json.loads(cli("search", "heart attack", "--index", index_name, "--model", MODEL, "--json").stdout)
+    assert hits["hits"][0]["title"] == "Heart attack warning signs"  # the title came through encode
+    unchecked = cli("index", str(vectors), "--index", f"{index_name}-plain", "--vectors", "--no-progress")
+    assert unchecked.exit_code == 0, unchecked.output
+    assert unchecked.stderr.startswith("warning: --vectors without --model: the vectors' tokens are not checked")
+
+
+def test_stats_compares_against_a_copy_without_vector_fields(engine_client: Any, index_name: str, here: Path) -> None:
+    assert load(DEMO_CORPUS, index_name).exit_code == 0  # with the pruned first-phase field
+    assert load(DEMO_CORPUS, f"{index_name}-plain", "--no-first-phase").exit_code == 0
+    two_step = index_stats(engine_client, index_name)
+    plain = index_stats(engine_client, f"{index_name}-plain")
+    assert two_step.bm25 is not None and plain.bm25 is not None
+    # The same 42 documents without vectors: the same size, whatever vector fields the index holds.
+    assert abs(two_step.bm25.bm25_only_bytes - plain.bm25.bm25_only_bytes) <= 0.1 * plain.bm25.bm25_only_bytes
+    assert two_step.bm25.ratio > plain.bm25.ratio
