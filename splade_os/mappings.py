@@ -204,6 +204,8 @@ def index_body(
     # No replica count given: one replica where a second node can hold it, none on a single node (which a fixed
     # replica would leave yellow, with shards that can never be assigned).
     copies = {"auto_expand_replicas": AUTO_REPLICAS} if replicas is None else {"number_of_replicas": replicas}
+    for key in ("number_of_replicas", "auto_expand_replicas"):
+        body["settings"]["index"].pop(key, None)
     body["settings"]["index"].update(number_of_shards=shards, **copies, **engine.index_settings())
     if concurrent_segment_search is not None:
         concurrent = engine.concurrent_search_settings(concurrent_segment_search)
