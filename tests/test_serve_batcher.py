@@ -16,6 +16,7 @@ from splade_os.connection import ConnectionSettings
 from splade_os.model.encoder import SpladeEncoder
 from splade_os.serve.app import build_app
 from splade_os.serve.batcher import Batcher, BatcherClosedError, BatchSettings, QueueFullError
+from splade_os.serve.encoding import BatchedEncoder, length_groups
 from splade_os.serve.settings import ServeSettings
 from splade_os.vectors import SparseVector
 
@@ -135,3 +136,22 @@ def test_a_full_queue_is_a_503_with_retry_after(encoder: SpladeEncoder) -> None:
         assert running.result().status_code == 200 and queued.result().status_code == 200
     assert refused.status_code == 503 and refused.headers["Retry-After"] == "1"
     assert refused.json()["error"].startswith("the encoder queue is full (1 texts are waiting (max_queue 1))")
+
+
+def test_length_groups_split_where_padding_costs_more_than_a_run() -> None:
+    assert length_groups([5, 5, 6, 5], run_cost=16) == [[0, 1, 3, 2]]  # one row of padding each: one run
+    assert length_groups([4, 30, 5, 31], run_cost=16) == [[0, 2], [1, 3]]  # 2 x 25 rows would cost more
+    assert length_groups([], run_cost=16) == []
+
+
+def test_the_service_encoder_gives_what_encoding_alone_gives(encoder: SpladeEncoder) -> None:
+    texts = _texts()
+    batched = BatchedEncoder(encoder, BatchSettings(max_batch=64, slots=2))
+    try:
+        with ThreadPoolExecutor(64) as pool:
+            queries = list(pool.map(lambda t: batched.submit([t], "query").result()[0].to_dict(), texts))
+        documents = batched.submit(texts[:32], "document").result()
+    finally:
+        batched.close()
+    assert queries == [encoder.encode_queries([t])[0].to_dict() for t in texts]
+    assert [v.to_dict() for v in documents] == [encoder.encode_documents([t])[0].to_dict() for t in texts[:32]]

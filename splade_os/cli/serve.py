@@ -9,6 +9,7 @@ import click
 
 from splade_os.cli.options import cli_errors, connection_options, device_options, model_option
 from splade_os.connection import ConnectionSettings
+from splade_os.errors import MissingDependencyError
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -62,10 +63,14 @@ def serve(
     See docs/serving.md for the endpoints, the batching settings, the limits and the engines' connectors.
     """
     with cli_errors():
-        import uvicorn
+        try:
+            import uvicorn
 
+            from splade_os.serve.app import build_app
+        except ImportError as err:
+            raise MissingDependencyError(f"splade-os serve needs the serve extra ({err.name} is missing): "
+                                         "pip install 'splade-os[serve]'") from None  # fmt: skip
         from splade_os.model.encoder import SpladeEncoder
-        from splade_os.serve.app import build_app
         from splade_os.serve.batcher import BatchSettings
         from splade_os.serve.settings import Limits, ServeSettings, read_api_key
 

@@ -1,8 +1,8 @@
 """Dynamic batching: texts submitted by many callers at once run through the encoder together.
 
-`submit(texts)` returns a `Future` of that call's results, in order. A dispatcher thread takes the waiting
-submissions, up to `max_batch` texts, and runs them as one encoder call on one of `slots` workers (the encoder's
-own workers: two batches run at once on two cores). While every slot is busy submissions wait in a bounded queue,
+`submit(texts)` returns a `Future` of that call's results, in order. Each of `slots` worker threads (one per
+encoder worker: two batches run at once on two cores) takes the waiting submissions, up to `max_batch` texts, and
+runs them as one encoder call. While every slot is busy submissions wait in a bounded queue,
 so the next batch takes all of them: under load batches grow with concurrency, and an idle service runs a lone
 request at once (the `max_wait` pause for company is taken only while another batch is running).
 
@@ -17,7 +17,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
@@ -74,9 +74,10 @@ class Batcher(Generic[T]):
         self._running = 0
         self._closed = False
         self._changed = threading.Condition()
-        self._pool = ThreadPoolExecutor(self.settings.slots, thread_name_prefix=f"{name}-run")
-        self._thread = threading.Thread(target=self._dispatch, name=name, daemon=True)
-        self._thread.start()
+        self._workers = [threading.Thread(target=self._work, name=f"{name}-{i}", daemon=True)
+                         for i in range(self.settings.slots)]  # fmt: skip
+        for worker in self._workers:
+            worker.start()
 
     @property
     def depth(self) -> int:
@@ -107,8 +108,8 @@ class Batcher(Generic[T]):
             self._closed = True
             self._changed.notify_all()
         if wait:
-            self._thread.join()
-        self._pool.shutdown(wait=wait)
+            for worker in self._workers:
+                worker.join()
 
     def _take(self) -> list[_Waiting[T]] | None:
         """The next batch, once a slot is free and something waits (None: closed and drained)."""
@@ -136,9 +137,9 @@ class Batcher(Generic[T]):
             self._running += 1
             return batch
 
-    def _dispatch(self) -> None:
+    def _work(self) -> None:
         while (batch := self._take()) is not None:
-            self._pool.submit(self._run, batch)
+            self._run(batch)
 
     def _run(self, batch: list[_Waiting[T]]) -> None:
         texts = [text for waiting in batch for text in waiting.texts]
