@@ -28,7 +28,7 @@ from splade_os.retrieval.search import Searcher
 pytestmark = pytest.mark.engine
 
 KEY = "serve-test-key-0123456789abcdef"
-LIMITS = ("--max-inputs", "4", "--max-text-chars", "300", "--max-body-bytes", "4096", "--max-k", "20")
+LIMITS = ("--max-inputs", "4", "--max-text-chars", "600", "--max-body-bytes", "4096", "--max-k", "20")
 
 
 @pytest.fixture(scope="module")
@@ -74,15 +74,17 @@ def test_embed_sparse_speaks_text_embeddings_inference(service: Service, serve_e
     assert len(many) == 2 and all(isinstance(p["index"], int) for v in many for p in v)
 
 
-def test_embed_sparse_refuses_an_input_longer_than_the_model_without_truncate(service: Service) -> None:
-    long = "heart " * 250  # 300 characters fit the limit; 250 words are more tokens than the model's 128 or 512
-    refused = service.post("/embed_sparse", {"inputs": [long[:299]]})
-    max_length = SpladeEncoder(BUNDLED_MODEL).max_length
-    if len(long[:299].split()) + 2 > max_length:
-        assert refused.status_code == 413 and refused.json()["limit"] == "max_input_length"
-        assert service.post("/embed_sparse", {"inputs": [long[:299]], "truncate": True}).status_code == 200
-    else:
-        assert refused.status_code == 200
+def test_embed_sparse_refuses_an_input_longer_than_the_model_without_truncate(
+    service: Service, serve_encoder: SpladeEncoder
+) -> None:
+    long = "!" * 600  # within max_text_chars, and one token per character: more than the model's 512
+    refused = service.post("/embed_sparse", {"inputs": ["short", long]})
+    assert refused.status_code == 413, refused.text
+    assert refused.json() | {"error": ""} == {"error": "", "error_type": "Validation", "limit": "max_input_length",
+                                              "value": serve_encoder.max_length}  # fmt: skip
+    assert refused.json()["error"].startswith("inputs[1] has 602 tokens")
+    cut = service.post("/embed_sparse", {"inputs": [long], "truncate": True})
+    assert cut.status_code == 200 and len(cut.json()) == 1
 
 
 def test_64_concurrent_clients_each_get_what_encoding_alone_gives(
@@ -168,8 +170,8 @@ def test_bad_requests_get_one_line_saying_what_is_wrong(service: Service, path: 
     [
         ("/encode", {"texts": ["a"] * 5}, "max_inputs", 4),
         ("/embed_sparse", {"inputs": ["a"] * 5}, "max_inputs", 4),
-        ("/encode", {"texts": ["a" * 301]}, "max_text_chars", 300),
-        ("/search", {"query": "a" * 301}, "max_text_chars", 300),
+        ("/encode", {"texts": ["a" * 601]}, "max_text_chars", 600),
+        ("/search", {"query": "a" * 601}, "max_text_chars", 600),
         ("/search", {"query": "a", "k": 21}, "max_k", 20),
         ("/encode", {"texts": ["a"], "padding": "x" * 5000}, "max_body_bytes", 4096),
     ],
