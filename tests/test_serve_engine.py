@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import json
 import signal
+import socket
 import stat
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -249,3 +251,40 @@ def test_the_playground_page_is_served(service: Service) -> None:
     page = service.get("/", key="-")
     assert page.status_code == 200 and "text/html" in page.headers["content-type"]
     assert 'id="query"' in page.text and "__DEFAULT_INDEX__" not in page.text
+
+
+def test_shutdown_finishes_the_requests_in_flight(tmp_path: Path, serve_encoder: SpladeEncoder) -> None:
+    """Eight requests whose bodies are half sent are in flight for certain when SIGTERM arrives; their bodies
+    complete after it, and each is still encoded and answered before the service exits."""
+    texts = [f"what causes a heart attack {i}" for i in range(8)]
+    bodies = [json.dumps({"texts": [t]}).encode() for t in texts]
+    with running_service(tmp_path) as svc:
+        port = int(svc.url.rsplit(":", 1)[1])
+        sockets = []
+        for body in bodies:
+            sock = socket.create_connection(("127.0.0.1", port), timeout=60)
+            sock.sendall(b"POST /encode HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n"
+                         b"Content-Length: %d\r\n\r\n" % len(body) + body[:10])  # fmt: skip
+            sockets.append(sock)
+        gauge = 'splade_os_requests_in_flight{endpoint="encode"}'
+        deadline = time.monotonic() + 60
+        while not any(line == f"{gauge} 8.0" for line in svc.get("/metrics").text.splitlines()):
+            # Each request waits for the rest of its body: none can be answered before it is sent.
+            assert time.monotonic() < deadline, "the service never had the 8 requests in flight"
+            time.sleep(0.01)
+        svc.process.send_signal(signal.SIGTERM)
+        for sock, body in zip(sockets, bodies, strict=True):
+            sock.sendall(body[10:])
+        answers = []
+        for sock in sockets:
+            with sock, sock.makefile("rb") as reader:
+                status = reader.readline()
+                length = 0
+                while (line := reader.readline()) not in (b"\r\n", b""):
+                    if line.lower().startswith(b"content-length:"):
+                        length = int(line.split(b":")[1])
+                answers.append((status, json.loads(reader.read(length))))
+        assert svc.stop() in (0, -signal.SIGTERM)
+    assert [status.split()[1] for status, _ in answers] == [b"200"] * 8
+    assert [a["vectors"][0] for _, a in answers] == [serve_encoder.encode_queries([t])[0].to_dict() for t in texts]
+    assert "Application shutdown complete" in svc.output()

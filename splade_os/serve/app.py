@@ -73,6 +73,8 @@ def _endpoint(service: Service, name: str, handler: Handler, *, auth: bool = Tru
     async def run(request: Request) -> Response:
         started = time.perf_counter()
         error_type = None
+        in_flight = service.metrics.in_flight.labels(name)
+        in_flight.inc()
         try:
             if auth and not service.settings.authorized(request.headers.get("authorization")):
                 refusal = Refusal(401, "missing or wrong API key: send the header `Authorization: Bearer KEY` with "
@@ -87,6 +89,8 @@ def _endpoint(service: Service, name: str, handler: Handler, *, auth: bool = Tru
             refusal = known or Refusal(500, "internal error: the service's log has the details", "Internal")
             error_type = refusal.error_type
             response = _json(refusal.body(), refusal.status, refusal.headers)
+        finally:
+            in_flight.dec()
         service.metrics.observe(name, response.status_code, time.perf_counter() - started, error_type)
         return response
 

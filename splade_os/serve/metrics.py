@@ -33,6 +33,10 @@ class ServeMetrics:
             "splade_os_batch_texts", "Texts per encoder run (dynamic batching).", buckets=BATCH_BUCKETS,
             registry=self.registry,
         )  # fmt: skip
+        self.in_flight = Gauge(
+            "splade_os_requests_in_flight", "Requests being answered now, by endpoint.", ["endpoint"],
+            registry=self.registry,
+        )  # fmt: skip
         self.queue_depth = Gauge("splade_os_queue_texts", "Texts waiting for a batch.", registry=self.registry)
         self.queue_depth.set_function(queue_depth)
 
