@@ -7,6 +7,11 @@ cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
 
 "$PYTHON" -m pip install --quiet --disable-pip-version-check -e '.[dev,export]'
+# The playground test (tests/test_serve_playground_engine.py) drives a real headless Chromium through chromedriver.
+if ! command -v chromedriver > /dev/null || ! { command -v chromium > /dev/null || command -v chromium-browser > /dev/null; }; then
+  SUDO=$([ "$(id -u)" = 0 ] || echo sudo)
+  $SUDO apt-get update -qq && $SUDO apt-get install -y -qq chromium chromium-driver > /dev/null
+fi
 if [ -z "${OPENSEARCH_URL:-}${ELASTICSEARCH_URL:-}" ]; then
   "$PYTHON" -m splade_os node start
 fi

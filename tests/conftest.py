@@ -114,6 +114,23 @@ def index_name(engine_client: Any, request: pytest.FixtureRequest) -> Iterator[s
     delete_indices(engine_client, f"{name}*")
 
 
+@pytest.fixture(scope="module")
+def serve_encoder() -> Iterator[Any]:
+    """The bundled model, loaded once per test module (the serve tests compare the service with it)."""
+    from splade_os.model.encoder import SpladeEncoder
+
+    with SpladeEncoder(BUNDLED_MODEL) as encoder:
+        yield encoder
+
+
+@pytest.fixture(scope="module")
+def serve_index(engine_client: Any, serve_encoder: Any, request: pytest.FixtureRequest) -> Iterator[str]:
+    """The 42 demo documents in a fresh index for one test module, deleted afterwards."""
+    from helpers import indexed_demo
+
+    yield from indexed_demo(engine_client, serve_encoder, f"test-{request.module.__name__.replace('_', '-')}")
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
     """In CI nothing may skip: a skip there (a missing node, model or torch) is turned into a failure."""

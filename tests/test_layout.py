@@ -19,7 +19,7 @@ LAYERS = [
     {"retrieval", "indexing"},
     {"evaluation", "doctor", "stats"},
     {"node"},
-    {"integrations"},
+    {"integrations", "serve"},
     {"cli", "__main__"},
 ]
 

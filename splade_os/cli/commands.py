@@ -13,8 +13,9 @@ from splade_os.cli.node import node
 from splade_os.cli.ops import doctor, reindex, stats
 from splade_os.cli.scale import df, merge
 from splade_os.cli.search import search
+from splade_os.cli.serve import serve
 from splade_os.cli.tune import tune
 
 ALL: list[click.Command] = [
-    export, models, encode, index, alias, reindex, search, evaluate, tune, doctor, stats, df, merge, node,
+    export, models, encode, index, alias, reindex, search, evaluate, tune, doctor, stats, df, merge, node, serve,
 ]  # fmt: skip

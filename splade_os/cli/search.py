@@ -9,27 +9,13 @@ import click
 
 from splade_os.cli.options import cli_errors, connection_options, device_options, model_option
 from splade_os.connection import ConnectionSettings
-from splade_os.retrieval.search import MODES, Hit, Searcher, SearchResult
+from splade_os.retrieval.results import result_to_json
+from splade_os.retrieval.search import MODES, Searcher, SearchResult
+
+__all__ = ["result_to_json", "result_to_table", "search"]  # result_to_json moved to the library; kept here
 
 TERMS_SHOWN = 5
 TITLE_WIDTH = 40
-
-
-def result_to_json(result: SearchResult, explain: bool) -> dict[str, Any]:
-    def hit_json(hit: Hit) -> dict[str, Any]:
-        out: dict[str, Any] = {"id": hit.id, "score": hit.score, "title": hit.title}
-        if explain:
-            out["explanation"] = [{"token": t, "contribution": c} for t, c in hit.explanation or []]
-        return out
-
-    return {
-        "mode": result.mode,
-        "took_ms": round(result.took_ms, 2),
-        "notes": list(result.notes),
-        "query_terms": dict(result.query_vector.sorted_items()),
-        "expansion_terms": sorted(result.expansions),
-        "hits": [hit_json(hit) for hit in result.hits],
-    }
 
 
 def _term(token: str, value: float, result: SearchResult) -> str:
