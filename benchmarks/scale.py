@@ -510,7 +510,8 @@ def main() -> int:
     if args.build_only:
         return 0
     if args.json_file:
-        Path(args.json_file).write_text(json.dumps({"engine": engine.label, "rows": rows}, indent=2))
+        corpus = "recombined SciFact vectors (two documents' vectors each)"
+        Path(args.json_file).write_text(json.dumps({"engine": engine.label, "corpus": corpus, "rows": rows}, indent=2))
     plot = args.plot or (str(REPO / "docs" / "scale.png") if len(rows) > 1 else None)
     if plot:
         _plot(rows, plot, engine.label)
