@@ -1,16 +1,20 @@
 """A real-text scale corpus with judged queries, built from what Debian installs.
 
-    apt-get install dict-gcide wordnet-base manpages manpages-dev    # the text sources (see docs/scale.md)
+    apt-get install dict-gcide wordnet-base dict-foldoc dict-jargon dict-devil fortunes \
+        python3.11-doc perl-doc linux-doc manpages manpages-dev       # the text sources (see docs/scale.md)
     python benchmarks/realcorpus.py OUT_DIR --documents 500000 --needle scifact/ --needle cranfield/
 
 Writes a BEIR folder to OUT_DIR: `corpus.jsonl` (`_id`, `title`, `text`, `source`), `queries.jsonl` and
-`qrels/test.tsv`, plus `provenance.json` (each source's package, version, licence and document count). The
-haystack is real English from installed packages: GCIDE dictionary senses and quotations (GPL), WordNet 3.0
-glosses and usage examples (WordNet licence), manual-page and info-manual paragraphs (each package's own free
-licence). The judged part is each `--needle` BEIR collection (SciFact, Cranfield, ...) embedded whole, its ids
-prefixed with the collection's name, with its test queries and judgements: their nDCG@10 and R@100 over the whole
-corpus is the quality measure at scale. Nothing it reads or writes belongs in the repository: the corpus is rebuilt
-on each machine from the packages, and a needle's licence (SciFact is non-commercial) travels with it.
+`qrels/test.tsv`, plus `provenance.json` (each source's package, version, licence and document count). The haystack
+is real English from installed packages: GCIDE dictionary senses and quotations (GPL), WordNet 3.0 glosses and usage
+examples (WordNet licence), FOLDOC, Jargon File and Devil's Dictionary entries, fortune cookies, paragraphs of the
+Python, Linux and Perl documentation, and manual-page and info-manual paragraphs (each package's own free licence;
+pages of packages Debian's archive does not serve are left out, so the corpus does not depend on what else a machine
+has installed from elsewhere). The judged part is each `--needle` BEIR collection (SciFact, Cranfield, ...) embedded
+whole, its ids prefixed with the collection's name, with its test queries and judgements: their nDCG@10 and R@100
+over the whole corpus is the quality measure at scale. Nothing it reads or writes belongs in the repository: the
+corpus is rebuilt on each machine from the packages, and a needle's licence (SciFact is non-commercial) travels with
+it.
 
 Documents are sampled (seeded) down to `--documents` in all, needles first; every text is whitespace-folded, has
 at least `--min-words` words and appears once.

@@ -259,11 +259,11 @@ def throughput(
 
 def measure(
     client: Any, name: str, bodies: dict[str, list[dict[str, Any]]], timed_ids: list[int],
-    quality_of: dict[str, dict[str, float]], args: argparse.Namespace,
+    quality_of: dict[str, dict[str, float]], args: argparse.Namespace, repeat: int,
 ) -> dict[str, Any]:  # fmt: skip
     """p50/p95 in shuffled passes (size 10) over the timed queries, agreement, the two choices, throughput."""
     timed = {mode: [requests[i] for i in timed_ids] for mode, requests in bodies.items()}
-    latency, hits = run_passes(client, dict.fromkeys(timed, name), timed, args.repeat)
+    latency, hits = run_passes(client, dict.fromkeys(timed, name), timed, repeat)
     bm25 = statistics.median(latency["bm25"])
     exact_ndcg = quality_of["exact"]["ndcg"]
     modes: dict[str, Any] = {}
@@ -365,6 +365,8 @@ def main() -> int:
     parser.add_argument("--json", dest="json_file")
     parser.add_argument("--keep", action="store_true", help="keep the index afterwards")
     parser.add_argument("--reuse", action="store_true", help="reuse a complete index kept by an earlier --keep run")
+    parser.add_argument("--build-only", action="store_true", help="build (or keep) the index, measure nothing")
+    parser.add_argument("--merged-repeat", type=int, default=1, help="timed passes after each force-merge")
     parser.add_argument("--plot", help="draw the frontier (p50 / BM25 against nDCG@10 loss) as a PNG")
     parser.add_argument("--from-json", help="plot earlier --json runs (comma-separated) instead of measuring")
     args = parser.parse_args()
@@ -394,6 +396,8 @@ def main() -> int:
         built = build(client, name, args.corpus, args.documents, encoder, ks, args.prune_ratio)
         print(f"  {built['documents']:,} documents in {built['seconds']:,.0f} s ({built['docs_per_s']:,.0f} docs/s)")
     size = size_unmerged(client, name)
+    if args.build_only:
+        return 0
     queries, qrels = judged(args.corpus)
     timed_ids = sorted(random.Random(3).sample(range(len(queries)), min(args.queries, len(queries))))
     bodies, extra = mode_bodies(client, name, encoder, queries, args, DEPTH)
@@ -414,15 +418,15 @@ def main() -> int:
         if args.json_file:  # after each state: a later failure keeps what was measured
             Path(args.json_file).write_text(json.dumps(result, indent=2) + "\n")
 
-    record("as built", measure(client, name, bodies10, timed_ids, quality_of, args), size)
+    record("as built", measure(client, name, bodies10, timed_ids, quality_of, args, args.repeat), size)
     for segments in [int(s) for s in args.merge.split(",") if s]:
         patient, timeout = engine.with_timeout(client, 7200)
         began = time.perf_counter()
         patient.indices.forcemerge(index=name, max_num_segments=segments, **timeout)
         merge_seconds = time.perf_counter() - began
         merged = size_unmerged(client, name)
-        record(f"force-merged to {segments}", measure(client, name, bodies10, timed_ids, quality_of, args), merged,
-               merge_seconds=merge_seconds)  # fmt: skip
+        measured = measure(client, name, bodies10, timed_ids, quality_of, args, args.merged_repeat)
+        record(f"force-merged to {segments}", measured, merged, merge_seconds=merge_seconds)
     if args.json_file:
         print(f"\njson: {args.json_file}")
     if args.plot:
