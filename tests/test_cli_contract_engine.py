@@ -8,6 +8,7 @@ import json
 import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 import pytest
 from click.testing import CliRunner, Result
@@ -180,3 +181,14 @@ def test_eval_tune_stats_and_reindex_print_progress_and_json(engine_client: Any,
     summary = json.loads(moved.stdout)
     assert summary["alias_moved"] and summary["previous"] == [f"{index_name}-v1"] and summary["previous_count"] == 60
     assert summary["index"] == f"{index_name}-v2" and summary["counters"]["indexed"] == 60
+
+
+def test_node_start_json_on_the_node_under_test(engine: Any, tmp_path: Path) -> None:
+    port = urlparse(ConnectionSettings.from_env().urls[0]).port or 9200
+    version = ".".join(str(part) for part in engine.version)
+    started = cli("node", "start", "--engine", engine.name, "--version", version, "--port", str(port), "--home",
+                  str(tmp_path), "--json")  # fmt: skip
+    assert started.exit_code == 0, started.output
+    info = json.loads(started.stdout)  # the node answering there, reused, as JSON alone
+    assert info["reused"] is True and info["url"] == f"http://127.0.0.1:{port}"
+    assert (info["engine"], info["version"], info["new_passwords"]) == (engine.name, version, [])
