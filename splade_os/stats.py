@@ -24,6 +24,7 @@ from splade_os import aliases
 from splade_os.engines import engine_for
 from splade_os.errors import ConfigError, EngineError, IndexNotFoundError
 from splade_os.mappings import VECTOR_FIELD, check_vector_field, is_vector_field, meta_from_mapping
+from splade_os.words import plural
 
 if TYPE_CHECKING:
     from splade_os.evaluation.evaluate import OnProgress
@@ -223,7 +224,7 @@ def _size(n: float) -> str:
 
 
 def format_stats(s: IndexStats) -> str:
-    how = "all documents" if s.exact else f"a random sample of {s.sampled:,} documents"
+    how = "all documents" if s.exact else f"a random sample of {plural(s.sampled, 'document')}"
     lines = [
         f"index               {s.index} -> {', '.join(s.indices)}" + (f" (encoder {s.encoder})" if s.encoder else ""),
         f"documents           {s.documents:,}",
@@ -240,7 +241,7 @@ def format_stats(s: IndexStats) -> str:
         b = s.bm25
         lines.append(
             f"vs BM25 only        {_size(b.with_vectors_bytes)} with vectors vs {_size(b.bm25_only_bytes)} without "
-            f"= {b.ratio:.2f}x (copies of {b.docs:,} documents, one segment each)"
+            f"= {b.ratio:.2f}x (copies of {plural(b.docs, 'document')}, one segment each)"
         )
     lines += [f"note                {n}" for n in s.notes]
     return "\n".join(lines)

@@ -103,6 +103,7 @@ def test_the_text_table_stays_aligned_whatever_the_labels() -> None:
     long = TwoPhaseSettings(first_terms=32, window=300, first_phase_k=256, df_ratio=1.0, top_n=16)
     trials = [_trial(0.5, 0.991, [1.9, 2.0]), Trial(long, 0.995, 2.5, 3.0, None, [2.4, 2.6])]
     result = TuneResult("docs", 1, 2, 10, 0.99, EXACT, trials, chosen=trials[1])
+    assert format_result(result).startswith("docs: 1 document, 2 queries, top-10, ")
     header, *rows = format_result(result).splitlines()[2:6]
     assert len(long.describe()) > 42  # longer than the column used to be
     for column in ("agreement", "p50 ms", "p95 ms"):  # each right-aligned number ends where its heading ends

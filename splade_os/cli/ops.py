@@ -24,6 +24,7 @@ from splade_os.connection import ConnectionSettings, connect
 from splade_os.corpus import FORMATS, FieldNames
 from splade_os.errors import SpladeOSError
 from splade_os.redaction import redact
+from splade_os.words import plural
 
 
 @click.command()
@@ -165,10 +166,12 @@ def reindex(
                 raise SpladeOSError("; ".join(result.problems))
             return
         click.echo(format_summary(result.summary))
-        before = f"{', '.join(result.previous)} ({result.previous_count:,} documents)" if result.previous else "nothing"
+        before = f"{', '.join(result.previous)} ({plural(result.previous_count or 0, 'document')})" if result.previous \
+            else "nothing"
         click.echo(f"before: {alias} -> {before}")
         if result.swapped:
             kept = f"deleted {', '.join(result.deleted)}" if result.deleted else "kept the previous version"
-            click.echo(f"now:    {alias} -> {result.summary.index} ({result.summary.index_count:,} documents); {kept}")
+            click.echo(f"now:    {alias} -> {result.summary.index} ({plural(result.summary.index_count, 'document')}); "
+                       f"{kept}")  # fmt: skip
         if result.problems:
             raise SpladeOSError("; ".join(result.problems))

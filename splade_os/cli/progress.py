@@ -148,8 +148,3 @@ class Steps:
 def duration(seconds: float) -> str:
     minutes, secs = divmod(int(seconds), 60)
     return f"{minutes // 60}h{minutes % 60:02d}m" if minutes >= 60 else f"{minutes}m{secs:02d}s"
-
-
-def plural(n: int, noun: str) -> str:
-    """`1 record`, `2 records`, `1,024 records`."""
-    return f"{n:,} {noun}{'' if n == 1 else 's'}"

@@ -39,6 +39,7 @@ from splade_os.retrieval.two_phase import (
     TUNED_KEY,
     TwoPhaseSettings,
 )
+from splade_os.words import plural
 
 if TYPE_CHECKING:
     from splade_os.evaluation.evaluate import OnProgress
@@ -280,7 +281,7 @@ def tune(
     cap = getattr(logic, "max_rescore_window", DEFAULT_MAX_RESCORE_WINDOW)
     over = [s for s in grid if s.window_for(depth, two_step=two_step) > cap]
     if over:
-        notes.append(f"skipped {len(over)} settings whose rescore window is over {logic.index}'s "
+        notes.append(f"skipped {plural(len(over), 'setting')} whose rescore window is over {logic.index}'s "
                      f"index.max_rescore_window ({cap:,})")  # fmt: skip
     candidates: list[TwoPhaseSettings | None] = [None, *dict.fromkeys(s for s in grid if s not in over)]
     requests = {c: {qid: logic.request_for(v, depth, c) for qid, v in prepared.items()} for c in candidates}
@@ -378,8 +379,8 @@ def store(client: Any, index: str, result: TuneResult) -> dict[str, Any]:
 
 def format_result(result: TuneResult) -> str:
     lines = [
-        f"{result.index}: {result.documents:,} documents, {result.queries} queries, top-{result.k}, "
-        f"target: {result.objective}",
+        f"{result.index}: {plural(result.documents, 'document')}, {plural(result.queries, 'query', 'queries')}, "
+        f"top-{result.k}, target: {result.objective}",
         f"timing: {result.warmup} untimed warm-up pass(es), then {result.repeat} timed pass(es), the settings in a "
         f"shuffled order each pass (--seed {result.seed}); p50 range: lowest and highest per-pass p50",
     ]
