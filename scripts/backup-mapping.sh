@@ -11,6 +11,7 @@ if [ $# -lt 1 ]; then
   exit 2
 fi
 index=$1 dir=${2:-mapping-backups}
+[ "$dir" = / ] || dir=${dir%/}  # DIR/ as typed (tab completion adds the slash): saved under DIR/, not DIR//
 url=${OPENSEARCH_URL:-${ELASTICSEARCH_URL:-http://127.0.0.1:9200}}
 user=${OPENSEARCH_USERNAME:-${ELASTICSEARCH_USERNAME:-}}
 password=${OPENSEARCH_PASSWORD:-${ELASTICSEARCH_PASSWORD:-}}

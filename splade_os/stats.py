@@ -18,12 +18,16 @@ import uuid
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from splade_os import aliases
 from splade_os.engines import engine_for
 from splade_os.errors import ConfigError, EngineError, IndexNotFoundError
 from splade_os.mappings import VECTOR_FIELD, check_vector_field, is_vector_field, meta_from_mapping
+from splade_os.words import plural
+
+if TYPE_CHECKING:
+    from splade_os.evaluation.evaluate import OnProgress
 
 MAX_SAMPLE = 10_000  # index.max_result_window: the largest random sample one search returns
 
@@ -100,8 +104,9 @@ def _sizes(client: Any, *names: str) -> list[int]:
     return [int(stats[name]["primaries"]["store"]["size_in_bytes"]) for name in names]
 
 
-def compare_bm25(client: Any, index: str, docs: int) -> Bm25Comparison:
-    """Copy up to `docs` documents with and without the vector field and compare the sizes of the two copies.
+def compare_bm25(client: Any, index: str, docs: int, on_progress: OnProgress | None = None) -> Bm25Comparison:
+    """Copy up to `docs` documents with and without the vector field and compare the sizes of the two copies;
+    `on_progress("copy", done, total)` as they are read.
 
     The copy runs through the client (scroll + bulk), not `_reindex`, which lives in a module that minimal
     distributions and some managed offerings lack.
@@ -126,8 +131,12 @@ def compare_bm25(client: Any, index: str, docs: int) -> Bm25Comparison:
         engine = engine_for(client)
         hits = engine.scan(client, concrete, {"query": {"match_all": {}}}, size=500)
 
+        total = min(docs, int(client.count(index=concrete)["count"]))
+
         def actions() -> Iterator[dict[str, Any]]:
-            for hit in itertools.islice(hits, docs):
+            for done, hit in enumerate(itertools.islice(hits, docs), start=1):
+                if on_progress and (done % 500 == 0 or done == total):
+                    on_progress("copy", done, total)
                 doc = hit.get("_source", {})
                 yield {"_index": full, "_id": hit["_id"], "_source": doc}
                 yield {
@@ -155,8 +164,11 @@ def index_stats(
     model_dir: str | Path | None = None,
     sample: int = MAX_SAMPLE,
     bm25_docs: int | None = 50_000,
+    on_progress: OnProgress | None = None,
 ) -> IndexStats:
-    """Statistics of index or alias `index`; `bm25_docs=None` skips the BM25-only comparison."""
+    """Statistics of index or alias `index`; `bm25_docs=None` skips the BM25-only comparison.
+    `on_progress(step, done, total)` follows the work: the documents read for features (`sample`), then those
+    copied for the BM25-only comparison (`copy`)."""
     if sample < 1:
         raise ConfigError("--sample must be at least 1")
     vocab_size = None
@@ -180,11 +192,14 @@ def index_stats(
     if not in_source:
         notes = ("the index keeps vectors out of _source: features per document and the BM25-only comparison "
                  "need them (build a copy with vectors to measure them)",)  # fmt: skip
+    sampling = documents if documents <= sample else min(sample, MAX_SAMPLE)
     for vector in _vectors(client, index, documents, sample) if in_source else ():
         counts.append(len(vector))
         distinct.update(vector)
+        if on_progress and (len(counts) % 500 == 0 or len(counts) == sampling):
+            on_progress("sample", len(counts), sampling)
     counts.sort()
-    bm25 = compare_bm25(client, index, bm25_docs) if bm25_docs and documents and in_source else None
+    bm25 = compare_bm25(client, index, bm25_docs, on_progress) if bm25_docs and documents and in_source else None
     return IndexStats(
         index=index, indices=tuple(concrete), documents=documents,
         primary_bytes=int(store["primaries"]["store"]["size_in_bytes"]),
@@ -209,7 +224,7 @@ def _size(n: float) -> str:
 
 
 def format_stats(s: IndexStats) -> str:
-    how = "all documents" if s.exact else f"a random sample of {s.sampled:,} documents"
+    how = "all documents" if s.exact else f"a random sample of {plural(s.sampled, 'document')}"
     lines = [
         f"index               {s.index} -> {', '.join(s.indices)}" + (f" (encoder {s.encoder})" if s.encoder else ""),
         f"documents           {s.documents:,}",
@@ -226,7 +241,7 @@ def format_stats(s: IndexStats) -> str:
         b = s.bm25
         lines.append(
             f"vs BM25 only        {_size(b.with_vectors_bytes)} with vectors vs {_size(b.bm25_only_bytes)} without "
-            f"= {b.ratio:.2f}x (copies of {b.docs:,} documents, one segment each)"
+            f"= {b.ratio:.2f}x (copies of {plural(b.docs, 'document')}, one segment each)"
         )
     lines += [f"note                {n}" for n in s.notes]
     return "\n".join(lines)

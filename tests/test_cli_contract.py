@@ -14,6 +14,7 @@ from click.testing import CliRunner
 
 from splade_os.cli import main
 from splade_os.cli.progress import Progress
+from splade_os.stats import Bm25Comparison, IndexStats, format_stats
 
 REPO = Path(__file__).resolve().parents[1]
 MODEL = str(REPO / "models" / "splade-tiny")
@@ -100,3 +101,11 @@ def test_an_old_module_path_keeps_the_real_modules_spec() -> None:
             "assert m.__spec__.name == 'splade_os.retrieval.search', m.__spec__\n"
             "importlib.reload(m)\n")  # fmt: skip
     assert _python(code).returncode == 0, _python(code).stderr
+
+
+def test_counts_of_one_read_in_the_singular() -> None:
+    one = IndexStats(index="docs", indices=("docs-v1",), documents=3, primary_bytes=10, total_bytes=10, sampled=1,
+                     exact=False, avg_features=2.0, p50_features=2.0, p95_features=2.0, max_features=2,
+                     distinct_features=2, vocab_size=None, encoder=None, bm25=Bm25Comparison(1, 20, 10))  # fmt: skip
+    shown = format_stats(one)
+    assert "(from a random sample of 1 document)" in shown and "(copies of 1 document, one segment each)" in shown

@@ -8,14 +8,19 @@ import json
 import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 import pytest
 from click.testing import CliRunner, Result
-from synthetic_corpus import DEMO_CORPUS
+from synthetic_corpus import DEMO_CORPUS, write_collection
 
 from splade_os.cli import main
 from splade_os.connection import ConnectionSettings
+from splade_os.corpus import FieldNames
 from splade_os.errors import IndexNotFoundError
+from splade_os.indexing.reindex import reindex
+from splade_os.indexing.sources import IndexSource
+from splade_os.model.encoder import SpladeEncoder
 from splade_os.retrieval.search import Searcher
 from splade_os.stats import index_stats
 
@@ -91,6 +96,10 @@ def test_missing_index_and_alias_are_said_once(engine_client: Any, index_name: s
         Searcher(index_name, MODEL, settings=ConnectionSettings.from_env())
     with pytest.raises(IndexNotFoundError):
         index_stats(engine_client, index_name)
+    with pytest.raises(IndexNotFoundError, match=f"cannot re-encode {index_name!r}: no index or alias of that name"):
+        IndexSource(engine_client, index_name, FieldNames(), 10)
+    with pytest.raises(IndexNotFoundError, match=f"nothing to re-encode: no index or alias {index_name!r}"):
+        reindex(engine_client, index_name, SpladeEncoder(MODEL))
 
 
 def test_optimize_into_the_live_version_asks_for_yes(engine_client: Any, index_name: str, here: Path) -> None:
@@ -128,3 +137,58 @@ def test_stats_compares_against_a_copy_without_vector_fields(engine_client: Any,
     # The same 42 documents without vectors: the same size, whatever vector fields the index holds.
     assert abs(two_step.bm25.bm25_only_bytes - plain.bm25.bm25_only_bytes) <= 0.1 * plain.bm25.bm25_only_bytes
     assert two_step.bm25.ratio > plain.bm25.ratio
+
+
+def _progress_lines(stderr: str, name: str) -> list[str]:
+    assert "\r" not in stderr  # plain lines off a terminal, never a carriage return
+    return [line for line in stderr.splitlines() if line.startswith(f"{name}: ")]
+
+
+def test_eval_tune_stats_and_reindex_print_progress_and_json(engine_client: Any, index_name: str, here: Path) -> None:
+    beir = write_collection(here / "beir", documents=60)
+    queries = sum(1 for line in (beir / "queries.jsonl").read_text().splitlines() if line.strip())
+    ran = cli("eval", str(beir), "--model", MODEL, "--index", index_name, "--mode", "splade", "--json",
+              "--log-every", "0")  # fmt: skip
+    assert ran.exit_code == 0, ran.output
+    report = json.loads(ran.stdout)  # stdout holds the JSON alone; progress goes to stderr
+    assert report["index"] == index_name and [m["mode"] for m in report["modes"]] == ["splade"]
+    assert set(report["modes"][0]["metrics"]) == {"nDCG@10", "R@100", "RR@10"}
+    assert _progress_lines(ran.stderr, "eval index")[-1].startswith("eval index: 60 documents")
+    assert _progress_lines(ran.stderr, "eval splade")[-1].startswith(f"eval splade: {queries:,} of {queries:,} queries")
+    quiet = cli("eval", str(beir), "--model", MODEL, "--index", index_name, "--mode", "splade", "--no-progress")
+    assert quiet.exit_code == 0 and quiet.stderr == "", quiet.stderr
+
+    shown = cli("stats", index_name, "--json", "--log-every", "0")
+    assert shown.exit_code == 0, shown.output
+    assert json.loads(shown.stdout)["documents"] == 60
+    assert _progress_lines(shown.stderr, "stats sample")[-1].startswith("stats sample: 60 of 60 documents (100%")
+    assert _progress_lines(shown.stderr, "stats copy")[-1].startswith("stats copy: 60 of 60 documents (100%")
+
+    asked = here / "queries.jsonl"
+    asked.write_text("".join(json.dumps({"_id": f"q{n}", "text": text}) + "\n"
+                             for n, text in enumerate(["heart attack", "solar power", "coffee"])))  # fmt: skip
+    tuned = cli("tune", index_name, "--model", MODEL, "--queries", str(asked), "--target", "0.5", "--repeat", "1",
+                "--warmup", "0", "--dry-run", "--json", "--log-every", "0")  # fmt: skip
+    assert tuned.exit_code == 0, tuned.output
+    settings = 1 + len(json.loads(tuned.stdout)["trials"])  # exact search and each setting, one pass
+    assert _progress_lines(tuned.stderr, "tune queries")[-1].startswith("tune queries: 3 of 3 queries (100%")
+    assert _progress_lines(tuned.stderr, "tune settings")[-1].startswith(
+        f"tune settings: {settings} of {settings} settings (100%"
+    )
+
+    moved = cli("reindex", index_name, "--from-index", "--model", MODEL, "--json", "--dead-letter", "dl.jsonl")
+    assert moved.exit_code == 0, moved.output
+    summary = json.loads(moved.stdout)
+    assert summary["alias_moved"] and summary["previous"] == [f"{index_name}-v1"] and summary["previous_count"] == 60
+    assert summary["index"] == f"{index_name}-v2" and summary["counters"]["indexed"] == 60
+
+
+def test_node_start_json_on_the_node_under_test(engine: Any, tmp_path: Path) -> None:
+    port = urlparse(ConnectionSettings.from_env().urls[0]).port or 9200
+    version = ".".join(str(part) for part in engine.version)
+    started = cli("node", "start", "--engine", engine.name, "--version", version, "--port", str(port), "--home",
+                  str(tmp_path), "--json")  # fmt: skip
+    assert started.exit_code == 0, started.output
+    info = json.loads(started.stdout)  # the node answering there, reused, as JSON alone
+    assert info["reused"] is True and info["url"] == f"http://127.0.0.1:{port}"
+    assert (info["engine"], info["version"], info["new_passwords"]) == (engine.name, version, [])

@@ -1,14 +1,18 @@
 """The documentation holds together: every command has help text and an example, every relative link resolves,
-and the README keeps the two commands that CI and users run."""
+the README keeps the two commands that CI and users run, and the sample outputs that are deterministic (the demo
+search) are what the command prints today."""
 
 from __future__ import annotations
 
 import re
+import shlex
 import unicodedata
 from pathlib import Path
+from typing import Any
 
 import click
 import pytest
+from click.testing import CliRunner
 
 from splade_os.cli import main
 
@@ -107,3 +111,31 @@ def test_anchors_follow_github() -> None:
         "smaller-indices-vectors-out-of-_source-pruning-at-index-time"
     )
     assert _anchors("# A\n\n## A\n\n```\n# not a heading\n```\n") == {"a", "a-1"}
+
+
+def _search_samples() -> list[tuple[str, list[str], list[str]]]:
+    """Each ```text block that shows a `$ splade-os search` on the demo index: (page, arguments, lines printed)."""
+    found = []
+    for page in PAGES:
+        for block in FENCE.finditer(_text(page)):
+            first, *printed = block.group(2).splitlines()
+            if block.group(0).startswith("```text") and first.startswith("$ splade-os search "):
+                found.append((_name(page), shlex.split(first)[2:], printed))
+    return found
+
+
+@pytest.mark.engine
+def test_search_samples_are_what_search_prints(engine_client: Any, index_name: str, tmp_path: Path) -> None:
+    samples = _search_samples()
+    assert {page for page, _, _ in samples} >= {"README.md", "docs/searching.md"}
+    runner = CliRunner()
+    loaded = runner.invoke(main, ["index", str(REPO / "examples" / "demo-corpus.jsonl"), "--index", index_name,
+                                  "--model", str(REPO / "models" / "splade-tiny"), "--no-progress", "--checkpoint",
+                                  str(tmp_path / "cp.json"), "--dead-letter", str(tmp_path / "dl.jsonl")])  # fmt: skip
+    assert loaded.exit_code == 0, loaded.output
+    for page, args, printed in samples:
+        args = [index_name if before == "--index" else arg for before, arg in zip(["", *args], args, strict=False)]
+        args = [str(REPO / arg) if arg.startswith("models/") else arg for arg in args]
+        shown = runner.invoke(main, args)
+        assert shown.exit_code == 0, shown.output
+        assert shown.stdout.splitlines() == printed, f"{page}: the sample differs from what search prints now"

@@ -47,6 +47,8 @@ def test_metrics_match_a_hand_computation() -> None:
     assert metrics["nDCG@10"] == pytest.approx((ndcg_q1 + ndcg_q2) / 2)
     assert metrics["RR@10"] == pytest.approx((1 / 2 + 1) / 2)
     assert metrics["R@100"] == pytest.approx(1.0)
+    # RR@10 is ir-measures' name; MS MARCO's MRR@10 is accepted too, and answered under the name asked for.
+    assert compute_metrics(qrels, run, ("MRR@10",)) == {"MRR@10": metrics["RR@10"]}
 
 
 def test_a_query_without_hits_counts_as_zero() -> None:

@@ -251,10 +251,12 @@ def test_cli_export_matches_pytorch(random_checkpoint: Path, tmp_path: Path) -> 
     from splade_os.model.export import sha256_file
 
     out = tmp_path / "exported"
-    args = [str(random_checkpoint), str(out), "--max-length", "128", "--opset", "18"]
+    args = [str(random_checkpoint), str(out), "--max-length", "128", "--opset", "18", "--json"]
     result = CliRunner().invoke(export, args)
     assert result.exit_code == 0, result.output
     manifest = json.loads((out / "manifest.json").read_text())
+    assert json.loads(result.stdout) == {"out_dir": str(out), "manifest": manifest}  # stdout: the JSON alone
+    assert "TracerWarning" not in result.stderr  # the tracer's notes on shape-constant branches are filtered
     assert manifest["sha256"] == sha256_file(out / "model.onnx")
     assert (manifest["vocab_size"], manifest["hidden_size"], manifest["max_length"]) == (30522, 32, 128)
     assert manifest["query_mode"] == "model" and manifest["name"] == "random-bert" and manifest["opset"] == 18

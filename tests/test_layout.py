@@ -12,7 +12,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "splade_os"
 MAX_LINES = 650
 # Each layer may import only the layers before it (and itself). cli may import anything.
 LAYERS = [
-    {"errors", "vectors", "redaction", "_moved"},
+    {"errors", "vectors", "redaction", "words", "_moved"},
     {"engines", "mappings", "aliases"},
     {"connection", "corpus"},
     {"model"},

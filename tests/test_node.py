@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import socket
 import subprocess
 import sys
@@ -220,6 +221,14 @@ def test_cli_status_exits_1_when_nothing_answers(tmp_path: Path) -> None:
     result = CliRunner().invoke(node_cli, ["status", "--home", str(tmp_path), "--port", str(port)])
     assert result.exit_code == 1
     assert f"no OpenSearch node answers at http://127.0.0.1:{port}" in result.output
+
+
+def test_cli_stop_json_says_whether_a_node_stopped(tmp_path: Path) -> None:
+    port = _free_port()
+    result = CliRunner().invoke(node_cli, ["stop", "--home", str(tmp_path), "--port", str(port), "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout) == {"engine": "opensearch", "version": OPENSEARCH.default_version,
+                                         "port": port, "home": str(tmp_path), "stopped": False}  # fmt: skip
 
 
 def test_cli_maps_node_errors_to_a_clean_message(tmp_path: Path) -> None:

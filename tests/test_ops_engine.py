@@ -195,6 +195,7 @@ def test_scripts_reindex_and_roll_back(
     assert aliases.resolve(engine_client, index_name) == [f"{index_name}-v2"]
     assert f"-> {index_name}-v1" in script(str(REPO / "scripts/rollback.sh"), index_name)
     assert aliases.resolve(engine_client, index_name) == [f"{index_name}-v1"]
-    script(str(REPO / "scripts/backup-mapping.sh"), index_name, "backups")
+    said = script(str(REPO / "scripts/backup-mapping.sh"), index_name, "backups/")
     saved = list((tmp_path / "backups").glob("*.mapping.json"))
+    assert said.startswith(f"saved backups/{index_name}.") and "//" not in said, said
     assert len(saved) == 1 and engine.vector_type in saved[0].read_text()

@@ -99,7 +99,7 @@ def test_df_command_and_deleting_a_version_deletes_its_table(
     result = CliRunner().invoke(main, ["df", index_name, "--model", MODEL])
     assert result.exit_code == 0, result.output
     assert f"df table of {concrete} ({concrete}-df): 1 of " in result.output, result.output
-    assert "tokens with df > 0, over 1 documents, computed in " in result.output
+    assert "tokens with df > 0, over 1 document, computed in " in result.output
     stored = read_df(engine_client, index_name)
     assert stored is not None and dict(stored.counts) == {"retrieval": 1} and stored.vocabulary_size > 20_000
     tokens = tmp_path / "tokens.txt"
@@ -107,7 +107,7 @@ def test_df_command_and_deleting_a_version_deletes_its_table(
     result = CliRunner().invoke(main, ["df", index_name, "--tokens", str(tokens)])  # the tokens seen, say
     assert result.exit_code == 0 and "1 of 2 tokens with df > 0" in result.output, result.output
     both = CliRunner().invoke(main, ["df", index_name, "--tokens", str(tokens), "--model", MODEL])
-    assert both.exit_code == 1 and "give either --model (count its vocabulary) or --tokens FILE" in both.stderr
+    assert both.exit_code == 2 and "give either --model (count its vocabulary) or --tokens FILE" in both.stderr
 
     engine_client.indices.create(index=f"{index_name}-v2", body=index_body(replicas=0, engine=engine,
                                  analyzer="standard"))  # fmt: skip
@@ -188,7 +188,7 @@ def test_merge_leaves_n_segments_prints_progress_and_refuses_a_live_alias(
     assert segment_state(engine_client, live).segments == 4  # refused before any request that merges
     result = CliRunner().invoke(main, ["merge", index_name, "--yes"])
     assert result.exit_code == 0, result.output
-    assert f"merged {index_name}: 4 -> 1 segments" in result.stdout
+    assert f"merged {index_name}: 4 -> 1 segment in " in result.stdout
     assert segment_state(engine_client, live).segments == 1
 
 
@@ -221,7 +221,7 @@ def test_index_optimize_on_the_command_line(engine_client: Any, index_name: str,
             "standard", "--dead-letter", str(tmp_path / "dl.jsonl"), "--checkpoint", str(tmp_path / "cp.json")]
     result = CliRunner().invoke(main, [*args, "--optimize"])  # fmt: skip
     assert result.exit_code == 0, result.output
-    assert f"note: merged {index_name}-v1 from " in result.output and " to 1 segments in " in result.output
+    assert f"note: merged {index_name}-v1 from " in result.output and " to 1 segment in " in result.output
 
 
 def test_reindex_optimize_merges_the_new_version_before_the_alias_moves(
@@ -233,7 +233,7 @@ def test_reindex_optimize_merges_the_new_version_before_the_alias_moves(
     result = CliRunner().invoke(main, ["reindex", index_name, "--from-index", "--model", MODEL, "--replicas", "0",
                                        "--optimize", "--dead-letter", str(tmp_path / "r.jsonl")])  # fmt: skip
     assert result.exit_code == 0, result.output
-    assert f"note: merged {index_name}-v2 from " in result.output and " to 1 segments in " in result.output
+    assert f"note: merged {index_name}-v2 from " in result.output and " to 1 segment in " in result.output
     assert aliases.resolve(engine_client, index_name) == [f"{index_name}-v2"]
     assert segment_state(engine_client, f"{index_name}-v2").segments == 1
 

@@ -5,7 +5,17 @@ from __future__ import annotations
 import random
 import statistics
 
-from splade_os.evaluation.tuning import Trial, TwoPhaseSettings, choose, default_grid, measure, meets, schedule
+from splade_os.evaluation.tuning import (
+    Trial,
+    TuneResult,
+    TwoPhaseSettings,
+    choose,
+    default_grid,
+    format_result,
+    measure,
+    meets,
+    schedule,
+)
 
 CANDIDATES: list[TwoPhaseSettings | None] = [None, *default_grid(10)]  # None: exact search
 
@@ -87,3 +97,16 @@ def test_with_judgements_the_target_is_the_ndcg_loss_not_agreement() -> None:
     assert choose(trials, exact, 0.99, 0.005) is agrees_but_slower  # an agreement target given as well still binds
     assert choose(trials, exact, None, 0.0) is agrees_but_slower
     assert not meets(loses_quality, exact, None, 0.005) and meets(loses_quality, exact, None, None)
+
+
+def test_the_text_table_stays_aligned_whatever_the_labels() -> None:
+    long = TwoPhaseSettings(first_terms=32, window=300, first_phase_k=256, df_ratio=1.0, top_n=16)
+    trials = [_trial(0.5, 0.991, [1.9, 2.0]), Trial(long, 0.995, 2.5, 3.0, None, [2.4, 2.6])]
+    result = TuneResult("docs", 1, 2, 10, 0.99, EXACT, trials, chosen=trials[1])
+    assert format_result(result).startswith("docs: 1 document, 2 queries, top-10, ")
+    header, *rows = format_result(result).splitlines()[2:6]
+    assert len(long.describe()) > 42  # longer than the column used to be
+    for column in ("agreement", "p50 ms", "p95 ms"):  # each right-aligned number ends where its heading ends
+        end = header.index(column) + len(column)
+        assert all(row[end - 1] != " " and row[end : end + 1] in (" ", "") for row in rows), (column, rows)
+    assert rows[0].startswith(" exact ") and rows[2].startswith(f"*{long.describe()} ")

@@ -7,7 +7,8 @@ from typing import Any
 import click
 
 from splade_os.cli.options import cli_errors, device_options, model_option
-from splade_os.cli.progress import ProgressFactory, plural, progress_options
+from splade_os.cli.progress import ProgressFactory, progress_options
+from splade_os.words import plural
 
 
 @click.command("encode")

@@ -16,6 +16,7 @@ from splade_os.cli.options import (
     json_report_options,
     model_option,
 )
+from splade_os.cli.progress import ProgressFactory, Steps, progress_options
 from splade_os.connection import ConnectionSettings, connect
 from splade_os.retrieval.search import MODES
 
@@ -34,6 +35,7 @@ from splade_os.retrieval.search import MODES
 @click.option("--exact", is_flag=True, help="Also score the same vectors exactly in memory, as a reference.")
 @json_report_options
 @click.option("--force", is_flag=True, help="Evaluate even if the index was built with another encoder.")
+@progress_options
 @device_options
 @connection_options
 def evaluate(
@@ -46,17 +48,22 @@ def evaluate(
     exact: bool,
     json_to: str | None,
     force: bool,
+    progress: ProgressFactory,
     device: dict[str, Any],
     settings: ConnectionSettings,
 ) -> None:
-    """Evaluate DATASET_DIR (BEIR layout) with nDCG@10, Recall@100 and MRR@10 in each mode."""
+    """Evaluate DATASET_DIR (BEIR layout) with nDCG@10, Recall@100 and RR@10 (MRR@10) in each mode.
+
+    Progress (the queries of each mode, the documents indexed or read) goes to stderr.
+    """
     from splade_os.evaluation.evaluate import evaluate as run_evaluation
     from splade_os.evaluation.evaluate import format_table, load_beir
     from splade_os.model.encoder import SpladeEncoder
 
     with cli_errors():
         dataset = load_beir(dataset_dir, split)  # a malformed file is reported before any model or cluster work
-        with SpladeEncoder(model_dir, **device) as encoder:
+        steps = Steps(progress, "eval", {"index": "documents", "exact": "documents"}, default="queries")
+        with SpladeEncoder(model_dir, **device) as encoder, steps:
             client = connect(settings)
             report = run_evaluation(
                 dataset,
@@ -69,6 +76,7 @@ def evaluate(
                 exact=exact,
                 force=force,
                 on_indexing=lambda name: click.echo(f"index {name!r} is missing: indexing the corpus first", err=True),
+                on_progress=steps,
             )
     if json_to == "-":
         echo_json(report.to_dict())

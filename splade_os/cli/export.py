@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from splade_os.cli.options import cli_errors
+from splade_os.cli.options import cli_errors, echo_json, json_option
 
 
 @click.command("export")
@@ -30,6 +30,7 @@ from splade_os.cli.options import cli_errors
     "--with-checkpoint", is_flag=True,
     help="Also copy the checkpoint (config.json, weights) into OUT_DIR, for --device cuda on the same folder.",
 )  # fmt: skip
+@json_option
 def export(
     model: str,
     out_dir: Path,
@@ -41,6 +42,7 @@ def export(
     revision: str | None,
     overwrite: bool,
     with_checkpoint: bool,
+    as_json: bool,
 ) -> None:
     """Export MODEL (a Hugging Face id such as naver/splade-v3, or a checkpoint folder) to OUT_DIR.
 
@@ -55,8 +57,12 @@ def export(
             chunk_size=chunk_size or DEFAULT_CHUNK_SIZE, query_mode=query_mode, revision=revision,
             overwrite=overwrite, with_checkpoint=with_checkpoint,
         )  # fmt: skip
+    if as_json:
+        echo_json({"out_dir": str(out_dir), "manifest": manifest})
+        return
+    weights = "fp32" if manifest["quantization"] in (None, "none") else manifest["quantization"]
     click.echo(
         f"exported {manifest['name']} to {out_dir}: vocab {manifest['vocab_size']:,}, max length "
-        f"{manifest['max_length']}, {manifest['quantization']} weights, query mode {manifest['query_mode']}, "
+        f"{manifest['max_length']}, {weights} weights, query mode {manifest['query_mode']}, "
         f"sha256 {manifest['sha256'][:12]}"
     )

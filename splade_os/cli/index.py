@@ -32,6 +32,7 @@ from splade_os.indexing import Progress as IndexProgress
 from splade_os.indexing.block_worker import SpladeRecipe
 from splade_os.indexing.distributed import DEFAULT_BLOCK_SIZE, BlockDone, RayWorkers, index_corpus_on_ray
 from splade_os.model.precomputed import DEFAULT_VECTOR_FIELD, PrecomputedVectors
+from splade_os.words import plural
 
 FILE = click.Path(dir_okay=False, path_type=Path)
 
@@ -98,13 +99,13 @@ def format_summary(s: IndexSummary) -> str:
     lines = [
         f"read {c.read:,}, indexed {c.indexed:,}, failed {c.failed:,}, skipped {c.skipped:,}, "
         f"truncated {c.truncated:,} in {s.elapsed:.1f} s ({s.docs_per_s:,.1f} docs/s)",
-        f"index {s.index} (alias {s.alias}): {s.index_count:,} documents, {_size(s.index_bytes)}",
+        f"index {s.index} (alias {s.alias}): {plural(s.index_count, 'document')}, {_size(s.index_bytes)}",
         ("verified: " if s.verified else "") + s.verification,
     ]
     if c.resumed:
-        lines.append(f"resumed: {c.resumed:,} documents were already indexed and were not encoded again")
+        lines.append(f"resumed: {plural(c.resumed, 'document')} already indexed, not encoded again")
     if c.replaced:
-        lines.append(f"replaced: {c.replaced:,} documents that were already in the index")
+        lines.append(f"replaced: {plural(c.replaced, 'document')} already in the index")
     if s.dead_letter:
         lines.append(f"dead letters (failed and skipped, with reasons): {s.dead_letter}")
     if s.swapped:

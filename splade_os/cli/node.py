@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 
 import click
 
+from splade_os.cli.options import echo_json, json_option
 from splade_os.errors import NodeError
 from splade_os.node.run import (
     DEFAULT_PORT,
@@ -102,6 +103,7 @@ def _print_info(info: NodeInfo, *, started: bool = False) -> None:
 @_node_options
 @click.option("--heap", default="1g", show_default=True, help="JVM heap, such as 512m or 2g.")
 @click.option("--timeout", type=float, default=180.0, show_default=True, help="Seconds to wait for yellow health.")
+@json_option
 def start(
     engine: str | None,
     version: str | None,
@@ -110,11 +112,13 @@ def start(
     secure: bool,
     heap: str,
     timeout: float,
+    as_json: bool,
 ) -> None:
     """Start the node (or reuse the same one already answering on the port) and wait until it is usable.
 
     With --secure it prints where the CA certificate and the file of the users' passwords (mode 0600) are, never
-    the passwords: `splade-os node credentials` shows them.
+    the passwords: `splade-os node credentials` shows them. --json: the node as `node status --json` prints it, and
+    the users whose passwords this start made (`new_passwords`: their names, never the passwords).
     """
     try:
         info = start_node(
@@ -122,18 +126,28 @@ def start(
         )
     except NodeError as err:
         raise _fail(err) from err
+    if as_json:
+        echo_json({**info.as_dict(), "new_passwords": sorted(info.new_passwords or ())})
+        return
     _print_info(info, started=True)
 
 
 @node.command()
 @_node_options
-def stop(engine: str | None, version: str | None, home: Path | None, port: int | None, secure: bool) -> None:
+@json_option
+def stop(
+    engine: str | None, version: str | None, home: Path | None, port: int | None, secure: bool, as_json: bool
+) -> None:
     """Stop the node (SIGTERM, then wait for it to exit): the one named, else ours on the port."""
     try:
         spec = target_node(engine, version, port, home, secure=secure)
         stopped = stop_node(engine=engine, version=version, home=home, port=port, secure=secure)
     except NodeError as err:
         raise _fail(err) from err
+    if as_json:
+        echo_json({"engine": spec.engine.name, "version": spec.version, "port": spec.port, "home": str(spec.home),
+                   "stopped": stopped})  # fmt: skip
+        return
     if stopped:
         click.echo(f"{spec.label} on port {spec.port} stopped")
     else:

@@ -19,10 +19,12 @@ from splade_os.cli.options import (
     model_option,
     segment_options,
 )
+from splade_os.cli.progress import ProgressFactory, Steps, progress_options
 from splade_os.connection import ConnectionSettings, connect
 from splade_os.corpus import FORMATS, FieldNames
 from splade_os.errors import SpladeOSError
 from splade_os.redaction import redact
+from splade_os.words import plural
 
 
 @click.command()
@@ -51,6 +53,7 @@ def doctor(index: str | None, model_dir: str | None, as_json: bool, settings: Co
 @click.option("--bm25-docs", default=50_000, show_default=True, help="Documents copied for the BM25-only comparison.")
 @click.option("--no-bm25", is_flag=True, help="Skip the BM25-only comparison (it copies documents twice).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@progress_options
 @connection_options
 def stats(
     index: str,
@@ -59,19 +62,20 @@ def stats(
     bm25_docs: int,
     no_bm25: bool,
     as_json: bool,
+    progress: ProgressFactory,
     settings: ConnectionSettings,
 ) -> None:
     """Documents, size on disk, features per document, vocabulary coverage, and size against BM25 only.
 
     Vocabulary coverage needs --model (the vocabulary size). The BM25 comparison copies up to --bm25-docs documents
     into two temporary indices (with and without vectors), force-merges them and deletes them afterwards.
+    Progress (the documents read, then copied) goes to stderr.
     """
     from splade_os.stats import format_stats, index_stats
 
-    with cli_errors():
-        result = index_stats(
-            connect(settings), index, model_dir=model_dir, sample=sample, bm25_docs=None if no_bm25 else bm25_docs
-        )
+    with cli_errors(), Steps(progress, "stats", {}, default="documents") as steps:
+        result = index_stats(connect(settings), index, model_dir=model_dir, sample=sample,
+                             bm25_docs=None if no_bm25 else bm25_docs, on_progress=steps)  # fmt: skip
     click.echo(json.dumps(result.to_json(), indent=2) if as_json else format_stats(result))
 
 
@@ -162,10 +166,12 @@ def reindex(
                 raise SpladeOSError("; ".join(result.problems))
             return
         click.echo(format_summary(result.summary))
-        before = f"{', '.join(result.previous)} ({result.previous_count:,} documents)" if result.previous else "nothing"
+        before = f"{', '.join(result.previous)} ({plural(result.previous_count or 0, 'document')})" if result.previous \
+            else "nothing"
         click.echo(f"before: {alias} -> {before}")
         if result.swapped:
             kept = f"deleted {', '.join(result.deleted)}" if result.deleted else "kept the previous version"
-            click.echo(f"now:    {alias} -> {result.summary.index} ({result.summary.index_count:,} documents); {kept}")
+            click.echo(f"now:    {alias} -> {result.summary.index} ({plural(result.summary.index_count, 'document')}); "
+                       f"{kept}")  # fmt: skip
         if result.problems:
             raise SpladeOSError("; ".join(result.problems))

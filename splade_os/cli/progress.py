@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 import click
@@ -117,11 +117,34 @@ class Progress:
             click.echo(self.line(), err=True)  # a long run ends with its last count in the log
 
 
+class Steps:
+    """The progress of a library call that reports `(step, done, total)` (eval, tune, stats): one `Progress` per
+    step, named `command step` and counting `units[step]` (else `default`); the next step closes the one before."""
+
+    def __init__(self, progress: ProgressFactory, command: str, units: Mapping[str, str], default: str) -> None:
+        self.progress, self.command, self.units, self.default = progress, command, units, default
+        self.step: str | None = None
+        self.bar: Progress | None = None
+
+    def __call__(self, step: str, done: int, total: int | None) -> None:
+        if self.bar is None or step != self.step:
+            self.close()
+            self.step = step
+            self.bar = self.progress(f"{self.command} {step}", total, unit=self.units.get(step, self.default))
+        self.bar.advance_to(done)
+
+    def __enter__(self) -> Steps:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close(finished=exc[0] is None)
+
+    def close(self, *, finished: bool = True) -> None:
+        if self.bar is not None:
+            self.bar.close(finished=finished)
+            self.bar = None
+
+
 def duration(seconds: float) -> str:
     minutes, secs = divmod(int(seconds), 60)
     return f"{minutes // 60}h{minutes % 60:02d}m" if minutes >= 60 else f"{minutes}m{secs:02d}s"
-
-
-def plural(n: int, noun: str) -> str:
-    """`1 record`, `2 records`, `1,024 records`."""
-    return f"{n:,} {noun}{'' if n == 1 else 's'}"

@@ -11,6 +11,7 @@ from splade_os.cli.options import cli_errors, connection_options, echo_json, jso
 from splade_os.cli.progress import ProgressFactory, progress_options
 from splade_os.connection import ConnectionSettings, connect
 from splade_os.errors import ConfigError
+from splade_os.words import plural
 
 
 @click.command()
@@ -67,7 +68,7 @@ def df(
         return
     click.echo(
         f"df table of {table.index} ({df_index_name(table.index)}): {len(table.counts):,} of "
-        f"{table.vocabulary_size:,} tokens with df > 0, over {table.documents:,} documents, computed in "
+        f"{table.vocabulary_size:,} tokens with df > 0, over {plural(table.documents, 'document')}, computed in "
         f"{table.seconds:.1f} s"
     )
 
@@ -92,7 +93,7 @@ def merge(index: str, segments: int, yes: bool, every: float, as_json: bool, set
 
     def progress(state: SegmentState, elapsed: float) -> None:
         merging = f", {state.merging} merges running ({_size(state.merging_bytes)})" if state.merging else ""
-        click.echo(f"merging {index}: {state.segments} segments{merging}, {elapsed:.0f} s", err=True)
+        click.echo(f"merging {index}: {plural(state.segments, 'segment')}{merging}, {elapsed:.0f} s", err=True)
 
     with cli_errors():
         client = connect(settings)
@@ -105,4 +106,4 @@ def merge(index: str, segments: int, yes: bool, every: float, as_json: bool, set
     if as_json:
         echo_json({"index": index, "before": done.before, "after": done.after, "seconds": round(done.seconds, 3)})
         return
-    click.echo(f"merged {index}: {done.before} -> {done.after} segments in {done.seconds:.1f} s")
+    click.echo(f"merged {index}: {done.before} -> {plural(done.after, 'segment')} in {done.seconds:.1f} s")

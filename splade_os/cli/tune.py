@@ -16,6 +16,7 @@ from splade_os.cli.options import (
     json_report_options,
     model_option,
 )
+from splade_os.cli.progress import ProgressFactory, Steps, progress_options
 from splade_os.connection import ConnectionSettings, connect
 from splade_os.errors import InputError, SpladeOSError
 from splade_os.evaluation import tuning as tuning_defaults
@@ -71,6 +72,7 @@ def _queries(path: Path | None, client: object, index: str, sample: int) -> dict
 @click.option("--plot", "plot_file", type=click.Path(dir_okay=False), help="Write the frontier as a PNG.")
 @json_report_options
 @click.option("--dry-run", is_flag=True, help="Measure and report, but do not store the choice with the index.")
+@progress_options
 @device_options
 @connection_options
 def tune(
@@ -88,6 +90,7 @@ def tune(
     plot_file: str | None,
     json_to: str | None,
     dry_run: bool,
+    progress: ProgressFactory,
     device: dict[str, Any],
     settings: ConnectionSettings,
 ) -> None:
@@ -100,7 +103,8 @@ def tune(
     setting runs untimed first (--warmup), then in a new shuffled order each timed pass (--repeat, --seed); a
     faster setting whose gain is within the spread of the passes gives way to a safer one. `search --mode
     two-phase`, `eval` and `Searcher` then use the stored setting unless given one. Exit code 1 when no setting
-    reaches the target (nothing is stored; exact search stays the reference).
+    reaches the target (nothing is stored; exact search stays the reference). Progress (queries encoded, settings
+    run) goes to stderr.
     """
     from splade_os.evaluation import tuning
     from splade_os.evaluation.evaluate import read_qrels
@@ -115,8 +119,9 @@ def tune(
                 queries = _queries(queries_file, client, index, sample)
                 if qrels is not None:
                     queries = {q: t for q, t in queries.items() if q in qrels}
-                result = tuning.tune(searcher, queries, k=k, target=target, qrels=qrels, ndcg_loss=ndcg_loss,
-                                     repeat=repeat, warmup=warmup, seed=seed)  # fmt: skip
+                with Steps(progress, "tune", {"queries": "queries"}, default="settings") as steps:
+                    result = tuning.tune(searcher, queries, k=k, target=target, qrels=qrels, ndcg_loss=ndcg_loss,
+                                         repeat=repeat, warmup=warmup, seed=seed, on_progress=steps)  # fmt: skip
             if queries_file is None:
                 result.notes.insert(0, TITLE_QUERIES_CAVEAT)
             say = (lambda line: click.echo(line, err=True)) if json_to == "-" else click.echo  # stdout: JSON alone

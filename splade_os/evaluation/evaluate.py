@@ -14,6 +14,7 @@ import numpy as np
 
 from splade_os.engines import engine_for
 from splade_os.errors import EngineError, InputError, MissingDependencyError
+from splade_os.indexing import Progress as IndexProgress
 from splade_os.indexing import index_corpus
 from splade_os.mappings import VECTOR_FIELD
 from splade_os.model.encoder import SpladeEncoder
@@ -22,7 +23,12 @@ from splade_os.vectors import SparseVector
 
 Run = dict[str, dict[str, float]]  # query id -> doc id -> score
 Qrels = dict[str, dict[str, int]]
+# ir-measures' names. Reciprocal rank is RR@10 (the mean over queries that MS MARCO calls MRR@10); compute_metrics
+# takes MRR@10 too and answers under the name it was asked for.
 METRICS = ("nDCG@10", "R@100", "RR@10")
+OnProgress = Callable[[str, int, int | None], None]
+"""Called as `(step, done, total)` while a long call runs: `step` names what is counted (the mode whose queries run,
+`exact` for the documents read, `index` for the documents indexed); `total` is None when unknown."""
 
 
 @dataclass(frozen=True)
@@ -135,11 +141,18 @@ def compute_metrics(qrels: Qrels, run: Run, metrics: Sequence[str] = METRICS) ->
     parsed = [ir_measures.parse_measure(m) for m in metrics]
     full_run = {q: run.get(q) or {"__no_hit__": 0.0} for q in qrels}
     results = ir_measures.calc_aggregate(parsed, qrels, full_run)
-    return {str(m): float(results[m]) for m in parsed}
+    return {name: float(results[m]) for name, m in zip(metrics, parsed, strict=True)}
 
 
-def search_run(searcher: Searcher, queries: Mapping[str, str], mode: Mode, depth: int = 100) -> tuple[Run, list[float]]:
-    """Every query through the searcher; the run and each query's client-side latency in milliseconds."""
+def search_run(
+    searcher: Searcher,
+    queries: Mapping[str, str],
+    mode: Mode,
+    depth: int = 100,
+    on_progress: OnProgress | None = None,
+) -> tuple[Run, list[float]]:
+    """Every query through the searcher; the run and each query's client-side latency in milliseconds.
+    `on_progress(mode, done, total)` after each query."""
     run: Run = {}
     latencies = []
     for query_id, text in queries.items():
@@ -147,6 +160,8 @@ def search_run(searcher: Searcher, queries: Mapping[str, str], mode: Mode, depth
         result = searcher.search(text, k=depth, mode=mode)
         latencies.append((time.perf_counter() - start) * 1000)
         run[query_id] = {hit.id: hit.score for hit in result.hits}
+        if on_progress:
+            on_progress(mode, len(run), len(queries))
     return run, latencies
 
 
@@ -178,11 +193,15 @@ def percentile(values: Sequence[float], q: float) -> float:
 
 
 def evaluate_modes(
-    searcher: Searcher, dataset: Dataset, modes: Sequence[Mode] = MODES, depth: int = 100
+    searcher: Searcher,
+    dataset: Dataset,
+    modes: Sequence[Mode] = MODES,
+    depth: int = 100,
+    on_progress: OnProgress | None = None,
 ) -> list[ModeReport]:
     reports = []
     for mode in modes:
-        run, latencies = search_run(searcher, dataset.queries, mode, depth)
+        run, latencies = search_run(searcher, dataset.queries, mode, depth, on_progress)
         reports.append(
             ModeReport(
                 mode,
@@ -196,16 +215,29 @@ def evaluate_modes(
 
 
 def stored_vectors(
-    client: Any, index: str, field_name: str = VECTOR_FIELD
+    client: Any, index: str, field_name: str = VECTOR_FIELD, on_progress: OnProgress | None = None
 ) -> Iterator[tuple[str, SparseVector]]:
-    """Every document's vector as indexed (before Lucene rounds it), read back with a scroll."""
+    """Every document's vector as indexed (before Lucene rounds it), read back with a scroll;
+    `on_progress("exact", done, total)` every 1,000 documents and at the end."""
     engine = engine_for(client)
+    total = int(client.count(index=index)["count"]) if on_progress else None
+    done = 0
     for hit in engine.scan(client, index, {"_source": [field_name]}, size=1000):
+        done += 1
+        if on_progress and done % 1000 == 0:
+            on_progress("exact", done, total)
         yield hit["_id"], engine.from_field(hit["_source"].get(field_name) or {})
+    if on_progress:
+        on_progress("exact", done, total)
 
 
 def exact_report(
-    client: Any, index: str, encoder: QueryEncoder, dataset: Dataset, depth: int = 100
+    client: Any,
+    index: str,
+    encoder: QueryEncoder,
+    dataset: Dataset,
+    depth: int = 100,
+    on_progress: OnProgress | None = None,
 ) -> ModeReport:
     """Exact in-memory scoring of the same vectors: the reference the engine must reproduce."""
     texts = list(dataset.queries.values())
@@ -213,7 +245,7 @@ def exact_report(
     vectors = encoder.encode_queries(texts)
     per_query = (time.perf_counter() - start) * 1000 / max(len(texts), 1)
     queries = dict(zip(dataset.queries, vectors, strict=True))
-    run = exact_run(stored_vectors(client, index), queries, depth)
+    run = exact_run(stored_vectors(client, index, on_progress=on_progress), queries, depth)
     return ModeReport("exact", compute_metrics(dataset.qrels, run), per_query, per_query, len(texts))
 
 
@@ -235,25 +267,34 @@ def evaluate(
     exact: bool = False,
     force: bool = False,
     on_indexing: Callable[[str], None] | None = None,
+    on_progress: OnProgress | None = None,
 ) -> EvalReport:
     """Index the corpus unless the index exists, then run every judged query in each mode.
 
     `dataset_dir` is a BEIR folder (read with `load_beir(dataset_dir, split)`) or a Dataset already loaded.
+    `on_progress(step, done, total)` follows the work (see `OnProgress`): documents indexed, each mode's queries,
+    the documents `exact` reads.
     """
     dataset = dataset_dir if isinstance(dataset_dir, Dataset) else load_beir(dataset_dir, split)
     index = index or default_index_name(dataset, encoder.manifest)
     if not client.indices.exists(index=index):
         if on_indexing:
             on_indexing(index)
-        summary = index_corpus(client, dataset.corpus, index=index, encoder=encoder, replicas=0)
+
+        def indexed(p: IndexProgress) -> None:  # the documents the cluster acknowledged, as `index` counts them
+            if on_progress:
+                on_progress("index", p.counters.indexed + p.counters.failed + p.counters.skipped, None)
+
+        summary = index_corpus(client, dataset.corpus, index=index, encoder=encoder, replicas=0,
+                               on_progress=indexed if on_progress else None)  # fmt: skip
         problems = summary.problems()
         if problems:
             raise EngineError(f"indexing {dataset.corpus} into {index!r} failed: {'; '.join(problems)}")
     searcher = Searcher(index, encoder, client=client, force=force)
     report = EvalReport(dataset.root.name, index, str(encoder.manifest.get("name", "")))
-    report.modes = evaluate_modes(searcher, dataset, modes, depth)
+    report.modes = evaluate_modes(searcher, dataset, modes, depth, on_progress)
     if exact:
-        report.modes.append(exact_report(client, index, encoder, dataset, depth))
+        report.modes.append(exact_report(client, index, encoder, dataset, depth, on_progress))
     return report
 
 

@@ -25,7 +25,7 @@ import statistics
 import time
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
@@ -39,6 +39,10 @@ from splade_os.retrieval.two_phase import (
     TUNED_KEY,
     TwoPhaseSettings,
 )
+from splade_os.words import plural
+
+if TYPE_CHECKING:
+    from splade_os.evaluation.evaluate import OnProgress
 
 NDCG_TOLERANCE = 0.005  # with judgements, a setting may lose at most this much nDCG@10 against exact search
 DEFAULT_REPEAT = 3  # timed passes: fewer give too thin a spread to tell a real gain from noise
@@ -220,13 +224,16 @@ def tune(
     repeat: int = DEFAULT_REPEAT,
     warmup: int = DEFAULT_WARMUP,
     seed: int = 0,
+    on_progress: OnProgress | None = None,
 ) -> TuneResult:
     """Measure exact search and every setting of `grid` on `queries` (id -> text) through `searcher` (a `Searcher`
     on the index), and choose the fastest setting that meets the target, or a safer one within the noise of it
     (see `choose`). With `qrels` the target is what users feel: nDCG@10 on the judged queries within `ndcg_loss`
     of exact search's (and a top-k agreement of `target` only when one is given); without, a mean top-k
     agreement of `target` (default 0.99). `warmup` untimed passes, then `repeat` timed passes in an order
-    shuffled with `seed`. Nothing is stored: see `store`."""
+    shuffled with `seed`. Nothing is stored: see `store`. `on_progress(step, done, total)` follows the work:
+    `queries` encoded, then `settings` run over every query (each setting, exact search included, once per
+    warm-up and timed pass)."""
     if target is None and not qrels:
         target = 0.99
     if target is not None and not 0 < target <= 1:
@@ -238,7 +245,11 @@ def tune(
     if not queries:
         raise ConfigError("no queries to tune with: give --queries FILE, or an index with documents to sample")
     client, logic = searcher.client, searcher.logic
-    prepared = {qid: logic.encoder.encode_queries([text])[0] for qid, text in queries.items()}
+    prepared = {}
+    for qid, text in queries.items():
+        prepared[qid] = logic.encoder.encode_queries([text])[0]
+        if on_progress:
+            on_progress("queries", len(prepared), len(queries))
     depth = max(k, 10)
 
     def ndcg(scored: dict[str, dict[str, float]]) -> float | None:
@@ -270,11 +281,12 @@ def tune(
     cap = getattr(logic, "max_rescore_window", DEFAULT_MAX_RESCORE_WINDOW)
     over = [s for s in grid if s.window_for(depth, two_step=two_step) > cap]
     if over:
-        notes.append(f"skipped {len(over)} settings whose rescore window is over {logic.index}'s "
+        notes.append(f"skipped {plural(len(over), 'setting')} whose rescore window is over {logic.index}'s "
                      f"index.max_rescore_window ({cap:,})")  # fmt: skip
     candidates: list[TwoPhaseSettings | None] = [None, *dict.fromkeys(s for s in grid if s not in over)]
     requests = {c: {qid: logic.request_for(v, depth, c) for qid, v in prepared.items()} for c in candidates}
     scored: dict[TwoPhaseSettings | None, dict[str, dict[str, float]]] = {c: {} for c in candidates}
+    runs = [0, len(candidates) * (warmup + repeat)]  # settings run so far, of all passes
 
     def run(candidate: TwoPhaseSettings | None) -> list[float]:
         elapsed = []
@@ -283,6 +295,9 @@ def tune(
             response = client.search(index=logic.index, body=body)
             elapsed.append((time.perf_counter() - start) * 1000)
             scored[candidate][qid] = {h["_id"]: float(h["_score"]) for h in response["hits"]["hits"]}
+        runs[0] += 1
+        if on_progress:
+            on_progress("settings", *runs)
         return elapsed
 
     times = measure(candidates, run, repeat=repeat, warmup=warmup, seed=seed)
@@ -364,17 +379,20 @@ def store(client: Any, index: str, result: TuneResult) -> dict[str, Any]:
 
 def format_result(result: TuneResult) -> str:
     lines = [
-        f"{result.index}: {result.documents:,} documents, {result.queries} queries, top-{result.k}, "
-        f"target: {result.objective}",
+        f"{result.index}: {plural(result.documents, 'document')}, {plural(result.queries, 'query', 'queries')}, "
+        f"top-{result.k}, target: {result.objective}",
         f"timing: {result.warmup} untimed warm-up pass(es), then {result.repeat} timed pass(es), the settings in a "
         f"shuffled order each pass (--seed {result.seed}); p50 range: lowest and highest per-pass p50",
-        f"{'setting':<42} {'agreement':>9} {'nDCG@10':>8} {'p50 ms':>8} {'p50 range':>13} {'p95 ms':>8}",
     ]
-    for trial in [result.exact, *result.trials]:
+    trials = [result.exact, *result.trials]
+    width = max(41, *(len(t.label) for t in trials))  # the longest label sets the column: the numbers stay aligned
+    lines.append(f"{'setting':<{width + 1}} {'agreement':>9} {'nDCG@10':>8} {'p50 ms':>8} {'p50 range':>13} "
+                 f"{'p95 ms':>8}")  # fmt: skip
+    for trial in trials:
         mark = "*" if trial is result.chosen else " "
         ndcg = f"{trial.ndcg:.4f}" if trial.ndcg is not None else "-"
         low, high = trial.spread_ms
-        lines.append(f"{mark}{trial.label:<41} {trial.agreement:>9.3f} {ndcg:>8} {trial.p50_ms:>8.2f} "
+        lines.append(f"{mark}{trial.label:<{width}} {trial.agreement:>9.3f} {ndcg:>8} {trial.p50_ms:>8.2f} "
                      f"{f'{low:.2f}-{high:.2f}':>13} {trial.p95_ms:>8.2f}")  # fmt: skip
     if result.chosen is not None:
         lines.append(f"chosen (*): {result.chosen.label}: p50 {result.chosen.p50_ms / result.exact.p50_ms:.2f}x exact")

@@ -30,6 +30,7 @@ from splade_os.indexing.sources import IndexSource, Source, source_names
 from splade_os.indexing.target import Target, count_documents, prepare_target, restore_refresh, try_restore_refresh
 from splade_os.mappings import VECTOR_FIELD, default_analyzer
 from splade_os.retrieval.df import build_df, read_df
+from splade_os.words import plural
 
 log = logging.getLogger(__name__)
 
@@ -407,7 +408,7 @@ def finish(
         verification=verification, dead_letter=dead_letter,
     )  # fmt: skip
     if merged is not None:
-        summary.notes.append(f"merged {target.index} from {merged.before} to {merged.after} segments in "
+        summary.notes.append(f"merged {target.index} from {merged.before} to {plural(merged.after, 'segment')} in "
                              f"{merged.seconds:.1f} s")  # fmt: skip
     if succeeded:
         summary.notes += _kept_df(client, target, copied_from, opts.resume, seen, whole)

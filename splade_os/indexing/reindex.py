@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from splade_os import aliases
-from splade_os.errors import ConfigError
+from splade_os.errors import ConfigError, IndexNotFoundError
 from splade_os.indexing import DocumentEncoder, IndexSummary, LoadOptions, Progress, index_corpus, reencode_index
 from splade_os.mappings import (
     read_index_meta,
@@ -65,7 +65,7 @@ def reindex(
     if len(previous) > 1:
         raise ConfigError(f"alias {alias!r} points at {len(previous)} indices: point it at one with `splade-os alias`")
     if corpus is None and not previous:
-        raise ConfigError(f"nothing to re-encode: no index or alias {alias!r} (give a CORPUS to build it)")
+        raise IndexNotFoundError(f"nothing to re-encode: no index or alias {alias!r} (give a CORPUS to build it)")
     if previous and not aliases.is_alias(client, alias):
         raise ConfigError(
             f"{alias!r} is a concrete index, not an alias: a swap would delete it. Versions live behind an alias: "

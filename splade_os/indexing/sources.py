@@ -9,7 +9,7 @@ from typing import Any, Protocol
 from splade_os import aliases
 from splade_os.corpus import FieldNames, Item, Record, to_record
 from splade_os.engines import engine_for
-from splade_os.errors import ConfigError
+from splade_os.errors import ConfigError, IndexNotFoundError
 from splade_os.mappings import (
     VECTOR_FIELDS,
     candidate_field,
@@ -41,7 +41,7 @@ class Source(Protocol):
 
 def check_source(client: Any, index: str) -> None:
     if not aliases.resolve(client, index):
-        raise ConfigError(f"cannot re-encode {index!r}: no index or alias of that name")
+        raise IndexNotFoundError(f"cannot re-encode {index!r}: no index or alias of that name")
 
 
 def mapped_properties(client: Any, index: str) -> dict[str, Any]:

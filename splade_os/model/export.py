@@ -23,6 +23,7 @@ import inspect
 import json
 import shutil
 import tempfile
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -319,7 +320,13 @@ def _export_body(mlm: Any, path: Path, opset: int) -> list[str]:
     kwargs: dict[str, Any] = {}
     if "dynamo" in inspect.signature(torch.onnx.export).parameters:
         kwargs["dynamo"] = False  # the TorchScript exporter needs no onnxscript and handles these models
-    with torch.no_grad():
+    with torch.no_grad(), warnings.catch_warnings():
+        # The tracer warns at every Python branch on a tensor (transformers' masks: "padding_length > 0" and the
+        # like) that the branch taken for the example is kept for every input. Those branches depend on shapes the
+        # graph keeps dynamic in the same way for every batch (the mask is as long as the input), and
+        # tests/test_export.py checks the exported graph against PyTorch at other batch sizes and lengths: the
+        # warnings only alarm users, so they are not shown.
+        warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
         torch.onnx.export(
             body,
             dummy,
