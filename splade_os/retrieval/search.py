@@ -262,6 +262,8 @@ class _SearchLogic:
         index's max_rescore_window cut it."""
         window, cut = rescore_window(settings, size, two_step=two_step, tuned_k=self.tuned_k,
                                      cap=self.max_rescore_window)  # fmt: skip
+        if window == settings.window_for(size, two_step=two_step):
+            return settings, ""  # as the setting says: its own description ("5 x k") stays true
         return replace(settings, window=window), f"; {cut}" if cut else ""
 
     def fall_back(self, prepared: _Prepared, responses: list[dict[str, Any]]) -> list[int]:
