@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import itertools
 import json
 import sys
 from collections.abc import Iterator, Mapping, Sequence
@@ -256,6 +257,8 @@ class CorpusReader:
         self._hash = hashlib.sha256()
         self.offset = 0
         self.line = 0
+        self.header: list[str] | None = None  # a CSV/TSV's columns, once read
+        self._ahead: tuple[list[Item], Iterator[Item]] | None = None
 
     def identity(self) -> dict[str, Any]:
         """What a checkpoint records to recognise this input and these reading options again."""
@@ -308,9 +311,36 @@ class CorpusReader:
                 yield raw
 
     def __iter__(self) -> Iterator[Item]:
+        if self._ahead is not None:  # the records `check_start` read ahead come first
+            (ahead, rest), self._ahead = self._ahead, None
+            return itertools.chain(ahead, rest)
         if self.format == "jsonl":
             return self._jsonl()
         return self._table(delimiter="," if self.format == "csv" else "\t")
+
+    def check_start(self, n: int) -> None:
+        """Refuse, before a load creates anything, an input it could index nothing of: a CSV/TSV without the id or
+        text column, or one whose first `n` records all fail. They are read ahead, and iterating yields them again
+        (`n` at most a batch, so each batch's checkpoint still records the bytes read up to its end)."""
+        items = iter(self)
+        ahead = list(itertools.islice(items, n))
+        self._ahead = (ahead, items)
+        columns = self.columns or self.header
+        if columns is not None:
+            listed = ",".join(columns)
+            wanted = [("--id-field", self.names.id), ("--text-field", self.names.text)]
+            for option, name in wanted[: 1 if self.names.vector else 2]:  # with vectors, the text is optional
+                if name not in columns:
+                    others = [c for c in columns if c not in (self.names.id, self.names.title)] or ["COLUMN"]
+                    pick = columns[0] if option == "--id-field" else others[0]
+                    raise InputError(f"{self.label} has no {name!r} column: columns: {listed}; pass {option} {pick}")
+        failed = [item for item in ahead if isinstance(item, RecordError)]
+        if ahead and len(failed) == len(ahead):
+            reasons = list(dict.fromkeys(f.reason for f in failed))
+            more = len(reasons) - 1
+            first = f"line {failed[0].line}: {reasons[0]}" + (f"; and {more} other reasons" if more else "")
+            raise InputError(f"{self.label}: the first {len(failed)} records all fail ({first}); nothing was created: "
+                             "fix the input or the options and run again")  # fmt: skip
 
     def _too_large(self) -> RecordError:
         return RecordError(self.line, f"record is larger than {self.max_record_bytes} bytes (--max-record-bytes)")
@@ -369,7 +399,7 @@ class CorpusReader:
             if not row or row == [""]:
                 continue
             if header is None:
-                header = row
+                header = self.header = row
                 continue
             raw = delimiter.join(row)
             if not valid_unicode(raw):

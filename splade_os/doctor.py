@@ -120,6 +120,9 @@ def _df_check(client: Any, index: str, concrete: str, documents: int) -> Check:
         return Check("df", SKIP if is_refusal(err) else WARN, f"not checked: {describe_error(err)}")
     if table is None:
         return Check("df", WARN, f"no document-frequency table for {concrete}", fix)
+    if table.partial:
+        return Check("df", WARN, f"the table of {concrete} is partial: counted over {table.vocabulary_size:,} listed "
+                     "tokens only, documents may hold others", fix)  # fmt: skip
     if table.is_stale(documents):
         return Check("df", WARN, f"the table of {concrete} was counted at {table.documents:,} documents on "
                      f"{table.computed_at}; the index holds {documents:,} now", fix)  # fmt: skip

@@ -11,6 +11,8 @@ Tests use only what the repository holds, what the test command installs and dat
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -25,6 +27,10 @@ from splade_os.engines import Engine, engine_for
 REPO = Path(__file__).resolve().parents[1]
 BUNDLED_MODEL = REPO / "models" / "splade-tiny"
 IN_CI = os.environ.get("CI", "").lower() == "true"
+# Loads keep their checkpoints and dead letters in a state folder (splade_os.indexing.state): in this session's own,
+# never in the home folder; `splade-os` processes the tests start inherit it.
+STATE_DIR = Path(tempfile.mkdtemp(prefix="splade-os-state-"))
+os.environ["SPLADE_OS_STATE_DIR"] = str(STATE_DIR)
 
 
 def unavailable(reason: str) -> None:
@@ -96,6 +102,14 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 def pytest_sessionfinish(session: pytest.Session) -> None:
     if _NODE:
         _NODE.pop("client").close()
+    shutil.rmtree(STATE_DIR, ignore_errors=True)
+
+
+def state_file(client: Any, alias: str, suffix: str) -> Path:
+    """Where a load into `alias` keeps its `checkpoint.json` or `dead-letter.jsonl` unless told otherwise."""
+    from splade_os.indexing.state import state_folder
+
+    return state_folder(client, alias) / f"{alias}.{suffix}"
 
 
 def delete_indices(client: Any, pattern: str) -> None:

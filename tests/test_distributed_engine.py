@@ -191,10 +191,15 @@ def test_later_copies_are_the_repeats_of_an_id_in_file_then_line_order(
 
 def test_a_run_inside_its_corpus_folder_does_not_read_its_own_checkpoint_or_dead_letters(tmp_path: Path) -> None:
     parts = [write_jsonl(tmp_path / f"part-{i}.jsonl", make_docs(3)) for i in range(2)]
-    own = [default_checkpoint("docs"), default_dead_letter("docs")]  # where a run started in the folder writes
-    for name in own:
-        (tmp_path / name).write_text('{"_id": "x", "text": "not a document"}\n')
-    assert corpus_files(tmp_path, exclude=[tmp_path / p for p in own]) == [p.resolve() for p in parts]
+    # Where a run writes when its state folder (SPLADE_OS_STATE_DIR, --state-dir) is inside the corpus folder; or
+    # its --checkpoint and --dead-letter are.
+    folder = tmp_path / "state" / "127.0.0.1-9200" / "docs"
+    folder.mkdir(parents=True)
+    own = [folder / default_checkpoint("docs").name, tmp_path / default_dead_letter("docs").name,
+           folder / default_dead_letter("docs").name]  # fmt: skip
+    for path in own:
+        path.write_text('{"_id": "x", "text": "not a document"}\n')
+    assert corpus_files(tmp_path, exclude=own) == [p.resolve() for p in parts]
 
 
 def test_a_worker_killed_mid_block_loses_and_duplicates_nothing(

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
-from conftest import BUNDLED_MODEL, unavailable
+from conftest import BUNDLED_MODEL, state_file, unavailable
 from opensearchpy import OpenSearch
 from synthetic_corpus import write_collection
 
@@ -254,10 +254,12 @@ def test_cli_refuses_to_restart_over_an_interrupted_run(
 ) -> None:
     monkeypatch.chdir(tmp_path)
     write_jsonl(tmp_path / "c.jsonl", make_docs(3))
-    (tmp_path / f"{index_name}.checkpoint.json").write_text("{}")
+    left = state_file(engine_client, index_name, "checkpoint.json")  # in the state folder, not the current one
+    left.parent.mkdir(parents=True, exist_ok=True)
+    left.write_text("{}")
     result = _cli(["c.jsonl", "--index", index_name])
     assert result.exit_code == 1
-    assert f"an interrupted run left {index_name}.checkpoint.json: pass --resume" in result.output
+    assert f"an interrupted run left {left}: pass --resume" in result.output
     result = _cli(["c.jsonl", "--index", index_name, "--recreate"])
     assert result.exit_code == 0, result.output
     result = _cli(["c.jsonl", "--index", index_name, "--resume"])

@@ -16,6 +16,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
+from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,7 @@ from urllib.parse import urlparse
 
 import pytest
 from click.testing import CliRunner
-from conftest import unavailable
+from conftest import state_file, unavailable
 from opensearchpy import OpenSearch
 from test_indexing_engine import SMALL, FakeEncoder, assert_exactly, landed, make_docs, write_jsonl
 
@@ -75,10 +76,10 @@ def test_bad_records_go_to_the_dead_letter_file_and_nothing_else_is_lost(
     assert (
         f"verified: {index_name}-v1 holds 14 documents; expected read 22 - failed 7 - skipped 1 = 14" in result.stdout
     )
-    assert result.output.rstrip().endswith(
-        f"Error: 7 documents failed; see {index_name}.dead-letter.jsonl (pass --allow-failures to accept)"
-    )
-    letters = [json.loads(line) for line in (tmp_path / f"{index_name}.dead-letter.jsonl").read_text().splitlines()]
+    dead = state_file(engine_client, index_name, "dead-letter.jsonl")  # found from any folder, kept from others
+    assert result.output.rstrip().endswith(f"Error: 7 documents failed; see {dead} (pass --allow-failures to accept)")
+    assert (dead.stat().st_mode & 0o777, dead.parent.stat().st_mode & 0o777) == (0o600, 0o700)  # documents' text
+    letters = [json.loads(line) for line in dead.read_text().splitlines()]
     by_line = {e["line"]: (e["doc_id"], e["outcome"], e["reason"]) for e in letters}
     assert by_line[7] == (None, "failed", "malformed JSON: Expecting ',' delimiter at column 45")
     assert by_line[8] == (None, "failed", "missing id: no '_id' field (choose another with --id-field)")
@@ -110,9 +111,11 @@ def test_bad_records_go_to_the_dead_letter_file_and_nothing_else_is_lost(
 
 
 class FlakyProxy(ThreadingHTTPServer):
-    """Forwards to the real node, but answers the first bulk requests according to `plan`:
-    "429" (whole request), "item429" (every document rejected with 429), "503", or "lost" (forwarded, so the
-    documents land, but the connection is closed before the answer)."""
+    """Forwards to the real node, but answers the first bulk requests (those whose path holds `planned`) according
+    to `plan`: "429" (whole request), "item429" (every document rejected with 429), "503", or "lost" (forwarded, so
+    the documents land, but the connection is closed before the answer)."""
+
+    planned = "_bulk"
 
     daemon_threads = True
 
@@ -129,7 +132,7 @@ class FlakyProxy(ThreadingHTTPServer):
         return f"http://127.0.0.1:{self.server_address[1]}"
 
     def next_answer(self, path: str) -> str:
-        if "_bulk" not in path:
+        if self.planned not in path:
             return "forward"
         with self.lock:
             answer = self.plan.pop(0) if self.plan else "forward"
@@ -187,16 +190,26 @@ class _ProxyHandler(BaseHTTPRequestHandler):
         pass
 
 
-@pytest.fixture
-def flaky(engine_client: OpenSearch) -> Iterator[FlakyProxy]:
+@contextmanager
+def running_proxy(client: Any, plan: list[str], *, planned: str = "_bulk") -> Iterator[FlakyProxy]:
+    """A `FlakyProxy` in front of the node under test, answering the requests whose path holds `planned` by `plan`."""
     upstream = ConnectionSettings.from_env().urls[0]
-    product = {"X-Elastic-Product": "Elasticsearch"} if engine_for(engine_client).name == "elasticsearch" else {}
-    proxy = FlakyProxy(upstream, [], product)
+    product = {"X-Elastic-Product": "Elasticsearch"} if engine_for(client).name == "elasticsearch" else {}
+    proxy = FlakyProxy(upstream, plan, product)
+    proxy.planned = planned
     thread = threading.Thread(target=proxy.serve_forever, daemon=True)
     thread.start()
-    yield proxy
-    proxy.shutdown()
-    proxy.server_close()
+    try:
+        yield proxy
+    finally:
+        proxy.shutdown()
+        proxy.server_close()
+
+
+@pytest.fixture
+def flaky(engine_client: OpenSearch) -> Iterator[FlakyProxy]:
+    with running_proxy(engine_client, []) as proxy:
+        yield proxy
 
 
 def test_every_document_lands_through_429s_5xx_and_lost_answers(

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
-from conftest import BUNDLED_MODEL
+from conftest import BUNDLED_MODEL, state_file
 from opensearchpy import OpenSearch
 from synthetic_corpus import demo_documents
 from test_indexing_engine import landed, write_jsonl
@@ -189,10 +189,11 @@ def test_a_re_encode_joins_array_texts_and_a_failure_is_one_failed_document_with
     assert "read 7, indexed 6, failed 1, skipped 0" in result.output and "count mismatch" not in result.output
     assert f"verified: {copy}-v1 holds 6 documents; expected read 7 - failed 1 - skipped 0 = 6, and the source " \
         "held 7" in result.output
+    dead = state_file(engine_client, copy, "dead-letter.jsonl")
     assert result.output.strip().splitlines()[-1] == (
-        f"Error: 1 documents failed; see {copy}.dead-letter.jsonl (pass --allow-failures to accept)"
+        f"Error: 1 documents failed; see {dead} (pass --allow-failures to accept)"
     )
-    (letter,) = [json.loads(line) for line in (tmp_path / f"{copy}.dead-letter.jsonl").read_text().splitlines()]
+    (letter,) = [json.loads(line) for line in dead.read_text().splitlines()]
     assert letter["doc_id"] == "number" and letter["reason"] == "text field 'text' must be a string, got int"
     assert letter["record"] == {"_id": "number", "text": 5, "doc_id": "number"}  # replayable as it was
     landed_arrays = _sources(engine_client, copy)["arrays"]

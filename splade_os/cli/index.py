@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+import sys
 import threading
 import time
 from contextlib import closing
@@ -31,6 +32,7 @@ from splade_os.indexing import BulkOptions, IndexSummary, LoadOptions, index_cor
 from splade_os.indexing import Progress as IndexProgress
 from splade_os.indexing.block_worker import SpladeRecipe
 from splade_os.indexing.distributed import DEFAULT_BLOCK_SIZE, BlockDone, RayWorkers, index_corpus_on_ray
+from splade_os.indexing.state import locate
 from splade_os.model.precomputed import DEFAULT_VECTOR_FIELD, PrecomputedVectors
 from splade_os.words import plural
 
@@ -143,8 +145,11 @@ def format_summary(s: IndexSummary) -> str:
     "--index-empty", is_flag=True, help="Index corpus documents with empty text too (default: skip them, each one in "
     "the dead-letter file). --from-index always copies every document."
 )
-@click.option("--dead-letter", type=FILE, help="[default: NAME.dead-letter.jsonl]")
-@click.option("--checkpoint", type=FILE, help="[default: NAME.checkpoint.json]")
+@click.option("--dead-letter", type=FILE, help="[default: NAME.dead-letter.jsonl in the state folder]")
+@click.option("--checkpoint", type=FILE, help="[default: NAME.checkpoint.json in the state folder]")
+@click.option("--state-dir", type=click.Path(file_okay=False, path_type=Path), help="Where loads keep their checkpoint "
+              "and dead letters, in CLUSTER/NAME/ below it, so --resume finds them from any folder. [default: "
+              "$SPLADE_OS_STATE_DIR, else $XDG_STATE_HOME/splade-os, else ~/.local/state/splade-os]")
 @click.option("--batch-size", default=256, show_default=True, help="Documents encoded and sent together.")
 @click.option("--chunk-bytes", default=8 * 1024 * 1024, show_default=True, help="Largest bulk request in bytes.")
 @click.option("--max-retries", default=6, show_default=True, help="Retries of documents the cluster answers 429 to.")
@@ -210,6 +215,7 @@ def index(
     index_empty: bool,
     dead_letter: Path | None,
     checkpoint: Path | None,
+    state_dir: Path | None,
     batch_size: int,
     chunk_bytes: int,
     max_retries: int,
@@ -272,7 +278,7 @@ def index(
             vectors_in_source=vectors_in_source, first_phase_k=first_phase_k,
             first_phase_candidates=first_phase_candidates, concurrent_segment_search=concurrent_segment_search,
             optimize=optimize, checkpoint=checkpoint, break_lock=break_lock,
-            dead_letter=dead_letter, bulk=options,
+            dead_letter=dead_letter, state_dir=state_dir, bulk=options,
         )  # fmt: skip
         if on_ray:
             if from_index or (corpus_format not in (None, "jsonl")) or columns:
@@ -280,6 +286,8 @@ def index(
                     "--ray reads JSON Lines and Parquet files: not --from-index, CSV/TSV or --columns"
                 )
             assert corpus is not None
+            with closing(connect(settings)) as probe:
+                load = located(probe, alias, load, resumable=True, shown=progress.enabled)
             recipe = made_elsewhere or SpladeRecipe(
                 str(model_dir), threads=threads or 1, max_length=max_length, top_k=top_k, min_weight=min_weight,
                 max_ratio=prune_ratio, long_documents=long_documents,
@@ -306,6 +314,11 @@ def index(
             max_ratio=prune_ratio, long_documents=long_documents, **device,
         )  # fmt: skip
         client = connect(settings)
+        try:
+            load = located(client, alias, load, resumable=from_index is None, shown=progress.enabled)
+        except BaseException:
+            client.close()
+            raise
         report = ProgressReport(progress("index", unit="documents"), total_is_documents=from_index is not None)
         try:
             if from_index:
@@ -323,6 +336,21 @@ def index(
             report.close()
             client.close()
         report_and_exit(summary, allow_failures, as_json)
+
+
+def located(client: Any, alias: str, load: LoadOptions, *, resumable: bool, shown: bool) -> LoadOptions:
+    """`load` with its checkpoint and dead letters named (the state folder unless given), said on a terminal when
+    progress is `shown` (off it the summary names the dead letters, an interrupted run's error its checkpoint)."""
+    load = locate(client, alias, load)
+    assert load.checkpoint is not None and load.dead_letter is not None
+    if not (shown and sys.stderr.isatty()):
+        return load
+    if resumable and load.checkpoint.parent == load.dead_letter.parent:
+        where = f"checkpoint and dead letters in {load.checkpoint.parent}/ (--resume finds them from any folder)"
+    else:
+        where = f"dead letters: {load.dead_letter}" + (f"; checkpoint: {load.checkpoint}" if resumable else "")
+    click.echo(f"state: {where}", err=True)
+    return load
 
 
 def refuse_live_merge(client: Any, alias: str) -> None:

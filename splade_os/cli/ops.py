@@ -99,7 +99,8 @@ def stats(
 @click.option("--analyzer", help="Analyzer of the new version's BM25 text fields. [default: the current version's]")
 @click.option("--batch-size", default=256, show_default=True, help="Documents encoded and sent together.")
 @click.option(
-    "--dead-letter", type=click.Path(dir_okay=False, path_type=Path), help="[default: ALIAS.dead-letter.jsonl]"
+    "--dead-letter", type=click.Path(dir_okay=False, path_type=Path),
+    help="[default: ALIAS.dead-letter.jsonl in the state folder, as for index]",
 )
 @first_phase_options
 @segment_options

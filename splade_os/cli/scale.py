@@ -51,26 +51,34 @@ def df(
                 tokens = [t for t in tokens_file.read_text(encoding="utf-8").splitlines() if t]
             except (OSError, UnicodeDecodeError) as err:
                 raise ConfigError(f"cannot read --tokens {tokens_file}: {err}") from None
+            if not tokens:
+                raise ConfigError(f"--tokens {tokens_file} lists no tokens (one per line): give them, or --model "
+                                  "MODEL to count the model's vocabulary")  # fmt: skip
         else:
             assert model_dir is not None
             tokens = model_vocabulary(model_dir)
         client = connect(settings)
         try:
             with progress("df", len(tokens), unit="tokens") as bar:
-                table = build_df(client, index, tokens, per_request=per_request,
+                # A list may miss tokens the documents hold: the table says so, and doctor and loads never take it
+                # for complete.
+                table = build_df(client, index, tokens, per_request=per_request, partial=tokens_file is not None,
                                  on_batch=lambda done, total: bar.advance_to(done))  # fmt: skip
         finally:
             client.close()
     if as_json:
         echo_json({"index": table.index, "df_index": df_index_name(table.index), "tokens_with_df": len(table.counts),
                    "vocabulary_size": table.vocabulary_size, "documents": table.documents,
-                   "seconds": round(table.seconds, 3)})  # fmt: skip
+                   "seconds": round(table.seconds, 3), "partial": table.partial})  # fmt: skip
         return
     click.echo(
         f"df table of {table.index} ({df_index_name(table.index)}): {len(table.counts):,} of "
         f"{table.vocabulary_size:,} tokens with df > 0, over {plural(table.documents, 'document')}, computed in "
         f"{table.seconds:.1f} s"
     )
+    if table.partial:
+        click.echo(f"note: recorded as partial (only the tokens of {tokens_file}): `splade-os df {index} --model "
+                   "MODEL` counts the whole vocabulary")  # fmt: skip
 
 
 @click.command()

@@ -161,3 +161,16 @@ def connect(settings: ConnectionSettings) -> Any:
         client.close()
         raise EngineError(describe_error(err, settings)) from None
     return client
+
+
+def client_hosts(client: Any) -> list[str]:
+    """The nodes a client was given, as `scheme://host:port/prefix`, sorted, never with credentials: what names
+    the cluster on this machine (the state folder of its loads)."""
+    if is_elasticsearch(client):
+        nodes = [f"{n.scheme}://{n.host}:{n.port}{n.path_prefix}" for n in client.transport.node_pool.all()]
+    else:
+        nodes = []
+        for host in client.transport.hosts or ():
+            scheme = "https" if host.get("use_ssl") or host.get("scheme") == "https" else "http"
+            nodes.append(f"{scheme}://{host.get('host')}:{host.get('port')}{host.get('url_prefix') or ''}")
+    return sorted(set(nodes))

@@ -32,6 +32,7 @@ from splade_os.indexing.load import (
     discard,
     finish,
     load_options,
+    model_dir_of,
     new_target,
     reading_names,
     resumed_target,
@@ -129,17 +130,17 @@ def index_corpus_on_ray(
     `recipe`. `load` says how, as for `index_corpus` (whose keyword form this takes too). Call `summary.problems()` to
     decide whether the run succeeded.
     """
-    opts = load_options(index, load, legacy)
-    resume = opts.resume
-    names = reading_names(names, recipe)
-    pool = pool or RayWorkers()
-    assert opts.checkpoint is not None
-    own = (opts.checkpoint, opts.dead_letter_path)  # in the corpus folder when the run starts there
-    blocks, files = plan_blocks(corpus_files(source, exclude=own), block_size)
-    identity = {"files": files, "fields": names.listed(), "block_size": block_size}
-    expected = {"mode": "ray", "input": identity, "settings": run_settings(recipe, opts)}
     client = connect(settings)
     try:
+        opts = load_options(client, index, load, legacy)
+        resume = opts.resume
+        names = reading_names(names, recipe)
+        pool = pool or RayWorkers()
+        assert opts.checkpoint is not None
+        own = (opts.checkpoint, opts.dead_letter_path)  # in the corpus folder when given there
+        blocks, files = plan_blocks(corpus_files(source, exclude=own), block_size)
+        identity = {"files": files, "fields": names.listed(), "block_size": block_size}
+        expected = {"mode": "ray", "input": identity, "settings": run_settings(recipe, opts)}
         lease = Lease.acquire(client, index, break_lock=opts.break_lock)  # the driver holds it for the whole run
     except BaseException:
         client.close()
@@ -177,7 +178,8 @@ def index_corpus_on_ray(
 
         run_blocks(todo, job, pool, record, earlier)
         summary = finish(client, target, tally, letters, count_at_start, opts, seen=tally.seen,
-                         whole=lambda: getattr(recipe, "tokens", None), lease=lease)  # fmt: skip
+                         whole=lambda: getattr(recipe, "tokens", None), lease=lease,
+                         model=model_dir_of(recipe))  # fmt: skip
     except KeyboardInterrupt:
         cleanup(client, target, letters)
         raise IndexingInterrupted(

@@ -62,7 +62,7 @@ class Checkpoint:
 
     def save(self) -> None:
         tmp = self.path.with_name(self.path.name + ".tmp")
-        with open(tmp, "w", encoding="utf-8") as out:
+        with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w", encoding="utf-8") as out:
             json.dump(self.data, out)
             out.flush()
             os.fsync(out.fileno())
@@ -86,13 +86,13 @@ class DeadLetters:
         if keep_bytes and path.is_file():
             with open(path, "r+b") as existing:
                 existing.truncate(keep_bytes)
-            self._out = open(path, "ab")  # kept open for the whole run
+            self._out = appending(path)
         else:
             path.unlink(missing_ok=True)
 
     def write(self, entry: Mapping[str, Any]) -> None:
         if self._out is None:
-            self._out = open(self.path, "ab")  # kept open for the whole run
+            self._out = appending(self.path)
         self._out.write(json.dumps(entry, ensure_ascii=False).encode("utf-8") + b"\n")
 
     def tell(self) -> int:
@@ -106,6 +106,11 @@ class DeadLetters:
             return None
         self._out.close()
         return self.path
+
+
+def appending(path: Path) -> Any:
+    """`path` opened to append bytes, kept open for the whole run; created 0600 (it holds documents' text)."""
+    return os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "ab")
 
 
 def entry(line: int, doc_id: str | None, outcome: str, reason: str, **extra: Any) -> dict[str, Any]:

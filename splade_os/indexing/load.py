@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
+import shlex
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
@@ -27,12 +29,16 @@ from splade_os.indexing.merge import force_merge
 from splade_os.indexing.options import EncoderDescription, LoadOptions, RecordEncoder
 from splade_os.indexing.pipeline import DocumentEncoder, Loader, Progress, run, stored_documents
 from splade_os.indexing.sources import IndexSource, Source, source_names
+from splade_os.indexing.state import locate
 from splade_os.indexing.target import Target, count_documents, prepare_target, restore_refresh, try_restore_refresh
 from splade_os.mappings import VECTOR_FIELD, default_analyzer
 from splade_os.retrieval.df import build_df, read_df
 from splade_os.words import plural
 
 log = logging.getLogger(__name__)
+
+NOTHING_READ = hashlib.sha256().hexdigest()
+FIRST_CHECKED = 100  # records read before a load creates anything: if every one fails, it creates nothing
 
 
 @dataclass
@@ -83,12 +89,15 @@ def reading_names(names: FieldNames | None, encoder: object) -> FieldNames:
     return replace(names, vector=field_name) if names.vector is None and field_name else names
 
 
-def load_options(index: str, load: LoadOptions | None, legacy: Mapping[str, Any], **defaults: Any) -> LoadOptions:
-    """The options of a load into alias `index`: `load`, or the loose keywords of earlier versions (`legacy`: the
-    fields of `LoadOptions` by name, `options` for the `BulkOptions`), with the run's files named after the alias."""
+def load_options(
+    client: Any, index: str, load: LoadOptions | None, legacy: Mapping[str, Any], **defaults: Any
+) -> LoadOptions:
+    """The options of a load into alias `index` on the client's cluster: `load`, or the loose keywords of earlier
+    versions (`legacy`: the fields of `LoadOptions` by name, `options` for the `BulkOptions`), with the run's files
+    named in its state folder (`indexing.state`)."""
     if load is not None and legacy:
         raise ConfigError(f"give load=LoadOptions(...) or its fields as keywords, not both ({', '.join(legacy)})")
-    return (load or LoadOptions.from_keywords(legacy, **defaults)).for_alias(index)
+    return locate(client, index, load or LoadOptions.from_keywords(legacy, **defaults))
 
 
 def index_corpus(
@@ -110,7 +119,7 @@ def index_corpus(
     to a freshly built index only once its count checks out (and no document failed, unless `allow_failures`).
     Call `summary.problems()` to decide whether the run succeeded.
     """
-    opts = load_options(index, load, legacy)
+    opts = load_options(client, index, load, legacy)
     names = reading_names(names, encoder)
     reader = CorpusReader(source, corpus_format=corpus_format, names=names, columns=columns)
     try:
@@ -146,7 +155,7 @@ def reencode_index(
     unless the options give `analyzer`/`vectors_in_source`/`first_phase_k`/`first_phase_candidates`/
     `concurrent_segment_search`.
     """
-    opts = load_options(index, load, legacy, recreate=True)
+    opts = load_options(client, index, load, legacy, recreate=True)
     if isinstance(encoder, RecordEncoder):
         raise ConfigError("re-encoding an index needs a model: vectors made elsewhere are indexed from a file")
     bulk = opts.bulk
@@ -245,7 +254,8 @@ def start(client: Any, source: Source, alias: str, encoder: DocumentEncoder, opt
     fresh_state: Checkpoint | None = None
     if checkpoint and source.resumable:
         fresh_state = state = Checkpoint(checkpoint, {"version": CHECKPOINT_VERSION, "target": asdict(target)})
-        state.data.update(input=source.identity(), settings=settings, offset=0, line=0, digest=source.digest())
+        # The digest of the bytes before offset 0, none: a file's first records may have been read ahead already.
+        state.data.update(input=source.identity(), settings=settings, offset=0, line=0, digest=NOTHING_READ)
         state.data.update(counters=asdict(Counters()), dead_letter_bytes=0, pending_ids=[])
     return Started(target, fresh_state, Counters(), set())
 
@@ -262,7 +272,11 @@ def run_load(
     # The loader retries on its own and must see every failed request, so it talks through a client whose transport
     # never re-sends; the caller's client, which other threads may share, is never changed.
     engine = engine_for(client)
-    lease = Lease.acquire(client, alias, break_lock=opts.break_lock)  # before anything is read or created
+    # A file is checked before anything exists, the lock index included; a pipe is not read ahead of the lease (its
+    # records may come slowly), and a load of it whose every record fails removes its new index at the end.
+    if isinstance(source, CorpusReader) and source.path is not None and not opts.resume:
+        source.check_start(min(FIRST_CHECKED, opts.bulk.batch_size))
+    lease = Lease.acquire(client, alias, break_lock=opts.break_lock)  # before a checkpoint is read or anything made
     own, close_own = engine.without_retries(client)
     letters: DeadLetters | None = None
     started: Started | None = None
@@ -283,7 +297,8 @@ def run_load(
         copied = source if isinstance(source, IndexSource) else None
         return finish(own, target, loader, letters, count_at_start, opts, source_total=copied.size if copied else None,
                       copied_from=copied.index if copied else None, seen=loader.seen,
-                      whole=lambda: getattr(encoder, "tokens", None), lease=lease)  # fmt: skip
+                      whole=lambda: getattr(encoder, "tokens", None), lease=lease, counting=client,
+                      model=model_dir_of(encoder))  # fmt: skip
     except BaseException as err:
         if letters is not None:
             letters.close()
@@ -296,6 +311,12 @@ def run_load(
         lease.release()
         if close_own:
             own.close()
+
+
+def model_dir_of(encoder: object) -> str | None:
+    """The model folder of an encoder or recipe that has one, for the notes' command lines."""
+    folder = getattr(encoder, "model_dir", None)
+    return str(folder) if folder else None
 
 
 def discard(client: Any, target: Target, opts: LoadOptions) -> None:
@@ -317,16 +338,31 @@ class Tally(Protocol):
     started: float
 
 
-def _kept_df(
-    client: Any, target: Target, copied_from: str | None, resumed: bool, seen: set[str] | None,
-    whole: Callable[[], Sequence[str] | None],
-) -> list[str]:
-    """Keep the index's df table current after a load, whichever path loaded it.
+@dataclass
+class DfPlan:
+    """What a load's df table counts, decided before the alias moves (the version it replaces may go with it)."""
 
-    The table is counted from the index again over the tokens of the table it had (or the version it replaces, or
-    the index it re-encodes, had) and the tokens this load sent (`seen`); when those may miss tokens of documents
-    this run did not send (a resumed load, or one into an index without a table), over every token the vectors can
-    hold too (`whole()`, None when unknown). A refusal leaves the load as it is and says who may count it.
+    tokens: list[str]
+    field: str
+    partial: bool  # documents this load did not send may hold tokens outside `tokens`
+
+
+def df_line(index: str, model: str | None) -> str:
+    """The `splade-os df` command that counts `index`'s table over the whole vocabulary of `model`."""
+    return f"splade-os df {index} --model {shlex.quote(model) if model else 'MODEL'}"
+
+
+def _df_plan(
+    client: Any, target: Target, copied_from: str | None, resumed: bool, seen: set[str] | None,
+    whole: Callable[[], Sequence[str] | None], fix: str,
+) -> DfPlan | str:
+    """The tokens to count for the index's df table after a load, whichever path loaded it; or a note saying why
+    none is counted.
+
+    The table is counted over the tokens of the table it had (or the version it replaces, or the index it
+    re-encodes, had) and the tokens this load sent (`seen`); when those may miss tokens of documents this run did
+    not send (a resumed load, or one into an index without a complete table), over every token the vectors can hold
+    too (`whole()`, None when unknown).
     """
     if not target.fresh:
         previous = [target.index]
@@ -334,27 +370,33 @@ def _kept_df(
         previous = aliases.resolve(client, target.alias)
     else:
         previous = aliases.resolve(client, copied_from) if copied_from else []
-    fix = f"splade-os df {target.index} --model MODEL"
     try:
         earlier = read_df(client, previous[0]) if len(previous) == 1 else None
-        tokens = dict.fromkeys([*(earlier.tokens if earlier else ()), *sorted(seen or ())])
-        partial = resumed or seen is None or (earlier is None and not target.fresh)
-        if partial and (vocabulary := whole()):
-            tokens.update(dict.fromkeys(vocabulary))
-            partial = False
-        if not tokens:
-            return [f"no df table for {target.index}: the tokens to count are unknown; run `{fix}`"]
-        table = build_df(client, target.index, tokens, field_name=earlier.field if earlier else VECTOR_FIELD)
+    except Exception as err:  # the table is an extra: it never fails a verified load
+        return f"df table not counted (the earlier table could not be read: {describe_error(err)}): run `{fix}`"
+    tokens = dict.fromkeys([*(earlier.tokens if earlier else ()), *sorted(seen or ())])
+    partial = resumed or seen is None or (not target.fresh and (earlier is None or earlier.partial))
+    if partial and (vocabulary := whole()):
+        tokens.update(dict.fromkeys(vocabulary))
+        partial = False
+    if not tokens:
+        return f"no df table for {target.index}: the tokens to count are unknown; run `{fix}`"
+    return DfPlan(list(tokens), earlier.field if earlier else VECTOR_FIELD, partial)
+
+
+def _count_df(client: Any, target: Target, plan: DfPlan, fix: str) -> str:
+    """Count and store the table `plan` says, best effort: the load is verified and the alias moved already, so a
+    timeout, a 429 or a refusal here is a note with the command that counts it, never a failed load."""
+    try:
+        table = build_df(client, target.index, plan.tokens, field_name=plan.field, partial=plan.partial)
     except Exception as err:
-        if not is_refusal(err):
-            raise
-        return [f"df table not counted ({describe_error(err)}): run `{fix}` as a user allowed to write "
-                f"{aliases.df_index_name(target.index)}"]  # fmt: skip
+        who = f" as a user allowed to write {aliases.df_index_name(target.index)}" if is_refusal(err) else ""
+        return f"df table not counted ({describe_error(err)}); the load itself is complete: run `{fix}`{who}"
     counted = f"df table of {target.index} counted: {len(table.counts):,} tokens at {table.documents:,} documents in " \
         f"{table.seconds:.1f} s"
-    if partial:
+    if plan.partial:
         counted += f", over the tokens this run sent only (documents it did not send may hold others): run `{fix}`"
-    return [counted]
+    return counted
 
 
 def finish(
@@ -370,12 +412,16 @@ def finish(
     seen: set[str] | None = None,
     whole: Callable[[], Sequence[str] | None] = lambda: None,
     lease: Lease | None = None,
+    counting: Any = None,
+    model: str | None = None,
 ) -> IndexSummary:
     """Restore refreshes, count what landed against what was read, and move the alias when it checks out.
 
     `source_total` is the document count of an index being copied (`copied_from`): the copy must hold every one
     of them but the failed ones (each in the dead-letter file) before the alias may move.
-    `seen` (the tokens the load sent) and `whole` (every token its vectors can hold) are what the df table counts.
+    `seen` (the tokens the load sent) and `whole` (every token its vectors can hold) are what the df table counts,
+    after the alias moved, through `counting` (a client that retries; default `client`); `model` (the model folder)
+    completes the `splade-os df` line of a note.
     """
     allow_failures = opts.allow_failures
     dead_letter = letters.close()
@@ -398,6 +444,13 @@ def finish(
     verification = f"{target.index} holds {count} documents; expected {how}"
     if not verified:
         verification = f"count mismatch: {verification}. Look at the dead-letter file and the cluster's logs"
+    # A new index that every record failed to enter would only stand in the way (and, with --allow-failures, become
+    # what readers search): it goes, with an alias this load made for it.
+    emptied = target.fresh and c.failed > 0 and not c.indexed and count == 0
+    if emptied:
+        verified = False
+        verification = f"every record failed ({c.failed} failed, {c.skipped} skipped): nothing was indexed, so " \
+            f"{target.index} was removed" + ("" if target.swap else f" with alias {target.alias}")
     succeeded = verified and (allow_failures or not c.failed)
     merged = force_merge(client, target.index, 1) if opts.optimize and succeeded else None
     stats = client.indices.stats(index=target.index, metric="store")
@@ -407,11 +460,18 @@ def finish(
         processed=loader.processed, index_count=count, index_bytes=size, expected=expected, verified=verified,
         verification=verification, dead_letter=dead_letter,
     )  # fmt: skip
+    if emptied:
+        client.indices.delete(index=target.index, ignore_unavailable=True)
+        if opts.checkpoint:
+            opts.checkpoint.unlink(missing_ok=True)
+        return summary
     if merged is not None:
         summary.notes.append(f"merged {target.index} from {merged.before} to {plural(merged.after, 'segment')} in "
                              f"{merged.seconds:.1f} s")  # fmt: skip
-    if succeeded:
-        summary.notes += _kept_df(client, target, copied_from, opts.resume, seen, whole)
+    fix = df_line(target.index, model)
+    plan = _df_plan(client, target, copied_from, opts.resume, seen, whole, fix) if succeeded else None
+    if isinstance(plan, str):
+        summary.notes.append(plan)
     if target.swap:
         if succeeded:
             if lease is not None:
@@ -424,4 +484,6 @@ def finish(
             )
     if opts.checkpoint:
         opts.checkpoint.unlink(missing_ok=True)
+    if isinstance(plan, DfPlan):
+        summary.notes.append(_count_df(counting or client, target, plan, fix))
     return summary

@@ -89,8 +89,11 @@ class LoadOptions:
     concurrent_segment_search: bool | None = None
     optimize: bool = False  # after a successful load, force-merge the index to one segment before the alias moves
     break_lock: bool = False  # take over the lease another load left, once it expired (see indexing/lease.py)
-    checkpoint: Path | None = None  # None: named after the alias (`ALIAS.checkpoint.json`); a re-encode keeps none
-    dead_letter: Path | None = None  # None: named after the alias (`ALIAS.dead-letter.jsonl`)
+    # None: `ALIAS.checkpoint.json` and `ALIAS.dead-letter.jsonl` in the state folder of the cluster and alias
+    # (indexing/state.py); a re-encode keeps no checkpoint.
+    checkpoint: Path | None = None
+    dead_letter: Path | None = None
+    state_dir: Path | None = None  # None: $SPLADE_OS_STATE_DIR, $XDG_STATE_HOME/splade-os or ~/.local/state/splade-os
     bulk: BulkOptions = field(default_factory=lambda: BulkOptions())
 
     def __post_init__(self) -> None:
@@ -115,14 +118,14 @@ class LoadOptions:
             raise TypeError(f"unexpected keyword argument(s): {', '.join(sorted(unknown))}")
         return cls(**values)
 
-    def for_alias(self, alias: str, *, resumable: bool = True) -> LoadOptions:
-        """These options with the run's files named after `alias` where none were given; a load that cannot be
-        resumed (a re-encode reads an index, not a file) keeps no checkpoint."""
-        checkpoint = (self.checkpoint or default_checkpoint(alias)) if resumable else None
-        return replace(self, checkpoint=checkpoint, dead_letter=self.dead_letter or default_dead_letter(alias))
+    def for_alias(self, alias: str) -> LoadOptions:
+        """These options with the run's files named after `alias` in the current folder where none were given: where
+        a run of an earlier version kept them (`indexing.state.locate` names them in the state folder)."""
+        return replace(self, checkpoint=self.checkpoint or default_checkpoint(alias),
+                       dead_letter=self.dead_letter or default_dead_letter(alias))  # fmt: skip
 
     @property
     def dead_letter_path(self) -> Path:
         if self.dead_letter is None:
-            raise ValueError("LoadOptions.for_alias names the dead-letter file before a load starts")
+            raise ValueError("indexing.state.locate names the dead-letter file before a load starts")
         return self.dead_letter

@@ -198,6 +198,10 @@ class Loader:
         self.stop = threading.Event()
         self.seen: set[str] = set()  # the tokens of the vectors sent: what a new df table counts
 
+    def kept_in(self) -> str:
+        """Where `--resume` finds this run's checkpoint (from any folder), for the messages that ask for it."""
+        return f" (from any folder; its checkpoint: {self.checkpoint.path})" if self.checkpoint else ""
+
     # -- main thread: records -> batch
     def prepare(self, items: Sequence[Item], offset: int, line: int, digest: str) -> Batch:
         delta = Counters(read=len(items))
@@ -357,7 +361,7 @@ class Loader:
                 raise IndexingInterrupted(
                     f"the cluster did not take {len(retry)} documents for {opts.retry_for:.0f} s (last answer: "
                     f"{last_error}). {self.counters.indexed} documents are safely indexed; once the cluster is "
-                    "healthy, run the same command with --resume to continue."
+                    f"healthy, run the same command with --resume to continue{self.kept_in()}."
                 )
             wait = min(opts.max_backoff, opts.initial_backoff * 2**attempt)
             attempt += 1
@@ -439,7 +443,7 @@ def run(loader: Loader, source: Source) -> None:
         sender.join(timeout=loader.options.request_timeout + 10)
         raise IndexingInterrupted(
             f"interrupted: {loader.counters.indexed} documents are safely indexed in {loader.target.index}; run the "
-            "same command with --resume to continue"
+            f"same command with --resume to continue{loader.kept_in()}"
         ) from None
     except BaseException:
         # The encoder or the reader failed: the batches already encoded are good, so send them, then stop.

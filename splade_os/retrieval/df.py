@@ -37,6 +37,7 @@ _MAPPING = {
         "computed_at": {"type": "date"},
         "vocabulary_size": {"type": "integer"},
         "seconds": {"type": "float"},
+        "partial": {"type": "boolean"},
     },
 }
 
@@ -53,6 +54,8 @@ class DfTable:
     field: str = VECTOR_FIELD
     seconds: float = 0.0  # how long the counting took
     absent: tuple[str, ...] = ()  # the tokens asked about that no document holds (counted again on a refresh)
+    # Counted over a list that may miss tokens the documents hold (`df --tokens`, a resumed load): never complete
+    partial: bool = False
 
     @property
     def tokens(self) -> list[str]:
@@ -93,7 +96,7 @@ class DfTable:
         return {
             "df": dict(self.counts), "field": self.field, "documents": self.documents,
             "computed_at": self.computed_at, "vocabulary_size": self.vocabulary_size, "seconds": self.seconds,
-            "absent": list(self.absent),
+            "absent": list(self.absent), "partial": self.partial,
         }  # fmt: skip
 
 
@@ -149,20 +152,24 @@ def count_tokens(
 
 
 def compute_df(
-    client: Any, index: str, tokens: Iterable[str], *, field_name: str = VECTOR_FIELD, **counting: Any
+    client: Any, index: str, tokens: Iterable[str], *, field_name: str = VECTOR_FIELD, partial: bool = False,
+    **counting: Any,
 ) -> DfTable:
     """Count the document frequency of every token of `tokens` (the model's vocabulary, or the tokens seen) in
-    the concrete index behind `index`, at its current document count. `counting`: `per_request`, `on_batch` of
+    the concrete index behind `index`, at its current document count. `partial`: `tokens` may miss tokens the
+    documents hold (recorded, so nothing takes the table for complete). `counting`: `per_request`, `on_batch` of
     `count_tokens`."""
-    concrete = concrete_index(client, index)
     wanted = list(dict.fromkeys(tokens))
+    if not wanted:
+        raise ConfigError("no tokens to count: give the model's vocabulary (--model) or a non-empty token list")
+    concrete = concrete_index(client, index)
     started = time.monotonic()
     documents = int(client.count(index=concrete)["count"])
     computed_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
     counts = count_tokens(client, concrete, wanted, field_name=field_name, **counting)
     absent = tuple(t for t in wanted if t not in counts)
     return DfTable(concrete, counts, documents, computed_at, len(wanted), field_name, time.monotonic() - started,
-                   absent)  # fmt: skip
+                   absent, partial)  # fmt: skip
 
 
 def store_df(client: Any, table: DfTable) -> str:
@@ -210,5 +217,5 @@ def table_from_answer(concrete: str, answer: Mapping[str, Any]) -> DfTable | Non
     return DfTable(
         concrete, {str(t): int(n) for t, n in counts.items()}, int(doc.get("documents", 0)),
         str(doc.get("computed_at", "")), int(doc.get("vocabulary_size", 0)), str(doc.get("field", VECTOR_FIELD)),
-        float(doc.get("seconds", 0.0)), tuple(str(t) for t in doc.get("absent") or ()),
+        float(doc.get("seconds", 0.0)), tuple(str(t) for t in doc.get("absent") or ()), bool(doc.get("partial")),
     )  # fmt: skip
