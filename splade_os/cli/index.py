@@ -31,7 +31,7 @@ from splade_os.indexing import BulkOptions, IndexSummary, LoadOptions, index_cor
 from splade_os.indexing import Progress as IndexProgress
 from splade_os.indexing.block_worker import SpladeRecipe
 from splade_os.indexing.distributed import DEFAULT_BLOCK_SIZE, BlockDone, RayWorkers, index_corpus_on_ray
-from splade_os.model.precomputed import DEFAULT_VECTOR_FIELD, PrecomputedVectors
+from splade_os.indexing.precomputed import DEFAULT_VECTOR_FIELD, PrecomputedVectors
 
 FILE = click.Path(dir_okay=False, path_type=Path)
 
