@@ -21,6 +21,7 @@ MOVED = {
     "splade_os.encode_file": "splade_os.indexing.encode_file",
     "splade_os.model.encode_file": "splade_os.indexing.encode_file",
     "splade_os.model.precomputed": "splade_os.indexing.precomputed",
+    "splade_os.retrieval.df": "splade_os.df",
     "splade_os.security_roles": "splade_os.engines.roles",
     "splade_os.permissions": "splade_os.engines.refusals",
     "splade_os.reindex": "splade_os.indexing.reindex",

@@ -9,6 +9,7 @@ from typing import Any
 
 from splade_os import aliases
 from splade_os.connection import ConnectionSettings
+from splade_os.df import read_df
 from splade_os.engines import FAIL, OK, SKIP, WARN, Check, Engine, engine_for
 from splade_os.engines.errors import describe_error
 from splade_os.engines.refusals import is_refusal
@@ -23,7 +24,6 @@ from splade_os.mappings import (
     recorded_first_phase,
     vector_field_problem,
 )
-from splade_os.retrieval.df import read_df
 from splade_os.retrieval.two_phase import growth_warning, stored_settings
 
 __all__ = ["FAIL", "OK", "SKIP", "WARN", "Check", "failed", "format_checks", "run_checks", "to_json"]

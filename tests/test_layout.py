@@ -14,7 +14,7 @@ MAX_LINES = 650
 LAYERS = [
     {"errors", "vectors", "redaction", "_moved"},
     {"engines", "mappings", "aliases"},
-    {"connection", "corpus"},
+    {"connection", "corpus", "df"},
     {"model"},
     {"retrieval", "indexing"},
     {"evaluation", "doctor", "stats"},

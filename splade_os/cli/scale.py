@@ -39,8 +39,8 @@ def df(
     counted at a document count more than 10% away from today's.
     """
     from splade_os.aliases import df_index_name
+    from splade_os.df import build_df
     from splade_os.model.encoder import model_vocabulary
-    from splade_os.retrieval.df import build_df
 
     with cli_errors():
         if (model_dir is None) == (tokens_file is None):

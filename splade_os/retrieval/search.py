@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, Literal, Protocol
 
 from splade_os.connection import ConnectionSettings, connect
+from splade_os.df import DfTable, df_request, table_from_answer
 from splade_os.engines import Engine, async_engine_for, engine_for
 from splade_os.engines.base import PruningConfig
 from splade_os.engines.refusals import is_refusal
@@ -27,7 +28,6 @@ from splade_os.mappings import (
     recorded_first_phase,
 )
 from splade_os.retrieval import explanations
-from splade_os.retrieval.df import DfTable, df_request, table_from_answer
 from splade_os.retrieval.explanations import expansion_terms, explain_hit, prune_like_index
 from splade_os.retrieval.fusion import linear_fusion, reciprocal_rank_fusion
 from splade_os.retrieval.query import (
