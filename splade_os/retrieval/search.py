@@ -546,7 +546,7 @@ class Searcher:
 
 
 class AsyncSearcher:
-    """`Searcher` for asyncio applications, on opensearch-py's AsyncOpenSearch (`pip install 'splade-os[async]'`).
+    """`Searcher` for asyncio applications, on the engine's asyncio client (`pip install 'splade-os[async]'`).
 
     Build it with `await AsyncSearcher.create(...)`. Encoding runs in a worker thread so the event loop stays free.
     """
