@@ -35,9 +35,9 @@ from typing import Any
 from scale import REPO, agreement, doc_only_vector, run_passes, two_step_body
 from scifact_common import beir_missing
 
-from splade_os.connection import connect
 from splade_os.df import build_df, count_tokens, read_df
 from splade_os.engines import engine_for
+from splade_os.engines.clients import connect
 from splade_os.evaluation.evaluate import load_beir
 from splade_os.mappings import VECTOR_FIELD
 from splade_os.model.encoder import SpladeEncoder

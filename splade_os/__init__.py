@@ -31,7 +31,7 @@ _LAZY = {
     "Pruning": "splade_os.retrieval.query",
     "TwoPhaseSettings": "splade_os.retrieval.two_phase",
     "ConnectionSettings": "splade_os.connection",
-    "connect": "splade_os.connection",
+    "connect": "splade_os.engines.clients",
     "index_corpus": "splade_os.indexing.load",
     "reencode_index": "splade_os.indexing.load",
     "BulkOptions": "splade_os.indexing.options",

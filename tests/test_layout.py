@@ -6,15 +6,16 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-from splade_os._moved import MOVED
+from splade_os._moved import MOVED, MOVED_NAMES
 
 PACKAGE = Path(__file__).resolve().parents[1] / "splade_os"
 MAX_LINES = 650
 # Each layer may import only the layers before it (and itself). cli may import anything.
 LAYERS = [
     {"errors", "vectors", "redaction", "_moved"},
+    {"connection"},
     {"engines", "mappings", "aliases"},
-    {"connection", "corpus", "df"},
+    {"corpus", "df"},
     {"model"},
     {"retrieval", "indexing"},
     {"evaluation", "doctor", "stats"},
@@ -151,3 +152,24 @@ def test_old_paths_still_import_with_a_warning() -> None:
             module = importlib.import_module(old)
         assert module is importlib.import_module(new)
         assert any(issubclass(w.category, DeprecationWarning) and new in str(w.message) for w in caught), old
+
+
+def test_moved_names_resolve_with_a_warning_and_a_miss_imports_nothing() -> None:
+    import importlib
+    import subprocess
+    import sys
+    import warnings
+
+    for module, names in MOVED_NAMES.items():
+        for name, new in names.items():
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                found = getattr(importlib.import_module(module), name)
+            assert found is getattr(importlib.import_module(new), name), f"{module}.{name}"
+            assert any(f"{new}.{name}" in str(w.message) for w in caught if w.category is DeprecationWarning)
+    # A name that never existed is an AttributeError at once: no submodule is imported to look for it.
+    probe = (
+        "import sys, splade_os.node as n; assert not hasattr(n, 'x'); print([m for m in sys.modules if '.node.' in m])"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

@@ -16,7 +16,8 @@ from splade_os.cli.options import (
     json_report_options,
     model_option,
 )
-from splade_os.connection import ConnectionSettings, connect
+from splade_os.connection import ConnectionSettings
+from splade_os.engines.clients import connect
 from splade_os.retrieval.search import MODES
 
 

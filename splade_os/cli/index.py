@@ -24,8 +24,9 @@ from splade_os.cli.options import (
     segment_options,
 )
 from splade_os.cli.progress import Progress, ProgressFactory, progress_options
-from splade_os.connection import ConnectionSettings, connect
+from splade_os.connection import ConnectionSettings
 from splade_os.corpus import FORMATS, FieldNames
+from splade_os.engines.clients import connect
 from splade_os.errors import IndexNotFoundError
 from splade_os.indexing import BulkOptions, IndexSummary, LoadOptions, index_corpus, reencode_index
 from splade_os.indexing import Progress as IndexProgress

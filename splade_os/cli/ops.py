@@ -19,8 +19,9 @@ from splade_os.cli.options import (
     model_option,
     segment_options,
 )
-from splade_os.connection import ConnectionSettings, connect
+from splade_os.connection import ConnectionSettings
 from splade_os.corpus import FORMATS, FieldNames
+from splade_os.engines.clients import connect
 from splade_os.errors import SpladeOSError
 from splade_os.redaction import redact
 

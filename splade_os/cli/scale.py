@@ -9,7 +9,8 @@ import click
 from splade_os.cli.index import _size
 from splade_os.cli.options import cli_errors, connection_options, echo_json, json_option, model_option
 from splade_os.cli.progress import ProgressFactory, progress_options
-from splade_os.connection import ConnectionSettings, connect
+from splade_os.connection import ConnectionSettings
+from splade_os.engines.clients import connect
 from splade_os.errors import ConfigError
 
 

@@ -9,10 +9,11 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
-from splade_os.connection import ConnectionSettings, connect
+from splade_os.connection import ConnectionSettings
 from splade_os.df import DfTable, df_request, table_from_answer
-from splade_os.engines import Engine, async_engine_for, engine_for
+from splade_os.engines import Engine, async_engine_for, clients, engine_for
 from splade_os.engines.base import PruningConfig
+from splade_os.engines.clients import connect
 from splade_os.engines.refusals import is_refusal
 from splade_os.errors import ConfigError, EngineError, IndexNotFoundError, InputError
 from splade_os.mappings import (
@@ -569,7 +570,7 @@ class AsyncSearcher:
     ) -> AsyncSearcher:
         owns_client, owns_encoder = client is None, isinstance(model, str | Path)
         if client is None:
-            client = (settings or ConnectionSettings.from_env()).async_client()
+            client = clients.async_client(settings or ConnectionSettings.from_env())
         encoder: QueryEncoder | None = None
         try:
             engine = await async_engine_for(client)
