@@ -44,17 +44,18 @@ MOVED = {
 
 # 0.1's one-module `splade_os.node`: each public name that still exists, and the module that holds it now.
 _NODE_NAMES = {
-    "distributions": ("DEFAULT_ENGINE", "DEFAULT_VERSION", "DESCRIPTOR_KEYS", "ELASTICSEARCH", "MARKER", "MODULES",
-                      "OPENSEARCH", "Module", "assemble_modules", "classname", "coordinates", "descriptor", "dist_dir",
-                      "ensure_distribution", "fetch_artifacts", "pom"),
-    "spec": ("DEFAULT_PORT", "ENV_ENGINE", "ENV_PORT", "ENV_VERSION", "NodeInfo", "NodeSpec", "default_home",
-             "render_config", "render_jvm_options", "resolve", "run_dir"),
-    "run": ("node_status", "read_pid", "start_node", "stop_node", "target_node"),
-    "probe": ("node_version",),
-}  # fmt: skip
+    "distributions": "DEFAULT_ENGINE DEFAULT_VERSION DESCRIPTOR_KEYS ELASTICSEARCH MARKER MODULES OPENSEARCH Module "
+    "assemble_modules classname coordinates descriptor dist_dir ensure_distribution fetch_artifacts pom",
+    "spec": "DEFAULT_PORT ENV_ENGINE ENV_PORT ENV_VERSION NodeInfo NodeSpec default_home render_config "
+    "render_jvm_options resolve run_dir",
+    "run": "node_status read_pid start_node stop_node target_node",
+    "probe": "node_version",
+}
 MOVED_NAMES: dict[str, dict[str, str]] = {
     "splade_os.connection": {"connect": "splade_os.engines.clients", "describe_error": "splade_os.engines.errors"},
-    "splade_os.node": {name: f"splade_os.node.{module}" for module, names in _NODE_NAMES.items() for name in names},
+    "splade_os.node": {
+        name: f"splade_os.node.{module}" for module, names in _NODE_NAMES.items() for name in names.split()
+    },
 }
 
 

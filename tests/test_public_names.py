@@ -16,12 +16,35 @@ import splade_os
 REPO = Path(__file__).resolve().parents[1]
 EXPORTED = {
     # the library's entry points, imported on first use
-    "SpladeEncoder", "EncoderSettings", "Searcher", "AsyncSearcher", "HybridParams", "SearchResult", "Pruning",
-    "TwoPhaseSettings", "ConnectionSettings", "connect", "index_corpus", "reencode_index", "BulkOptions", "LoadOptions",
+    "SpladeEncoder",
+    "EncoderSettings",
+    "Searcher",
+    "AsyncSearcher",
+    "HybridParams",
+    "SearchResult",
+    "Pruning",
+    "TwoPhaseSettings",
+    "ConnectionSettings",
+    "connect",
+    "index_corpus",
+    "reencode_index",
+    "BulkOptions",
+    "LoadOptions",
     # imported with the package
-    "ConfigError", "EncoderClosedError", "EncoderMismatchError", "EngineError", "InputError", "MissingDependencyError",
-    "ModelError", "NodeError", "SpladeOSError", "SparseVector", "escape_token", "unescape_token", "__version__",
-}  # fmt: skip
+    "ConfigError",
+    "EncoderClosedError",
+    "EncoderMismatchError",
+    "EngineError",
+    "InputError",
+    "MissingDependencyError",
+    "ModelError",
+    "NodeError",
+    "SpladeOSError",
+    "SparseVector",
+    "escape_token",
+    "unescape_token",
+    "__version__",
+}
 
 
 def _type_checking_imports() -> dict[str, str]:
@@ -62,6 +85,6 @@ def test_the_readme_examples_type_check(tmp_path: Path) -> None:
     source.write_text("\n".join(blocks), encoding="utf-8")
     # The package from this checkout, with the project's mypy settings (pyproject.toml) and its cache.
     env = {**os.environ, "MYPYPATH": str(REPO)}
-    run = subprocess.run([sys.executable, "-m", "mypy", "--no-error-summary", str(source)], capture_output=True,
-                         text=True, cwd=REPO, env=env)  # fmt: skip
+    command = [sys.executable, "-m", "mypy", "--no-error-summary", str(source)]
+    run = subprocess.run(command, capture_output=True, text=True, cwd=REPO, env=env)
     assert run.returncode == 0, run.stdout + run.stderr
