@@ -26,6 +26,7 @@ from pathlib import Path
 from scifact_common import beir_missing
 
 from splade_os.connection import ConnectionSettings
+from splade_os.engines.clients import client_for
 from splade_os.evaluation.evaluate import default_index_name, evaluate, load_beir
 from splade_os.model.encoder import SpladeEncoder
 from splade_os.retrieval.search import AsyncSearcher, Searcher, SearchResult
@@ -125,7 +126,7 @@ def main() -> int:
         return 2
     counts = [int(c) for c in args.clients.split(",")]
     settings = ConnectionSettings.from_env(pool_maxsize=max(counts))
-    client = settings.client()
+    client = client_for(settings)
     encoder = SpladeEncoder(args.model)
     dataset = load_beir(args.dataset)
     index = args.index or default_index_name(dataset, encoder.manifest)

@@ -22,8 +22,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from splade_os.connection import ConnectionSettings, connect
+from splade_os.connection import ConnectionSettings
 from splade_os.corpus import CorpusReader
+from splade_os.engines.clients import connect
 from splade_os.indexing import BulkOptions, index_corpus
 from splade_os.indexing.block_worker import BlockResult, SpladeRecipe
 from splade_os.indexing.distributed import BlockDone, RayWorkers, index_corpus_on_ray

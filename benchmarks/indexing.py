@@ -18,8 +18,8 @@ import sys
 import time
 from pathlib import Path
 
-from splade_os.connection import connect
 from splade_os.corpus import CorpusReader, Record
+from splade_os.engines.clients import connect
 from splade_os.indexing import BulkOptions, index_corpus
 from splade_os.model.encoder import SpladeEncoder
 

@@ -24,8 +24,8 @@ from typing import Any
 from scale import real_documents, size_on_disk
 from scifact_common import beir_missing
 
-from splade_os.connection import connect
 from splade_os.engines import engine_for
+from splade_os.engines.clients import connect
 from splade_os.evaluation.evaluate import evaluate_modes, load_beir
 from splade_os.mappings import VECTOR_FIELD, index_body
 from splade_os.model.encoder import SpladeEncoder

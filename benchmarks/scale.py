@@ -35,14 +35,14 @@ from typing import Any
 import numpy as np
 from scifact_common import beir_missing
 
-from splade_os.connection import connect
+from splade_os.df import build_df, read_df
 from splade_os.engines import PruningConfig, engine_for
+from splade_os.engines.clients import connect
 from splade_os.errors import ConfigError
 from splade_os.evaluation.evaluate import Dataset, default_index_name, evaluate, load_beir, stored_vectors
 from splade_os.evaluation.tuning import tune
 from splade_os.mappings import VECTOR_FIELD, index_body
 from splade_os.model.encoder import SpladeEncoder
-from splade_os.retrieval.df import build_df, read_df
 from splade_os.retrieval.query import build_bm25_query, build_two_step_query
 from splade_os.retrieval.search import Searcher
 from splade_os.retrieval.two_phase import TwoPhaseSettings

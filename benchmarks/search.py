@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from splade_os.connection import connect
+from splade_os.engines.clients import connect
 from splade_os.evaluation.evaluate import default_index_name, evaluate, exact_run, load_beir, stored_vectors
 from splade_os.model.encoder import SpladeEncoder
 from splade_os.retrieval.search import Searcher

@@ -35,12 +35,12 @@ from typing import Any
 from scale import REPO, agreement, doc_only_vector, run_passes, two_step_body
 from scifact_common import beir_missing
 
-from splade_os.connection import connect
+from splade_os.df import build_df, count_tokens, read_df
 from splade_os.engines import engine_for
+from splade_os.engines.clients import connect
 from splade_os.evaluation.evaluate import load_beir
 from splade_os.mappings import VECTOR_FIELD
 from splade_os.model.encoder import SpladeEncoder
-from splade_os.retrieval.df import build_df, count_tokens, read_df
 from splade_os.retrieval.query import build_bm25_query, build_splade_query, phase_one_terms
 from splade_os.vectors import SparseVector
 

@@ -2,6 +2,8 @@
 (`OPENSEARCH_*`, then the Elasticsearch-style `ELASTICSEARCH_*`/`ELASTIC_*`), then config file, then default.
 Secrets (password, API key, credentials inside a URL) never reach `repr`, errors or output: every secret a settings
 object holds is registered with `redact`, which the CLI applies to each line it prints.
+
+Plain settings: `engines.clients` builds the clients from them (`connect(settings)`, `client_for(settings)`).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit, urlunsplit
 
+from splade_os import _moved
 from splade_os.errors import ConfigError, MissingDependencyError
 from splade_os.redaction import register_secret
 
@@ -139,30 +142,6 @@ class ConnectionSettings:
         if self.engine == "elasticsearch" and self.aws_region:
             raise ConfigError("AWS SigV4 signing is for Amazon OpenSearch Service, not Elasticsearch")
 
-    def client(self) -> Any:
-        """A client of the cluster's engine: `--engine`/`SPLADE_OS_ENGINE` when given, else asked from the cluster
-        (see `engines.clients.client_for`)."""
-        from splade_os.engines import clients
-
-        return clients.client_for(self)
-
-    def opensearch_client(self, **overrides: Any) -> Any:
-        from splade_os.engines import clients
-
-        return clients.opensearch_client(self, **overrides)
-
-    def elasticsearch_client(self, *, asynchronous: bool = False) -> Any:
-        """The official Elasticsearch client (`pip install 'splade-os[elasticsearch]'`), sync or asyncio."""
-        from splade_os.engines import clients
-
-        return clients.elasticsearch_client(self, asynchronous=asynchronous)
-
-    def async_client(self) -> Any:
-        """An asyncio client of the cluster's engine (needs aiohttp: `pip install 'splade-os[async]'`)."""
-        from splade_os.engines import clients
-
-        return clients.async_client(self)
-
     def describe(self) -> str:
         """One line for output: where and how, never the secret itself."""
         how = "no authentication"
@@ -270,16 +249,6 @@ def load_config(path: str | Path) -> dict[str, Any]:
     return values
 
 
-def connect(settings: ConnectionSettings | None = None) -> Any:
-    """A client of the cluster's engine, checked to answer (its engine and version are then known); raises
-    EngineError with what to do when it does not. Settings default to the environment's."""
-    from splade_os.engines import clients
-
-    return clients.connect(settings or ConnectionSettings.from_env())
-
-
-def describe_error(err: BaseException, settings: ConnectionSettings | None = None) -> str:
-    """One line for an error of either client (see `engines.errors.describe_error`)."""
-    from splade_os.engines import errors
-
-    return errors.describe_error(err, settings)
+def __getattr__(name: str) -> Any:
+    # `connect` and `describe_error` build and describe clients, which engines/ does: the old names still resolve.
+    return _moved.moved_name(__name__, name)

@@ -9,7 +9,8 @@ from typing import Any
 
 from splade_os import aliases
 from splade_os.connection import ConnectionSettings
-from splade_os.engines import FAIL, OK, SKIP, WARN, Check, Engine, engine_for
+from splade_os.df import read_df
+from splade_os.engines import FAIL, OK, SKIP, WARN, Check, Engine, clients, engine_for
 from splade_os.engines.errors import describe_error
 from splade_os.engines.refusals import is_refusal
 from splade_os.errors import SpladeOSError
@@ -23,7 +24,6 @@ from splade_os.mappings import (
     recorded_first_phase,
     vector_field_problem,
 )
-from splade_os.retrieval.df import read_df
 from splade_os.retrieval.two_phase import growth_warning, stored_settings
 
 __all__ = ["FAIL", "OK", "SKIP", "WARN", "Check", "failed", "format_checks", "run_checks", "to_json"]
@@ -173,7 +173,7 @@ def run_checks(
         except SpladeOSError as err:
             fix = "pass --model with a model folder (`splade-os models DIR` says what one holds)"
             checks.append(Check("model", FAIL, str(err), fix))
-    client = settings.client()
+    client = clients.client_for(settings)
     try:
         return _cluster_checks(client, settings, checks, index, manifest)
     finally:

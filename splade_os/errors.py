@@ -24,7 +24,7 @@ class InputError(SpladeOSError):
 
 
 class EngineError(SpladeOSError):
-    """The OpenSearch cluster is unreachable, refused a request, or lacks a feature."""
+    """The cluster (OpenSearch or Elasticsearch) is unreachable, refused a request, or lacks a feature."""
 
 
 class IndexNotFoundError(EngineError, ConfigError):
@@ -32,7 +32,7 @@ class IndexNotFoundError(EngineError, ConfigError):
 
 
 class NodeError(SpladeOSError):
-    """Assembling, starting or stopping the local OpenSearch node failed."""
+    """Assembling, starting or stopping a local OpenSearch or Elasticsearch node failed."""
 
 
 class EncoderMismatchError(SpladeOSError):

@@ -23,6 +23,7 @@ import pytest
 
 from splade_os.connection import ConnectionSettings
 from splade_os.engines import Engine, engine_for
+from splade_os.engines.clients import client_for
 
 REPO = Path(__file__).resolve().parents[1]
 BUNDLED_MODEL = REPO / "models" / "splade-tiny"
@@ -45,7 +46,7 @@ def _wait_for_node() -> tuple[Any, Engine]:
     deadline = time.monotonic() + 60
     last_error: Exception | None = None
     while time.monotonic() < deadline:
-        client = settings.client()  # asks the engine again each round: the node may still be starting
+        client = client_for(settings)  # asks the engine again each round: the node may still be starting
         try:
             engine = engine_for(client)
             patient, timeout = engine.with_timeout(client, 40)

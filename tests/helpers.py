@@ -78,7 +78,7 @@ def assert_df_exact(client: Any, index: str) -> Any:
     """Assert that the df table of the concrete index behind `index` counts every token the index holds, each at
     the number of documents holding it now, at today's document count; return the table."""
     from splade_os import aliases
-    from splade_os.retrieval.df import read_df
+    from splade_os.df import read_df
 
     table = read_df(client, index)
     assert table is not None, f"no df table for {index}"

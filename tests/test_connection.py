@@ -13,8 +13,9 @@ from click.testing import CliRunner
 from opensearchpy import exceptions as os_errors
 
 from splade_os.cli.options import cli_errors, connection_options
-from splade_os.connection import ConnectionSettings, describe_error
-from splade_os.engines.clients import _opensearch_kwargs
+from splade_os.connection import ConnectionSettings
+from splade_os.engines.clients import _opensearch_kwargs, client_for
+from splade_os.engines.errors import describe_error
 from splade_os.engines.refusals import refused_line
 from splade_os.errors import ConfigError, EngineError, MissingDependencyError
 from splade_os.redaction import redact
@@ -118,12 +119,12 @@ def test_sigv4_needs_boto3_or_signs_with_it(monkeypatch: pytest.MonkeyPatch) -> 
     with monkeypatch.context() as patch:
         patch.setitem(sys.modules, "boto3", None)  # as if not installed
         with pytest.raises(MissingDependencyError, match=r"pip install 'splade-os\[aws\]'"):
-            settings.client()
+            client_for(settings)
     if importlib.util.find_spec("boto3") is None:
         return
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET)
-    auth = settings.client().transport.kwargs["http_auth"]
+    auth = client_for(settings).transport.kwargs["http_auth"]
     signed = auth("GET", "https://search-x.eu-west-1.es.amazonaws.com/", None)
     assert signed["Authorization"].startswith("AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/")
     assert "/eu-west-1/es/aws4_request" in signed["Authorization"] and SECRET not in str(signed)
@@ -201,7 +202,7 @@ def test_elasticsearch_client_carries_the_settings_without_connecting() -> None:
         urls=("https://es:9200",), api_key="a2V5OnNlY3JldA==", ssl_assert_fingerprint=FINGERPRINT,
         engine="elasticsearch", timeout=12, max_retries=2, pool_maxsize=24,
     )  # fmt: skip
-    client = settings.client()
+    client = client_for(settings)
     try:
         assert type(client).__module__.startswith("elasticsearch")
         assert client._headers["authorization"] == "ApiKey a2V5OnNlY3JldA=="
@@ -214,7 +215,7 @@ def test_elasticsearch_client_carries_the_settings_without_connecting() -> None:
         client.close()
     cloud = ConnectionSettings(cloud_id="deploy:" + "ZXUtd2VzdC0xLmF3cy5mb3VuZC5pbyRhYmMkZGVm")
     assert cloud.describe().startswith("Elastic Cloud deploy")
-    assert type(cloud.client()).__module__.startswith("elasticsearch")  # a cloud id means Elasticsearch, no probe
+    assert type(client_for(cloud)).__module__.startswith("elasticsearch")  # a cloud id means Elasticsearch, no probe
 
 
 def test_describe_error_covers_the_elasticsearch_client() -> None:

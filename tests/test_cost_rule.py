@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
+from splade_os.df import DfTable, table_from_answer
 from splade_os.engines import ElasticsearchEngine, OpenSearchEngine, PruningConfig
 from splade_os.errors import ConfigError
 from splade_os.evaluation.tuning import default_grid
-from splade_os.retrieval.df import DfTable, table_from_answer
 from splade_os.retrieval.query import build_two_phase_query, build_two_step_query
 from splade_os.retrieval.two_phase import TwoPhaseSettings, stored_settings
 from splade_os.vectors import SparseVector

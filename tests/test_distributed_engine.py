@@ -38,6 +38,7 @@ from splade_os import aliases
 from splade_os.cli.index import index as index_command
 from splade_os.connection import ConnectionSettings
 from splade_os.corpus import FieldNames
+from splade_os.df import build_df
 from splade_os.engines import engine_for
 from splade_os.errors import ModelError
 from splade_os.indexing import IndexingInterrupted, index_corpus
@@ -45,7 +46,6 @@ from splade_os.indexing.blocks import corpus_files, later_copies, plan_blocks, r
 from splade_os.indexing.distributed import BlockDone, RayWorkers, index_corpus_on_ray
 from splade_os.indexing.ledger import default_checkpoint, default_dead_letter
 from splade_os.mappings import VECTOR_FIELD
-from splade_os.retrieval.df import build_df
 from splade_os.vectors import SparseVector
 
 pytestmark = pytest.mark.engine

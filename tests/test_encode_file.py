@@ -16,7 +16,7 @@ from click.testing import CliRunner, Result
 from splade_os.cli.encode import encode
 from splade_os.corpus import FieldNames
 from splade_os.errors import ConfigError, InputError
-from splade_os.model.encode_file import encode_path
+from splade_os.indexing.encode_file import encode_path
 from splade_os.model.encoder import SpladeEncoder
 
 REPO = Path(__file__).resolve().parents[1]

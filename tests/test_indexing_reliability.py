@@ -31,6 +31,7 @@ from test_indexing_engine import SMALL, FakeEncoder, assert_exactly, landed, mak
 from splade_os.cli.index import index as index_command
 from splade_os.connection import ConnectionSettings
 from splade_os.engines import engine_for
+from splade_os.engines.clients import client_for
 from splade_os.indexing import BulkOptions, IndexingInterrupted, Progress, index_corpus
 
 pytestmark = pytest.mark.engine
@@ -216,7 +217,7 @@ def test_every_document_lands_through_429s_5xx_and_lost_answers(
     engine_client: OpenSearch, index_name: str, tmp_path: Path, flaky: FlakyProxy
 ) -> None:
     flaky.plan = ["429", "429", "item429", "503", "lost", "item429", "lost", "429"]
-    client = ConnectionSettings.from_env(urls=(flaky.url,)).client()
+    client = client_for(ConnectionSettings.from_env(urls=(flaky.url,)))
     docs = make_docs(80)
     encoder = FakeEncoder()
     summary = index_corpus(
@@ -235,7 +236,7 @@ def test_a_cluster_that_stays_down_stops_the_run_with_what_to_do(
     engine_client: OpenSearch, index_name: str, tmp_path: Path, flaky: FlakyProxy
 ) -> None:
     flaky.plan = ["503"] * 1000
-    client = ConnectionSettings.from_env(urls=(flaky.url,)).client()
+    client = client_for(ConnectionSettings.from_env(urls=(flaky.url,)))
     options = BulkOptions(batch_size=16, initial_backoff=0.05, max_backoff=0.2, retry_for=1.0)
     with pytest.raises(IndexingInterrupted, match=r"run the same command with --resume to continue"):
         index_corpus(
@@ -258,7 +259,7 @@ RUNNER = textwrap.dedent(
     sys.path.insert(0, {tests!r})
     from pathlib import Path
     from test_indexing_engine import FakeEncoder
-    from splade_os.connection import connect
+    from splade_os.engines.clients import connect
     from splade_os.errors import SpladeOSError
     from splade_os.indexing import BulkOptions, index_corpus
 
@@ -373,7 +374,7 @@ def test_node_stopped_mid_run_then_started_and_resumed(
             stop_node(**which)
 
     common: dict[str, Any] = dict(index=index_name, replicas=0, checkpoint=tmp_path / "cp", dead_letter=tmp_path / "d")
-    client = ConnectionSettings.from_env().client()
+    client = client_for(ConnectionSettings.from_env())
     try:
         with pytest.raises(
             IndexingInterrupted, match="once the cluster is healthy, run the same command with --resume"

@@ -1,27 +1,35 @@
 """The package's layout stays as ARCHITECTURE.md describes it: no import circle, no module past the size a reader
-can hold, no lower layer importing a higher one, and nothing inside the package importing a 0.1 module path."""
+can hold, no lower layer importing a higher one and no part importing a sibling of its own layer (imports under
+`if TYPE_CHECKING:` count too), node/ importing only what it needs, and nothing inside the package importing an old
+module path."""
 
 from __future__ import annotations
 
 import ast
+from collections.abc import Callable
 from pathlib import Path
 
-from splade_os._moved import MOVED
+from splade_os._moved import MOVED, MOVED_NAMES
 
 PACKAGE = Path(__file__).resolve().parents[1] / "splade_os"
 MAX_LINES = 650
-# Each layer may import only the layers before it (and itself). cli may import anything.
+# A part (a folder, or a module at the top) may import itself and the layers before its own; never a sibling in its
+# own layer, so that siblings stay independent of each other. cli may import anything below it.
 LAYERS = [
     {"errors", "vectors", "redaction", "words", "_moved"},
-    {"engines", "mappings", "aliases"},
-    {"connection", "corpus"},
-    {"model"},
-    {"retrieval", "indexing"},
+    {"connection", "model"},  # settings, and the model: neither knows a cluster, a corpus or a mapping
+    {"engines"},
+    {"mappings", "aliases"},
+    {"corpus", "df"},
+    {"indexing", "retrieval"},
     {"evaluation", "doctor", "stats"},
     {"node"},
     {"integrations", "serve"},
-    {"cli", "__main__"},
+    {"cli"},
+    {"__main__"},
 ]
+# Parts that may import no more than these (besides themselves), whatever their layer allows.
+NEEDS = {"node": {"splade_os.errors", "splade_os._moved", "splade_os.engines.roles"}}
 
 
 def _modules() -> dict[str, Path]:
@@ -43,13 +51,13 @@ def _target(name: str) -> str | None:
     return name or None
 
 
-def _imports(module: str, path: Path) -> set[str]:
-    """Every splade_os module `module` imports, lazy imports included, `if TYPE_CHECKING:` blocks excluded."""
+def _imports(module: str, path: Path, *, type_checking: bool) -> set[str]:
+    """Every splade_os module `module` imports, lazy imports included, and `if TYPE_CHECKING:` blocks when asked."""
     found: set[str] = set()
     is_package = path.name == "__init__.py"
 
     def visit(node: ast.AST) -> None:
-        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test) and not type_checking:
             for statement in node.orelse:
                 visit(statement)
             return
@@ -73,11 +81,17 @@ def _imports(module: str, path: Path) -> set[str]:
     return {m for m in found if m.startswith("splade_os")}
 
 
-GRAPH = {name: _imports(name, path) for name, path in MODULES.items()}
+# What runs (for circles: a TYPE_CHECKING import never executes) and what a module depends on (for the layers).
+GRAPH = {name: _imports(name, path, type_checking=False) for name, path in MODULES.items()}
+DEPENDS = {name: _imports(name, path, type_checking=True) for name, path in MODULES.items()}
+
+
+def _part(module: str) -> str:
+    return module.split(".")[1] if "." in module else ""
 
 
 def _layer(module: str) -> int:
-    top = module.split(".")[1] if "." in module else ""
+    top = _part(module)
     for i, layer in enumerate(LAYERS):
         if top in layer:
             return i
@@ -115,14 +129,25 @@ def test_every_module_has_a_layer() -> None:
     assert not unplaced, f"add these to LAYERS (and ARCHITECTURE.md): {unplaced}"
 
 
+def _arrows(keep: Callable[[str, str], bool]) -> list[tuple[str, str]]:
+    """(module, target) for each import inside the package, the package root's own left out, that `keep` keeps."""
+    return [(m, t) for m, targets in DEPENDS.items() for t in sorted(targets) if m != "splade_os" and keep(m, t)]
+
+
 def test_no_import_points_up_a_layer() -> None:
-    upward = [
-        f"{module} (layer {_layer(module)}) imports {target} (layer {_layer(target)})"
-        for module, targets in GRAPH.items()
-        for target in targets
-        if module != "splade_os" and _layer(target) > _layer(module)
-    ]
-    assert not upward, "\n".join(upward)
+    upward = _arrows(lambda m, t: _layer(t) > _layer(m))
+    assert not upward, "\n".join(f"{m} (layer {_layer(m)}) imports {t} (layer {_layer(t)})" for m, t in upward)
+
+
+def test_no_part_imports_a_sibling_of_its_layer() -> None:
+    sideways = _arrows(lambda m, t: _part(t) != _part(m) and _layer(t) == _layer(m))
+    lines = [f"{m} imports {t}, a sibling in its layer: move what both need a layer up" for m, t in sideways]
+    assert not sideways, "\n".join(lines)
+
+
+def test_node_imports_only_what_it_needs() -> None:
+    extra = _arrows(lambda m, t: _part(m) in NEEDS and _part(t) != _part(m) and t not in NEEDS[_part(m)])
+    assert not extra, "\n".join(f"{m} imports {t}" for m, t in extra)
 
 
 def test_modules_stay_readable() -> None:
@@ -151,3 +176,36 @@ def test_old_paths_still_import_with_a_warning() -> None:
             module = importlib.import_module(old)
         assert module is importlib.import_module(new)
         assert any(issubclass(w.category, DeprecationWarning) and new in str(w.message) for w in caught), old
+
+
+def test_moved_names_resolve_with_a_warning_and_a_miss_imports_nothing() -> None:
+    import importlib
+    import subprocess
+    import sys
+    import warnings
+
+    for module, names in MOVED_NAMES.items():
+        for name, new in names.items():
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                found = getattr(importlib.import_module(module), name)
+            assert found is getattr(importlib.import_module(new), name), f"{module}.{name}"
+            assert any(f"{new}.{name}" in str(w.message) for w in caught if w.category is DeprecationWarning)
+    # A name that never existed is an AttributeError at once: no submodule is imported to look for it.
+    probe = (
+        "import sys, splade_os.node as n; assert not hasattr(n, 'x'); print([m for m in sys.modules if '.node.' in m])"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+def test_architecture_md_draws_the_same_layers() -> None:
+    import re
+
+    drawn: dict[int, set[str]] = {}
+    for line in (PACKAGE.parent / "ARCHITECTURE.md").read_text().splitlines():
+        row = re.match(r"\| (\d+) \| ([^|]+) \|", line)
+        if row:
+            parts = {name.rstrip("/").removesuffix(".py") for name in re.findall(r"`([^`]+)`", row[2])}
+            drawn.setdefault(int(row[1]), set()).update(parts)
+    assert drawn == dict(enumerate(LAYERS))

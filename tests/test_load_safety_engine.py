@@ -23,9 +23,9 @@ from test_indexing_reliability import FlakyProxy, running_proxy
 from splade_os import aliases
 from splade_os.cli import main
 from splade_os.cli.index import index as index_command
+from splade_os.df import read_df
 from splade_os.indexing import index_corpus
 from splade_os.indexing.lease import Lease, lock_index
-from splade_os.retrieval.df import read_df
 from splade_os.vectors import SparseVector
 
 pytestmark = pytest.mark.engine

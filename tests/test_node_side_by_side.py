@@ -28,6 +28,7 @@ NODES = [
     ("elasticsearch", "8.19.21", 9204),
 ]
 OPENSEARCH_MODULES = {"mapper-extras", "analysis-common", "lang-painless"}
+pytestmark = pytest.mark.nodes
 
 
 def _cli(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:

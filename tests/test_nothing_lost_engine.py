@@ -23,6 +23,7 @@ from test_indexing_engine import SMALL, FakeEncoder, landed, make_docs, write_js
 from splade_os import aliases
 from splade_os.cli.index import index as index_command
 from splade_os.connection import ConnectionSettings
+from splade_os.engines.clients import client_for
 from splade_os.errors import ConfigError, EngineError, ModelError
 from splade_os.indexing import Progress, index_corpus, reencode_index
 from splade_os.retrieval.search import Searcher
@@ -203,7 +204,7 @@ def test_an_in_place_load_never_stops_the_live_index_refreshing(
 def test_the_callers_client_keeps_its_retries_and_stays_open(
     index_name: str, tmp_path: Path, engine_client: OpenSearch
 ) -> None:
-    client = ConnectionSettings.from_env().client()
+    client = client_for(ConnectionSettings.from_env())
     retries = client.transport.max_retries
     assert retries > 0
     seen: list[int] = []
@@ -249,29 +250,30 @@ def _pool_closed(client: Any) -> bool:
     return all(conn.pool is None for conn in connections)
 
 
-def _record_clients(monkeypatch: pytest.MonkeyPatch, method: str) -> list[Any]:
-    """Every client `ConnectionSettings.<method>` makes from now on, so a test can check each was closed."""
-    made: list[Any] = []
-    real = getattr(ConnectionSettings, method)
+def _record_clients(monkeypatch: pytest.MonkeyPatch, function: str) -> list[Any]:
+    """Every client `engines.clients.<function>` makes from now on, so a test can check each was closed."""
+    from splade_os.engines import clients
 
-    def recording(self: ConnectionSettings) -> Any:
-        made.append(real(self))
+    made: list[Any] = []
+    real = getattr(clients, function)
+
+    def recording(settings: ConnectionSettings) -> Any:
+        made.append(real(settings))
         return made[-1]
 
-    monkeypatch.setattr(ConnectionSettings, method, recording)
+    monkeypatch.setattr(clients, function, recording)
     return made
 
 
 def test_searcher_closes_what_it_made_and_never_what_it_was_given(
     engine_client: OpenSearch, index_name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    real_client = ConnectionSettings.client
-    made = _record_clients(monkeypatch, "client")
+    made = _record_clients(monkeypatch, "client_for")
     with pytest.raises(EngineError, match="does not exist"):
         Searcher(f"{index_name}-missing", BUNDLED_MODEL, settings=ConnectionSettings.from_env())
     assert len(made) == 1 and _pool_closed(made[0])  # its own client, closed on the error path
 
-    given = real_client(ConnectionSettings.from_env())
+    given = client_for(ConnectionSettings.from_env())
     try:
         with pytest.raises(EngineError, match="does not exist"):
             Searcher(f"{index_name}-missing", BUNDLED_MODEL, client=given)
@@ -292,7 +294,7 @@ def test_searcher_closes_what_it_made_and_never_what_it_was_given(
 def test_doctor_closes_its_client_when_the_cluster_is_unreachable(monkeypatch: pytest.MonkeyPatch) -> None:
     from splade_os.doctor import FAIL, run_checks
 
-    made = _record_clients(monkeypatch, "client")
+    made = _record_clients(monkeypatch, "client_for")
     checks = run_checks(ConnectionSettings(urls=("http://127.0.0.1:9",), max_retries=0, timeout=2))
     assert checks[-1].name == "reachable" and checks[-1].status == FAIL
     assert len(made) == 1 and _pool_closed(made[0])

@@ -29,9 +29,9 @@ from splade_os.cli.index import index as index_command
 from splade_os.engines import engine_for
 from splade_os.errors import EncoderMismatchError
 from splade_os.indexing import index_corpus
+from splade_os.indexing.precomputed import PrecomputedVectors, vocabulary_sha256
 from splade_os.mappings import VECTOR_FIELD, read_index_meta
 from splade_os.model.encoder import SpladeEncoder
-from splade_os.model.precomputed import PrecomputedVectors, vocabulary_sha256
 from splade_os.retrieval.search import Searcher
 from splade_os.vectors import SparseVector
 

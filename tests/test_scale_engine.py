@@ -15,13 +15,13 @@ from test_indexing_engine import FakeEncoder, make_docs, write_jsonl
 from splade_os import aliases
 from splade_os.cli import main
 from splade_os.connection import ConnectionSettings
+from splade_os.df import build_df, read_df
 from splade_os.doctor import OK, WARN, run_checks
 from splade_os.engines import ElasticsearchEngine, Engine, OpenSearchEngine, PruningConfig
 from splade_os.errors import ConfigError
 from splade_os.indexing import BulkOptions, LoadOptions, index_corpus
 from splade_os.indexing.merge import segment_state
 from splade_os.mappings import VECTOR_FIELD, index_body, read_index_meta
-from splade_os.retrieval.df import build_df, read_df
 from splade_os.vectors import SparseVector
 
 pytestmark = pytest.mark.engine

@@ -20,7 +20,8 @@ from opensearchpy import OpenSearch
 from secured_proxy import Certs, SecuredProxy, make_certs, running_proxy
 
 from splade_os.cli import main
-from splade_os.connection import ConnectionSettings, connect
+from splade_os.connection import ConnectionSettings
+from splade_os.engines.clients import connect
 from splade_os.errors import EngineError
 
 pytestmark = [pytest.mark.engine, pytest.mark.opensearch_only]

@@ -40,8 +40,9 @@ from test_distributed_engine import LandedThenDies, ray_on_this_machine
 from test_indexing_engine import SMALL, FakeEncoder, assert_exactly, make_docs, write_jsonl
 
 from splade_os.cli import main
-from splade_os.connection import connect, describe_error
+from splade_os.engines.clients import connect
 from splade_os.engines.elasticsearch import import_client
+from splade_os.engines.errors import describe_error
 from splade_os.engines.roles import INDEXER, SEARCHER, privileges
 from splade_os.errors import EngineError
 from splade_os.indexing import BulkOptions, IndexingRefused, RayWorkers, index_corpus, index_corpus_on_ray

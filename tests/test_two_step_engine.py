@@ -17,6 +17,7 @@ from synthetic_corpus import write_collection
 
 from splade_os.cli import main
 from splade_os.connection import ConnectionSettings
+from splade_os.df import build_df
 from splade_os.doctor import OK, WARN, run_checks
 from splade_os.engines import engine_for
 from splade_os.errors import ConfigError
@@ -25,7 +26,6 @@ from splade_os.indexing import LoadOptions, index_corpus, reencode_index
 from splade_os.indexing.reindex import reindex
 from splade_os.mappings import FIRST_PHASE_FIELD, VECTOR_FIELD, read_index_meta
 from splade_os.model.encoder import SpladeEncoder
-from splade_os.retrieval.df import build_df
 from splade_os.retrieval.search import Searcher
 from splade_os.retrieval.two_phase import TwoPhaseSettings
 from splade_os.vectors import SparseVector

@@ -23,7 +23,7 @@ class _Commands(click.Group):
 @click.group(cls=_Commands, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="splade-os")
 def main() -> None:
-    """SPLADE learned sparse retrieval on the OpenSearch cluster you already run."""
+    """SPLADE learned sparse retrieval on the OpenSearch or Elasticsearch cluster you already run."""
 
 
 def _register() -> None:

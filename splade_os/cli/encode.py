@@ -76,7 +76,7 @@ def encode(
     """
     with cli_errors():
         from splade_os.corpus import FieldNames
-        from splade_os.model.encode_file import encode_path
+        from splade_os.indexing.encode_file import encode_path
         from splade_os.model.encoder import SpladeEncoder
 
         names = FieldNames(id=id_field, text=text_field, title=title_field)

@@ -25,15 +25,16 @@ from splade_os.cli.options import (
     segment_options,
 )
 from splade_os.cli.progress import Progress, ProgressFactory, progress_options
-from splade_os.connection import ConnectionSettings, connect
+from splade_os.connection import ConnectionSettings
 from splade_os.corpus import FORMATS, FieldNames
+from splade_os.engines.clients import connect
 from splade_os.errors import IndexNotFoundError
 from splade_os.indexing import BulkOptions, IndexSummary, LoadOptions, index_corpus, reencode_index
 from splade_os.indexing import Progress as IndexProgress
 from splade_os.indexing.block_worker import SpladeRecipe
 from splade_os.indexing.distributed import DEFAULT_BLOCK_SIZE, BlockDone, RayWorkers, index_corpus_on_ray
+from splade_os.indexing.precomputed import DEFAULT_VECTOR_FIELD, PrecomputedVectors
 from splade_os.indexing.state import locate
-from splade_os.model.precomputed import DEFAULT_VECTOR_FIELD, PrecomputedVectors
 from splade_os.words import plural
 
 FILE = click.Path(dir_okay=False, path_type=Path)

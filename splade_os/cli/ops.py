@@ -20,8 +20,9 @@ from splade_os.cli.options import (
     segment_options,
 )
 from splade_os.cli.progress import ProgressFactory, Steps, progress_options
-from splade_os.connection import ConnectionSettings, connect
+from splade_os.connection import ConnectionSettings
 from splade_os.corpus import FORMATS, FieldNames
+from splade_os.engines.clients import connect
 from splade_os.errors import SpladeOSError
 from splade_os.redaction import redact
 from splade_os.words import plural

@@ -9,7 +9,8 @@ import click
 from splade_os.cli.index import _size
 from splade_os.cli.options import cli_errors, connection_options, echo_json, json_option, model_option
 from splade_os.cli.progress import ProgressFactory, progress_options
-from splade_os.connection import ConnectionSettings, connect
+from splade_os.connection import ConnectionSettings
+from splade_os.engines.clients import connect
 from splade_os.errors import ConfigError
 from splade_os.words import plural
 
@@ -40,8 +41,8 @@ def df(
     counted at a document count more than 10% away from today's.
     """
     from splade_os.aliases import df_index_name
+    from splade_os.df import build_df
     from splade_os.model.encoder import model_vocabulary
-    from splade_os.retrieval.df import build_df
 
     with cli_errors():
         if (model_dir is None) == (tokens_file is None):

@@ -17,7 +17,8 @@ from splade_os.cli.options import (
     model_option,
 )
 from splade_os.cli.progress import ProgressFactory, Steps, progress_options
-from splade_os.connection import ConnectionSettings, connect
+from splade_os.connection import ConnectionSettings
+from splade_os.engines.clients import connect
 from splade_os.errors import InputError, SpladeOSError
 from splade_os.evaluation import tuning as tuning_defaults
 from splade_os.evaluation.tuning import DEFAULT_REPEAT, DEFAULT_WARMUP, TITLE_QUERIES_CAVEAT

@@ -1,20 +1,19 @@
-"""Clients built from `ConnectionSettings`: opensearch-py's for OpenSearch, the official client for Elasticsearch,
-sync or asyncio, and the one place that asks a cluster which engine it runs when the settings do not say."""
+"""Connecting: clients built from `ConnectionSettings` (opensearch-py's for OpenSearch, the official client for
+Elasticsearch, sync or asyncio), and the one place that asks a cluster which engine it runs when the settings do
+not say."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from opensearchpy import OpenSearch
 from opensearchpy import exceptions as os_errors
 
+from splade_os.connection import ConnectionSettings
 from splade_os.engines import OpenSearchEngine, engine_for, is_elasticsearch, parse_version, remember, remember_failure
 from splade_os.engines.errors import describe_error
 from splade_os.errors import ConfigError, EngineError, MissingDependencyError
-
-if TYPE_CHECKING:
-    from splade_os.connection import ConnectionSettings
 
 
 def client_for(settings: ConnectionSettings) -> Any:
@@ -151,10 +150,11 @@ def _aws_credentials() -> Any:
     return credentials
 
 
-def connect(settings: ConnectionSettings) -> Any:
+def connect(settings: ConnectionSettings | None = None) -> Any:
     """A client of the cluster's engine, checked to answer (its engine and version are then known); raises
-    EngineError with what to do when it does not."""
-    client = settings.client()  # through the settings object, which callers (and tests) may override
+    EngineError with what to do when it does not. Settings default to the environment's."""
+    settings = settings or ConnectionSettings.from_env()
+    client = client_for(settings)
     try:
         engine_for(client)
     except Exception as err:  # the clients raise many types; the user needs one clear line

@@ -29,10 +29,10 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
+from splade_os.df import read_df
 from splade_os.engines.base import PruningConfig
 from splade_os.errors import ConfigError, EngineError
 from splade_os.mappings import META_KEY
-from splade_os.retrieval.df import read_df
 from splade_os.retrieval.two_phase import (
     DEFAULT_DF_RATIO,
     DEFAULT_MAX_RESCORE_WINDOW,

@@ -20,7 +20,7 @@ from typing import Any
 
 from splade_os.connection import ConnectionSettings
 from splade_os.corpus import FieldNames, Item, Record
-from splade_os.engines import engine_for
+from splade_os.engines import clients, engine_for
 from splade_os.errors import ConfigError
 from splade_os.indexing.blocks import Block, Earlier, read_block
 from splade_os.indexing.ledger import Counters
@@ -186,7 +186,7 @@ class BlockIndexer:
         began = time.monotonic()
         self.job = job
         self.encoder = job.recipe.build()
-        client = job.settings.client()
+        client = clients.client_for(job.settings)
         self.client, self._close = engine_for(client).without_retries(client)
         self.startup = time.monotonic() - began
 

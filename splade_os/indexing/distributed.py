@@ -20,8 +20,9 @@ from pathlib import Path
 from typing import Any
 
 from splade_os import errors
-from splade_os.connection import ConnectionSettings, connect
+from splade_os.connection import ConnectionSettings
 from splade_os.corpus import FieldNames
+from splade_os.engines.clients import connect
 from splade_os.errors import ConfigError, EncoderMismatchError, MissingDependencyError, SpladeOSError
 from splade_os.indexing.block_worker import BlockIndexer, BlockResult, WorkerJob
 from splade_os.indexing.blocks import Block, Earlier, corpus_files, later_copies, plan_blocks

@@ -14,6 +14,7 @@ from typing import Any, Protocol
 
 from splade_os import aliases
 from splade_os.corpus import CorpusReader, FieldNames
+from splade_os.df import build_df, read_df
 from splade_os.engines import engine_for
 from splade_os.engines.errors import describe_error
 from splade_os.engines.refusals import is_refusal
@@ -32,7 +33,6 @@ from splade_os.indexing.sources import IndexSource, Source, source_names
 from splade_os.indexing.state import locate
 from splade_os.indexing.target import Target, count_documents, prepare_target, restore_refresh, try_restore_refresh
 from splade_os.mappings import VECTOR_FIELD, default_analyzer
-from splade_os.retrieval.df import build_df, read_df
 from splade_os.words import plural
 
 log = logging.getLogger(__name__)

@@ -402,21 +402,6 @@ def start_node(
         return _start_locked(spec, heap, timeout)
 
 
-def ensure_node(
-    engine: str | None = None,
-    version: str | None = None,
-    port: int | None = None,
-    *,
-    home: Path | None = None,
-    heap: str = "1g",
-    timeout: float = 180.0,
-    secure: bool = False,
-) -> str:
-    """The URL of a running node of that engine and version on that port, started when none answers."""
-    info = start_node(engine=engine, version=version, home=home, port=port, heap=heap, timeout=timeout, secure=secure)
-    return info.url
-
-
 @contextmanager
 def _step(what: str) -> Iterator[None]:
     """Turn a stray OSError (permissions, a missing tool) into a NodeError naming the step."""

@@ -67,10 +67,6 @@ def default_version(engine: Distribution) -> str:
     return SECURE_OPENSEARCH_VERSION if engine is OPENSEARCH else engine.default_version
 
 
-def plugin_coordinates(version: str) -> str:
-    return f"org.opensearch.plugin:opensearch-security:{version}.0:zip"
-
-
 def new_password() -> str:
     # Upper, lower, digit and symbol, and long: the security plugin's strength rules accept it.
     return f"Sp1-{secrets.token_urlsafe(18)}"

@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from splade_os.engines import Engine, OpenSearchEngine, engine_for
+from splade_os.engines import Engine, engine_for
 from splade_os.engines.base import DEFAULT_MAX_CLAUSES, PruningConfig
 from splade_os.engines.refusals import is_refusal
 from splade_os.mappings import FIRST_PHASE_FIELD, VECTOR_FIELD
@@ -47,11 +47,6 @@ class QueryPlan:
     terms: SparseVector
     dropped: tuple[str, ...] = ()
     notes: tuple[str, ...] = field(default=())
-
-
-def rank_feature_clauses(vector: Mapping[str, float], field_name: str = VECTOR_FIELD) -> list[dict[str, Any]]:
-    """OpenSearch's clauses: one `rank_feature` clause per token, heaviest first, keys escaped."""
-    return OpenSearchEngine().vector_clauses(SparseVector(vector), field_name)
 
 
 def _bool_query(clauses: list[dict[str, Any]], filters: Sequence[Mapping[str, Any]] | None) -> dict[str, Any]:

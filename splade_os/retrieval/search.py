@@ -9,9 +9,11 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
-from splade_os.connection import ConnectionSettings, connect
-from splade_os.engines import Engine, async_engine_for, engine_for
+from splade_os.connection import ConnectionSettings
+from splade_os.df import DfTable, df_request, table_from_answer
+from splade_os.engines import Engine, async_engine_for, clients, engine_for
 from splade_os.engines.base import PruningConfig
+from splade_os.engines.clients import connect
 from splade_os.engines.refusals import is_refusal
 from splade_os.errors import ConfigError, EngineError, IndexNotFoundError, InputError
 from splade_os.mappings import (
@@ -27,7 +29,6 @@ from splade_os.mappings import (
     recorded_first_phase,
 )
 from splade_os.retrieval import explanations
-from splade_os.retrieval.df import DfTable, df_request, table_from_answer
 from splade_os.retrieval.explanations import expansion_terms, explain_hit, prune_like_index
 from splade_os.retrieval.fusion import linear_fusion, reciprocal_rank_fusion
 from splade_os.retrieval.query import (
@@ -548,7 +549,7 @@ class Searcher:
 
 
 class AsyncSearcher:
-    """`Searcher` for asyncio applications, on opensearch-py's AsyncOpenSearch (`pip install 'splade-os[async]'`).
+    """`Searcher` for asyncio applications, on the engine's asyncio client (`pip install 'splade-os[async]'`).
 
     Build it with `await AsyncSearcher.create(...)`. Encoding runs in a worker thread so the event loop stays free.
     """
@@ -571,7 +572,7 @@ class AsyncSearcher:
     ) -> AsyncSearcher:
         owns_client, owns_encoder = client is None, isinstance(model, str | Path)
         if client is None:
-            client = (settings or ConnectionSettings.from_env()).async_client()
+            client = clients.async_client(settings or ConnectionSettings.from_env())
         encoder: QueryEncoder | None = None
         try:
             engine = await async_engine_for(client)

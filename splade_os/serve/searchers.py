@@ -11,8 +11,9 @@ import threading
 from dataclasses import replace
 from typing import Any
 
-from splade_os.connection import ConnectionSettings, connect
+from splade_os.connection import ConnectionSettings
 from splade_os.engines import engine_for
+from splade_os.engines.clients import connect
 from splade_os.errors import EngineError
 from splade_os.mappings import check_encoder_meta, meta_from_mapping
 from splade_os.retrieval.search import Searcher
