@@ -103,7 +103,7 @@ def test_cli_delete_previous_is_an_explicit_choice(engine_client: OpenSearch, in
     args += ["--checkpoint", str(tmp_path / "c")]
     assert CliRunner().invoke(index_command, [str(corpus), *args]).exit_code == 0
     both = CliRunner().invoke(index_command, [str(corpus), "--recreate", "--keep-previous", "--delete-previous", *args])
-    assert both.exit_code == 1 and "contradict each other" in both.output
+    assert both.exit_code == 2 and "contradict each other" in both.output  # a usage error, as click's own
     done = CliRunner().invoke(index_command, [str(corpus), "--recreate", "--delete-previous", *args])
     assert done.exit_code == 0, done.output
     assert not engine_client.indices.exists(index=f"{index_name}-v1")

@@ -125,6 +125,22 @@ def test_a_ray_load_takes_the_lease_in_its_driver(
     assert aliases.versions(engine_client, index_name) == [f"{index_name}-v1"]
 
 
+def test_a_load_killed_on_this_machine_is_taken_over_at_once(
+    engine_client: Any, index_name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Its process is provably gone (same boot, same pid namespace): a crash followed by --resume needs no wait.
+    with started_load(engine_client, index_name, tmp_path / "first") as proc:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+    held = _holder(engine_client, index_name)
+    assert held is not None and held["released"] is False and float(held["expires"]) > time.time()
+    taken = _second(tmp_path / "next", monkeypatch, "index", str(DEMO_CORPUS), "--index", index_name)
+    assert taken.exit_code == 0, taken.output
+    (now,) = aliases.resolve(engine_client, index_name)
+    assert f"verified: {now} holds 42 documents" in taken.output
+    assert _holder(engine_client, index_name)["released"] is True  # type: ignore[index]
+
+
 def test_a_killed_holder_s_lease_expires_and_only_then_break_lock_takes_it_over(
     engine_client: Any, index_name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -132,6 +148,9 @@ def test_a_killed_holder_s_lease_expires_and_only_then_break_lock_takes_it_over(
     with started_load(engine_client, index_name, tmp_path / "first") as proc:
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
+    # As a load killed on another machine leaves it: nothing here can tell whether its process still runs.
+    engine_client.update(index=lock_index(index_name), id=index_name, body={"doc": {"home": "another-machine"}},
+                         refresh=True)  # fmt: skip
     held = _holder(engine_client, index_name)
     assert held is not None and held["released"] is False
     while time.time() <= float(held["expires"]) + 0.5:  # the lease outlives its holder until it expires

@@ -1,13 +1,14 @@
 """One load per alias at a time: a lease held in the cluster while a load runs.
 
 The lease is one document, id = the alias, in a small index beside the alias's versions (`ALIAS-lock`: the same
-index patterns and privileges as the versions, see docs/security.md). It is created with `op_type=create`, so of
-two loads that start together exactly one wins; the other reads who holds it and stops before it touches anything.
-The holder renews it from a background thread (every third of its duration) and releases it at the end, on
-failure and on Ctrl-C too; a holder that was killed leaves a lease that simply expires, and the next load may take
-it over, with `break_lock`, only then. Every change after the first is conditional on the document's sequence
-number, so two loads that both try to take over an expired lease cannot both win. Expiry is judged by the clocks of
-the machines that run loads: keep them in sync (NTP) or the lease long.
+index patterns and privileges as the versions, see docs/security.md). It is created with `op_type=create`, so of two
+loads that start together exactly one wins; the other reads who holds it and stops before it touches anything. The
+holder renews it from a background thread (every third of its duration) and releases it at the end, on failure and
+on Ctrl-C too; a holder that was killed leaves a lease that simply expires, and the next load may take it over, with
+`break_lock`, only then, unless it ran on this very machine and process namespace and its process is gone (a crash
+followed by `--resume`), when it is known to be dead and is taken over at once. Every change after the first is
+conditional on the document's sequence number, so two loads that both try to take over an expired lease cannot both
+win. Expiry is judged by the clocks of the machines that run loads: keep them in sync (NTP) or the lease long.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import threading
 import time
 import uuid
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
 from splade_os.engines.refusals import http_status
@@ -56,6 +58,29 @@ def describe(holder: dict[str, Any]) -> str:
     return f"{holder.get('host')} pid {holder.get('pid')} (started {holder.get('started')})"
 
 
+def _process_home() -> str | None:
+    """Where a pid means one process: this boot of this kernel and this pid namespace (None where unknown)."""
+    try:
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+        return f"{boot}/{os.readlink('/proc/self/ns/pid')}"
+    except OSError:
+        return None
+
+
+def _dead_here(holder: dict[str, Any]) -> bool:
+    """Whether `holder` ran on this machine, in this pid namespace, and its process no longer exists."""
+    home = _process_home()
+    if home is None or holder.get("home") != home or holder.get("host") != socket.gethostname():
+        return False
+    try:
+        os.kill(int(holder.get("pid", 0)), 0)
+    except ProcessLookupError:
+        return True
+    except (OSError, ValueError):
+        return False  # alive under another user, or no pid: not provably dead
+    return False
+
+
 def _conflict(err: Exception) -> bool:
     return http_status(err) == 409
 
@@ -88,7 +113,8 @@ class Lease:
                     raise
         now = time.time()
         holder = {"alias": alias, "host": socket.gethostname(), "pid": os.getpid(), "started": _when(now),
-                  "expires": now + seconds, "released": False, "token": uuid.uuid4().hex}  # fmt: skip
+                  "expires": now + seconds, "released": False, "token": uuid.uuid4().hex,
+                  "home": _process_home()}  # fmt: skip
         try:
             return cls(client, alias, seconds, holder, client.index(index=index, id=alias, body=holder,
                                                                     op_type="create", refresh=True))  # fmt: skip
@@ -96,7 +122,8 @@ class Lease:
             if not _conflict(err):
                 raise
         found, version = cls._read(client, index, alias)
-        if found is not None and not found.get("released"):
+        dead = found is not None and not found.get("released") and _dead_here(found)
+        if found is not None and not found.get("released") and not dead:
             expires = float(found.get("expires", 0))
             if expires > now:
                 raise LeaseHeldError(
@@ -120,7 +147,9 @@ class Lease:
                 f"{alias!r} is being loaded by {describe(winner or {})}, which took the lease at the same time: wait "
                 "for it to finish"
             ) from None
-        if found is not None and not found.get("released"):
+        if dead and found is not None:
+            log.warning("took over the lease of %s on %r: that process is no longer running", describe(found), alias)
+        elif found is not None and not found.get("released"):
             log.warning("took over the expired lease of %s on %r", describe(found), alias)
         return cls(client, alias, seconds, holder, answer)
 
