@@ -42,9 +42,9 @@ from typing import Any
 import numpy as np
 from scale import agreement, doc_only_vector, phase_one_variants, run_passes, segment_count, size_unmerged
 
-from splade_os.connection import connect
 from splade_os.df import DfTable, read_df, store_df
 from splade_os.engines import PruningConfig, engine_for
+from splade_os.engines.clients import connect
 from splade_os.errors import ConfigError
 from splade_os.evaluation.evaluate import compute_metrics, read_qrels, read_queries
 from splade_os.mappings import VECTOR_FIELD, candidate_field, index_body
