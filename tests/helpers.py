@@ -11,6 +11,7 @@ from conftest import delete_indices
 from synthetic_corpus import DEMO_CORPUS
 
 from splade_os.indexing import index_corpus
+from splade_os.indexing.lease import lock_index
 from splade_os.vectors import SparseVector
 
 RELATIVE_PRECISION = 2.0**-8  # Lucene keeps 9 significant bits of each stored feature value
@@ -88,3 +89,9 @@ def assert_df_exact(client: Any, index: str) -> Any:
     assert dict(table.counts) == {t: counts[t] for t in table.tokens if counts.get(t)}
     assert not set(counts) - set(table.tokens), f"tokens of {index} the table never counted"
     return table
+
+
+def versions_left(client: Any, alias: str) -> list[str]:
+    """The indices named after `alias`, but for its lease's lock index (kept, released, between loads)."""
+    found = client.indices.get(index=f"{alias}*", allow_no_indices=True, ignore_unavailable=True)
+    return [name for name in found if name != lock_index(alias)]

@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 from conftest import BUNDLED_MODEL, REPO, unavailable
-from helpers import assert_df_exact, assert_first_phase, index_tokens
+from helpers import assert_df_exact, assert_first_phase, index_tokens, versions_left
 from opensearchpy import OpenSearch
 from secured_proxy import make_certs, running_proxy
 from test_indexing_engine import (
@@ -44,7 +44,6 @@ from splade_os.errors import ModelError
 from splade_os.indexing import IndexingInterrupted, index_corpus
 from splade_os.indexing.blocks import corpus_files, later_copies, plan_blocks, read_block
 from splade_os.indexing.distributed import BlockDone, RayWorkers, index_corpus_on_ray
-from splade_os.indexing.lease import lock_index
 from splade_os.indexing.ledger import default_checkpoint, default_dead_letter
 from splade_os.mappings import VECTOR_FIELD
 from splade_os.vectors import SparseVector
@@ -453,12 +452,6 @@ def test_cli_ray_vectors_indexes_every_document_once_without_a_model(
 
 
 @pytest.mark.usefixtures("ray_per_command")
-def versions_left(client: OpenSearch, alias: str) -> list[str]:
-    """The indices named after `alias`, but for its lease's lock index (kept, released, between loads)."""
-    found = client.indices.get(index=f"{alias}*", allow_no_indices=True, ignore_unavailable=True)
-    return [name for name in found if name != lock_index(alias)]
-
-
 def test_cli_ray_vectors_in_another_vocabulary_leave_no_index_and_no_checkpoint(
     engine_client: OpenSearch, index_name: str, tmp_path: Path
 ) -> None:

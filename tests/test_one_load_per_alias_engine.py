@@ -134,7 +134,8 @@ def test_a_load_killed_on_this_machine_is_taken_over_at_once(
         proc.wait()
     held = _holder(engine_client, index_name)
     assert held is not None and held["released"] is False and float(held["expires"]) > time.time()
-    taken = _second(tmp_path / "next", monkeypatch, "index", str(DEMO_CORPUS), "--index", index_name)
+    # It left a checkpoint of its stdin input: this load starts over, with no --break-lock and no wait.
+    taken = _second(tmp_path / "next", monkeypatch, "index", str(DEMO_CORPUS), "--index", index_name, "--recreate")
     assert taken.exit_code == 0, taken.output
     (now,) = aliases.resolve(engine_client, index_name)
     assert f"verified: {now} holds 42 documents" in taken.output

@@ -6,9 +6,10 @@ loads that start together exactly one wins; the other reads who holds it and sto
 holder renews it from a background thread (every third of its duration) and releases it at the end, on failure and
 on Ctrl-C too; a holder that was killed leaves a lease that simply expires, and the next load may take it over, with
 `break_lock`, only then, unless it ran on this very machine and process namespace and its process is gone (a crash
-followed by `--resume`), when it is known to be dead and is taken over at once. Every change after the first is
-conditional on the document's sequence number, so two loads that both try to take over an expired lease cannot both
-win. Expiry is judged by the clocks of the machines that run loads: keep them in sync (NTP) or the lease long.
+followed by `--resume`), or is this process's own earlier load that could not release it, when it is known to be
+dead and is taken over at once. Every change after the first is conditional on the document's sequence number, so
+two loads that both try to take over an expired lease cannot both win. Expiry is judged by the clocks of the
+machines that run loads: keep them in sync (NTP) or the lease long.
 """
 
 from __future__ import annotations
@@ -67,11 +68,19 @@ def _process_home() -> str | None:
         return None
 
 
+_LIVE_TOKENS: set[str] = set()  # the leases this process holds and renews now
+_LIVE_LOCK = threading.Lock()
+
+
 def _dead_here(holder: dict[str, Any]) -> bool:
-    """Whether `holder` ran on this machine, in this pid namespace, and its process no longer exists."""
+    """Whether `holder` ran on this machine, in this pid namespace, and its process no longer exists, or is this
+    process and no longer renews it (an earlier load here stopped, and could not release it)."""
     home = _process_home()
     if home is None or holder.get("home") != home or holder.get("host") != socket.gethostname():
         return False
+    if holder.get("pid") == os.getpid():
+        with _LIVE_LOCK:
+            return holder.get("token") not in _LIVE_TOKENS
     try:
         os.kill(int(holder.get("pid", 0)), 0)
     except ProcessLookupError:
@@ -92,6 +101,8 @@ class Lease:
         self.client, self.alias, self.seconds, self.holder = client, alias, seconds, holder
         self.index = lock_index(alias)
         self._version = (answer["_seq_no"], answer["_primary_term"])
+        with _LIVE_LOCK:
+            _LIVE_TOKENS.add(holder["token"])
         self.lost: str | None = None
         self._stop = threading.Event()
         self._lock = threading.Lock()
@@ -198,6 +209,8 @@ class Lease:
         """Stop renewing and mark the lease released (best effort: an unreleased lease expires on its own)."""
         self._stop.set()
         self._thread.join()
+        with _LIVE_LOCK:
+            _LIVE_TOKENS.discard(self.holder["token"])
         if self.lost:
             return
         try:
