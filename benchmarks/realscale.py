@@ -140,7 +140,8 @@ def build(
     absent = tuple(t for t in vocabulary if t not in df)
     store_df(client, DfTable(name, dict(df), sent[0], now, len(vocabulary), VECTOR_FIELD, 0.0, absent))
     record = {"documents": sent[0], "seconds": seconds, "docs_per_s": sent[0] / seconds}
-    client.indices.put_mapping(index=name, body={"_meta": {"real_build": record}})
+    meta = client.indices.get_mapping(index=name)[name]["mappings"].get("_meta", {})
+    client.indices.put_mapping(index=name, body={"_meta": {**meta, "real_build": record}})  # _meta is replaced whole
     return record
 
 
@@ -176,6 +177,8 @@ def mode_bodies(
     extra: dict[str, Any] = {}
     with Searcher(name, encoder, client=client, force=True) as searcher:
         logic = searcher.logic
+        # "default two-phase" is the full field's (ratio 0.4, window 5 x k): the pruned fields have modes of their own.
+        logic.first_phase_k = None
         logic.df = read_df(client, name)
         vectors = [encoder.encode_queries([t])[0] for t in queries.values()]
         variants = phase_one_variants(client, engine, name, encoder, args, extra)
