@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Iterator, Sequence
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -21,13 +22,13 @@ from splade_os.df import build_df
 from splade_os.doctor import OK, WARN, run_checks
 from splade_os.engines import engine_for
 from splade_os.errors import ConfigError
-from splade_os.evaluation.tuning import store, tune
+from splade_os.evaluation.tuning import default_grid, store, tune
 from splade_os.indexing import LoadOptions, index_corpus, reencode_index
 from splade_os.indexing.reindex import reindex
 from splade_os.mappings import FIRST_PHASE_FIELD, VECTOR_FIELD, read_index_meta
 from splade_os.model.encoder import SpladeEncoder
 from splade_os.retrieval.search import Searcher
-from splade_os.retrieval.two_phase import TwoPhaseSettings
+from splade_os.retrieval.two_phase import TwoPhaseSettings, stored_settings
 from splade_os.vectors import SparseVector
 
 pytestmark = pytest.mark.engine
@@ -237,7 +238,10 @@ def test_tune_chooses_the_pruned_fields_k_among_the_candidate_fields(
     queries = {"q1": "what causes a heart attack", "q2": "signs of a stroke", "q3": "how vaccines work",
                "q4": "insulin and blood sugar", "q5": "high blood pressure and kidneys"}  # fmt: skip
 
-    result = tune(Searcher(index_name, encoder, client=engine_client), queries, k=10, target=0.9, repeat=1, warmup=0)
+    # The pruned fields' grid alone (the full field's settings, also in the default grid, are tested below).
+    grid = [g for g in default_grid(10, two_step=True, pruned_ks=(16, 4, 64)) if not g.full_field]
+    result = tune(Searcher(index_name, encoder, client=engine_client), queries, k=10, target=0.9, repeat=1, warmup=0,
+                  grid=grid)  # fmt: skip
 
     # Every two-step setting ran on every pruned field: the field's k is part of what tune chooses.
     assert {t.settings.first_phase_k for t in result.trials if t.settings} == {16, 4, 64}
@@ -284,3 +288,25 @@ def test_re_encode_reindex_and_loads_keep_the_candidate_fields_until_told(
     mapping = engine_client.indices.get_mapping(index=index_name).values()
     names = [name for body in mapping for name in body["mappings"]["properties"]]
     assert FIRST_PHASE_FIELD in names and not any(name.startswith(f"{FIRST_PHASE_FIELD}_k") for name in names)
+
+
+def test_phase_one_on_the_full_field_of_an_index_with_the_pruned_field(
+    engine_client: Any, encoder: SpladeEncoder, default_index: str
+) -> None:
+    setting = TwoPhaseSettings(ratio=0.4, full_field=True)
+    with Searcher(default_index, encoder, client=engine_client, two_phase=setting) as searcher:
+        assert searcher.logic.first_phase_k  # the index has the pruned field
+        text = "what causes a heart attack"
+        found = searcher.search(text, k=5, mode="two-phase")
+        assert found.notes[-1] == "two-phase: ratio 0.4, window 5 x k, all terms on the full field (given)"
+        exact = searcher.search(text, k=5).hits
+        assert [h.id for h in found.hits] == [h.id for h in exact]  # the rescore sums the same terms in two parts
+        assert [h.score for h in found.hits] == pytest.approx([h.score for h in exact], rel=1e-6)
+        body = json.dumps(searcher.logic.request_for(encoder.encode_queries([text])[0], 10, setting))
+        assert FIRST_PHASE_FIELD not in body and '"window_size": 50' in body
+    grid = default_grid(10, two_step=True)
+    assert [g.describe() for g in grid if g.full_field] == [
+        f"ratio {r}, window {w}, all terms on the full field" for r in (0.2, 0.4) for w in (50, 200)
+    ]
+    stored = stored_settings({"two_phase": {**asdict(setting), "documents": 42, "tuned_at": "2026-12-07"}})
+    assert stored is not None and stored.settings == setting

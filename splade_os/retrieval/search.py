@@ -223,7 +223,7 @@ class _SearchLogic:
             requests[-1]["_source"] = source
         if mode in ("splade", "hybrid"):
             plan = build_splade_query(vector, max_clauses=self.max_clauses, **common, **page)
-        elif mode == "two-phase" and self.first_phase_k:
+        elif mode == "two-phase" and (self.two_phase or TwoPhaseSettings()).two_step_on(bool(self.first_phase_k)):
             settings, cut = self.windowed(self.two_phase or TwoPhaseSettings(), k + from_, two_step=True)
             common["pruning"] = settings.pruning(self.pruning)
             window = settings.window_for(k + from_, two_step=True)
@@ -368,7 +368,7 @@ class _SearchLogic:
                                   "max_clauses": self.max_clauses, "source": False}  # fmt: skip
         if settings is None:
             return build_splade_query(vector, pruning=self.pruning, **common).body
-        if self.first_phase_k:
+        if settings.two_step_on(bool(self.first_phase_k)):
             return build_two_step_query(
                 vector, pruning=settings.pruning(self.pruning), terms=settings.terms,
                 first_field=self.first_field(settings)[0],

@@ -45,6 +45,10 @@ class TwoPhaseSettings:
 
     `first_phase_k` picks, on an index built with candidate pruned fields (`index --first-phase-candidates`), the
     one holding each document's top k terms; None: the index's own pruned field. `tune` tries each.
+
+    `full_field` runs phase one on the full vector field even where the index has a pruned field (the ratio and a
+    window of 5 x k, as on an index without one): on real text with short documents that was both exact and the
+    fastest (docs/scale.md), so `tune` tries it beside the two-step settings.
     """
 
     ratio: float = DEFAULT_TWO_PHASE_RATIO
@@ -55,6 +59,7 @@ class TwoPhaseSettings:
     df_weight: float = DEFAULT_DF_WEIGHT
     engine_pruning: bool = False
     first_phase_k: int | None = None  # two-step only; None: the index's pruned field
+    full_field: bool = False  # phase one on the full field, even on an index with the pruned field
 
     def __post_init__(self) -> None:
         if not 0 < self.ratio <= 1:
@@ -81,8 +86,12 @@ class TwoPhaseSettings:
             return base
         return replace(base, top_k=self.top_n)
 
+    def two_step_on(self, pruned_field: bool) -> bool:
+        """Whether this setting runs two-step (phase one on the pruned field) on an index that has one or not."""
+        return pruned_field and not self.full_field
+
     def describe(self, *, two_step: bool = False) -> str:
-        two_step = two_step or self.first_terms is not None or self.first_phase_k is not None
+        two_step = not self.full_field and (two_step or self.first_terms is not None or self.first_phase_k is not None)
         factor = DEFAULT_TWO_STEP_WINDOW_FACTOR if two_step else DEFAULT_TWO_PHASE_WINDOW_FACTOR
         window = self.window if self.window is not None else f"{factor} x k"
         terms = f"top {self.top_n} terms" if self.top_n else "all terms"
@@ -91,7 +100,8 @@ class TwoPhaseSettings:
         if two_step:
             field = f" on the top-{self.first_phase_k} field" if self.first_phase_k else ""
             return f"first phase top {self.terms} terms{field}{cost}, window {window}, rescore {terms}"
-        return f"ratio {self.ratio:g}{cost}, window {window}, {terms}"
+        field = " on the full field" if self.full_field else ""
+        return f"ratio {self.ratio:g}{cost}, window {window}, {terms}{field}"
 
 
 def rescore_window(
@@ -206,6 +216,7 @@ def stored_settings(meta: Mapping[str, Any]) -> StoredSettings | None:
             first_terms=record.get("first_terms"), df_ratio=None if df_ratio is None else float(df_ratio),
             df_weight=float(record.get("df_weight", DEFAULT_DF_WEIGHT)),
             engine_pruning=record.get("engine_pruning") is True, first_phase_k=record.get("first_phase_k"),
+            full_field=record.get("full_field") is True,
         )  # fmt: skip
         return StoredSettings(settings, int(record["documents"]), str(record["tuned_at"]),
                               float(record.get("agreement", 0.0)), int(record.get("k", 10)))  # fmt: skip
