@@ -15,10 +15,10 @@ from __future__ import annotations
 import itertools
 import math
 import uuid
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from splade_os import aliases
 from splade_os.engines import engine_for
@@ -26,8 +26,8 @@ from splade_os.errors import ConfigError, EngineError, IndexNotFoundError
 from splade_os.mappings import VECTOR_FIELD, check_vector_field, is_vector_field, meta_from_mapping
 from splade_os.words import plural
 
-if TYPE_CHECKING:
-    from splade_os.evaluation.evaluate import OnProgress
+OnProgress = Callable[[str, int, int | None], None]
+"""Called as `(step, done, total)`: `sample` (documents read), then `copy` (documents copied to the BM25 copy)."""
 
 MAX_SAMPLE = 10_000  # index.max_result_window: the largest random sample one search returns
 

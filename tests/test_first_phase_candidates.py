@@ -103,10 +103,13 @@ def test_a_stored_setting_on_a_field_the_index_lost_runs_on_its_own_field() -> N
 
 
 def test_tunes_grid_runs_every_two_step_setting_on_every_pruned_field() -> None:
-    one = default_grid(10, two_step=True)
-    every = default_grid(10, two_step=True, df_rule=True, pruned_ks=(128, 64, 256))
+    one = [s for s in default_grid(10, two_step=True) if not s.full_field]
+    every = [s for s in default_grid(10, two_step=True, df_rule=True, pruned_ks=(128, 64, 256)) if not s.full_field]
     assert len(every) == 3 * 2 * len(one) and len(set(every)) == len(every)
     assert {s.first_phase_k for s in every} == {128, 64, 256} and {s.first_phase_k for s in one} == {None}
+    # The full field's settings come once (twice with the df rule) however many pruned fields there are.
+    full = [s for s in default_grid(10, two_step=True, df_rule=True, pruned_ks=(128, 64, 256)) if s.full_field]
+    assert len(full) == 2 * 4 and {s.first_phase_k for s in full} == {None}
     assert "on the top-64 field" in next(s for s in every if s.first_phase_k == 64).describe()
     logic = _SearchLogic("docs", _Encoder(), engine=OpenSearchEngine())
     logic.use_stored({"first_phase": {"field": FIRST_PHASE_FIELD, "top_k": 128}})

@@ -185,7 +185,9 @@ def test_searcher_searches_and_is_refused_writes(
     doctor = run(node, SEARCHER, ["doctor", "--index", alias, "--model", MODEL])
     assert doctor.exit_code == 0, doctor.output
     assert f"may search {alias} but not index into it, lacks: " in doctor.output
-    assert "ok    df " in doctor.output and "with df > 0, counted at 12 documents" in doctor.output, doctor.output
+    # The table `df --tokens` counted over a few listed tokens is partial: doctor says so rather than trust it.
+    partial = "is partial: counted over 4 listed tokens only"
+    assert "warn  df " in doctor.output and partial in doctor.output, doctor.output
     refused = [index_args(beir / "corpus.jsonl", f"{alias}-new", tmp_path / "new"),
                index_args(beir / "corpus.jsonl", alias, tmp_path, "--recreate"),
                ["reindex", alias, "--from-index", "--model", MODEL, "--replicas", "0"],
@@ -234,7 +236,7 @@ def test_untrusted_ca_is_refused_and_insecure_warns(node: SecuredNode, beir: Pat
     assert "TLS verification of" in one_line_error(result) and "--ca-certs" in result.stderr
     result = run(node, SEARCHER, ["alias", alias, "--insecure"], ca=False)
     assert "--insecure: the cluster's TLS certificate is not verified" in result.stderr
-    assert result.exit_code == 0 and f"{alias} (index) -> nothing" in result.output  # through TLS, no such alias
+    assert result.exit_code == 1 and f"no index or alias {alias!r}" in result.output  # through TLS: no such alias
 
 
 def test_refused_bulk_midway_loses_nothing_and_resume_completes(
@@ -352,7 +354,9 @@ def test_resume_after_a_crash_past_a_landed_batch_keeps_every_document_once(
     finally:
         node.restore_roles()
     line = one_line_error(refused)
-    assert "refused indices:data/read/mget" in line and f"for user {INDEXER}" in line, line
+    # On Elasticsearch `read` also lets the load read its lease (a search), so the refusal comes before the read-back.
+    refused_action = "indices:data/read/" if node.engine == "elasticsearch" else "indices:data/read/mget"
+    assert f"refused {refused_action}" in line and f"for user {INDEXER}" in line, line
     assert f"(403): add {READ_BACK_ADVICE[node.engine]}" in line, line
     assert json.loads(checkpoint.read_text())["pending_ids"] == pending
     assert not dead_letter.exists() or dead_letter.read_text() == ""
@@ -390,7 +394,9 @@ def test_an_mget_item_refused_raises_instead_of_reading_as_not_found(node: Secur
         node.restore_roles()
         client.close()
     line = str(caught.value) if node.engine == "opensearch" else describe_error(caught.value)
-    assert "refused indices:data/read/mget" in line and f"for user {INDEXER}" in line, line
+    # On Elasticsearch `read` also lets the load read its lease (a search), so the refusal comes before the read-back.
+    refused_action = "indices:data/read/" if node.engine == "elasticsearch" else "indices:data/read/mget"
+    assert f"refused {refused_action}" in line and f"for user {INDEXER}" in line, line
     assert f"(403): add {READ_BACK_ADVICE[node.engine]}" in line, line
 
 
@@ -433,7 +439,9 @@ def searched(node: SecuredNode, beir: Path, tmp_path_factory: pytest.TempPathFac
     yield name
     admin = connect(node.settings())
     try:
-        admin.indices.delete(index=",".join(admin.indices.get(index=f"{name}*")), ignore_unavailable=True)
+        left = list(admin.indices.get(index=f"{name}*", allow_no_indices=True, ignore_unavailable=True))
+        if left:  # a node started again from scratch meanwhile holds none
+            admin.indices.delete(index=",".join(left), ignore_unavailable=True)
     finally:
         admin.close()
 
@@ -581,8 +589,9 @@ def test_keys_and_secrets_are_private_after_the_first_start_and_a_restart(node: 
     assert (restarted.url, restarted.ca, restarted.creds.users) == (node.url, node.ca, node.creds.users)
     problems, _ = _private_files_problems(restarted)
     assert not problems, "\n".join(problems)
-    result = run(restarted, SEARCHER, ["alias", f"secured-{uuid.uuid4().hex[:8]}"])
-    assert result.exit_code == 0, result.output
+    missing = f"secured-{uuid.uuid4().hex[:8]}"
+    result = run(restarted, SEARCHER, ["alias", missing])  # answered through TLS, as the searcher: no such alias
+    assert result.exit_code == 1 and f"no index or alias {missing!r}" in result.output, result.output
 
 
 def test_a_node_whose_folder_was_deleted_starts_again_with_new_credentials(node: SecuredNode) -> None:
