@@ -122,7 +122,8 @@ def model_vocabulary(model_dir: str | Path) -> list[str]:
 
 
 class SpladeEncoder:
-    """Encode documents and queries with a folder written by `splade-os export`.
+    """Encode documents and queries with a folder written by `splade-os export`, as `settings` (an `EncoderSettings`)
+    says; its fields may be given as keywords instead.
 
     `threads` is the number of CPU cores to use (default: all available). `providers` lists execution providers
     in order of preference, e.g. `["CUDAExecutionProvider"]`; CPU is always appended as the fallback.
@@ -147,6 +148,7 @@ class SpladeEncoder:
         self,
         model_dir: str | Path = DEFAULT_MODEL_DIR,
         *,
+        settings: EncoderSettings | None = None,
         threads: int | None = None,
         providers: list[str] | None = None,
         batch_size: int | None = None,
@@ -162,16 +164,27 @@ class SpladeEncoder:
         precision: str = "fp32",
         backend: str | None = None,
     ) -> None:
-        self.settings = settings = EncoderSettings(
+        # `settings` is the one form the package itself passes; the keywords are its fields by name, for callers
+        # that build an encoder by hand.
+        given = EncoderSettings(
             threads=threads, providers=tuple(providers) if providers is not None else None, batch_size=batch_size,
             max_length=max_length, top_k=top_k, min_weight=min_weight, max_ratio=max_ratio,
             long_documents=long_documents, stride=stride, query_mode=query_mode, verify=verify, device=device,
             precision=precision, backend=backend,
         )  # fmt: skip
+        if settings is not None and given != EncoderSettings():
+            raise ConfigError("give the encoder settings=EncoderSettings(...) or its fields as keywords, not both")
+        self.settings = settings = settings or given
         assert settings.backend is not None
         self.backend = settings.backend
-        self.device = device
-        self.precision = precision
+        self.device = device = settings.device
+        self.precision = precision = settings.precision
+        threads, batch_size = settings.threads, settings.batch_size
+        max_length, top_k = settings.max_length, settings.top_k
+        long_documents, stride, query_mode, verify = (
+            settings.long_documents, settings.stride, settings.query_mode, settings.verify
+        )
+        providers = list(settings.providers) if settings.providers is not None else None
         self.model_dir = Path(model_dir)
         if self.backend == "torch":
             from splade_os.model.torch_runner import check_device, torch_manifest
