@@ -29,6 +29,7 @@ from splade_os.indexing import BulkOptions, index_corpus
 from splade_os.indexing.block_worker import BlockResult, SpladeRecipe
 from splade_os.indexing.distributed import BlockDone, RayWorkers, index_corpus_on_ray
 from splade_os.model.encoder import SpladeEncoder
+from splade_os.model.settings import EncoderSettings
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -55,7 +56,7 @@ def on_ray(args: argparse.Namespace, workdir: Path, workers: int) -> dict[str, A
     def record(done: BlockDone) -> None:
         results.append(done.result)
 
-    recipe = SpladeRecipe(str(args.model), threads=threads)
+    recipe = SpladeRecipe(str(args.model), EncoderSettings(threads=threads))
     name = f"{args.index}-ray{workers}"
     start, clock = time.perf_counter(), time.time()
     summary = index_corpus_on_ray(

@@ -35,6 +35,7 @@ from splade_os.indexing.block_worker import SpladeRecipe
 from splade_os.indexing.distributed import DEFAULT_BLOCK_SIZE, BlockDone, RayWorkers, index_corpus_on_ray
 from splade_os.indexing.precomputed import DEFAULT_VECTOR_FIELD, PrecomputedVectors
 from splade_os.indexing.state import locate
+from splade_os.model.settings import EncoderSettings
 from splade_os.words import plural
 
 FILE = click.Path(dir_okay=False, path_type=Path)
@@ -289,13 +290,13 @@ def index(
             assert corpus is not None
             with closing(connect(settings)) as probe:
                 load = located(probe, alias, load, resumable=True, shown=progress.enabled)
-            recipe = made_elsewhere or SpladeRecipe(
-                str(model_dir), threads=threads or 1, max_length=max_length, top_k=top_k, min_weight=min_weight,
+            recipe = made_elsewhere or SpladeRecipe(str(model_dir), EncoderSettings(
+                threads=threads or 1, max_length=max_length, top_k=top_k, min_weight=min_weight,
                 max_ratio=prune_ratio, long_documents=long_documents,
                 # Workers given GPUs encode on them unless --device says otherwise.
                 device="cuda" if gpus_per_worker and device["device"] == "cpu" else device["device"],
                 precision=device["precision"],
-            )  # fmt: skip
+            ))  # fmt: skip
             summary = index_corpus_on_ray(
                 settings, corpus, index=alias, recipe=recipe, block_size=block_size or DEFAULT_BLOCK_SIZE,
                 pool=RayWorkers(workers or 1, float(threads or 1), gpus_per_worker or 0.0, ray_address),

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import time
+import warnings
 from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from functools import cached_property
@@ -28,22 +29,33 @@ from splade_os.indexing.options import BulkOptions, DocumentEncoder, EncoderReci
 from splade_os.indexing.pipeline import Loader, Result, run, stored_documents
 from splade_os.indexing.target import Target
 from splade_os.mappings import is_vector_field
+from splade_os.model.settings import EncoderSettings
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class SpladeRecipe:
-    """A `SpladeEncoder` as each worker builds it. The model folder must be at this path on every worker."""
+    """A `SpladeEncoder` as each worker builds it: a model folder and its `EncoderSettings`, plain data that travels
+    to the workers. The model folder must be at this path on every worker (`settings.device="cuda"` on a worker given
+    GPUs).
+
+    The fields of `EncoderSettings` as keywords (`SpladeRecipe(folder, threads=2)`) are the form of 0.1: they still
+    work, with a DeprecationWarning.
+    """
 
     model_dir: str
-    threads: int | None = None
-    max_length: int | None = None
-    top_k: int | None = None
-    min_weight: float = 0.0
-    max_ratio: float = 0.0
-    long_documents: str = "truncate"
-    stride: int = 64  # `SpladeEncoder`'s default overlap of split windows; recorded in `_meta`
-    device: str = "cpu"  # "cuda" on a worker given GPUs
-    precision: str = "fp32"
+    settings: EncoderSettings
+
+    def __init__(self, model_dir: str | Path, settings: EncoderSettings | None = None, **fields: Any) -> None:
+        if fields:
+            if settings is not None:
+                raise ConfigError("give the recipe settings=EncoderSettings(...) or its fields as keywords, not both")
+            warnings.warn(
+                "SpladeRecipe(model_dir, **fields) is deprecated: pass settings=EncoderSettings(...)",
+                DeprecationWarning, stacklevel=2,
+            )  # fmt: skip
+            settings = EncoderSettings(**fields)
+        object.__setattr__(self, "model_dir", str(model_dir))
+        object.__setattr__(self, "settings", settings or EncoderSettings())
 
     @cached_property
     def manifest(self) -> Mapping[str, Any]:
@@ -61,12 +73,7 @@ class SpladeRecipe:
     def build(self) -> DocumentEncoder:
         from splade_os.model.encoder import SpladeEncoder
 
-        kwargs: dict[str, Any] = dict(
-            threads=self.threads, max_length=self.max_length, top_k=self.top_k, min_weight=self.min_weight,
-            max_ratio=self.max_ratio, long_documents=self.long_documents, stride=self.stride, device=self.device,
-            precision=self.precision,
-        )  # fmt: skip
-        return SpladeEncoder(self.model_dir, **kwargs)
+        return SpladeEncoder(self.model_dir, settings=self.settings)
 
 
 @dataclass(frozen=True)
