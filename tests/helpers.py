@@ -29,10 +29,11 @@ def random_docs(vocab: Sequence[str], n: int, seed: int = 7) -> list[SparseVecto
     return docs
 
 
-def indexed_demo(client: Any, encoder: Any, prefix: str) -> Iterator[str]:
-    """For a fixture: the 42 demo documents in a fresh index named `prefix-<random>`, deleted afterwards."""
+def indexed_demo(client: Any, encoder: Any, prefix: str, first_phase_k: int | None = None) -> Iterator[str]:
+    """For a fixture: the 42 demo documents in a fresh index named `prefix-<random>` (with the pruned field of
+    `first_phase_k`, if given), deleted afterwards."""
     name = f"{prefix}-{uuid.uuid4().hex[:8]}"
-    summary = index_corpus(client, DEMO_CORPUS, index=name, encoder=encoder, replicas=0)
+    summary = index_corpus(client, DEMO_CORPUS, index=name, encoder=encoder, replicas=0, first_phase_k=first_phase_k)
     assert summary.problems() == [] and summary.counters.indexed == 42
     yield name
     delete_indices(client, f"{name}*")

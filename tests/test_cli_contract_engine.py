@@ -129,7 +129,7 @@ def test_an_index_of_vectors_checks_the_query_model(engine_client: Any, index_na
 
 
 def test_stats_compares_against_a_copy_without_vector_fields(engine_client: Any, index_name: str, here: Path) -> None:
-    assert load(DEMO_CORPUS, index_name).exit_code == 0  # with the pruned first-phase field
+    assert load(DEMO_CORPUS, index_name, "--first-phase-k", "128").exit_code == 0  # with the pruned field
     assert load(DEMO_CORPUS, f"{index_name}-plain", "--no-first-phase").exit_code == 0
     two_step = index_stats(engine_client, index_name)
     plain = index_stats(engine_client, f"{index_name}-plain")

@@ -9,7 +9,7 @@ import pytest
 
 from splade_os.engines import ElasticsearchEngine, OpenSearchEngine, is_elasticsearch, make_engine, parse_version
 from splade_os.errors import ConfigError
-from splade_os.mappings import DEFAULT_FIRST_PHASE_K, index_body
+from splade_os.mappings import index_body
 from splade_os.retrieval.query import build_splade_query, build_two_phase_query
 from splade_os.vectors import SparseVector
 
@@ -22,8 +22,8 @@ QUERY = SparseVector({"u.s.": 2.0, "heart": 1.0, "%": 0.1})
     [(OpenSearchEngine(), "index.json"), (ElasticsearchEngine(version=(9, 2, 0)), "elasticsearch.json")],
 )
 def test_the_readable_mappings_are_what_splade_os_creates(engine: OpenSearchEngine, readable: str) -> None:
-    # A new index holds the pruned first-phase field unless told otherwise (`index --no-first-phase`).
-    body = index_body(engine=engine, analyzer="english", first_phase_k=DEFAULT_FIRST_PHASE_K)
+    # A new index holds no pruned first-phase field unless asked (`index --first-phase-k`).
+    body = index_body(engine=engine, analyzer="english")
     assert body == json.loads((REPO / "mappings" / readable).read_text())
 
 

@@ -248,7 +248,12 @@ def _golden(name: str, text: str) -> None:
 
 def test_search_cli_table_and_json_golden(demo_index: str) -> None:
     common = ["--index", demo_index, "--model", str(MODEL), "--k", "3"]
-    _golden("search_table.txt", _cli("search", "what causes a heart attack", *common))
+    table = _cli("search", "what causes a heart attack", *common)
+    _golden("search_table.txt", table)
+    # The default mode is two-phase: the same hits and exact scores as `--mode splade`, with a note saying so.
+    note = "note: two-phase: ratio 0.4, window 5 x k, all terms (default)\n"
+    exact = _cli("search", "what causes a heart attack", *common, "--mode", "splade")
+    assert note in table and table.replace(note, "") == exact
     _golden("search_explain.txt", _cli("search", "U.S. founding documents", *common, "--explain"))
     output = json.loads(_cli("search", "renewable electricity", *common, "--json", "--explain"))
     assert output.pop("took_ms") >= 0

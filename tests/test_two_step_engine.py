@@ -25,7 +25,7 @@ from splade_os.errors import ConfigError
 from splade_os.evaluation.tuning import default_grid, store, tune
 from splade_os.indexing import LoadOptions, index_corpus, reencode_index
 from splade_os.indexing.reindex import reindex
-from splade_os.mappings import FIRST_PHASE_FIELD, VECTOR_FIELD, read_index_meta
+from splade_os.mappings import DEFAULT_FIRST_PHASE_K, FIRST_PHASE_FIELD, VECTOR_FIELD, read_index_meta
 from splade_os.model.encoder import SpladeEncoder
 from splade_os.retrieval.search import Searcher
 from splade_os.retrieval.two_phase import TwoPhaseSettings, stored_settings
@@ -49,10 +49,11 @@ def collection(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def default_index(engine_client: Any, encoder: SpladeEncoder, collection: Path) -> Iterator[str]:
-    """The synthetic collection indexed as `index` builds a new index: with the pruned field at its default k."""
+    """The synthetic collection indexed with the pruned field at the suggested k (`--first-phase-k 128`)."""
     name = f"test-two-step-{uuid.uuid4().hex[:8]}"
     summary = index_corpus(engine_client, collection / "corpus.jsonl", index=name, encoder=encoder, replicas=0,
-                           checkpoint=collection / "cp.json", dead_letter=collection / "dead.jsonl")  # fmt: skip
+                           first_phase_k=DEFAULT_FIRST_PHASE_K, checkpoint=collection / "cp.json",
+                           dead_letter=collection / "dead.jsonl")  # fmt: skip
     assert summary.problems() == [] and summary.counters.indexed == 600
     yield name
     delete_indices(engine_client, f"{name}*")
@@ -222,8 +223,8 @@ def test_doctor_says_whether_the_index_has_the_pruned_field(
     found = {c.name: c for c in run_checks(settings, index=index_name)}["first-phase"]
     assert found.status == OK and "top 64 terms" in found.detail
     missing = {c.name: c for c in run_checks(settings, index=f"{index_name}-plain")}["first-phase"]
-    assert missing.status == WARN and FIRST_PHASE_FIELD in missing.detail
-    assert f"reindex {index_name}-plain --from-index --model MODEL --first-phase-k 128" in missing.fix
+    assert missing.status == OK and FIRST_PHASE_FIELD in missing.detail  # the default layout is no warning
+    assert f"reindex {index_name}-plain --from-index --model MODEL --first-phase-k 128" in missing.detail
 
 
 def test_tune_chooses_the_pruned_fields_k_among_the_candidate_fields(

@@ -178,13 +178,14 @@ def first_phase_options(func: F) -> F:
     )(wrapper)  # fmt: skip
     wrapper = click.option(
         "--no-first-phase", is_flag=True,
-        help="Build no pruned first-phase field: two-phase search then rescores from the full field only.",
+        help="Build no pruned first-phase field (the default of a new index; --from-index and reindex: drop the "
+        "source's).",
     )(wrapper)  # fmt: skip
     wrapper = click.option(
         "--first-phase-k", type=click.IntRange(min=1),
         help="Also store each document's N heaviest terms in the pruned field splade_first, which two-phase search "
-        f"queries first (two-step search). [default: {DEFAULT_FIRST_PHASE_K}; --from-index and reindex: the "
-        "source's]",
+        f"queries first (two-step search; {DEFAULT_FIRST_PHASE_K} is a good start, `tune` measures it). [default: "
+        "none; --from-index and reindex: the source's]",
     )(wrapper)  # fmt: skip
     return wrapper  # type: ignore[return-value]
 

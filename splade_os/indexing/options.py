@@ -74,8 +74,9 @@ class LoadOptions:
     analyzer: str | None = None
     # False: a new index leaves vectors out of `_source` (postings only). None: True; a re-encode: the source's.
     vectors_in_source: bool | None = None
-    # The k of a new index's pruned first-phase field (two-step search); 0: none. None: DEFAULT_FIRST_PHASE_K; a
-    # re-encode or reindex: the source's (none when it recorded none). An existing index keeps what it has.
+    # The k of a new index's pruned first-phase field (two-step search); 0 or None: none (two-phase search runs on
+    # the full field, measured the faster as built on real text). A re-encode or reindex given None: the source's
+    # (none when it recorded none). An existing index keeps what it has.
     first_phase_k: int | None = None
     # Candidate pruned fields beside it, one per k, for `tune` to choose the k among. None: none; a re-encode or
     # reindex: the source's. An existing index keeps what it has.

@@ -52,8 +52,11 @@ def encoding_settings(encoder: EncoderDescription) -> dict[str, Any]:
 
 
 def first_phase_k(opts: LoadOptions) -> int | None:
-    """The k of a new index's pruned first-phase field; None for an index without one."""
-    return DEFAULT_FIRST_PHASE_K if opts.first_phase_k is None else opts.first_phase_k or None
+    """The k of a new index's pruned first-phase field; None for an index without one, the default (measured: see
+    `DEFAULT_FIRST_PHASE_K`). Candidate fields asked for without a k sit beside the field at that default k."""
+    if opts.first_phase_k is None and opts.first_phase_candidates:
+        return DEFAULT_FIRST_PHASE_K
+    return opts.first_phase_k or None
 
 
 def create_index(client: Any, index: str, encoder: EncoderDescription, opts: LoadOptions) -> Any:

@@ -245,6 +245,9 @@ class _SearchLogic:
                 vector, ratio=settings.ratio, window=settings.window_for(k + from_), max_clauses=self.max_clauses,
                 **self.phase_one(settings, vector), **common, **page,
             )  # fmt: skip
+            # As for two-step: a phase one that matches fewer documents than the page is answered exactly instead.
+            fallback = build_splade_query(vector, max_clauses=self.max_clauses, **common, **page)
+            fallback.body["_source"] = source
             note = f"two-phase: {settings.describe()} ({self.two_phase_source}{cut})"
             plan = replace(plan, notes=(*plan.notes, note))
         if plan is not None:
@@ -276,8 +279,8 @@ class _SearchLogic:
             found = len(responses[i]["hits"]["hits"])
             if found < prepared.requests[i]["size"]:
                 prepared.requests[i] = exact
-                prepared.notes = (*prepared.notes, f"two-step: phase one found {found} hits, fewer than asked for: "
-                                  "answered by exact search on the full field")  # fmt: skip
+                prepared.notes = (*prepared.notes, f"{prepared.mode}: phase one found {found} hits, fewer than "
+                                  "asked for: answered by exact search on the full field")  # fmt: skip
                 again.append(i)
             del prepared.fallbacks[i]
         return again
