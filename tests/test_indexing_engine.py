@@ -204,7 +204,7 @@ def test_reencode_reads_an_index_and_switches_readers_to_the_new_vectors(
     new_model = FakeEncoder(salt="v2")
     summary = reencode_index(
         engine_client, index_name, index=index_name, encoder=new_model,
-        load=LoadOptions(replicas=0, dead_letter=tmp_path / "d2", bulk=SMALL),
+        load=LoadOptions(recreate=True, replicas=0, dead_letter=tmp_path / "d2", bulk=SMALL),
     )  # fmt: skip
     assert summary.verified and summary.counters.indexed == 50
     assert summary.index == f"{index_name}-v2" and aliases.resolve(engine_client, index_name) == [summary.index]

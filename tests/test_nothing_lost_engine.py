@@ -120,7 +120,7 @@ def test_a_short_reencode_does_not_move_the_alias(engine_client: OpenSearch, ind
     )  # fmt: skip
     summary = reencode_index(
         engine_client, index_name, index=index_name, encoder=FailingEncoder(salt="v2"),
-        load=LoadOptions(replicas=0, dead_letter=tmp_path / "d2", bulk=SMALL),
+        load=LoadOptions(recreate=True, replicas=0, dead_letter=tmp_path / "d2", bulk=SMALL),
     )  # fmt: skip
     assert summary.counters.failed == 1 and summary.index_count == 19
     # Every document accounted for (the failed one is in the dead letters), so no count mismatch; the failure alone
@@ -134,7 +134,7 @@ def test_a_short_reencode_does_not_move_the_alias(engine_client: OpenSearch, ind
 
     accepted = reencode_index(
         engine_client, index_name, index=index_name, encoder=FailingEncoder(salt="v3"),
-        load=LoadOptions(replicas=0, allow_failures=True, dead_letter=tmp_path / "d3", bulk=SMALL),
+        load=LoadOptions(recreate=True, replicas=0, allow_failures=True, dead_letter=tmp_path / "d3", bulk=SMALL),
     )  # fmt: skip
     assert accepted.verified and accepted.swapped is not None  # the one missing document is in the dead letters
 
