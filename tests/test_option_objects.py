@@ -5,14 +5,16 @@ one setup, a least-privilege user's refusals included."""
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import warnings
 from collections.abc import Iterator, Sequence
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import BUNDLED_MODEL
+from conftest import BUNDLED_MODEL, REPO
 from opensearchpy.exceptions import AuthorizationException
 from synthetic_corpus import DEMO_CORPUS
 
@@ -141,6 +143,34 @@ def test_the_keyword_form_of_a_load_warns_where_it_is_called_and_gives_the_same_
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # no keyword, no warning
         assert LoadOptions.of_call("reencode_index", None, {}, recreate=True) == LoadOptions(recreate=True)
+
+
+LOADS = {"index_corpus", "reencode_index", "index_corpus_on_ray", "reindex"}
+SEARCHERS = {"Searcher", "create"}
+
+
+def _keyword_forms(path: Path) -> list[str]:
+    """The calls in `path` that give an entry point the fields of its options object as keywords."""
+    load_fields = {f.name for f in fields(LoadOptions)} | {"options", "keep_previous"}
+    search_fields = {f.name for f in fields(SearchOptions)}
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if not isinstance(node, ast.Call):
+            continue
+        name = getattr(node.func, "id", None) or getattr(node.func, "attr", None)
+        given = {k.arg for k in node.keywords if k.arg}
+        loose = given & load_fields if name in LOADS else given & search_fields if name in SEARCHERS else set()
+        if loose:
+            keywords = ", ".join(f"{k}=" for k in sorted(loose))
+            found.append(f"{path.relative_to(REPO)}:{node.lineno} {name}({keywords})")
+    return found
+
+
+def test_no_test_or_benchmark_uses_a_keyword_form() -> None:
+    # Tests fail on the warning too (pyproject.toml); benchmarks run outside pytest, so they are read here.
+    found = [call for folder in ("tests", "benchmarks") for path in sorted((REPO / folder).glob("*.py"))
+             if path.name != "test_option_objects.py" for call in _keyword_forms(path)]  # fmt: skip
+    assert not found, "pass load=LoadOptions(...) or options=SearchOptions(...):\n" + "\n".join(found)
 
 
 def test_the_keyword_form_of_a_recipe_warns() -> None:
