@@ -18,13 +18,14 @@ from conftest import BUNDLED_MODEL, REPO
 from opensearchpy.exceptions import AuthorizationException
 from synthetic_corpus import DEMO_CORPUS
 
-from splade_os import LoadOptions, SearchOptions
+from splade_os import ConnectionSettings, LoadOptions, SearchOptions
 from splade_os.engines import OpenSearchEngine
 from splade_os.errors import ConfigError, KeywordFormWarning
 from splade_os.indexing import BulkOptions, index_corpus
 from splade_os.indexing.block_worker import SpladeRecipe
 from splade_os.indexing.reindex import reindex
 from splade_os.indexing.target import document_pruning, encoding_settings
+from splade_os.integrations.searchers import Searchers
 from splade_os.mappings import index_body, read_index_meta
 from splade_os.model.encoder import SpladeEncoder
 from splade_os.model.settings import EncoderSettings
@@ -209,6 +210,20 @@ def test_the_keyword_forms_of_loads_and_searchers_still_work(
 
         assert asyncio.run(create()) == ("title",)
     assert read_index_meta(engine_client, index_name)["encoding"] == {"max_length": 512, "long_documents": "truncate"}
+
+    from splade_os.integrations import langchain
+
+    settings = ConnectionSettings.from_env()
+    with pytest.warns(KeywordFormWarning, match=r"SpladeRetriever.from_index\(search_options=\) .* instead of a dict"):
+        retriever = langchain.SpladeRetriever.from_index(index_name, BUNDLED_MODEL, settings=settings,
+                                                         search_options={"bm25_fields": ("title",)})  # fmt: skip
+    try:
+        assert retriever._searchers.logic.bm25_fields == ("title",)
+    finally:
+        retriever.close()
+    with pytest.warns(KeywordFormWarning, match=r"Searchers.build\(bm25_fields=\)"):
+        built = Searchers.build(index_name, BUNDLED_MODEL, settings=settings, bm25_fields=("title",))
+    built.close()
 
 
 # -- One opening for both searchers ----------------------------------------------------------------------------------

@@ -429,7 +429,9 @@ def _check_responses(responses: list[dict[str, Any]], index: str) -> None:
 
 
 class Searcher:
-    """Search one index with one encoder; the encoder loads once and is reused for every query.
+    """Search one index with one encoder; the encoder loads once and is reused for every query. `options` (a
+    `SearchOptions`) say how: query pruning, hybrid fusion, the two-phase setting, the fields searched. Its fields
+    given as keywords instead are the form of earlier versions: they work, with a `KeywordFormWarning`.
 
     One searcher serves many threads at once (a web server's workers): the encoder and the client are thread-safe
     and a search changes no state of the searcher. A client or encoder passed in stays the caller's: `close()` (or
@@ -508,7 +510,8 @@ class Searcher:
 class AsyncSearcher:
     """`Searcher` for asyncio applications, on the engine's asyncio client (`pip install 'splade-os[async]'`).
 
-    Build it with `await AsyncSearcher.create(...)`. Encoding runs in a worker thread so the event loop stays free.
+    Build it with `await AsyncSearcher.create(...)`, which takes what `Searcher` takes (`options=SearchOptions(...)`)
+    and opens the index the same way. Encoding runs in a worker thread so the event loop stays free.
     """
 
     def __init__(self, client: Any, logic: _SearchLogic, *, owns_client: bool = False, owns_encoder: bool = False):
