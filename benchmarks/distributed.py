@@ -25,7 +25,7 @@ from typing import Any
 from splade_os.connection import ConnectionSettings
 from splade_os.corpus import CorpusReader
 from splade_os.engines.clients import connect
-from splade_os.indexing import BulkOptions, index_corpus
+from splade_os.indexing import BulkOptions, LoadOptions, index_corpus
 from splade_os.indexing.block_worker import BlockResult, SpladeRecipe
 from splade_os.indexing.distributed import BlockDone, RayWorkers, index_corpus_on_ray
 from splade_os.model.encoder import SpladeEncoder
@@ -39,9 +39,12 @@ def single_process(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     client = connect()
     start = time.perf_counter()
     summary = index_corpus(
-        client, args.corpus, index=f"{args.index}-single", encoder=encoder, recreate=True, replicas=0,
-        checkpoint=workdir / f"{args.index}-single.checkpoint.json",
-        dead_letter=workdir / f"{args.index}-single.dead-letter.jsonl", options=BulkOptions(batch_size=args.batch_size),
+        client, args.corpus, index=f"{args.index}-single", encoder=encoder,
+        load=LoadOptions(
+            recreate=True, replicas=0, checkpoint=workdir / f"{args.index}-single.checkpoint.json",
+            dead_letter=workdir / f"{args.index}-single.dead-letter.jsonl",
+            bulk=BulkOptions(batch_size=args.batch_size),
+        ),
     )  # fmt: skip
     wall = time.perf_counter() - start
     client.close()
@@ -61,9 +64,11 @@ def on_ray(args: argparse.Namespace, workdir: Path, workers: int) -> dict[str, A
     start, clock = time.perf_counter(), time.time()
     summary = index_corpus_on_ray(
         ConnectionSettings.from_env(), args.corpus, index=name, recipe=recipe,
-        pool=RayWorkers(workers=workers, cpus_per_worker=threads), block_size=args.block_size, recreate=True,
-        replicas=0, checkpoint=workdir / f"{name}.checkpoint.json", dead_letter=workdir / f"{name}.dead-letter.jsonl",
-        options=BulkOptions(batch_size=args.batch_size), on_block=record,
+        pool=RayWorkers(workers=workers, cpus_per_worker=threads), block_size=args.block_size, on_block=record,
+        load=LoadOptions(
+            recreate=True, replicas=0, checkpoint=workdir / f"{name}.checkpoint.json",
+            dead_letter=workdir / f"{name}.dead-letter.jsonl", bulk=BulkOptions(batch_size=args.batch_size),
+        ),
     )  # fmt: skip
     wall, ended = time.perf_counter() - start, time.time()
     by_worker: dict[int, list[BlockResult]] = {}

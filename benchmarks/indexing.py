@@ -20,7 +20,7 @@ from pathlib import Path
 
 from splade_os.corpus import CorpusReader, Record
 from splade_os.engines.clients import connect
-from splade_os.indexing import BulkOptions, index_corpus
+from splade_os.indexing import BulkOptions, LoadOptions, index_corpus
 from splade_os.model.encoder import SpladeEncoder
 
 REPO = Path(__file__).resolve().parents[1]
@@ -63,9 +63,11 @@ def main() -> int:
     client = connect()
     start = time.perf_counter()
     summary = index_corpus(
-        client, args.corpus, index=args.index, encoder=encoder, recreate=True, replicas=0,
-        checkpoint=workdir / f"{args.index}.checkpoint.json", dead_letter=workdir / f"{args.index}.dead-letter.jsonl",
-        options=BulkOptions(batch_size=args.batch_size),
+        client, args.corpus, index=args.index, encoder=encoder,
+        load=LoadOptions(
+            recreate=True, replicas=0, checkpoint=workdir / f"{args.index}.checkpoint.json",
+            dead_letter=workdir / f"{args.index}.dead-letter.jsonl", bulk=BulkOptions(batch_size=args.batch_size),
+        ),
     )  # fmt: skip
     wall = time.perf_counter() - start
     end_to_end = summary.counters.indexed / wall

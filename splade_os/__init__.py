@@ -28,7 +28,8 @@ _LAZY = {
     "EncoderSettings": "splade_os.model.settings",
     "Searcher": "splade_os.retrieval.search",
     "AsyncSearcher": "splade_os.retrieval.search",
-    "HybridParams": "splade_os.retrieval.search",
+    "HybridParams": "splade_os.retrieval.options",
+    "SearchOptions": "splade_os.retrieval.options",
     "SearchResult": "splade_os.retrieval.search",
     "Pruning": "splade_os.retrieval.query",
     "TwoPhaseSettings": "splade_os.retrieval.two_phase",
@@ -47,8 +48,9 @@ if TYPE_CHECKING:
     from splade_os.indexing.options import BulkOptions, LoadOptions
     from splade_os.model.encoder import SpladeEncoder
     from splade_os.model.settings import EncoderSettings
+    from splade_os.retrieval.options import HybridParams, SearchOptions
     from splade_os.retrieval.query import Pruning
-    from splade_os.retrieval.search import AsyncSearcher, HybridParams, Searcher, SearchResult
+    from splade_os.retrieval.search import AsyncSearcher, Searcher, SearchResult
     from splade_os.retrieval.two_phase import TwoPhaseSettings
 
 
@@ -81,6 +83,7 @@ __all__ = [
     "ModelError",
     "NodeError",
     "Pruning",
+    "SearchOptions",
     "SearchResult",
     "Searcher",
     "SparseVector",

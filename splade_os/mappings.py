@@ -155,15 +155,6 @@ def recorded_fields(meta: Mapping[str, Any]) -> dict[str, str]:
     return {k: v if isinstance(v := recorded.get(k), str) and v else k for k in DEFAULT_ENCODED_FROM}
 
 
-def recorded_encoding(meta: Mapping[str, Any]) -> dict[str, Any]:
-    """How the encoder that built an index cut long texts (`max_length`, `long_documents`, `stride`), as keyword
-    arguments of `SpladeEncoder.encode_documents`; {} for an index that recorded none."""
-    recorded = meta.get("encoding")
-    recorded = recorded if isinstance(recorded, Mapping) else {}
-    kinds = {"max_length": int, "long_documents": str, "stride": int}
-    return {k: v for k, kind in kinds.items() if isinstance(v := recorded.get(k), kind) and not isinstance(v, bool)}
-
-
 def index_body(
     *,
     shards: int = 1,

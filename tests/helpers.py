@@ -10,7 +10,7 @@ import numpy as np
 from conftest import delete_indices
 from synthetic_corpus import DEMO_CORPUS
 
-from splade_os.indexing import index_corpus
+from splade_os.indexing import LoadOptions, index_corpus
 from splade_os.indexing.lease import lock_index
 from splade_os.vectors import SparseVector
 
@@ -33,7 +33,8 @@ def indexed_demo(client: Any, encoder: Any, prefix: str, first_phase_k: int | No
     """For a fixture: the 42 demo documents in a fresh index named `prefix-<random>` (with the pruned field of
     `first_phase_k`, if given), deleted afterwards."""
     name = f"{prefix}-{uuid.uuid4().hex[:8]}"
-    summary = index_corpus(client, DEMO_CORPUS, index=name, encoder=encoder, replicas=0, first_phase_k=first_phase_k)
+    load = LoadOptions(replicas=0, first_phase_k=first_phase_k)
+    summary = index_corpus(client, DEMO_CORPUS, index=name, encoder=encoder, load=load)
     assert summary.problems() == [] and summary.counters.indexed == 42
     yield name
     delete_indices(client, f"{name}*")

@@ -12,6 +12,7 @@ from splade_os.df import DfTable, table_from_answer
 from splade_os.engines import ElasticsearchEngine, OpenSearchEngine, PruningConfig
 from splade_os.errors import ConfigError
 from splade_os.evaluation.tuning import default_grid
+from splade_os.retrieval.options import SearchOptions
 from splade_os.retrieval.query import build_two_phase_query, build_two_step_query
 from splade_os.retrieval.two_phase import TwoPhaseSettings, stored_settings
 from splade_os.vectors import SparseVector
@@ -107,7 +108,7 @@ def test_a_searcher_refuses_a_given_rule_without_a_table_and_drops_a_stored_one(
             return [QUERY for _ in texts]
 
     meta = {"first_phase": {"field": "splade_first", "top_k": 128}}
-    given = _SearchLogic("docs", Encoder(), engine=OPENSEARCH, two_phase=TwoPhaseSettings(df_ratio=2.0))
+    given = _SearchLogic("docs", Encoder(), SearchOptions(two_phase=TwoPhaseSettings(df_ratio=2.0)), engine=OPENSEARCH)
     given.use_stored(meta)
     with pytest.raises(ConfigError, match="has no df table for the cost rule: run `splade-os df docs`"):
         given.use_df(None)

@@ -14,7 +14,7 @@ import sys
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +41,7 @@ from splade_os.corpus import FieldNames
 from splade_os.df import build_df
 from splade_os.engines import engine_for
 from splade_os.errors import ModelError
-from splade_os.indexing import IndexingInterrupted, index_corpus
+from splade_os.indexing import IndexingInterrupted, LoadOptions, index_corpus
 from splade_os.indexing.blocks import corpus_files, later_copies, plan_blocks, read_block
 from splade_os.indexing.distributed import BlockDone, RayWorkers, index_corpus_on_ray
 from splade_os.indexing.ledger import default_checkpoint, default_dead_letter
@@ -219,8 +219,8 @@ def test_a_worker_killed_mid_block_loses_and_duplicates_nothing(
 
     summary = index_corpus_on_ray(
         _settings(), corpus, index=index_name, recipe=FakeRecipe(str(log), "die here", str(marker)),
-        pool=RayWorkers(workers=1), block_size=100, replicas=0, checkpoint=tmp_path / "cp.json", dead_letter=dead,
-        options=SMALL,
+        pool=RayWorkers(workers=1), block_size=100,
+        load=LoadOptions(replicas=0, checkpoint=tmp_path / "cp.json", dead_letter=dead, bulk=SMALL),
     )  # fmt: skip
 
     assert marker.exists(), "the worker never died: the test proves nothing"
@@ -271,8 +271,8 @@ def test_a_worker_error_stops_the_run_with_that_error(
     corpus = write_jsonl(tmp_path / "c.jsonl", make_docs(10))
     with pytest.raises(ModelError, match=error):
         index_corpus_on_ray(
-            _settings(), corpus, index=index_name, recipe=recipe(str(tmp_path / "log")), replicas=0,
-            checkpoint=tmp_path / "cp.json", dead_letter=tmp_path / "dead.jsonl",
+            _settings(), corpus, index=index_name, recipe=recipe(str(tmp_path / "log")),
+            load=LoadOptions(replicas=0, checkpoint=tmp_path / "cp.json", dead_letter=tmp_path / "dead.jsonl"),
         )  # fmt: skip
     assert json.loads((tmp_path / "cp.json").read_text(encoding="utf-8"))["finished"] == []
 
@@ -294,12 +294,11 @@ def test_a_resumed_driver_sends_only_the_blocks_not_finished(
     docs = make_docs(400)
     corpus = write_jsonl(tmp_path / "c.jsonl", docs)
     log, checkpoint = tmp_path / "encoded.txt", tmp_path / "cp.json"
-    common: dict[str, Any] = dict(
-        index=index_name, recipe=FakeRecipe(str(log)), pool=RayWorkers(workers=2), block_size=50, replicas=0,
-        checkpoint=checkpoint, dead_letter=tmp_path / "dead.jsonl", options=SMALL,
-    )  # fmt: skip
+    load = LoadOptions(replicas=0, checkpoint=checkpoint, dead_letter=tmp_path / "dead.jsonl", bulk=SMALL)
+    common: dict[str, Any] = dict(index=index_name, recipe=FakeRecipe(str(log)), pool=RayWorkers(workers=2),
+                                  block_size=50)  # fmt: skip
     with pytest.raises(IndexingInterrupted, match="--resume"):
-        index_corpus_on_ray(_settings(), corpus, on_block=StopAfter(3), **common)
+        index_corpus_on_ray(_settings(), corpus, on_block=StopAfter(3), load=load, **common)
 
     state = json.loads(checkpoint.read_text(encoding="utf-8"))
     finished = set(state["finished"])
@@ -309,9 +308,9 @@ def test_a_resumed_driver_sends_only_the_blocks_not_finished(
     done_numbers = {i[1:] for i in done_ids if i is not None}
     first_run = len(_encoded(log))
     with pytest.raises(Exception, match="--resume to continue it"):
-        index_corpus_on_ray(_settings(), corpus, **common)  # neither --resume nor --recreate: refused
+        index_corpus_on_ray(_settings(), corpus, load=load, **common)  # neither --resume nor --recreate: refused
 
-    summary = index_corpus_on_ray(_settings(), corpus, resume=True, **common)
+    summary = index_corpus_on_ray(_settings(), corpus, load=replace(load, resume=True), **common)
 
     again = _encoded(log)[first_run:]
     assert not [t for t in again if t.split()[1] in done_numbers], "a finished block was sent again"
@@ -330,8 +329,11 @@ def test_in_place_into_an_existing_alias_overwrites_and_adds(
 ) -> None:
     first = make_docs(50)
     index_corpus(
-        engine_client, write_jsonl(tmp_path / "a.jsonl", first), index=index_name, encoder=FakeEncoder(), replicas=0,
-        checkpoint=tmp_path / "cp1.json", dead_letter=tmp_path / "d1.jsonl", options=SMALL, first_phase_k=2,
+        engine_client, write_jsonl(tmp_path / "a.jsonl", first), index=index_name, encoder=FakeEncoder(),
+        load=LoadOptions(
+            replicas=0, checkpoint=tmp_path / "cp1.json", dead_letter=tmp_path / "d1.jsonl", bulk=SMALL,
+            first_phase_k=2,
+        ),
     )  # fmt: skip
     build_df(engine_client, index_name, index_tokens(engine_client, index_name))
     docs = make_docs(70)
@@ -340,8 +342,8 @@ def test_in_place_into_an_existing_alias_overwrites_and_adds(
 
     summary = index_corpus_on_ray(
         _settings(), write_jsonl(tmp_path / "b.jsonl", docs), index=index_name, recipe=FakeRecipe(str(tmp_path / "l")),
-        pool=RayWorkers(workers=2), block_size=20, checkpoint=tmp_path / "cp2.json", dead_letter=tmp_path / "d2.jsonl",
-        options=SMALL,
+        pool=RayWorkers(workers=2), block_size=20,
+        load=LoadOptions(checkpoint=tmp_path / "cp2.json", dead_letter=tmp_path / "d2.jsonl", bulk=SMALL),
     )  # fmt: skip
 
     c = summary.counters
@@ -509,8 +511,11 @@ def test_the_first_copy_of_an_id_wins_whichever_block_runs_first(
 
     corpus, kept = _corpus_with_duplicates(tmp_path / "c.jsonl")
     single = index_corpus(
-        engine_client, corpus, index=f"{index_name}-single", encoder=FakeEncoder(), replicas=0, allow_failures=True,
-        checkpoint=tmp_path / "cp1.json", dead_letter=tmp_path / "d1.jsonl", options=SMALL,
+        engine_client, corpus, index=f"{index_name}-single", encoder=FakeEncoder(),
+        load=LoadOptions(
+            replicas=0, allow_failures=True, checkpoint=tmp_path / "cp1.json", dead_letter=tmp_path / "d1.jsonl",
+            bulk=SMALL,
+        ),
     )  # fmt: skip
     # One worker runs the blocks last first: the later copies of d3 and d1 reach the cluster before the first ones.
     in_order = distributed.run_blocks
@@ -522,17 +527,18 @@ def test_the_first_copy_of_an_id_wins_whichever_block_runs_first(
         if stop_after is not None and len(ran) == stop_after:
             raise KeyboardInterrupt
 
+    load = LoadOptions(replicas=0, allow_failures=True, checkpoint=tmp_path / "cp2.json",
+                       dead_letter=tmp_path / "d2.jsonl", bulk=SMALL)  # fmt: skip
     common: dict[str, Any] = dict(
         index=index_name, recipe=FakeRecipe(str(tmp_path / "log")), pool=RayWorkers(workers=1), block_size=5,
-        replicas=0, allow_failures=True, checkpoint=tmp_path / "cp2.json", dead_letter=tmp_path / "d2.jsonl",
-        options=SMALL, on_block=note,
+        on_block=note,
     )  # fmt: skip
     if stop_after is None:
-        summary = index_corpus_on_ray(_settings(), corpus, **common)
+        summary = index_corpus_on_ray(_settings(), corpus, load=load, **common)
     else:
         with pytest.raises(IndexingInterrupted, match="--resume"):
-            index_corpus_on_ray(_settings(), corpus, **common)
-        summary = index_corpus_on_ray(_settings(), corpus, resume=True, **common)
+            index_corpus_on_ray(_settings(), corpus, load=load, **common)
+        summary = index_corpus_on_ray(_settings(), corpus, load=replace(load, resume=True), **common)
 
     blocks = [b.id for b in plan_blocks(corpus_files(corpus), 5)[0]]
     assert ran.index(blocks[2]) < ran.index(blocks[0]), "the later copies did not run first: the test proves nothing"

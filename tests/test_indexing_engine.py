@@ -12,6 +12,7 @@ import re
 import time
 import zlib
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,7 @@ from splade_os.cli.index import alias as alias_command
 from splade_os.cli.index import index as index_command
 from splade_os.engines import engine_for
 from splade_os.errors import EncoderMismatchError
-from splade_os.indexing import BulkOptions, Progress, index_corpus, reencode_index
+from splade_os.indexing import BulkOptions, LoadOptions, Progress, index_corpus, reencode_index
 from splade_os.mappings import VECTOR_FIELD, read_index_meta
 from splade_os.vectors import SparseVector
 
@@ -112,8 +113,8 @@ def test_load_writes_every_document_once_through_a_versioned_alias(
     encoder = FakeEncoder()
     checkpoint, dead = tmp_path / "cp.json", tmp_path / "dead.jsonl"
     summary = index_corpus(
-        engine_client, write_jsonl(tmp_path / "c.jsonl", docs), index=index_name, encoder=encoder, replicas=0,
-        checkpoint=checkpoint, dead_letter=dead, options=SMALL,
+        engine_client, write_jsonl(tmp_path / "c.jsonl", docs), index=index_name, encoder=encoder,
+        load=LoadOptions(replicas=0, checkpoint=checkpoint, dead_letter=dead, bulk=SMALL),
     )  # fmt: skip
 
     c = summary.counters
@@ -138,18 +139,19 @@ def test_rerun_replaces_in_place_and_recreate_switches_the_alias(
 ) -> None:
     docs = make_docs(40)
     corpus = write_jsonl(tmp_path / "c.jsonl", docs)
-    common: dict[str, Any] = dict(index=index_name, replicas=0, checkpoint=tmp_path / "cp", options=SMALL)
-    index_corpus(engine_client, corpus, encoder=FakeEncoder(), dead_letter=tmp_path / "d1", **common)
+    load = LoadOptions(replicas=0, checkpoint=tmp_path / "cp", bulk=SMALL)
+    index_corpus(engine_client, corpus, index=index_name, encoder=FakeEncoder(),
+                 load=replace(load, dead_letter=tmp_path / "d1"))  # fmt: skip
 
-    again = index_corpus(engine_client, corpus, encoder=FakeEncoder(), dead_letter=tmp_path / "d2", **common)
+    again = index_corpus(engine_client, corpus, index=index_name, encoder=FakeEncoder(),
+                         load=replace(load, dead_letter=tmp_path / "d2"))  # fmt: skip
     assert again.index == f"{index_name}-v1" and again.verified
     assert (again.counters.indexed, again.counters.replaced, again.index_count) == (40, 40, 40)
 
     docs[0]["text"] = "changed"
     write_jsonl(corpus, docs)
-    fresh = index_corpus(
-        engine_client, corpus, encoder=FakeEncoder(), dead_letter=tmp_path / "d3", recreate=True, **common
-    )
+    fresh = index_corpus(engine_client, corpus, index=index_name, encoder=FakeEncoder(),
+                         load=replace(load, dead_letter=tmp_path / "d3", recreate=True))  # fmt: skip
     assert fresh.index == f"{index_name}-v2" and fresh.verified
     assert fresh.swapped is not None and fresh.swapped.previous == (f"{index_name}-v1",)
     assert aliases.resolve(engine_client, index_name) == [f"{index_name}-v2"]
@@ -161,11 +163,11 @@ def test_an_index_built_by_another_encoder_is_refused(
     engine_client: OpenSearch, index_name: str, tmp_path: Path
 ) -> None:
     corpus = write_jsonl(tmp_path / "c.jsonl", make_docs(5))
-    common: dict[str, Any] = dict(index=index_name, replicas=0, checkpoint=tmp_path / "cp", options=SMALL)
-    index_corpus(engine_client, corpus, encoder=FakeEncoder(), dead_letter=tmp_path / "d", **common)
+    load = LoadOptions(replicas=0, checkpoint=tmp_path / "cp", dead_letter=tmp_path / "d", bulk=SMALL)
+    index_corpus(engine_client, corpus, index=index_name, encoder=FakeEncoder(), load=load)
     other = FakeEncoder(salt="other")
     with pytest.raises(EncoderMismatchError) as refused:
-        index_corpus(engine_client, corpus, encoder=other, dead_letter=tmp_path / "d", **common)
+        index_corpus(engine_client, corpus, index=index_name, encoder=other, load=load)
     message = str(refused.value)
     assert message.startswith(f"index '{index_name}-v1' was built with encoder 'fake' (sha256 {'0' * 12}), but ")
     assert "encoder is 'fakeother'" in message
@@ -180,8 +182,9 @@ def test_count_mismatch_is_reported(engine_client: OpenSearch, index_name: str, 
         engine_client.index(index=f"{index_name}-v1", id="intruder", body={"text": "not from the corpus"})
 
     summary = index_corpus(
-        engine_client, corpus, index=index_name, encoder=FakeEncoder(), replicas=0, checkpoint=tmp_path / "cp",
-        dead_letter=tmp_path / "d", options=SMALL, on_progress=intruder,
+        engine_client, corpus, index=index_name, encoder=FakeEncoder(),
+        load=LoadOptions(replicas=0, checkpoint=tmp_path / "cp", dead_letter=tmp_path / "d", bulk=SMALL),
+        on_progress=intruder,
     )  # fmt: skip
     assert not summary.verified
     assert summary.problems() == [
@@ -195,13 +198,13 @@ def test_reencode_reads_an_index_and_switches_readers_to_the_new_vectors(
 ) -> None:
     docs = make_docs(50)
     index_corpus(
-        engine_client, write_jsonl(tmp_path / "c.jsonl", docs), index=index_name, encoder=FakeEncoder(), replicas=0,
-        checkpoint=tmp_path / "cp", dead_letter=tmp_path / "d", options=SMALL,
+        engine_client, write_jsonl(tmp_path / "c.jsonl", docs), index=index_name, encoder=FakeEncoder(),
+        load=LoadOptions(replicas=0, checkpoint=tmp_path / "cp", dead_letter=tmp_path / "d", bulk=SMALL),
     )  # fmt: skip
     new_model = FakeEncoder(salt="v2")
     summary = reencode_index(
-        engine_client, index_name, index=index_name, encoder=new_model, replicas=0, dead_letter=tmp_path / "d2",
-        options=SMALL,
+        engine_client, index_name, index=index_name, encoder=new_model,
+        load=LoadOptions(recreate=True, replicas=0, dead_letter=tmp_path / "d2", bulk=SMALL),
     )  # fmt: skip
     assert summary.verified and summary.counters.indexed == 50
     assert summary.index == f"{index_name}-v2" and aliases.resolve(engine_client, index_name) == [summary.index]
@@ -307,8 +310,8 @@ def test_the_document_pruning_of_the_encoder_is_recorded_in_meta(
     corpus = write_jsonl(tmp_path / "c.jsonl", make_docs(3))
     pruned = SpladeEncoder(BUNDLED_MODEL, top_k=20, min_weight=0.1)
     summary = index_corpus(
-        engine_client, corpus, index=index_name, encoder=pruned, replicas=0, checkpoint=tmp_path / "cp",
-        dead_letter=tmp_path / "d", options=SMALL,
+        engine_client, corpus, index=index_name, encoder=pruned,
+        load=LoadOptions(replicas=0, checkpoint=tmp_path / "cp", dead_letter=tmp_path / "d", bulk=SMALL),
     )  # fmt: skip
     assert summary.verified
     assert read_index_meta(engine_client, index_name)["pruning"] == {"top_k": 20, "min_weight": 0.1}

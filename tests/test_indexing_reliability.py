@@ -17,6 +17,7 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -32,7 +33,7 @@ from splade_os.cli.index import index as index_command
 from splade_os.connection import ConnectionSettings
 from splade_os.engines import engine_for
 from splade_os.engines.clients import client_for
-from splade_os.indexing import BulkOptions, IndexingInterrupted, Progress, index_corpus
+from splade_os.indexing import BulkOptions, IndexingInterrupted, LoadOptions, Progress, index_corpus
 
 pytestmark = pytest.mark.engine
 
@@ -221,8 +222,8 @@ def test_every_document_lands_through_429s_5xx_and_lost_answers(
     docs = make_docs(80)
     encoder = FakeEncoder()
     summary = index_corpus(
-        client, write_jsonl(tmp_path / "c.jsonl", docs), index=index_name, encoder=encoder, replicas=0,
-        checkpoint=tmp_path / "cp", dead_letter=tmp_path / "dead", options=SMALL,
+        client, write_jsonl(tmp_path / "c.jsonl", docs), index=index_name, encoder=encoder,
+        load=LoadOptions(replicas=0, checkpoint=tmp_path / "cp", dead_letter=tmp_path / "dead", bulk=SMALL),
     )  # fmt: skip
     assert not flaky.plan, "the proxy's plan was not used up"
     assert flaky.answers["forward"] >= 5 and sum(flaky.answers.values()) >= 5 + 8
@@ -241,7 +242,7 @@ def test_a_cluster_that_stays_down_stops_the_run_with_what_to_do(
     with pytest.raises(IndexingInterrupted, match=r"run the same command with --resume to continue"):
         index_corpus(
             client, write_jsonl(tmp_path / "c.jsonl", make_docs(20)), index=index_name, encoder=FakeEncoder(),
-            replicas=0, checkpoint=tmp_path / "cp", dead_letter=tmp_path / "dead", options=options,
+            load=LoadOptions(replicas=0, checkpoint=tmp_path / "cp", dead_letter=tmp_path / "dead", bulk=options),
         )  # fmt: skip
     assert (tmp_path / "cp").exists()
 
@@ -261,12 +262,14 @@ RUNNER = textwrap.dedent(
     from test_indexing_engine import FakeEncoder
     from splade_os.engines.clients import connect
     from splade_os.errors import SpladeOSError
-    from splade_os.indexing import BulkOptions, index_corpus
+    from splade_os.indexing import BulkOptions, LoadOptions, index_corpus
 
     try:
         index_corpus(
-            connect(), Path({corpus!r}), index={index!r}, encoder=FakeEncoder(delay=0.1), replicas=0,
-            checkpoint=Path({checkpoint!r}), dead_letter=Path({dead!r}), options=BulkOptions(batch_size=20),
+            connect(), Path({corpus!r}), index={index!r}, encoder=FakeEncoder(delay=0.1), load=LoadOptions(
+                replicas=0, checkpoint=Path({checkpoint!r}), dead_letter=Path({dead!r}),
+                bulk=BulkOptions(batch_size=20),
+            ),
         )
     except SpladeOSError as err:
         print(err, file=sys.stderr)
@@ -325,8 +328,10 @@ def test_resume_after_a_crash_or_ctrl_c_leaves_every_document_exactly_once(
 
     encoder = FakeEncoder()
     summary = index_corpus(
-        engine_client, corpus, index=index_name, encoder=encoder, replicas=0, resume=True,
-        checkpoint=tmp_path / "cp.json", dead_letter=tmp_path / "dead.jsonl", options=SMALL,
+        engine_client, corpus, index=index_name, encoder=encoder,
+        load=LoadOptions(
+            replicas=0, resume=True, checkpoint=tmp_path / "cp.json", dead_letter=tmp_path / "dead.jsonl", bulk=SMALL,
+        ),
     )  # fmt: skip
     c = summary.counters
     assert (c.read, c.indexed, c.failed, c.skipped) == (600, 600, 0, 0) and summary.verified
@@ -373,16 +378,14 @@ def test_node_stopped_mid_run_then_started_and_resumed(
             stopped.set()
             stop_node(**which)
 
-    common: dict[str, Any] = dict(index=index_name, replicas=0, checkpoint=tmp_path / "cp", dead_letter=tmp_path / "d")
+    load = LoadOptions(replicas=0, checkpoint=tmp_path / "cp", dead_letter=tmp_path / "d")
     client = client_for(ConnectionSettings.from_env())
     try:
         with pytest.raises(
             IndexingInterrupted, match="once the cluster is healthy, run the same command with --resume"
         ):
-            index_corpus(
-                client, corpus, encoder=FakeEncoder(delay=0.05), options=options, on_progress=stop_after_three_batches,
-                **common,
-            )  # fmt: skip
+            index_corpus(client, corpus, index=index_name, encoder=FakeEncoder(delay=0.05),
+                         load=replace(load, bulk=options), on_progress=stop_after_three_batches)  # fmt: skip
         assert stopped.is_set()
     finally:
         start_node(**which)
@@ -392,7 +395,8 @@ def test_node_stopped_mid_run_then_started_and_resumed(
     assert 60 <= before < 400
 
     encoder = FakeEncoder()
-    summary = index_corpus(engine_client, corpus, encoder=encoder, resume=True, options=SMALL, **common)
+    summary = index_corpus(engine_client, corpus, index=index_name, encoder=encoder,
+                           load=replace(load, resume=True, bulk=SMALL))  # fmt: skip
     c = summary.counters
     assert (c.read, c.indexed, c.failed) == (400, 400, 0) and summary.verified
     assert encoder.encoded == 400 - before, "documents that had landed were encoded again"

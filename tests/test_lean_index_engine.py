@@ -19,7 +19,7 @@ from synthetic_corpus import write_collection
 
 from splade_os import aliases
 from splade_os.cli.index import index as index_command
-from splade_os.indexing import index_corpus
+from splade_os.indexing import LoadOptions, index_corpus
 from splade_os.mappings import VECTOR_FIELD, read_index_meta
 from splade_os.model.encoder import SpladeEncoder
 from splade_os.retrieval.search import Searcher
@@ -113,8 +113,9 @@ def test_explanations_re_encode_with_the_settings_the_index_was_built_with(
     else:  # the CLI has no --stride, and the default overlap (64 tokens) does not fit in windows of 16
         with SpladeEncoder(BUNDLED_MODEL, max_length=16, long_documents="split", stride=4) as built_with:
             summary = index_corpus(
-                engine_client, corpus, index=index_name, encoder=built_with, replicas=0, vectors_in_source=False
-            )
+                engine_client, corpus, index=index_name, encoder=built_with,
+                load=LoadOptions(replicas=0, vectors_in_source=False),
+            )  # fmt: skip
         assert summary.problems() == []
         recorded = {"max_length": 16, "long_documents": "split", "stride": 4}
     assert read_index_meta(engine_client, index_name)["encoding"] == recorded

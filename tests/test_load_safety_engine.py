@@ -24,7 +24,7 @@ from splade_os import aliases
 from splade_os.cli import main
 from splade_os.cli.index import index as index_command
 from splade_os.df import read_df
-from splade_os.indexing import index_corpus
+from splade_os.indexing import LoadOptions, index_corpus
 from splade_os.indexing.lease import Lease, lock_index
 from splade_os.vectors import SparseVector
 
@@ -138,7 +138,9 @@ def test_a_df_count_that_fails_after_a_verified_load_is_a_note_and_the_alias_mov
     monkeypatch.chdir(tmp_path)
     docs = make_docs(20)
     corpus = write_jsonl(tmp_path / "c.jsonl", docs)
-    index_corpus(engine_client, corpus, index=index_name, encoder=FakeEncoder(), replicas=0, options=SMALL)
+    index_corpus(
+        engine_client, corpus, index=index_name, encoder=FakeEncoder(), load=LoadOptions(replicas=0, bulk=SMALL),
+    )  # fmt: skip
     assert read_df(engine_client, index_name) is not None  # v1 has its table
     encoder = FakeEncoder(salt="v2")
     _use_model(monkeypatch, encoder)
@@ -168,8 +170,10 @@ def test_df_tokens_refuses_an_empty_list_and_records_a_list_as_partial_which_loa
 ) -> None:
     docs = make_docs(12)
     encoder = FakeEncoder()
-    index_corpus(engine_client, write_jsonl(tmp_path / "c.jsonl", docs[:6]), index=index_name, encoder=encoder,
-                 replicas=0, checkpoint=tmp_path / "cp", dead_letter=tmp_path / "dl", options=SMALL)  # fmt: skip
+    index_corpus(
+        engine_client, write_jsonl(tmp_path / "c.jsonl", docs[:6]), index=index_name, encoder=encoder,
+        load=LoadOptions(replicas=0, checkpoint=tmp_path / "cp", dead_letter=tmp_path / "dl", bulk=SMALL),
+    )  # fmt: skip
     assert read_df(engine_client, index_name).partial is False  # type: ignore[union-attr]
     (tmp_path / "empty.txt").write_text("\n")
     refused = CliRunner().invoke(main, ["df", index_name, "--tokens", str(tmp_path / "empty.txt")])
@@ -190,9 +194,10 @@ def test_df_tokens_refuses_an_empty_list_and_records_a_list_as_partial_which_loa
     assert f"the table of {index_name}-v1 is partial: counted over 2 listed tokens only" in line
 
     # A load into the index builds on that table: it says its own is partial, and records it so.
-    summary = index_corpus(engine_client, write_jsonl(tmp_path / "d.jsonl", docs[6:]), index=index_name,
-                           encoder=encoder, checkpoint=tmp_path / "cp", dead_letter=tmp_path / "dl",
-                           options=SMALL)  # fmt: skip
+    summary = index_corpus(
+        engine_client, write_jsonl(tmp_path / "d.jsonl", docs[6:]), index=index_name, encoder=encoder,
+        load=LoadOptions(checkpoint=tmp_path / "cp", dead_letter=tmp_path / "dl", bulk=SMALL),
+    )  # fmt: skip
     assert summary.verified and summary.counters.indexed == 6
     (note,) = [n for n in summary.notes if n.startswith("df table")]
     assert "over the tokens this run sent only" in note and f"splade-os df {index_name}-v1 --model MODEL" in note
@@ -259,8 +264,10 @@ def test_a_load_whose_every_record_failed_leaves_no_index_alias_or_lease_behind(
     assert not state_file(engine_client, index_name, "checkpoint.json").exists()
 
     # Into an alias with a version readers use: it stays there, even with --allow-failures.
-    index_corpus(engine_client, write_jsonl(tmp_path / "c.jsonl", make_docs(3)), index=index_name,
-                 encoder=FakeEncoder(), replicas=0, options=SMALL)  # fmt: skip
+    index_corpus(
+        engine_client, write_jsonl(tmp_path / "c.jsonl", make_docs(3)), index=index_name, encoder=FakeEncoder(),
+        load=LoadOptions(replicas=0, bulk=SMALL),
+    )  # fmt: skip
     (first,) = aliases.resolve(engine_client, index_name)
     result = _index("v.jsonl", "--index", index_name, "--vectors", "--recreate", "--allow-failures")
     assert result.exit_code == 1 and f"so {first[:-1]}2 was removed\n" in result.output

@@ -11,6 +11,7 @@ import json
 import os
 import threading
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,7 @@ from splade_os.cli.index import index as index_command
 from splade_os.connection import ConnectionSettings
 from splade_os.engines.clients import client_for
 from splade_os.errors import ConfigError, EngineError, ModelError
-from splade_os.indexing import Progress, index_corpus, reencode_index
+from splade_os.indexing import LoadOptions, Progress, index_corpus, reencode_index
 from splade_os.retrieval.search import Searcher
 from splade_os.vectors import SparseVector
 
@@ -114,12 +115,12 @@ def test_a_short_reencode_does_not_move_the_alias(engine_client: OpenSearch, ind
     docs = make_docs(20)
     docs[7]["text"] = "poison pill"
     index_corpus(
-        engine_client, write_jsonl(tmp_path / "c.jsonl", docs), index=index_name, encoder=FakeEncoder(), replicas=0,
-        checkpoint=tmp_path / "cp", dead_letter=tmp_path / "d", options=SMALL,
+        engine_client, write_jsonl(tmp_path / "c.jsonl", docs), index=index_name, encoder=FakeEncoder(),
+        load=LoadOptions(replicas=0, checkpoint=tmp_path / "cp", dead_letter=tmp_path / "d", bulk=SMALL),
     )  # fmt: skip
     summary = reencode_index(
-        engine_client, index_name, index=index_name, encoder=FailingEncoder(salt="v2"), replicas=0,
-        dead_letter=tmp_path / "d2", options=SMALL,
+        engine_client, index_name, index=index_name, encoder=FailingEncoder(salt="v2"),
+        load=LoadOptions(recreate=True, replicas=0, dead_letter=tmp_path / "d2", bulk=SMALL),
     )  # fmt: skip
     assert summary.counters.failed == 1 and summary.index_count == 19
     # Every document accounted for (the failed one is in the dead letters), so no count mismatch; the failure alone
@@ -132,8 +133,8 @@ def test_a_short_reencode_does_not_move_the_alias(engine_client: OpenSearch, ind
     assert [e["doc_id"] for e in letters] == ["d7"]
 
     accepted = reencode_index(
-        engine_client, index_name, index=index_name, encoder=FailingEncoder(salt="v3"), replicas=0, allow_failures=True,
-        dead_letter=tmp_path / "d3", options=SMALL,
+        engine_client, index_name, index=index_name, encoder=FailingEncoder(salt="v3"),
+        load=LoadOptions(recreate=True, replicas=0, allow_failures=True, dead_letter=tmp_path / "d3", bulk=SMALL),
     )  # fmt: skip
     assert accepted.verified and accepted.swapped is not None  # the one missing document is in the dead letters
 
@@ -146,7 +147,9 @@ def test_a_concrete_index_is_never_replaced_by_an_alias(
     with pytest.raises(ConfigError, match="concrete index, not an alias"):
         index_corpus(
             engine_client, write_jsonl(tmp_path / "c.jsonl", make_docs(2)), index=index_name, encoder=FakeEncoder(),
-            recreate=True, replicas=0, checkpoint=tmp_path / "cp", dead_letter=tmp_path / "d", options=SMALL,
+            load=LoadOptions(
+                recreate=True, replicas=0, checkpoint=tmp_path / "cp", dead_letter=tmp_path / "d", bulk=SMALL,
+            ),
         )  # fmt: skip
     assert engine_client.count(index=index_name)["count"] == 1
 
@@ -156,9 +159,9 @@ def test_a_broken_encoder_stops_the_run_with_one_error_and_resume_finishes(
 ) -> None:
     docs = make_docs(80)
     corpus, checkpoint, dead = write_jsonl(tmp_path / "c.jsonl", docs), tmp_path / "cp.json", tmp_path / "dead.jsonl"
-    common: dict[str, Any] = dict(index=index_name, replicas=0, checkpoint=checkpoint, dead_letter=dead, options=SMALL)
+    load = LoadOptions(replicas=0, checkpoint=checkpoint, dead_letter=dead, bulk=SMALL)
     with pytest.raises(ModelError, match="failed on every one of 16 documents .*CUDA error.*--resume"):
-        index_corpus(engine_client, corpus, encoder=FailingEncoder(break_after=2), **common)
+        index_corpus(engine_client, corpus, index=index_name, encoder=FailingEncoder(break_after=2), load=load)
     assert _bulk_threads() == []  # the sender stopped with the run
     assert str(dead) not in _open_files()
     assert not dead.exists()  # not 48 dead letters for one broken encoder
@@ -166,7 +169,8 @@ def test_a_broken_encoder_stops_the_run_with_one_error_and_resume_finishes(
     state = json.loads(checkpoint.read_text())
     assert state["counters"]["indexed"] == 32  # the two batches encoded before the failure were sent
 
-    summary = index_corpus(engine_client, corpus, encoder=FakeEncoder(), resume=True, **common)
+    summary = index_corpus(engine_client, corpus, index=index_name, encoder=FakeEncoder(),
+                           load=replace(load, resume=True))  # fmt: skip
     assert summary.verified and summary.counters.indexed == 80
     assert sorted(landed(engine_client, index_name)) == sorted(d["_id"] for d in docs)
 
@@ -178,7 +182,9 @@ def test_a_failure_during_setup_closes_files_and_restores_refreshes(
     with pytest.raises(FileNotFoundError):
         index_corpus(
             engine_client, write_jsonl(tmp_path / "c.jsonl", make_docs(5)), index=index_name, encoder=FakeEncoder(),
-            replicas=0, checkpoint=tmp_path / "no-such-folder" / "cp.json", dead_letter=dead, options=SMALL,
+            load=LoadOptions(
+                replicas=0, checkpoint=tmp_path / "no-such-folder" / "cp.json", dead_letter=dead, bulk=SMALL,
+            ),
         )  # fmt: skip
     assert _refresh_interval(engine_client, f"{index_name}-v1") != "-1"
     assert str(dead) not in _open_files() and _bulk_threads() == []
@@ -188,15 +194,16 @@ def test_an_in_place_load_never_stops_the_live_index_refreshing(
     engine_client: OpenSearch, index_name: str, tmp_path: Path
 ) -> None:
     corpus = write_jsonl(tmp_path / "c.jsonl", make_docs(48))
-    common: dict[str, Any] = dict(index=index_name, replicas=0, checkpoint=tmp_path / "cp", options=SMALL)
-    index_corpus(engine_client, corpus, encoder=FakeEncoder(), dead_letter=tmp_path / "d1", **common)
+    load = LoadOptions(replicas=0, checkpoint=tmp_path / "cp", bulk=SMALL)
+    index_corpus(engine_client, corpus, index=index_name, encoder=FakeEncoder(),
+                 load=replace(load, dead_letter=tmp_path / "d1"))  # fmt: skip
     seen: list[Any] = []
 
     def look(progress: Progress) -> None:  # a SIGKILL here would leave whatever the live index has now
         seen.append(_refresh_interval(engine_client, f"{index_name}-v1"))
 
-    again = index_corpus(engine_client, corpus, encoder=FakeEncoder(), dead_letter=tmp_path / "d2", on_progress=look,
-                         **common)  # fmt: skip
+    again = index_corpus(engine_client, corpus, index=index_name, encoder=FakeEncoder(),
+                         load=replace(load, dead_letter=tmp_path / "d2"), on_progress=look)  # fmt: skip
     assert again.verified and len(seen) == 3
     assert "-1" not in seen
 
@@ -215,7 +222,8 @@ def test_the_callers_client_keeps_its_retries_and_stays_open(
     try:
         summary = index_corpus(
             client, write_jsonl(tmp_path / "c.jsonl", make_docs(40)), index=index_name, encoder=FakeEncoder(),
-            replicas=0, checkpoint=tmp_path / "cp", dead_letter=tmp_path / "d", options=SMALL, on_progress=look,
+            load=LoadOptions(replicas=0, checkpoint=tmp_path / "cp", dead_letter=tmp_path / "d", bulk=SMALL),
+            on_progress=look,
         )  # fmt: skip
         assert summary.verified
         assert seen == [retries] * 3 and client.transport.max_retries == retries
@@ -228,8 +236,10 @@ def test_a_corrupt_checkpoint_is_one_clear_error(engine_client: OpenSearch, inde
     corpus, checkpoint = write_jsonl(tmp_path / "c.jsonl", make_docs(3)), tmp_path / "cp.json"
     checkpoint.write_text('{"version": 1, "target": {"ali')
     with pytest.raises(ConfigError, match=r"checkpoint .*cp.json cannot be read .*start over with --recreate"):
-        index_corpus(engine_client, corpus, index=index_name, encoder=FakeEncoder(), resume=True, checkpoint=checkpoint,
-                     dead_letter=tmp_path / "d", options=SMALL)  # fmt: skip
+        index_corpus(
+            engine_client, corpus, index=index_name, encoder=FakeEncoder(),
+            load=LoadOptions(resume=True, checkpoint=checkpoint, dead_letter=tmp_path / "d", bulk=SMALL),
+        )  # fmt: skip
     result = CliRunner().invoke(
         index_command, [str(corpus), "--index", index_name, "--model", str(BUNDLED_MODEL), "--resume",
                         "--checkpoint", str(checkpoint), "--replicas", "0"],
@@ -237,8 +247,10 @@ def test_a_corrupt_checkpoint_is_one_clear_error(engine_client: OpenSearch, inde
     assert result.exit_code == 1
     assert "Traceback" not in result.output and len(result.output.strip().splitlines()) == 1
     assert "cannot be read" in result.output
-    fresh = index_corpus(engine_client, corpus, index=index_name, encoder=FakeEncoder(), recreate=True,
-                         checkpoint=checkpoint, dead_letter=tmp_path / "d", options=SMALL, replicas=0)  # fmt: skip
+    fresh = index_corpus(
+        engine_client, corpus, index=index_name, encoder=FakeEncoder(),
+        load=LoadOptions(recreate=True, checkpoint=checkpoint, dead_letter=tmp_path / "d", bulk=SMALL, replicas=0),
+    )  # fmt: skip
     assert fresh.verified and fresh.index_count == 3
 
 
@@ -281,9 +293,11 @@ def test_searcher_closes_what_it_made_and_never_what_it_was_given(
 
         from splade_os.model.encoder import SpladeEncoder
 
-        index_corpus(given, write_jsonl(tmp_path / "c.jsonl", make_docs(2)), index=index_name, replicas=0,
-                     encoder=SpladeEncoder(BUNDLED_MODEL), checkpoint=tmp_path / "cp", dead_letter=tmp_path / "d",
-                     options=SMALL)  # fmt: skip
+        index_corpus(
+            given, write_jsonl(tmp_path / "c.jsonl", make_docs(2)), index=index_name,
+            encoder=SpladeEncoder(BUNDLED_MODEL),
+            load=LoadOptions(replicas=0, checkpoint=tmp_path / "cp", dead_letter=tmp_path / "d", bulk=SMALL),
+        )  # fmt: skip
         with Searcher(index_name, BUNDLED_MODEL, client=given) as searcher:
             assert searcher.search("café number", k=2).hits
         assert not _pool_closed(given) and given.count(index=index_name)["count"] == 2

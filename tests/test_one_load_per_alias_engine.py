@@ -29,6 +29,7 @@ from splade_os.cli import main
 from splade_os.connection import ConnectionSettings
 from splade_os.engines.refusals import http_status
 from splade_os.errors import LeaseHeldError
+from splade_os.indexing import LoadOptions
 from splade_os.indexing.lease import LEASE_ENV, Lease, lock_index
 
 pytestmark = pytest.mark.engine
@@ -120,8 +121,10 @@ def test_a_ray_load_takes_the_lease_in_its_driver(
     from splade_os.indexing import SpladeRecipe, index_corpus_on_ray
 
     with pytest.raises(LeaseHeldError, match=f"is being loaded by {HOST} pid {first_load.pid} "):
-        index_corpus_on_ray(ConnectionSettings.from_env(), DEMO_CORPUS, index=index_name,
-                            recipe=SpladeRecipe(str(BUNDLED_MODEL)), replicas=0)  # fmt: skip
+        index_corpus_on_ray(
+            ConnectionSettings.from_env(), DEMO_CORPUS, index=index_name, recipe=SpladeRecipe(str(BUNDLED_MODEL)),
+            load=LoadOptions(replicas=0),
+        )  # fmt: skip
     assert aliases.versions(engine_client, index_name) == [f"{index_name}-v1"]
 
 

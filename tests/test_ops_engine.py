@@ -21,7 +21,7 @@ from splade_os.doctor import FAIL, OK, SKIP, run_checks
 from splade_os.engines import Engine, engine_for, opensearch_privileges
 from splade_os.engines.elasticsearch import security_off
 from splade_os.engines.refusals import http_status, is_missing_endpoint
-from splade_os.indexing import BulkOptions
+from splade_os.indexing import BulkOptions, LoadOptions
 from splade_os.indexing.reindex import ReindexResult, reindex
 from splade_os.mappings import VECTOR_FIELD
 from splade_os.model.encoder import SpladeEncoder
@@ -48,9 +48,12 @@ def corpus(tmp_path: Path) -> Path:
     return path
 
 
-def _build(client: OpenSearch, alias: str, encoder: SpladeEncoder, tmp: Path, **kwargs: Any) -> ReindexResult:
-    options = BulkOptions(batch_size=4)
-    return reindex(client, alias, encoder, replicas=0, dead_letter=tmp / "dl.jsonl", options=options, **kwargs)
+def _build(
+    client: OpenSearch, alias: str, encoder: SpladeEncoder, tmp: Path, *, delete_previous: bool = False, **kwargs: Any
+) -> ReindexResult:
+    load = LoadOptions(replicas=0, dead_letter=tmp / "dl.jsonl", bulk=BulkOptions(batch_size=4),
+                       delete_previous=delete_previous)  # fmt: skip
+    return reindex(client, alias, encoder, load=load, **kwargs)
 
 
 def test_reindex_builds_verifies_swaps_and_keeps_or_deletes(
@@ -68,7 +71,7 @@ def test_reindex_builds_verifies_swaps_and_keeps_or_deletes(
     new = engine_client.get(index=f"{index_name}-v2", id="d3")["_source"][VECTOR_FIELD]
     assert new == pytest.approx(old, rel=1e-6)  # same model, same text: the same vector
 
-    third = _build(engine_client, index_name, encoder, tmp_path, corpus=corpus, keep_previous=False)
+    third = _build(engine_client, index_name, encoder, tmp_path, corpus=corpus, delete_previous=True)
     assert third.swapped and third.deleted == (f"{index_name}-v2",)
     assert not engine_client.indices.exists(index=f"{index_name}-v2")
     assert aliases.resolve(engine_client, index_name) == [f"{index_name}-v3"]

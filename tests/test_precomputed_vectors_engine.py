@@ -29,7 +29,7 @@ from splade_os.cli.encode import encode as encode_command
 from splade_os.cli.index import index as index_command
 from splade_os.engines import engine_for
 from splade_os.errors import EncoderMismatchError
-from splade_os.indexing import index_corpus
+from splade_os.indexing import LoadOptions, index_corpus
 from splade_os.indexing.precomputed import PrecomputedVectors, vocabulary_sha256
 from splade_os.mappings import VECTOR_FIELD, read_index_meta
 from splade_os.model.encoder import SpladeEncoder
@@ -119,8 +119,8 @@ def test_bad_vectors_are_dead_lettered_with_the_reason_and_the_rest_indexed(
     dead = tmp_path / "dead.jsonl"
 
     summary = index_corpus(
-        engine_client, corpus, index=index_name, encoder=PrecomputedVectors(), replicas=0, dead_letter=dead,
-        checkpoint=tmp_path / "cp.json", options=SMALL,
+        engine_client, corpus, index=index_name, encoder=PrecomputedVectors(),
+        load=LoadOptions(replicas=0, dead_letter=dead, checkpoint=tmp_path / "cp.json", bulk=SMALL),
     )  # fmt: skip
 
     stored_dots = engine.name == "elasticsearch"  # sparse_vector keeps the dots as they are
@@ -171,21 +171,27 @@ def test_an_index_of_another_encoder_refuses_vectors_before_anything_is_sent(
     need_model()
     fake = FakeEncoder()
     docs = make_docs(6)
-    index_corpus(engine_client, write_jsonl(tmp_path / "c.jsonl", docs), index=index_name, encoder=fake, replicas=0,
-                 checkpoint=tmp_path / "cp0.json", dead_letter=tmp_path / "d0", options=SMALL)  # fmt: skip
+    index_corpus(
+        engine_client, write_jsonl(tmp_path / "c.jsonl", docs), index=index_name, encoder=fake,
+        load=LoadOptions(replicas=0, checkpoint=tmp_path / "cp0.json", dead_letter=tmp_path / "d0", bulk=SMALL),
+    )  # fmt: skip
     more = write_jsonl(tmp_path / "v.jsonl", vector_lines(make_docs(4, prefix="x"), fake))
     vectors = PrecomputedVectors.from_model(BUNDLED_MODEL)
 
     with pytest.raises(EncoderMismatchError) as refused:
-        index_corpus(engine_client, more, index=index_name, encoder=vectors, checkpoint=tmp_path / "cp.json",
-                     dead_letter=tmp_path / "d", options=SMALL)  # fmt: skip
+        index_corpus(
+            engine_client, more, index=index_name, encoder=vectors,
+            load=LoadOptions(checkpoint=tmp_path / "cp.json", dead_letter=tmp_path / "d", bulk=SMALL),
+        )  # fmt: skip
 
     message = str(refused.value)
     assert "built with encoder 'fake'" in message and "the vocabulary of 'splade-tiny'" in message
     assert sorted(landed(engine_client, index_name)) == sorted(d["_id"] for d in docs)
     # Without the model nothing can be checked: the vectors go in, and the run says it could not check.
-    summary = index_corpus(engine_client, more, index=index_name, encoder=PrecomputedVectors(),
-                           checkpoint=tmp_path / "cp.json", dead_letter=tmp_path / "d", options=SMALL)  # fmt: skip
+    summary = index_corpus(
+        engine_client, more, index=index_name, encoder=PrecomputedVectors(),
+        load=LoadOptions(checkpoint=tmp_path / "cp.json", dead_letter=tmp_path / "d", bulk=SMALL),
+    )  # fmt: skip
     assert summary.verified and summary.counters.indexed == 4 and len(landed(engine_client, index_name)) == 10
 
 
@@ -197,16 +203,20 @@ def test_an_index_built_from_checked_vectors_records_their_vocabulary(
         vectors = encoder.encode_documents(["tides follow the moon", "vaccines train the immune system"])
     corpus = write_jsonl(tmp_path / "v.jsonl", [{"_id": str(i), "vector": v.to_dict()} for i, v in enumerate(vectors)])
     checked = PrecomputedVectors.from_model(BUNDLED_MODEL)
-    summary = index_corpus(engine_client, corpus, index=index_name, encoder=checked, replicas=0,
-                           checkpoint=tmp_path / "cp.json", dead_letter=tmp_path / "d", options=SMALL)  # fmt: skip
+    summary = index_corpus(
+        engine_client, corpus, index=index_name, encoder=checked,
+        load=LoadOptions(replicas=0, checkpoint=tmp_path / "cp.json", dead_letter=tmp_path / "d", bulk=SMALL),
+    )  # fmt: skip
     assert summary.verified and summary.counters.indexed == 2
     recorded = read_index_meta(engine_client, index_name)["encoder"]
     assert recorded["name"] == "precomputed" and recorded["vocabulary"]["name"] == "splade-tiny"
     assert recorded["vocabulary"]["sha256"] == vocabulary_sha256(checked.vocabulary or ())
     other = PrecomputedVectors(["tides", "moon"], "tiny-vocab")
     with pytest.raises(EncoderMismatchError, match="vocabulary of 'splade-tiny'.*vocabulary of 'tiny-vocab'"):
-        index_corpus(engine_client, corpus, index=index_name, encoder=other, checkpoint=tmp_path / "cp.json",
-                     dead_letter=tmp_path / "d", options=SMALL)  # fmt: skip
+        index_corpus(
+            engine_client, corpus, index=index_name, encoder=other,
+            load=LoadOptions(checkpoint=tmp_path / "cp.json", dead_letter=tmp_path / "d", bulk=SMALL),
+        )  # fmt: skip
 
 
 # `splade-os index` in a process that dies once the batch holding d4 (its second) has landed, before its checkpoint

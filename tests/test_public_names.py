@@ -21,6 +21,7 @@ EXPORTED = {
     "Searcher",
     "AsyncSearcher",
     "HybridParams",
+    "SearchOptions",
     "SearchResult",
     "Pruning",
     "TwoPhaseSettings",

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from splade_os.engines import OpenSearchEngine
+from splade_os.retrieval.options import SearchOptions
 from splade_os.retrieval.query import (
     Pruning,
     build_bm25_query,
@@ -137,7 +138,7 @@ class _FixedEncoder:
 def test_requests_of_each_search_mode_golden(mode: str) -> None:
     from splade_os.retrieval.search import _SearchLogic
 
-    logic = _SearchLogic("docs", _FixedEncoder(), pruning=Pruning(top_k=4), engine=OPENSEARCH)
+    logic = _SearchLogic("docs", _FixedEncoder(), options=SearchOptions(pruning=Pruning(top_k=4)), engine=OPENSEARCH)
     prepared = logic.prepare("heart attack", 5, mode, [FILTER], explain=False)  # type: ignore[arg-type]
     _check_golden(f"requests_{mode.replace('-', '_')}", {"requests": prepared.requests})
     assert len(prepared.requests) == (2 if mode == "hybrid" else 1)
@@ -151,7 +152,7 @@ def _short(body: dict[str, Any], found: int) -> dict[str, Any]:
 def test_two_phase_on_an_index_with_the_pruned_field_is_two_step_with_an_exact_fallback() -> None:
     from splade_os.retrieval.search import _SearchLogic
 
-    logic = _SearchLogic("docs", _FixedEncoder(), pruning=Pruning(top_k=4), engine=OPENSEARCH)
+    logic = _SearchLogic("docs", _FixedEncoder(), options=SearchOptions(pruning=Pruning(top_k=4)), engine=OPENSEARCH)
     logic.use_stored({"first_phase": {"field": "splade_first", "top_k": 128}})
     prepared = logic.prepare("heart attack", 5, "two-phase", [FILTER], explain=False)
     _check_golden("requests_two_step", {"requests": prepared.requests})

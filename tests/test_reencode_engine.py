@@ -19,10 +19,11 @@ from test_indexing_engine import landed, write_jsonl
 from splade_os import aliases
 from splade_os.cli.index import index as index_command
 from splade_os.engines import Engine
-from splade_os.indexing import BulkOptions
+from splade_os.indexing import BulkOptions, LoadOptions
 from splade_os.indexing.reindex import reindex
 from splade_os.mappings import VECTOR_FIELD, VECTOR_FIELDS, read_index_meta
 from splade_os.model.encoder import SpladeEncoder
+from splade_os.retrieval.options import SearchOptions
 from splade_os.retrieval.query import build_bm25_query
 from splade_os.retrieval.search import Searcher
 
@@ -142,7 +143,9 @@ def test_a_re_encode_of_a_foreign_index_keeps_its_fields_and_their_mappings(
 
     # No `title` or `text` in these documents: BM25 on them finds nothing, on the source as on the copy; BM25 on
     # the fields the vectors came from ranks as it did on the source, and SPLADE finds the documents.
-    with Searcher(copy, encoder, client=engine_client, bm25_fields=("headline", "body")) as on_fields:
+    with Searcher(
+        copy, encoder, client=engine_client, options=SearchOptions(bm25_fields=("headline", "body")),
+    ) as on_fields:
         for query in QUERIES:
             assert _bm25(engine_client, copy, query) == _bm25(engine_client, source, query) == {}
             on_source = _bm25(engine_client, source, query, ("headline", "body"))
@@ -150,8 +153,10 @@ def test_a_re_encode_of_a_foreign_index_keeps_its_fields_and_their_mappings(
             assert {h.id for h in on_fields.search(query, k=100, mode="bm25").hits} == set(on_source)
             assert on_fields.search(query, k=3, mode="splade").hits
 
-    again = reindex(engine_client, copy, encoder, replicas=0, dead_letter=tmp_path / "dl.jsonl",
-                    options=BulkOptions(batch_size=16))  # fmt: skip
+    again = reindex(
+        engine_client, copy, encoder,
+        load=LoadOptions(replicas=0, dead_letter=tmp_path / "dl.jsonl", bulk=BulkOptions(batch_size=16)),
+    )  # fmt: skip
     assert again.problems == [] and again.swapped and again.summary.index == f"{copy}-v2"
     assert again.summary.index_count == 43
     assert _sources(engine_client, copy) == before

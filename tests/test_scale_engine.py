@@ -121,9 +121,11 @@ def test_every_load_keeps_a_df_table_of_every_token_the_index_holds(
     engine_client: Any, index_name: str, tmp_path: Path
 ) -> None:
     def load(docs: list[dict[str, Any]], name: str, encoder: Any = None) -> list[str]:
-        summary = index_corpus(engine_client, write_jsonl(tmp_path / f"{name}.jsonl", docs), index=index_name,
-                               encoder=encoder or FakeEncoder(), replicas=0, dead_letter=tmp_path / f"{name}.dead",
-                               checkpoint=tmp_path / f"{name}.cp")  # fmt: skip
+        summary = index_corpus(
+            engine_client, write_jsonl(tmp_path / f"{name}.jsonl", docs), index=index_name,
+            encoder=encoder or FakeEncoder(),
+            load=LoadOptions(replicas=0, dead_letter=tmp_path / f"{name}.dead", checkpoint=tmp_path / f"{name}.cp"),
+        )  # fmt: skip
         assert summary.problems() == [], summary.verification
         return summary.notes
 

@@ -14,8 +14,9 @@ from synthetic_corpus import DEMO_CORPUS
 
 from splade_os.errors import InputError
 from splade_os.evaluation.tuning import store, tune
-from splade_os.indexing import index_corpus
+from splade_os.indexing import LoadOptions, index_corpus
 from splade_os.model.encoder import SpladeEncoder
+from splade_os.retrieval.options import SearchOptions
 from splade_os.retrieval.query import NO_TERMS_NOTE, Pruning
 from splade_os.retrieval.search import Searcher
 from splade_os.retrieval.two_phase import TwoPhaseSettings
@@ -41,7 +42,9 @@ def demo_index(engine_client: Any, encoder: SpladeEncoder) -> Iterator[str]:
 def plain_index(engine_client: Any, encoder: SpladeEncoder) -> Iterator[str]:
     """The demo corpus without the pruned field (two-phase search on the full field)."""
     name = f"edges-plain-{uuid.uuid4().hex[:8]}"
-    summary = index_corpus(engine_client, DEMO_CORPUS, index=name, encoder=encoder, replicas=0, first_phase_k=0)
+    summary = index_corpus(
+        engine_client, DEMO_CORPUS, index=name, encoder=encoder, load=LoadOptions(replicas=0, first_phase_k=0),
+    )  # fmt: skip
     assert summary.problems() == []
     yield name
     delete_indices(engine_client, f"{name}*")
@@ -124,7 +127,7 @@ def test_a_query_with_no_term_left_matches_nothing(
 ) -> None:
     index = request.getfixturevalue(which)
     nothing = Pruning(min_weight=1_000.0)  # prunes every term of every query
-    with Searcher(index, encoder, client=engine_client, pruning=nothing) as searcher:
+    with Searcher(index, encoder, client=engine_client, options=SearchOptions(pruning=nothing)) as searcher:
         result = searcher.search(QUERY, k=5, mode=mode)  # type: ignore[arg-type]
         bm25 = searcher.search(QUERY, k=5, mode="bm25")
         filtered = searcher.search(QUERY, k=5, mode=mode, filter={"exists": {"field": "text"}})  # type: ignore[arg-type]
@@ -140,6 +143,6 @@ def test_an_explicit_window_is_clamped_but_never_below_the_page(
     engine_client: Any, encoder: SpladeEncoder, demo_index: str
 ) -> None:
     settings = TwoPhaseSettings(first_terms=16, window=50_000)
-    with Searcher(demo_index, encoder, client=engine_client, two_phase=settings) as searcher:
+    with Searcher(demo_index, encoder, client=engine_client, options=SearchOptions(two_phase=settings)) as searcher:
         result = searcher.search(QUERY, k=10, mode="two-phase")
     assert "cut from 50,000 to 10,000" in result.notes[-1] and len(result.hits) == 10

@@ -18,7 +18,7 @@ from splade_os.cli import main
 from splade_os.engines import Engine
 from splade_os.engines.refusals import http_status
 from splade_os.errors import EncoderMismatchError, EngineError, InputError
-from splade_os.indexing import index_corpus
+from splade_os.indexing import LoadOptions, index_corpus
 from splade_os.mappings import META_KEY, VECTOR_FIELD
 from splade_os.model.encoder import SpladeEncoder
 from splade_os.retrieval.query import build_splade_query, cluster_max_clauses
@@ -204,8 +204,10 @@ def test_tied_hits_come_back_in_id_order_however_the_documents_were_indexed(
         corpus = tmp_path / f"{order}.jsonl"
         corpus.write_text("".join(json.dumps(d) + "\n" for d in listed))
         name = f"{index_name}-{order}"
-        summary = index_corpus(engine_client, corpus, index=name, encoder=encoder, replicas=0,
-                               dead_letter=tmp_path / f"{order}.dl.jsonl")  # fmt: skip
+        summary = index_corpus(
+            engine_client, corpus, index=name, encoder=encoder,
+            load=LoadOptions(replicas=0, dead_letter=tmp_path / f"{order}.dl.jsonl"),
+        )  # fmt: skip
         assert summary.problems() == []
         built.append(Searcher(name, encoder, client=engine_client))
     for mode in ("splade", "bm25", "two-phase", "hybrid"):

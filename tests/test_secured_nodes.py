@@ -45,7 +45,7 @@ from splade_os.engines.elasticsearch import import_client
 from splade_os.engines.errors import describe_error
 from splade_os.engines.roles import INDEXER, SEARCHER, privileges
 from splade_os.errors import EngineError
-from splade_os.indexing import BulkOptions, IndexingRefused, RayWorkers, index_corpus, index_corpus_on_ray
+from splade_os.indexing import BulkOptions, IndexingRefused, LoadOptions, RayWorkers, index_corpus, index_corpus_on_ray
 from splade_os.model.encoder import SpladeEncoder
 from splade_os.node.distributions import OPENSEARCH, dist_dir
 from splade_os.node.java import find_java
@@ -257,9 +257,13 @@ def test_refused_bulk_midway_loses_nothing_and_resume_completes(
     encoder = SpladeEncoder(MODEL)
     try:
         with pytest.raises(IndexingRefused) as caught:
-            index_corpus(client, beir / "corpus.jsonl", index=alias, encoder=encoder, replicas=0, analyzer="standard",
-                         checkpoint=checkpoint, dead_letter=dead_letter, options=BulkOptions(batch_size=4),
-                         on_progress=revoke_after_first_batch)  # fmt: skip
+            index_corpus(
+                client, beir / "corpus.jsonl", index=alias, encoder=encoder, on_progress=revoke_after_first_batch,
+                load=LoadOptions(
+                    replicas=0, analyzer="standard", checkpoint=checkpoint, dead_letter=dead_letter,
+                    bulk=BulkOptions(batch_size=4),
+                ),
+            )  # fmt: skip
     finally:
         client.close()
         encoder.close()
@@ -416,7 +420,9 @@ def test_a_ray_block_run_again_is_not_taken_for_duplicates(
     recipe = LandedThenDies(str(log), marker=str(marker), doc_id="d100")
     summary = index_corpus_on_ray(
         node.settings(INDEXER), corpus, index=alias, recipe=recipe, pool=RayWorkers(workers=1), block_size=60,
-        replicas=0, analyzer="standard", checkpoint=tmp_path / "cp.json", dead_letter=dead, options=SMALL,
+        load=LoadOptions(
+            replicas=0, analyzer="standard", checkpoint=tmp_path / "cp.json", dead_letter=dead, bulk=SMALL,
+        ),
     )  # fmt: skip
     assert marker.exists(), "the worker never died: the test proves nothing"
     c = summary.counters

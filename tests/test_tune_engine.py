@@ -17,9 +17,10 @@ from splade_os.cli import main
 from splade_os.errors import ConfigError
 from splade_os.evaluation.evaluate import Dataset, load_beir
 from splade_os.evaluation.tuning import TITLE_QUERIES_CAVEAT, format_result, store, tune
-from splade_os.indexing import index_corpus
+from splade_os.indexing import LoadOptions, index_corpus
 from splade_os.mappings import read_index_meta
 from splade_os.model.encoder import SpladeEncoder
+from splade_os.retrieval.options import SearchOptions
 from splade_os.retrieval.search import Searcher
 from splade_os.retrieval.two_phase import TwoPhaseSettings, growth_warning, stored_settings
 
@@ -41,8 +42,11 @@ def tuned_index(engine_client: Any, collection: Dataset, encoder: SpladeEncoder)
     name = f"test-tune-{uuid.uuid4().hex[:8]}"
     # Without the pruned first-phase field: these tests tune two-phase search on the full field.
     summary = index_corpus(
-        engine_client, collection.corpus, index=name, encoder=encoder, replicas=0, first_phase_k=0,
-        dead_letter=collection.root / f"{name}.dead", checkpoint=collection.root / f"{name}.cp",
+        engine_client, collection.corpus, index=name, encoder=encoder,
+        load=LoadOptions(
+            replicas=0, first_phase_k=0, dead_letter=collection.root / f"{name}.dead",
+            checkpoint=collection.root / f"{name}.cp",
+        ),
     )  # fmt: skip
     assert summary.problems() == []
     yield name
@@ -85,7 +89,7 @@ def test_tune_picks_a_setting_that_meets_the_target_and_searchers_use_it(
         exact = searcher.search(text, mode="splade")
         assert [h.id for h in used.hits] == [h.id for h in exact.hits]
     explicit = TwoPhaseSettings(ratio=0.5, window=20)
-    with Searcher(tuned_index, encoder, client=engine_client, two_phase=explicit) as searcher:
+    with Searcher(tuned_index, encoder, client=engine_client, options=SearchOptions(two_phase=explicit)) as searcher:
         notes = searcher.search(text, mode="two-phase").notes
         assert any("ratio 0.5, window 20, all terms (given)" in n for n in notes)
 

@@ -27,6 +27,7 @@ from splade_os.indexing import LoadOptions, index_corpus, reencode_index
 from splade_os.indexing.reindex import reindex
 from splade_os.mappings import DEFAULT_FIRST_PHASE_K, FIRST_PHASE_FIELD, VECTOR_FIELD, read_index_meta
 from splade_os.model.encoder import SpladeEncoder
+from splade_os.retrieval.options import SearchOptions
 from splade_os.retrieval.search import Searcher
 from splade_os.retrieval.two_phase import TwoPhaseSettings, stored_settings
 from splade_os.vectors import SparseVector
@@ -51,9 +52,11 @@ def collection(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def default_index(engine_client: Any, encoder: SpladeEncoder, collection: Path) -> Iterator[str]:
     """The synthetic collection indexed with the pruned field at the suggested k (`--first-phase-k 128`)."""
     name = f"test-two-step-{uuid.uuid4().hex[:8]}"
-    summary = index_corpus(engine_client, collection / "corpus.jsonl", index=name, encoder=encoder, replicas=0,
-                           first_phase_k=DEFAULT_FIRST_PHASE_K, checkpoint=collection / "cp.json",
-                           dead_letter=collection / "dead.jsonl")  # fmt: skip
+    summary = index_corpus(
+        engine_client, collection / "corpus.jsonl", index=name, encoder=encoder,
+        load=LoadOptions(replicas=0, first_phase_k=DEFAULT_FIRST_PHASE_K, checkpoint=collection / "cp.json",
+                         dead_letter=collection / "dead.jsonl"),
+    )  # fmt: skip
     assert summary.problems() == [] and summary.counters.indexed == 600
     yield name
     delete_indices(engine_client, f"{name}*")
@@ -96,7 +99,7 @@ def test_the_cost_rule_defers_frequent_light_terms_and_keeps_the_exact_top_k(
     lines = (collection / "queries.jsonl").read_text(encoding="utf-8").splitlines()
     queries = [json.loads(line)["text"] for line in lines]
     rule = TwoPhaseSettings(first_terms=8, df_ratio=2.0)
-    searcher = Searcher(default_index, encoder, client=engine_client, two_phase=rule)
+    searcher = Searcher(default_index, encoder, client=engine_client, options=SearchOptions(two_phase=rule))
     assert searcher.logic.df is not None and searcher.logic.df.documents == 600
     deferred, agreement = 0, []
     for text in queries:
@@ -116,7 +119,10 @@ def test_the_cost_rule_defers_frequent_light_terms_and_keeps_the_exact_top_k(
 def test_the_engines_own_pruning_in_phase_one_where_the_engine_has_it(
     engine_client: Any, encoder: SpladeEncoder, default_index: str
 ) -> None:
-    searcher = Searcher(default_index, encoder, client=engine_client, two_phase=TwoPhaseSettings(engine_pruning=True))
+    searcher = Searcher(
+        default_index, encoder, client=engine_client,
+        options=SearchOptions(two_phase=TwoPhaseSettings(engine_pruning=True)),
+    )  # fmt: skip
     if engine_for(engine_client).name == "opensearch":
         with pytest.raises(ConfigError, match="no query-time token pruning of its own"):
             searcher.search("what causes a heart attack", k=10, mode="two-phase")
@@ -209,8 +215,10 @@ def test_re_encode_and_reindex_keep_the_pruned_field_its_k_and_the_df_table(
     # A load into the index counts its table again: one more document, and its tokens.
     more = tmp_path / "more.jsonl"
     more.write_text(json.dumps({"_id": "extra", "title": "Heart attack", "text": "what causes a heart attack"}) + "\n")
-    summary = index_corpus(engine_client, more, index=index_name, encoder=encoder, replicas=0,
-                           dead_letter=tmp_path / "more.dead")  # fmt: skip
+    summary = index_corpus(
+        engine_client, more, index=index_name, encoder=encoder,
+        load=LoadOptions(replicas=0, dead_letter=tmp_path / "more.dead"),
+    )  # fmt: skip
     assert summary.problems() == [] and assert_df_exact(engine_client, index_name).documents == 43
 
 
@@ -255,14 +263,16 @@ def test_tune_chooses_the_pruned_fields_k_among_the_candidate_fields(
     tuned = {c.name: c for c in run_checks(settings, index=index_name)}["first-phase"]
     assert tuned.status == OK and f"tune chose the top-{chosen} field" in tuned.detail
     # A setting given for a candidate field runs on it (and falls back to exact search where its phase one is short).
-    on_four = Searcher(index_name, encoder, client=engine_client, two_phase=TwoPhaseSettings(first_phase_k=4))
+    on_four = Searcher(
+        index_name, encoder, client=engine_client, options=SearchOptions(two_phase=TwoPhaseSettings(first_phase_k=4)),
+    )  # fmt: skip
     hits = on_four.search(queries["q1"], k=3, mode="two-phase")
     assert any(f"on {FIRST_PHASE_FIELD}_k4 (top 4 terms" in note for note in hits.notes), hits.notes
     assert [h.id for h in hits.hits] == [h.id for h in on_four.search(queries["q1"], k=3).hits]
+    on_missing = Searcher(index_name, encoder, client=engine_client,
+                          options=SearchOptions(two_phase=TwoPhaseSettings(first_phase_k=32)))  # fmt: skip
     with pytest.raises(ConfigError, match="has no pruned field of the top 32 terms"):
-        Searcher(index_name, encoder, client=engine_client, two_phase=TwoPhaseSettings(first_phase_k=32)).search(
-            queries["q1"], k=3, mode="two-phase"
-        )
+        on_missing.search(queries["q1"], k=3, mode="two-phase")
 
 
 def test_re_encode_reindex_and_loads_keep_the_candidate_fields_until_told(
@@ -276,8 +286,10 @@ def test_re_encode_reindex_and_loads_keep_the_candidate_fields_until_told(
     assert assert_first_phase(engine_client, copy, 8, (2, 32)) == 42  # made from the new vectors
     more = tmp_path / "more.jsonl"
     more.write_text(json.dumps({"_id": "extra", "title": "Heart attack", "text": "what causes a heart attack"}) + "\n")
-    summary = index_corpus(engine_client, more, index=copy, encoder=encoder, replicas=0,
-                           dead_letter=tmp_path / "more.dead")  # fmt: skip
+    summary = index_corpus(
+        engine_client, more, index=copy, encoder=encoder,
+        load=LoadOptions(replicas=0, dead_letter=tmp_path / "more.dead"),
+    )  # fmt: skip
     assert summary.problems() == [] and assert_first_phase(engine_client, copy, 8, (2, 32)) == 43  # in place
 
     result = reindex(engine_client, index_name, encoder, load=LoadOptions(replicas=0, dead_letter=tmp_path / "r.d"))
@@ -295,7 +307,7 @@ def test_phase_one_on_the_full_field_of_an_index_with_the_pruned_field(
     engine_client: Any, encoder: SpladeEncoder, default_index: str
 ) -> None:
     setting = TwoPhaseSettings(ratio=0.4, full_field=True)
-    with Searcher(default_index, encoder, client=engine_client, two_phase=setting) as searcher:
+    with Searcher(default_index, encoder, client=engine_client, options=SearchOptions(two_phase=setting)) as searcher:
         assert searcher.logic.first_phase_k  # the index has the pruned field
         text = "what causes a heart attack"
         found = searcher.search(text, k=5, mode="two-phase")

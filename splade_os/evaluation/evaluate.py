@@ -14,8 +14,8 @@ import numpy as np
 
 from splade_os.engines import engine_for
 from splade_os.errors import EngineError, InputError, MissingDependencyError
+from splade_os.indexing import LoadOptions, index_corpus
 from splade_os.indexing import Progress as IndexProgress
-from splade_os.indexing import index_corpus
 from splade_os.mappings import VECTOR_FIELD
 from splade_os.model.encoder import SpladeEncoder
 from splade_os.retrieval.search import MODES, Mode, QueryEncoder, Searcher
@@ -285,7 +285,7 @@ def evaluate(
             if on_progress:
                 on_progress("index", p.counters.indexed + p.counters.failed + p.counters.skipped, None)
 
-        summary = index_corpus(client, dataset.corpus, index=index, encoder=encoder, replicas=0,
+        summary = index_corpus(client, dataset.corpus, index=index, encoder=encoder, load=LoadOptions(replicas=0),
                                on_progress=indexed if on_progress else None)  # fmt: skip
         problems = summary.problems()
         if problems:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import time
-import warnings
 from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from functools import cached_property
@@ -22,7 +21,7 @@ from typing import Any
 from splade_os.connection import ConnectionSettings
 from splade_os.corpus import FieldNames, Item, Record
 from splade_os.engines import clients, engine_for
-from splade_os.errors import ConfigError
+from splade_os.errors import ConfigError, warn_keyword_form
 from splade_os.indexing.blocks import Block, Earlier, read_block
 from splade_os.indexing.ledger import Counters
 from splade_os.indexing.options import BulkOptions, DocumentEncoder, EncoderRecipe
@@ -39,7 +38,7 @@ class SpladeRecipe:
     GPUs).
 
     The fields of `EncoderSettings` as keywords (`SpladeRecipe(folder, threads=2)`) are the form of 0.1: they still
-    work, with a DeprecationWarning.
+    work, with a `KeywordFormWarning` (a DeprecationWarning).
     """
 
     model_dir: str
@@ -49,10 +48,7 @@ class SpladeRecipe:
         if fields:
             if settings is not None:
                 raise ConfigError("give the recipe settings=EncoderSettings(...) or its fields as keywords, not both")
-            warnings.warn(
-                "SpladeRecipe(model_dir, **fields) is deprecated: pass settings=EncoderSettings(...)",
-                DeprecationWarning, stacklevel=2,
-            )  # fmt: skip
+            warn_keyword_form("SpladeRecipe", fields, "settings=EncoderSettings(...)")
             settings = EncoderSettings(**fields)
         object.__setattr__(self, "model_dir", str(model_dir))
         object.__setattr__(self, "settings", settings or EncoderSettings())

@@ -128,12 +128,12 @@ def index_corpus_on_ray(
 ) -> IndexSummary:
     """Index JSON Lines or Parquet files (one file, a BEIR folder, or a folder of them) into alias `index` with a
     pool of Ray workers; see the module docstring. Each worker connects with `settings` and builds its encoder from
-    `recipe`. `load` says how, as for `index_corpus` (whose keyword form this takes too). Call `summary.problems()` to
-    decide whether the run succeeded.
+    `recipe`. `load` says how, as for `index_corpus` (whose deprecated keyword form this takes too). Call
+    `summary.problems()` to decide whether the run succeeded.
     """
     client = connect(settings)
     try:
-        opts = load_options(client, index, load, legacy)
+        opts = load_options("index_corpus_on_ray", client, index, load, legacy)
         resume = opts.resume
         names = reading_names(names, recipe)
         pool = pool or RayWorkers()

@@ -90,14 +90,12 @@ def reading_names(names: FieldNames | None, encoder: object) -> FieldNames:
 
 
 def load_options(
-    client: Any, index: str, load: LoadOptions | None, legacy: Mapping[str, Any], **defaults: Any
+    call: str, client: Any, index: str, load: LoadOptions | None, legacy: Mapping[str, Any], **defaults: Any
 ) -> LoadOptions:
     """The options of a load into alias `index` on the client's cluster: `load`, or the loose keywords of earlier
-    versions (`legacy`: the fields of `LoadOptions` by name, `options` for the `BulkOptions`), with the run's files
-    named in its state folder (`indexing.state`)."""
-    if load is not None and legacy:
-        raise ConfigError(f"give load=LoadOptions(...) or its fields as keywords, not both ({', '.join(legacy)})")
-    return locate(client, index, load or LoadOptions.from_keywords(legacy, **defaults))
+    versions (`legacy`: the fields of `LoadOptions` by name, `options` for the `BulkOptions`; deprecated), with the
+    run's files named in its state folder (`indexing.state`)."""
+    return locate(client, index, LoadOptions.of_call(call, load, legacy, **defaults))
 
 
 def index_corpus(
@@ -115,11 +113,12 @@ def index_corpus(
 ) -> IndexSummary:
     """Index a corpus file, BEIR folder or `-` (stdin) into alias `index`; see the package docstring.
 
-    `load` says how (`LoadOptions`; its fields are also taken as keywords: `recreate=True`, ...). The alias is moved
+    `load` says how (`LoadOptions`; its fields as keywords, `recreate=True`, ..., are the deprecated form of earlier
+    versions). The alias is moved
     to a freshly built index only once its count checks out (and no document failed, unless `allow_failures`).
     Call `summary.problems()` to decide whether the run succeeded.
     """
-    opts = load_options(client, index, load, legacy)
+    opts = load_options("index_corpus", client, index, load, legacy)
     names = reading_names(names, encoder)
     reader = CorpusReader(source, corpus_format=corpus_format, names=names, columns=columns)
     try:
@@ -146,7 +145,7 @@ def reencode_index(
     its vectors were encoded from, and those are the default of the next re-encode (else `text` and `title`). The
     new index maps the documents' own fields as the source did.
 
-    With `index` equal to the source alias and `recreate` (the default of the keyword form), this builds the next
+    With `index` equal to the source alias and `recreate` (the default without `load`), this builds the next
     version and swaps the alias to it once verified: readers move to the new vectors atomically. The old version is
     kept unless `delete_previous`. Every document is copied, an empty text included (it gets an empty vector and
     stays findable by its fields), and the alias moves only when the new index holds as many documents as the
@@ -155,7 +154,7 @@ def reencode_index(
     unless the options give `analyzer`/`vectors_in_source`/`first_phase_k`/`first_phase_candidates`/
     `concurrent_segment_search`.
     """
-    opts = load_options(client, index, load, legacy, recreate=True)
+    opts = load_options("reencode_index", client, index, load, legacy, recreate=True)
     if isinstance(encoder, RecordEncoder):
         raise ConfigError("re-encoding an index needs a model: vectors made elsewhere are indexed from a file")
     bulk = opts.bulk

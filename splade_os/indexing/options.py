@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 from splade_os.corpus import Record
-from splade_os.errors import ConfigError
+from splade_os.errors import ConfigError, warn_keyword_form
 from splade_os.indexing.ledger import default_checkpoint, default_dead_letter
 from splade_os.mappings import DEFAULT_ENCODED_FROM
 from splade_os.vectors import SparseVector
@@ -118,6 +118,20 @@ class LoadOptions:
         if unknown:
             raise TypeError(f"unexpected keyword argument(s): {', '.join(sorted(unknown))}")
         return cls(**values)
+
+    @classmethod
+    def of_call(cls, call: str, load: LoadOptions | None, legacy: Mapping[str, Any], **defaults: Any) -> LoadOptions:
+        """The options entry point `call` was given: `load`, or its keyword form of earlier versions (`legacy`, see
+        `from_keywords`), which still works with a `KeywordFormWarning`; never both."""
+        if load is not None and legacy:
+            raise ConfigError(f"give load=LoadOptions(...) or its fields as keywords, not both ({', '.join(legacy)})")
+        if load is not None:
+            return load
+        opts = cls.from_keywords(legacy, **defaults)
+        if legacy:
+            bulk = " (options= is its bulk=)" if "options" in legacy else ""
+            warn_keyword_form(call, legacy, f"load=LoadOptions(...){bulk}")
+        return opts
 
     def for_alias(self, alias: str) -> LoadOptions:
         """These options with the run's files named after `alias` in the current folder where none were given: where

@@ -54,13 +54,11 @@ def reindex(
 ) -> ReindexResult:
     """Build the next version of `alias` from `corpus`, or from the alias's current documents when `corpus` is None,
     and point the alias at it once verified. `load.delete_previous` deletes the old version after a good swap
-    (`keep_previous=False` in the keyword form of earlier versions). A re-encode reads `text_field` and
+    (`keep_previous=False` in the deprecated keyword form of earlier versions). A re-encode reads `text_field` and
     `title_field` (default: the fields the current version was encoded from)."""
     if "keep_previous" in legacy:  # the 0.1 name, the opposite of the one `index` and `alias` use
         legacy["delete_previous"] = not legacy.pop("keep_previous")
-    opts = load or LoadOptions.from_keywords(legacy)
-    if load is not None and legacy:
-        raise ConfigError(f"give load=LoadOptions(...) or its fields as keywords, not both ({', '.join(legacy)})")
+    opts = LoadOptions.of_call("reindex", load, legacy)
     previous = tuple(aliases.resolve(client, alias))
     if len(previous) > 1:
         raise ConfigError(f"alias {alias!r} points at {len(previous)} indices: point it at one with `splade-os alias`")

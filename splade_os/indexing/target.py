@@ -22,6 +22,7 @@ from splade_os.mappings import (
     recorded_candidates,
     recorded_first_phase,
 )
+from splade_os.model.settings import EncoderSettings, settings_of
 
 log = logging.getLogger(__name__)
 
@@ -41,14 +42,18 @@ class Target:
 
 
 def encoding_settings(encoder: EncoderDescription) -> dict[str, Any]:
-    """How the encoder cuts long documents, for `_meta`: an explanation that re-encodes a hit's text (an index
-    without vectors in `_source`) must cut it the same way to rebuild the indexed vector. {} when it does not say."""
-    max_length = getattr(encoder, "max_length", None) or encoder.manifest.get("max_length")
-    if not isinstance(max_length, int):
-        return {}
-    mode = getattr(encoder, "long_documents", None) or "truncate"
-    stride = getattr(encoder, "stride", None)
-    return {"max_length": max_length, "long_documents": mode, **({"stride": stride} if mode == "split" else {})}
+    """How the encoder cuts long documents, for `_meta` (`EncoderSettings.to_meta`): an explanation that re-encodes a
+    hit's text (an index without vectors in `_source`) must cut it the same way to rebuild the indexed vector. An
+    encoder without settings (`PrecomputedVectors`) is taken to truncate at its model's length; {} when its
+    manifest names none."""
+    return (settings_of(encoder) or EncoderSettings()).to_meta(encoder.manifest.get("max_length"))
+
+
+def document_pruning(encoder: EncoderDescription) -> dict[str, Any]:
+    """The pruning the encoder applies to documents, for `_meta`: part of what the index holds. {} for an encoder
+    without settings."""
+    settings = settings_of(encoder)
+    return settings.document_pruning() if settings is not None else {}
 
 
 def first_phase_k(opts: LoadOptions) -> int | None:
@@ -60,13 +65,11 @@ def first_phase_k(opts: LoadOptions) -> int | None:
 
 
 def create_index(client: Any, index: str, encoder: EncoderDescription, opts: LoadOptions) -> Any:
-    # The document pruning the encoder applies is part of what the index holds: `_meta` records it.
-    pruning = {name: value for name in ("top_k", "min_weight", "max_ratio") if (value := getattr(encoder, name, None))}
     analyzer = opts.analyzer or default_analyzer()
     candidates = opts.first_phase_candidates or ()
     body = index_body(
         shards=opts.shards, replicas=opts.replicas, manifest=encoder.manifest, engine=engine_for(client),
-        analyzer=analyzer, pruning=pruning, vectors_in_source=opts.vectors_in_source is not False,
+        analyzer=analyzer, pruning=document_pruning(encoder), vectors_in_source=opts.vectors_in_source is not False,
         encoded_from=opts.encoded_from, encoding=encoding_settings(encoder), extra_properties=opts.properties,
         analysis=opts.analysis, first_phase_k=first_phase_k(opts), first_phase_candidates=candidates,
         concurrent_segment_search=opts.concurrent_segment_search,

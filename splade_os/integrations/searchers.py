@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from splade_os.connection import ConnectionSettings
-from splade_os.errors import InputError
+from splade_os.errors import InputError, warn_keyword_form
+from splade_os.retrieval.options import SearchOptions, search_options
 from splade_os.retrieval.search import MODES, AsyncSearcher, Hit, Mode, QueryEncoder, Searcher
 
 Filter = Sequence[Mapping[str, Any]] | Mapping[str, Any] | None
@@ -58,7 +59,7 @@ class _Recipe:
     index: str
     settings: ConnectionSettings | None
     force: bool
-    options: Mapping[str, Any]
+    options: SearchOptions
 
 
 class Searchers:
@@ -86,12 +87,15 @@ class Searchers:
         *,
         settings: ConnectionSettings | None = None,
         force: bool = False,
-        **options: Any,
+        options: SearchOptions | None = None,
+        **keywords: Any,
     ) -> Searchers:
-        """A `Searcher` made from index, model and settings (environment when None), owned by the retriever; the
-        asyncio searcher is made on the first async query and shares its encoder."""
-        built = cls(Searcher(index, model, settings=settings, force=force, **options))
-        built._recipe = _Recipe(index, settings, force, dict(options))
+        """A `Searcher` made from index, model, settings (environment when None) and `options`, owned by the
+        retriever; the asyncio searcher is made on the first async query and shares its encoder. The fields of
+        `SearchOptions` as keywords are the deprecated form of earlier versions."""
+        opts = search_options("Searchers.build", options, keywords)
+        built = cls(Searcher(index, model, settings=settings, force=force, options=opts))
+        built._recipe = _Recipe(index, settings, force, opts)
         return built
 
     @property
@@ -143,7 +147,7 @@ class Searchers:
             assert self.searcher is not None
             made = await AsyncSearcher.create(
                 recipe.index, self.searcher.logic.encoder, settings=recipe.settings, force=recipe.force,
-                **recipe.options,
+                options=recipe.options,
             )  # fmt: skip
             if self._owned_async is not None:  # another task of this loop made one meanwhile
                 await made.close()
@@ -179,13 +183,18 @@ class Retriever:
         *,
         settings: ConnectionSettings | None = None,
         force: bool = False,
-        search_options: Mapping[str, Any] | None = None,
+        search_options: SearchOptions | Mapping[str, Any] | None = None,
         **options: Any,
     ) -> R:
-        """A retriever owning a `Searcher(index, model, settings=..., force=..., **search_options)` (connection
-        from the environment when `settings` is None); `options` are the retriever's own (k, mode, filter, fields,
-        text_field, ...)."""
-        built = Searchers.build(index, model, settings=settings, force=force, **(search_options or {}))
+        """A retriever owning a `Searcher(index, model, settings=..., force=..., options=search_options)`
+        (connection from the environment when `settings` is None); `options` are the retriever's own (k, mode,
+        filter, fields, text_field, ...). `search_options` as a dict of `SearchOptions` fields is the deprecated form
+        of earlier versions."""
+        if isinstance(search_options, Mapping):
+            search_options = SearchOptions(**search_options)
+            warn_keyword_form(f"{cls.__name__}.from_index", ["search_options"],
+                              "search_options=SearchOptions(...) instead of a dict")  # fmt: skip
+        built = Searchers.build(index, model, settings=settings, force=force, options=search_options)
         try:
             retriever = cls(searcher=built.searcher, **options)  # type: ignore[call-arg]
         except BaseException:

@@ -400,16 +400,22 @@ class SpladeEncoder:
         self,
         texts: Sequence[str],
         *,
+        settings: EncoderSettings | None = None,
         max_length: int | None = None,
         long_documents: str | None = None,
         stride: int | None = None,
     ) -> list[SparseVector]:
         """One sparse vector per text, in input order; empty or whitespace-only texts give an empty vector.
 
-        `max_length`, `long_documents` and `stride` replace the encoder's own for this call: an explanation encodes a
-        hit's text again as the index recorded it was encoded."""
+        `settings` cut the texts of this call as they say instead of as the encoder's own do: their `max_length`
+        (None: the encoder's), `long_documents` and `stride`. An explanation encodes a hit's text again as the
+        index recorded it was encoded (`EncoderSettings.from_meta`). The three may be given as keywords instead."""
         items = _as_texts(texts, "texts")
         self._check_open()
+        if settings is not None:
+            if (max_length, long_documents, stride) != (None, None, None):
+                raise ConfigError("give encode_documents settings=EncoderSettings(...) or its cut by keyword, not both")
+            max_length, long_documents, stride = settings.max_length, settings.long_documents, settings.stride
         if max_length is None and long_documents is None and stride is None:
             return self._encode(items, split=self.long_documents == "split")
         max_length = self.max_length if max_length is None else max_length

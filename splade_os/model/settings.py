@@ -8,7 +8,9 @@ default query mode) is checked by the encoder with `check_cut`.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from splade_os.errors import ConfigError
 from splade_os.model.manifest import QUERY_MODES
@@ -103,3 +105,46 @@ class EncoderSettings:
         _check_long_documents(self.long_documents)
         if self.query_mode and self.query_mode not in QUERY_MODES:
             raise ConfigError(f"query_mode must be one of {', '.join(QUERY_MODES)}, got {self.query_mode!r}")
+
+    def to_meta(self, model_max_length: object = None) -> dict[str, Any]:
+        """How these settings cut long documents, as an index's `_meta["encoding"]` records it: `max_length` (the
+        model's, `model_max_length`, where these leave it to the model), `long_documents`, and `stride` when split.
+        {} when no length is known (an encoder that does not say)."""
+        max_length = self.max_length or model_max_length
+        if not _whole(max_length):
+            return {}
+        stride = {"stride": self.stride} if self.long_documents == "split" else {}
+        return {"max_length": max_length, "long_documents": self.long_documents, **stride}
+
+    @classmethod
+    def from_meta(cls, recorded: object) -> EncoderSettings | None:
+        """The settings an index's `_meta["encoding"]` recorded (`to_meta`), to cut a document again as it was cut
+        when indexed; what it leaves out is the defaults' (`max_length`: the encoder's own). None for an index that
+        recorded none (built before splade-os recorded it); a value splade-os would not write is left out."""
+        recorded = recorded if isinstance(recorded, Mapping) else {}
+        max_length, mode, stride = (recorded.get(k) for k in ("max_length", "long_documents", "stride"))
+        given = {
+            "max_length": max_length if _whole(max_length) else None,
+            "long_documents": mode if mode in LONG_DOCUMENT_MODES else None,
+            "stride": stride if _whole(stride) else None,
+        }  # fmt: skip
+        if all(value is None for value in given.values()):
+            return None
+        return cls(**{name: value for name, value in given.items() if value is not None})
+
+    def document_pruning(self) -> dict[str, Any]:
+        """The pruning these settings apply to documents, as an index's `_meta["pruning"]` records it (only what
+        prunes: a top k, a weight floor, a ratio)."""
+        chosen = {"top_k": self.top_k, "min_weight": self.min_weight, "max_ratio": self.max_ratio}
+        return {name: value for name, value in chosen.items() if value}
+
+
+def _whole(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def settings_of(encoder: object) -> EncoderSettings | None:
+    """The `EncoderSettings` an encoder (or a recipe) runs with; None for one that has none (`PrecomputedVectors`,
+    a test's fake)."""
+    settings = getattr(encoder, "settings", None)
+    return settings if isinstance(settings, EncoderSettings) else None

@@ -249,6 +249,12 @@ def cluster_max_clauses(client: Any) -> int:
     try:
         return engine.clause_limit(engine.clause_limit_request(client))
     except Exception as err:
-        if not is_refusal(err):
-            raise
-        return DEFAULT_MAX_CLAUSES
+        return refused_clause_limit(err)
+
+
+def refused_clause_limit(err: Exception) -> int:
+    """The clause limit for a searcher whose read of it failed with `err`: the default when it was refused (see
+    `cluster_max_clauses`); any other error is raised."""
+    if not is_refusal(err):
+        raise err
+    return DEFAULT_MAX_CLAUSES

@@ -10,43 +10,37 @@ from pathlib import Path
 from typing import Any, Literal, Protocol
 
 from splade_os.connection import ConnectionSettings
-from splade_os.df import DfTable, df_request, table_from_answer
+from splade_os.df import DfTable
 from splade_os.engines import Engine, async_engine_for, clients, engine_for
 from splade_os.engines.base import PruningConfig
 from splade_os.engines.clients import connect
-from splade_os.engines.refusals import is_refusal
-from splade_os.errors import ConfigError, EngineError, IndexNotFoundError, InputError
+from splade_os.errors import ConfigError, EngineError, InputError
 from splade_os.mappings import (
     FIRST_PHASE_FIELD,
-    VECTOR_FIELD,
     candidate_field,
-    check_encoder_meta,
-    check_vector_field,
-    meta_from_mapping,
     recorded_candidates,
-    recorded_encoding,
     recorded_fields,
     recorded_first_phase,
 )
+from splade_os.model.settings import EncoderSettings
 from splade_os.retrieval import explanations
 from splade_os.retrieval.explanations import expansion_terms, explain_hit, prune_like_index
 from splade_os.retrieval.fusion import linear_fusion, reciprocal_rank_fusion
+from splade_os.retrieval.opening import async_open_index, open_index
+from splade_os.retrieval.options import HybridParams as HybridParams  # importable from here, as before it moved
+from splade_os.retrieval.options import SearchOptions, search_options
 from splade_os.retrieval.query import (
-    Pruning,
     QueryPlan,
     build_bm25_query,
     build_splade_query,
     build_two_phase_query,
     build_two_step_query,
-    cluster_max_clauses,
 )
 from splade_os.retrieval.two_phase import (
     DEFAULT_MAX_RESCORE_WINDOW,
     TwoPhaseSettings,
-    async_rescore_cap,
     on_held_field,
     pruned_field,
-    rescore_cap,
     rescore_window,
     stored_settings,
 )
@@ -65,17 +59,6 @@ class QueryEncoder(Protocol):
     def manifest(self) -> Mapping[str, Any]: ...
 
     def encode_queries(self, texts: Sequence[str]) -> list[SparseVector]: ...
-
-
-@dataclass(frozen=True)
-class HybridParams:
-    """Client-side fusion of BM25 and SPLADE: `rrf` or `linear` (normalised scores), over `depth` hits each."""
-
-    fusion: Literal["rrf", "linear"] = "rrf"
-    weights: tuple[float, float] = (1.0, 1.0)  # (bm25, splade)
-    rrf_k: int = 60
-    normalization: str = "min_max"
-    depth: int = 100
 
 
 @dataclass(frozen=True)
@@ -144,30 +127,19 @@ class _SearchLogic:
     """Request building and response handling, free of I/O so both searchers share it."""
 
     def __init__(
-        self,
-        index: str,
-        encoder: QueryEncoder,
-        *,
-        field_name: str = VECTOR_FIELD,
-        pruning: Pruning | None = None,
-        hybrid: HybridParams | None = None,
-        two_phase_ratio: float | None = None,
-        two_phase: TwoPhaseSettings | None = None,
-        bm25_fields: Sequence[str] = ("title", "text"),
-        engine: Engine,
+        self, index: str, encoder: QueryEncoder, options: SearchOptions | None = None, *, engine: Engine
     ) -> None:
         self.engine = engine
         self.index = index
         self.encoder = encoder
-        self.field_name = field_name
-        self.pruning = pruning or Pruning()
-        self.hybrid = hybrid or HybridParams()
+        self.options = options = options or SearchOptions()
+        self.field_name = options.field_name
+        self.pruning = options.pruning
+        self.hybrid = options.hybrid
         # An explicit setting wins over one stored with the index by `tune`, which wins over the defaults.
-        if two_phase is None and two_phase_ratio is not None:
-            two_phase = TwoPhaseSettings(ratio=two_phase_ratio)
-        self.two_phase: TwoPhaseSettings | None = two_phase
-        self.two_phase_source = "given" if two_phase is not None else "default"
-        self.bm25_fields = tuple(bm25_fields)
+        self.two_phase: TwoPhaseSettings | None = options.given_two_phase
+        self.two_phase_source = "given" if self.two_phase is not None else "default"
+        self.bm25_fields = tuple(options.bm25_fields)
         self.max_clauses = 1024
         # What the index recorded about its documents (use_stored): whether `_source` holds their vectors, and the
         # pruning they were indexed with, so an explanation can rebuild a vector the index does not return.
@@ -175,7 +147,7 @@ class _SearchLogic:
         self.document_pruning: Mapping[str, Any] = {}
         # ... and the fields its vectors were encoded from and how long texts were cut, to encode them the same way.
         self.encoded_from: tuple[str, str] = ("title", "text")
-        self.document_encoding: Mapping[str, Any] = {}
+        self.document_encoding: EncoderSettings | None = None  # None: the index recorded none
         # The k of the index's pruned first-phase field: two-phase mode runs two-step search on it. None: no field.
         self.first_phase_k: int | None = None
         self.first_phase_candidates: tuple[int, ...] = ()  # the k of its candidate pruned fields, for `tune`
@@ -322,7 +294,8 @@ class _SearchLogic:
         pruning = meta.get("pruning")
         self.document_pruning = pruning if isinstance(pruning, Mapping) else {}
         fields = recorded_fields(meta)
-        self.encoded_from, self.document_encoding = (fields["title"], fields["text"]), recorded_encoding(meta)
+        self.encoded_from = (fields["title"], fields["text"])
+        self.document_encoding = EncoderSettings.from_meta(meta.get("encoding"))
         self.first_phase_k = recorded_first_phase(meta)
         self.first_phase_candidates = recorded_candidates(meta)
         stored = stored_settings(meta)
@@ -439,18 +412,13 @@ class _SearchLogic:
             return []
         title, text = self.encoded_from
         texts = [f"{s.get(title) or ''} {s.get(text) or ''}".strip() for s in sources]
-        return [prune_like_index(v, self.document_pruning) for v in encode(texts, **self.document_encoding)]
+        cut = {"settings": self.document_encoding} if self.document_encoding is not None else {}
+        return [prune_like_index(v, self.document_pruning) for v in encode(texts, **cut)]
 
 
 def tie_window(from_: int, size: int) -> tuple[int, int]:
     """The hits to fetch for hits `from_` to `from_ + size`: one more on each side, to see a tie across the edge."""
     return max(0, from_ - 1), min(from_ + size + 1, max(from_ + size, MAX_RESULT_WINDOW))
-
-
-def _missing_index(index: str) -> IndexNotFoundError:
-    return IndexNotFoundError(
-        f"index {index!r} does not exist: create it with `splade-os index CORPUS --index {index}`"
-    )
 
 
 def _filters(given: Sequence[Mapping[str, Any]] | Mapping[str, Any] | None) -> Sequence[Mapping[str, Any]] | None:
@@ -464,7 +432,9 @@ def _check_responses(responses: list[dict[str, Any]], index: str) -> None:
 
 
 class Searcher:
-    """Search one index with one encoder; the encoder loads once and is reused for every query.
+    """Search one index with one encoder; the encoder loads once and is reused for every query. `options` (a
+    `SearchOptions`) say how: query pruning, hybrid fusion, the two-phase setting, the fields searched. Its fields
+    given as keywords instead are the form of earlier versions: they work, with a `KeywordFormWarning`.
 
     One searcher serves many threads at once (a web server's workers): the encoder and the client are thread-safe
     and a search changes no state of the searcher. A client or encoder passed in stays the caller's: `close()` (or
@@ -479,8 +449,10 @@ class Searcher:
         client: Any = None,
         settings: ConnectionSettings | None = None,
         force: bool = False,
-        **options: Any,
+        options: SearchOptions | None = None,
+        **keywords: Any,
     ) -> None:
+        opts = search_options("Searcher", options, keywords)
         self._owns_client = client is None
         self._owns_encoder = isinstance(model, str | Path)
         self.client = client or connect(settings)
@@ -488,21 +460,8 @@ class Searcher:
         try:
             engine = engine_for(self.client)
             encoder = _load_encoder(model)
-            self.logic = _SearchLogic(index, encoder, engine=engine, **options)
-            if not self.client.indices.exists(index=index):
-                raise _missing_index(index)
-            mapping = self.client.indices.get_mapping(index=index)
-            check_vector_field(index, mapping, self.logic.field_name, engine=engine)
-            meta = meta_from_mapping(mapping)
-            check_encoder_meta(index, meta, self.logic.encoder.manifest, force=force)
-            self.logic.use_stored(meta)
-            self.logic.max_rescore_window = rescore_cap(self.client, index)
-            if self.logic.wants_df and len(mapping) == 1:  # an alias over several indices has no one table
-                concrete = next(iter(mapping))
-                self.logic.use_df(table_from_answer(concrete, self.client.search(**df_request(concrete))))
-            elif self.logic.wants_df:
-                self.logic.use_df(None)
-            self.logic.max_clauses = cluster_max_clauses(self.client)
+            self.logic = _SearchLogic(index, encoder, opts, engine=engine)
+            open_index(self.logic, self.client, force)
         except BaseException:
             self._release(encoder)
             raise
@@ -554,7 +513,8 @@ class Searcher:
 class AsyncSearcher:
     """`Searcher` for asyncio applications, on the engine's asyncio client (`pip install 'splade-os[async]'`).
 
-    Build it with `await AsyncSearcher.create(...)`. Encoding runs in a worker thread so the event loop stays free.
+    Build it with `await AsyncSearcher.create(...)`, which takes what `Searcher` takes (`options=SearchOptions(...)`)
+    and opens the index the same way. Encoding runs in a worker thread so the event loop stays free.
     """
 
     def __init__(self, client: Any, logic: _SearchLogic, *, owns_client: bool = False, owns_encoder: bool = False):
@@ -571,8 +531,10 @@ class AsyncSearcher:
         client: Any = None,
         settings: ConnectionSettings | None = None,
         force: bool = False,
-        **options: Any,
+        options: SearchOptions | None = None,
+        **keywords: Any,
     ) -> AsyncSearcher:
+        opts = search_options("AsyncSearcher.create", options, keywords)
         owns_client, owns_encoder = client is None, isinstance(model, str | Path)
         if client is None:
             client = clients.async_client(settings or ConnectionSettings.from_env())
@@ -580,25 +542,8 @@ class AsyncSearcher:
         try:
             engine = await async_engine_for(client)
             encoder = await asyncio.to_thread(_load_encoder, model)
-            logic = _SearchLogic(index, encoder, engine=engine, **options)
-            if not await client.indices.exists(index=index):
-                raise _missing_index(index)
-            try:
-                logic.max_clauses = engine.clause_limit(await engine.clause_limit_request(client))
-            except Exception as err:  # a searcher may not read cluster settings: the default limit (see query.py)
-                if not is_refusal(err):
-                    raise
-            mapping = await client.indices.get_mapping(index=index)
-            check_vector_field(index, mapping, logic.field_name, engine=engine)
-            meta = meta_from_mapping(mapping)
-            check_encoder_meta(index, meta, logic.encoder.manifest, force=force)
-            logic.use_stored(meta)
-            logic.max_rescore_window = await async_rescore_cap(client, index)
-            if logic.wants_df and len(mapping) == 1:
-                concrete = next(iter(mapping))
-                logic.use_df(table_from_answer(concrete, await client.search(**df_request(concrete))))
-            elif logic.wants_df:
-                logic.use_df(None)
+            logic = _SearchLogic(index, encoder, opts, engine=engine)
+            await async_open_index(logic, client, force)
         except BaseException:
             if owns_encoder and encoder is not None:
                 _close_encoder(encoder)

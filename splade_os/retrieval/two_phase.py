@@ -134,32 +134,19 @@ def max_rescore_window(answer: Mapping[str, Any]) -> int:
     return min(found, default=DEFAULT_MAX_RESCORE_WINDOW)
 
 
-def _cap_request(index: str) -> dict[str, Any]:
+def rescore_cap_request(index: str) -> dict[str, Any]:
+    """The request (keywords of `client.indices.get_settings`) that reads the `index.max_rescore_window` of the
+    indices behind `index`, when a searcher opens; `max_rescore_window` reads its answer."""
     return {"index": index, "name": "index.max_rescore_window", "flat_settings": True}
 
 
-def _refused(err: Exception) -> int:
-    # A user who may not read index settings (the searcher role of docs/security.md on OpenSearch) gets the
-    # engines' default cap: right unless the index set another.
+def refused_rescore_cap(err: Exception) -> int:
+    """The cap for a searcher whose `rescore_cap_request` failed with `err`: a user who may not read index settings
+    (the searcher role of docs/security.md on OpenSearch) gets the engines' default, right unless the index set
+    another. Any other error is raised."""
     if not is_refusal(err):
         raise err
     return DEFAULT_MAX_RESCORE_WINDOW
-
-
-def rescore_cap(client: Any, index: str) -> int:
-    """The `index.max_rescore_window` of the indices behind `index`, read when a searcher opens."""
-    try:
-        return max_rescore_window(client.indices.get_settings(**_cap_request(index)))
-    except Exception as err:
-        return _refused(err)
-
-
-async def async_rescore_cap(client: Any, index: str) -> int:
-    """`rescore_cap` on an async client."""
-    try:
-        return max_rescore_window(await client.indices.get_settings(**_cap_request(index)))
-    except Exception as err:
-        return _refused(err)
 
 
 @dataclass(frozen=True)
