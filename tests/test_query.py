@@ -177,5 +177,7 @@ def test_an_index_without_the_pruned_field_keeps_two_phase() -> None:
     logic = _SearchLogic("docs", _FixedEncoder(), engine=OPENSEARCH)
     logic.use_stored({"first_phase": {"field": "other", "top_k": 128}})
     prepared = logic.prepare("heart attack", 5, "two-phase", None, explain=False)
-    assert logic.first_phase_k is None and not prepared.fallbacks
+    assert logic.first_phase_k is None
+    # Phase one on the full field; should it find fewer hits than the page, exact search answers instead.
+    assert list(prepared.fallbacks) == [0] and "rescore" not in prepared.fallbacks[0]
     assert prepared.requests[0]["rescore"]["query"]["query_weight"] == 1.0
