@@ -1,4 +1,5 @@
-"""The `splade-os` command: a thin click layer over the library, one module per command group."""
+"""The `splade-os` command: a thin click layer over the library, one module per command group. Every command's
+`--help` lists its options by purpose (sections.py), whatever module made it."""
 
 from __future__ import annotations
 
@@ -7,10 +8,12 @@ from typing import Any
 import click
 
 from splade_os import __version__
+from splade_os.cli.sections import SectionedGroup
 
 
-class _Commands(click.Group):
-    """Ctrl-C (SIGINT) ends any command with exit code 130, as shells expect, rather than click's 1."""
+class _Commands(SectionedGroup):
+    """Ctrl-C (SIGINT) ends any command with exit code 130, as shells expect, rather than click's 1; each command added
+    lists its options by section in `--help`."""
 
     def invoke(self, ctx: click.Context) -> Any:
         try:

@@ -4,26 +4,18 @@ from __future__ import annotations
 
 import json
 import sys
-from pathlib import Path
-from typing import Any
 
 import click
 
-from splade_os.cli.options import (
-    cli_errors,
-    connection_options,
-    device_options,
-    echo_json,
-    first_phase_options,
-    json_option,
-    model_option,
-    segment_options,
-)
+from splade_os.cli.groups import ModelChoice, Reading, encoder_options, load_options, reading_options
+from splade_os.cli.options import cli_errors, connection_options, echo_json, json_option, model_option
+from splade_os.cli.output import format_summary, summary_json
 from splade_os.cli.progress import ProgressFactory, Steps, progress_options
+from splade_os.cli.sections import OUTPUT, READING, option
 from splade_os.connection import ConnectionSettings
-from splade_os.corpus import FORMATS, FieldNames
 from splade_os.engines.clients import connect
 from splade_os.errors import SpladeOSError
+from splade_os.indexing.options import LoadOptions
 from splade_os.redaction import redact
 from splade_os.words import plural
 
@@ -31,7 +23,7 @@ from splade_os.words import plural
 @click.command()
 @click.option("--index", help="Also check this index or alias: mapping, encoder in _meta, shard health.")
 @model_option(required=False)
-@click.option("--json", "as_json", is_flag=True, help="Print the checks as JSON.")
+@option(OUTPUT, "--json", "as_json", is_flag=True, help="Print the checks as JSON.")
 @connection_options
 def doctor(index: str | None, model_dir: str | None, as_json: bool, settings: ConnectionSettings) -> None:
     """Check the cluster (and an index) for what splade-os needs; each failed check says how to fix it.
@@ -53,7 +45,7 @@ def doctor(index: str | None, model_dir: str | None, as_json: bool, settings: Co
 @click.option("--sample", default=10_000, show_default=True, help="Documents read for features per document.")
 @click.option("--bm25-docs", default=50_000, show_default=True, help="Documents copied for the BM25-only comparison.")
 @click.option("--no-bm25", is_flag=True, help="Skip the BM25-only comparison (it copies documents twice).")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@option(OUTPUT, "--json", "as_json", is_flag=True, help="Print JSON.")
 @progress_options
 @connection_options
 def stats(
@@ -83,54 +75,20 @@ def stats(
 @click.command()
 @click.argument("alias")
 @click.argument("corpus", required=False)
-@model_option()
-@click.option("--from-index", is_flag=True, help="Re-encode the documents of the current version (no CORPUS).")
-@click.option("--delete-previous", is_flag=True, help="Delete the old version after a verified swap.")
-@click.option("--allow-failures", is_flag=True, help="Swap even when some documents failed.")
-@click.option("--break-lock", is_flag=True, help="Take over the lease of another load on ALIAS once it expired.")
-@click.option("--format", "corpus_format", type=click.Choice(FORMATS), help="Input format (default: from the name).")
-@click.option("--id-field", default="_id", show_default=True, help="Input field holding the document id.")
-@click.option("--text-field", help="Field holding the text to encode. [default: text; --from-index: the field the "
-              "current version was encoded from]")
-@click.option("--title-field", help="Field holding the title. [default: title; --from-index: the field the current "
-              "version was encoded from]")
-@click.option("--shards", default=1, show_default=True, help="Primary shards of the new version.")
-@click.option("--replicas", type=click.IntRange(min=0), help="Replicas of a new index. [default: "
-              "auto_expand_replicas 0-1: one where a second node can hold it, none on a single node]")
-@click.option("--analyzer", help="Analyzer of the new version's BM25 text fields. [default: the current version's]")
-@click.option("--batch-size", default=256, show_default=True, help="Documents encoded and sent together.")
-@click.option(
-    "--dead-letter", type=click.Path(dir_okay=False, path_type=Path),
-    help="[default: ALIAS.dead-letter.jsonl in the state folder, as for index]",
-)
-@first_phase_options
-@segment_options
+@option(READING, "--from-index", is_flag=True, help="Re-encode the documents of the current version (no CORPUS).")
+@encoder_options(model_required=True, encoding=False)
+@reading_options()
+@load_options(reindex=True)
 @json_option
-@device_options
 @connection_options
 def reindex(
     alias: str,
     corpus: str | None,
-    model_dir: str,
     from_index: bool,
-    delete_previous: bool,
-    allow_failures: bool,
-    break_lock: bool,
-    corpus_format: str | None,
-    id_field: str,
-    text_field: str | None,
-    title_field: str | None,
-    shards: int,
-    replicas: int | None,
-    analyzer: str | None,
-    batch_size: int,
-    dead_letter: Path | None,
-    first_phase_k: int | None,
-    first_phase_candidates: tuple[int, ...] | None,
-    concurrent_segment_search: bool | None,
-    optimize: bool,
+    encoder: ModelChoice,
+    reading: Reading,
+    load: LoadOptions,
     as_json: bool,
-    device: dict[str, Any],
     settings: ConnectionSettings,
 ) -> None:
     """Build ALIAS-v<next> from CORPUS (or --from-index), verify it, and move ALIAS to it atomically.
@@ -138,27 +96,14 @@ def reindex(
     Readers keep the current version until the new one is verified. The old version is kept for a rollback
     (`splade-os alias ALIAS OLD_INDEX`) unless --delete-previous. Exit code 1 when the alias was not moved.
     """
-    from splade_os.cli.index import format_summary, summary_json
-    from splade_os.indexing import BulkOptions, LoadOptions
     from splade_os.indexing.reindex import reindex as run_reindex
-    from splade_os.model.encoder import SpladeEncoder
 
     with cli_errors():
         if (corpus is None) != from_index:
             raise click.UsageError("give either a CORPUS or --from-index")
-        encoder = SpladeEncoder(model_dir, **device)
-        corpus_options: dict[str, Any] = {
-            "names": FieldNames(id=id_field, text=text_field or "text", title=title_field or "title"),
-            "corpus_format": corpus_format,
-        }  # fmt: skip
         result = run_reindex(
-            connect(settings), alias, encoder, corpus=corpus, corpus_options=corpus_options, text_field=text_field,
-            title_field=title_field, load=LoadOptions(
-                delete_previous=delete_previous, allow_failures=allow_failures, shards=shards, replicas=replicas,
-                analyzer=analyzer, dead_letter=dead_letter, bulk=BulkOptions(batch_size=batch_size),
-                first_phase_k=first_phase_k, first_phase_candidates=first_phase_candidates,
-                concurrent_segment_search=concurrent_segment_search, optimize=optimize, break_lock=break_lock,
-            ),
+            connect(settings), alias, encoder.load(), corpus=corpus, corpus_options=reading.corpus_options(),
+            text_field=reading.text_field, title_field=reading.title_field, load=load,
         )  # fmt: skip
         if as_json:
             echo_json({**summary_json(result.summary), "previous": list(result.previous),

@@ -1,24 +1,66 @@
-"""Option groups shared by every command, so flags and environment variables mean the same everywhere."""
+"""Options shared by every command, so flags and environment variables mean the same everywhere: the connection
+(one `ConnectionSettings`), the model folder and its device, `--json`. `fold` turns a group of flags into one argument
+of the command (groups.py folds the encoding, reading, loading and Ray groups the same way); `cli_errors` turns every
+error into one redacted line."""
 
 from __future__ import annotations
 
 import functools
 import json
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import click
 from opensearchpy.exceptions import ImproperlyConfigured
 
+from splade_os.cli.sections import CONNECTION, MODEL, OUTPUT, option
 from splade_os.connection import ConnectionSettings
 from splade_os.engines.errors import describe_error, is_client_error
 from splade_os.errors import SpladeOSError
-from splade_os.mappings import DEFAULT_FIRST_PHASE_K
 from splade_os.redaction import redact
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+
+class Decorator(Protocol):
+    """What adds options to a click command: the command's function, returned with them."""
+
+    def __call__(self, func: F, /) -> F: ...
+
+
+def fold(
+    into: str,
+    options: Sequence[Decorator],
+    build: Callable[[dict[str, Any], dict[str, Any]], Any],
+    section: str | None = None,
+) -> Decorator:
+    """A decorator that adds `options` to a command and passes their values to it as one argument, `into`:
+    `build(values, arguments)`, with the values by parameter name and the command's other arguments (those of the
+    groups above this one), under `cli_errors`. `--help` lists the options under `section`, those that name none."""
+
+    def decorate(func: F) -> F:
+        @functools.wraps(func)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            values = {name: kwargs.pop(name) for name in names}
+            with cli_errors():
+                kwargs[into] = build(values, kwargs)
+            return func(*args, **kwargs)
+
+        before = len(getattr(func, "__click_params__", ()))
+        for add in reversed(options):
+            wrapper = add(wrapper)
+        # `functools.wraps` shares the list of click parameters: the ones added here are at its end.
+        added = getattr(wrapper, "__click_params__", [])[before:]
+        names = [param.name for param in added]
+        for param in added:
+            if section is not None and not hasattr(param, "section"):
+                param.section = section
+        return wrapper  # type: ignore[return-value]
+
+    return decorate
+
 
 _CONNECTION_OPTIONS: list[Callable[[F], F]] = [
     click.option("--url", "urls", multiple=True, envvar="OPENSEARCH_URL",
@@ -54,9 +96,6 @@ _CONNECTION_OPTIONS: list[Callable[[F], F]] = [
     click.option("--config", "config_file", envvar="SPLADE_OS_CONFIG", type=click.Path(dir_okay=False),
                  help="TOML file with connection settings (flags and env vars win). [env: SPLADE_OS_CONFIG]"),
 ]  # fmt: skip
-_NAMES = ("urls", "username", "password", "api_key", "ca_certs", "insecure", "client_cert", "client_key",
-          "aws_region", "aws_service", "request_timeout", "connection_retries", "engine", "cloud_id",
-          "ssl_assert_fingerprint", "config_file")  # fmt: skip
 
 
 def settings_from_options(values: dict[str, Any]) -> ConnectionSettings:
@@ -82,23 +121,17 @@ def settings_from_options(values: dict[str, Any]) -> ConnectionSettings:
     )
 
 
-def connection_options(func: F) -> F:
-    """The connection flags (see `ENV_VARS` for their environment variables), folded into one `settings` argument."""
+def _connection(values: dict[str, Any], _: dict[str, Any]) -> ConnectionSettings:
+    _quiet_client_logs()
+    settings = settings_from_options(values)
+    if values["insecure"]:
+        click.echo("warning: --insecure: the cluster's TLS certificate is not verified, so anyone between here "
+                   "and the cluster can read the credentials; pass --ca-certs instead", err=True)  # fmt: skip
+    return settings
 
-    @functools.wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        values = {name: kwargs.pop(name) for name in _NAMES}
-        _quiet_client_logs()
-        with cli_errors():
-            kwargs["settings"] = settings_from_options(values)
-        if values["insecure"]:
-            click.echo("warning: --insecure: the cluster's TLS certificate is not verified, so anyone between here "
-                       "and the cluster can read the credentials; pass --ca-certs instead", err=True)  # fmt: skip
-        return func(*args, **kwargs)
 
-    for option in reversed(_CONNECTION_OPTIONS):
-        wrapper = option(wrapper)
-    return wrapper  # type: ignore[return-value]
+connection_options = fold("settings", _CONNECTION_OPTIONS, _connection, CONNECTION)
+"""The connection flags (see `ENV_VARS` for their environment variables), folded into one `settings` argument."""
 
 
 def _quiet_client_logs() -> None:
@@ -112,128 +145,63 @@ def _quiet_client_logs() -> None:
             logger.propagate = False
 
 
-def model_option(required: bool = True) -> Callable[[F], F]:
-    return click.option(
-        "--model",
-        "model_dir",
-        required=required,
-        envvar="SPLADE_OS_MODEL",
-        type=click.Path(file_okay=False),
+def model_option(required: bool = True) -> Decorator:
+    return option(
+        MODEL, "--model", "model_dir", required=required, envvar="SPLADE_OS_MODEL", type=click.Path(file_okay=False),
         help="Model folder: written by `splade-os export` (e.g. models/splade-tiny), or a fastembed, Hugging Face or "
         "sentence-transformers ONNX folder (see `splade-os models`). [env: SPLADE_OS_MODEL]",
-    )
+    )  # fmt: skip
 
 
-def device_options(func: F) -> F:
-    """--device and --precision, for every command that encodes; folded into one `device` dict of encoder options."""
-
-    @functools.wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        kwargs["device"] = {"device": kwargs.pop("device_name"), "precision": kwargs.pop("precision")}
-        return func(*args, **kwargs)
-
-    wrapper = click.option(
-        "--precision", type=click.Choice(["fp32", "bf16", "fp16"]), default="fp32", show_default=True,
-        envvar="SPLADE_OS_PRECISION",
-        help="Weights and activations on the GPU; bf16 and fp16 need --device cuda. [env: SPLADE_OS_PRECISION]",
-    )(wrapper)  # fmt: skip
-    wrapper = click.option(
+DEVICE_OPTIONS = [
+    click.option(
         "--device", "device_name", default="cpu", show_default=True, envvar="SPLADE_OS_DEVICE",
         help="cpu (the ONNX export), or cuda / cuda:N: the PyTorch checkpoint on a GPU (needs splade-os[gpu] and "
         "config.json plus weights in --model). [env: SPLADE_OS_DEVICE]",
-    )(wrapper)  # fmt: skip
-    return wrapper  # type: ignore[return-value]
+    ),
+    click.option(
+        "--precision", type=click.Choice(["fp32", "bf16", "fp16"]), default="fp32", show_default=True,
+        envvar="SPLADE_OS_PRECISION",
+        help="Weights and activations on the GPU; bf16 and fp16 need --device cuda. [env: SPLADE_OS_PRECISION]",
+    ),
+]  # fmt: skip
 
 
-def _k_list(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[int, ...] | None:
-    if value is None:
-        return None
-    try:
-        ks = tuple(int(k) for k in value.split(",") if k.strip())
-    except ValueError:
-        ks = (0,)
-    if any(k < 1 for k in ks):
-        raise click.BadParameter(f"{value!r} is not a comma-separated list of k of at least 1, such as 64,256")
-    return ks
+def _device(values: dict[str, Any], _: dict[str, Any]) -> dict[str, Any]:
+    return {"device": values["device_name"], "precision": values["precision"]}
 
 
-def first_phase_options(func: F) -> F:
-    """--first-phase-k N, --no-first-phase and --first-phase-candidates K,K, for the commands that create indices;
-    the first two folded into one `first_phase_k` (None: the default, or the source's on a re-encode; 0: no pruned
-    field), the last `first_phase_candidates` (None: none, or the source's on a re-encode)."""
-
-    @functools.wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        k, off = kwargs.pop("first_phase_k"), kwargs.pop("no_first_phase")
-        if off and k is not None:
-            raise click.UsageError("--first-phase-k and --no-first-phase contradict each other: pick one")
-        kwargs["first_phase_k"] = 0 if off else k
-        return func(*args, **kwargs)
-
-    wrapper = click.option(
-        "--first-phase-candidates", callback=_k_list, metavar="K,K",
-        help="Also build a candidate pruned field for each of these k (such as 64,256), for `tune` to choose the k "
-        "that is fastest at its agreement target; two-phase search then uses the field tune stored. Each costs "
-        "about as much disk as the pruned field. [default: none; --from-index and reindex: the source's]",
-    )(wrapper)  # fmt: skip
-    wrapper = click.option(
-        "--no-first-phase", is_flag=True,
-        help="Build no pruned first-phase field (the default of a new index; --from-index and reindex: drop the "
-        "source's).",
-    )(wrapper)  # fmt: skip
-    wrapper = click.option(
-        "--first-phase-k", type=click.IntRange(min=1),
-        help="Also store each document's N heaviest terms in the pruned field splade_first, which two-phase search "
-        f"queries first (two-step search; {DEFAULT_FIRST_PHASE_K} is a good start, `tune` measures it). [default: "
-        "none; --from-index and reindex: the source's]",
-    )(wrapper)  # fmt: skip
-    return wrapper  # type: ignore[return-value]
-
-
-def segment_options(func: F) -> F:
-    """--concurrent-segment-search/--no-... and --optimize, for the commands that build a new index: how its shards
-    search their segments, and a force-merge to one segment before the alias moves."""
-    func = click.option(
-        "--optimize", is_flag=True, help="After a successful load, force-merge the index to one segment before the "
-        "alias moves (faster searches; takes a while on a large index).",
-    )(func)  # fmt: skip
-    return click.option(
-        "--concurrent-segment-search/--no-concurrent-segment-search", default=None,
-        help="A new index searches each shard's segments in parallel (OpenSearch 2.12+), recorded in its _meta. "
-        "[default: the cluster's setting; --from-index and reindex: the source's]",
-    )(func)  # fmt: skip
+device_options = fold("device", DEVICE_OPTIONS, _device, MODEL)
+"""--device and --precision, for the commands that encode with a model alone; folded into one `device` dict of
+encoder options (`groups.encoder_options` folds them with the rest of the encoder's settings)."""
 
 
 JSON_HELP = "Print the result as JSON on stdout (and nothing else there)."
-json_option = click.option("--json", "as_json", is_flag=True, help=JSON_HELP)
+json_option = option(OUTPUT, "--json", "as_json", is_flag=True, help=JSON_HELP)
 
 
-def json_report_options(func: F) -> F:
-    """--json (JSON on stdout, as every command prints it) and --json-file/-o FILE, folded into one `json_to`
-    argument: None, "-" (stdout) or a path. The older `--json FILE` still writes FILE, with a deprecation note."""
+def _json_to(values: dict[str, Any], _: dict[str, Any]) -> str | None:
+    value: str | None = values["json_value"]
+    path: str | None = values["json_file"]
+    if value not in (None, "-"):
+        if path is not None:
+            raise click.UsageError("--json FILE and --json-file contradict each other: give --json-file FILE")
+        click.echo(f"warning: --json FILE is deprecated and goes in a later release: use --json-file {value} "
+                   "(--json alone prints the JSON on stdout)", err=True)  # fmt: skip
+        return value
+    if value == "-" and path is not None:
+        raise click.UsageError("--json prints on stdout and --json-file writes a file: pick one")
+    return path or value
 
-    @functools.wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        value, path = kwargs.pop("json_value"), kwargs.pop("json_file")
-        if value not in (None, "-"):
-            if path is not None:
-                raise click.UsageError("--json FILE and --json-file contradict each other: give --json-file FILE")
-            click.echo(f"warning: --json FILE is deprecated and goes in a later release: use --json-file {value} "
-                       "(--json alone prints the JSON on stdout)", err=True)  # fmt: skip
-            path = value
-        elif value == "-" and path is not None:
-            raise click.UsageError("--json prints on stdout and --json-file writes a file: pick one")
-        kwargs["json_to"] = path or value
-        return func(*args, **kwargs)
 
-    wrapper = click.option(
-        "--json-file", "-o", "json_file", type=click.Path(dir_okay=False), help="Write the result as JSON to this file."
-    )(wrapper)  # fmt: skip
-    wrapper = click.option(
-        "--json", "json_value", is_flag=False, flag_value="-", metavar="",
-        help=JSON_HELP + " (`--json FILE`, deprecated: --json-file FILE)",
-    )(wrapper)  # fmt: skip
-    return wrapper  # type: ignore[return-value]
+json_report_options = fold("json_to", [
+    click.option("--json", "json_value", is_flag=False, flag_value="-", metavar="",
+                 help=JSON_HELP + " (`--json FILE`, deprecated: --json-file FILE)"),
+    click.option("--json-file", "-o", "json_file", type=click.Path(dir_okay=False),
+                 help="Write the result as JSON to this file."),
+], _json_to, OUTPUT)  # fmt: skip
+"""--json (JSON on stdout, as every command prints it) and --json-file/-o FILE, folded into one `json_to` argument:
+None, "-" (stdout) or a path. The older `--json FILE` still writes FILE, with a deprecation note."""
 
 
 def echo_json(data: Any) -> None:

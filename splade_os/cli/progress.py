@@ -5,34 +5,32 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Callable, Mapping
-from typing import Any, TypeVar
+from collections.abc import Mapping
+from typing import Any
 
 import click
 
-F = TypeVar("F", bound=Callable[..., Any])
+from splade_os.cli.options import fold
+from splade_os.cli.sections import OUTPUT
+
 EVERY = 10.0
 
 
-def progress_options(func: F) -> F:
-    """--progress/--no-progress and --log-every, folded into one `progress` argument (a `ProgressFactory`)."""
-    import functools
+def _factory(values: dict[str, Any], _: dict[str, Any]) -> ProgressFactory:
+    return ProgressFactory(enabled=values["show_progress"] is not False, every=values["log_every"])
 
-    @functools.wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        shown, every = kwargs.pop("show_progress"), kwargs.pop("log_every")
-        kwargs["progress"] = ProgressFactory(enabled=shown is not False, every=every)
-        return func(*args, **kwargs)
 
-    wrapper = click.option(
-        "--log-every", type=click.FloatRange(min=0), default=EVERY, show_default=True,
-        help="Seconds between progress lines off a terminal.",
-    )(wrapper)  # fmt: skip
-    wrapper = click.option(
+progress_options = fold("progress", [
+    click.option(
         "--progress/--no-progress", "show_progress", default=None,
         help="Progress on stderr: a bar on a terminal, a plain line every --log-every seconds elsewhere. [default: on]",
-    )(wrapper)  # fmt: skip
-    return wrapper  # type: ignore[return-value]
+    ),
+    click.option(
+        "--log-every", type=click.FloatRange(min=0), default=EVERY, show_default=True,
+        help="Seconds between progress lines off a terminal.",
+    ),
+], _factory, OUTPUT)  # fmt: skip
+"""--progress/--no-progress and --log-every, folded into one `progress` argument (a `ProgressFactory`)."""
 
 
 class ProgressFactory:

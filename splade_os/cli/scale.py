@@ -6,9 +6,10 @@ from pathlib import Path
 
 import click
 
-from splade_os.cli.index import _size
 from splade_os.cli.options import cli_errors, connection_options, echo_json, json_option, model_option
+from splade_os.cli.output import size
 from splade_os.cli.progress import ProgressFactory, progress_options
+from splade_os.cli.sections import OUTPUT, option
 from splade_os.connection import ConnectionSettings
 from splade_os.engines.clients import connect
 from splade_os.errors import ConfigError
@@ -87,7 +88,7 @@ def df(
 @click.option("--segments", default=1, show_default=True, type=click.IntRange(min=1),
               help="Segments each shard is merged down to.")
 @click.option("--yes", is_flag=True, help="Merge even an index readers search through an alias.")
-@click.option("--every", default=5.0, show_default=True, type=click.FloatRange(min=0.1),
+@option(OUTPUT, "--every", default=5.0, show_default=True, type=click.FloatRange(min=0.1),
               help="Seconds between progress lines.")
 @json_option
 @connection_options
@@ -101,7 +102,7 @@ def merge(index: str, segments: int, yes: bool, every: float, as_json: bool, set
     from splade_os.indexing.merge import SegmentState, check_not_live, force_merge
 
     def progress(state: SegmentState, elapsed: float) -> None:
-        merging = f", {state.merging} merges running ({_size(state.merging_bytes)})" if state.merging else ""
+        merging = f", {state.merging} merges running ({size(state.merging_bytes)})" if state.merging else ""
         click.echo(f"merging {index}: {plural(state.segments, 'segment')}{merging}, {elapsed:.0f} s", err=True)
 
     with cli_errors():

@@ -4,6 +4,10 @@
 `FieldNames(vector=...)`). Given the vocabulary of the model that made them (`from_model`), it checks every token
 against it and stops the load at the first vector with a token outside it: a file from another model's vocabulary
 would make every score meaningless. It is plain data, so it is its own recipe on Ray workers (`build`).
+
+`vectors_for_load` is the encoder of a load as `splade-os index` asks for it (`--vectors`, `--vector-field`, `--model`):
+the pass-through of vectors made elsewhere, or None for a load that encodes text, once the options make sense
+together; a `VectorsOptionError` names the flags that do not.
 """
 
 from __future__ import annotations
@@ -18,9 +22,19 @@ from splade_os.errors import ConfigError, EncoderMismatchError
 from splade_os.mappings import PRECOMPUTED
 from splade_os.model.encoder import load_tokenizer
 from splade_os.model.manifest import TOKENIZER_NAME, read_manifest
+from splade_os.model.settings import EncoderSettings
 from splade_os.vectors import SparseVector
 
 DEFAULT_VECTOR_FIELD = "vector"  # what `splade-os encode` writes
+# The encoder settings that change how text is encoded, by the flag that sets each: vectors made elsewhere are indexed
+# as they are, so none of them goes with --vectors.
+ENCODING_FLAGS = {"max_length": "--max-length", "top_k": "--top-k", "min_weight": "--min-weight",
+                  "max_ratio": "--prune-ratio", "long_documents": "--long-documents"}  # fmt: skip
+
+
+class VectorsOptionError(ConfigError):
+    """Options of a load that do not go with vectors made elsewhere, or a load with neither a model nor them: a usage
+    error of `splade-os index` (exit code 2)."""
 
 
 def vocabulary_sha256(tokens: Iterable[str]) -> str:
@@ -108,3 +122,38 @@ class PrecomputedVectors:
             "file was made with another vocabulary; nothing of this batch was sent. Give --model the folder of the "
             "model that made the vectors, or index them into a new index"
         )
+
+
+def vectors_for_load(
+    vectors: bool,
+    *,
+    field: str | None = None,
+    model_dir: str | Path | None = None,
+    from_index: bool = False,
+    corpus_format: str | None = None,
+    columns: Sequence[str] | None = None,
+    settings: EncoderSettings | None = None,
+) -> PrecomputedVectors | None:
+    """The encoder of a load of vectors made elsewhere (`vectors`, read from the input field `field`, checked against
+    the vocabulary of the model in `model_dir` when given), or None for a load that encodes text with the model in
+    `model_dir`. Raises `VectorsOptionError` for options that do not go together: `field` without `vectors`, neither a
+    model nor `vectors`, and with `vectors` a re-encode (`from_index`), a CSV/TSV corpus or `columns`, or `settings`
+    that change how text is encoded (the vectors are indexed as they are)."""
+    if not vectors:
+        if field:
+            raise VectorsOptionError("--vector-field goes with --vectors")
+        if not model_dir:
+            raise VectorsOptionError("give --model (or set SPLADE_OS_MODEL), or --vectors for vectors made elsewhere")
+        return None
+    if from_index or corpus_format not in (None, "jsonl") or columns:
+        raise VectorsOptionError(
+            "--vectors reads JSON Lines that carry their vectors: not --from-index, CSV/TSV or --columns"
+        )
+    defaults = EncoderSettings()
+    given = [flag for name, flag in ENCODING_FLAGS.items()
+             if settings is not None and getattr(settings, name) != getattr(defaults, name)]  # fmt: skip
+    if given:
+        raise VectorsOptionError(f"{', '.join(given)} change how text is encoded: with --vectors the vectors are "
+                                 "indexed as they are (prune them where they are made)")  # fmt: skip
+    field = field or DEFAULT_VECTOR_FIELD
+    return PrecomputedVectors.from_model(model_dir, field=field) if model_dir else PrecomputedVectors(field=field)
