@@ -137,8 +137,10 @@ def main() -> int:
     work = [(texts[i % len(texts)], MODES[i % len(MODES)]) for i in range(args.queries)]
     searcher = Searcher(index, encoder, client=client)
     expected = [outcome(searcher.search(text, k=10, mode=mode)) for text, mode in work]  # type: ignore[arg-type]
-    print(f"{dataset.root.name}: {client.count(index=index)['count']} documents, {len(work)} queries per run, "
-          f"modes {', '.join(MODES)}, encoder threads {encoder.threads}")  # fmt: skip
+    print(
+        f"{dataset.root.name}: {client.count(index=index)['count']} documents, {len(work)} queries per run, "
+        f"modes {', '.join(MODES)}, encoder threads {encoder.threads}"
+    )
 
     runs = [thread_run(searcher, work, expected, s) for s in counts]
 
@@ -152,8 +154,10 @@ def main() -> int:
         for run in mine:
             print(report(run, mine[0].qps))
     bad = sum(r.errors + r.mismatches for r in runs)
-    print(f"total: {bad} errors and mismatches over {sum(len(r.latencies) + r.errors for r in runs)} searches; "
-          f"median latency at S=1 {statistics.median(runs[0].latencies) * 1000:.1f} ms")  # fmt: skip
+    print(
+        f"total: {bad} errors and mismatches over {sum(len(r.latencies) + r.errors for r in runs)} searches; "
+        f"median latency at S=1 {statistics.median(runs[0].latencies) * 1000:.1f} ms"
+    )
     client.close()
     return 1 if bad else 0
 

@@ -39,17 +39,26 @@ def single_process(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     client = connect()
     start = time.perf_counter()
     summary = index_corpus(
-        client, args.corpus, index=f"{args.index}-single", encoder=encoder,
+        client,
+        args.corpus,
+        index=f"{args.index}-single",
+        encoder=encoder,
         load=LoadOptions(
-            recreate=True, replicas=0, checkpoint=workdir / f"{args.index}-single.checkpoint.json",
+            recreate=True,
+            replicas=0,
+            checkpoint=workdir / f"{args.index}-single.checkpoint.json",
             dead_letter=workdir / f"{args.index}-single.dead-letter.jsonl",
             bulk=BulkOptions(batch_size=args.batch_size),
         ),
-    )  # fmt: skip
+    )
     wall = time.perf_counter() - start
     client.close()
-    return {"docs_per_s": round(summary.counters.indexed / wall, 1), "seconds": round(wall, 1),
-            "indexed": summary.counters.indexed, "verified": summary.verified}  # fmt: skip
+    return {
+        "docs_per_s": round(summary.counters.indexed / wall, 1),
+        "seconds": round(wall, 1),
+        "indexed": summary.counters.indexed,
+        "verified": summary.verified,
+    }
 
 
 def on_ray(args: argparse.Namespace, workdir: Path, workers: int) -> dict[str, Any]:
@@ -63,13 +72,21 @@ def on_ray(args: argparse.Namespace, workdir: Path, workers: int) -> dict[str, A
     name = f"{args.index}-ray{workers}"
     start, clock = time.perf_counter(), time.time()
     summary = index_corpus_on_ray(
-        ConnectionSettings.from_env(), args.corpus, index=name, recipe=recipe,
-        pool=RayWorkers(workers=workers, cpus_per_worker=threads), block_size=args.block_size, on_block=record,
+        ConnectionSettings.from_env(),
+        args.corpus,
+        index=name,
+        recipe=recipe,
+        pool=RayWorkers(workers=workers, cpus_per_worker=threads),
+        block_size=args.block_size,
+        on_block=record,
         load=LoadOptions(
-            recreate=True, replicas=0, checkpoint=workdir / f"{name}.checkpoint.json",
-            dead_letter=workdir / f"{name}.dead-letter.jsonl", bulk=BulkOptions(batch_size=args.batch_size),
+            recreate=True,
+            replicas=0,
+            checkpoint=workdir / f"{name}.checkpoint.json",
+            dead_letter=workdir / f"{name}.dead-letter.jsonl",
+            bulk=BulkOptions(batch_size=args.batch_size),
         ),
-    )  # fmt: skip
+    )
     wall, ended = time.perf_counter() - start, time.time()
     by_worker: dict[int, list[BlockResult]] = {}
     for r in sorted(results, key=lambda r: r.began):
@@ -81,15 +98,21 @@ def on_ray(args: argparse.Namespace, workdir: Path, workers: int) -> dict[str, A
     last_end = max(r.began + r.seconds for r in results)
     busy = sum(r.seconds for r in results)
     return {
-        "workers": workers, "threads_per_worker": threads, "docs_per_s": round(summary.counters.indexed / wall, 1),
-        "seconds": round(wall, 1), "indexed": summary.counters.indexed, "verified": summary.verified,
-        "blocks": len(results), "worker_processes": len(by_worker),
-        "worker_startup_s": [round(s, 1) for s in startups], "encoder_and_client_load_s": [round(s, 2) for s in loads],
+        "workers": workers,
+        "threads_per_worker": threads,
+        "docs_per_s": round(summary.counters.indexed / wall, 1),
+        "seconds": round(wall, 1),
+        "indexed": summary.counters.indexed,
+        "verified": summary.verified,
+        "blocks": len(results),
+        "worker_processes": len(by_worker),
+        "worker_startup_s": [round(s, 1) for s in startups],
+        "encoder_and_client_load_s": [round(s, 2) for s in loads],
         "block_s_mean": round(busy / len(results), 1),
         "docs_per_s_inside_blocks": round(summary.counters.indexed / (busy / max(1, len(by_worker))), 1),
         "gap_between_blocks_s_mean": round(statistics.mean(gaps), 3) if gaps else None,
         "tail_after_last_block_s": round(ended - last_end, 1),
-    }  # fmt: skip
+    }
 
 
 def main() -> int:
@@ -114,9 +137,14 @@ def main() -> int:
 
     import ray
 
-    figures: dict[str, Any] = {"corpus": str(args.corpus), "threads": args.threads, "block_size": args.block_size,
-                               "batch_size": args.batch_size, "machine": f"{platform.machine()}, {os.cpu_count()} "
-                               f"cores, Python {platform.python_version()}, Ray {ray.__version__}"}  # fmt: skip
+    figures: dict[str, Any] = {
+        "corpus": str(args.corpus),
+        "threads": args.threads,
+        "block_size": args.block_size,
+        "batch_size": args.batch_size,
+        "machine": f"{platform.machine()}, {os.cpu_count()} "
+        f"cores, Python {platform.python_version()}, Ray {ray.__version__}",
+    }
     figures["single_process"] = single_process(args, workdir)
     print("single process:", json.dumps(figures["single_process"]), flush=True)
     start = time.perf_counter()

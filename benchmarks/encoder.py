@@ -157,11 +157,16 @@ def run_size(
             reference_seconds = seconds
         rows.append(
             {
-                "model": label, "configuration": name, "documents": len(texts), "seconds": round(seconds, 2),
-                "docs_per_s": round(len(texts) / seconds, 2), "vs_reference": round(reference_seconds / seconds, 2),
-                "mfu": round(flops / seconds / peak, 3), "load_avg": round(os.getloadavg()[0], 1),
+                "model": label,
+                "configuration": name,
+                "documents": len(texts),
+                "seconds": round(seconds, 2),
+                "docs_per_s": round(len(texts) / seconds, 2),
+                "vs_reference": round(reference_seconds / seconds, 2),
+                "mfu": round(flops / seconds / peak, 3),
+                "load_avg": round(os.getloadavg()[0], 1),
             }
-        )  # fmt: skip
+        )
         print(json.dumps(rows[-1]), flush=True)
 
     if "torch" not in args.skip:
@@ -227,9 +232,10 @@ def main() -> None:
             q_int8 = dict(zip(qids, encoder_int8.encode_queries([queries[q] for q in qids]), strict=True))
             if args.limit is None:
                 for name, docs, qv in (
-                    ("reference", vectors.get("reference"), q_fp32), ("fp32", vectors["fp32"], q_fp32),
+                    ("reference", vectors.get("reference"), q_fp32),
+                    ("fp32", vectors["fp32"], q_fp32),
                     ("int8", vectors["int8"], q_int8),
-                ):  # fmt: skip
+                ):
                     if docs is not None:
                         summary[f"ndcg@10_{name}"] = round(ndcg_at_10(doc_ids, docs, qv, qrels), 4)
             for k in (10, 32, 64):
@@ -252,9 +258,15 @@ def main() -> None:
                 export_model(base, folders[f"base-{name}"], max_length=args.max_length, **kwargs)  # type: ignore[arg-type]
             base_args = argparse.Namespace(**{**vars(args), "skip": [*args.skip, "untiled"]})
             run_size(
-                "BERT-base size (random weights)", base, folders["base-fp32"], folders["base-int8"],
-                texts[: args.base_limit], base_args, peak, rows,
-            )  # fmt: skip
+                "BERT-base size (random weights)",
+                base,
+                folders["base-fp32"],
+                folders["base-int8"],
+                texts[: args.base_limit],
+                base_args,
+                peak,
+                rows,
+            )
 
     print()
     print("| model | configuration | docs | docs/s | vs reference | MFU |")

@@ -59,8 +59,14 @@ def base_size_checkpoint(folder: Path, tokenizer_from: Path) -> Path:
 
     vocab = Tokenizer.from_file(str(tokenizer_from / "tokenizer.json")).get_vocab_size(with_added_tokens=True)
     torch.manual_seed(0)
-    config = BertConfig(vocab_size=vocab, hidden_size=768, num_hidden_layers=12, num_attention_heads=12,
-                        intermediate_size=3072, max_position_embeddings=512)  # fmt: skip
+    config = BertConfig(
+        vocab_size=vocab,
+        hidden_size=768,
+        num_hidden_layers=12,
+        num_attention_heads=12,
+        intermediate_size=3072,
+        max_position_embeddings=512,
+    )
     BertForMaskedLM(config).save_pretrained(str(folder))
     for name in ("tokenizer.json", "tokenizer_config.json"):
         if (tokenizer_from / name).is_file():
@@ -88,9 +94,12 @@ class PlainPyTorch:
         with torch.inference_mode():
             for start in range(0, len(texts), batch_size):
                 batch = self.tokenizer(
-                    texts[start : start + batch_size], padding=True, truncation=True, max_length=self.max_length,
+                    texts[start : start + batch_size],
+                    padding=True,
+                    truncation=True,
+                    max_length=self.max_length,
                     return_tensors="pt",
-                ).to(self.device)  # fmt: skip
+                ).to(self.device)
                 logits = self.model(**batch).logits
                 weights = (torch.log1p(torch.relu(logits)) * batch["attention_mask"].unsqueeze(-1)).amax(dim=1)
                 rows, cols = weights.nonzero(as_tuple=True)
@@ -111,8 +120,12 @@ def timed(fn: Callable[[], Any], device: str) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", type=Path, default=SHARED / "models" / "splade-tiny",
-                        help="checkpoint folder (config.json, weights, tokenizer.json)")  # fmt: skip
+    parser.add_argument(
+        "--model",
+        type=Path,
+        default=SHARED / "models" / "splade-tiny",
+        help="checkpoint folder (config.json, weights, tokenizer.json)",
+    )
     parser.add_argument("--base-size", action="store_true", help="time a random BERT-base-size model instead")
     parser.add_argument("--corpus", type=Path, default=SHARED / "data" / "scifact", help="BEIR folder")
     parser.add_argument("--limit", type=int, default=2000, help="documents per pass")
@@ -140,9 +153,13 @@ def main() -> None:
             plain = PlainPyTorch(model_dir, args.device, precision, args.max_length)
             for batch_size in args.batch_sizes:
                 ours = SpladeEncoder(
-                    model_dir, device=args.device, backend="torch", precision=precision, max_length=args.max_length,
+                    model_dir,
+                    device=args.device,
+                    backend="torch",
+                    precision=precision,
+                    max_length=args.max_length,
                     batch_size=batch_size,
-                )  # fmt: skip
+                )
                 run_plain = functools.partial(plain.encode, texts, batch_size)
                 run_ours = functools.partial(ours.encode_documents, texts)
                 plain.encode(texts[:batch_size], batch_size)  # warm-up: kernels, allocator, autotuning
@@ -154,10 +171,15 @@ def main() -> None:
                     plain_s = min(plain_s, timed(run_plain, args.device))
                     ours_s = min(ours_s, timed(run_ours, args.device))
                 row = {
-                    "model": label, "device": device_name, "precision": precision, "batch_size": batch_size,
-                    "documents": len(texts), "plain_docs_per_s": round(len(texts) / plain_s, 1),
-                    "splade_os_docs_per_s": round(len(texts) / ours_s, 1), "ratio": round(plain_s / ours_s, 3),
-                }  # fmt: skip
+                    "model": label,
+                    "device": device_name,
+                    "precision": precision,
+                    "batch_size": batch_size,
+                    "documents": len(texts),
+                    "plain_docs_per_s": round(len(texts) / plain_s, 1),
+                    "splade_os_docs_per_s": round(len(texts) / ours_s, 1),
+                    "ratio": round(plain_s / ours_s, 3),
+                }
                 if args.device.startswith("cuda"):
                     row["peak_gib"] = round(torch.cuda.max_memory_allocated() / 2**30, 2)
                 rows.append(row)

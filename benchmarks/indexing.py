@@ -63,12 +63,18 @@ def main() -> int:
     client = connect()
     start = time.perf_counter()
     summary = index_corpus(
-        client, args.corpus, index=args.index, encoder=encoder,
+        client,
+        args.corpus,
+        index=args.index,
+        encoder=encoder,
         load=LoadOptions(
-            recreate=True, replicas=0, checkpoint=workdir / f"{args.index}.checkpoint.json",
-            dead_letter=workdir / f"{args.index}.dead-letter.jsonl", bulk=BulkOptions(batch_size=args.batch_size),
+            recreate=True,
+            replicas=0,
+            checkpoint=workdir / f"{args.index}.checkpoint.json",
+            dead_letter=workdir / f"{args.index}.dead-letter.jsonl",
+            bulk=BulkOptions(batch_size=args.batch_size),
         ),
-    )  # fmt: skip
+    )
     wall = time.perf_counter() - start
     end_to_end = summary.counters.indexed / wall
     figures = {

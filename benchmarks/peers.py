@@ -63,8 +63,16 @@ SYSTEMS = [
     ("splade-os", "int8", "export-int8"),
 ]
 BASELINE = ("splade-os", "fp32")
-SKIP_NAMES = {"reference": 0, "st-torch": 1, "st-onnx": 2, "st-onnx-int8": 3, "fastembed": 4, "os-peer-file": 5,
-              "os-fp32": 6, "os-int8": 7}  # fmt: skip
+SKIP_NAMES = {
+    "reference": 0,
+    "st-torch": 1,
+    "st-onnx": 2,
+    "st-onnx-int8": 3,
+    "fastembed": 4,
+    "os-peer-file": 5,
+    "os-fp32": 6,
+    "os-int8": 7,
+}
 Sparse = tuple[list[int], list[float]]
 
 
@@ -122,14 +130,22 @@ def _fastembed(folder: Path, args: argparse.Namespace) -> Callable[[list[str], b
     name = "local/splade-peers"
     if not any(d.model == name for d in splade_pp.supported_splade_models):
         description = SparseModelDescription(
-            model=name, vocab_size=args.vocab_size, description="the benchmark's local SPLADE folder",
-            license="apache-2.0", size_in_GB=0.0, sources=ModelSource(hf=name), model_file="model.onnx",
-        )  # fmt: skip
+            model=name,
+            vocab_size=args.vocab_size,
+            description="the benchmark's local SPLADE folder",
+            license="apache-2.0",
+            size_in_GB=0.0,
+            sources=ModelSource(hf=name),
+            model_file="model.onnx",
+        )
         splade_pp.supported_splade_models.append(description)
     model = SparseTextEmbedding(
-        name, specific_model_path=str(folder), local_files_only=True, threads=args.threads,
+        name,
+        specific_model_path=str(folder),
+        local_files_only=True,
+        threads=args.threads,
         providers=["CPUExecutionProvider"],
-    )  # fmt: skip
+    )
 
     def encode(texts: list[str], queries: bool) -> list[Sparse]:
         found = model.query_embed(texts) if queries else model.embed(texts, batch_size=args.batch_size)
@@ -182,9 +198,12 @@ def worker(args: argparse.Namespace) -> None:
     doc_seconds = timed(lambda: docs.extend(encode(texts["docs"], False)))
     query_seconds = timed(lambda: queries.extend(encode(texts["queries"], True)))
     result = {
-        "docs_per_s": len(docs) / doc_seconds, "queries_per_s": len(queries) / query_seconds,
-        "peak_mib": peak_mib(), "docs": docs, "queries": queries,
-    }  # fmt: skip
+        "docs_per_s": len(docs) / doc_seconds,
+        "queries_per_s": len(queries) / query_seconds,
+        "peak_mib": peak_mib(),
+        "docs": docs,
+        "queries": queries,
+    }
     (work / f"system-{args.worker}.json").write_text(json.dumps(result))
 
 
@@ -221,8 +240,13 @@ def build_folders(checkpoint: Path, work: Path, max_length: int) -> int:
     _logits_graph(checkpoint, work / "logits.onnx")
     tokenizer_config = json.loads((checkpoint / "tokenizer_config.json").read_text())
     tokenizer_config["model_max_length"] = max_length  # fastembed truncates where splade-os does
-    special = {"unk_token": "[UNK]", "sep_token": "[SEP]", "pad_token": "[PAD]", "cls_token": "[CLS]",
-               "mask_token": "[MASK]"}  # fmt: skip
+    special = {
+        "unk_token": "[UNK]",
+        "sep_token": "[SEP]",
+        "pad_token": "[PAD]",
+        "cls_token": "[CLS]",
+        "mask_token": "[MASK]",
+    }
     fastembed.mkdir()
     shutil.copyfile(checkpoint / "tokenizer.json", fastembed / "tokenizer.json")
     shutil.copyfile(checkpoint / "config.json", fastembed / "config.json")
@@ -348,8 +372,9 @@ def main() -> None:
                 (args.st_onnx_python, "st-onnx", work / "logits.onnx", 3 not in skipped, {2, 3}),
             ):
                 if rows_of - skipped:
-                    why = sentence_transformers_folder(python, args.checkpoint, work / name, args.max_length,
-                                                       logits, quantize)  # fmt: skip
+                    why = sentence_transformers_folder(
+                        python, args.checkpoint, work / name, args.max_length, logits, quantize
+                    )
                     if why:
                         print(f"skipped sentence-transformers ({name}): no folder: {why}", file=sys.stderr)
                         skipped |= rows_of
@@ -362,10 +387,21 @@ def main() -> None:
                 continue
             python = args.st_onnx_python if "(onnx)" in system else sys.executable
             command = [
-                python, __file__, "--worker", str(index), "--work", str(work), "--threads", str(args.threads),
-                "--max-length", str(args.max_length), "--batch-size", str(args.batch_size), "--vocab-size",
+                python,
+                __file__,
+                "--worker",
+                str(index),
+                "--work",
+                str(work),
+                "--threads",
+                str(args.threads),
+                "--max-length",
+                str(args.max_length),
+                "--batch-size",
+                str(args.batch_size),
+                "--vocab-size",
                 str(vocab_size),
-            ]  # fmt: skip
+            ]
             done = subprocess.run(command, env=environment, capture_output=True, text=True)
             if done.returncode != 0:
                 print(
@@ -391,21 +427,31 @@ def main() -> None:
             if ours is not None:
                 theirs = _vectors(result["docs"] + result["queries"], vocab_size, to_vector)
                 diff, overlap = parity(ours, theirs)
-            rows.append({
-                "system": system, "precision": precision, "docs_per_s": round(result["docs_per_s"], 2),
-                "queries_per_s": round(result["queries_per_s"], 2), "peak_mib": round(result["peak_mib"], 1),
-                "max_abs_diff": diff, "top10_overlap": None if overlap is None else round(overlap, 4),
-            })  # fmt: skip
+            rows.append(
+                {
+                    "system": system,
+                    "precision": precision,
+                    "docs_per_s": round(result["docs_per_s"], 2),
+                    "queries_per_s": round(result["queries_per_s"], 2),
+                    "peak_mib": round(result["peak_mib"], 1),
+                    "max_abs_diff": diff,
+                    "top10_overlap": None if overlap is None else round(overlap, 4),
+                }
+            )
 
-    print(f"\n{len(texts['docs'])} documents, {len(texts['queries'])} queries, {args.threads} threads, max length "
-          f"{args.max_length}; parity against splade-os fp32\n")  # fmt: skip
+    print(
+        f"\n{len(texts['docs'])} documents, {len(texts['queries'])} queries, {args.threads} threads, max length "
+        f"{args.max_length}; parity against splade-os fp32\n"
+    )
     print("| system | precision | docs/s | queries/s | peak MiB | max abs diff | top-10 overlap |")
     print("|---|---|---:|---:|---:|---:|---:|")
     for row in rows:
         diff_cell = "" if row["max_abs_diff"] is None else f"{row['max_abs_diff']:.2g}"
         overlap_cell = "" if row["top10_overlap"] is None else f"{row['top10_overlap']:.3f}"
-        print(f"| {row['system']} | {row['precision']} | {row['docs_per_s']:.1f} | {row['queries_per_s']:.1f} | "
-              f"{row['peak_mib']:.0f} | {diff_cell} | {overlap_cell} |")  # fmt: skip
+        print(
+            f"| {row['system']} | {row['precision']} | {row['docs_per_s']:.1f} | {row['queries_per_s']:.1f} | "
+            f"{row['peak_mib']:.0f} | {diff_cell} | {overlap_cell} |"
+        )
     if args.json:
         args.json.write_text(json.dumps({"rows": rows}, indent=2) + "\n")
     if args.plot and rows:

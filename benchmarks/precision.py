@@ -112,10 +112,13 @@ def main() -> None:
         run = exact_run(zip(ids, documents, strict=True), queries, depth=100)
         ndcg = compute_metrics(dataset.qrels, run, ("nDCG@10",))["nDCG@10"]
         row: dict[str, Any] = {
-            "precision": precision, "device": args.device, "documents": len(ids), "ndcg@10": round(ndcg, 4),
+            "precision": precision,
+            "device": args.device,
+            "documents": len(ids),
+            "ndcg@10": round(ndcg, 4),
             "docs_per_s": round(len(ids) / seconds, 1),
             "mean_terms": round(float(np.mean([len(v) for v in documents])), 1),
-        }  # fmt: skip
+        }
         if reference is None:
             reference = documents
         else:

@@ -46,9 +46,13 @@ SETTINGS: list[tuple[str, dict[str, Any]]] = [
 
 
 def build(
-    client: Any, name: str, docs: list[tuple[str, SparseVector, dict[str, Any]]], pruning: dict[str, Any] | None,
-    manifest: dict[str, Any], in_source: bool = True,
-) -> float:  # fmt: skip
+    client: Any,
+    name: str,
+    docs: list[tuple[str, SparseVector, dict[str, Any]]],
+    pruning: dict[str, Any] | None,
+    manifest: dict[str, Any],
+    in_source: bool = True,
+) -> float:
     """Index the documents (without vectors when `pruning` is None); returns mean features per document."""
     engine = engine_for(client)
     body = index_body(replicas=0, engine=engine, manifest=manifest, pruning=pruning, vectors_in_source=in_source)
@@ -106,16 +110,27 @@ def main() -> int:
         with Searcher(full, encoder, client=client, force=True) as searcher:
             (report,) = evaluate_modes(searcher, dataset, modes=("splade",))
         size, lean_size = size_on_disk(client, full), size_on_disk(client, lean)
-        rows.append({"setting": label, "pruning": pruning, "features": features, "bytes": size,
-                     "lean_bytes": lean_size, "bm25_bytes": bm25_bytes, **report.metrics})  # fmt: skip
+        rows.append(
+            {
+                "setting": label,
+                "pruning": pruning,
+                "features": features,
+                "bytes": size,
+                "lean_bytes": lean_size,
+                "bm25_bytes": bm25_bytes,
+                **report.metrics,
+            }
+        )
     base = rows[0]
     print(f"\nBM25 only: {bm25_bytes / 2**20:.1f} MiB")
     print(f"{'setting':<16}{'features':>9}{'MiB':>8}{'x BM25':>8}{'lean x':>8}{'nDCG@10':>9}{'delta':>8}{'R@100':>7}")
     for row in rows:
         row["ndcg_delta"] = row["nDCG@10"] - base["nDCG@10"]
-        print(f"{row['setting']:<16}{row['features']:>9.1f}{row['bytes'] / 2**20:>8.1f}"
-              f"{row['bytes'] / bm25_bytes:>8.2f}{row['lean_bytes'] / bm25_bytes:>8.2f}{row['nDCG@10']:>9.4f}"
-              f"{row['ndcg_delta']:>+8.4f}{row['R@100']:>7.4f}")  # fmt: skip
+        print(
+            f"{row['setting']:<16}{row['features']:>9.1f}{row['bytes'] / 2**20:>8.1f}"
+            f"{row['bytes'] / bm25_bytes:>8.2f}{row['lean_bytes'] / bm25_bytes:>8.2f}{row['nDCG@10']:>9.4f}"
+            f"{row['ndcg_delta']:>+8.4f}{row['R@100']:>7.4f}"
+        )
     if args.json_file:
         Path(args.json_file).write_text(json.dumps({"engine": engine.label, "rows": rows}, indent=2))
     _plot(rows, args.plot, engine.label)

@@ -85,9 +85,15 @@ def build(
     analyzer = "english" if engine.name == "opensearch" else "standard"  # the test zips lack `english` on ES
     extra = {RATIO_FIELD: engine.vector_mapping(), "source": {"type": "keyword"}}
     body = index_body(
-        replicas=0, engine=engine, manifest=encoder.manifest, analyzer=analyzer, vectors_in_source=False,
-        first_phase_k=ks[0], first_phase_candidates=tuple(ks[1:]), extra_properties=extra,
-    )  # fmt: skip
+        replicas=0,
+        engine=engine,
+        manifest=encoder.manifest,
+        analyzer=analyzer,
+        vectors_in_source=False,
+        first_phase_k=ks[0],
+        first_phase_candidates=tuple(ks[1:]),
+        extra_properties=extra,
+    )
     body["mappings"]["_source"]["excludes"].append(RATIO_FIELD)
     body["settings"]["index"]["refresh_interval"] = "-1"
     client.indices.create(index=name, body=body)
@@ -96,9 +102,14 @@ def build(
 
     def actions(chunk: list[tuple[dict[str, Any], SparseVector]]) -> Iterator[dict[str, Any]]:
         for record, vector in chunk:
-            source = {"doc_id": record["_id"], "title": record.get("title") or "", "text": record.get("text") or "",
-                      "source": record.get("source"), VECTOR_FIELD: engine.to_field(vector),
-                      RATIO_FIELD: engine.to_field(vector.prune(max_ratio=ratio))}  # fmt: skip
+            source = {
+                "doc_id": record["_id"],
+                "title": record.get("title") or "",
+                "text": record.get("text") or "",
+                "source": record.get("source"),
+                VECTOR_FIELD: engine.to_field(vector),
+                RATIO_FIELD: engine.to_field(vector.prune(max_ratio=ratio)),
+            }
             for field, k in fields.items():
                 source[field] = engine.to_field(vector.top_k(k))
             yield {"_index": name, "_id": record["_id"], "_source": source}
@@ -193,14 +204,18 @@ def mode_bodies(
         ks = [int(k) for k in args.first_phase_k.split(",")]
         for k in ks:
             field = "splade_first" if k == ks[0] else candidate_field(k)
-            bodies[f"pruned top-{k} (index time)"] = [build_splade_query(v, field_name=field, **common).body
-                                                      for v in vectors]  # fmt: skip
+            bodies[f"pruned top-{k} (index time)"] = [
+                build_splade_query(v, field_name=field, **common).body for v in vectors
+            ]
             for q in [int(t) for t in args.terms.split(",")]:
                 for window in [max(int(w), size) for w in args.windows.split(",")]:
                     for suffix, phase_one in variants.items():
                         bodies[f"two-step k{k} q{q} w{window}{suffix}"] = [
-                            build_two_step_query(v, first_field=field, terms=q, window=window, **phase_one(v),
-                                                 **common).body for v in vectors]  # fmt: skip
+                            build_two_step_query(
+                                v, first_field=field, terms=q, window=window, **phase_one(v), **common
+                            ).body
+                            for v in vectors
+                        ]
         bodies[f"pruned ratio {args.prune_ratio:g} (index time)"] = [
             build_splade_query(v, field_name=RATIO_FIELD, **common).body for v in vectors
         ]
@@ -213,9 +228,12 @@ def mode_bodies(
 
 
 def quality(
-    client: Any, name: str, bodies: dict[str, list[dict[str, Any]]], queries: dict[str, str],
+    client: Any,
+    name: str,
+    bodies: dict[str, list[dict[str, Any]]],
+    queries: dict[str, str],
     qrels: dict[str, dict[str, int]],
-) -> dict[str, dict[str, float]]:  # fmt: skip
+) -> dict[str, dict[str, float]]:
     """nDCG@10 and R@100 of every mode over every judged query, and per needle collection (untimed)."""
     ids = list(queries)
     runs: dict[str, dict[str, dict[str, float]]] = {}
@@ -261,9 +279,14 @@ def throughput(
 
 
 def measure(
-    client: Any, name: str, bodies: dict[str, list[dict[str, Any]]], timed_ids: list[int],
-    quality_of: dict[str, dict[str, float]], args: argparse.Namespace, repeat: int,
-) -> dict[str, Any]:  # fmt: skip
+    client: Any,
+    name: str,
+    bodies: dict[str, list[dict[str, Any]]],
+    timed_ids: list[int],
+    quality_of: dict[str, dict[str, float]],
+    args: argparse.Namespace,
+    repeat: int,
+) -> dict[str, Any]:
     """p50/p95 in shuffled passes (size 10) over the timed queries, agreement, the two choices, throughput."""
     timed = {mode: [requests[i] for i in timed_ids] for mode, requests in bodies.items()}
     latency, hits = run_passes(client, dict.fromkeys(timed, name), timed, repeat)
@@ -272,8 +295,13 @@ def measure(
     modes: dict[str, Any] = {}
     for mode, values in latency.items():
         p50 = statistics.median(values)
-        modes[mode] = {"p50_ms": p50, "p95_ms": float(np.percentile(values, 95)), "vs_bm25": p50 / bm25,
-                       **quality_of[mode], "ndcg_loss": exact_ndcg - quality_of[mode]["ndcg"]}  # fmt: skip
+        modes[mode] = {
+            "p50_ms": p50,
+            "p95_ms": float(np.percentile(values, 95)),
+            "vs_bm25": p50 / bm25,
+            **quality_of[mode],
+            "ndcg_loss": exact_ndcg - quality_of[mode]["ndcg"],
+        }
         if mode != "bm25":
             modes[mode]["agreement"] = agreement(hits[mode], hits["exact"])
     approximate = [m for m in modes if m.startswith(("two-step", "default two-phase"))]
@@ -299,8 +327,10 @@ def report(state: str, result: dict[str, Any]) -> None:
     )
     for mode, row in result["modes"].items():
         agree = f"{row['agreement']:.3f}" if "agreement" in row else "-"
-        print(f"  {mode:<44} {row['p50_ms']:7.2f} {row['p95_ms']:7.2f} {row['vs_bm25']:6.2f} {agree:>6} "
-              f"{row['ndcg']:8.4f} {row['ndcg_loss']:+7.4f} {row['recall_100']:6.4f}")  # fmt: skip
+        print(
+            f"  {mode:<44} {row['p50_ms']:7.2f} {row['p95_ms']:7.2f} {row['vs_bm25']:6.2f} {agree:>6} "
+            f"{row['ndcg']:8.4f} {row['ndcg_loss']:+7.4f} {row['recall_100']:6.4f}"
+        )
     for label, mode in result["chosen"].items():
         print(f"  fastest {label}: {mode}")
     for label, levels in result["throughput"].items():
@@ -323,8 +353,15 @@ def plot_frontier(runs: list[dict[str, Any]], path: str, state: str = "as built"
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    markers = {"two-step": "o", "pruned top": "v", "pruned ratio": "^", "exact": "s", "doc-only": "D",
-               "default two-phase": "P", "bm25": "*"}  # fmt: skip
+    markers = {
+        "two-step": "o",
+        "pruned top": "v",
+        "pruned ratio": "^",
+        "exact": "s",
+        "doc-only": "D",
+        "default two-phase": "P",
+        "bm25": "*",
+    }
     fig, ax = plt.subplots(figsize=(8, 5))
     for colour, run in zip(("tab:blue", "tab:orange", "tab:green", "tab:red"), runs, strict=False):
         row = next(r for r in run["rows"] if r["state"] == state)
@@ -378,8 +415,10 @@ def main() -> int:
         return 0
     args.clients = [int(c) for c in args.clients.split(",")]
     if not (args.corpus / "vectors.jsonl").is_file():
-        print(f"no vectors at {args.corpus}/vectors.jsonl: run `splade-os encode {args.corpus}/corpus.jsonl "
-              f"--model {args.model} -o {args.corpus}/vectors.jsonl` first")  # fmt: skip
+        print(
+            f"no vectors at {args.corpus}/vectors.jsonl: run `splade-os encode {args.corpus}/corpus.jsonl "
+            f"--model {args.model} -o {args.corpus}/vectors.jsonl` first"
+        )
         return 2
     client = connect()
     engine = engine_for(client)
@@ -388,7 +427,8 @@ def main() -> int:
     name = f"bench-real-{args.documents}"
     ks = [int(k) for k in args.first_phase_k.split(",")]
     kept = client.indices.exists(index=name) and client.indices.get_mapping(index=name)[name]["mappings"].get(
-        "_meta", {}).get("real_build")  # fmt: skip
+        "_meta", {}
+    ).get("real_build")
     if args.reuse and kept:
         built = kept
         print(f"reusing {name}: {built['documents']:,} documents built at {built['docs_per_s']:,.0f} docs/s")
@@ -407,17 +447,34 @@ def main() -> int:
     print(f"{len(bodies)} modes; {len(queries)} judged queries for quality, {len(timed_ids)} timed", flush=True)
     quality_of = quality(client, name, bodies, queries, qrels)
     bodies10, _ = mode_bodies(client, name, encoder, queries, args, 10)
-    result = {"engine": engine.label, "corpus": "real text: " + ", ".join(provenance["sources"]),
-              "documents": built["documents"], "build": built, "queries_judged": len(queries),
-              "queries_timed": len(timed_ids), "layout": {"first_phase_k": ks, "prune_ratio": args.prune_ratio},
-              "provenance": provenance, **extra, "rows": []}  # fmt: skip
+    result = {
+        "engine": engine.label,
+        "corpus": "real text: " + ", ".join(provenance["sources"]),
+        "documents": built["documents"],
+        "build": built,
+        "queries_judged": len(queries),
+        "queries_timed": len(timed_ids),
+        "layout": {"first_phase_k": ks, "prune_ratio": args.prune_ratio},
+        "provenance": provenance,
+        **extra,
+        "rows": [],
+    }
 
     def record(state: str, measured: dict[str, Any], size: int, **more: Any) -> None:
         """One row per index state, shaped as scale.py's rows (each mode's figures under its name)."""
         report(state, measured)
         modes = measured.pop("modes")
-        result["rows"].append({"documents": built["documents"], "state": state, "bytes": size,
-                               "docs_per_s": built["docs_per_s"], **more, **measured, **modes})  # fmt: skip
+        result["rows"].append(
+            {
+                "documents": built["documents"],
+                "state": state,
+                "bytes": size,
+                "docs_per_s": built["docs_per_s"],
+                **more,
+                **measured,
+                **modes,
+            }
+        )
         if args.json_file:  # after each state: a later failure keeps what was measured
             Path(args.json_file).write_text(json.dumps(result, indent=2) + "\n")
 

@@ -93,9 +93,17 @@ def first_phase_fields(ks: list[int]) -> dict[str, int]:
 
 
 def build(
-    client: Any, name: str, base: list[tuple[str, SparseVector, str]], n: int, *, vectors: bool,
-    in_source: bool = True, senders: int = 2, resume: bool = False, first_phase: dict[str, int] | None = None,
-) -> float:  # fmt: skip
+    client: Any,
+    name: str,
+    base: list[tuple[str, SparseVector, str]],
+    n: int,
+    *,
+    vectors: bool,
+    in_source: bool = True,
+    senders: int = 2,
+    resume: bool = False,
+    first_phase: dict[str, int] | None = None,
+) -> float:
     """Bulk-load N documents (with or without the vector field); returns documents per second.
 
     `senders` threads each send their own ranges, so the client's JSON encoding overlaps the node's indexing.
@@ -107,8 +115,9 @@ def build(
     if resume:
         todo = [start for start in todo if not client.exists(index=name, id=f"s{min(start + step, n) - 1}")]
         return _send_ranges(client, name, base, n, todo, step, vectors, senders, resumed=True, first_phase=first_phase)
-    body = index_body(replicas=0, engine=engine, manifest={"name": "scale", "sha256": "scale"},
-                      vectors_in_source=in_source)  # fmt: skip
+    body = index_body(
+        replicas=0, engine=engine, manifest={"name": "scale", "sha256": "scale"}, vectors_in_source=in_source
+    )
     # No refreshes while loading, except for an index that leaves the vector out of `_source`: its recovery copies
     # go only when segments merge, and one segment written at the end would never merge again.
     body["settings"]["index"]["refresh_interval"] = "-1" if in_source else "1s"
@@ -123,9 +132,17 @@ def build(
 
 
 def _send_ranges(
-    client: Any, name: str, base: list[tuple[str, SparseVector, str]], n: int, todo: list[int], step: int,
-    vectors: bool, senders: int, resumed: bool, first_phase: dict[str, int] | None = None,
-) -> float:  # fmt: skip
+    client: Any,
+    name: str,
+    base: list[tuple[str, SparseVector, str]],
+    n: int,
+    todo: list[int],
+    step: int,
+    vectors: bool,
+    senders: int,
+    resumed: bool,
+    first_phase: dict[str, int] | None = None,
+) -> float:
     engine = engine_for(client)
 
     def send(start: int) -> int:
@@ -156,8 +173,9 @@ def _send_ranges(
     return rate
 
 
-def ready(client: Any, name: str, base: list[tuple[str, SparseVector, str]], n: int, *, reuse: bool,
-          **options: Any) -> float:  # fmt: skip
+def ready(
+    client: Any, name: str, base: list[tuple[str, SparseVector, str]], n: int, *, reuse: bool, **options: Any
+) -> float:
     """Build `name`, or with `reuse` keep a complete one from an earlier run (and the rate it was built at)."""
     if client.indices.exists(index=name):
         recorded = client.indices.get_mapping(index=name)[name]["mappings"].get("_meta", {}).get("scale_build", {})
@@ -175,7 +193,8 @@ def ready(client: Any, name: str, base: list[tuple[str, SparseVector, str]], n: 
             raise SystemExit(
                 f"scale.py: --reuse found {name} kept with {recorded.get('documents', count):,} documents and "
                 f"pruned fields {recorded.get('first_phase') or 'none'}, not the {n:,} and {layout or 'none'} asked "
-                "for: pass the --first-phase-k it was built with, or drop --reuse to rebuild it")
+                "for: pass the --first-phase-k it was built with, or drop --reuse to rebuild it"
+            )
         client.indices.delete(index=name)
     print(f"  building {name} ...", flush=True)
     return build(client, name, base, n, **options)
@@ -264,8 +283,9 @@ def two_step_body(
     """Phase one: the query's q heaviest terms against the pruned field `field`; phase two: the exact dot product on
     the full field for the `window` best of phase one. `phase_one`: `deferred` (the df rule's terms) and
     `engine_pruning` of `build_two_step_query`."""
-    return build_two_step_query(vector, first_field=field, terms=q, window=window, size=k, source=False,
-                                engine=engine, **phase_one).body  # fmt: skip
+    return build_two_step_query(
+        vector, first_field=field, terms=q, window=window, size=k, source=False, engine=engine, **phase_one
+    ).body
 
 
 def phase_one_variants(
@@ -338,42 +358,74 @@ def main() -> int:
     parser.add_argument("--sizes", default="10000,100000")
     parser.add_argument("--queries", type=int, default=100, help="SciFact test queries used (tuning and timing)")
     parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--plot", help="cost against corpus size [default: docs/scale.png, when two sizes or more "
-                        "are measured: a one-size run leaves the plot of the full run as it is]")
+    parser.add_argument(
+        "--plot",
+        help="cost against corpus size [default: docs/scale.png, when two sizes or more "
+        "are measured: a one-size run leaves the plot of the full run as it is]",
+    )
     parser.add_argument("--json", dest="json_file")
     parser.add_argument("--keep", action="store_true", help="keep the indices afterwards")
     parser.add_argument("--reuse", action="store_true", help="reuse complete indices kept by an earlier --keep run")
-    parser.add_argument("--source-split", default="",
-                        help="sizes (comma-separated) also built with the vector left out of _source, to split "
-                        "postings from stored source")
-    parser.add_argument("--separate-bm25-max", type=int, default=100_000,
-                        help="largest size that gets its own BM25-only index (larger: BM25 on the SPLADE index)")
-    parser.add_argument("--merge-max", type=int, default=100_000,
-                        help="largest size force-merged to one segment before measuring (larger: as built)")
+    parser.add_argument(
+        "--source-split",
+        default="",
+        help="sizes (comma-separated) also built with the vector left out of _source, to split "
+        "postings from stored source",
+    )
+    parser.add_argument(
+        "--separate-bm25-max",
+        type=int,
+        default=100_000,
+        help="largest size that gets its own BM25-only index (larger: BM25 on the SPLADE index)",
+    )
+    parser.add_argument(
+        "--merge-max",
+        type=int,
+        default=100_000,
+        help="largest size force-merged to one segment before measuring (larger: as built)",
+    )
     parser.add_argument("--build-only", action="store_true", help="build (or keep) the indices, measure nothing")
     parser.add_argument("--skip-tune", action="store_true", help="time exact, default two-phase and BM25 only")
-    parser.add_argument("--first-phase-k", default="128",
-                        help="two-step layout: each SPLADE index also holds every document's top-k terms in a pruned "
-                        "field per k (comma-separated; the first in splade_first; empty: none)")
-    parser.add_argument("--no-vectors-in-source", action="store_true",
-                        help="the SPLADE index leaves its vector fields out of _source")
+    parser.add_argument(
+        "--first-phase-k",
+        default="128",
+        help="two-step layout: each SPLADE index also holds every document's top-k terms in a pruned "
+        "field per k (comma-separated; the first in splade_first; empty: none)",
+    )
+    parser.add_argument(
+        "--no-vectors-in-source", action="store_true", help="the SPLADE index leaves its vector fields out of _source"
+    )
     parser.add_argument("--two-step-k", default="", help="two-step grid: the pruned fields' k to use (default: all)")
     parser.add_argument("--two-step-terms", default="8,16,32", help="two-step grid: query terms sent to phase one")
     parser.add_argument("--two-step-windows", default="100,300,1000", help="two-step grid: rescore windows")
-    parser.add_argument("--df-ratios", default="5",
-                        help="two-step grid, cost rule: each setting also with the query terms found in more than "
-                        "RATIO x the mean token's documents and under 0.4 of the heaviest weight left out of phase "
-                        "one (comma-separated; empty: no rule). Counts the index's df table when it has none")
-    parser.add_argument("--engine-pruning", action=argparse.BooleanOptionalAction, default=True,
-                        help="two-step grid: each setting also with the engine's own phase-one pruning, where the "
-                        "engine has it (Elasticsearch's pruning_config)")
-    parser.add_argument("--concurrent-segment-search", action=argparse.BooleanOptionalAction, default=None,
-                        help="set the SPLADE index's concurrent segment search on or off before measuring (OpenSearch "
-                        "2.12+; default: as the index is)")
+    parser.add_argument(
+        "--df-ratios",
+        default="5",
+        help="two-step grid, cost rule: each setting also with the query terms found in more than "
+        "RATIO x the mean token's documents and under 0.4 of the heaviest weight left out of phase "
+        "one (comma-separated; empty: no rule). Counts the index's df table when it has none",
+    )
+    parser.add_argument(
+        "--engine-pruning",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="two-step grid: each setting also with the engine's own phase-one pruning, where the "
+        "engine has it (Elasticsearch's pruning_config)",
+    )
+    parser.add_argument(
+        "--concurrent-segment-search",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="set the SPLADE index's concurrent segment search on or off before measuring (OpenSearch "
+        "2.12+; default: as the index is)",
+    )
     parser.add_argument("--target", type=float, default=0.99, help="agreement the tuned two-step setting must reach")
     parser.add_argument("--frontier-plot", help="also plot p50 against agreement for every mode of the largest size")
-    parser.add_argument("--from-json", help="plot the rows of an earlier --json run instead of measuring (--plot, "
-                        "--frontier-plot); several (comma-separated): each engine's frontier on one plot")
+    parser.add_argument(
+        "--from-json",
+        help="plot the rows of an earlier --json run instead of measuring (--plot, "
+        "--frontier-plot); several (comma-separated): each engine's frontier on one plot",
+    )
     args = parser.parse_args()
     if args.from_json and "," in args.from_json:
         runs = [json.loads(Path(f).read_text()) for f in args.from_json.split(",")]
@@ -392,8 +444,11 @@ def main() -> int:
     engine = engine_for(client)
     encoder = SpladeEncoder(args.model)
     dataset = load_beir(args.dataset)
-    base = [(doc_id, vector, f"{record['title']} {record['text']}".strip())
-            for doc_id, vector, record in real_documents(client, encoder, dataset) if vector]  # fmt: skip
+    base = [
+        (doc_id, vector, f"{record['title']} {record['text']}".strip())
+        for doc_id, vector, record in real_documents(client, encoder, dataset)
+        if vector
+    ]
     queries = dict(list(dataset.queries.items())[: args.queries])
     print(f"{engine.label}; {len(base)} real document vectors; {len(queries)} queries; k = 10")
 
@@ -404,14 +459,27 @@ def main() -> int:
         # Past --separate-bm25-max, BM25 is timed on the SPLADE index's own text fields (the same postings a
         # BM25-only index would hold) and no BM25-only copy is built; past --merge-max, sizes are read unmerged.
         separate, lean, merge = n <= args.separate_bm25_max, n in split_sizes, n <= args.merge_max
-        wanted = [(name, True, True), *([(bm25_name, False, True)] if separate else []),
-                  *([(lean_name, True, False)] if lean else [])]  # fmt: skip
+        wanted = [
+            (name, True, True),
+            *([(bm25_name, False, True)] if separate else []),
+            *([(lean_name, True, False)] if lean else []),
+        ]
         first_phase = first_phase_fields([int(k) for k in args.first_phase_k.split(",") if k])
         if args.no_vectors_in_source:
             wanted = [(index, vectors, False if index == name else in_source) for index, vectors, in_source in wanted]
-        built = {index: ready(client, index, base, n, reuse=args.reuse, vectors=vectors, in_source=in_source,
-                              first_phase=first_phase if vectors else None)
-                 for index, vectors, in_source in wanted}  # fmt: skip
+        built = {
+            index: ready(
+                client,
+                index,
+                base,
+                n,
+                reuse=args.reuse,
+                vectors=vectors,
+                in_source=in_source,
+                first_phase=first_phase if vectors else None,
+            )
+            for index, vectors, in_source in wanted
+        }
         if args.build_only:
             continue
         rate = built[name]
@@ -473,24 +541,38 @@ def main() -> int:
         two_step = [m for m in bodies if m.startswith("two-step")]
         passing = [m for m in two_step if agree[m] >= args.target]
         # The fastest setting that keeps the agreement target; when none does, the one closest to it.
-        tuned = min(passing, key=lambda m: statistics.median(latency[m])) if passing else \
-            max(two_step, key=lambda m: agree[m], default=None)
+        tuned = (
+            min(passing, key=lambda m: statistics.median(latency[m]))
+            if passing
+            else max(two_step, key=lambda m: agree[m], default=None)
+        )
         row: dict[str, Any] = {
-            "documents": n, "segments": segment_count(client, name), "docs_per_s": rate, "bytes": size,
+            "documents": n,
+            "segments": segment_count(client, name),
+            "docs_per_s": rate,
+            "bytes": size,
             "concurrent_segment_search": args.concurrent_segment_search,
-            "bm25_bytes": bm25_size, "lean_bytes": lean_size,
+            "bm25_bytes": bm25_size,
+            "lean_bytes": lean_size,
             "default_agreement": agree.get("default two-phase"),
             "tuned two-phase setting": chosen.label if chosen else None,
             "tuned two-phase agreement": chosen.agreement if chosen else None,
-            "tuned setting": tuned, "tuned_reaches_target": bool(passing), **row_extra,
-        }  # fmt: skip
-        versus = f"vs BM25 only {bm25_size / 2**20:,.1f} MiB = {size / bm25_size:.2f}x" if bm25_size else \
-            "(no BM25-only copy at this size)"
+            "tuned setting": tuned,
+            "tuned_reaches_target": bool(passing),
+            **row_extra,
+        }
+        versus = (
+            f"vs BM25 only {bm25_size / 2**20:,.1f} MiB = {size / bm25_size:.2f}x"
+            if bm25_size
+            else "(no BM25-only copy at this size)"
+        )
         print(f"\n{n:,} documents: indexed at {rate:,.0f} docs/s; {size / 2**20:,.1f} MiB {versus}")
         if lean_size is not None and bm25_size:
-            print(f"  vector left out of _source: {lean_size / 2**20:,.1f} MiB = {lean_size / bm25_size:.2f}x BM25; "
-                  f"the vector in _source costs {(size - lean_size) / 2**20:,.1f} MiB, "
-                  f"its postings {(lean_size - bm25_size) / 2**20:,.1f} MiB")  # fmt: skip
+            print(
+                f"  vector left out of _source: {lean_size / 2**20:,.1f} MiB = {lean_size / bm25_size:.2f}x BM25; "
+                f"the vector in _source costs {(size - lean_size) / 2**20:,.1f} MiB, "
+                f"its postings {(lean_size - bm25_size) / 2**20:,.1f} MiB"
+            )
         for mode, values in latency.items():
             p50, p95 = statistics.median(values), float(np.percentile(values, 95))
             row[mode] = {"p50_ms": p50, "p95_ms": p95, "vs_bm25": p50 / bm25_p50}
@@ -536,8 +618,13 @@ def _plot_frontier(row: dict[str, Any], path: str, label: str, target: float) ->
             continue
         marker = "o" if mode.startswith("two-step") else "s"
         ax.scatter(value["agreement"], value["vs_bm25"], marker=marker)
-        ax.annotate(mode.replace("two-step ", ""), (value["agreement"], value["vs_bm25"]), fontsize=7,
-                    xytext=(3, 3), textcoords="offset points")  # fmt: skip
+        ax.annotate(
+            mode.replace("two-step ", ""),
+            (value["agreement"], value["vs_bm25"]),
+            fontsize=7,
+            xytext=(3, 3),
+            textcoords="offset points",
+        )
     title = f"{row['documents']:,} documents, {label} (two-step: pruned-field k, query terms q, window w)"
     _save_frontier(fig, ax, title, target, path, legend_size=8)
     plt.close(fig)
@@ -569,8 +656,9 @@ def _plot_frontiers(runs: list[dict[str, Any]], path: str, target: float) -> Non
     for number, run in enumerate(runs):
         color = f"C{number}"
         row = run["rows"][-1]
-        points = sorted((v["agreement"], v["vs_bm25"]) for m, v in row.items()
-                        if m.startswith("two-step") and isinstance(v, dict))  # fmt: skip
+        points = sorted(
+            (v["agreement"], v["vs_bm25"]) for m, v in row.items() if m.startswith("two-step") and isinstance(v, dict)
+        )
         frontier = [(a, r) for a, r in points if r <= min(r2 for a2, r2 in points if a2 >= a)]
         label = f"{run['engine']}: two-step frontier"
         ax.plot([a for a, _ in frontier], [r for _, r in frontier], marker="o", color=color, label=label)
@@ -591,8 +679,14 @@ def _plot(rows: list[dict[str, Any]], path: str, label: str) -> None:
 
     sizes = [r["documents"] for r in rows]
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
-    modes = (("exact", "o-"), ("default two-phase", "s--"), ("tuned two-phase", "^-"), ("tuned", "v-"),
-             ("doc-only", "d-."), ("bm25", "x:"))  # fmt: skip
+    modes = (
+        ("exact", "o-"),
+        ("default two-phase", "s--"),
+        ("tuned two-phase", "^-"),
+        ("tuned", "v-"),
+        ("doc-only", "d-."),
+        ("bm25", "x:"),
+    )
     for mode, style in modes:
         points = [(r["documents"], r[mode]["p50_ms"]) for r in rows if mode in r]
         if points:

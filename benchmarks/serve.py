@@ -82,8 +82,18 @@ def service(kind: str, model: str) -> Iterator[tuple[str, int]]:
     port = _free_port()
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     if kind == "batched":
-        command = [sys.executable, "-m", "splade_os", "serve", "--model", model, "--port", str(port),
-                   "--log-level", "warning"]  # fmt: skip
+        command = [
+            sys.executable,
+            "-m",
+            "splade_os",
+            "serve",
+            "--model",
+            model,
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+        ]
     else:
         command = [sys.executable, __file__, "--naive-server", str(port), "--model", model]
     process = subprocess.Popen(command, env=env, cwd=REPO, stdout=subprocess.DEVNULL)
@@ -119,8 +129,9 @@ class Run(ConcurrencyRun):
         return 1000 * self.pct(100 * q)
 
 
-async def load(url: str, pid: int, kind: str, clients: int, seconds: float, texts: list[str],
-               expected: dict[str, dict]) -> Run:  # fmt: skip
+async def load(
+    url: str, pid: int, kind: str, clients: int, seconds: float, texts: list[str], expected: dict[str, dict]
+) -> Run:
     import aiohttp
 
     latencies: list[float] = []
@@ -180,23 +191,31 @@ def main() -> int:
                 for kind in ("naive", "batched") if r % 2 == 0 else ("batched", "naive"):
                     run = asyncio.run(load(*urls[kind], kind, clients, args.seconds, texts, expected))
                     rounds.setdefault((kind, clients), []).append(run)
-                    print(f"{kind:<8} C={clients:<4} {run.qps:7.1f} q/s  p50 {run.percentile(0.5):7.1f} ms  "
-                          f"p99 {run.percentile(0.99):7.1f} ms  cpu {run.cpu_ms:5.2f} ms/q  errors {run.errors}",
-                          flush=True)  # fmt: skip
+                    print(
+                        f"{kind:<8} C={clients:<4} {run.qps:7.1f} q/s  p50 {run.percentile(0.5):7.1f} ms  "
+                        f"p99 {run.percentile(0.99):7.1f} ms  cpu {run.cpu_ms:5.2f} ms/q  errors {run.errors}",
+                        flush=True,
+                    )
     runs = {key: sorted(found, key=lambda r: r.qps)[len(found) // 2] for key, found in rounds.items()}
     print()
-    print("| clients | one run per request: q/s, p50, p99, CPU/query | dynamic batching: q/s, p50, p99, CPU/query "
-          "| throughput ratio |")
+    print(
+        "| clients | one run per request: q/s, p50, p99, CPU/query | dynamic batching: q/s, p50, p99, CPU/query "
+        "| throughput ratio |"
+    )
     print("|---:|---:|---:|---:|")
     for clients in counts:
         naive, batched = runs["naive", clients], runs["batched", clients]
-        print(f"| {clients} | {naive.qps:.0f}, {naive.percentile(0.5):.1f} ms, {naive.percentile(0.99):.1f} ms, "
-              f"{naive.cpu_ms:.2f} ms | {batched.qps:.0f}, {batched.percentile(0.5):.1f} ms, "
-              f"{batched.percentile(0.99):.1f} ms, {batched.cpu_ms:.2f} ms | "
-              f"{batched.qps / naive.qps:.2f}x |")  # fmt: skip
+        print(
+            f"| {clients} | {naive.qps:.0f}, {naive.percentile(0.5):.1f} ms, {naive.percentile(0.99):.1f} ms, "
+            f"{naive.cpu_ms:.2f} ms | {batched.qps:.0f}, {batched.percentile(0.5):.1f} ms, "
+            f"{batched.percentile(0.99):.1f} ms, {batched.cpu_ms:.2f} ms | "
+            f"{batched.qps / naive.qps:.2f}x |"
+        )
     failed = sum(run.errors for found in rounds.values() for run in found)
-    print(f"\ntotal: {failed} errors or mismatches; median of p50s "
-          f"{statistics.median(r.percentile(0.5) for r in runs.values()):.1f} ms")  # fmt: skip
+    print(
+        f"\ntotal: {failed} errors or mismatches; median of p50s "
+        f"{statistics.median(r.percentile(0.5) for r in runs.values()):.1f} ms"
+    )
     return 1 if failed else 0
 
 

@@ -77,9 +77,10 @@ def text_df(client: Any, index: str, terms: Iterable[str]) -> dict[str, int]:
 
 def summary(postings: list[int], hits: list[int], documents: int) -> dict[str, float]:
     return {
-        "postings": statistics.fmean(postings), "matched": statistics.fmean(hits),
+        "postings": statistics.fmean(postings),
+        "matched": statistics.fmean(hits),
         "matched_share": statistics.fmean(hits) / documents,
-    }  # fmt: skip
+    }
 
 
 def collecting_body(query: dict[str, Any], window: int) -> dict[str, Any]:
@@ -106,9 +107,10 @@ def collecting(
     `--windows`, and each whole two-step request with that window, against BM25 collecting 10; what a rescore
     window asks of phase one, and what the rescore adds."""
     deferred = rules.get(f" df{args.df_ratio:g}", rules[""])
-    queries: dict[str, list[dict[str, Any]]] = {"bm25": bm25,
-                                                "exact": [build_splade_query(v, engine=engine).body["query"]
-                                                          for v in vectors]}  # fmt: skip
+    queries: dict[str, list[dict[str, Any]]] = {
+        "bm25": bm25,
+        "exact": [build_splade_query(v, engine=engine).body["query"] for v in vectors],
+    }
     windows = args.windows
     whole: dict[str, list[dict[str, Any]]] = {}
     # Phase one on each pruned field, and on the full field (the two-phase mode of an index without the layout).
@@ -116,13 +118,16 @@ def collecting(
     rule = f" df{args.df_ratio:g}" if args.df_ratio else ""
     for label, field in fields:
         q = args.window_terms
-        queries[f"phase one {label} q{q}{rule}"] = [two_step_body(engine, v, field, q, 10, deferred=d)["query"]
-                                                    for v, d in zip(vectors, deferred, strict=True)]  # fmt: skip
+        queries[f"phase one {label} q{q}{rule}"] = [
+            two_step_body(engine, v, field, q, 10, deferred=d)["query"] for v, d in zip(vectors, deferred, strict=True)
+        ]
         for w in windows[1:]:
-            whole[f"two-step {label} q{q}{rule} w{w}"] = [two_step_body(engine, v, field, q, w, deferred=d)
-                                                          for v, d in zip(vectors, deferred, strict=True)]  # fmt: skip
-    bodies = {f"{mode} collecting {w}": [collecting_body(q, w) for q in qs]
-              for mode, qs in queries.items() for w in windows}  # fmt: skip
+            whole[f"two-step {label} q{q}{rule} w{w}"] = [
+                two_step_body(engine, v, field, q, w, deferred=d) for v, d in zip(vectors, deferred, strict=True)
+            ]
+    bodies = {
+        f"{mode} collecting {w}": [collecting_body(q, w) for q in qs] for mode, qs in queries.items() for w in windows
+    }
     bodies.update(whole)
     latency, hits = run_passes(client, dict.fromkeys(bodies, name), bodies, args.repeat)
     exact = hits[f"exact collecting {windows[0]}"]
@@ -244,12 +249,12 @@ def main() -> int:
         for q in [int(x) for x in args.terms.split(",")]:
             for suffix, deferred in rules.items():
                 sent[f"phase one k{k} q{q}{suffix}"] = [
-                    (phase_one_terms(v, d).top_k(q),
-                     two_step_body(engine, v, field, q, 100, deferred=d)["query"])
+                    (phase_one_terms(v, d).top_k(q), two_step_body(engine, v, field, q, 100, deferred=d)["query"])
                     for v, d in zip(vectors, deferred, strict=True)
-                ]  # fmt: skip
-        df_field = count_tokens(client, name, {t for queries in sent.values() for v, _ in queries for t in v},
-                                field_name=field)  # fmt: skip
+                ]
+        df_field = count_tokens(
+            client, name, {t for queries in sent.values() for v, _ in queries for t in v}, field_name=field
+        )
         for mode, queries in sent.items():
             postings = [sum(df_field.get(t, 0) for t in v) for v, _ in queries]
             modes[mode] = summary(postings, matched(client, name, [body for _, body in queries]), documents)
@@ -259,15 +264,24 @@ def main() -> int:
     for mode, row in modes.items():
         row["postings_vs_bm25"] = row["postings"] / base["postings"]
         row["matched_vs_bm25"] = row["matched"] / base["matched"]
-        print(f"{mode:<28} {row['postings']:>12,.0f} {row['postings_vs_bm25']:>6.1f}x {row['matched']:>10,.0f} "
-              f"{row['matched_share']:>6.1%} {row['matched_vs_bm25']:>6.1f}x")  # fmt: skip
+        print(
+            f"{mode:<28} {row['postings']:>12,.0f} {row['postings_vs_bm25']:>6.1f}x {row['matched']:>10,.0f} "
+            f"{row['matched_share']:>6.1%} {row['matched_vs_bm25']:>6.1f}x"
+        )
     collected = collecting(client, name, engine, args, bm25, vectors, rules, pruned) if args.windows else {}
     terms_sent = {"bm25": statistics.fmean(len(q) for q in terms), "exact": statistics.fmean(len(v) for v in vectors)}
     print(f"\nterms per query: BM25 {terms_sent['bm25']:.1f}, SPLADE {terms_sent['exact']:.1f}")
     if args.json_file:
-        out = {"engine": engine.label, "index": name, "documents": documents, "pruned_fields": pruned,
-               "terms_per_query": terms_sent, "vector_field": VECTOR_FIELD, "modes": modes,
-               "collecting": collected}  # fmt: skip
+        out = {
+            "engine": engine.label,
+            "index": name,
+            "documents": documents,
+            "pruned_fields": pruned,
+            "terms_per_query": terms_sent,
+            "vector_field": VECTOR_FIELD,
+            "modes": modes,
+            "collecting": collected,
+        }
         Path(args.json_file).write_text(json.dumps(out, indent=2))
     if args.plot and collected:
         plot(collected, args.windows, f"{engine.label}, {documents:,} documents", args.plot)

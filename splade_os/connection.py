@@ -119,8 +119,11 @@ class ConnectionSettings:
                 raise ConfigError(f"cluster URL {url!r} must start with http:// or https://")
         if self.password and not self.username:
             raise ConfigError("a password was given without a user name: set OPENSEARCH_USERNAME or --user")
-        methods = [m for m, on in (("basic auth", self.username), ("an API key", self.api_key),
-                                   ("AWS SigV4", self.aws_region)) if on]  # fmt: skip
+        methods = [
+            m
+            for m, on in (("basic auth", self.username), ("an API key", self.api_key), ("AWS SigV4", self.aws_region))
+            if on
+        ]
         if len(methods) > 1:
             raise ConfigError(f"pick one way to authenticate, not {' and '.join(methods)}")
         if self.client_key and not self.client_cert:

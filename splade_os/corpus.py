@@ -156,9 +156,14 @@ def to_record(obj: Any, names: FieldNames, line: int, raw: bytes | str = "") -> 
             continue  # a copy of what the index writes anyway (the doc_id of a re-encoded index): nothing is lost
         extra[key] = item
     return Record(
-        doc_id=doc_id, text=values["text"], title=values["title"], fields=extra, line=line, vector=vector,
+        doc_id=doc_id,
+        text=values["text"],
+        title=values["title"],
+        fields=extra,
+        line=line,
+        vector=vector,
         vector_field=names.vector or "",
-    )  # fmt: skip
+    )
 
 
 _WRITTEN_AS = {"doc_id": "id", "_id": "id", "text": "text", "title": "title"}
@@ -182,8 +187,10 @@ def collision(name: str, value: Any, values: Mapping[str, str], names: FieldName
     if name == VECTOR_FIELD:
         return f"field {name!r} would be overwritten by the SPLADE vector: rename it in the input"
     if is_vector_field(name):
-        return f"field {name!r} would be overwritten by the pruned SPLADE vector splade-os writes there: rename it " \
+        return (
+            f"field {name!r} would be overwritten by the pruned SPLADE vector splade-os writes there: rename it "
             "in the input"
+        )
     if name.startswith("_"):
         return (
             f"field {name!r} starts with '_', which OpenSearch keeps for its own metadata: rename it in the input, "
@@ -339,8 +346,10 @@ class CorpusReader:
             reasons = list(dict.fromkeys(f.reason for f in failed))
             more = len(reasons) - 1
             first = f"line {failed[0].line}: {reasons[0]}" + (f"; and {more} other reasons" if more else "")
-            raise InputError(f"{self.label}: the first {len(failed)} records all fail ({first}); nothing was created: "
-                             "fix the input or the options and run again")  # fmt: skip
+            raise InputError(
+                f"{self.label}: the first {len(failed)} records all fail ({first}); nothing was created: "
+                "fix the input or the options and run again"
+            )
 
     def _too_large(self) -> RecordError:
         return RecordError(self.line, f"record is larger than {self.max_record_bytes} bytes (--max-record-bytes)")

@@ -94,10 +94,15 @@ class DfTable:
 
     def to_document(self) -> dict[str, Any]:
         return {
-            "df": dict(self.counts), "field": self.field, "documents": self.documents,
-            "computed_at": self.computed_at, "vocabulary_size": self.vocabulary_size, "seconds": self.seconds,
-            "absent": list(self.absent), "partial": self.partial,
-        }  # fmt: skip
+            "df": dict(self.counts),
+            "field": self.field,
+            "documents": self.documents,
+            "computed_at": self.computed_at,
+            "vocabulary_size": self.vocabulary_size,
+            "seconds": self.seconds,
+            "absent": list(self.absent),
+            "partial": self.partial,
+        }
 
 
 def concrete_index(client: Any, index: str) -> str:
@@ -152,7 +157,12 @@ def count_tokens(
 
 
 def compute_df(
-    client: Any, index: str, tokens: Iterable[str], *, field_name: str = VECTOR_FIELD, partial: bool = False,
+    client: Any,
+    index: str,
+    tokens: Iterable[str],
+    *,
+    field_name: str = VECTOR_FIELD,
+    partial: bool = False,
     **counting: Any,
 ) -> DfTable:
     """Count the document frequency of every token of `tokens` (the model's vocabulary, or the tokens seen) in
@@ -168,8 +178,9 @@ def compute_df(
     computed_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
     counts = count_tokens(client, concrete, wanted, field_name=field_name, **counting)
     absent = tuple(t for t in wanted if t not in counts)
-    return DfTable(concrete, counts, documents, computed_at, len(wanted), field_name, time.monotonic() - started,
-                   absent, partial)  # fmt: skip
+    return DfTable(
+        concrete, counts, documents, computed_at, len(wanted), field_name, time.monotonic() - started, absent, partial
+    )
 
 
 def store_df(client: Any, table: DfTable) -> str:
@@ -215,7 +226,13 @@ def table_from_answer(concrete: str, answer: Mapping[str, Any]) -> DfTable | Non
     doc = hits[0]["_source"]
     counts = doc.get("df") or {}
     return DfTable(
-        concrete, {str(t): int(n) for t, n in counts.items()}, int(doc.get("documents", 0)),
-        str(doc.get("computed_at", "")), int(doc.get("vocabulary_size", 0)), str(doc.get("field", VECTOR_FIELD)),
-        float(doc.get("seconds", 0.0)), tuple(str(t) for t in doc.get("absent") or ()), bool(doc.get("partial")),
-    )  # fmt: skip
+        concrete,
+        {str(t): int(n) for t, n in counts.items()},
+        int(doc.get("documents", 0)),
+        str(doc.get("computed_at", "")),
+        int(doc.get("vocabulary_size", 0)),
+        str(doc.get("field", VECTOR_FIELD)),
+        float(doc.get("seconds", 0.0)),
+        tuple(str(t) for t in doc.get("absent") or ()),
+        bool(doc.get("partial")),
+    )

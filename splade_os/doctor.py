@@ -35,10 +35,12 @@ def _clauses_check(client: Any, engine: Engine) -> Check:
     limit = engine.clause_limit(engine.clause_limit_request(client))  # Elasticsearch's is never below 1024
     if limit < MIN_CLAUSES:
         return Check(
-            "max_clause_count", WARN, f"{limit}: long queries lose their lightest terms",
+            "max_clause_count",
+            WARN,
+            f"{limit}: long queries lose their lightest terms",
             'PUT _cluster/settings {"persistent": {"indices.query.bool.max_clause_count": 1024}} '
             "(dynamic since 2.16; earlier: opensearch.yml and a restart)",
-        )  # fmt: skip
+        )
     return Check("max_clause_count", OK, str(limit))
 
 
@@ -52,27 +54,43 @@ def _index_checks(client: Any, engine: Engine, index: str, manifest: Mapping[str
     checks = [Check("index", OK, f"{index} -> {', '.join(concrete)}")]
     problem = vector_field_problem(index, mapping, VECTOR_FIELD, engine=engine)
     if problem:
-        checks.append(Check(
-            "mapping", FAIL, problem.split(": it was not created")[0],
-            f"re-encode its documents into a splade-os index: splade-os index --from-index {index} "
-            "--index NEW_NAME --model MODEL",
-        ))  # fmt: skip
+        checks.append(
+            Check(
+                "mapping",
+                FAIL,
+                problem.split(": it was not created")[0],
+                f"re-encode its documents into a splade-os index: splade-os index --from-index {index} "
+                "--index NEW_NAME --model MODEL",
+            )
+        )
     else:
         checks.append(Check("mapping", OK, f"{VECTOR_FIELD!r} is {engine.vector_type}"))
     meta = meta_from_mapping(mapping)
     if manifest is None:
         checks.append(Check("encoder", SKIP, "no --model given: the index's encoder was not compared"))
     elif not (meta.get("encoder") or {}).get("sha256"):
-        checks.append(Check("encoder", WARN, "the index records no encoder in _meta",
-                            "rebuild it with splade-os so that queries from another model are refused"))  # fmt: skip
+        checks.append(
+            Check(
+                "encoder",
+                WARN,
+                "the index records no encoder in _meta",
+                "rebuild it with splade-os so that queries from another model are refused",
+            )
+        )
     else:
         try:
             check_encoder_meta(index, meta, manifest)
             checks.append(Check("encoder", OK, f"built with {meta['encoder'].get('name')}, the same model"))
         except SpladeOSError as err:
-            checks.append(Check("encoder", FAIL, str(err).split(": scores")[0],
-                                f"search with the model that built it, or re-encode: splade-os reindex {index} "
-                                "--from-index --model NEW_MODEL"))  # fmt: skip
+            checks.append(
+                Check(
+                    "encoder",
+                    FAIL,
+                    str(err).split(": scores")[0],
+                    f"search with the model that built it, or re-encode: splade-os reindex {index} "
+                    "--from-index --model NEW_MODEL",
+                )
+            )
     if not problem:
         checks.append(_first_phase_check(index, meta))
     checks.append(_privileges_check(client, engine, index, concrete[0]))
@@ -91,25 +109,39 @@ def _first_phase_check(index: str, meta: Mapping[str, Any]) -> Check:
     candidates = recorded_candidates(meta)
     if k and candidates:
         stored = stored_settings(meta)
-        held = f"{FIRST_PHASE_FIELD!r} holds each document's top {k} terms, candidate fields its top " + \
-            ", ".join(str(c) for c in candidates)
+        held = f"{FIRST_PHASE_FIELD!r} holds each document's top {k} terms, candidate fields its top " + ", ".join(
+            str(c) for c in candidates
+        )
         if stored is None:
-            return Check("first-phase", WARN, f"{held}, and no tuned setting chooses among them: two-phase search "
-                         f"uses the top-{k} field", f"splade-os tune {index} --model MODEL")  # fmt: skip
+            return Check(
+                "first-phase",
+                WARN,
+                f"{held}, and no tuned setting chooses among them: two-phase search uses the top-{k} field",
+                f"splade-os tune {index} --model MODEL",
+            )
         chosen = stored.settings.first_phase_k or k
         keep = f"--first-phase-k {chosen} --first-phase-candidates ''"
-        return Check("first-phase", OK, f"{held}; tune chose the top-{chosen} field (the others only cost disk: "
-                     f"`splade-os reindex {index} --from-index --model MODEL {keep}` drops them)")  # fmt: skip
+        return Check(
+            "first-phase",
+            OK,
+            f"{held}; tune chose the top-{chosen} field (the others only cost disk: "
+            f"`splade-os reindex {index} --from-index --model MODEL {keep}` drops them)",
+        )
     if k:
-        return Check("first-phase", OK, f"{FIRST_PHASE_FIELD!r} holds each document's top {k} terms: two-phase "
-                     "search runs two-step")  # fmt: skip
+        return Check(
+            "first-phase",
+            OK,
+            f"{FIRST_PHASE_FIELD!r} holds each document's top {k} terms: two-phase search runs two-step",
+        )
     # The default layout: on real text two-phase search on the full field was the faster as built (docs/scale.md);
     # the pruned field is an option `tune` can weigh, not a fix.
     return Check(
-        "first-phase", OK, f"no pruned first-phase field {FIRST_PHASE_FIELD!r} (the default): two-phase search runs "
+        "first-phase",
+        OK,
+        f"no pruned first-phase field {FIRST_PHASE_FIELD!r} (the default): two-phase search runs "
         f"phase one on the full field; `reindex {index} --from-index --model MODEL --first-phase-k "
         f"{DEFAULT_FIRST_PHASE_K}` adds two-step search for `tune` to weigh",
-    )  # fmt: skip
+    )
 
 
 def _df_check(client: Any, index: str, concrete: str, documents: int) -> Check:
@@ -122,13 +154,26 @@ def _df_check(client: Any, index: str, concrete: str, documents: int) -> Check:
     if table is None:
         return Check("df", WARN, f"no document-frequency table for {concrete}", fix)
     if table.partial:
-        return Check("df", WARN, f"the table of {concrete} is partial: counted over {table.vocabulary_size:,} listed "
-                     "tokens only, documents may hold others", fix)  # fmt: skip
+        return Check(
+            "df",
+            WARN,
+            f"the table of {concrete} is partial: counted over {table.vocabulary_size:,} listed "
+            "tokens only, documents may hold others",
+            fix,
+        )
     if table.is_stale(documents):
-        return Check("df", WARN, f"the table of {concrete} was counted at {table.documents:,} documents on "
-                     f"{table.computed_at}; the index holds {documents:,} now", fix)  # fmt: skip
-    return Check("df", OK, f"{len(table.counts):,} tokens with df > 0, counted at {table.documents:,} documents on "
-                 f"{table.computed_at}")  # fmt: skip
+        return Check(
+            "df",
+            WARN,
+            f"the table of {concrete} was counted at {table.documents:,} documents on "
+            f"{table.computed_at}; the index holds {documents:,} now",
+            fix,
+        )
+    return Check(
+        "df",
+        OK,
+        f"{len(table.counts):,} tokens with df > 0, counted at {table.documents:,} documents on {table.computed_at}",
+    )
 
 
 def _privileges_check(client: Any, engine: Engine, index: str, concrete: str) -> Check:
@@ -141,8 +186,9 @@ def _privileges_check(client: Any, engine: Engine, index: str, concrete: str) ->
     fix = "add them to the user's role: docs/security.md has an indexer and a searcher role for each engine"
     if missing["search"]:
         return Check("privileges", FAIL, f"cannot search {index}, lacks: {', '.join(missing['search'])}", fix)
-    return Check("privileges", WARN, f"may search {index} but not index into it, lacks: "
-                 f"{', '.join(missing['index'])}", fix)  # fmt: skip
+    return Check(
+        "privileges", WARN, f"may search {index} but not index into it, lacks: {', '.join(missing['index'])}", fix
+    )
 
 
 def _health_check(client: Any, index: str | None) -> Check:

@@ -60,8 +60,11 @@ class KeywordFormWarning(DeprecationWarning):
 def warn_keyword_form(call: str, keywords: Iterable[str], instead: str) -> None:
     """Warn that `call` was given `keywords` where `instead` is the form now, at the first caller outside splade-os."""
     names = ", ".join(f"{name}=" for name in sorted(keywords))
-    warnings.warn(f"{call}({names}) is deprecated and goes in a later release: pass {instead}", KeywordFormWarning,
-                  stacklevel=_first_caller_outside())  # fmt: skip
+    warnings.warn(
+        f"{call}({names}) is deprecated and goes in a later release: pass {instead}",
+        KeywordFormWarning,
+        stacklevel=_first_caller_outside(),
+    )
 
 
 def _first_caller_outside() -> int:

@@ -218,8 +218,16 @@ def index_body(
     if not vectors_in_source:
         body["mappings"]["_source"] = {"excludes": [VECTOR_FIELD, *pruned]}
     if manifest is not None:
-        meta = encoder_meta(manifest, pruning, analyzer, vectors_in_source, encoded_from, encoding, first_phase_k,
-                            first_phase_candidates)  # fmt: skip
+        meta = encoder_meta(
+            manifest,
+            pruning,
+            analyzer,
+            vectors_in_source,
+            encoded_from,
+            encoding,
+            first_phase_k,
+            first_phase_candidates,
+        )
         if concurrent_segment_search is not None:
             meta["concurrent_segment_search"] = concurrent_segment_search
         body["mappings"]["_meta"] = {META_KEY: meta}
@@ -302,19 +310,28 @@ def check_vocabulary(index: str, built_with: Mapping[str, Any], manifest: Mappin
                 )
             return
         if theirs:
-            log.warning("cannot check the vector tokens against the vocabulary of %r, that index %r holds: pass "
-                        "--model with that model's folder to check them", theirs.get("name"), index)  # fmt: skip
+            log.warning(
+                "cannot check the vector tokens against the vocabulary of %r, that index %r holds: pass "
+                "--model with that model's folder to check them",
+                theirs.get("name"),
+                index,
+            )
         else:
-            log.warning("index %r records no vocabulary (it was built from unchecked vectors): the vector tokens "
-                        "cannot be checked", index)  # fmt: skip
+            log.warning(
+                "index %r records no vocabulary (it was built from unchecked vectors): the vector tokens "
+                "cannot be checked",
+                index,
+            )
         return
     if not built_with.get("sha256"):
         return  # an index not built by splade-os: nothing recorded to compare
     if not mine:
         log.warning(
             "cannot check the vector tokens against the vocabulary of %r, the encoder index %r was built with: pass "
-            "--model with that model's folder to check them", built_with.get("name"), index,
-        )  # fmt: skip
+            "--model with that model's folder to check them",
+            built_with.get("name"),
+            index,
+        )
     elif mine.get("model_sha256") != built_with["sha256"]:
         raise EncoderMismatchError(
             f"index {index!r} was built with encoder {built_with.get('name')!r} (sha256 "

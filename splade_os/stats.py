@@ -190,8 +190,10 @@ def index_stats(
     # An index built with --no-vectors-in-source cannot give its vectors back: neither counts nor a copy are possible.
     in_source = meta.get("vectors_in_source", True) is not False
     if not in_source:
-        notes = ("the index keeps vectors out of _source: features per document and the BM25-only comparison "
-                 "need them (build a copy with vectors to measure them)",)  # fmt: skip
+        notes = (
+            "the index keeps vectors out of _source: features per document and the BM25-only comparison "
+            "need them (build a copy with vectors to measure them)",
+        )
     sampling = documents if documents <= sample else min(sample, MAX_SAMPLE)
     for vector in _vectors(client, index, documents, sample) if in_source else ():
         counts.append(len(vector))
@@ -201,15 +203,23 @@ def index_stats(
     counts.sort()
     bm25 = compare_bm25(client, index, bm25_docs, on_progress) if bm25_docs and documents and in_source else None
     return IndexStats(
-        index=index, indices=tuple(concrete), documents=documents,
+        index=index,
+        indices=tuple(concrete),
+        documents=documents,
         primary_bytes=int(store["primaries"]["store"]["size_in_bytes"]),
         total_bytes=int(store["total"]["store"]["size_in_bytes"]),
-        sampled=len(counts), exact=documents <= sample,
+        sampled=len(counts),
+        exact=documents <= sample,
         avg_features=sum(counts) / len(counts) if counts else 0.0,
-        p50_features=percentile(counts, 50), p95_features=percentile(counts, 95),
-        max_features=counts[-1] if counts else 0, distinct_features=len(distinct), vocab_size=vocab_size,
-        encoder=(meta.get("encoder") or {}).get("name"), bm25=bm25, notes=notes,
-    )  # fmt: skip
+        p50_features=percentile(counts, 50),
+        p95_features=percentile(counts, 95),
+        max_features=counts[-1] if counts else 0,
+        distinct_features=len(distinct),
+        vocab_size=vocab_size,
+        encoder=(meta.get("encoder") or {}).get("name"),
+        bm25=bm25,
+        notes=notes,
+    )
 
 
 def _size(n: float) -> str:
@@ -231,8 +241,10 @@ def format_stats(s: IndexStats) -> str:
         f"size on disk        {_size(s.primary_bytes)} primaries, {_size(s.total_bytes)} with replicas",
     ]
     if s.sampled:
-        lines.append(f"features per doc    avg {s.avg_features:.1f}, p50 {s.p50_features:.0f}, "
-                     f"p95 {s.p95_features:.0f}, max {s.max_features} (from {how})")  # fmt: skip
+        lines.append(
+            f"features per doc    avg {s.avg_features:.1f}, p50 {s.p50_features:.0f}, "
+            f"p95 {s.p95_features:.0f}, max {s.max_features} (from {how})"
+        )
         coverage = f"{s.distinct_features:,} distinct features"
         if s.vocab_coverage is not None:
             coverage += f" of a {s.vocab_size:,}-token vocabulary ({s.vocab_coverage:.1%})"

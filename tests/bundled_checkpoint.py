@@ -35,14 +35,22 @@ def pytorch_model_from_the_export(model_dir: Path) -> Any:
     tiles = sum(1 for name in tensors if name.startswith("splade/c") and name.endswith("/weight"))
     embedding = np.concatenate([tensors[f"splade/c{i}/weight"] for i in range(tiles)])
     bias = np.concatenate([tensors[f"splade/c{i}/bias"] for i in range(tiles)])
-    state.update({
-        "bert.embeddings.word_embeddings.weight": embedding, "cls.predictions.decoder.weight": embedding,
-        "cls.predictions.bias": bias, "cls.predictions.decoder.bias": bias,
-    })  # fmt: skip
+    state.update(
+        {
+            "bert.embeddings.word_embeddings.weight": embedding,
+            "cls.predictions.decoder.weight": embedding,
+            "cls.predictions.bias": bias,
+            "cls.predictions.decoder.bias": bias,
+        }
+    )
     config = transformers.BertConfig(
-        vocab_size=embedding.shape[0], hidden_size=embedding.shape[1], num_hidden_layers=2, num_attention_heads=2,
-        intermediate_size=512, max_position_embeddings=512,
-    )  # fmt: skip
+        vocab_size=embedding.shape[0],
+        hidden_size=embedding.shape[1],
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=512,
+        max_position_embeddings=512,
+    )
     model = transformers.BertForMaskedLM(config).eval()
     model.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in state.items()}, strict=True)
     return model

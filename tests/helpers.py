@@ -38,6 +38,8 @@ def indexed_demo(client: Any, encoder: Any, prefix: str, first_phase_k: int | No
     assert summary.problems() == [] and summary.counters.indexed == 42
     yield name
     delete_indices(client, f"{name}*")
+
+
 def assert_first_phase(client: Any, index: str, k: int, candidates: tuple[int, ...] = ()) -> int:
     """Assert that `index` records a pruned first-phase field of `k` (and candidate fields of `candidates`) in
     `_meta`, maps each as the vector field, and that every document's stored pruned vectors are exactly the top k of

@@ -22,11 +22,30 @@ def main(corpus: str, index: str, folder: str) -> None:
     path = os.pathsep.join([str(here.parent), str(here), os.environ.get("PYTHONPATH", "")])
     ray.init(num_cpus=2, include_dashboard=False, runtime_env={"env_vars": {"PYTHONPATH": path}})
     try:
-        kept = CliRunner().invoke(index_command, [
-            corpus, "--index", index, "--vectors", "--ray", "--workers", "2", "--block-size", "10", "--replicas",
-            "0", "--log-every", "0", "--checkpoint", f"{folder}/cp", "--dead-letter", f"{folder}/dead.jsonl",
-            "--model", str(here.parent / "models" / "splade-tiny"),
-        ])  # fmt: skip
+        kept = CliRunner().invoke(
+            index_command,
+            [
+                corpus,
+                "--index",
+                index,
+                "--vectors",
+                "--ray",
+                "--workers",
+                "2",
+                "--block-size",
+                "10",
+                "--replicas",
+                "0",
+                "--log-every",
+                "0",
+                "--checkpoint",
+                f"{folder}/cp",
+                "--dead-letter",
+                f"{folder}/dead.jsonl",
+                "--model",
+                str(here.parent / "models" / "splade-tiny"),
+            ],
+        )
         assert kept.exit_code == 1 and kept.exc_info is not None, kept.output
         deadline = time.monotonic() + 60  # stopped actors exit in the background
         while ray.available_resources().get("CPU", 0) < 2 and time.monotonic() < deadline:

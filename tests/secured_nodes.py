@@ -22,11 +22,26 @@ from splade_os.node.run import start_node, stop_node
 from splade_os.node.security import ADMIN, NODE_PATTERNS, Access, Credentials, admin_access, load_credentials, request
 
 SECURED_PORTS = {"opensearch": 9210, "elasticsearch": 9212}
-CONNECTION_VARS = ("OPENSEARCH_URL", "OPENSEARCH_USERNAME", "OPENSEARCH_PASSWORD", "OPENSEARCH_API_KEY",
-                   "OPENSEARCH_CA_CERTS", "ELASTICSEARCH_URL", "ELASTICSEARCH_HOSTS", "ELASTICSEARCH_USERNAME",
-                   "ELASTIC_USERNAME", "ELASTICSEARCH_PASSWORD", "ELASTIC_PASSWORD", "ELASTICSEARCH_API_KEY",
-                   "ELASTIC_API_KEY", "ELASTICSEARCH_CA_CERTS", "ELASTICSEARCH_CA_CERT", "SPLADE_OS_CONFIG",
-                   "SPLADE_OS_ENGINE", "ELASTIC_CLOUD_ID")  # fmt: skip
+CONNECTION_VARS = (
+    "OPENSEARCH_URL",
+    "OPENSEARCH_USERNAME",
+    "OPENSEARCH_PASSWORD",
+    "OPENSEARCH_API_KEY",
+    "OPENSEARCH_CA_CERTS",
+    "ELASTICSEARCH_URL",
+    "ELASTICSEARCH_HOSTS",
+    "ELASTICSEARCH_USERNAME",
+    "ELASTIC_USERNAME",
+    "ELASTICSEARCH_PASSWORD",
+    "ELASTIC_PASSWORD",
+    "ELASTICSEARCH_API_KEY",
+    "ELASTIC_API_KEY",
+    "ELASTICSEARCH_CA_CERTS",
+    "ELASTICSEARCH_CA_CERT",
+    "SPLADE_OS_CONFIG",
+    "SPLADE_OS_ENGINE",
+    "ELASTIC_CLOUD_ID",
+)
 
 
 def secured_port(engine: str) -> int:
@@ -52,23 +67,36 @@ class SecuredNode:
     def env(self, user: str, password: str | None = None, *, ca: bool = True) -> dict[str, str | None]:
         """The environment of a CLI run as `user`, with nothing from the test runner's own connection settings."""
         env: dict[str, str | None] = {var: None for var in CONNECTION_VARS}
-        env.update(OPENSEARCH_URL=self.url, OPENSEARCH_USERNAME=user,
-                   OPENSEARCH_PASSWORD=password if password is not None else self.password(user))  # fmt: skip
+        env.update(
+            OPENSEARCH_URL=self.url,
+            OPENSEARCH_USERNAME=user,
+            OPENSEARCH_PASSWORD=password if password is not None else self.password(user),
+        )
         if ca:
             env["OPENSEARCH_CA_CERTS"] = self.ca
         return env
 
     def settings(self, user: str = ADMIN, **overrides: Any) -> ConnectionSettings:
-        values: dict[str, Any] = {"urls": (self.url,), "username": user, "password": self.password(user),
-                                  "ca_certs": self.ca, "engine": self.engine}  # fmt: skip
+        values: dict[str, Any] = {
+            "urls": (self.url,),
+            "username": user,
+            "password": self.password(user),
+            "ca_certs": self.ca,
+            "engine": self.engine,
+        }
         values.update(overrides)
         return ConnectionSettings(**values)
 
     def set_role(self, role: str, privs: dict[str, list[str]], *, dropped: tuple[str, str] | None = None) -> None:
         """Replace a role's privileges, and return once the node enforces the new definition."""
         if self.engine == "opensearch":
-            answer = request(f"{self.url}/_plugins/_security/api/roles/{role}", 30, admin_access(self.creds),
-                             method="PUT", body=opensearch_role(privs, NODE_PATTERNS))  # fmt: skip
+            answer = request(
+                f"{self.url}/_plugins/_security/api/roles/{role}",
+                30,
+                admin_access(self.creds),
+                method="PUT",
+                body=opensearch_role(privs, NODE_PATTERNS),
+            )
             assert answer is not None and answer[0] in (200, 201), answer
             return
         roles = {name: privileges(self.engine, name) for name in ROLES}
@@ -109,15 +137,20 @@ def start_secured(engine: str) -> SecuredNode:
 
 def restart_secured(node: SecuredNode) -> SecuredNode:
     """Stop the node and start it again (a start, not a reuse: every setup step runs again)."""
-    assert stop_node(engine=node.engine, version=node.version, port=secured_port(node.engine), home=node.home,
-                     secure=True)  # fmt: skip
+    assert stop_node(
+        engine=node.engine, version=node.version, port=secured_port(node.engine), home=node.home, secure=True
+    )
     return start_secured(node.engine)
 
 
 def write_beir(root: Path) -> Path:
     """A tiny BEIR folder: corpus, queries and qrels, usable by `index` and by `eval`."""
-    topics = ["sparse retrieval with learned term weights", "opensearch cluster security with tls",
-              "alias swaps give zero downtime re-indexing", "bm25 ranks documents by term frequency"]  # fmt: skip
+    topics = [
+        "sparse retrieval with learned term weights",
+        "opensearch cluster security with tls",
+        "alias swaps give zero downtime re-indexing",
+        "bm25 ranks documents by term frequency",
+    ]
     root.mkdir(parents=True, exist_ok=True)
     with open(root / "corpus.jsonl", "w") as out:
         for i, text in enumerate(topics * 3):

@@ -27,11 +27,16 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-_UNAUTHORIZED = json.dumps({
-    "error": {"root_cause": [{"type": "security_exception", "reason": "Authentication finally failed"}],
-              "type": "security_exception", "reason": "Authentication finally failed"},
-    "status": 401,
-}).encode()  # fmt: skip
+_UNAUTHORIZED = json.dumps(
+    {
+        "error": {
+            "root_cause": [{"type": "security_exception", "reason": "Authentication finally failed"}],
+            "type": "security_exception",
+            "reason": "Authentication finally failed",
+        },
+        "status": 401,
+    }
+).encode()
 
 
 @dataclass(frozen=True)
@@ -108,8 +113,11 @@ class _Handler(BaseHTTPRequestHandler):
         self.server.requests += 1
         if not self._authorized():
             self.server.rejected += 1
-            self._reply(401, {"Content-Type": "application/json",
-                              "WWW-Authenticate": 'Basic realm="OpenSearch Security"'}, _UNAUTHORIZED)  # fmt: skip
+            self._reply(
+                401,
+                {"Content-Type": "application/json", "WWW-Authenticate": 'Basic realm="OpenSearch Security"'},
+                _UNAUTHORIZED,
+            )
             return
         upstream = http.client.HTTPConnection(self.server.upstream_host, self.server.upstream_port, timeout=120)
         headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "authorization", "connection")}

@@ -35,8 +35,9 @@ class Service:
         key = key or self.key
         return {"Authorization": f"Bearer {key}"} if key else {}
 
-    def post(self, path: str, body: Any = None, *, data: bytes | None = None, key: str | None = None,
-             **kwargs: Any) -> requests.Response:  # fmt: skip
+    def post(
+        self, path: str, body: Any = None, *, data: bytes | None = None, key: str | None = None, **kwargs: Any
+    ) -> requests.Response:
         if data is None:
             return requests.post(self.url + path, json=body, headers=self.headers(key), timeout=60, **kwargs)
         headers = {"Content-Type": "application/json", **self.headers(key)}
@@ -69,8 +70,7 @@ def running_service(
     environment = {**os.environ, "PYTHONPATH": str(REPO), **(env or {})}
     command = [sys.executable, "-m", "splade_os", "serve", "--model", str(BUNDLED_MODEL), "--port", str(port), *args]
     with log.open("w", encoding="utf-8") as sink:
-        process = subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT, text=True, env=environment,
-                                   cwd=REPO)  # fmt: skip
+        process = subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT, text=True, env=environment, cwd=REPO)
     service = Service(f"http://127.0.0.1:{port}", process, log, key)
     try:
         deadline = time.monotonic() + 90
@@ -88,4 +88,3 @@ def running_service(
     finally:
         if process.poll() is None:
             service.stop()
-

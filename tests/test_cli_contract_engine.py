@@ -36,8 +36,20 @@ def cli(*args: str) -> Result:
 
 
 def load(corpus: Path | str, alias: str, *extra: str) -> Result:
-    return cli("index", str(corpus), "--index", alias, "--model", MODEL, "--dead-letter", f"{alias}.dl.jsonl",
-               "--checkpoint", f"{alias}.cp.json", "--no-progress", *extra)  # fmt: skip
+    return cli(
+        "index",
+        str(corpus),
+        "--index",
+        alias,
+        "--model",
+        MODEL,
+        "--dead-letter",
+        f"{alias}.dl.jsonl",
+        "--checkpoint",
+        f"{alias}.cp.json",
+        "--no-progress",
+        *extra,
+    )
 
 
 @pytest.fixture
@@ -72,8 +84,12 @@ def test_index_json_summary_and_a_green_index_on_one_node(engine_client: Any, in
     settings = engine_client.indices.get_settings(index=second["index"])[second["index"]]["settings"]["index"]
     assert settings["number_of_replicas"] == "1" and "auto_expand_replicas" not in settings
     shown = json.loads(cli("alias", index_name, "--json").stdout)
-    assert shown == {"name": index_name, "kind": "alias", "indices": [f"{index_name}-v2"],
-                     "other_versions": [f"{index_name}-v1"]}  # fmt: skip
+    assert shown == {
+        "name": index_name,
+        "kind": "alias",
+        "indices": [f"{index_name}-v2"],
+        "other_versions": [f"{index_name}-v1"],
+    }
     merged = json.loads(cli("merge", f"{index_name}-v1", "--json").stdout)
     assert merged["index"] == f"{index_name}-v1" and merged["after"] == 1
     tokens = here / "tokens.txt"
@@ -90,8 +106,10 @@ def test_missing_index_and_alias_are_said_once(engine_client: Any, index_name: s
     assert "408" not in doctor.stdout and "permissions" not in doctor.stdout
     shown = cli("alias", index_name)
     assert shown.exit_code == 1
-    assert shown.stderr == (f"Error: no index or alias {index_name!r}: build it with `splade-os index CORPUS --index "
-                            f"{index_name}`, or point it at an index with `splade-os alias {index_name} INDEX`\n")
+    assert shown.stderr == (
+        f"Error: no index or alias {index_name!r}: build it with `splade-os index CORPUS --index "
+        f"{index_name}`, or point it at an index with `splade-os alias {index_name} INDEX`\n"
+    )
     with pytest.raises(IndexNotFoundError):
         Searcher(index_name, MODEL, settings=ConnectionSettings.from_env())
     with pytest.raises(IndexNotFoundError):
@@ -147,8 +165,9 @@ def _progress_lines(stderr: str, name: str) -> list[str]:
 def test_eval_tune_stats_and_reindex_print_progress_and_json(engine_client: Any, index_name: str, here: Path) -> None:
     beir = write_collection(here / "beir", documents=60)
     queries = sum(1 for line in (beir / "queries.jsonl").read_text().splitlines() if line.strip())
-    ran = cli("eval", str(beir), "--model", MODEL, "--index", index_name, "--mode", "splade", "--json",
-              "--log-every", "0")  # fmt: skip
+    ran = cli(
+        "eval", str(beir), "--model", MODEL, "--index", index_name, "--mode", "splade", "--json", "--log-every", "0"
+    )
     assert ran.exit_code == 0, ran.output
     report = json.loads(ran.stdout)  # stdout holds the JSON alone; progress goes to stderr
     assert report["index"] == index_name and [m["mode"] for m in report["modes"]] == ["splade"]
@@ -165,10 +184,30 @@ def test_eval_tune_stats_and_reindex_print_progress_and_json(engine_client: Any,
     assert _progress_lines(shown.stderr, "stats copy")[-1].startswith("stats copy: 60 of 60 documents (100%")
 
     asked = here / "queries.jsonl"
-    asked.write_text("".join(json.dumps({"_id": f"q{n}", "text": text}) + "\n"
-                             for n, text in enumerate(["heart attack", "solar power", "coffee"])))  # fmt: skip
-    tuned = cli("tune", index_name, "--model", MODEL, "--queries", str(asked), "--target", "0.5", "--repeat", "1",
-                "--warmup", "0", "--dry-run", "--json", "--log-every", "0")  # fmt: skip
+    asked.write_text(
+        "".join(
+            json.dumps({"_id": f"q{n}", "text": text}) + "\n"
+            for n, text in enumerate(["heart attack", "solar power", "coffee"])
+        )
+    )
+    tuned = cli(
+        "tune",
+        index_name,
+        "--model",
+        MODEL,
+        "--queries",
+        str(asked),
+        "--target",
+        "0.5",
+        "--repeat",
+        "1",
+        "--warmup",
+        "0",
+        "--dry-run",
+        "--json",
+        "--log-every",
+        "0",
+    )
     assert tuned.exit_code == 0, tuned.output
     settings = 1 + len(json.loads(tuned.stdout)["trials"])  # exact search and each setting, one pass
     assert _progress_lines(tuned.stderr, "tune queries")[-1].startswith("tune queries: 3 of 3 queries (100%")
@@ -186,8 +225,19 @@ def test_eval_tune_stats_and_reindex_print_progress_and_json(engine_client: Any,
 def test_node_start_json_on_the_node_under_test(engine: Any, tmp_path: Path) -> None:
     port = urlparse(ConnectionSettings.from_env().urls[0]).port or 9200
     version = ".".join(str(part) for part in engine.version)
-    started = cli("node", "start", "--engine", engine.name, "--version", version, "--port", str(port), "--home",
-                  str(tmp_path), "--json")  # fmt: skip
+    started = cli(
+        "node",
+        "start",
+        "--engine",
+        engine.name,
+        "--version",
+        version,
+        "--port",
+        str(port),
+        "--home",
+        str(tmp_path),
+        "--json",
+    )
     assert started.exit_code == 0, started.output
     info = json.loads(started.stdout)  # the node answering there, reused, as JSON alone
     assert info["reused"] is True and info["url"] == f"http://127.0.0.1:{port}"

@@ -56,14 +56,39 @@ def _parse(*groups: Callable[[Any], Any], args: list[str], env: dict[str, str] |
 
 
 def test_encoder_options_yield_the_model_folder_and_its_settings() -> None:
-    seen = _parse(groups.encoder_options(vectors=True), args=[
-        "--model", MODEL, "--threads", "2", "--max-length", "64", "--top-k", "5", "--min-weight", "0.1",
-        "--prune-ratio", "0.2", "--long-documents", "split", "--device", "cpu",
-    ])  # fmt: skip
+    seen = _parse(
+        groups.encoder_options(vectors=True),
+        args=[
+            "--model",
+            MODEL,
+            "--threads",
+            "2",
+            "--max-length",
+            "64",
+            "--top-k",
+            "5",
+            "--min-weight",
+            "0.1",
+            "--prune-ratio",
+            "0.2",
+            "--long-documents",
+            "split",
+            "--device",
+            "cpu",
+        ],
+    )
     assert set(seen) == {"encoder"}
-    assert seen["encoder"] == groups.ModelChoice(MODEL, EncoderSettings(
-        threads=2, max_length=64, top_k=5, min_weight=0.1, max_ratio=0.2, long_documents="split",
-    ))  # fmt: skip
+    assert seen["encoder"] == groups.ModelChoice(
+        MODEL,
+        EncoderSettings(
+            threads=2,
+            max_length=64,
+            top_k=5,
+            min_weight=0.1,
+            max_ratio=0.2,
+            long_documents="split",
+        ),
+    )
     # No flag: the encoder's own defaults, no model, no vectors.
     assert _parse(groups.encoder_options(), args=[], env={"SPLADE_OS_MODEL": ""})["encoder"] == groups.ModelChoice(
         None, EncoderSettings()
@@ -73,9 +98,18 @@ def test_encoder_options_yield_the_model_folder_and_its_settings() -> None:
 
 
 def test_encode_runtime_flags_and_a_bare_model_choice() -> None:
-    runtime = _parse(groups.encoder_options(model_required=True, runtime=True), args=[
-        "--model", MODEL, "--batch-size", "8", "--provider", "CPUExecutionProvider",
-    ], env={"SPLADE_OS_THREADS": "3"})["encoder"]  # fmt: skip
+    runtime = _parse(
+        groups.encoder_options(model_required=True, runtime=True),
+        args=[
+            "--model",
+            MODEL,
+            "--batch-size",
+            "8",
+            "--provider",
+            "CPUExecutionProvider",
+        ],
+        env={"SPLADE_OS_THREADS": "3"},
+    )["encoder"]
     assert runtime.settings == EncoderSettings(threads=3, batch_size=8, providers=("CPUExecutionProvider",))
     # Without `runtime`, SPLADE_OS_THREADS is not read (on Ray --threads is each worker's CPUs).
     assert _parse(groups.encoder_options(), args=[], env={"SPLADE_OS_THREADS": "3"})["encoder"].settings.threads is None
@@ -92,10 +126,23 @@ def test_a_bad_encoder_setting_is_one_error_line() -> None:
 
 
 def test_ray_options_yield_ray_options_and_set_each_workers_encoder() -> None:
-    seen = _parse(groups.ray_options, groups.encoder_options(), args=[
-        "--ray", "--workers", "3", "--gpus-per-worker", "1", "--ray-address", "auto", "--precision", "bf16",
-        "--model", MODEL,
-    ])  # fmt: skip
+    seen = _parse(
+        groups.ray_options,
+        groups.encoder_options(),
+        args=[
+            "--ray",
+            "--workers",
+            "3",
+            "--gpus-per-worker",
+            "1",
+            "--ray-address",
+            "auto",
+            "--precision",
+            "bf16",
+            "--model",
+            MODEL,
+        ],
+    )
     assert seen["ray"] == groups.RayOptions("auto", 3, 1.0, DEFAULT_BLOCK_SIZE)
     # Each worker: one thread unless told, on the GPU it reserves unless --device says otherwise.
     assert seen["encoder"].settings == EncoderSettings(threads=1, device="cuda", precision="bf16")
@@ -112,9 +159,19 @@ def test_ray_flags_without_ray_are_usage_errors() -> None:
 
 
 def test_reading_options_yield_a_reading() -> None:
-    reading = _parse(groups.reading_options(), args=[
-        "--format", "csv", "--id-field", "id", "--text-field", "body", "--columns", "id,body",
-    ])["reading"]  # fmt: skip
+    reading = _parse(
+        groups.reading_options(),
+        args=[
+            "--format",
+            "csv",
+            "--id-field",
+            "id",
+            "--text-field",
+            "body",
+            "--columns",
+            "id,body",
+        ],
+    )["reading"]
     assert reading == groups.Reading("csv", "id", "body", None, ("id", "body"))
     assert reading.names == FieldNames(id="id", text="body", title="title")
     assert reading.corpus_options() == {"names": reading.names, "corpus_format": "csv", "columns": ["id", "body"]}
@@ -127,27 +184,66 @@ def test_reading_options_yield_a_reading() -> None:
 def test_load_options_default_to_the_librarys_and_fold_every_flag() -> None:
     assert _parse(groups.load_options(), args=[], env={"SPLADE_OS_ANALYZER": ""})["load"] == LoadOptions()
     assert _parse(groups.load_options(reindex=True), args=[])["load"] == LoadOptions()
-    load = _parse(groups.load_options(), args=[
-        "--recreate", "--delete-previous", "--index-empty", "--break-lock", "--batch-size", "10", "--timeout", "5",
-        "--chunk-bytes", "1000", "--max-retries", "2", "--retry-for", "7", "--shards", "2", "--replicas", "0",
-        "--no-vectors-in-source", "--no-first-phase", "--optimize", "--state-dir", "state",
-    ], env={"SPLADE_OS_ANALYZER": "standard"})["load"]  # fmt: skip
+    load = _parse(
+        groups.load_options(),
+        args=[
+            "--recreate",
+            "--delete-previous",
+            "--index-empty",
+            "--break-lock",
+            "--batch-size",
+            "10",
+            "--timeout",
+            "5",
+            "--chunk-bytes",
+            "1000",
+            "--max-retries",
+            "2",
+            "--retry-for",
+            "7",
+            "--shards",
+            "2",
+            "--replicas",
+            "0",
+            "--no-vectors-in-source",
+            "--no-first-phase",
+            "--optimize",
+            "--state-dir",
+            "state",
+        ],
+        env={"SPLADE_OS_ANALYZER": "standard"},
+    )["load"]
     assert load == LoadOptions(
-        recreate=True, delete_previous=True, skip_empty=False, break_lock=True, shards=2, replicas=0,
-        analyzer="standard", vectors_in_source=False, first_phase_k=0, optimize=True, state_dir=Path("state"),
+        recreate=True,
+        delete_previous=True,
+        skip_empty=False,
+        break_lock=True,
+        shards=2,
+        replicas=0,
+        analyzer="standard",
+        vectors_in_source=False,
+        first_phase_k=0,
+        optimize=True,
+        state_dir=Path("state"),
         bulk=BulkOptions(batch_size=10, chunk_bytes=1000, max_retries=2, retry_for=7.0, request_timeout=5.0),
-    )  # fmt: skip
+    )
     # reindex keeps the current version's analyzer unless told: SPLADE_OS_ANALYZER is not read there.
-    kept = _parse(groups.load_options(reindex=True), args=["--first-phase-candidates", "64,256"],
-                  env={"SPLADE_OS_ANALYZER": "standard"})["load"]  # fmt: skip
+    kept = _parse(
+        groups.load_options(reindex=True),
+        args=["--first-phase-candidates", "64,256"],
+        env={"SPLADE_OS_ANALYZER": "standard"},
+    )["load"]
     assert kept.analyzer is None and kept.first_phase_candidates == (64, 256)
 
 
-@pytest.mark.parametrize(("args", "message"), [
-    (["--recreate", "--resume"], "--recreate starts over and --resume continues: pick one"),
-    (["--keep-previous", "--delete-previous"], "--keep-previous and --delete-previous contradict each other"),
-    (["--first-phase-k", "8", "--no-first-phase"], "--first-phase-k and --no-first-phase contradict each other"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--recreate", "--resume"], "--recreate starts over and --resume continues: pick one"),
+        (["--keep-previous", "--delete-previous"], "--keep-previous and --delete-previous contradict each other"),
+        (["--first-phase-k", "8", "--no-first-phase"], "--first-phase-k and --no-first-phase contradict each other"),
+    ],
+)
 def test_contradicting_load_flags_are_usage_errors(args: list[str], message: str) -> None:
     command, _ = _catch(groups.load_options())
     result = CliRunner().invoke(command, args)
@@ -182,8 +278,16 @@ def test_index_help_lists_its_options_by_purpose() -> None:
     shown = CliRunner().invoke(main, ["index", "--help"], terminal_width=120)
     assert shown.exit_code == 0
     sections = _sections(shown.output)
-    assert list(sections) == ["Options", "Model/encoding", "Reading", "Loading", "Layout", "Ray", "Output",
-                              "Connection"]  # fmt: skip
+    assert list(sections) == [
+        "Options",
+        "Model/encoding",
+        "Reading",
+        "Loading",
+        "Layout",
+        "Ray",
+        "Output",
+        "Connection",
+    ]
     assert sections["Options"] == ["--index", "-h"]
     assert {"--model", "--vectors", "--threads", "--prune-ratio", "--device"} <= set(sections["Model/encoding"])
     assert {"--from-index", "--format", "--text-field", "--columns"} <= set(sections["Reading"])
@@ -236,17 +340,24 @@ def test_the_group_docstring_names_both_engines() -> None:
 # ----------------------------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("kwargs", "message"), [
-    ({"vectors": False, "field": "v", "model_dir": MODEL}, "--vector-field goes with --vectors"),
-    ({"vectors": False}, "give --model (or set SPLADE_OS_MODEL), or --vectors for vectors made elsewhere"),
-    ({"vectors": True, "from_index": True}, "--vectors reads JSON Lines that carry their vectors: not --from-index, "
-     "CSV/TSV or --columns"),
-    ({"vectors": True, "corpus_format": "csv"}, "--vectors reads JSON Lines that carry their vectors"),
-    ({"vectors": True, "columns": ["id", "vector"]}, "--vectors reads JSON Lines that carry their vectors"),
-    ({"vectors": True, "settings": EncoderSettings(top_k=5, max_ratio=0.1, long_documents="split")},
-     "--top-k, --prune-ratio, --long-documents change how text is encoded: with --vectors the vectors are indexed as "
-     "they are (prune them where they are made)"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"vectors": False, "field": "v", "model_dir": MODEL}, "--vector-field goes with --vectors"),
+        ({"vectors": False}, "give --model (or set SPLADE_OS_MODEL), or --vectors for vectors made elsewhere"),
+        (
+            {"vectors": True, "from_index": True},
+            "--vectors reads JSON Lines that carry their vectors: not --from-index, CSV/TSV or --columns",
+        ),
+        ({"vectors": True, "corpus_format": "csv"}, "--vectors reads JSON Lines that carry their vectors"),
+        ({"vectors": True, "columns": ["id", "vector"]}, "--vectors reads JSON Lines that carry their vectors"),
+        (
+            {"vectors": True, "settings": EncoderSettings(top_k=5, max_ratio=0.1, long_documents="split")},
+            "--top-k, --prune-ratio, --long-documents change how text is encoded: with --vectors the vectors are "
+            "indexed as they are (prune them where they are made)",
+        ),
+    ],
+)
 def test_vectors_checks_raise_from_precomputed(kwargs: dict[str, Any], message: str) -> None:
     with pytest.raises(VectorsOptionError) as raised:
         vectors_for_load(**kwargs)

@@ -103,9 +103,15 @@ def test_client_kwargs_for_tls_and_auth(tmp_path: Path) -> None:
     for name in ("ca.pem", "c.pem", "k.pem"):
         (tmp_path / name).write_text("x")
     settings = ConnectionSettings(
-        urls=("https://h:9200",), username="u", password=SECRET, ca_certs=str(tmp_path / "ca.pem"),
-        client_cert=str(tmp_path / "c.pem"), client_key=str(tmp_path / "k.pem"), timeout=4, max_retries=1,
-    )  # fmt: skip
+        urls=("https://h:9200",),
+        username="u",
+        password=SECRET,
+        ca_certs=str(tmp_path / "ca.pem"),
+        client_cert=str(tmp_path / "c.pem"),
+        client_key=str(tmp_path / "k.pem"),
+        timeout=4,
+        max_retries=1,
+    )
     kwargs = _opensearch_kwargs(settings)
     assert kwargs["use_ssl"] and kwargs["verify_certs"] is True  # verification on by default
     assert kwargs["ca_certs"].endswith("ca.pem") and kwargs["client_cert"].endswith("c.pem")
@@ -180,8 +186,13 @@ def test_connection_options_resolve_flags_env_and_config(tmp_path: Path) -> None
 
 
 def test_elasticsearch_style_variables_fill_in_and_opensearch_ones_win() -> None:
-    env = {"ELASTICSEARCH_URL": "https://es:9200", "ELASTIC_USERNAME": "elastic", "ELASTIC_PASSWORD": "pw-es-123",
-           "ELASTICSEARCH_API_KEY": "", "ELASTIC_CLOUD_ID": ""}  # fmt: skip
+    env = {
+        "ELASTICSEARCH_URL": "https://es:9200",
+        "ELASTIC_USERNAME": "elastic",
+        "ELASTIC_PASSWORD": "pw-es-123",
+        "ELASTICSEARCH_API_KEY": "",
+        "ELASTIC_CLOUD_ID": "",
+    }
     settings = ConnectionSettings.from_env(env)
     assert (settings.urls, settings.username, settings.password) == (("https://es:9200",), "elastic", "pw-es-123")
     assert "pw-es-123" not in redact("password pw-es-123")
@@ -199,9 +210,14 @@ FINGERPRINT = ":".join(["AB"] * 32)  # SHA-256
 
 def test_elasticsearch_client_carries_the_settings_without_connecting() -> None:
     settings = ConnectionSettings(
-        urls=("https://es:9200",), api_key="a2V5OnNlY3JldA==", ssl_assert_fingerprint=FINGERPRINT,
-        engine="elasticsearch", timeout=12, max_retries=2, pool_maxsize=24,
-    )  # fmt: skip
+        urls=("https://es:9200",),
+        api_key="a2V5OnNlY3JldA==",
+        ssl_assert_fingerprint=FINGERPRINT,
+        engine="elasticsearch",
+        timeout=12,
+        max_retries=2,
+        pool_maxsize=24,
+    )
     client = client_for(settings)
     try:
         assert type(client).__module__.startswith("elasticsearch")
@@ -234,8 +250,10 @@ def test_describe_error_covers_the_elasticsearch_client() -> None:
 
 
 def test_a_refusal_names_the_action_the_user_and_what_to_add() -> None:
-    es = ("action [indices:admin/create] is unauthorized for user [reader] with effective roles [reader] on indices "
-          "[docs-v2], this action is granted by the index privileges [create_index,manage,all]")  # fmt: skip
+    es = (
+        "action [indices:admin/create] is unauthorized for user [reader] with effective roles [reader] on indices "
+        "[docs-v2], this action is granted by the index privileges [create_index,manage,all]"
+    )
     assert refused_line("https://es:9200", es) == (
         "https://es:9200 refused indices:admin/create for user reader on docs-v2 (403): add the index privilege "
         "create_index to one of its roles (or one of manage)"

@@ -19,8 +19,9 @@ from splade_os.vectors import SparseVector
 
 OPENSEARCH, ELASTICSEARCH = OpenSearchEngine(), ElasticsearchEngine(version=(9, 2, 0))
 # Mean df over the 5 tokens: (900 + 10 + 10 + 40 + 40) / 5 = 200, so 5 x the mean is 1000 and 2 x is 400.
-TABLE = DfTable("docs-v1", {"the": 900, "heart": 10, "attack": 10, "of": 40, "cause": 40}, 1000, "2026-12-04", 6,
-                absent=("zebra",))  # fmt: skip
+TABLE = DfTable(
+    "docs-v1", {"the": 900, "heart": 10, "attack": 10, "of": 40, "cause": 40}, 1000, "2026-12-04", 6, absent=("zebra",)
+)
 QUERY = SparseVector({"heart": 2.0, "attack": 1.8, "the": 0.5, "of": 0.3, "cause": 1.0})
 
 
@@ -66,8 +67,10 @@ def test_engine_pruning_is_elasticsearchs_pruning_config_on_phase_one_only() -> 
     body = build_two_step_query(QUERY, terms=3, engine=ELASTICSEARCH, engine_pruning=PruningConfig()).body
     first = body["query"]["bool"]["should"][0]["sparse_vector"]
     assert first["prune"] is True and first["pruning_config"] == {
-        "tokens_freq_ratio_threshold": 5.0, "tokens_weight_threshold": 0.4, "only_score_pruned_tokens": False,
-    }  # fmt: skip
+        "tokens_freq_ratio_threshold": 5.0,
+        "tokens_weight_threshold": 0.4,
+        "only_score_pruned_tokens": False,
+    }
     rescore = body["rescore"]["query"]["rescore_query"]["bool"]["should"][0]["sparse_vector"]
     assert rescore["prune"] is False and "pruning_config" not in rescore
     with pytest.raises(ConfigError, match="no query-time token pruning"):
@@ -78,8 +81,16 @@ def test_settings_with_the_rule_are_checked_described_and_stored() -> None:
     settings = TwoPhaseSettings(first_terms=16, window=300, df_ratio=5.0, engine_pruning=True)
     described = "first phase top 16 terms, df rule 5x/0.4, engine pruning, window 300, rescore all terms"
     assert settings.describe() == described
-    record = {"ratio": 0.4, "window": 300, "first_terms": 16, "df_ratio": 5, "df_weight": 0.4, "engine_pruning": True,
-              "documents": 10, "tuned_at": "2026-12-04T00:00:00+00:00"}  # fmt: skip
+    record = {
+        "ratio": 0.4,
+        "window": 300,
+        "first_terms": 16,
+        "df_ratio": 5,
+        "df_weight": 0.4,
+        "engine_pruning": True,
+        "documents": 10,
+        "tuned_at": "2026-12-04T00:00:00+00:00",
+    }
     stored = stored_settings({"two_phase": record})
     assert stored is not None and stored.settings == settings
     older = stored_settings({"two_phase": {"ratio": 0.4, "documents": 10, "tuned_at": "2026-01-01"}})

@@ -167,16 +167,27 @@ def test_later_copies_are_the_repeats_of_an_id_in_file_then_line_order(
 
     if colliding:  # equal hashes must be told apart by the ids themselves
         monkeypatch.setattr(planning, "hash", lambda _: 7, raising=False)
-    a = write_jsonl(tmp_path / "a.jsonl", [
-        {"_id": "x1", "text": "one"}, {"_id": "x2", "text": "two"}, {"_id": "x1", "text": "again"},
-        {"_id": "e", "text": ""}, {"_id": 7, "text": "an integer id"},
-    ])  # fmt: skip
+    a = write_jsonl(
+        tmp_path / "a.jsonl",
+        [
+            {"_id": "x1", "text": "one"},
+            {"_id": "x2", "text": "two"},
+            {"_id": "x1", "text": "again"},
+            {"_id": "e", "text": ""},
+            {"_id": 7, "text": "an integer id"},
+        ],
+    )
     with open(a, "a", encoding="utf-8") as out:
         out.write("{not json\n")
-    b = write_jsonl(tmp_path / "b.jsonl", [
-        {"_id": "e", "text": "not empty"}, {"_id": "x2", "text": "two again"}, {"_id": "e", "text": "e again"},
-        {"_id": "7", "text": "the same id as a string"},
-    ])  # fmt: skip
+    b = write_jsonl(
+        tmp_path / "b.jsonl",
+        [
+            {"_id": "e", "text": "not empty"},
+            {"_id": "x2", "text": "two again"},
+            {"_id": "e", "text": "e again"},
+            {"_id": "7", "text": "the same id as a string"},
+        ],
+    )
     planned, _ = plan_blocks(corpus_files(tmp_path), 2)
     a_, b_ = str(a.resolve()), str(b.resolve())
 
@@ -195,8 +206,11 @@ def test_a_run_inside_its_corpus_folder_does_not_read_its_own_checkpoint_or_dead
     # its --checkpoint and --dead-letter are.
     folder = tmp_path / "state" / "127.0.0.1-9200" / "docs"
     folder.mkdir(parents=True)
-    own = [folder / default_checkpoint("docs").name, tmp_path / default_dead_letter("docs").name,
-           folder / default_dead_letter("docs").name]  # fmt: skip
+    own = [
+        folder / default_checkpoint("docs").name,
+        tmp_path / default_dead_letter("docs").name,
+        folder / default_dead_letter("docs").name,
+    ]
     for path in own:
         path.write_text('{"_id": "x", "text": "not a document"}\n')
     assert corpus_files(tmp_path, exclude=own) == [p.resolve() for p in parts]
@@ -218,10 +232,14 @@ def test_a_worker_killed_mid_block_loses_and_duplicates_nothing(
     log, marker, dead = tmp_path / "encoded.txt", tmp_path / "died", tmp_path / "dead.jsonl"
 
     summary = index_corpus_on_ray(
-        _settings(), corpus, index=index_name, recipe=FakeRecipe(str(log), "die here", str(marker)),
-        pool=RayWorkers(workers=1), block_size=100,
+        _settings(),
+        corpus,
+        index=index_name,
+        recipe=FakeRecipe(str(log), "die here", str(marker)),
+        pool=RayWorkers(workers=1),
+        block_size=100,
         load=LoadOptions(replicas=0, checkpoint=tmp_path / "cp.json", dead_letter=dead, bulk=SMALL),
-    )  # fmt: skip
+    )
 
     assert marker.exists(), "the worker never died: the test proves nothing"
     encoded = _encoded(log)
@@ -261,19 +279,24 @@ class DeadProviderRecipe(FakeRecipe):
 
 @pytest.mark.parametrize(
     ("recipe", "error"),
-    [(MissingModelRecipe, "no model folder /models/splade on this worker"),
-     (DeadProviderRecipe, "the encoder failed on every one of 10 documents")],
+    [
+        (MissingModelRecipe, "no model folder /models/splade on this worker"),
+        (DeadProviderRecipe, "the encoder failed on every one of 10 documents"),
+    ],
     ids=["worker-cannot-start", "encoder-fails-on-everything"],
-)  # fmt: skip
+)
 def test_a_worker_error_stops_the_run_with_that_error(
     engine_client: OpenSearch, index_name: str, tmp_path: Path, recipe: type[FakeRecipe], error: str
 ) -> None:
     corpus = write_jsonl(tmp_path / "c.jsonl", make_docs(10))
     with pytest.raises(ModelError, match=error):
         index_corpus_on_ray(
-            _settings(), corpus, index=index_name, recipe=recipe(str(tmp_path / "log")),
+            _settings(),
+            corpus,
+            index=index_name,
+            recipe=recipe(str(tmp_path / "log")),
             load=LoadOptions(replicas=0, checkpoint=tmp_path / "cp.json", dead_letter=tmp_path / "dead.jsonl"),
-        )  # fmt: skip
+        )
     assert json.loads((tmp_path / "cp.json").read_text(encoding="utf-8"))["finished"] == []
 
 
@@ -295,8 +318,9 @@ def test_a_resumed_driver_sends_only_the_blocks_not_finished(
     corpus = write_jsonl(tmp_path / "c.jsonl", docs)
     log, checkpoint = tmp_path / "encoded.txt", tmp_path / "cp.json"
     load = LoadOptions(replicas=0, checkpoint=checkpoint, dead_letter=tmp_path / "dead.jsonl", bulk=SMALL)
-    common: dict[str, Any] = dict(index=index_name, recipe=FakeRecipe(str(log)), pool=RayWorkers(workers=2),
-                                  block_size=50)  # fmt: skip
+    common: dict[str, Any] = dict(
+        index=index_name, recipe=FakeRecipe(str(log)), pool=RayWorkers(workers=2), block_size=50
+    )
     with pytest.raises(IndexingInterrupted, match="--resume"):
         index_corpus_on_ray(_settings(), corpus, on_block=StopAfter(3), load=load, **common)
 
@@ -329,22 +353,32 @@ def test_in_place_into_an_existing_alias_overwrites_and_adds(
 ) -> None:
     first = make_docs(50)
     index_corpus(
-        engine_client, write_jsonl(tmp_path / "a.jsonl", first), index=index_name, encoder=FakeEncoder(),
+        engine_client,
+        write_jsonl(tmp_path / "a.jsonl", first),
+        index=index_name,
+        encoder=FakeEncoder(),
         load=LoadOptions(
-            replicas=0, checkpoint=tmp_path / "cp1.json", dead_letter=tmp_path / "d1.jsonl", bulk=SMALL,
+            replicas=0,
+            checkpoint=tmp_path / "cp1.json",
+            dead_letter=tmp_path / "d1.jsonl",
+            bulk=SMALL,
             first_phase_k=2,
         ),
-    )  # fmt: skip
+    )
     build_df(engine_client, index_name, index_tokens(engine_client, index_name))
     docs = make_docs(70)
     for doc in docs[:50]:
         doc["text"] += " revised"
 
     summary = index_corpus_on_ray(
-        _settings(), write_jsonl(tmp_path / "b.jsonl", docs), index=index_name, recipe=FakeRecipe(str(tmp_path / "l")),
-        pool=RayWorkers(workers=2), block_size=20,
+        _settings(),
+        write_jsonl(tmp_path / "b.jsonl", docs),
+        index=index_name,
+        recipe=FakeRecipe(str(tmp_path / "l")),
+        pool=RayWorkers(workers=2),
+        block_size=20,
         load=LoadOptions(checkpoint=tmp_path / "cp2.json", dead_letter=tmp_path / "d2.jsonl", bulk=SMALL),
-    )  # fmt: skip
+    )
 
     c = summary.counters
     assert (c.read, c.indexed, c.replaced) == (70, 70, 50) and summary.index == f"{index_name}-v1"
@@ -367,10 +401,30 @@ def test_cli_ray_indexes_json_lines_and_parquet_with_the_real_model(
     parquet_docs[3]["text"] = ""
     parquet_docs[3]["title"] = ""
     pq.write_table(pa.Table.from_pylist(parquet_docs), folder / "b.parquet", row_group_size=7)
-    args = [str(folder), "--index", index_name, "--model", str(BUNDLED_MODEL), "--ray", "--workers", "1",
-            "--block-size", "20", "--replicas", "0", "--log-every", "0", "--checkpoint", str(tmp_path / "cp"),
-            "--dead-letter", str(tmp_path / "dead.jsonl"), "--first-phase-k", "8",
-            "--first-phase-candidates", "3"]  # fmt: skip
+    args = [
+        str(folder),
+        "--index",
+        index_name,
+        "--model",
+        str(BUNDLED_MODEL),
+        "--ray",
+        "--workers",
+        "1",
+        "--block-size",
+        "20",
+        "--replicas",
+        "0",
+        "--log-every",
+        "0",
+        "--checkpoint",
+        str(tmp_path / "cp"),
+        "--dead-letter",
+        str(tmp_path / "dead.jsonl"),
+        "--first-phase-k",
+        "8",
+        "--first-phase-candidates",
+        "3",
+    ]
 
     result = CliRunner().invoke(index_command, args)
 
@@ -387,8 +441,9 @@ def test_cli_ray_indexes_json_lines_and_parquet_with_the_real_model(
 
 def test_cli_ray_options_go_with_ray(tmp_path: Path) -> None:
     corpus = write_jsonl(tmp_path / "c.jsonl", make_docs(2))
-    alone = CliRunner().invoke(index_command, [str(corpus), "--index", "x", "--model", str(BUNDLED_MODEL),
-                                               "--workers", "2"])  # fmt: skip
+    alone = CliRunner().invoke(
+        index_command, [str(corpus), "--index", "x", "--model", str(BUNDLED_MODEL), "--workers", "2"]
+    )
     assert alone.exit_code == 2 and "--workers go with --ray" in alone.output
     csv = tmp_path / "c.csv"
     csv.write_text("_id,text\n1,a\n", encoding="utf-8")
@@ -408,10 +463,26 @@ def test_workers_reach_a_secured_cluster_and_never_log_the_password(
     corpus = write_jsonl(tmp_path / "c.jsonl", make_docs(20))
     upstream = ConnectionSettings.from_env().urls[0]
     with running_proxy(upstream, certs, user="admin", password=password) as proxy:
-        env = {"OPENSEARCH_URL": proxy.url, "OPENSEARCH_USERNAME": "admin", "OPENSEARCH_PASSWORD": password,
-               "OPENSEARCH_CA_CERTS": str(certs.ca)}  # fmt: skip
-        args = [str(corpus), "--index", index_name, "--model", str(BUNDLED_MODEL), "--ray", "--replicas", "0",
-                "--checkpoint", str(tmp_path / "cp"), "--dead-letter", str(tmp_path / "dead.jsonl")]  # fmt: skip
+        env = {
+            "OPENSEARCH_URL": proxy.url,
+            "OPENSEARCH_USERNAME": "admin",
+            "OPENSEARCH_PASSWORD": password,
+            "OPENSEARCH_CA_CERTS": str(certs.ca),
+        }
+        args = [
+            str(corpus),
+            "--index",
+            index_name,
+            "--model",
+            str(BUNDLED_MODEL),
+            "--ray",
+            "--replicas",
+            "0",
+            "--checkpoint",
+            str(tmp_path / "cp"),
+            "--dead-letter",
+            str(tmp_path / "dead.jsonl"),
+        ]
         result = CliRunner().invoke(index_command, args, env=env)
 
     assert result.exit_code == 0, result.output
@@ -436,9 +507,26 @@ def test_cli_ray_vectors_indexes_every_document_once_without_a_model(
     docs = _with_vectors(make_docs(45))
     docs[7]["vector"] = {"u": -1.0}  # refused, as on one machine
     corpus = write_jsonl(tmp_path / "vectors.jsonl", docs)
-    args = [str(corpus), "--index", index_name, "--vectors", "--ray", "--workers", "2", "--block-size", "10",
-            "--replicas", "0", "--log-every", "0", "--checkpoint", str(tmp_path / "cp"), "--dead-letter",
-            str(tmp_path / "dead.jsonl"), "--allow-failures"]  # fmt: skip
+    args = [
+        str(corpus),
+        "--index",
+        index_name,
+        "--vectors",
+        "--ray",
+        "--workers",
+        "2",
+        "--block-size",
+        "10",
+        "--replicas",
+        "0",
+        "--log-every",
+        "0",
+        "--checkpoint",
+        str(tmp_path / "cp"),
+        "--dead-letter",
+        str(tmp_path / "dead.jsonl"),
+        "--allow-failures",
+    ]
 
     result = CliRunner().invoke(index_command, args, env={"SPLADE_OS_MODEL": None})
 
@@ -459,9 +547,25 @@ def test_cli_ray_vectors_in_another_vocabulary_leave_no_index_and_no_checkpoint(
 ) -> None:
     docs = _with_vectors(make_docs(20))  # whole words: "café" is no token of BERT's uncased vocabulary
     corpus = write_jsonl(tmp_path / "vectors.jsonl", docs)
-    args = [str(corpus), "--index", index_name, "--vectors", "--ray", "--workers", "2", "--block-size", "10",
-            "--replicas", "0", "--log-every", "0", "--checkpoint", str(tmp_path / "cp"), "--dead-letter",
-            str(tmp_path / "dead.jsonl")]  # fmt: skip
+    args = [
+        str(corpus),
+        "--index",
+        index_name,
+        "--vectors",
+        "--ray",
+        "--workers",
+        "2",
+        "--block-size",
+        "10",
+        "--replicas",
+        "0",
+        "--log-every",
+        "0",
+        "--checkpoint",
+        str(tmp_path / "cp"),
+        "--dead-letter",
+        str(tmp_path / "dead.jsonl"),
+    ]
 
     refused = CliRunner().invoke(index_command, [*args, "--model", str(BUNDLED_MODEL)])
 
@@ -479,8 +583,13 @@ def test_a_refused_run_on_a_shared_ray_gives_its_workers_cpus_back_while_its_err
     corpus = write_jsonl(tmp_path / "vectors.jsonl", _with_vectors(make_docs(20)))
     script = Path(__file__).with_name("ray_kept_refusal.py")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
-    run = subprocess.run([sys.executable, str(script), str(corpus), index_name, str(tmp_path)], capture_output=True,
-                         text=True, timeout=600, env=env)  # fmt: skip
+    run = subprocess.run(
+        [sys.executable, str(script), str(corpus), index_name, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+    )
     assert run.returncode == 0, run.stderr[-3000:]
     assert run.stdout.split() == ["freed"], run.stderr[-3000:]
     assert not versions_left(engine_client, index_name)
@@ -504,19 +613,28 @@ def _letters(path: Path) -> dict[int, dict[str, Any]]:
 
 @pytest.mark.parametrize("stop_after", [None, 7], ids=["one-run", "resumed"])
 def test_the_first_copy_of_an_id_wins_whichever_block_runs_first(
-    engine_client: OpenSearch, index_name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    engine_client: OpenSearch,
+    index_name: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
     stop_after: int | None,
-) -> None:  # fmt: skip
+) -> None:
     from splade_os.indexing import distributed
 
     corpus, kept = _corpus_with_duplicates(tmp_path / "c.jsonl")
     single = index_corpus(
-        engine_client, corpus, index=f"{index_name}-single", encoder=FakeEncoder(),
+        engine_client,
+        corpus,
+        index=f"{index_name}-single",
+        encoder=FakeEncoder(),
         load=LoadOptions(
-            replicas=0, allow_failures=True, checkpoint=tmp_path / "cp1.json", dead_letter=tmp_path / "d1.jsonl",
+            replicas=0,
+            allow_failures=True,
+            checkpoint=tmp_path / "cp1.json",
+            dead_letter=tmp_path / "d1.jsonl",
             bulk=SMALL,
         ),
-    )  # fmt: skip
+    )
     # One worker runs the blocks last first: the later copies of d3 and d1 reach the cluster before the first ones.
     in_order = distributed.run_blocks
     monkeypatch.setattr(distributed, "run_blocks", lambda blocks, *a, **k: in_order(blocks[::-1], *a, **k))
@@ -527,12 +645,16 @@ def test_the_first_copy_of_an_id_wins_whichever_block_runs_first(
         if stop_after is not None and len(ran) == stop_after:
             raise KeyboardInterrupt
 
-    load = LoadOptions(replicas=0, allow_failures=True, checkpoint=tmp_path / "cp2.json",
-                       dead_letter=tmp_path / "d2.jsonl", bulk=SMALL)  # fmt: skip
+    load = LoadOptions(
+        replicas=0, allow_failures=True, checkpoint=tmp_path / "cp2.json", dead_letter=tmp_path / "d2.jsonl", bulk=SMALL
+    )
     common: dict[str, Any] = dict(
-        index=index_name, recipe=FakeRecipe(str(tmp_path / "log")), pool=RayWorkers(workers=1), block_size=5,
+        index=index_name,
+        recipe=FakeRecipe(str(tmp_path / "log")),
+        pool=RayWorkers(workers=1),
+        block_size=5,
         on_block=note,
-    )  # fmt: skip
+    )
     if stop_after is None:
         summary = index_corpus_on_ray(_settings(), corpus, load=load, **common)
     else:

@@ -129,9 +129,22 @@ def test_search_samples_are_what_search_prints(engine_client: Any, index_name: s
     samples = _search_samples()
     assert {page for page, _, _ in samples} >= {"README.md", "docs/searching.md"}
     runner = CliRunner()
-    loaded = runner.invoke(main, ["index", str(REPO / "examples" / "demo-corpus.jsonl"), "--index", index_name,
-                                  "--model", str(REPO / "models" / "splade-tiny"), "--no-progress", "--checkpoint",
-                                  str(tmp_path / "cp.json"), "--dead-letter", str(tmp_path / "dl.jsonl")])  # fmt: skip
+    loaded = runner.invoke(
+        main,
+        [
+            "index",
+            str(REPO / "examples" / "demo-corpus.jsonl"),
+            "--index",
+            index_name,
+            "--model",
+            str(REPO / "models" / "splade-tiny"),
+            "--no-progress",
+            "--checkpoint",
+            str(tmp_path / "cp.json"),
+            "--dead-letter",
+            str(tmp_path / "dl.jsonl"),
+        ],
+    )
     assert loaded.exit_code == 0, loaded.output
     for page, args, printed in samples:
         args = [index_name if before == "--index" else arg for before, arg in zip(["", *args], args, strict=False)]

@@ -29,10 +29,23 @@ BUNDLED_INT8 = REPO / "models" / "splade-tiny-int8"
 GOLDEN_TEXT = "What causes a heart attack?"
 # splade-tiny (models/splade-tiny, fp32): the exact token set and weights; PyTorch gives the same to 2e-6.
 GOLDEN = {
-    "heart": 2.4391, "causes": 2.3517, "attack": 2.3192, "cause": 2.0835, "fighting": 1.0958, "cancer": 1.0865,
-    "disease": 1.0108, "pulse": 0.9149, "effects": 0.7848, "movement": 0.5883, "why": 0.3458, "fire": 0.2612,
-    "stomach": 0.2515, "influence": 0.1757, "produce": 0.1754, "shot": 0.1538,
-}  # fmt: skip
+    "heart": 2.4391,
+    "causes": 2.3517,
+    "attack": 2.3192,
+    "cause": 2.0835,
+    "fighting": 1.0958,
+    "cancer": 1.0865,
+    "disease": 1.0108,
+    "pulse": 0.9149,
+    "effects": 0.7848,
+    "movement": 0.5883,
+    "why": 0.3458,
+    "fire": 0.2612,
+    "stomach": 0.2515,
+    "influence": 0.1757,
+    "produce": 0.1754,
+    "shot": 0.1538,
+}
 SPECIAL = {"[CLS]", "[SEP]", "[PAD]", "[UNK]", "[MASK]"}
 
 

@@ -29,8 +29,11 @@ def test_the_readable_mappings_are_what_splade_os_creates(engine: OpenSearchEngi
 
 def test_elasticsearch_turns_pruning_off_where_it_exists_and_keeps_vectors_in_source() -> None:
     for version, prune_option, exclude_setting in [
-        ((8, 15, 0), False, False), ((8, 19, 21), True, False), ((9, 0, 0), False, False), ((9, 2, 0), True, True),
-    ]:  # fmt: skip
+        ((8, 15, 0), False, False),
+        ((8, 19, 21), True, False),
+        ((9, 0, 0), False, False),
+        ((9, 2, 0), True, True),
+    ]:
         engine = ElasticsearchEngine(version=version)
         assert ("index_options" in engine.vector_mapping()) is prune_option, version
         assert ("mapping" in engine.index_settings()) is exclude_setting, version
@@ -41,12 +44,19 @@ def test_elasticsearch_requests_use_the_sparse_vector_query_without_escaping() -
     plan = build_splade_query(QUERY, engine=engine, filters=[{"term": {"lang": "en"}}])
     assert plan.body["query"] == {
         "bool": {
-            "should": [{"sparse_vector": {"field": "splade", "query_vector": {"u.s.": 2.0, "heart": 1.0, "%": 0.1},
-                                          "prune": False}}],
+            "should": [
+                {
+                    "sparse_vector": {
+                        "field": "splade",
+                        "query_vector": {"u.s.": 2.0, "heart": 1.0, "%": 0.1},
+                        "prune": False,
+                    }
+                }
+            ],
             "filter": [{"term": {"lang": "en"}}],
             "minimum_should_match": 1,
         }
-    }  # fmt: skip
+    }
     two_phase = build_two_phase_query(QUERY, ratio=0.4, engine=engine, size=10).body
     assert two_phase["query"]["bool"]["should"][0]["sparse_vector"]["query_vector"] == {"u.s.": 2.0, "heart": 1.0}
     rescore = two_phase["rescore"]

@@ -79,7 +79,11 @@ def test_eval_metrics_through_the_engine_equal_exact_in_memory_metrics(
     engine_client: OpenSearch, collection_index: str, collection: Dataset, encoder: SpladeEncoder
 ) -> None:
     report = evaluate(
-        collection.root, encoder, client=engine_client, index=collection_index, modes=("splade", "two-phase"),
+        collection.root,
+        encoder,
+        client=engine_client,
+        index=collection_index,
+        modes=("splade", "two-phase"),
         exact=True,
     )
     by_mode = {m.mode: m for m in report.modes}

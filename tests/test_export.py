@@ -121,6 +121,7 @@ def test_missing_torch_names_the_install_command(monkeypatch: pytest.MonkeyPatch
     import importlib
 
     from splade_os.model import export as export_module
+
     real = importlib.import_module
 
     def fake_import(name: str, package: str | None = None) -> Any:
@@ -218,9 +219,17 @@ def random_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A BertForMaskedLM with random weights (parity needs no training) and the bundled WordPiece tokenizer."""
     torch = pytest.importorskip("torch")
     model = random_masked_lm(
-        "Bert", vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
-        max_position_embeddings=512, type_vocab_size=2, initializer_range=0.2, tie_word_embeddings=True,
-    )  # fmt: skip
+        "Bert",
+        vocab_size=30522,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=512,
+        type_vocab_size=2,
+        initializer_range=0.2,
+        tie_word_embeddings=True,
+    )
     with torch.no_grad():
         model.get_output_embeddings().bias.fill_(-1.0)  # a non-zero bias, so the export must carry it
     folder = tmp_path_factory.mktemp("checkpoint") / "random-bert"
@@ -293,6 +302,7 @@ def test_an_export_with_its_checkpoint_runs_on_both_backends(random_checkpoint: 
     for ours, reference in zip(torch_path.encode_documents(texts), onnx.encode_documents(texts), strict=True):
         differences = [abs(ours.get(t, 0.0) - reference.get(t, 0.0)) for t in set(ours) | set(reference)]
         assert max(differences, default=0.0) < 1e-4
-    refused = CliRunner().invoke(export, [str(random_checkpoint), str(tmp_path / "q"), "--quantize", "int8",
-                                          "--with-checkpoint"])  # fmt: skip
+    refused = CliRunner().invoke(
+        export, [str(random_checkpoint), str(tmp_path / "q"), "--quantize", "int8", "--with-checkpoint"]
+    )
     assert refused.exit_code == 1 and "--with-checkpoint goes with an fp32 export" in refused.output

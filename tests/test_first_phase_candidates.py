@@ -45,8 +45,13 @@ def _first_field(body: dict[str, Any]) -> set[str]:
 
 @pytest.mark.parametrize("engine", [OpenSearchEngine(), ElasticsearchEngine()], ids=["opensearch", "elasticsearch"])
 def test_the_mapping_source_and_meta_hold_each_candidate_field(engine: Any) -> None:
-    body = index_body(engine=engine, manifest=MANIFEST, first_phase_k=128, first_phase_candidates=(256, 64, 128, 64),
-                      vectors_in_source=False)  # fmt: skip
+    body = index_body(
+        engine=engine,
+        manifest=MANIFEST,
+        first_phase_k=128,
+        first_phase_candidates=(256, 64, 128, 64),
+        vectors_in_source=False,
+    )
     properties = body["mappings"]["properties"]
     pruned = [FIRST_PHASE_FIELD, f"{FIRST_PHASE_FIELD}_k64", f"{FIRST_PHASE_FIELD}_k256"]
     assert all(properties[field] == engine.vector_mapping() for field in pruned)

@@ -113,9 +113,12 @@ def test_load_writes_every_document_once_through_a_versioned_alias(
     encoder = FakeEncoder()
     checkpoint, dead = tmp_path / "cp.json", tmp_path / "dead.jsonl"
     summary = index_corpus(
-        engine_client, write_jsonl(tmp_path / "c.jsonl", docs), index=index_name, encoder=encoder,
+        engine_client,
+        write_jsonl(tmp_path / "c.jsonl", docs),
+        index=index_name,
+        encoder=encoder,
         load=LoadOptions(replicas=0, checkpoint=checkpoint, dead_letter=dead, bulk=SMALL),
-    )  # fmt: skip
+    )
 
     c = summary.counters
     assert (c.read, c.indexed, c.failed, c.skipped) == (100, 100, 0, 0)
@@ -140,18 +143,25 @@ def test_rerun_replaces_in_place_and_recreate_switches_the_alias(
     docs = make_docs(40)
     corpus = write_jsonl(tmp_path / "c.jsonl", docs)
     load = LoadOptions(replicas=0, checkpoint=tmp_path / "cp", bulk=SMALL)
-    index_corpus(engine_client, corpus, index=index_name, encoder=FakeEncoder(),
-                 load=replace(load, dead_letter=tmp_path / "d1"))  # fmt: skip
+    index_corpus(
+        engine_client, corpus, index=index_name, encoder=FakeEncoder(), load=replace(load, dead_letter=tmp_path / "d1")
+    )
 
-    again = index_corpus(engine_client, corpus, index=index_name, encoder=FakeEncoder(),
-                         load=replace(load, dead_letter=tmp_path / "d2"))  # fmt: skip
+    again = index_corpus(
+        engine_client, corpus, index=index_name, encoder=FakeEncoder(), load=replace(load, dead_letter=tmp_path / "d2")
+    )
     assert again.index == f"{index_name}-v1" and again.verified
     assert (again.counters.indexed, again.counters.replaced, again.index_count) == (40, 40, 40)
 
     docs[0]["text"] = "changed"
     write_jsonl(corpus, docs)
-    fresh = index_corpus(engine_client, corpus, index=index_name, encoder=FakeEncoder(),
-                         load=replace(load, dead_letter=tmp_path / "d3", recreate=True))  # fmt: skip
+    fresh = index_corpus(
+        engine_client,
+        corpus,
+        index=index_name,
+        encoder=FakeEncoder(),
+        load=replace(load, dead_letter=tmp_path / "d3", recreate=True),
+    )
     assert fresh.index == f"{index_name}-v2" and fresh.verified
     assert fresh.swapped is not None and fresh.swapped.previous == (f"{index_name}-v1",)
     assert aliases.resolve(engine_client, index_name) == [f"{index_name}-v2"]
@@ -182,10 +192,13 @@ def test_count_mismatch_is_reported(engine_client: OpenSearch, index_name: str, 
         engine_client.index(index=f"{index_name}-v1", id="intruder", body={"text": "not from the corpus"})
 
     summary = index_corpus(
-        engine_client, corpus, index=index_name, encoder=FakeEncoder(),
+        engine_client,
+        corpus,
+        index=index_name,
+        encoder=FakeEncoder(),
         load=LoadOptions(replicas=0, checkpoint=tmp_path / "cp", dead_letter=tmp_path / "d", bulk=SMALL),
         on_progress=intruder,
-    )  # fmt: skip
+    )
     assert not summary.verified
     assert summary.problems() == [
         f"count mismatch: {index_name}-v1 holds 21 documents; expected read 20 - failed 0 - skipped 0 = 20. "
@@ -198,14 +211,20 @@ def test_reencode_reads_an_index_and_switches_readers_to_the_new_vectors(
 ) -> None:
     docs = make_docs(50)
     index_corpus(
-        engine_client, write_jsonl(tmp_path / "c.jsonl", docs), index=index_name, encoder=FakeEncoder(),
+        engine_client,
+        write_jsonl(tmp_path / "c.jsonl", docs),
+        index=index_name,
+        encoder=FakeEncoder(),
         load=LoadOptions(replicas=0, checkpoint=tmp_path / "cp", dead_letter=tmp_path / "d", bulk=SMALL),
-    )  # fmt: skip
+    )
     new_model = FakeEncoder(salt="v2")
     summary = reencode_index(
-        engine_client, index_name, index=index_name, encoder=new_model,
+        engine_client,
+        index_name,
+        index=index_name,
+        encoder=new_model,
         load=LoadOptions(recreate=True, replicas=0, dead_letter=tmp_path / "d2", bulk=SMALL),
-    )  # fmt: skip
+    )
     assert summary.verified and summary.counters.indexed == 50
     assert summary.index == f"{index_name}-v2" and aliases.resolve(engine_client, index_name) == [summary.index]
     assert engine_client.indices.exists(index=f"{index_name}-v1")  # kept: a re-encode is easy to roll back
@@ -310,9 +329,12 @@ def test_the_document_pruning_of_the_encoder_is_recorded_in_meta(
     corpus = write_jsonl(tmp_path / "c.jsonl", make_docs(3))
     pruned = SpladeEncoder(BUNDLED_MODEL, top_k=20, min_weight=0.1)
     summary = index_corpus(
-        engine_client, corpus, index=index_name, encoder=pruned,
+        engine_client,
+        corpus,
+        index=index_name,
+        encoder=pruned,
         load=LoadOptions(replicas=0, checkpoint=tmp_path / "cp", dead_letter=tmp_path / "d", bulk=SMALL),
-    )  # fmt: skip
+    )
     assert summary.verified
     assert read_index_meta(engine_client, index_name)["pruning"] == {"top_k": 20, "min_weight": 0.1}
     stored = landed(engine_client, index_name)

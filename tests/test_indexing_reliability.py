@@ -222,9 +222,12 @@ def test_every_document_lands_through_429s_5xx_and_lost_answers(
     docs = make_docs(80)
     encoder = FakeEncoder()
     summary = index_corpus(
-        client, write_jsonl(tmp_path / "c.jsonl", docs), index=index_name, encoder=encoder,
+        client,
+        write_jsonl(tmp_path / "c.jsonl", docs),
+        index=index_name,
+        encoder=encoder,
         load=LoadOptions(replicas=0, checkpoint=tmp_path / "cp", dead_letter=tmp_path / "dead", bulk=SMALL),
-    )  # fmt: skip
+    )
     assert not flaky.plan, "the proxy's plan was not used up"
     assert flaky.answers["forward"] >= 5 and sum(flaky.answers.values()) >= 5 + 8
     c = summary.counters
@@ -241,9 +244,12 @@ def test_a_cluster_that_stays_down_stops_the_run_with_what_to_do(
     options = BulkOptions(batch_size=16, initial_backoff=0.05, max_backoff=0.2, retry_for=1.0)
     with pytest.raises(IndexingInterrupted, match=r"run the same command with --resume to continue"):
         index_corpus(
-            client, write_jsonl(tmp_path / "c.jsonl", make_docs(20)), index=index_name, encoder=FakeEncoder(),
+            client,
+            write_jsonl(tmp_path / "c.jsonl", make_docs(20)),
+            index=index_name,
+            encoder=FakeEncoder(),
             load=LoadOptions(replicas=0, checkpoint=tmp_path / "cp", dead_letter=tmp_path / "dead", bulk=options),
-        )  # fmt: skip
+        )
     assert (tmp_path / "cp").exists()
 
 
@@ -328,11 +334,18 @@ def test_resume_after_a_crash_or_ctrl_c_leaves_every_document_exactly_once(
 
     encoder = FakeEncoder()
     summary = index_corpus(
-        engine_client, corpus, index=index_name, encoder=encoder,
+        engine_client,
+        corpus,
+        index=index_name,
+        encoder=encoder,
         load=LoadOptions(
-            replicas=0, resume=True, checkpoint=tmp_path / "cp.json", dead_letter=tmp_path / "dead.jsonl", bulk=SMALL,
+            replicas=0,
+            resume=True,
+            checkpoint=tmp_path / "cp.json",
+            dead_letter=tmp_path / "dead.jsonl",
+            bulk=SMALL,
         ),
-    )  # fmt: skip
+    )
     c = summary.counters
     assert (c.read, c.indexed, c.failed, c.skipped) == (600, 600, 0, 0) and summary.verified
     # A bulk request the killed process left on the wire may land after `before` was counted: at most one batch.
@@ -384,8 +397,14 @@ def test_node_stopped_mid_run_then_started_and_resumed(
         with pytest.raises(
             IndexingInterrupted, match="once the cluster is healthy, run the same command with --resume"
         ):
-            index_corpus(client, corpus, index=index_name, encoder=FakeEncoder(delay=0.05),
-                         load=replace(load, bulk=options), on_progress=stop_after_three_batches)  # fmt: skip
+            index_corpus(
+                client,
+                corpus,
+                index=index_name,
+                encoder=FakeEncoder(delay=0.05),
+                load=replace(load, bulk=options),
+                on_progress=stop_after_three_batches,
+            )
         assert stopped.is_set()
     finally:
         start_node(**which)
@@ -395,8 +414,9 @@ def test_node_stopped_mid_run_then_started_and_resumed(
     assert 60 <= before < 400
 
     encoder = FakeEncoder()
-    summary = index_corpus(engine_client, corpus, index=index_name, encoder=encoder,
-                           load=replace(load, resume=True, bulk=SMALL))  # fmt: skip
+    summary = index_corpus(
+        engine_client, corpus, index=index_name, encoder=encoder, load=replace(load, resume=True, bulk=SMALL)
+    )
     c = summary.counters
     assert (c.read, c.indexed, c.failed) == (400, 400, 0) and summary.verified
     assert encoder.encoded == 400 - before, "documents that had landed were encoded again"

@@ -90,8 +90,9 @@ def test_filters_reach_the_search(searcher: Searcher) -> None:
 
 
 def test_async_gives_what_sync_gives(searcher: Searcher, demo_index: str, encoder: SpladeEncoder) -> None:
-    lc_sync = {m: _from_documents(langchain.SpladeRetriever(searcher=searcher, k=5, mode=m).invoke(QUERIES[0]))
-               for m in MODES}  # fmt: skip
+    lc_sync = {
+        m: _from_documents(langchain.SpladeRetriever(searcher=searcher, k=5, mode=m).invoke(QUERIES[0])) for m in MODES
+    }
 
     async def run() -> list[tuple[Mode, list[Row], list[Row]]]:
         asearcher = await AsyncSearcher.create(demo_index, encoder)
@@ -102,8 +103,13 @@ def test_async_gives_what_sync_gives(searcher: Searcher, demo_index: str, encode
                 for given in ({"async_searcher": asearcher}, {"searcher": searcher}):
                     lc = langchain.SpladeRetriever(**given, k=5, mode=mode)
                     li = llamaindex.SpladeRetriever(**given, k=5, mode=mode)
-                    got.append((mode, _from_documents(await lc.ainvoke(QUERIES[0])),
-                                _from_nodes(await li.aretrieve(QUERIES[0]))))  # fmt: skip
+                    got.append(
+                        (
+                            mode,
+                            _from_documents(await lc.ainvoke(QUERIES[0])),
+                            _from_nodes(await li.aretrieve(QUERIES[0])),
+                        )
+                    )
         finally:
             await asearcher.close()
         return got
@@ -138,19 +144,19 @@ def test_text_field_chooses_the_text(searcher: Searcher) -> None:
 
 
 @pytest.mark.parametrize("adapter", ["langchain", "llamaindex"])
-def test_a_retriever_built_from_an_index_owns_its_searcher(
-    searcher: Searcher, demo_index: str, adapter: str
-) -> None:
+def test_a_retriever_built_from_an_index_owns_its_searcher(searcher: Searcher, demo_index: str, adapter: str) -> None:
     settings = ConnectionSettings.from_env()
     retriever: Any
     if adapter == "langchain":
-        retriever = langchain.SpladeRetriever.from_index(demo_index, BUNDLED_MODEL, settings=settings, k=5,
-                                                         mode="hybrid", fields=FIELDS)  # fmt: skip
+        retriever = langchain.SpladeRetriever.from_index(
+            demo_index, BUNDLED_MODEL, settings=settings, k=5, mode="hybrid", fields=FIELDS
+        )
         sync, run_async = (lambda q: _from_documents(retriever.invoke(q))), retriever.ainvoke
         owned = retriever._searchers
     else:
-        retriever = llamaindex.SpladeRetriever.from_index(demo_index, BUNDLED_MODEL, settings=settings, k=5,
-                                                          mode="hybrid", fields=FIELDS)  # fmt: skip
+        retriever = llamaindex.SpladeRetriever.from_index(
+            demo_index, BUNDLED_MODEL, settings=settings, k=5, mode="hybrid", fields=FIELDS
+        )
         sync, run_async = (lambda q: _from_nodes(retriever.retrieve(q))), retriever.aretrieve
         owned = retriever._searchers
     convert = _from_documents if adapter == "langchain" else _from_nodes

@@ -116,7 +116,7 @@ def test_no_import_circle() -> None:
                 stack.pop()
                 path.pop()
             elif state.get(child) == 1:
-                circles.append(" -> ".join([*path[path.index(child):], child]))
+                circles.append(" -> ".join([*path[path.index(child) :], child]))
             elif child not in state:
                 state[child] = 1
                 stack.append((child, iter(sorted(GRAPH.get(child, ())))))

@@ -113,9 +113,12 @@ def test_explanations_re_encode_with_the_settings_the_index_was_built_with(
     else:  # the CLI has no --stride, and the default overlap (64 tokens) does not fit in windows of 16
         with SpladeEncoder(BUNDLED_MODEL, max_length=16, long_documents="split", stride=4) as built_with:
             summary = index_corpus(
-                engine_client, corpus, index=index_name, encoder=built_with,
+                engine_client,
+                corpus,
+                index=index_name,
+                encoder=built_with,
                 load=LoadOptions(replicas=0, vectors_in_source=False),
-            )  # fmt: skip
+            )
         assert summary.problems() == []
         recorded = {"max_length": 16, "long_documents": "split", "stride": 4}
     assert read_index_meta(engine_client, index_name)["encoding"] == recorded
@@ -137,10 +140,25 @@ def test_explanations_of_a_re_encode_use_the_fields_it_was_encoded_from(
         engine_client.update(index=source, id=hit["_id"], body={"doc": fields})
     engine_client.indices.refresh(index=source)
     result = CliRunner().invoke(
-        index_command, ["--from-index", source, "--index", copy, "--text-field", "body", "--title-field", "headline",
-                        "--max-length", "16", "--no-vectors-in-source", "--model", str(BUNDLED_MODEL),
-                        "--replicas", "0"],
-    )  # fmt: skip
+        index_command,
+        [
+            "--from-index",
+            source,
+            "--index",
+            copy,
+            "--text-field",
+            "body",
+            "--title-field",
+            "headline",
+            "--max-length",
+            "16",
+            "--no-vectors-in-source",
+            "--model",
+            str(BUNDLED_MODEL),
+            "--replicas",
+            "0",
+        ],
+    )
     assert result.exit_code == 0, result.output
     meta = read_index_meta(engine_client, copy)
     assert meta["encoded_from"] == {"text": "body", "title": "headline"} and meta["vectors_in_source"] is False
@@ -153,9 +171,9 @@ def test_a_re_encode_keeps_vectors_out_of_source(
     _, lean = built
     monkeypatch.chdir(tmp_path)
     result = CliRunner().invoke(
-        index_command, ["--from-index", lean, "--index", lean, "--recreate", "--model", str(BUNDLED_MODEL),
-                        "--replicas", "0"],
-    )  # fmt: skip
+        index_command,
+        ["--from-index", lean, "--index", lean, "--recreate", "--model", str(BUNDLED_MODEL), "--replicas", "0"],
+    )
     assert result.exit_code == 0, result.output
     (current,) = aliases.resolve(engine_client, lean)
     assert current.endswith("-v2") and read_index_meta(engine_client, current)["vectors_in_source"] is False

@@ -106,8 +106,17 @@ def test_a_checkpoint_an_earlier_version_left_in_the_current_folder_still_resume
     corpus = write_jsonl(tmp_path / "c.jsonl", docs)
     old_place = [f"{index_name}.checkpoint.json", f"{index_name}.dead-letter.jsonl"]  # where 0.1 wrote them
     _use_model(monkeypatch, StoppingEncoder(stop_at=2))
-    stopped = _index(str(corpus), "--index", index_name, "--model", "unused", "--checkpoint", old_place[0],
-                     "--dead-letter", old_place[1])  # fmt: skip
+    stopped = _index(
+        str(corpus),
+        "--index",
+        index_name,
+        "--model",
+        "unused",
+        "--checkpoint",
+        old_place[0],
+        "--dead-letter",
+        old_place[1],
+    )
     assert stopped.exit_code != 0 and (tmp_path / old_place[0]).is_file()
     done = json.loads((tmp_path / old_place[0]).read_text())["counters"]["indexed"]
     encoder = FakeEncoder()
@@ -132,15 +141,22 @@ def msearch_refused(engine_client: Any) -> Iterator[FlakyProxy]:
 
 
 def test_a_df_count_that_fails_after_a_verified_load_is_a_note_and_the_alias_moves(
-    engine_client: Any, index_name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    engine_client: Any,
+    index_name: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
     msearch_refused: FlakyProxy,
-) -> None:  # fmt: skip
+) -> None:
     monkeypatch.chdir(tmp_path)
     docs = make_docs(20)
     corpus = write_jsonl(tmp_path / "c.jsonl", docs)
     index_corpus(
-        engine_client, corpus, index=index_name, encoder=FakeEncoder(), load=LoadOptions(replicas=0, bulk=SMALL),
-    )  # fmt: skip
+        engine_client,
+        corpus,
+        index=index_name,
+        encoder=FakeEncoder(),
+        load=LoadOptions(replicas=0, bulk=SMALL),
+    )
     assert read_df(engine_client, index_name) is not None  # v1 has its table
     encoder = FakeEncoder(salt="v2")
     _use_model(monkeypatch, encoder)
@@ -171,22 +187,29 @@ def test_df_tokens_refuses_an_empty_list_and_records_a_list_as_partial_which_loa
     docs = make_docs(12)
     encoder = FakeEncoder()
     index_corpus(
-        engine_client, write_jsonl(tmp_path / "c.jsonl", docs[:6]), index=index_name, encoder=encoder,
+        engine_client,
+        write_jsonl(tmp_path / "c.jsonl", docs[:6]),
+        index=index_name,
+        encoder=encoder,
         load=LoadOptions(replicas=0, checkpoint=tmp_path / "cp", dead_letter=tmp_path / "dl", bulk=SMALL),
-    )  # fmt: skip
+    )
     assert read_df(engine_client, index_name).partial is False  # type: ignore[union-attr]
     (tmp_path / "empty.txt").write_text("\n")
     refused = CliRunner().invoke(main, ["df", index_name, "--tokens", str(tmp_path / "empty.txt")])
     assert refused.exit_code == 1
-    assert refused.output.strip() == (f"Error: --tokens {tmp_path / 'empty.txt'} lists no tokens (one per line): give "
-                                      "them, or --model MODEL to count the model's vocabulary")  # fmt: skip
+    assert refused.output.strip() == (
+        f"Error: --tokens {tmp_path / 'empty.txt'} lists no tokens (one per line): give "
+        "them, or --model MODEL to count the model's vocabulary"
+    )
     assert read_df(engine_client, index_name).partial is False  # type: ignore[union-attr]  # the table is kept
 
     (tmp_path / "some.txt").write_text("u\ncafé\n", encoding="utf-8")
     listed = CliRunner().invoke(main, ["df", index_name, "--tokens", str(tmp_path / "some.txt")])
     assert listed.exit_code == 0, listed.output
-    assert f"note: recorded as partial (only the tokens of {tmp_path / 'some.txt'}): `splade-os df {index_name} " \
+    assert (
+        f"note: recorded as partial (only the tokens of {tmp_path / 'some.txt'}): `splade-os df {index_name} "
         "--model MODEL` counts the whole vocabulary" in listed.output
+    )
     table = read_df(engine_client, index_name)
     assert table is not None and table.partial and set(table.counts) == {"u", "café"}
     doctor = CliRunner().invoke(main, ["doctor", "--index", index_name])
@@ -195,9 +218,12 @@ def test_df_tokens_refuses_an_empty_list_and_records_a_list_as_partial_which_loa
 
     # A load into the index builds on that table: it says its own is partial, and records it so.
     summary = index_corpus(
-        engine_client, write_jsonl(tmp_path / "d.jsonl", docs[6:]), index=index_name, encoder=encoder,
+        engine_client,
+        write_jsonl(tmp_path / "d.jsonl", docs[6:]),
+        index=index_name,
+        encoder=encoder,
         load=LoadOptions(checkpoint=tmp_path / "cp", dead_letter=tmp_path / "dl", bulk=SMALL),
-    )  # fmt: skip
+    )
     assert summary.verified and summary.counters.indexed == 6
     (note,) = [n for n in summary.notes if n.startswith("df table")]
     assert "over the tokens this run sent only" in note and f"splade-os df {index_name}-v1 --model MODEL" in note
@@ -216,8 +242,10 @@ def test_a_csv_without_the_text_column_is_refused_before_anything_exists(
     (tmp_path / "docs.csv").write_text("_id,title,body\n1,A,first text\n2,B,second text\n")
     result = _index("docs.csv", "--index", index_name, "--model", "unused")
     assert result.exit_code == 1
-    assert result.output.strip().splitlines()[-1] == "Error: docs.csv has no 'text' column: columns: " \
-        "_id,title,body; pass --text-field body"  # fmt: skip
+    assert (
+        result.output.strip().splitlines()[-1] == "Error: docs.csv has no 'text' column: columns: "
+        "_id,title,body; pass --text-field body"
+    )
     assert _nothing_named(engine_client, index_name) == []  # no version, no alias, no lock index
     (tmp_path / "docs.tsv").write_text("id\ttitle\ttext\n1\tA\tfirst text\n")
     result = _index("docs.tsv", "--index", index_name, "--model", "unused")
@@ -256,8 +284,10 @@ def test_a_load_whose_every_record_failed_leaves_no_index_alias_or_lease_behind(
     write_jsonl(tmp_path / "v.jsonl", [{"_id": f"d{i}", "vector": {long: 1.0, "a": 0.5}} for i in range(10)])
     result = _index("v.jsonl", "--index", index_name, "--vectors", "--allow-failures")
     assert result.exit_code == 1
-    assert f"every record failed (10 failed, 0 skipped): nothing was indexed, so {index_name}-v1 was removed with " \
+    assert (
+        f"every record failed (10 failed, 0 skipped): nothing was indexed, so {index_name}-v1 was removed with "
         f"alias {index_name}" in result.output
+    )
     assert _nothing_named(engine_client, index_name) == [lock_index(index_name)]  # the lease's index, released:
     holder, _ = Lease._read(engine_client, lock_index(index_name), index_name)
     assert holder is not None and holder["released"] is True
@@ -265,9 +295,12 @@ def test_a_load_whose_every_record_failed_leaves_no_index_alias_or_lease_behind(
 
     # Into an alias with a version readers use: it stays there, even with --allow-failures.
     index_corpus(
-        engine_client, write_jsonl(tmp_path / "c.jsonl", make_docs(3)), index=index_name, encoder=FakeEncoder(),
+        engine_client,
+        write_jsonl(tmp_path / "c.jsonl", make_docs(3)),
+        index=index_name,
+        encoder=FakeEncoder(),
         load=LoadOptions(replicas=0, bulk=SMALL),
-    )  # fmt: skip
+    )
     (first,) = aliases.resolve(engine_client, index_name)
     result = _index("v.jsonl", "--index", index_name, "--vectors", "--recreate", "--allow-failures")
     assert result.exit_code == 1 and f"so {first[:-1]}2 was removed\n" in result.output

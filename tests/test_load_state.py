@@ -10,9 +10,7 @@ from opensearchpy import OpenSearch
 from splade_os.indexing.state import STATE_ENV, cluster_key, private_folder, state_folder, state_root
 
 
-def test_the_state_root_follows_the_flag_the_variable_then_xdg(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_the_state_root_follows_the_flag_the_variable_then_xdg(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(STATE_ENV, str(tmp_path / "env"))
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "xdg"))
     monkeypatch.setenv("HOME", str(tmp_path / "home"))

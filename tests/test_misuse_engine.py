@@ -78,8 +78,12 @@ def test_wrong_url(node_url: str) -> None:
 
 def test_stopped_node(closed_port: int) -> None:
     url = f"http://127.0.0.1:{closed_port}"
-    for args in (["search", "q", "--index", "x", "--model", MODEL], ["stats", "x"], ["alias", "x"],
-                 ["reindex", "x", "--from-index", "--model", MODEL]):  # fmt: skip
+    for args in (
+        ["search", "q", "--index", "x", "--model", MODEL],
+        ["stats", "x"],
+        ["alias", "x"],
+        ["reindex", "x", "--from-index", "--model", MODEL],
+    ):
         _one_line_error(_run([*args, "--url", url]), f"cannot reach the cluster at {url} (Connection refused)")
 
 
@@ -88,8 +92,11 @@ def test_stopped_node_from_a_real_process(closed_port: int) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("OPENSEARCH_")}
     done = subprocess.run(
         [sys.executable, "-m", "splade_os", "stats", "x", "--url", f"http://127.0.0.1:{closed_port}"],
-        capture_output=True, text=True, env=env, timeout=60,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
     assert done.returncode == 1 and done.stdout == ""
     assert done.stderr.count("\n") == 1 and "Connection refused" in done.stderr, done.stderr
 
@@ -130,13 +137,26 @@ def test_index_refuses_a_mapping_without_rank_features(
 ) -> None:
     corpus = tmp_path / "c.jsonl"
     corpus.write_text('{"_id": "2", "text": "more text"}\n')
-    args = ["index", str(corpus), "--index", plain_index, "--model", MODEL, "--url", node_url,
-            "--dead-letter", str(tmp_path / "dl"), "--checkpoint", str(tmp_path / "cp")]  # fmt: skip
+    args = [
+        "index",
+        str(corpus),
+        "--index",
+        plain_index,
+        "--model",
+        MODEL,
+        "--url",
+        node_url,
+        "--dead-letter",
+        str(tmp_path / "dl"),
+        "--checkpoint",
+        str(tmp_path / "cp"),
+    ]
     _one_line_error(_run(args), f"no {engine.vector_type} field")
 
 
 def test_model_folder_that_is_not_an_export(node_url: str, tmp_path: Path) -> None:
     expected = f"{tmp_path} has no manifest.json nor model.onnx: it is not a folder written by `splade-os export`"
     for args in (["search", "q", "--index", "x"], ["reindex", "x", "--from-index"], ["encode", "-"], ["stats", "x"]):
-        _one_line_error(_run([*args, "--model", str(tmp_path), *(["--url", node_url] if args[0] != "encode" else [])]),
-                        expected)  # fmt: skip
+        _one_line_error(
+            _run([*args, "--model", str(tmp_path), *(["--url", node_url] if args[0] != "encode" else [])]), expected
+        )

@@ -61,11 +61,17 @@ def test_models_describes_the_bundled_exports() -> None:
     assert result.exit_code == 0, result.output
     fp32, int8 = json.loads(result.output)
     assert (fp32["layout"], fp32["output_kind"], fp32["precision"], fp32["vocab_size"]) == (
-        "splade-os", "weights", "fp32", 30522,
-    )  # fmt: skip
+        "splade-os",
+        "weights",
+        "fp32",
+        30522,
+    )
     assert (int8["name"], int8["precision"], int8["query_mode"], int8["max_length"]) == (
-        "splade-tiny-int8", "int8", "model", 512,
-    )  # fmt: skip
+        "splade-tiny-int8",
+        "int8",
+        "model",
+        512,
+    )
     text = _run([str(BUNDLED)]).output
     assert text.startswith(f"{BUNDLED}: splade-tiny (splade-os), weights output 'weights', vocab 30,522")
 
@@ -103,9 +109,15 @@ def _torch_export(mlm: Any, path: Path, *, pooled: bool) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with torch.no_grad():
         torch.onnx.export(
-            Graph().eval(), dummy, str(path), input_names=names, output_names=[output], dynamic_axes=axes,
-            opset_version=17, dynamo=False,
-        )  # fmt: skip
+            Graph().eval(),
+            dummy,
+            str(path),
+            input_names=names,
+            output_names=[output],
+            dynamic_axes=axes,
+            opset_version=17,
+            dynamo=False,
+        )
 
 
 def _write_tokenizer_files(checkpoint: Path, folder: Path) -> None:
@@ -122,16 +134,22 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
     root = tmp_path_factory.mktemp("folders")
     families = {
-        "Bert": dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
-                     type_vocab_size=2),
+        "Bert": dict(
+            hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, type_vocab_size=2
+        ),
         "DistilBert": dict(dim=32, n_layers=2, n_heads=2, hidden_dim=64),
-    }  # fmt: skip
+    }
     out: dict[str, Path] = {}
     for family, config in families.items():
         mlm = random_masked_lm(family, vocab_size=30522, max_position_embeddings=512, initializer_range=0.2, **config)
         checkpoint = save_with_the_bundled_tokenizer(mlm, root / f"{family}-checkpoint", f"{family}Tokenizer")
-        special = {"unk_token": "[UNK]", "sep_token": "[SEP]", "pad_token": "[PAD]", "cls_token": "[CLS]",
-                   "mask_token": "[MASK]"}  # fmt: skip
+        special = {
+            "unk_token": "[UNK]",
+            "sep_token": "[SEP]",
+            "pad_token": "[PAD]",
+            "cls_token": "[CLS]",
+            "mask_token": "[MASK]",
+        }
         (checkpoint / "special_tokens_map.json").write_text(json.dumps(special))
         if family == "DistilBert":  # OpenSearch's inference-free document models are DistilBERT with idf.json
             (checkpoint / "idf.json").write_text(json.dumps(IDF))
@@ -156,9 +174,13 @@ def _layout(built: dict[str, Path], family: str, layout: str, folder: Path) -> P
     if layout == "sentence-transformers":
         modules = [
             {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.sparse_encoder.models.MLMTransformer"},
-            {"idx": 1, "name": "1", "path": "1_SpladePooling",
-             "type": "sentence_transformers.sparse_encoder.models.SpladePooling"},
-        ]  # fmt: skip
+            {
+                "idx": 1,
+                "name": "1",
+                "path": "1_SpladePooling",
+                "type": "sentence_transformers.sparse_encoder.models.SpladePooling",
+            },
+        ]
         (folder / "modules.json").write_text(json.dumps(modules))
         (folder / "sentence_bert_config.json").write_text(json.dumps({"max_seq_length": MAX_LENGTH}))
         (folder / "1_SpladePooling").mkdir()
@@ -217,11 +239,18 @@ def test_each_layout_encodes_as_the_export_does(
     [described] = json.loads(result.output)
     expected_length = MAX_LENGTH if layout == "sentence-transformers" else 512
     assert described == {
-        "path": str(folder), "name": folder.name, "layout": kind, "onnx_file": ours.manifest["onnx_file"],
-        "output": "output" if output_kind == "weights" else "logits", "output_kind": output_kind,
-        "vocab_size": 30522, "max_length": expected_length, "precision": "fp32", "query_mode": query_mode,
+        "path": str(folder),
+        "name": folder.name,
+        "layout": kind,
+        "onnx_file": ours.manifest["onnx_file"],
+        "output": "output" if output_kind == "weights" else "logits",
+        "output_kind": output_kind,
+        "vocab_size": 30522,
+        "max_length": expected_length,
+        "precision": "fp32",
+        "query_mode": query_mode,
         "sha256": ours.manifest["sha256"],
-    }  # fmt: skip
+    }
 
 
 @pytest.mark.torch

@@ -227,8 +227,13 @@ def test_cli_stop_json_says_whether_a_node_stopped(tmp_path: Path) -> None:
     port = _free_port()
     result = CliRunner().invoke(node_cli, ["stop", "--home", str(tmp_path), "--port", str(port), "--json"])
     assert result.exit_code == 0, result.output
-    assert json.loads(result.stdout) == {"engine": "opensearch", "version": OPENSEARCH.default_version,
-                                         "port": port, "home": str(tmp_path), "stopped": False}  # fmt: skip
+    assert json.loads(result.stdout) == {
+        "engine": "opensearch",
+        "version": OPENSEARCH.default_version,
+        "port": port,
+        "home": str(tmp_path),
+        "stopped": False,
+    }
 
 
 def test_cli_maps_node_errors_to_a_clean_message(tmp_path: Path) -> None:

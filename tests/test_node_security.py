@@ -39,7 +39,7 @@ def test_secure_defaults_to_the_newest_opensearch_with_a_security_plugin(tmp_pat
     es = resolve("elasticsearch", None, 9212, tmp_path, secure=True)
     assert es.version == "9.2.0" and "security" not in pom("9.2.0", ELASTICSEARCH, secure=True)
     text = render_config(es) + config_text(ELASTICSEARCH)
-    assert "xpack.security.enabled: \"false\"" not in text and "xpack.security.enabled: \"true\"" in text
+    assert 'xpack.security.enabled: "false"' not in text and 'xpack.security.enabled: "true"' in text
     assert "xpack.security.http.ssl.enabled" in text and 'resource.reload.interval.high: "1s"' in text
 
 
@@ -51,13 +51,24 @@ def test_passwords_live_in_a_private_file_and_nowhere_else(tmp_path: Path) -> No
     assert len(set(creds.users.values())) == 3 and all(len(p) >= 20 for p in creds.users.values())
     assert all(p not in repr(creds) for p in creds.users.values())
     assert load_credentials(path) == creds
-    info = NodeInfo(url=creds.url, version="2.19.4", modules=[], pid=1, home=tmp_path, log_file=tmp_path / "log",
-                    reused=False, credentials_file=path, ca_certs=creds.ca_certs,
-                    new_passwords=creds.users)  # fmt: skip
+    info = NodeInfo(
+        url=creds.url,
+        version="2.19.4",
+        modules=[],
+        pid=1,
+        home=tmp_path,
+        log_file=tmp_path / "log",
+        reused=False,
+        credentials_file=path,
+        ca_certs=creds.ca_certs,
+        new_passwords=creds.users,
+    )
     printed = CliRunner().invoke(_print_command(info)).output
     assert f"CA certificate: {creds.ca_certs}" in printed
-    assert (f"users and passwords: {path} (mode 0600; new passwords of admin, splade_indexer, splade_searcher; "
-            "`splade-os node credentials --port 9210` shows them)") in printed  # fmt: skip
+    assert (
+        f"users and passwords: {path} (mode 0600; new passwords of admin, splade_indexer, splade_searcher; "
+        "`splade-os node credentials --port 9210` shows them)"
+    ) in printed
     # Not even by the start that made them: start output lands in terminal and CI logs.
     assert all(p not in printed for p in creds.users.values())
     reused = NodeInfo(**{**info.__dict__, "new_passwords": None})
@@ -107,8 +118,11 @@ def test_each_opensearch_node_gets_a_ca_and_an_admin_of_its_own(tmp_path: Path) 
     made = {}
     for name in ("a", "b"):
         make_certificates(tmp_path / name / "certs", tmp_path / name / "private", f"run-{name}")
-        made[name] = {p.name: x509.load_pem_x509_certificate(p.read_bytes())
-                      for p in (tmp_path / name).rglob("*.pem") if not p.name.endswith("key.pem")}  # fmt: skip
+        made[name] = {
+            p.name: x509.load_pem_x509_certificate(p.read_bytes())
+            for p in (tmp_path / name).rglob("*.pem")
+            if not p.name.endswith("key.pem")
+        }
     a, b = made["a"], made["b"]
     assert a["ca.pem"].public_key() != b["ca.pem"].public_key()  # nothing shared between nodes, nothing public
     assert a["admin.pem"].subject.rfc4514_string() == ADMIN_DN and a["node.pem"].subject.rfc4514_string() == NODE_DN

@@ -82,8 +82,18 @@ def test_cli_reencode_with_recreate_copies_empty_texts_and_keeps_the_previous_ve
 ) -> None:
     corpus = write_jsonl(tmp_path / "c.jsonl", _docs_with_an_empty_text())
     args = ["--model", str(BUNDLED_MODEL), "--replicas", "0", "--log-every", "0", "--index", index_name]
-    first = CliRunner().invoke(index_command, [str(corpus), "--index-empty", "--dead-letter", str(tmp_path / "d1"),
-                                               "--checkpoint", str(tmp_path / "cp"), *args])  # fmt: skip
+    first = CliRunner().invoke(
+        index_command,
+        [
+            str(corpus),
+            "--index-empty",
+            "--dead-letter",
+            str(tmp_path / "d1"),
+            "--checkpoint",
+            str(tmp_path / "cp"),
+            *args,
+        ],
+    )
     assert first.exit_code == 0, first.output
     assert engine_client.count(index=index_name)["count"] == 3
 
@@ -115,13 +125,19 @@ def test_a_short_reencode_does_not_move_the_alias(engine_client: OpenSearch, ind
     docs = make_docs(20)
     docs[7]["text"] = "poison pill"
     index_corpus(
-        engine_client, write_jsonl(tmp_path / "c.jsonl", docs), index=index_name, encoder=FakeEncoder(),
+        engine_client,
+        write_jsonl(tmp_path / "c.jsonl", docs),
+        index=index_name,
+        encoder=FakeEncoder(),
         load=LoadOptions(replicas=0, checkpoint=tmp_path / "cp", dead_letter=tmp_path / "d", bulk=SMALL),
-    )  # fmt: skip
+    )
     summary = reencode_index(
-        engine_client, index_name, index=index_name, encoder=FailingEncoder(salt="v2"),
+        engine_client,
+        index_name,
+        index=index_name,
+        encoder=FailingEncoder(salt="v2"),
         load=LoadOptions(recreate=True, replicas=0, dead_letter=tmp_path / "d2", bulk=SMALL),
-    )  # fmt: skip
+    )
     assert summary.counters.failed == 1 and summary.index_count == 19
     # Every document accounted for (the failed one is in the dead letters), so no count mismatch; the failure alone
     # keeps the alias where it was.
@@ -133,9 +149,12 @@ def test_a_short_reencode_does_not_move_the_alias(engine_client: OpenSearch, ind
     assert [e["doc_id"] for e in letters] == ["d7"]
 
     accepted = reencode_index(
-        engine_client, index_name, index=index_name, encoder=FailingEncoder(salt="v3"),
+        engine_client,
+        index_name,
+        index=index_name,
+        encoder=FailingEncoder(salt="v3"),
         load=LoadOptions(recreate=True, replicas=0, allow_failures=True, dead_letter=tmp_path / "d3", bulk=SMALL),
-    )  # fmt: skip
+    )
     assert accepted.verified and accepted.swapped is not None  # the one missing document is in the dead letters
 
 
@@ -146,11 +165,18 @@ def test_a_concrete_index_is_never_replaced_by_an_alias(
     engine_client.index(index=index_name, id="a", body={"text": "x"}, refresh=True)
     with pytest.raises(ConfigError, match="concrete index, not an alias"):
         index_corpus(
-            engine_client, write_jsonl(tmp_path / "c.jsonl", make_docs(2)), index=index_name, encoder=FakeEncoder(),
+            engine_client,
+            write_jsonl(tmp_path / "c.jsonl", make_docs(2)),
+            index=index_name,
+            encoder=FakeEncoder(),
             load=LoadOptions(
-                recreate=True, replicas=0, checkpoint=tmp_path / "cp", dead_letter=tmp_path / "d", bulk=SMALL,
+                recreate=True,
+                replicas=0,
+                checkpoint=tmp_path / "cp",
+                dead_letter=tmp_path / "d",
+                bulk=SMALL,
             ),
-        )  # fmt: skip
+        )
     assert engine_client.count(index=index_name)["count"] == 1
 
 
@@ -169,8 +195,9 @@ def test_a_broken_encoder_stops_the_run_with_one_error_and_resume_finishes(
     state = json.loads(checkpoint.read_text())
     assert state["counters"]["indexed"] == 32  # the two batches encoded before the failure were sent
 
-    summary = index_corpus(engine_client, corpus, index=index_name, encoder=FakeEncoder(),
-                           load=replace(load, resume=True))  # fmt: skip
+    summary = index_corpus(
+        engine_client, corpus, index=index_name, encoder=FakeEncoder(), load=replace(load, resume=True)
+    )
     assert summary.verified and summary.counters.indexed == 80
     assert sorted(landed(engine_client, index_name)) == sorted(d["_id"] for d in docs)
 
@@ -181,11 +208,17 @@ def test_a_failure_during_setup_closes_files_and_restores_refreshes(
     dead = tmp_path / "dead.jsonl"
     with pytest.raises(FileNotFoundError):
         index_corpus(
-            engine_client, write_jsonl(tmp_path / "c.jsonl", make_docs(5)), index=index_name, encoder=FakeEncoder(),
+            engine_client,
+            write_jsonl(tmp_path / "c.jsonl", make_docs(5)),
+            index=index_name,
+            encoder=FakeEncoder(),
             load=LoadOptions(
-                replicas=0, checkpoint=tmp_path / "no-such-folder" / "cp.json", dead_letter=dead, bulk=SMALL,
+                replicas=0,
+                checkpoint=tmp_path / "no-such-folder" / "cp.json",
+                dead_letter=dead,
+                bulk=SMALL,
             ),
-        )  # fmt: skip
+        )
     assert _refresh_interval(engine_client, f"{index_name}-v1") != "-1"
     assert str(dead) not in _open_files() and _bulk_threads() == []
 
@@ -195,15 +228,22 @@ def test_an_in_place_load_never_stops_the_live_index_refreshing(
 ) -> None:
     corpus = write_jsonl(tmp_path / "c.jsonl", make_docs(48))
     load = LoadOptions(replicas=0, checkpoint=tmp_path / "cp", bulk=SMALL)
-    index_corpus(engine_client, corpus, index=index_name, encoder=FakeEncoder(),
-                 load=replace(load, dead_letter=tmp_path / "d1"))  # fmt: skip
+    index_corpus(
+        engine_client, corpus, index=index_name, encoder=FakeEncoder(), load=replace(load, dead_letter=tmp_path / "d1")
+    )
     seen: list[Any] = []
 
     def look(progress: Progress) -> None:  # a SIGKILL here would leave whatever the live index has now
         seen.append(_refresh_interval(engine_client, f"{index_name}-v1"))
 
-    again = index_corpus(engine_client, corpus, index=index_name, encoder=FakeEncoder(),
-                         load=replace(load, dead_letter=tmp_path / "d2"), on_progress=look)  # fmt: skip
+    again = index_corpus(
+        engine_client,
+        corpus,
+        index=index_name,
+        encoder=FakeEncoder(),
+        load=replace(load, dead_letter=tmp_path / "d2"),
+        on_progress=look,
+    )
     assert again.verified and len(seen) == 3
     assert "-1" not in seen
 
@@ -221,10 +261,13 @@ def test_the_callers_client_keeps_its_retries_and_stays_open(
 
     try:
         summary = index_corpus(
-            client, write_jsonl(tmp_path / "c.jsonl", make_docs(40)), index=index_name, encoder=FakeEncoder(),
+            client,
+            write_jsonl(tmp_path / "c.jsonl", make_docs(40)),
+            index=index_name,
+            encoder=FakeEncoder(),
             load=LoadOptions(replicas=0, checkpoint=tmp_path / "cp", dead_letter=tmp_path / "d", bulk=SMALL),
             on_progress=look,
-        )  # fmt: skip
+        )
         assert summary.verified
         assert seen == [retries] * 3 and client.transport.max_retries == retries
         assert client.count(index=index_name)["count"] == 40  # still open
@@ -237,20 +280,37 @@ def test_a_corrupt_checkpoint_is_one_clear_error(engine_client: OpenSearch, inde
     checkpoint.write_text('{"version": 1, "target": {"ali')
     with pytest.raises(ConfigError, match=r"checkpoint .*cp.json cannot be read .*start over with --recreate"):
         index_corpus(
-            engine_client, corpus, index=index_name, encoder=FakeEncoder(),
+            engine_client,
+            corpus,
+            index=index_name,
+            encoder=FakeEncoder(),
             load=LoadOptions(resume=True, checkpoint=checkpoint, dead_letter=tmp_path / "d", bulk=SMALL),
-        )  # fmt: skip
+        )
     result = CliRunner().invoke(
-        index_command, [str(corpus), "--index", index_name, "--model", str(BUNDLED_MODEL), "--resume",
-                        "--checkpoint", str(checkpoint), "--replicas", "0"],
-    )  # fmt: skip
+        index_command,
+        [
+            str(corpus),
+            "--index",
+            index_name,
+            "--model",
+            str(BUNDLED_MODEL),
+            "--resume",
+            "--checkpoint",
+            str(checkpoint),
+            "--replicas",
+            "0",
+        ],
+    )
     assert result.exit_code == 1
     assert "Traceback" not in result.output and len(result.output.strip().splitlines()) == 1
     assert "cannot be read" in result.output
     fresh = index_corpus(
-        engine_client, corpus, index=index_name, encoder=FakeEncoder(),
+        engine_client,
+        corpus,
+        index=index_name,
+        encoder=FakeEncoder(),
         load=LoadOptions(recreate=True, checkpoint=checkpoint, dead_letter=tmp_path / "d", bulk=SMALL, replicas=0),
-    )  # fmt: skip
+    )
     assert fresh.verified and fresh.index_count == 3
 
 
@@ -294,10 +354,12 @@ def test_searcher_closes_what_it_made_and_never_what_it_was_given(
         from splade_os.model.encoder import SpladeEncoder
 
         index_corpus(
-            given, write_jsonl(tmp_path / "c.jsonl", make_docs(2)), index=index_name,
+            given,
+            write_jsonl(tmp_path / "c.jsonl", make_docs(2)),
+            index=index_name,
             encoder=SpladeEncoder(BUNDLED_MODEL),
             load=LoadOptions(replicas=0, checkpoint=tmp_path / "cp", dead_letter=tmp_path / "d", bulk=SMALL),
-        )  # fmt: skip
+        )
         with Searcher(index_name, BUNDLED_MODEL, client=given) as searcher:
             assert searcher.search("café number", k=2).hits
         assert not _pool_closed(given) and given.count(index=index_name)["count"] == 2

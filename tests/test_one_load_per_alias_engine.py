@@ -54,10 +54,26 @@ def started_load(client: Any, alias: str, folder: Path) -> Iterator[subprocess.P
     folder.mkdir(exist_ok=True)
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "splade_os", "index", "-", "--index", alias, "--model", str(BUNDLED_MODEL),
-         "--replicas", "0"],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=folder, env=env,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "splade_os",
+            "index",
+            "-",
+            "--index",
+            alias,
+            "--model",
+            str(BUNDLED_MODEL),
+            "--replicas",
+            "0",
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        cwd=folder,
+        env=env,
+    )
     try:
         deadline = time.monotonic() + 120
         while (held := _holder(client, alias)) is None or held.get("pid") != proc.pid:
@@ -84,20 +100,27 @@ def _second(folder: Path, monkeypatch: pytest.MonkeyPatch, *args: str) -> Any:
 
 
 def test_a_second_load_fails_fast_naming_the_holder_from_any_folder(
-    engine_client: Any, index_name: str, first_load: subprocess.Popen[str], tmp_path: Path,
+    engine_client: Any,
+    index_name: str,
+    first_load: subprocess.Popen[str],
+    tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
-) -> None:  # fmt: skip
+) -> None:
     held = f"{index_name!r} is being loaded by {HOST} pid {first_load.pid} (started "
     attempts = {
         "same folder": (tmp_path / "first", ["index", str(DEMO_CORPUS), "--index", index_name]),
         "same folder, --resume": (tmp_path / "first", ["index", str(DEMO_CORPUS), "--index", index_name, "--resume"]),
         "other folder": (tmp_path / "other", ["index", str(DEMO_CORPUS), "--index", index_name, "--recreate"]),
-        "--break-lock on a live lease": (tmp_path / "other", ["index", str(DEMO_CORPUS), "--index", index_name,
-                                                              "--break-lock"]),
-        "--from-index": (tmp_path / "other", ["index", "--from-index", index_name, "--index", index_name,
-                                              "--recreate"]),
+        "--break-lock on a live lease": (
+            tmp_path / "other",
+            ["index", str(DEMO_CORPUS), "--index", index_name, "--break-lock"],
+        ),
+        "--from-index": (
+            tmp_path / "other",
+            ["index", "--from-index", index_name, "--index", index_name, "--recreate"],
+        ),
         "reindex": (tmp_path / "other", ["reindex", index_name, "--from-index"]),
-    }  # fmt: skip
+    }
     for what, (folder, args) in attempts.items():
         result = _second(folder, monkeypatch, *args)
         assert result.exit_code == 1, (what, result.output)
@@ -122,9 +145,12 @@ def test_a_ray_load_takes_the_lease_in_its_driver(
 
     with pytest.raises(LeaseHeldError, match=f"is being loaded by {HOST} pid {first_load.pid} "):
         index_corpus_on_ray(
-            ConnectionSettings.from_env(), DEMO_CORPUS, index=index_name, recipe=SpladeRecipe(str(BUNDLED_MODEL)),
+            ConnectionSettings.from_env(),
+            DEMO_CORPUS,
+            index=index_name,
+            recipe=SpladeRecipe(str(BUNDLED_MODEL)),
             load=LoadOptions(replicas=0),
-        )  # fmt: skip
+        )
     assert aliases.versions(engine_client, index_name) == [f"{index_name}-v1"]
 
 
@@ -153,8 +179,9 @@ def test_a_killed_holder_s_lease_expires_and_only_then_break_lock_takes_it_over(
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
     # As a load killed on another machine leaves it: nothing here can tell whether its process still runs.
-    engine_client.update(index=lock_index(index_name), id=index_name, body={"doc": {"home": "another-machine"}},
-                         refresh=True)  # fmt: skip
+    engine_client.update(
+        index=lock_index(index_name), id=index_name, body={"doc": {"home": "another-machine"}}, refresh=True
+    )
     held = _holder(engine_client, index_name)
     assert held is not None and held["released"] is False
     while time.time() <= float(held["expires"]) + 0.5:  # the lease outlives its holder until it expires
@@ -164,11 +191,13 @@ def test_a_killed_holder_s_lease_expires_and_only_then_break_lock_takes_it_over(
     assert refused.output.strip().startswith(
         f"Error: {index_name!r} was being loaded by {HOST} pid {proc.pid} (started {held['started']}), whose lease "
         "expired at "
-    ) and refused.output.strip().endswith("(it was stopped or killed): pass --break-lock to take it over (resume "
-                                          "its work with --resume)"), refused.output  # fmt: skip
+    ) and refused.output.strip().endswith(
+        "(it was stopped or killed): pass --break-lock to take it over (resume its work with --resume)"
+    ), refused.output
     # Whether the killed load left a checkpoint (of its stdin) depends on when it died: start over either way.
-    taken = _second(tmp_path / "next", monkeypatch, "index", str(DEMO_CORPUS), "--index", index_name, "--break-lock",
-                    "--recreate")  # fmt: skip
+    taken = _second(
+        tmp_path / "next", monkeypatch, "index", str(DEMO_CORPUS), "--index", index_name, "--break-lock", "--recreate"
+    )
     assert taken.exit_code == 0, taken.output
     (now,) = aliases.resolve(engine_client, index_name)  # v1, or v2 when the killed load had created v1
     assert f"verified: {now} holds 42 documents" in taken.output

@@ -31,9 +31,13 @@ pytestmark = pytest.mark.engine
 
 REPO = Path(__file__).resolve().parents[1]
 MODEL = REPO / "models" / "splade-tiny"
-TEXTS = ["learned sparse retrieval expands queries", "the alias moves in one atomic request",
-         "bm25 scores documents by term statistics", "transport layer security protects the cluster",
-         "a verified count before every swap"]  # fmt: skip
+TEXTS = [
+    "learned sparse retrieval expands queries",
+    "the alias moves in one atomic request",
+    "bm25 scores documents by term statistics",
+    "transport layer security protects the cluster",
+    "a verified count before every swap",
+]
 
 
 @pytest.fixture(scope="module")
@@ -51,8 +55,9 @@ def corpus(tmp_path: Path) -> Path:
 def _build(
     client: OpenSearch, alias: str, encoder: SpladeEncoder, tmp: Path, *, delete_previous: bool = False, **kwargs: Any
 ) -> ReindexResult:
-    load = LoadOptions(replicas=0, dead_letter=tmp / "dl.jsonl", bulk=BulkOptions(batch_size=4),
-                       delete_previous=delete_previous)  # fmt: skip
+    load = LoadOptions(
+        replicas=0, dead_letter=tmp / "dl.jsonl", bulk=BulkOptions(batch_size=4), delete_previous=delete_previous
+    )
     return reindex(client, alias, encoder, load=load, **kwargs)
 
 
@@ -118,8 +123,10 @@ def test_privilege_probes_leave_a_live_index_as_it_was_and_create_nothing(
 ) -> None:
     # On a node without security every probe is allowed, so each does what it does to an index it may touch.
     live = f"{index_name}-v1"
-    engine_client.indices.create(index=live, body={"settings": {"index": {"refresh_interval": "-1",
-                                 "number_of_replicas": 0}}, "aliases": {index_name: {}}})  # fmt: skip
+    engine_client.indices.create(
+        index=live,
+        body={"settings": {"index": {"refresh_interval": "-1", "number_of_replicas": 0}}, "aliases": {index_name: {}}},
+    )
     engine_client.index(index=live, id="unrefreshed", body={"text": "not yet visible to searchers"})
     flushes = engine_client.indices.stats(index=live, metric="flush")["_all"]["primaries"]["flush"]["total"]
     assert opensearch_privileges.missing_actions(engine_client, index_name, live) == {"index": [], "search": []}
@@ -140,9 +147,11 @@ def test_only_a_missing_security_api_reads_as_a_cluster_without_security(
 ) -> None:
     assert engine.missing_privileges(engine_client, index_name, index_name) is None  # the test node has none
     answered = []  # real errors of APIs that exist: not "no security", whatever their status
-    for call in (lambda: engine_client.indices.get(index=index_name),  # 404: no such index
-                 lambda: engine_client.indices.create(index=index_name.upper()),  # 400: invalid name
-                 lambda: engine_client.search(index=index_name, body={"query": {"no_such_query": {}}})):  # fmt: skip
+    for call in (
+        lambda: engine_client.indices.get(index=index_name),  # 404: no such index
+        lambda: engine_client.indices.create(index=index_name.upper()),  # 400: invalid name
+        lambda: engine_client.search(index=index_name, body={"query": {"no_such_query": {}}}),
+    ):
         with pytest.raises(Exception) as caught:
             call()
         answered.append(caught.value)

@@ -47,10 +47,12 @@ MANIFEST = {"name": "tiny", "sha256": "a" * 64, "max_length": 512}
     [
         (EncoderSettings(), {"max_length": 512, "long_documents": "truncate"}),
         (EncoderSettings(max_length=16), {"max_length": 16, "long_documents": "truncate"}),
-        (EncoderSettings(max_length=16, long_documents="split", stride=4),
-         {"max_length": 16, "long_documents": "split", "stride": 4}),
+        (
+            EncoderSettings(max_length=16, long_documents="split", stride=4),
+            {"max_length": 16, "long_documents": "split", "stride": 4},
+        ),
     ],
-)  # fmt: skip
+)
 def test_the_encoding_meta_is_written_as_before_and_read_back(settings: EncoderSettings, recorded: Any) -> None:
     assert settings.to_meta(512) == recorded  # the keys and values indices already hold
     back = EncoderSettings.from_meta(recorded)
@@ -169,8 +171,13 @@ def _keyword_forms(path: Path) -> list[str]:
 
 def test_no_test_or_benchmark_uses_a_keyword_form() -> None:
     # Tests fail on the warning too (pyproject.toml); benchmarks run outside pytest, so they are read here.
-    found = [call for folder in ("tests", "benchmarks") for path in sorted((REPO / folder).glob("*.py"))
-             if path.name != "test_option_objects.py" for call in _keyword_forms(path)]  # fmt: skip
+    found = [
+        call
+        for folder in ("tests", "benchmarks")
+        for path in sorted((REPO / folder).glob("*.py"))
+        if path.name != "test_option_objects.py"
+        for call in _keyword_forms(path)
+    ]
     assert not found, "pass load=LoadOptions(...) or options=SearchOptions(...):\n" + "\n".join(found)
 
 
@@ -186,8 +193,14 @@ def test_the_keyword_forms_of_loads_and_searchers_still_work(
 ) -> None:
     with SpladeEncoder(BUNDLED_MODEL) as encoder:
         with pytest.warns(KeywordFormWarning, match=r"index_corpus\(dead_letter=, replicas=\)") as caught:
-            summary = index_corpus(engine_client, DEMO_CORPUS, index=index_name, encoder=encoder, replicas=0,
-                                   dead_letter=tmp_path / "d.jsonl")  # fmt: skip
+            summary = index_corpus(
+                engine_client,
+                DEMO_CORPUS,
+                index=index_name,
+                encoder=encoder,
+                replicas=0,
+                dead_letter=tmp_path / "d.jsonl",
+            )
         assert summary.problems() == [] and caught[0].filename == __file__
         with pytest.warns(KeywordFormWarning, match=r"reindex\(delete_previous=, replicas=\)"):
             result = reindex(engine_client, index_name, encoder, replicas=0, keep_previous=False)
@@ -215,8 +228,9 @@ def test_the_keyword_forms_of_loads_and_searchers_still_work(
 
     settings = ConnectionSettings.from_env()
     with pytest.warns(KeywordFormWarning, match=r"SpladeRetriever.from_index\(search_options=\) .* instead of a dict"):
-        retriever = langchain.SpladeRetriever.from_index(index_name, BUNDLED_MODEL, settings=settings,
-                                                         search_options={"bm25_fields": ("title",)})  # fmt: skip
+        retriever = langchain.SpladeRetriever.from_index(
+            index_name, BUNDLED_MODEL, settings=settings, search_options={"bm25_fields": ("title",)}
+        )
     try:
         assert retriever._searchers.logic.bm25_fields == ("title",)
     finally:
@@ -250,8 +264,9 @@ class _Indices:
 
     def get_mapping(self, index: str) -> dict[str, Any]:
         self.requests.append("get_mapping")
-        body = index_body(engine=OPENSEARCH, manifest=MANIFEST, encoding={"max_length": 64, "long_documents": "split",
-                                                                           "stride": 8})  # fmt: skip
+        body = index_body(
+            engine=OPENSEARCH, manifest=MANIFEST, encoding={"max_length": 64, "long_documents": "split", "stride": 8}
+        )
         return {f"{index}-v1": {"mappings": body["mappings"]}}
 
     def get_settings(self, **kwargs: Any) -> Any:
@@ -308,8 +323,11 @@ def test_both_searchers_open_an_index_alike_and_a_least_privilege_user_gets_the_
     sync_client, async_client = _SyncClient(), _AsyncClient()
     open_index(sync_logic, sync_client, force=False)
     asyncio.run(async_open_index(async_logic, async_client, force=False))
-    assert sync_client.requests == async_client.requests == ["exists", "get_mapping", "cluster.get_settings",
-                                                              "get_settings"]  # fmt: skip
+    assert (
+        sync_client.requests
+        == async_client.requests
+        == ["exists", "get_mapping", "cluster.get_settings", "get_settings"]
+    )
     for logic in logics:
         assert (logic.max_clauses, logic.max_rescore_window) == (DEFAULT_MAX_CLAUSES, DEFAULT_MAX_RESCORE_WINDOW)
         assert logic.document_encoding == EncoderSettings(max_length=64, long_documents="split", stride=8)

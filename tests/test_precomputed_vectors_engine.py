@@ -52,8 +52,19 @@ def vector_lines(docs: list[dict[str, Any]], encoder: FakeEncoder) -> list[dict[
 
 
 def index_args(corpus: Path, alias: str, tmp: Path, *more: str) -> list[str]:
-    return [str(corpus), "--index", alias, "--vectors", "--replicas", "0", "--checkpoint", str(tmp / "cp.json"),
-            "--dead-letter", str(tmp / "dead.jsonl"), *more]  # fmt: skip
+    return [
+        str(corpus),
+        "--index",
+        alias,
+        "--vectors",
+        "--replicas",
+        "0",
+        "--checkpoint",
+        str(tmp / "cp.json"),
+        "--dead-letter",
+        str(tmp / "dead.jsonl"),
+        *more,
+    ]
 
 
 def test_encode_then_index_vectors_ranks_and_scores_like_indexing_with_the_model(
@@ -63,8 +74,9 @@ def test_encode_then_index_vectors_ranks_and_scores_like_indexing_with_the_model
     corpus = write_collection(tmp_path, documents=64) / "corpus.jsonl"
     encoded = tmp_path / "vectors.jsonl"
     runner = CliRunner()
-    made = runner.invoke(encode_command, [str(corpus), "--output", str(encoded), "--model", str(BUNDLED_MODEL),
-                                          "--no-progress"])  # fmt: skip
+    made = runner.invoke(
+        encode_command, [str(corpus), "--output", str(encoded), "--model", str(BUNDLED_MODEL), "--no-progress"]
+    )
     assert made.exit_code == 0, made.output
     by_model, from_file = f"{index_name}-model", f"{index_name}-file"
     common = ["--replicas", "0", "--checkpoint", str(tmp_path / "cp.json"), "--dead-letter", str(tmp_path / "d")]
@@ -112,16 +124,22 @@ def test_bad_vectors_are_dead_lettered_with_the_reason_and_the_rest_indexed(
     }
     lines = [json.dumps(d, ensure_ascii=False) for d in good]
     lines += [json.dumps({"_id": name, "vector": v}, allow_nan=True) for name, (v, _) in bad.items()]
-    lines += [json.dumps({"_id": "missing", "text": "no vector"}), json.dumps({"_id": "empty", "vector": {}}),
-              json.dumps({"_id": "dots", "vector": {dots: 1.0}})]  # fmt: skip
+    lines += [
+        json.dumps({"_id": "missing", "text": "no vector"}),
+        json.dumps({"_id": "empty", "vector": {}}),
+        json.dumps({"_id": "dots", "vector": {dots: 1.0}}),
+    ]
     corpus = tmp_path / "vectors.jsonl"
     corpus.write_text("\n".join(lines) + "\n", encoding="utf-8")
     dead = tmp_path / "dead.jsonl"
 
     summary = index_corpus(
-        engine_client, corpus, index=index_name, encoder=PrecomputedVectors(),
+        engine_client,
+        corpus,
+        index=index_name,
+        encoder=PrecomputedVectors(),
         load=LoadOptions(replicas=0, dead_letter=dead, checkpoint=tmp_path / "cp.json", bulk=SMALL),
-    )  # fmt: skip
+    )
 
     stored_dots = engine.name == "elasticsearch"  # sparse_vector keeps the dots as they are
     c = summary.counters
@@ -172,26 +190,35 @@ def test_an_index_of_another_encoder_refuses_vectors_before_anything_is_sent(
     fake = FakeEncoder()
     docs = make_docs(6)
     index_corpus(
-        engine_client, write_jsonl(tmp_path / "c.jsonl", docs), index=index_name, encoder=fake,
+        engine_client,
+        write_jsonl(tmp_path / "c.jsonl", docs),
+        index=index_name,
+        encoder=fake,
         load=LoadOptions(replicas=0, checkpoint=tmp_path / "cp0.json", dead_letter=tmp_path / "d0", bulk=SMALL),
-    )  # fmt: skip
+    )
     more = write_jsonl(tmp_path / "v.jsonl", vector_lines(make_docs(4, prefix="x"), fake))
     vectors = PrecomputedVectors.from_model(BUNDLED_MODEL)
 
     with pytest.raises(EncoderMismatchError) as refused:
         index_corpus(
-            engine_client, more, index=index_name, encoder=vectors,
+            engine_client,
+            more,
+            index=index_name,
+            encoder=vectors,
             load=LoadOptions(checkpoint=tmp_path / "cp.json", dead_letter=tmp_path / "d", bulk=SMALL),
-        )  # fmt: skip
+        )
 
     message = str(refused.value)
     assert "built with encoder 'fake'" in message and "the vocabulary of 'splade-tiny'" in message
     assert sorted(landed(engine_client, index_name)) == sorted(d["_id"] for d in docs)
     # Without the model nothing can be checked: the vectors go in, and the run says it could not check.
     summary = index_corpus(
-        engine_client, more, index=index_name, encoder=PrecomputedVectors(),
+        engine_client,
+        more,
+        index=index_name,
+        encoder=PrecomputedVectors(),
         load=LoadOptions(checkpoint=tmp_path / "cp.json", dead_letter=tmp_path / "d", bulk=SMALL),
-    )  # fmt: skip
+    )
     assert summary.verified and summary.counters.indexed == 4 and len(landed(engine_client, index_name)) == 10
 
 
@@ -204,9 +231,12 @@ def test_an_index_built_from_checked_vectors_records_their_vocabulary(
     corpus = write_jsonl(tmp_path / "v.jsonl", [{"_id": str(i), "vector": v.to_dict()} for i, v in enumerate(vectors)])
     checked = PrecomputedVectors.from_model(BUNDLED_MODEL)
     summary = index_corpus(
-        engine_client, corpus, index=index_name, encoder=checked,
+        engine_client,
+        corpus,
+        index=index_name,
+        encoder=checked,
         load=LoadOptions(replicas=0, checkpoint=tmp_path / "cp.json", dead_letter=tmp_path / "d", bulk=SMALL),
-    )  # fmt: skip
+    )
     assert summary.verified and summary.counters.indexed == 2
     recorded = read_index_meta(engine_client, index_name)["encoder"]
     assert recorded["name"] == "precomputed" and recorded["vocabulary"]["name"] == "splade-tiny"
@@ -214,9 +244,12 @@ def test_an_index_built_from_checked_vectors_records_their_vocabulary(
     other = PrecomputedVectors(["tides", "moon"], "tiny-vocab")
     with pytest.raises(EncoderMismatchError, match="vocabulary of 'splade-tiny'.*vocabulary of 'tiny-vocab'"):
         index_corpus(
-            engine_client, corpus, index=index_name, encoder=other,
+            engine_client,
+            corpus,
+            index=index_name,
+            encoder=other,
             load=LoadOptions(checkpoint=tmp_path / "cp.json", dead_letter=tmp_path / "d", bulk=SMALL),
-        )  # fmt: skip
+        )
 
 
 # `splade-os index` in a process that dies once the batch holding d4 (its second) has landed, before its checkpoint
@@ -242,8 +275,13 @@ def test_a_crash_after_a_batch_landed_then_resume_indexes_every_document_once(
     args = index_args(corpus, index_name, tmp_path, "--batch-size", "4")  # 3 batches
     path = os.pathsep.join([str(REPO), str(REPO / "tests"), os.environ.get("PYTHONPATH", "")])
     env = {**os.environ, "PYTHONPATH": path}
-    crashed = subprocess.run([sys.executable, "-c", DIES_AFTER_A_LANDED_BATCH, "index", *args], env=env,
-                             capture_output=True, text=True, timeout=300)  # fmt: skip
+    crashed = subprocess.run(
+        [sys.executable, "-c", DIES_AFTER_A_LANDED_BATCH, "index", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert crashed.returncode == 3, crashed.stderr
     pending = json.loads((tmp_path / "cp.json").read_text(encoding="utf-8"))["pending_ids"]
     assert pending == ["d4", "d5", "d6", "d7"]

@@ -45,7 +45,12 @@ def test_exact_query_golden() -> None:
 
 def test_pruned_filtered_paged_query_golden() -> None:
     plan = build_splade_query(
-        QUERY, pruning=Pruning(top_k=3, min_weight=0.1), filters=[FILTER], size=3, from_=6, source=["title"],
+        QUERY,
+        pruning=Pruning(top_k=3, min_weight=0.1),
+        filters=[FILTER],
+        size=3,
+        from_=6,
+        source=["title"],
         engine=OPENSEARCH,
     )
     _check_golden("splade_pruned_filtered", plan.body)

@@ -51,10 +51,25 @@ def documents() -> list[dict[str, Any]]:
     docs = []
     for i, doc in enumerate(demo):
         other = demo[(i + 7) % len(demo)]
-        meta = {"author": {"name": f"Autorin {i} é"}, "tags": ["a", f"t{i % 4}"], "year": 2000 + i, "share": i / 7,
-                "draft": i % 2 == 0, "note": None}  # fmt: skip
-        docs.append({**doc, "headline": other["title"], "body": other["text"], "url": f"https://example.org/{i}",
-                     "lang": "en" if i % 3 else "de", "meta": meta, "empty": ""})  # fmt: skip
+        meta = {
+            "author": {"name": f"Autorin {i} é"},
+            "tags": ["a", f"t{i % 4}"],
+            "year": 2000 + i,
+            "share": i / 7,
+            "draft": i % 2 == 0,
+            "note": None,
+        }
+        docs.append(
+            {
+                **doc,
+                "headline": other["title"],
+                "body": other["text"],
+                "url": f"https://example.org/{i}",
+                "lang": "en" if i % 3 else "de",
+                "meta": meta,
+                "empty": "",
+            }
+        )
     return docs
 
 
@@ -93,9 +108,14 @@ def encoder() -> SpladeEncoder:
 
 @pytest.mark.parametrize("fields", [[], CUSTOM], ids=["default-fields", "body-headline"])
 def test_a_re_encode_carries_every_field_over_unchanged(
-    engine_client: OpenSearch, engine: Engine, index_name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-    encoder: SpladeEncoder, fields: list[str],
-) -> None:  # fmt: skip
+    engine_client: OpenSearch,
+    engine: Engine,
+    index_name: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    encoder: SpladeEncoder,
+    fields: list[str],
+) -> None:
     monkeypatch.chdir(tmp_path)
     source, copy = f"{index_name}-src", f"{index_name}-new"
     _cli(str(write_jsonl(tmp_path / "c.jsonl", documents())), "--index", source)
@@ -114,9 +134,13 @@ def test_a_re_encode_carries_every_field_over_unchanged(
 
 
 def test_a_re_encode_of_a_foreign_index_keeps_its_fields_and_their_mappings(
-    engine_client: OpenSearch, engine: Engine, index_name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    engine_client: OpenSearch,
+    engine: Engine,
+    index_name: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
     encoder: SpladeEncoder,
-) -> None:  # fmt: skip
+) -> None:
     """An index splade-os did not build, with no `text` or `title`: the vectors come from `body` and `headline`,
     and a later re-encode (`reindex --from-index`) reads the same fields again without being told."""
     monkeypatch.chdir(tmp_path)
@@ -144,7 +168,10 @@ def test_a_re_encode_of_a_foreign_index_keeps_its_fields_and_their_mappings(
     # No `title` or `text` in these documents: BM25 on them finds nothing, on the source as on the copy; BM25 on
     # the fields the vectors came from ranks as it did on the source, and SPLADE finds the documents.
     with Searcher(
-        copy, encoder, client=engine_client, options=SearchOptions(bm25_fields=("headline", "body")),
+        copy,
+        encoder,
+        client=engine_client,
+        options=SearchOptions(bm25_fields=("headline", "body")),
     ) as on_fields:
         for query in QUERIES:
             assert _bm25(engine_client, copy, query) == _bm25(engine_client, source, query) == {}
@@ -154,9 +181,11 @@ def test_a_re_encode_of_a_foreign_index_keeps_its_fields_and_their_mappings(
             assert on_fields.search(query, k=3, mode="splade").hits
 
     again = reindex(
-        engine_client, copy, encoder,
+        engine_client,
+        copy,
+        encoder,
         load=LoadOptions(replicas=0, dead_letter=tmp_path / "dl.jsonl", bulk=BulkOptions(batch_size=16)),
-    )  # fmt: skip
+    )
     assert again.problems == [] and again.swapped and again.summary.index == f"{copy}-v2"
     assert again.summary.index_count == 43
     assert _sources(engine_client, copy) == before
@@ -169,18 +198,33 @@ def test_a_re_encode_from_a_field_no_document_has_is_refused(
     monkeypatch.chdir(tmp_path)
     _cli(str(write_jsonl(tmp_path / "c.jsonl", documents()[:3])), "--index", index_name)
     result = CliRunner().invoke(
-        index_command, ["--from-index", index_name, "--index", f"{index_name}-new", "--text-field", "bdoy",
-                        "--model", str(BUNDLED_MODEL), "--replicas", "0"],
-    )  # fmt: skip
+        index_command,
+        [
+            "--from-index",
+            index_name,
+            "--index",
+            f"{index_name}-new",
+            "--text-field",
+            "bdoy",
+            "--model",
+            str(BUNDLED_MODEL),
+            "--replicas",
+            "0",
+        ],
+    )
     assert result.exit_code == 1
     assert "no document of" in result.output and "'bdoy'" in result.output and "--text-field" in result.output
     assert not aliases.resolve(engine_client, f"{index_name}-new")
 
 
 def test_a_re_encode_joins_array_texts_and_a_failure_is_one_failed_document_with_its_source(
-    engine_client: OpenSearch, engine: Engine, index_name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    engine_client: OpenSearch,
+    engine: Engine,
+    index_name: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
     encoder: SpladeEncoder,
-) -> None:  # fmt: skip
+) -> None:
     monkeypatch.chdir(tmp_path)
     source, copy = f"{index_name}-src", f"{index_name}-new"
     _cli(str(write_jsonl(tmp_path / "c.jsonl", documents()[:5])), "--index", source)
@@ -188,12 +232,15 @@ def test_a_re_encode_joins_array_texts_and_a_failure_is_one_failed_document_with
     arrays = {"title": ["Heart", "attack"], "text": ["The heart muscle", "is starved of blood."], "doc_id": "arrays"}
     engine_client.index(index=concrete, id="arrays", body=arrays, refresh=True)  # what an index may really hold
     engine_client.index(index=concrete, id="number", body={"text": 5, "doc_id": "number"}, refresh=True)
-    result = CliRunner().invoke(index_command, ["--from-index", source, "--index", copy, "--model",
-                                                str(BUNDLED_MODEL), "--replicas", "0"])  # fmt: skip
+    result = CliRunner().invoke(
+        index_command, ["--from-index", source, "--index", copy, "--model", str(BUNDLED_MODEL), "--replicas", "0"]
+    )
     assert result.exit_code == 1
     assert "read 7, indexed 6, failed 1, skipped 0" in result.output and "count mismatch" not in result.output
-    assert f"verified: {copy}-v1 holds 6 documents; expected read 7 - failed 1 - skipped 0 = 6, and the source " \
+    assert (
+        f"verified: {copy}-v1 holds 6 documents; expected read 7 - failed 1 - skipped 0 = 6, and the source "
         "held 7" in result.output
+    )
     dead = state_file(engine_client, copy, "dead-letter.jsonl")
     assert result.output.strip().splitlines()[-1] == (
         f"Error: 1 documents failed; see {dead} (pass --allow-failures to accept)"

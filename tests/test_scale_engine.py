@@ -64,15 +64,11 @@ def test_df_table_is_the_exact_count_of_documents_holding_each_token(
     stored = read_df(engine_client, index_name)
     assert stored is not None and dict(stored.counts) == expected
     assert (stored.documents, stored.vocabulary_size, stored.computed_at) == (30, 10, table.computed_at)
-    assert stored.mean(["retrieval", "u.s.", "absent"]) == pytest.approx(
-        (expected["retrieval"] + expected["u.s."]) / 3
-    )
+    assert stored.mean(["retrieval", "u.s.", "absent"]) == pytest.approx((expected["retrieval"] + expected["u.s."]) / 3)
     assert engine_client.indices.exists(index=aliases.df_index_name(concrete))
 
 
-def test_doctor_says_when_the_df_table_is_missing_or_stale(
-    engine_client: Any, engine: Engine, index_name: str
-) -> None:
+def test_doctor_says_when_the_df_table_is_missing_or_stale(engine_client: Any, engine: Engine, index_name: str) -> None:
     _versioned_index(engine_client, engine, index_name, _vectors(20))
     settings = ConnectionSettings.from_env()
 
@@ -109,8 +105,9 @@ def test_df_command_and_deleting_a_version_deletes_its_table(
     both = CliRunner().invoke(main, ["df", index_name, "--tokens", str(tokens), "--model", MODEL])
     assert both.exit_code == 2 and "give either --model (count its vocabulary) or --tokens FILE" in both.stderr
 
-    engine_client.indices.create(index=f"{index_name}-v2", body=index_body(replicas=0, engine=engine,
-                                 analyzer="standard"))  # fmt: skip
+    engine_client.indices.create(
+        index=f"{index_name}-v2", body=index_body(replicas=0, engine=engine, analyzer="standard")
+    )
     moved = CliRunner().invoke(main, ["alias", index_name, f"{index_name}-v2", "--delete-previous"])
     assert moved.exit_code == 0, moved.output
     assert not engine_client.indices.exists(index=concrete)
@@ -122,10 +119,12 @@ def test_every_load_keeps_a_df_table_of_every_token_the_index_holds(
 ) -> None:
     def load(docs: list[dict[str, Any]], name: str, encoder: Any = None) -> list[str]:
         summary = index_corpus(
-            engine_client, write_jsonl(tmp_path / f"{name}.jsonl", docs), index=index_name,
+            engine_client,
+            write_jsonl(tmp_path / f"{name}.jsonl", docs),
+            index=index_name,
             encoder=encoder or FakeEncoder(),
             load=LoadOptions(replicas=0, dead_letter=tmp_path / f"{name}.dead", checkpoint=tmp_path / f"{name}.cp"),
-        )  # fmt: skip
+        )
         assert summary.problems() == [], summary.verification
         return summary.notes
 
@@ -165,9 +164,7 @@ def _segmented(client: Any, index: str, segments: int) -> None:
     assert segment_state(client, index).segments == segments
 
 
-def test_merge_leaves_n_segments_prints_progress_and_refuses_a_live_alias(
-    engine_client: Any, index_name: str
-) -> None:
+def test_merge_leaves_n_segments_prints_progress_and_refuses_a_live_alias(engine_client: Any, index_name: str) -> None:
     plain = f"{index_name}-plain"
     _segmented(engine_client, plain, 6)
     result = CliRunner().invoke(main, ["merge", plain, "--segments", "2"])
@@ -195,9 +192,7 @@ def test_merge_leaves_n_segments_prints_progress_and_refuses_a_live_alias(
 
 
 @pytest.mark.parametrize("optimize", [False, True])
-def test_index_optimize_leaves_one_segment(
-    engine_client: Any, index_name: str, tmp_path: Path, optimize: bool
-) -> None:
+def test_index_optimize_leaves_one_segment(engine_client: Any, index_name: str, tmp_path: Path, optimize: bool) -> None:
     corpus = write_jsonl(tmp_path / "c.jsonl", make_docs(40))
     concrete = f"{index_name}-v1"
 
@@ -205,10 +200,19 @@ def test_index_optimize_leaves_one_segment(
         engine_client.indices.refresh(index=concrete)
 
     summary = index_corpus(
-        engine_client, corpus, index=index_name, encoder=FakeEncoder(), on_progress=refresh_each_batch,
-        load=LoadOptions(replicas=0, analyzer="standard", optimize=optimize, dead_letter=tmp_path / "dl.jsonl",
-                         bulk=BulkOptions(batch_size=8)),
-    )  # fmt: skip
+        engine_client,
+        corpus,
+        index=index_name,
+        encoder=FakeEncoder(),
+        on_progress=refresh_each_batch,
+        load=LoadOptions(
+            replicas=0,
+            analyzer="standard",
+            optimize=optimize,
+            dead_letter=tmp_path / "dl.jsonl",
+            bulk=BulkOptions(batch_size=8),
+        ),
+    )
     assert summary.problems() == [], summary.verification
     segments = segment_state(engine_client, concrete).segments
     if optimize:
@@ -219,9 +223,23 @@ def test_index_optimize_leaves_one_segment(
 
 def test_index_optimize_on_the_command_line(engine_client: Any, index_name: str, tmp_path: Path) -> None:
     corpus = write_jsonl(tmp_path / "c.jsonl", make_docs(6))
-    args = ["index", str(corpus), "--index", index_name, "--model", MODEL, "--replicas", "0", "--analyzer",
-            "standard", "--dead-letter", str(tmp_path / "dl.jsonl"), "--checkpoint", str(tmp_path / "cp.json")]
-    result = CliRunner().invoke(main, [*args, "--optimize"])  # fmt: skip
+    args = [
+        "index",
+        str(corpus),
+        "--index",
+        index_name,
+        "--model",
+        MODEL,
+        "--replicas",
+        "0",
+        "--analyzer",
+        "standard",
+        "--dead-letter",
+        str(tmp_path / "dl.jsonl"),
+        "--checkpoint",
+        str(tmp_path / "cp.json"),
+    ]
+    result = CliRunner().invoke(main, [*args, "--optimize"])
     assert result.exit_code == 0, result.output
     assert f"note: merged {index_name}-v1 from " in result.output and " to 1 segment in " in result.output
 
@@ -230,10 +248,28 @@ def test_reindex_optimize_merges_the_new_version_before_the_alias_moves(
     engine_client: Any, index_name: str, tmp_path: Path
 ) -> None:
     corpus = write_jsonl(tmp_path / "c.jsonl", make_docs(6))
-    index_corpus(engine_client, corpus, index=index_name, encoder=FakeEncoder(), load=LoadOptions(
-        replicas=0, analyzer="standard", dead_letter=tmp_path / "dl.jsonl"))  # fmt: skip
-    result = CliRunner().invoke(main, ["reindex", index_name, "--from-index", "--model", MODEL, "--replicas", "0",
-                                       "--optimize", "--dead-letter", str(tmp_path / "r.jsonl")])  # fmt: skip
+    index_corpus(
+        engine_client,
+        corpus,
+        index=index_name,
+        encoder=FakeEncoder(),
+        load=LoadOptions(replicas=0, analyzer="standard", dead_letter=tmp_path / "dl.jsonl"),
+    )
+    result = CliRunner().invoke(
+        main,
+        [
+            "reindex",
+            index_name,
+            "--from-index",
+            "--model",
+            MODEL,
+            "--replicas",
+            "0",
+            "--optimize",
+            "--dead-letter",
+            str(tmp_path / "r.jsonl"),
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert f"note: merged {index_name}-v2 from " in result.output and " to 1 segment in " in result.output
     assert aliases.resolve(engine_client, index_name) == [f"{index_name}-v2"]
@@ -250,11 +286,22 @@ def test_reindex_keeps_the_sources_concurrent_segment_search_unless_told(
     engine_client: Any, index_name: str, tmp_path: Path
 ) -> None:
     corpus = write_jsonl(tmp_path / "c.jsonl", make_docs(4))
-    index_corpus(engine_client, corpus, index=index_name, encoder=FakeEncoder(), load=LoadOptions(
-        replicas=0, analyzer="standard", concurrent_segment_search=True, dead_letter=tmp_path / "dl.jsonl"))
+    index_corpus(
+        engine_client,
+        corpus,
+        index=index_name,
+        encoder=FakeEncoder(),
+        load=LoadOptions(
+            replicas=0, analyzer="standard", concurrent_segment_search=True, dead_letter=tmp_path / "dl.jsonl"
+        ),
+    )
     args = ["reindex", index_name, "--from-index", "--model", MODEL, "--replicas", "0"]
-    for version, extra, mode in [(2, [], "all"), (3, ["--no-concurrent-segment-search"], "none"),
-                                 (4, [], "none"), (5, ["--concurrent-segment-search"], "all")]:
+    for version, extra, mode in [
+        (2, [], "all"),
+        (3, ["--no-concurrent-segment-search"], "none"),
+        (4, [], "none"),
+        (5, ["--concurrent-segment-search"], "all"),
+    ]:
         result = CliRunner().invoke(main, [*args, *extra, "--dead-letter", str(tmp_path / f"r{version}.jsonl")])
         assert result.exit_code == 0, result.output
         concrete = f"{index_name}-v{version}"
@@ -269,8 +316,15 @@ def test_concurrent_segment_search_is_set_on_the_index_when_asked(
     engine_client: Any, index_name: str, tmp_path: Path, asked: bool, mode: str
 ) -> None:
     corpus = write_jsonl(tmp_path / "c.jsonl", make_docs(4))
-    index_corpus(engine_client, corpus, index=index_name, encoder=FakeEncoder(), load=LoadOptions(
-        replicas=0, analyzer="standard", concurrent_segment_search=asked, dead_letter=tmp_path / "dl.jsonl"))
+    index_corpus(
+        engine_client,
+        corpus,
+        index=index_name,
+        encoder=FakeEncoder(),
+        load=LoadOptions(
+            replicas=0, analyzer="standard", concurrent_segment_search=asked, dead_letter=tmp_path / "dl.jsonl"
+        ),
+    )
     concrete = f"{index_name}-v1"
     assert _concurrent_mode(engine_client, concrete) == mode
     assert read_index_meta(engine_client, concrete)["concurrent_segment_search"] is asked
@@ -283,20 +337,41 @@ def test_concurrent_segment_search_is_refused_where_the_engine_has_no_setting(
     corpus = write_jsonl(tmp_path / "c.jsonl", make_docs(4))
     for asked in (True, False):
         with pytest.raises(ConfigError, match="has no index setting for concurrent segment search"):
-            index_corpus(engine_client, corpus, index=index_name, encoder=FakeEncoder(), load=LoadOptions(
-                replicas=0, analyzer="standard", concurrent_segment_search=asked, dead_letter=tmp_path / "dl.jsonl"))
+            index_corpus(
+                engine_client,
+                corpus,
+                index=index_name,
+                encoder=FakeEncoder(),
+                load=LoadOptions(
+                    replicas=0, analyzer="standard", concurrent_segment_search=asked, dead_letter=tmp_path / "dl.jsonl"
+                ),
+            )
     assert not engine_client.indices.exists(index=f"{index_name}-v1")  # refused before anything was created
-    result = CliRunner().invoke(main, ["index", str(corpus), "--index", index_name, "--model", MODEL,
-                                       "--concurrent-segment-search", "--dead-letter", str(tmp_path / "d.jsonl")])
+    result = CliRunner().invoke(
+        main,
+        [
+            "index",
+            str(corpus),
+            "--index",
+            index_name,
+            "--model",
+            MODEL,
+            "--concurrent-segment-search",
+            "--dead-letter",
+            str(tmp_path / "d.jsonl"),
+        ],
+    )
     assert result.exit_code == 1 and f"{engine.label} has no index setting" in result.stderr, result.output
 
 
 def test_concurrent_search_settings_by_engine_and_version() -> None:
     assert OpenSearchEngine(version=(2, 11, 1)).concurrent_search_settings(True) is None  # before 2.12
     assert OpenSearchEngine(version=(2, 12, 0)).concurrent_search_settings(False) == {
-        "search": {"concurrent_segment_search": {"enabled": False}}}  # fmt: skip
+        "search": {"concurrent_segment_search": {"enabled": False}}
+    }
     assert OpenSearchEngine(version=(3, 6, 0)).concurrent_search_settings(True) == {
-        "search": {"concurrent_segment_search": {"mode": "all"}}}  # fmt: skip
+        "search": {"concurrent_segment_search": {"mode": "all"}}
+    }
     assert ElasticsearchEngine(version=(9, 2, 0)).concurrent_search_settings(True) is None
 
 
@@ -312,7 +387,10 @@ def test_elasticsearch_runs_a_query_with_pruning_config(engine_client: Any, engi
     holding = {f"d{i}" for i, v in enumerate(vectors) if set(v) & set(query)}
     assert hits and {h["_id"] for h in hits} <= holding
     assert clause["sparse_vector"]["pruning_config"] == {
-        "tokens_freq_ratio_threshold": 1, "tokens_weight_threshold": 0.5, "only_score_pruned_tokens": False}
+        "tokens_freq_ratio_threshold": 1,
+        "tokens_weight_threshold": 0.5,
+        "only_score_pruned_tokens": False,
+    }
 
 
 @pytest.mark.opensearch_only

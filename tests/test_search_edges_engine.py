@@ -43,8 +43,12 @@ def plain_index(engine_client: Any, encoder: SpladeEncoder) -> Iterator[str]:
     """The demo corpus without the pruned field (two-phase search on the full field)."""
     name = f"edges-plain-{uuid.uuid4().hex[:8]}"
     summary = index_corpus(
-        engine_client, DEMO_CORPUS, index=name, encoder=encoder, load=LoadOptions(replicas=0, first_phase_k=0),
-    )  # fmt: skip
+        engine_client,
+        DEMO_CORPUS,
+        index=name,
+        encoder=encoder,
+        load=LoadOptions(replicas=0, first_phase_k=0),
+    )
     assert summary.problems() == []
     yield name
     delete_indices(engine_client, f"{name}*")

@@ -205,9 +205,12 @@ def test_tied_hits_come_back_in_id_order_however_the_documents_were_indexed(
         corpus.write_text("".join(json.dumps(d) + "\n" for d in listed))
         name = f"{index_name}-{order}"
         summary = index_corpus(
-            engine_client, corpus, index=name, encoder=encoder,
+            engine_client,
+            corpus,
+            index=name,
+            encoder=encoder,
             load=LoadOptions(replicas=0, dead_letter=tmp_path / f"{order}.dl.jsonl"),
-        )  # fmt: skip
+        )
         assert summary.problems() == []
         built.append(Searcher(name, encoder, client=engine_client))
     for mode in ("splade", "bm25", "two-phase", "hybrid"):

@@ -53,8 +53,13 @@ def test_api_key(proxy: SecuredProxy) -> None:
     assert connect(settings).info()["version"]["number"]
     with pytest.raises(EngineError, match="401"):
         connect(ConnectionSettings(urls=(proxy.url,), api_key="wrong-key", ca_certs=str(proxy.certs.ca)))
-    env = {"OPENSEARCH_URL": proxy.url, "OPENSEARCH_CA_CERTS": str(proxy.certs.ca), "OPENSEARCH_USERNAME": None,
-           "OPENSEARCH_PASSWORD": None, "SPLADE_OS_CONFIG": None}  # fmt: skip
+    env = {
+        "OPENSEARCH_URL": proxy.url,
+        "OPENSEARCH_CA_CERTS": str(proxy.certs.ca),
+        "OPENSEARCH_USERNAME": None,
+        "OPENSEARCH_PASSWORD": None,
+        "SPLADE_OS_CONFIG": None,
+    }
     for key, code, says in ((API_KEY, 0, "(API key, TLS verified"), (API_KEY + "-wrong", 1, "credentials (401)")):
         result = CliRunner().invoke(main, ["doctor"], env={**env, "OPENSEARCH_API_KEY": key})
         assert result.exit_code == code and says in result.output, result.output
@@ -68,7 +73,11 @@ def test_client_certificate(engine_client: OpenSearch, certs: Certs) -> None:
         with pytest.raises(EngineError, match="--client-cert and --client-key"):
             connect(base)
         with_cert = ConnectionSettings(
-            urls=base.urls, username="admin", password=PASSWORD, ca_certs=str(certs.ca),
-            client_cert=str(certs.client_cert), client_key=str(certs.client_key),
-        )  # fmt: skip
+            urls=base.urls,
+            username="admin",
+            password=PASSWORD,
+            ca_certs=str(certs.ca),
+            client_cert=str(certs.client_cert),
+            client_key=str(certs.client_key),
+        )
         assert connect(with_cert).info()["version"]["number"]

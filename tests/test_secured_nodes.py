@@ -58,8 +58,10 @@ REPO = Path(__file__).resolve().parents[1]
 MODEL = str(REPO / "models" / "splade-tiny")
 # The privilege that lets the indexer read back what landed (mget), which `index --resume` needs after a crash.
 READ_BACK = {"opensearch": "indices:data/read/mget*", "elasticsearch": "read"}
-READ_BACK_ADVICE = {"opensearch": "indices:data/read/mget* to the index_permissions",
-                    "elasticsearch": "the index privilege read"}  # fmt: skip
+READ_BACK_ADVICE = {
+    "opensearch": "indices:data/read/mget* to the index_permissions",
+    "elasticsearch": "the index privilege read",
+}
 MGET = "indices:data/read/mget"
 RESUME_ONLY = {("opensearch", "cluster", MGET)}
 """Needed by `index --resume` alone: test_refused_bulk_midway_loses_nothing_and_resume_completes shows it."""
@@ -112,8 +114,23 @@ def one_line_error(result: Result) -> str:
 
 
 def index_args(corpus: Path, alias: str, tmp: Path, *extra: str) -> list[str]:
-    return ["index", str(corpus), "--index", alias, "--model", MODEL, "--replicas", "0", "--analyzer", "standard",
-            "--dead-letter", str(tmp / "dl.jsonl"), "--checkpoint", str(tmp / "cp.json"), *extra]  # fmt: skip
+    return [
+        "index",
+        str(corpus),
+        "--index",
+        alias,
+        "--model",
+        MODEL,
+        "--replicas",
+        "0",
+        "--analyzer",
+        "standard",
+        "--dead-letter",
+        str(tmp / "dl.jsonl"),
+        "--checkpoint",
+        str(tmp / "cp.json"),
+        *extra,
+    ]
 
 
 def df_args(alias: str, tmp: Path) -> list[str]:
@@ -130,13 +147,25 @@ def indexer_commands(beir: Path, alias: str, tmp: Path) -> list[list[str]]:
         df_args(alias, tmp),
         ["alias", alias],
         ["search", "secure tls cluster", "--index", alias, "--model", MODEL, "--explain"],
-        ["reindex", alias, "--from-index", "--model", MODEL, "--replicas", "0", "--delete-previous",
-         "--dead-letter", str(tmp / "dl2.jsonl"), "--batch-size", "5"],  # more than one page of the source
+        [
+            "reindex",
+            alias,
+            "--from-index",
+            "--model",
+            MODEL,
+            "--replicas",
+            "0",
+            "--delete-previous",
+            "--dead-letter",
+            str(tmp / "dl2.jsonl"),
+            "--batch-size",
+            "5",
+        ],  # more than one page of the source
         index_args(corpus, alias, tmp, "--recreate", "--delete-previous"),
         ["stats", alias, "--model", MODEL],
         ["doctor", "--index", alias, "--model", MODEL],
         ["eval", str(beir), "--model", MODEL, "--index", alias, "--mode", "splade"],
-    ]  # fmt: skip
+    ]
 
 
 def searcher_commands(beir: Path, alias: str) -> list[list[str]]:
@@ -188,10 +217,13 @@ def test_searcher_searches_and_is_refused_writes(
     # The table `df --tokens` counted over a few listed tokens is partial: doctor says so rather than trust it.
     partial = "is partial: counted over 4 listed tokens only"
     assert "warn  df " in doctor.output and partial in doctor.output, doctor.output
-    refused = [index_args(beir / "corpus.jsonl", f"{alias}-new", tmp_path / "new"),
-               index_args(beir / "corpus.jsonl", alias, tmp_path, "--recreate"),
-               ["reindex", alias, "--from-index", "--model", MODEL, "--replicas", "0"],
-               ["stats", alias], df_args(alias, tmp_path)]  # fmt: skip
+    refused = [
+        index_args(beir / "corpus.jsonl", f"{alias}-new", tmp_path / "new"),
+        index_args(beir / "corpus.jsonl", alias, tmp_path, "--recreate"),
+        ["reindex", alias, "--from-index", "--model", MODEL, "--replicas", "0"],
+        ["stats", alias],
+        df_args(alias, tmp_path),
+    ]
     (tmp_path / "new").mkdir()
     for args in refused:
         result = run(node, SEARCHER, args)
@@ -215,15 +247,20 @@ def test_wrong_password_is_refused_with_401_in_one_line(
     with pytest.raises(EngineError, match=r"refused the credentials \(401\)"):
         connect(node.settings(INDEXER, password=wrong, max_retries=0))
     # Commands that never connect still see the password in their environment.
-    for args in (["encode", str(beir / "queries.jsonl"), "--queries", "--model", MODEL],
-                 ["node", "status", "--port", "1"], ["export", "/no/such/model", str(tmp_path / "out")]):  # fmt: skip
+    for args in (
+        ["encode", str(beir / "queries.jsonl"), "--queries", "--model", MODEL],
+        ["node", "status", "--port", "1"],
+        ["export", "/no/such/model", str(tmp_path / "out")],
+    ):
         assert_secret_kept(node, run(node, INDEXER, args), caplog, args[0])
 
 
 def test_config_file_drives_the_cli(node: SecuredNode, tmp_path: Path) -> None:
     config = tmp_path / "splade-os.toml"
-    config.write_text(f'[opensearch]\nurl = "{node.url}"\nuser = "{SEARCHER}"\npassword = "{node.password(SEARCHER)}"\n'
-                      f'ca_certs = "{node.ca}"\n')  # fmt: skip
+    config.write_text(
+        f'[opensearch]\nurl = "{node.url}"\nuser = "{SEARCHER}"\npassword = "{node.password(SEARCHER)}"\n'
+        f'ca_certs = "{node.ca}"\n'
+    )
     env = {var: None for var in node.env(SEARCHER)}
     result = CliRunner().invoke(main, ["doctor", "--config", str(config)], env=env)
     assert result.exit_code == 0, result.output
@@ -258,12 +295,19 @@ def test_refused_bulk_midway_loses_nothing_and_resume_completes(
     try:
         with pytest.raises(IndexingRefused) as caught:
             index_corpus(
-                client, beir / "corpus.jsonl", index=alias, encoder=encoder, on_progress=revoke_after_first_batch,
+                client,
+                beir / "corpus.jsonl",
+                index=alias,
+                encoder=encoder,
+                on_progress=revoke_after_first_batch,
                 load=LoadOptions(
-                    replicas=0, analyzer="standard", checkpoint=checkpoint, dead_letter=dead_letter,
+                    replicas=0,
+                    analyzer="standard",
+                    checkpoint=checkpoint,
+                    dead_letter=dead_letter,
                     bulk=BulkOptions(batch_size=4),
                 ),
-            )  # fmt: skip
+            )
     finally:
         client.close()
         encoder.close()
@@ -419,11 +463,20 @@ def test_a_ray_block_run_again_is_not_taken_for_duplicates(
     # d100 is in the 3rd batch of 16 of the second block (d60-d119): the worker dies once d60-d107 have landed.
     recipe = LandedThenDies(str(log), marker=str(marker), doc_id="d100")
     summary = index_corpus_on_ray(
-        node.settings(INDEXER), corpus, index=alias, recipe=recipe, pool=RayWorkers(workers=1), block_size=60,
+        node.settings(INDEXER),
+        corpus,
+        index=alias,
+        recipe=recipe,
+        pool=RayWorkers(workers=1),
+        block_size=60,
         load=LoadOptions(
-            replicas=0, analyzer="standard", checkpoint=tmp_path / "cp.json", dead_letter=dead, bulk=SMALL,
+            replicas=0,
+            analyzer="standard",
+            checkpoint=tmp_path / "cp.json",
+            dead_letter=dead,
+            bulk=SMALL,
         ),
-    )  # fmt: skip
+    )
     assert marker.exists(), "the worker never died: the test proves nothing"
     c = summary.counters
     assert (c.read, c.indexed, c.failed, c.skipped, c.replaced) == (120, 120, 0, 0, 48), summary.counters
@@ -513,10 +566,12 @@ def demo_certificates(node: SecuredNode, folder: Path) -> Path:
     plugin = dist_dir(node.home, node.version, OPENSEARCH, secure=True) / "plugins" / "opensearch-security"
     source = folder / "DemoCertificates.java"
     source.write_text(DEMO_CERTIFICATES)
-    java = find_java("OpenSearch", OPENSEARCH.java_range(node.version), dict(os.environ),
-                     ("OPENSEARCH_JAVA_HOME", "JAVA_HOME"))  # fmt: skip
-    done = subprocess.run([str(java.java), "-cp", f"{plugin}/*", str(source), str(folder)], capture_output=True,
-                          text=True, timeout=300)  # fmt: skip
+    java = find_java(
+        "OpenSearch", OPENSEARCH.java_range(node.version), dict(os.environ), ("OPENSEARCH_JAVA_HOME", "JAVA_HOME")
+    )
+    done = subprocess.run(
+        [str(java.java), "-cp", f"{plugin}/*", str(source), str(folder)], capture_output=True, text=True, timeout=300
+    )
     assert done.returncode == 0, done.stderr
     kirk = x509.load_pem_x509_certificate((folder / "kirk.pem").read_bytes())
     assert kirk.subject.rfc4514_string().startswith("CN=kirk,"), kirk.subject
@@ -525,8 +580,9 @@ def demo_certificates(node: SecuredNode, folder: Path) -> Path:
 
 def answer_to(url: str, access: Access) -> str:
     """The HTTP status, or why TLS refused the connection (the node does not trust the client certificate)."""
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}),
-                                         urllib.request.HTTPSHandler(context=access.context()))  # fmt: skip
+    opener = urllib.request.build_opener(
+        urllib.request.ProxyHandler({}), urllib.request.HTTPSHandler(context=access.context())
+    )
     try:
         with opener.open(url, timeout=30) as resp:
             return str(resp.status)

@@ -69,10 +69,13 @@ def test_an_ml_commons_connector_gets_what_neural_sparse_reads(
     # rank_features field holds tokens (escaped by splade-os), which neural_sparse turns into rank_feature clauses.
     [weights] = answer.json()
     assert all(isinstance(t, str) and "." not in t and isinstance(w, float) for t, w in weights.items())
-    clauses = [{"rank_feature": {"field": f"{VECTOR_FIELD}.{token}", "linear": {}, "boost": weight}}
-               for token, weight in weights.items()]  # fmt: skip
-    found = engine_client.search(index=serve_index, body={"query": {"bool": {"should": clauses}}, "size": 11,
-                                                         "_source": False})  # fmt: skip
+    clauses = [
+        {"rank_feature": {"field": f"{VECTOR_FIELD}.{token}", "linear": {}, "boost": weight}}
+        for token, weight in weights.items()
+    ]
+    found = engine_client.search(
+        index=serve_index, body={"query": {"bool": {"should": clauses}}, "size": 11, "_source": False}
+    )
     assert _hits(found)[:10] == _expected(engine_client, serve_index, serve_encoder)
 
 

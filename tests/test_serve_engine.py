@@ -54,8 +54,10 @@ def test_encode_answers_the_vectors_encode_writes(
     queries = tmp_path / "queries.jsonl"
     queries.write_text("".join(json.dumps({"_id": str(i), "text": t}) + "\n" for i, t in enumerate(_texts()[:4])))
     out = tmp_path / "vectors.jsonl"
-    result = CliRunner().invoke(main, ["encode", str(queries), "--model", str(BUNDLED_MODEL), "--queries",
-                                       "--output", str(out), "--no-progress"])  # fmt: skip
+    result = CliRunner().invoke(
+        main,
+        ["encode", str(queries), "--model", str(BUNDLED_MODEL), "--queries", "--output", str(out), "--no-progress"],
+    )
     assert result.exit_code == 0, result.output
     written = [json.loads(line)["vector"] for line in out.read_text().splitlines()]
     answer = service.post("/encode", {"texts": _texts()[:4], "kind": "query"})
@@ -82,8 +84,12 @@ def test_embed_sparse_refuses_an_input_longer_than_the_model_without_truncate(
     long = "!" * 600  # within max_text_chars, and one token per character: more than the model's 512
     refused = service.post("/embed_sparse", {"inputs": ["short", long]})
     assert refused.status_code == 413, refused.text
-    assert refused.json() | {"error": ""} == {"error": "", "error_type": "Validation", "limit": "max_input_length",
-                                              "value": serve_encoder.max_length}  # fmt: skip
+    assert refused.json() | {"error": ""} == {
+        "error": "",
+        "error_type": "Validation",
+        "limit": "max_input_length",
+        "value": serve_encoder.max_length,
+    }
     assert refused.json()["error"].startswith("inputs[1] has 602 tokens")
     cut = service.post("/embed_sparse", {"inputs": [long], "truncate": True})
     assert cut.status_code == 200 and len(cut.json()) == 1
@@ -104,12 +110,14 @@ def test_64_concurrent_clients_each_get_what_encoding_alone_gives(
     assert 0 < runs <= 64 + 4 + 2  # every text ran, in no more runs than requests (the other tests' included)
 
 
-def test_search_answers_what_search_json_prints(service: Service, serve_index: str, engine_client: Any,
-                                               serve_encoder: SpladeEncoder) -> None:  # fmt: skip
+def test_search_answers_what_search_json_prints(
+    service: Service, serve_index: str, engine_client: Any, serve_encoder: SpladeEncoder
+) -> None:
     with Searcher(serve_index, serve_encoder, client=engine_client) as searcher:
         for mode in ("splade", "bm25", "hybrid", "two-phase"):
-            answer = service.post("/search", {"query": "what causes a heart attack", "mode": mode, "k": 3,
-                                              "explain": True})  # fmt: skip
+            answer = service.post(
+                "/search", {"query": "what causes a heart attack", "mode": mode, "k": 3, "explain": True}
+            )
             assert answer.status_code == 200, answer.text
             body = answer.json()
             expected = result_to_json(searcher.search("what causes a heart attack", k=3, mode=mode, explain=True), True)
@@ -138,10 +146,13 @@ def test_metrics_count_requests_errors_latency_batches_and_queue(service: Servic
     service.post("/encode", {"texts": ["heart"]})
     service.post("/encode", {"texts": ["heart"], "kind": "poem"})
     text = service.get("/metrics").text
-    for name in ('splade_os_requests_total{endpoint="encode",status="200"}',
-                 'splade_os_errors_total{endpoint="encode",error_type="Validation"}',
-                 'splade_os_request_seconds_bucket{endpoint="encode",le="+Inf"}', "splade_os_batch_texts_bucket",
-                 "splade_os_queue_texts "):  # fmt: skip
+    for name in (
+        'splade_os_requests_total{endpoint="encode",status="200"}',
+        'splade_os_errors_total{endpoint="encode",error_type="Validation"}',
+        'splade_os_request_seconds_bucket{endpoint="encode",le="+Inf"}',
+        "splade_os_batch_texts_bucket",
+        "splade_os_queue_texts ",
+    ):
         assert any(line.startswith(name) for line in text.splitlines()), name
 
 
@@ -160,8 +171,9 @@ def test_metrics_count_requests_errors_latency_batches_and_queue(service: Servic
         ("/search", b'{"query": "a", "filter": "lang:en"}', 400, '"filter" must be'),
     ],
 )
-def test_bad_requests_get_one_line_saying_what_is_wrong(service: Service, path: str, body: bytes, status: int,
-                                                         words: str) -> None:  # fmt: skip
+def test_bad_requests_get_one_line_saying_what_is_wrong(
+    service: Service, path: str, body: bytes, status: int, words: str
+) -> None:
     answer = service.post(path, data=body)
     assert answer.status_code == status
     assert words in answer.json()["error"] and "Traceback" not in answer.text
@@ -178,8 +190,9 @@ def test_bad_requests_get_one_line_saying_what_is_wrong(service: Service, path: 
         ("/encode", {"texts": ["a"], "padding": "x" * 5000}, "max_body_bytes", 4096),
     ],
 )
-def test_each_limit_is_refused_naming_the_limit_and_its_value(service: Service, path: str, body: Any, limit: str,
-                                                              value: int) -> None:  # fmt: skip
+def test_each_limit_is_refused_naming_the_limit_and_its_value(
+    service: Service, path: str, body: Any, limit: str, value: int
+) -> None:
     answer = service.post(path, body)
     assert answer.status_code == 413, answer.text
     assert answer.json()["limit"] == limit and answer.json()["value"] == value
@@ -210,8 +223,11 @@ def test_an_unknown_index_is_a_404(service: Service) -> None:
 
 
 def test_cors_is_off_unless_asked(service: Service) -> None:
-    answer = requests.options(service.url + "/encode", headers={"Origin": "https://evil.example",
-                                                                "Access-Control-Request-Method": "POST"}, timeout=30)
+    answer = requests.options(
+        service.url + "/encode",
+        headers={"Origin": "https://evil.example", "Access-Control-Request-Method": "POST"},
+        timeout=30,
+    )
     assert "access-control-allow-origin" not in {h.lower() for h in answer.headers}
 
 
@@ -239,11 +255,13 @@ def test_a_cluster_that_is_down_is_a_503_and_encoding_goes_on(tmp_path: Path) ->
 
 def test_cors_when_asked_names_the_origin(tmp_path: Path, serve_index: str) -> None:
     with running_service(tmp_path, "--index", serve_index, "--cors-origin", "https://app.example") as svc:
-        answer = requests.post(svc.url + "/encode", json={"texts": ["a"]}, headers={"Origin": "https://app.example"},
-                               timeout=30)  # fmt: skip
+        answer = requests.post(
+            svc.url + "/encode", json={"texts": ["a"]}, headers={"Origin": "https://app.example"}, timeout=30
+        )
         assert answer.headers["access-control-allow-origin"] == "https://app.example"
-        other = requests.post(svc.url + "/encode", json={"texts": ["a"]}, headers={"Origin": "https://evil.example"},
-                              timeout=30)  # fmt: skip
+        other = requests.post(
+            svc.url + "/encode", json={"texts": ["a"]}, headers={"Origin": "https://evil.example"}, timeout=30
+        )
         assert "access-control-allow-origin" not in other.headers
 
 
@@ -263,8 +281,10 @@ def test_shutdown_finishes_the_requests_in_flight(tmp_path: Path, serve_encoder:
         sockets = []
         for body in bodies:
             sock = socket.create_connection(("127.0.0.1", port), timeout=60)
-            sock.sendall(b"POST /encode HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n"
-                         b"Content-Length: %d\r\n\r\n" % len(body) + body[:10])  # fmt: skip
+            sock.sendall(
+                b"POST /encode HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n"
+                b"Content-Length: %d\r\n\r\n" % len(body) + body[:10]
+            )
             sockets.append(sock)
         gauge = 'splade_os_requests_in_flight{endpoint="encode"}'
         deadline = time.monotonic() + 60

@@ -32,8 +32,13 @@ def _browser() -> Any:
         unavailable("no Chromium or chromedriver: apt-get install chromium chromium-driver (scripts/test.sh does)")
     options = webdriver.ChromeOptions()
     options.binary_location = str(browser)
-    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
-                 "--window-size=1400,1000"):  # fmt: skip
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-dev-shm-usage",
+        "--disable-gpu",
+        "--window-size=1400,1000",
+    ):
         options.add_argument(flag)
     return webdriver.Chrome(options=options, service=DriverService(executable_path=str(driver)))
 
@@ -106,8 +111,9 @@ def test_the_playground_searches_every_mode_and_explains_a_hit(service: Service,
     contributions = [float(r.get_attribute("data-contribution")) for r in rows]
     # The bars are the hit's matching terms q x d: they add up to its score (Lucene keeps 9 bits of each weight).
     assert sum(contributions) == pytest.approx(score, rel=len(rows) * RELATIVE_PRECISION)
-    widths = [float(r.find_element(By.CSS_SELECTOR, ".bar").get_attribute("style").split(":")[1].strip(" %;"))
-              for r in rows]  # fmt: skip
+    widths = [
+        float(r.find_element(By.CSS_SELECTOR, ".bar").get_attribute("style").split(":")[1].strip(" %;")) for r in rows
+    ]
     assert sum(widths) == pytest.approx(100 * sum(contributions) / score, abs=0.01)
     expansion_rows = [r for r in rows if "expansion" in r.get_attribute("class")]
     expansion_terms = {t.text.split(":")[0] for t in expansion.find_elements(By.CSS_SELECTOR, ".term.expansion")}

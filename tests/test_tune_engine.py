@@ -42,12 +42,17 @@ def tuned_index(engine_client: Any, collection: Dataset, encoder: SpladeEncoder)
     name = f"test-tune-{uuid.uuid4().hex[:8]}"
     # Without the pruned first-phase field: these tests tune two-phase search on the full field.
     summary = index_corpus(
-        engine_client, collection.corpus, index=name, encoder=encoder,
+        engine_client,
+        collection.corpus,
+        index=name,
+        encoder=encoder,
         load=LoadOptions(
-            replicas=0, first_phase_k=0, dead_letter=collection.root / f"{name}.dead",
+            replicas=0,
+            first_phase_k=0,
+            dead_letter=collection.root / f"{name}.dead",
             checkpoint=collection.root / f"{name}.cp",
         ),
-    )  # fmt: skip
+    )
     assert summary.problems() == []
     yield name
     delete_indices(engine_client, f"{name}*")
@@ -111,8 +116,20 @@ def test_a_target_no_setting_meets_is_a_clear_error_and_nothing_is_stored(
     queries_file = tmp_path / "queries.txt"
     queries_file.write_text("\n".join(list(queries.values())[:5]) + "\n", encoding="utf-8")
     before = read_index_meta(engine_client, tuned_index).get("two_phase")
-    args = ["tune", tuned_index, "--model", str(BUNDLED_MODEL), "--queries", str(queries_file), "--target", "1.0",
-            "--repeat", "1", "--json", str(tmp_path / "t.json")]  # fmt: skip
+    args = [
+        "tune",
+        tuned_index,
+        "--model",
+        str(BUNDLED_MODEL),
+        "--queries",
+        str(queries_file),
+        "--target",
+        "1.0",
+        "--repeat",
+        "1",
+        "--json",
+        str(tmp_path / "t.json"),
+    ]
     cli = CliRunner().invoke(main, args)
     report = json.loads((tmp_path / "t.json").read_text())
     assert report["queries"] == 5 and len(report["trials"]) > 10
@@ -129,8 +146,21 @@ def test_tune_on_the_default_queries_runs_end_to_end_and_says_they_overstate_agr
     engine_client: Any, tuned_index: str, tmp_path: Path
 ) -> None:
     before = read_index_meta(engine_client, tuned_index).get("two_phase")
-    args = ["tune", tuned_index, "--model", str(BUNDLED_MODEL), "--sample", "30", "--repeat", "2", "--seed", "3",
-            "--dry-run", "--json", str(tmp_path / "t.json")]  # fmt: skip
+    args = [
+        "tune",
+        tuned_index,
+        "--model",
+        str(BUNDLED_MODEL),
+        "--sample",
+        "30",
+        "--repeat",
+        "2",
+        "--seed",
+        "3",
+        "--dry-run",
+        "--json",
+        str(tmp_path / "t.json"),
+    ]
     cli = CliRunner().invoke(main, args)
     report = json.loads((tmp_path / "t.json").read_text())
     assert cli.exit_code == (0 if report["chosen"] else 1), cli.output
@@ -170,8 +200,19 @@ def test_tune_cli_with_qrels_reports_the_ndcg_target(
     queries_file = tmp_path / "queries.jsonl"
     judged = [(q, t) for q, t in collection.queries.items() if q in collection.qrels][:20]
     queries_file.write_text("".join(json.dumps({"_id": q, "text": t}) + "\n" for q, t in judged), encoding="utf-8")
-    args = ["tune", tuned_index, "--model", str(BUNDLED_MODEL), "--queries", str(queries_file), "--qrels",
-            str(collection.root / "qrels" / "test.tsv"), "--repeat", "1", "--dry-run"]  # fmt: skip
+    args = [
+        "tune",
+        tuned_index,
+        "--model",
+        str(BUNDLED_MODEL),
+        "--queries",
+        str(queries_file),
+        "--qrels",
+        str(collection.root / "qrels" / "test.tsv"),
+        "--repeat",
+        "1",
+        "--dry-run",
+    ]
     cli = CliRunner().invoke(main, [*args, "--ndcg-loss", "0.02"])
     assert "target: nDCG@10 within 0.02 of exact search" in cli.output, cli.output
     assert cli.exit_code in (0, 1) and ("chosen (*)" in cli.output or "no setting reached nDCG@10" in cli.output)

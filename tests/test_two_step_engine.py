@@ -53,10 +53,17 @@ def default_index(engine_client: Any, encoder: SpladeEncoder, collection: Path) 
     """The synthetic collection indexed with the pruned field at the suggested k (`--first-phase-k 128`)."""
     name = f"test-two-step-{uuid.uuid4().hex[:8]}"
     summary = index_corpus(
-        engine_client, collection / "corpus.jsonl", index=name, encoder=encoder,
-        load=LoadOptions(replicas=0, first_phase_k=DEFAULT_FIRST_PHASE_K, checkpoint=collection / "cp.json",
-                         dead_letter=collection / "dead.jsonl"),
-    )  # fmt: skip
+        engine_client,
+        collection / "corpus.jsonl",
+        index=name,
+        encoder=encoder,
+        load=LoadOptions(
+            replicas=0,
+            first_phase_k=DEFAULT_FIRST_PHASE_K,
+            checkpoint=collection / "cp.json",
+            dead_letter=collection / "dead.jsonl",
+        ),
+    )
     assert summary.problems() == [] and summary.counters.indexed == 600
     yield name
     delete_indices(engine_client, f"{name}*")
@@ -69,8 +76,21 @@ def _cli(*args: str) -> str:
 
 
 def _build(alias: str, tmp_path: Path, *extra: str) -> None:
-    _cli("index", str(DEMO), "--index", alias, "--model", str(BUNDLED_MODEL), "--replicas", "0",
-         "--checkpoint", str(tmp_path / f"{alias}.cp"), "--dead-letter", str(tmp_path / f"{alias}.dead"), *extra)
+    _cli(
+        "index",
+        str(DEMO),
+        "--index",
+        alias,
+        "--model",
+        str(BUNDLED_MODEL),
+        "--replicas",
+        "0",
+        "--checkpoint",
+        str(tmp_path / f"{alias}.cp"),
+        "--dead-letter",
+        str(tmp_path / f"{alias}.dead"),
+        *extra,
+    )
 
 
 def test_two_step_agrees_with_exact_search_at_the_default_setting(
@@ -120,9 +140,11 @@ def test_the_engines_own_pruning_in_phase_one_where_the_engine_has_it(
     engine_client: Any, encoder: SpladeEncoder, default_index: str
 ) -> None:
     searcher = Searcher(
-        default_index, encoder, client=engine_client,
+        default_index,
+        encoder,
+        client=engine_client,
         options=SearchOptions(two_phase=TwoPhaseSettings(engine_pruning=True)),
-    )  # fmt: skip
+    )
     if engine_for(engine_client).name == "opensearch":
         with pytest.raises(ConfigError, match="no query-time token pruning of its own"):
             searcher.search("what causes a heart attack", k=10, mode="two-phase")
@@ -189,8 +211,13 @@ def test_re_encode_and_reindex_keep_the_pruned_field_its_k_and_the_df_table(
     _build(index_name, tmp_path, "--first-phase-k", "8")
     build_df(engine_client, index_name, [*index_tokens(engine_client, index_name), "[unused7]"])
     copy = f"{index_name}-copy"
-    summary = reencode_index(engine_client, index_name, index=copy, encoder=encoder,
-                             load=LoadOptions(replicas=0, dead_letter=tmp_path / "copy.dead"))  # fmt: skip
+    summary = reencode_index(
+        engine_client,
+        index_name,
+        index=copy,
+        encoder=encoder,
+        load=LoadOptions(replicas=0, dead_letter=tmp_path / "copy.dead"),
+    )
     assert summary.problems() == []
     assert assert_first_phase(engine_client, copy, 8) == 42  # made from the new vectors, not copied as data
     table = assert_df_exact(engine_client, copy)  # counted on the copy, over the tokens the source's table counts
@@ -203,22 +230,48 @@ def test_re_encode_and_reindex_keep_the_pruned_field_its_k_and_the_df_table(
     assert assert_df_exact(engine_client, index_name).index == f"{index_name}-v2"
 
     # An index without the field re-encodes without it; the option adds it (what doctor's fix says to run).
-    _cli("index", "--from-index", index_name, "--index", f"{index_name}-none", "--model", str(BUNDLED_MODEL),
-         "--replicas", "0", "--no-first-phase", "--dead-letter", str(tmp_path / "none.dead"))
+    _cli(
+        "index",
+        "--from-index",
+        index_name,
+        "--index",
+        f"{index_name}-none",
+        "--model",
+        str(BUNDLED_MODEL),
+        "--replicas",
+        "0",
+        "--no-first-phase",
+        "--dead-letter",
+        str(tmp_path / "none.dead"),
+    )
     assert "first_phase" not in read_index_meta(engine_client, f"{index_name}-none")
     reindex(engine_client, f"{index_name}-none", encoder, load=LoadOptions(replicas=0, dead_letter=tmp_path / "n.d"))
     mapping = engine_client.indices.get_mapping(index=f"{index_name}-none").values()
     assert all(FIRST_PHASE_FIELD not in body["mappings"]["properties"] for body in mapping)
-    _cli("reindex", f"{index_name}-none", "--from-index", "--model", str(BUNDLED_MODEL), "--replicas", "0",
-         "--first-phase-k", "16", "--dead-letter", str(tmp_path / "n2.dead"))
+    _cli(
+        "reindex",
+        f"{index_name}-none",
+        "--from-index",
+        "--model",
+        str(BUNDLED_MODEL),
+        "--replicas",
+        "0",
+        "--first-phase-k",
+        "16",
+        "--dead-letter",
+        str(tmp_path / "n2.dead"),
+    )
     assert assert_first_phase(engine_client, f"{index_name}-none", 16) == 42
     # A load into the index counts its table again: one more document, and its tokens.
     more = tmp_path / "more.jsonl"
     more.write_text(json.dumps({"_id": "extra", "title": "Heart attack", "text": "what causes a heart attack"}) + "\n")
     summary = index_corpus(
-        engine_client, more, index=index_name, encoder=encoder,
+        engine_client,
+        more,
+        index=index_name,
+        encoder=encoder,
         load=LoadOptions(replicas=0, dead_letter=tmp_path / "more.dead"),
-    )  # fmt: skip
+    )
     assert summary.problems() == [] and assert_df_exact(engine_client, index_name).documents == 43
 
 
@@ -244,13 +297,19 @@ def test_tune_chooses_the_pruned_fields_k_among_the_candidate_fields(
     untuned = {c.name: c for c in run_checks(settings, index=index_name)}["first-phase"]
     assert untuned.status == WARN and "no tuned setting chooses among them" in untuned.detail
     assert untuned.fix == f"splade-os tune {index_name} --model MODEL"
-    queries = {"q1": "what causes a heart attack", "q2": "signs of a stroke", "q3": "how vaccines work",
-               "q4": "insulin and blood sugar", "q5": "high blood pressure and kidneys"}  # fmt: skip
+    queries = {
+        "q1": "what causes a heart attack",
+        "q2": "signs of a stroke",
+        "q3": "how vaccines work",
+        "q4": "insulin and blood sugar",
+        "q5": "high blood pressure and kidneys",
+    }
 
     # The pruned fields' grid alone (the full field's settings, also in the default grid, are tested below).
     grid = [g for g in default_grid(10, two_step=True, pruned_ks=(16, 4, 64)) if not g.full_field]
-    result = tune(Searcher(index_name, encoder, client=engine_client), queries, k=10, target=0.9, repeat=1, warmup=0,
-                  grid=grid)  # fmt: skip
+    result = tune(
+        Searcher(index_name, encoder, client=engine_client), queries, k=10, target=0.9, repeat=1, warmup=0, grid=grid
+    )
 
     # Every two-step setting ran on every pruned field: the field's k is part of what tune chooses.
     assert {t.settings.first_phase_k for t in result.trials if t.settings} == {16, 4, 64}
@@ -264,13 +323,17 @@ def test_tune_chooses_the_pruned_fields_k_among_the_candidate_fields(
     assert tuned.status == OK and f"tune chose the top-{chosen} field" in tuned.detail
     # A setting given for a candidate field runs on it (and falls back to exact search where its phase one is short).
     on_four = Searcher(
-        index_name, encoder, client=engine_client, options=SearchOptions(two_phase=TwoPhaseSettings(first_phase_k=4)),
-    )  # fmt: skip
+        index_name,
+        encoder,
+        client=engine_client,
+        options=SearchOptions(two_phase=TwoPhaseSettings(first_phase_k=4)),
+    )
     hits = on_four.search(queries["q1"], k=3, mode="two-phase")
     assert any(f"on {FIRST_PHASE_FIELD}_k4 (top 4 terms" in note for note in hits.notes), hits.notes
     assert [h.id for h in hits.hits] == [h.id for h in on_four.search(queries["q1"], k=3).hits]
-    on_missing = Searcher(index_name, encoder, client=engine_client,
-                          options=SearchOptions(two_phase=TwoPhaseSettings(first_phase_k=32)))  # fmt: skip
+    on_missing = Searcher(
+        index_name, encoder, client=engine_client, options=SearchOptions(two_phase=TwoPhaseSettings(first_phase_k=32))
+    )
     with pytest.raises(ConfigError, match="has no pruned field of the top 32 terms"):
         on_missing.search(queries["q1"], k=3, mode="two-phase")
 
@@ -280,23 +343,44 @@ def test_re_encode_reindex_and_loads_keep_the_candidate_fields_until_told(
 ) -> None:
     _build(index_name, tmp_path, "--first-phase-k", "8", "--first-phase-candidates", "2,32")
     copy = f"{index_name}-copy"
-    summary = reencode_index(engine_client, index_name, index=copy, encoder=encoder,
-                             load=LoadOptions(replicas=0, dead_letter=tmp_path / "copy.dead"))  # fmt: skip
+    summary = reencode_index(
+        engine_client,
+        index_name,
+        index=copy,
+        encoder=encoder,
+        load=LoadOptions(replicas=0, dead_letter=tmp_path / "copy.dead"),
+    )
     assert summary.problems() == []
     assert assert_first_phase(engine_client, copy, 8, (2, 32)) == 42  # made from the new vectors
     more = tmp_path / "more.jsonl"
     more.write_text(json.dumps({"_id": "extra", "title": "Heart attack", "text": "what causes a heart attack"}) + "\n")
     summary = index_corpus(
-        engine_client, more, index=copy, encoder=encoder,
+        engine_client,
+        more,
+        index=copy,
+        encoder=encoder,
         load=LoadOptions(replicas=0, dead_letter=tmp_path / "more.dead"),
-    )  # fmt: skip
+    )
     assert summary.problems() == [] and assert_first_phase(engine_client, copy, 8, (2, 32)) == 43  # in place
 
     result = reindex(engine_client, index_name, encoder, load=LoadOptions(replicas=0, dead_letter=tmp_path / "r.d"))
     assert result.swapped and assert_first_phase(engine_client, index_name, 8, (2, 32)) == 42
     # Told to keep one field only (what doctor says once tune has chosen): the candidates are gone.
-    _cli("reindex", index_name, "--from-index", "--model", str(BUNDLED_MODEL), "--replicas", "0",
-         "--first-phase-k", "32", "--first-phase-candidates", "", "--dead-letter", str(tmp_path / "r2.dead"))
+    _cli(
+        "reindex",
+        index_name,
+        "--from-index",
+        "--model",
+        str(BUNDLED_MODEL),
+        "--replicas",
+        "0",
+        "--first-phase-k",
+        "32",
+        "--first-phase-candidates",
+        "",
+        "--dead-letter",
+        str(tmp_path / "r2.dead"),
+    )
     assert assert_first_phase(engine_client, index_name, 32) == 42
     mapping = engine_client.indices.get_mapping(index=index_name).values()
     names = [name for body in mapping for name in body["mappings"]["properties"]]

@@ -17,5 +17,19 @@ from splade_os.cli.serve import serve
 from splade_os.cli.tune import tune
 
 ALL: list[click.Command] = [
-    export, models, encode, index, alias, reindex, search, evaluate, tune, doctor, stats, df, merge, node, serve,
-]  # fmt: skip
+    export,
+    models,
+    encode,
+    index,
+    alias,
+    reindex,
+    search,
+    evaluate,
+    tune,
+    doctor,
+    stats,
+    df,
+    merge,
+    node,
+    serve,
+]

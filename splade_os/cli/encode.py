@@ -17,8 +17,13 @@ from splade_os.words import plural
 @reading_options(formats=False)
 @option(READING, "--queries", is_flag=True, help="INPUT is queries: encode with the query encoder, ignore titles.")
 @option(OUTPUT, "--output", "-o", "output", default="-", show_default=True, help="Output file; - for stdout.")
-@option(OUTPUT, "--vectors-only", is_flag=True, help="Write only _id and vector, not the record's title, text and "
-        "other fields (which `index --vectors` stores beside the vector).")
+@option(
+    OUTPUT,
+    "--vectors-only",
+    is_flag=True,
+    help="Write only _id and vector, not the record's title, text and "
+    "other fields (which `index --vectors` stores beside the vector).",
+)
 @click.option("--allow-failures", is_flag=True, help="Exit 0 even when some records were bad and left out.")
 @progress_options
 def encode(
@@ -45,9 +50,15 @@ def encode(
 
         with encoder.load() as model, progress("encode", unit="records") as bar:
             summary = encode_path(
-                model, input_path, output, queries=queries, names=reading.names, on_progress=bar.update,
-                on_error=bar.write, keep_fields=not vectors_only,
-            )  # fmt: skip
+                model,
+                input_path,
+                output,
+                queries=queries,
+                names=reading.names,
+                on_progress=bar.update,
+                on_error=bar.write,
+                keep_fields=not vectors_only,
+            )
     note = f", {model.truncated:,} truncated to {model.max_length} tokens" if model.truncated else ""
     bad = f", {plural(summary.failed, 'bad record')} left out (listed above)" if summary.failed else ""
     click.echo(f"encoded {plural(summary.written, 'record')}{note}{bad}", err=True)

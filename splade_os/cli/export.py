@@ -27,9 +27,10 @@ from splade_os.cli.options import cli_errors, echo_json, json_option
 @click.option("--revision", default=None, help="Hub branch, tag or commit to export.")
 @click.option("--overwrite", is_flag=True, help="Write into OUT_DIR even if it is not empty.")
 @click.option(
-    "--with-checkpoint", is_flag=True,
+    "--with-checkpoint",
+    is_flag=True,
     help="Also copy the checkpoint (config.json, weights) into OUT_DIR, for --device cuda on the same folder.",
-)  # fmt: skip
+)
 @json_option
 def export(
     model: str,
@@ -53,10 +54,17 @@ def export(
         from splade_os.model.export import DEFAULT_CHUNK_SIZE, export_model
 
         manifest = export_model(
-            model, out_dir, quantize=quantize, max_length=max_length, opset=opset,
-            chunk_size=chunk_size or DEFAULT_CHUNK_SIZE, query_mode=query_mode, revision=revision,
-            overwrite=overwrite, with_checkpoint=with_checkpoint,
-        )  # fmt: skip
+            model,
+            out_dir,
+            quantize=quantize,
+            max_length=max_length,
+            opset=opset,
+            chunk_size=chunk_size or DEFAULT_CHUNK_SIZE,
+            query_mode=query_mode,
+            revision=revision,
+            overwrite=overwrite,
+            with_checkpoint=with_checkpoint,
+        )
     if as_json:
         echo_json({"out_dir": str(out_dir), "manifest": manifest})
         return

@@ -63,23 +63,46 @@ class Reading:
 
 def _reading(values: dict[str, Any], _: dict[str, Any]) -> Reading:
     columns = values.get("columns")
-    return Reading(values.get("corpus_format"), values["id_field"], values["text_field"], values["title_field"],
-                   tuple(columns.split(",")) if columns else None)  # fmt: skip
+    return Reading(
+        values.get("corpus_format"),
+        values["id_field"],
+        values["text_field"],
+        values["title_field"],
+        tuple(columns.split(",")) if columns else None,
+    )
 
 
 def reading_options(*, formats: bool = True) -> Decorator:
     """--id-field, --text-field, --title-field and (`formats`: a corpus in any format `index` reads, or a re-encode)
     --format and --columns, folded into one `reading` argument (a `Reading`)."""
     source = "; --from-index: the field the source index's vectors were encoded from" if formats else ""
-    return fold("reading", [
-        *([click.option("--format", "corpus_format", type=click.Choice(FORMATS),
-                        help="Input format (default: from the name).")] if formats else []),
-        click.option("--id-field", default="_id", show_default=True, help="Input field holding the document id."),
-        click.option("--text-field", help=f"Input field holding the text to encode. [default: text{source}]"),
-        click.option("--title-field", help=f"Input field holding the title. [default: title{source}]"),
-        *([click.option("--columns", help="Comma-separated column names for CSV/TSV without a header row.")]
-          if formats else []),
-    ], _reading, READING)  # fmt: skip
+    return fold(
+        "reading",
+        [
+            *(
+                [
+                    click.option(
+                        "--format",
+                        "corpus_format",
+                        type=click.Choice(FORMATS),
+                        help="Input format (default: from the name).",
+                    )
+                ]
+                if formats
+                else []
+            ),
+            click.option("--id-field", default="_id", show_default=True, help="Input field holding the document id."),
+            click.option("--text-field", help=f"Input field holding the text to encode. [default: text{source}]"),
+            click.option("--title-field", help=f"Input field holding the title. [default: title{source}]"),
+            *(
+                [click.option("--columns", help="Comma-separated column names for CSV/TSV without a header row.")]
+                if formats
+                else []
+            ),
+        ],
+        _reading,
+        READING,
+    )
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -101,8 +124,12 @@ class RayOptions:
         return RayWorkers(self.workers, cpus_per_worker, self.gpus_per_worker, self.address)
 
 
-_RAY_ONLY = {"ray_address": "--ray-address", "workers": "--workers", "gpus_per_worker": "--gpus-per-worker",
-             "block_size": "--block-size"}  # fmt: skip
+_RAY_ONLY = {
+    "ray_address": "--ray-address",
+    "workers": "--workers",
+    "gpus_per_worker": "--gpus-per-worker",
+    "block_size": "--block-size",
+}
 
 
 def _ray(values: dict[str, Any], _: dict[str, Any]) -> RayOptions | None:
@@ -111,22 +138,45 @@ def _ray(values: dict[str, Any], _: dict[str, Any]) -> RayOptions | None:
         if given:
             raise click.UsageError(f"{', '.join(given)} go with --ray")
         return None
-    return RayOptions(values["ray_address"], values["workers"] or 1, values["gpus_per_worker"] or 0.0,
-                      values["block_size"] or DEFAULT_BLOCK_SIZE)  # fmt: skip
+    return RayOptions(
+        values["ray_address"],
+        values["workers"] or 1,
+        values["gpus_per_worker"] or 0.0,
+        values["block_size"] or DEFAULT_BLOCK_SIZE,
+    )
 
 
-ray_options = fold("ray", [
-    click.option("--ray", "on_ray", is_flag=True, help="Encode and send with a pool of Ray workers (JSON Lines and "
-                 "Parquet files, or a folder of them; needs the ray extra). --threads is then the CPUs of each "
-                 "worker [default 1]."),
-    click.option("--ray-address", help="With --ray: the Ray cluster to use ('auto', ray://HOST:10001) [default: "
-                 "start one on this machine]."),
-    click.option("--workers", type=click.IntRange(min=1), help="With --ray: encoding workers. [default: 1]"),
-    click.option("--gpus-per-worker", type=click.FloatRange(min=0), help="With --ray: GPUs each worker reserves "
-                 "(and encodes on, where the encoder supports it). [default: 0]"),
-    click.option("--block-size", type=click.IntRange(min=1), help="With --ray: records per block, the unit a "
-                 f"worker indexes, retries and checkpoints. [default: {DEFAULT_BLOCK_SIZE}]"),
-], _ray, RAY)  # fmt: skip
+ray_options = fold(
+    "ray",
+    [
+        click.option(
+            "--ray",
+            "on_ray",
+            is_flag=True,
+            help="Encode and send with a pool of Ray workers (JSON Lines and "
+            "Parquet files, or a folder of them; needs the ray extra). --threads is then the CPUs of each "
+            "worker [default 1].",
+        ),
+        click.option(
+            "--ray-address",
+            help="With --ray: the Ray cluster to use ('auto', ray://HOST:10001) [default: start one on this machine].",
+        ),
+        click.option("--workers", type=click.IntRange(min=1), help="With --ray: encoding workers. [default: 1]"),
+        click.option(
+            "--gpus-per-worker",
+            type=click.FloatRange(min=0),
+            help="With --ray: GPUs each worker reserves (and encodes on, where the encoder supports it). [default: 0]",
+        ),
+        click.option(
+            "--block-size",
+            type=click.IntRange(min=1),
+            help="With --ray: records per block, the unit a "
+            f"worker indexes, retries and checkpoints. [default: {DEFAULT_BLOCK_SIZE}]",
+        ),
+    ],
+    _ray,
+    RAY,
+)
 """--ray and the flags that go with it, folded into one `ray` argument: a `RayOptions`, or None without --ray (the
 others are then a usage error). Put it above `encoder_options`, whose settings depend on it."""
 
@@ -164,44 +214,74 @@ class ModelChoice:
 
         try:
             made = vectors_for_load(
-                self.vectors, field=self.vector_field, model_dir=self.folder, from_index=from_index,
-                corpus_format=reading.format, columns=reading.columns, settings=self.settings,
-            )  # fmt: skip
+                self.vectors,
+                field=self.vector_field,
+                model_dir=self.folder,
+                from_index=from_index,
+                corpus_format=reading.format,
+                columns=reading.columns,
+                settings=self.settings,
+            )
         except VectorsOptionError as err:
             raise click.UsageError(str(err)) from None
         if made is not None and made.vocabulary is None:
-            click.echo("warning: --vectors without --model: the vectors' tokens are not checked against a vocabulary, "
-                       "and searches cannot tell which model's queries fit them; pass --model with the folder of the "
-                       "model that made them", err=True)  # fmt: skip
+            click.echo(
+                "warning: --vectors without --model: the vectors' tokens are not checked against a vocabulary, "
+                "and searches cannot tell which model's queries fit them; pass --model with the folder of the "
+                "model that made them",
+                err=True,
+            )
         return made
 
 
 def _threads(env: bool) -> Decorator:
     env_help = "; env: SPLADE_OS_THREADS" if env else ""
-    return click.option("--threads", type=int, envvar="SPLADE_OS_THREADS" if env else None,
-                        help=f"Encoder threads. [default: all cores{env_help}]")  # fmt: skip
+    return click.option(
+        "--threads",
+        type=int,
+        envvar="SPLADE_OS_THREADS" if env else None,
+        help=f"Encoder threads. [default: all cores{env_help}]",
+    )
 
 
 _VECTORS = [
-    click.option("--vectors", is_flag=True, help="CORPUS is JSON Lines that carry their vectors ({\"_id\", "
-                 "\"vector\": {token: weight}}, as `splade-os encode` writes): index them as they are, no model "
-                 "needed; --model checks their tokens against its vocabulary."),
+    click.option(
+        "--vectors",
+        is_flag=True,
+        help='CORPUS is JSON Lines that carry their vectors ({"_id", '
+        '"vector": {token: weight}}, as `splade-os encode` writes): index them as they are, no model '
+        "needed; --model checks their tokens against its vocabulary.",
+    ),
     click.option("--vector-field", help="With --vectors: the input field holding each vector. [default: vector]"),
-]  # fmt: skip
+]
 _RUN = click.option("--batch-size", "texts_per_run", type=int, help="Texts per model run. [default: by length]")
-_PROVIDERS = click.option("--provider", "providers", multiple=True,
-                          help="onnxruntime execution provider, e.g. CUDAExecutionProvider.")  # fmt: skip
+_PROVIDERS = click.option(
+    "--provider", "providers", multiple=True, help="onnxruntime execution provider, e.g. CUDAExecutionProvider."
+)
 _CUTS = [
-    click.option("--max-length", type=int, help="Tokens per text, or per window with --long-documents split. "
-                 "[default: the model's]"),
+    click.option(
+        "--max-length",
+        type=int,
+        help="Tokens per text, or per window with --long-documents split. [default: the model's]",
+    ),
     click.option("--top-k", type=int, help="Keep only the k heaviest tokens of each vector."),
     click.option("--min-weight", type=float, default=0.0, show_default=True, help="Drop tokens lighter than this."),
-    click.option("--prune-ratio", "max_ratio", type=float, default=0.0, show_default=True,
-                 help="Drop tokens lighter than this share of the text's largest weight (e.g. 0.1)."),
-    click.option("--long-documents", type=click.Choice(("truncate", "split")), default="truncate",
-                 show_default=True, help="Past --max-length: keep the start (counted as truncated), or max-pool "
-                 "overlapping windows."),
-]  # fmt: skip
+    click.option(
+        "--prune-ratio",
+        "max_ratio",
+        type=float,
+        default=0.0,
+        show_default=True,
+        help="Drop tokens lighter than this share of the text's largest weight (e.g. 0.1).",
+    ),
+    click.option(
+        "--long-documents",
+        type=click.Choice(("truncate", "split")),
+        default="truncate",
+        show_default=True,
+        help="Past --max-length: keep the start (counted as truncated), or max-pool overlapping windows.",
+    ),
+]
 
 
 def _encoder(values: dict[str, Any], arguments: dict[str, Any]) -> ModelChoice:
@@ -217,8 +297,9 @@ def _encoder(values: dict[str, Any], arguments: dict[str, Any]) -> ModelChoice:
     return ModelChoice(folder, settings, vectors, field)
 
 
-def encoder_options(*, model_required: bool = False, encoding: bool = True, runtime: bool = False,
-                    vectors: bool = False) -> Decorator:  # fmt: skip
+def encoder_options(
+    *, model_required: bool = False, encoding: bool = True, runtime: bool = False, vectors: bool = False
+) -> Decorator:
     """--model, --device and --precision, folded into one `encoder` argument (a `ModelChoice`), with:
 
     - `encoding`: --threads, --max-length, --top-k, --min-weight, --prune-ratio and --long-documents;
@@ -258,80 +339,191 @@ def _k_list(ctx: click.Context, param: click.Parameter, value: str | None) -> tu
 
 
 # The flags of `BulkOptions`, by parameter name (--timeout is not the connection's --request-timeout).
-_BULK = {"batch_size": "batch_size", "chunk_bytes": "chunk_bytes", "max_retries": "max_retries",
-         "retry_for": "retry_for", "bulk_timeout": "request_timeout"}  # fmt: skip
+_BULK = {
+    "batch_size": "batch_size",
+    "chunk_bytes": "chunk_bytes",
+    "max_retries": "max_retries",
+    "retry_for": "retry_for",
+    "bulk_timeout": "request_timeout",
+}
 _STATE = [
-    option(LOADING, "--dead-letter", type=FILE, help="Where failed and skipped documents go, with the reason. "
-           "[default: ALIAS.dead-letter.jsonl in the state folder]"),
+    option(
+        LOADING,
+        "--dead-letter",
+        type=FILE,
+        help="Where failed and skipped documents go, with the reason. "
+        "[default: ALIAS.dead-letter.jsonl in the state folder]",
+    ),
     option(LOADING, "--checkpoint", type=FILE, help="[default: ALIAS.checkpoint.json in the state folder]"),
-    option(LOADING, "--state-dir", type=click.Path(file_okay=False, path_type=Path), help="Where loads keep their "
-           "checkpoint and dead letters, in CLUSTER/NAME/ below it, so --resume finds them from any folder. [default: "
-           "$SPLADE_OS_STATE_DIR, else $XDG_STATE_HOME/splade-os, else ~/.local/state/splade-os]"),
-]  # fmt: skip
+    option(
+        LOADING,
+        "--state-dir",
+        type=click.Path(file_okay=False, path_type=Path),
+        help="Where loads keep their "
+        "checkpoint and dead letters, in CLUSTER/NAME/ below it, so --resume finds them from any folder. [default: "
+        "$SPLADE_OS_STATE_DIR, else $XDG_STATE_HOME/splade-os, else ~/.local/state/splade-os]",
+    ),
+]
 _SENDING = [
     option(LOADING, "--chunk-bytes", default=8 * 1024 * 1024, show_default=True, help="Largest bulk request in bytes."),
-    option(LOADING, "--max-retries", default=6, show_default=True, help="Retries of documents the cluster answers "
-           "429 to."),
-    option(LOADING, "--retry-for", default=300.0, show_default=True, help="Seconds to wait out connection errors and "
-           "5xx."),
-    option(LOADING, "--timeout", "bulk_timeout", default=120.0, show_default=True, help="Seconds one bulk request "
-           "may take."),
-]  # fmt: skip
+    option(
+        LOADING, "--max-retries", default=6, show_default=True, help="Retries of documents the cluster answers 429 to."
+    ),
+    option(
+        LOADING, "--retry-for", default=300.0, show_default=True, help="Seconds to wait out connection errors and 5xx."
+    ),
+    option(
+        LOADING,
+        "--timeout",
+        "bulk_timeout",
+        default=120.0,
+        show_default=True,
+        help="Seconds one bulk request may take.",
+    ),
+]
 _FIRST_PHASE = [
-    option(LAYOUT, "--first-phase-k", type=click.IntRange(min=1), help="Also store each document's N heaviest terms "
-           "in the pruned field splade_first, which two-phase search queries first (two-step search; "
-           f"{DEFAULT_FIRST_PHASE_K} is a good start, `tune` measures it). [default: none; --from-index and reindex: "
-           "the source's]"),
-    option(LAYOUT, "--no-first-phase", is_flag=True, help="Build no pruned first-phase field (the default of a new "
-           "index; --from-index and reindex: drop the source's)."),
-    option(LAYOUT, "--first-phase-candidates", callback=_k_list, metavar="K,K", help="Also build a candidate pruned "
-           "field for each of these k (such as 64,256), for `tune` to choose the k that is fastest at its agreement "
-           "target; two-phase search then uses the field tune stored. Each costs about as much disk as the pruned "
-           "field. [default: none; --from-index and reindex: the source's]"),
-    option(LAYOUT, "--concurrent-segment-search/--no-concurrent-segment-search", default=None, help="A new index "
-           "searches each shard's segments in parallel (OpenSearch 2.12+; Elasticsearch decides per query and has no "
-           "such setting), recorded in its _meta. [default: the cluster's setting; --from-index and reindex: the "
-           "source's]"),
-    option(LAYOUT, "--optimize", is_flag=True, help="After a successful load, force-merge the index to one segment "
-           "before the alias moves (faster searches; takes a while on a large index)."),
-]  # fmt: skip
+    option(
+        LAYOUT,
+        "--first-phase-k",
+        type=click.IntRange(min=1),
+        help="Also store each document's N heaviest terms "
+        "in the pruned field splade_first, which two-phase search queries first (two-step search; "
+        f"{DEFAULT_FIRST_PHASE_K} is a good start, `tune` measures it). [default: none; --from-index and reindex: "
+        "the source's]",
+    ),
+    option(
+        LAYOUT,
+        "--no-first-phase",
+        is_flag=True,
+        help="Build no pruned first-phase field (the default of a new "
+        "index; --from-index and reindex: drop the source's).",
+    ),
+    option(
+        LAYOUT,
+        "--first-phase-candidates",
+        callback=_k_list,
+        metavar="K,K",
+        help="Also build a candidate pruned "
+        "field for each of these k (such as 64,256), for `tune` to choose the k that is fastest at its agreement "
+        "target; two-phase search then uses the field tune stored. Each costs about as much disk as the pruned "
+        "field. [default: none; --from-index and reindex: the source's]",
+    ),
+    option(
+        LAYOUT,
+        "--concurrent-segment-search/--no-concurrent-segment-search",
+        default=None,
+        help="A new index "
+        "searches each shard's segments in parallel (OpenSearch 2.12+; Elasticsearch decides per query and has no "
+        "such setting), recorded in its _meta. [default: the cluster's setting; --from-index and reindex: the "
+        "source's]",
+    ),
+    option(
+        LAYOUT,
+        "--optimize",
+        is_flag=True,
+        help="After a successful load, force-merge the index to one segment "
+        "before the alias moves (faster searches; takes a while on a large index).",
+    ),
+]
 
 
 def _load_flags(reindex: bool) -> list[Decorator]:
     """The loading and layout flags of `index`, or (`reindex`) the few of `reindex`, which builds the next version
     of an alias with the current version's analyzer unless told."""
     index = not reindex
-    analyzer = "[default: the current version's]" if reindex else \
-        "[default: english; --from-index: the source's; env: SPLADE_OS_ANALYZER]"
+    analyzer = (
+        "[default: the current version's]"
+        if reindex
+        else "[default: english; --from-index: the source's; env: SPLADE_OS_ANALYZER]"
+    )
     return [
-        *([option(LOADING, "--recreate", is_flag=True, help="Start over: build a new index version, switch the alias "
-                  "when done."),
-           option(LOADING, "--resume", is_flag=True, help="Continue an interrupted run from its checkpoint.")]
-          if index else []),
-        option(LOADING, "--break-lock", is_flag=True, help="Take over the lease of another load on the alias once it "
-               "expired (that load was stopped or killed). Only one load per alias runs at a time."),
-        option(LOADING, "--allow-failures", is_flag=True, help="Move the alias and exit 0 even when some documents "
-               "failed."),
-        *([option(LOADING, "--keep-previous", is_flag=True, help="After --recreate, keep the previous version (the "
-                  "default).")] if index else []),
-        option(LOADING, "--delete-previous", is_flag=True, help="Once the alias moved to a verified new version, "
-               "delete the previous one."),
-        *([option(LOADING, "--index-empty", is_flag=True, help="Index corpus documents with empty text too (default: "
-                  "skip them, each one in the dead-letter file). --from-index always copies every document.")]
-          if index else []),
+        *(
+            [
+                option(
+                    LOADING,
+                    "--recreate",
+                    is_flag=True,
+                    help="Start over: build a new index version, switch the alias when done.",
+                ),
+                option(LOADING, "--resume", is_flag=True, help="Continue an interrupted run from its checkpoint."),
+            ]
+            if index
+            else []
+        ),
+        option(
+            LOADING,
+            "--break-lock",
+            is_flag=True,
+            help="Take over the lease of another load on the alias once it "
+            "expired (that load was stopped or killed). Only one load per alias runs at a time.",
+        ),
+        option(
+            LOADING, "--allow-failures", is_flag=True, help="Move the alias and exit 0 even when some documents failed."
+        ),
+        *(
+            [
+                option(
+                    LOADING,
+                    "--keep-previous",
+                    is_flag=True,
+                    help="After --recreate, keep the previous version (the default).",
+                )
+            ]
+            if index
+            else []
+        ),
+        option(
+            LOADING,
+            "--delete-previous",
+            is_flag=True,
+            help="Once the alias moved to a verified new version, delete the previous one.",
+        ),
+        *(
+            [
+                option(
+                    LOADING,
+                    "--index-empty",
+                    is_flag=True,
+                    help="Index corpus documents with empty text too (default: "
+                    "skip them, each one in the dead-letter file). --from-index always copies every document.",
+                )
+            ]
+            if index
+            else []
+        ),
         *(_STATE if index else _STATE[:1]),
         option(LOADING, "--batch-size", default=256, show_default=True, help="Documents encoded and sent together."),
         *(_SENDING if index else []),
         option(LAYOUT, "--shards", default=1, show_default=True, help="Primary shards of a new index."),
-        option(LAYOUT, "--replicas", type=click.IntRange(min=0), help="Replicas of a new index. [default: "
-               "auto_expand_replicas 0-1: one where a second node can hold it, none on a single node]"),
-        option(LAYOUT, "--analyzer", envvar=None if reindex else "SPLADE_OS_ANALYZER",
-               help=f"Analyzer of the BM25 text fields of a new index, recorded in its _meta. {analyzer}"),
-        *([option(LAYOUT, "--vectors-in-source/--no-vectors-in-source", default=None, help="Keep each vector in the "
-                  "stored _source too (the default; --from-index: the source's choice). Leaving it out saves disk; "
-                  "explanations then re-encode the hit's text.")] if index else []),
+        option(
+            LAYOUT,
+            "--replicas",
+            type=click.IntRange(min=0),
+            help="Replicas of a new index. [default: "
+            "auto_expand_replicas 0-1: one where a second node can hold it, none on a single node]",
+        ),
+        option(
+            LAYOUT,
+            "--analyzer",
+            envvar=None if reindex else "SPLADE_OS_ANALYZER",
+            help=f"Analyzer of the BM25 text fields of a new index, recorded in its _meta. {analyzer}",
+        ),
+        *(
+            [
+                option(
+                    LAYOUT,
+                    "--vectors-in-source/--no-vectors-in-source",
+                    default=None,
+                    help="Keep each vector in the "
+                    "stored _source too (the default; --from-index: the source's choice). Leaving it out saves disk; "
+                    "explanations then re-encode the hit's text.",
+                )
+            ]
+            if index
+            else []
+        ),
         *_FIRST_PHASE,
-    ]  # fmt: skip
+    ]
 
 
 def _load(values: dict[str, Any], _: dict[str, Any]) -> LoadOptions:

@@ -41,8 +41,12 @@ from splade_os.indexing.state import locate
 @encoder_options(vectors=True)
 @reading_options()
 @load_options()
-@option(LOADING, "--yes", is_flag=True, help="With --optimize and no --recreate: merge the version readers search "
-        "(as `merge --yes` does).")
+@option(
+    LOADING,
+    "--yes",
+    is_flag=True,
+    help="With --optimize and no --recreate: merge the version readers search (as `merge --yes` does).",
+)
 @progress_options
 @json_option
 @connection_options
@@ -74,18 +78,26 @@ def index(
         _default_sigint()
         if ray is not None:
             if from_index or reading.format not in (None, "jsonl") or reading.columns:
-                raise click.UsageError("--ray reads JSON Lines and Parquet files: not --from-index, CSV/TSV or "
-                                       "--columns")  # fmt: skip
+                raise click.UsageError(
+                    "--ray reads JSON Lines and Parquet files: not --from-index, CSV/TSV or --columns"
+                )
             with closing(connect(settings)) as probe:
                 load = located(probe, alias, load, resumable=True, shown=progress.enabled)
             summary = index_corpus_on_ray(
-                settings, str(corpus), index=alias, recipe=made_elsewhere or encoder.recipe(),
-                block_size=ray.block_size, pool=ray.pool(encoder.settings.threads or 1), names=reading.names,
-                load=load, on_block=BlockReport(progress.every),
-            )  # fmt: skip
+                settings,
+                str(corpus),
+                index=alias,
+                recipe=made_elsewhere or encoder.recipe(),
+                block_size=ray.block_size,
+                pool=ray.pool(encoder.settings.threads or 1),
+                names=reading.names,
+                load=load,
+                on_block=BlockReport(progress.every),
+            )
         else:
-            summary = _load_here(settings, corpus, from_index, alias, made_elsewhere or encoder.load(), reading, load,
-                                 progress)  # fmt: skip
+            summary = _load_here(
+                settings, corpus, from_index, alias, made_elsewhere or encoder.load(), reading, load, progress
+            )
         report_and_exit(summary, load.allow_failures, as_json)
 
 
@@ -106,10 +118,25 @@ def _load_here(
         report = ProgressReport(progress("index", unit="documents"), total_is_documents=from_index is not None)
         try:
             if from_index:  # copies every document: an empty text is still a document
-                return reencode_index(client, from_index, index=alias, encoder=encoder, text_field=reading.text_field,
-                                      title_field=reading.title_field, load=load, on_progress=report)  # fmt: skip
-            return index_corpus(client, str(corpus), index=alias, encoder=encoder, load=load, on_progress=report,
-                                **reading.corpus_options())  # fmt: skip
+                return reencode_index(
+                    client,
+                    from_index,
+                    index=alias,
+                    encoder=encoder,
+                    text_field=reading.text_field,
+                    title_field=reading.title_field,
+                    load=load,
+                    on_progress=report,
+                )
+            return index_corpus(
+                client,
+                str(corpus),
+                index=alias,
+                encoder=encoder,
+                load=load,
+                on_progress=report,
+                **reading.corpus_options(),
+            )
         finally:
             report.close()
     finally:
@@ -159,8 +186,10 @@ def alias(name: str, target: str | None, delete_previous: bool, as_json: bool, s
         if target is None:
             current = aliases.resolve(client, name)
             if not current:
-                raise IndexNotFoundError(f"no index or alias {name!r}: build it with `splade-os index CORPUS --index "
-                                         f"{name}`, or point it at an index with `splade-os alias {name} INDEX`")
+                raise IndexNotFoundError(
+                    f"no index or alias {name!r}: build it with `splade-os index CORPUS --index "
+                    f"{name}`, or point it at an index with `splade-os alias {name} INDEX`"
+                )
             kind = "alias" if aliases.is_alias(client, name) else "index"
             others = [v for v in aliases.versions(client, name) if v not in current]
             if as_json:
@@ -172,8 +201,9 @@ def alias(name: str, target: str | None, delete_previous: bool, as_json: bool, s
             return
         done = aliases.swap(client, name, target, delete_previous=delete_previous)
         if as_json:
-            echo_json({"name": name, "index": done.index, "previous": list(done.previous),
-                       "deleted": list(done.deleted)})  # fmt: skip
+            echo_json(
+                {"name": name, "index": done.index, "previous": list(done.previous), "deleted": list(done.deleted)}
+            )
             return
         click.echo(f"{name} -> {done.index} (was {', '.join(done.previous) or 'nothing'})")
         if done.deleted:

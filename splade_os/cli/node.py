@@ -95,8 +95,10 @@ def _print_info(info: NodeInfo, *, started: bool = False) -> None:
         click.echo(f"CA certificate: {info.ca_certs}")
         # Never the passwords themselves: this output lands in terminal scrollback, CI logs and shared screens.
         new = "new passwords of " + ", ".join(info.new_passwords) + "; " if info.new_passwords else ""
-        click.echo(f"users and passwords: {info.credentials_file} (mode 0600; {new}"
-                   f"`splade-os node credentials --port {info.url.rsplit(':', 1)[1]}` shows them)")  # fmt: skip
+        click.echo(
+            f"users and passwords: {info.credentials_file} (mode 0600; {new}"
+            f"`splade-os node credentials --port {info.url.rsplit(':', 1)[1]}` shows them)"
+        )
 
 
 @node.command()
@@ -145,8 +147,15 @@ def stop(
     except NodeError as err:
         raise _fail(err) from err
     if as_json:
-        echo_json({"engine": spec.engine.name, "version": spec.version, "port": spec.port, "home": str(spec.home),
-                   "stopped": stopped})  # fmt: skip
+        echo_json(
+            {
+                "engine": spec.engine.name,
+                "version": spec.version,
+                "port": spec.port,
+                "home": str(spec.home),
+                "stopped": stopped,
+            }
+        )
         return
     if stopped:
         click.echo(f"{spec.label} on port {spec.port} stopped")
@@ -183,11 +192,21 @@ def status(
 
 @node.command()
 @_node_options
-@click.option("--show", "--force", "show", is_flag=True,
-              help="Print them even when stdout is not a terminal (a pipe, a file, a CI log).")
+@click.option(
+    "--show",
+    "--force",
+    "show",
+    is_flag=True,
+    help="Print them even when stdout is not a terminal (a pipe, a file, a CI log).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the URL, CA certificate and users as JSON.")
 def credentials(
-    engine: str | None, version: str | None, home: Path | None, port: int | None, secure: bool, show: bool,
+    engine: str | None,
+    version: str | None,
+    home: Path | None,
+    port: int | None,
+    secure: bool,
+    show: bool,
     as_json: bool,
 ) -> None:
     """Show the users and passwords of the secured node on the port (from its 0600 credentials file).

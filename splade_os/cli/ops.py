@@ -67,8 +67,14 @@ def stats(
     from splade_os.stats import format_stats, index_stats
 
     with cli_errors(), Steps(progress, "stats", {}, default="documents") as steps:
-        result = index_stats(connect(settings), index, model_dir=model_dir, sample=sample,
-                             bm25_docs=None if no_bm25 else bm25_docs, on_progress=steps)  # fmt: skip
+        result = index_stats(
+            connect(settings),
+            index,
+            model_dir=model_dir,
+            sample=sample,
+            bm25_docs=None if no_bm25 else bm25_docs,
+            on_progress=steps,
+        )
     click.echo(json.dumps(result.to_json(), indent=2) if as_json else format_stats(result))
 
 
@@ -102,23 +108,40 @@ def reindex(
         if (corpus is None) != from_index:
             raise click.UsageError("give either a CORPUS or --from-index")
         result = run_reindex(
-            connect(settings), alias, encoder.load(), corpus=corpus, corpus_options=reading.corpus_options(),
-            text_field=reading.text_field, title_field=reading.title_field, load=load,
-        )  # fmt: skip
+            connect(settings),
+            alias,
+            encoder.load(),
+            corpus=corpus,
+            corpus_options=reading.corpus_options(),
+            text_field=reading.text_field,
+            title_field=reading.title_field,
+            load=load,
+        )
         if as_json:
-            echo_json({**summary_json(result.summary), "previous": list(result.previous),
-                       "previous_count": result.previous_count, "alias_moved": result.swapped,
-                       "deleted": list(result.deleted), "problems": list(result.problems)})  # fmt: skip
+            echo_json(
+                {
+                    **summary_json(result.summary),
+                    "previous": list(result.previous),
+                    "previous_count": result.previous_count,
+                    "alias_moved": result.swapped,
+                    "deleted": list(result.deleted),
+                    "problems": list(result.problems),
+                }
+            )
             if result.problems:
                 raise SpladeOSError("; ".join(result.problems))
             return
         click.echo(format_summary(result.summary))
-        before = f"{', '.join(result.previous)} ({plural(result.previous_count or 0, 'document')})" if result.previous \
+        before = (
+            f"{', '.join(result.previous)} ({plural(result.previous_count or 0, 'document')})"
+            if result.previous
             else "nothing"
+        )
         click.echo(f"before: {alias} -> {before}")
         if result.swapped:
             kept = f"deleted {', '.join(result.deleted)}" if result.deleted else "kept the previous version"
-            click.echo(f"now:    {alias} -> {result.summary.index} ({plural(result.summary.index_count, 'document')}); "
-                       f"{kept}")  # fmt: skip
+            click.echo(
+                f"now:    {alias} -> {result.summary.index} ({plural(result.summary.index_count, 'document')}); {kept}"
+            )
         if result.problems:
             raise SpladeOSError("; ".join(result.problems))

@@ -63,39 +63,86 @@ def fold(
 
 
 _CONNECTION_OPTIONS: list[Callable[[F], F]] = [
-    click.option("--url", "urls", multiple=True, envvar="OPENSEARCH_URL",
-                 help="Cluster URL (repeatable or comma-separated). [env: OPENSEARCH_URL]"),
-    click.option("--user", "username", envvar="OPENSEARCH_USERNAME",
-                 help="Basic-auth user. [env: OPENSEARCH_USERNAME]"),
-    click.option("--password", envvar="OPENSEARCH_PASSWORD",
-                 help="Basic-auth password; prefer the env var or the config file. [env: OPENSEARCH_PASSWORD]"),
+    click.option(
+        "--url",
+        "urls",
+        multiple=True,
+        envvar="OPENSEARCH_URL",
+        help="Cluster URL (repeatable or comma-separated). [env: OPENSEARCH_URL]",
+    ),
+    click.option(
+        "--user", "username", envvar="OPENSEARCH_USERNAME", help="Basic-auth user. [env: OPENSEARCH_USERNAME]"
+    ),
+    click.option(
+        "--password",
+        envvar="OPENSEARCH_PASSWORD",
+        help="Basic-auth password; prefer the env var or the config file. [env: OPENSEARCH_PASSWORD]",
+    ),
     click.option("--api-key", envvar="OPENSEARCH_API_KEY", help="API key (base64 id:key). [env: OPENSEARCH_API_KEY]"),
-    click.option("--ca-certs", envvar="OPENSEARCH_CA_CERTS",
-                 help="CA bundle (PEM) for TLS. [env: OPENSEARCH_CA_CERTS]"),
+    click.option(
+        "--ca-certs", envvar="OPENSEARCH_CA_CERTS", help="CA bundle (PEM) for TLS. [env: OPENSEARCH_CA_CERTS]"
+    ),
     click.option("--insecure", is_flag=True, default=False, help="Do not verify TLS certificates (testing only)."),
-    click.option("--client-cert", envvar="OPENSEARCH_CLIENT_CERT",
-                 help="Client certificate (PEM) for mutual TLS. [env: OPENSEARCH_CLIENT_CERT]"),
-    click.option("--client-key", envvar="OPENSEARCH_CLIENT_KEY",
-                 help="Private key of --client-cert. [env: OPENSEARCH_CLIENT_KEY]"),
-    click.option("--aws-region", envvar="OPENSEARCH_AWS_REGION",
-                 help="Sign requests with AWS SigV4 for this region (Amazon OpenSearch Service; needs boto3). "
-                      "[env: OPENSEARCH_AWS_REGION]"),
-    click.option("--aws-service", type=click.Choice(["es", "aoss"]), envvar="OPENSEARCH_AWS_SERVICE",
-                 help="SigV4 service: es (managed) or aoss (serverless). [default: es]"),
-    click.option("--request-timeout", type=float, envvar="OPENSEARCH_TIMEOUT",
-                 help="Seconds one request may take. [default: 30; env: OPENSEARCH_TIMEOUT]"),
-    click.option("--connection-retries", type=int, envvar="OPENSEARCH_MAX_RETRIES",
-                 help="Retries of a request on connection errors. [default: 3; env: OPENSEARCH_MAX_RETRIES]"),
-    click.option("--engine", type=click.Choice(["opensearch", "elasticsearch"]), envvar="SPLADE_OS_ENGINE",
-                 help="The cluster's engine. [default: asked from the cluster; env: SPLADE_OS_ENGINE]"),
-    click.option("--cloud-id", envvar="ELASTIC_CLOUD_ID",
-                 help="Elastic Cloud deployment id, instead of --url. [env: ELASTIC_CLOUD_ID]"),
-    click.option("--ssl-fingerprint", "ssl_assert_fingerprint", envvar="ELASTICSEARCH_SSL_FINGERPRINT",
-                 help="Pin the server certificate by its SHA-256 fingerprint (Elasticsearch). "
-                      "[env: ELASTICSEARCH_SSL_FINGERPRINT]"),
-    click.option("--config", "config_file", envvar="SPLADE_OS_CONFIG", type=click.Path(dir_okay=False),
-                 help="TOML file with connection settings (flags and env vars win). [env: SPLADE_OS_CONFIG]"),
-]  # fmt: skip
+    click.option(
+        "--client-cert",
+        envvar="OPENSEARCH_CLIENT_CERT",
+        help="Client certificate (PEM) for mutual TLS. [env: OPENSEARCH_CLIENT_CERT]",
+    ),
+    click.option(
+        "--client-key",
+        envvar="OPENSEARCH_CLIENT_KEY",
+        help="Private key of --client-cert. [env: OPENSEARCH_CLIENT_KEY]",
+    ),
+    click.option(
+        "--aws-region",
+        envvar="OPENSEARCH_AWS_REGION",
+        help="Sign requests with AWS SigV4 for this region (Amazon OpenSearch Service; needs boto3). "
+        "[env: OPENSEARCH_AWS_REGION]",
+    ),
+    click.option(
+        "--aws-service",
+        type=click.Choice(["es", "aoss"]),
+        envvar="OPENSEARCH_AWS_SERVICE",
+        help="SigV4 service: es (managed) or aoss (serverless). [default: es]",
+    ),
+    click.option(
+        "--request-timeout",
+        type=float,
+        envvar="OPENSEARCH_TIMEOUT",
+        help="Seconds one request may take. [default: 30; env: OPENSEARCH_TIMEOUT]",
+    ),
+    click.option(
+        "--connection-retries",
+        type=int,
+        envvar="OPENSEARCH_MAX_RETRIES",
+        help="Retries of a request on connection errors. [default: 3; env: OPENSEARCH_MAX_RETRIES]",
+    ),
+    click.option(
+        "--engine",
+        type=click.Choice(["opensearch", "elasticsearch"]),
+        envvar="SPLADE_OS_ENGINE",
+        help="The cluster's engine. [default: asked from the cluster; env: SPLADE_OS_ENGINE]",
+    ),
+    click.option(
+        "--cloud-id",
+        envvar="ELASTIC_CLOUD_ID",
+        help="Elastic Cloud deployment id, instead of --url. [env: ELASTIC_CLOUD_ID]",
+    ),
+    click.option(
+        "--ssl-fingerprint",
+        "ssl_assert_fingerprint",
+        envvar="ELASTICSEARCH_SSL_FINGERPRINT",
+        help="Pin the server certificate by its SHA-256 fingerprint (Elasticsearch). "
+        "[env: ELASTICSEARCH_SSL_FINGERPRINT]",
+    ),
+    click.option(
+        "--config",
+        "config_file",
+        envvar="SPLADE_OS_CONFIG",
+        type=click.Path(dir_okay=False),
+        help="TOML file with connection settings (flags and env vars win). [env: SPLADE_OS_CONFIG]",
+    ),
+]
 
 
 def settings_from_options(values: dict[str, Any]) -> ConnectionSettings:
@@ -125,8 +172,11 @@ def _connection(values: dict[str, Any], _: dict[str, Any]) -> ConnectionSettings
     _quiet_client_logs()
     settings = settings_from_options(values)
     if values["insecure"]:
-        click.echo("warning: --insecure: the cluster's TLS certificate is not verified, so anyone between here "
-                   "and the cluster can read the credentials; pass --ca-certs instead", err=True)  # fmt: skip
+        click.echo(
+            "warning: --insecure: the cluster's TLS certificate is not verified, so anyone between here "
+            "and the cluster can read the credentials; pass --ca-certs instead",
+            err=True,
+        )
     return settings
 
 
@@ -147,24 +197,36 @@ def _quiet_client_logs() -> None:
 
 def model_option(required: bool = True) -> Decorator:
     return option(
-        MODEL, "--model", "model_dir", required=required, envvar="SPLADE_OS_MODEL", type=click.Path(file_okay=False),
+        MODEL,
+        "--model",
+        "model_dir",
+        required=required,
+        envvar="SPLADE_OS_MODEL",
+        type=click.Path(file_okay=False),
         help="Model folder: written by `splade-os export` (e.g. models/splade-tiny), or a fastembed, Hugging Face or "
         "sentence-transformers ONNX folder (see `splade-os models`). [env: SPLADE_OS_MODEL]",
-    )  # fmt: skip
+    )
 
 
 DEVICE_OPTIONS = [
     click.option(
-        "--device", "device_name", default="cpu", show_default=True, envvar="SPLADE_OS_DEVICE",
+        "--device",
+        "device_name",
+        default="cpu",
+        show_default=True,
+        envvar="SPLADE_OS_DEVICE",
         help="cpu (the ONNX export), or cuda / cuda:N: the PyTorch checkpoint on a GPU (needs splade-os[gpu] and "
         "config.json plus weights in --model). [env: SPLADE_OS_DEVICE]",
     ),
     click.option(
-        "--precision", type=click.Choice(["fp32", "bf16", "fp16"]), default="fp32", show_default=True,
+        "--precision",
+        type=click.Choice(["fp32", "bf16", "fp16"]),
+        default="fp32",
+        show_default=True,
         envvar="SPLADE_OS_PRECISION",
         help="Weights and activations on the GPU; bf16 and fp16 need --device cuda. [env: SPLADE_OS_PRECISION]",
     ),
-]  # fmt: skip
+]
 
 
 def _device(values: dict[str, Any], _: dict[str, Any]) -> dict[str, Any]:
@@ -186,20 +248,39 @@ def _json_to(values: dict[str, Any], _: dict[str, Any]) -> str | None:
     if value not in (None, "-"):
         if path is not None:
             raise click.UsageError("--json FILE and --json-file contradict each other: give --json-file FILE")
-        click.echo(f"warning: --json FILE is deprecated and goes in a later release: use --json-file {value} "
-                   "(--json alone prints the JSON on stdout)", err=True)  # fmt: skip
+        click.echo(
+            f"warning: --json FILE is deprecated and goes in a later release: use --json-file {value} "
+            "(--json alone prints the JSON on stdout)",
+            err=True,
+        )
         return value
     if value == "-" and path is not None:
         raise click.UsageError("--json prints on stdout and --json-file writes a file: pick one")
     return path or value
 
 
-json_report_options = fold("json_to", [
-    click.option("--json", "json_value", is_flag=False, flag_value="-", metavar="",
-                 help=JSON_HELP + " (`--json FILE`, deprecated: --json-file FILE)"),
-    click.option("--json-file", "-o", "json_file", type=click.Path(dir_okay=False),
-                 help="Write the result as JSON to this file."),
-], _json_to, OUTPUT)  # fmt: skip
+json_report_options = fold(
+    "json_to",
+    [
+        click.option(
+            "--json",
+            "json_value",
+            is_flag=False,
+            flag_value="-",
+            metavar="",
+            help=JSON_HELP + " (`--json FILE`, deprecated: --json-file FILE)",
+        ),
+        click.option(
+            "--json-file",
+            "-o",
+            "json_file",
+            type=click.Path(dir_okay=False),
+            help="Write the result as JSON to this file.",
+        ),
+    ],
+    _json_to,
+    OUTPUT,
+)
 """--json (JSON on stdout, as every command prints it) and --json-file/-o FILE, folded into one `json_to` argument:
 None, "-" (stdout) or a path. The older `--json FILE` still writes FILE, with a deprecation note."""
 

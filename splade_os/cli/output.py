@@ -99,12 +99,21 @@ def summary_json(s: IndexSummary, allow_failures: bool = False) -> dict[str, Any
     if s.swapped:
         swapped = {"index": s.swapped.index, "previous": list(s.swapped.previous), "deleted": list(s.swapped.deleted)}
     return {
-        "alias": s.alias, "index": s.index, "counters": asdict(s.counters), "elapsed_s": round(s.elapsed, 3),
-        "docs_per_s": round(s.docs_per_s, 1), "index_count": s.index_count, "index_bytes": s.index_bytes,
-        "expected": s.expected, "verified": s.verified, "verification": s.verification,
-        "dead_letter": str(s.dead_letter) if s.dead_letter else None, "swapped": swapped, "notes": list(s.notes),
+        "alias": s.alias,
+        "index": s.index,
+        "counters": asdict(s.counters),
+        "elapsed_s": round(s.elapsed, 3),
+        "docs_per_s": round(s.docs_per_s, 1),
+        "index_count": s.index_count,
+        "index_bytes": s.index_bytes,
+        "expected": s.expected,
+        "verified": s.verified,
+        "verification": s.verification,
+        "dead_letter": str(s.dead_letter) if s.dead_letter else None,
+        "swapped": swapped,
+        "notes": list(s.notes),
         "problems": s.problems(allow_failures=allow_failures),
-    }  # fmt: skip
+    }
 
 
 def report_and_exit(summary: IndexSummary, allow_failures: bool, as_json: bool = False) -> None:

@@ -20,16 +20,27 @@ def _factory(values: dict[str, Any], _: dict[str, Any]) -> ProgressFactory:
     return ProgressFactory(enabled=values["show_progress"] is not False, every=values["log_every"])
 
 
-progress_options = fold("progress", [
-    click.option(
-        "--progress/--no-progress", "show_progress", default=None,
-        help="Progress on stderr: a bar on a terminal, a plain line every --log-every seconds elsewhere. [default: on]",
-    ),
-    click.option(
-        "--log-every", type=click.FloatRange(min=0), default=EVERY, show_default=True,
-        help="Seconds between progress lines off a terminal.",
-    ),
-], _factory, OUTPUT)  # fmt: skip
+progress_options = fold(
+    "progress",
+    [
+        click.option(
+            "--progress/--no-progress",
+            "show_progress",
+            default=None,
+            help="Progress on stderr: a bar on a terminal, a plain line every --log-every seconds elsewhere. "
+            "[default: on]",
+        ),
+        click.option(
+            "--log-every",
+            type=click.FloatRange(min=0),
+            default=EVERY,
+            show_default=True,
+            help="Seconds between progress lines off a terminal.",
+        ),
+    ],
+    _factory,
+    OUTPUT,
+)
 """--progress/--no-progress and --log-every, folded into one `progress` argument (a `ProgressFactory`)."""
 
 
@@ -47,8 +58,16 @@ class Progress:
     """Counts `unit` done of `total` (None: unknown). A bar on a terminal; otherwise a line at most every `every`
     seconds, and one at the end. `status` adds a few words (failures, speed) to what is shown."""
 
-    def __init__(self, what: str, total: int | None = None, *, unit: str = "documents", enabled: bool = True,
-                 every: float = EVERY, tty: bool | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        what: str,
+        total: int | None = None,
+        *,
+        unit: str = "documents",
+        enabled: bool = True,
+        every: float = EVERY,
+        tty: bool | None = None,
+    ) -> None:
         self.what, self.total, self.unit, self.enabled, self.every = what, total, unit, enabled, every
         self.tty = sys.stderr.isatty() if tty is None else tty
         self.done, self.shown, self.status = 0, 0, ""
@@ -98,7 +117,7 @@ class Progress:
         where += ")" if where else ""
         status = f"; {self.status}" if self.status else ""
         per = {"documents": "docs"}.get(self.unit, self.unit)
-        return f"{self.what}: {self.done:,}{of} {self.unit}{where}, {rate:,.1f} {per}/s{status}"  # fmt: skip
+        return f"{self.what}: {self.done:,}{of} {self.unit}{where}, {rate:,.1f} {per}/s{status}"
 
     def write(self, text: str) -> None:
         """A message that does not break the bar."""

@@ -19,10 +19,19 @@ from splade_os.words import plural
 @click.command()
 @click.argument("index")
 @model_option(required=False)
-@click.option("--tokens", "tokens_file", type=click.Path(dir_okay=False, path_type=Path),
-              help="Count these tokens (one per line; e.g. the tokens seen) instead of the model's vocabulary.")
-@click.option("--per-request", default=500, show_default=True, type=click.IntRange(min=1),
-              help="Token counts asked in one _msearch.")
+@click.option(
+    "--tokens",
+    "tokens_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Count these tokens (one per line; e.g. the tokens seen) instead of the model's vocabulary.",
+)
+@click.option(
+    "--per-request",
+    default=500,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Token counts asked in one _msearch.",
+)
 @progress_options
 @json_option
 @connection_options
@@ -54,8 +63,10 @@ def df(
             except (OSError, UnicodeDecodeError) as err:
                 raise ConfigError(f"cannot read --tokens {tokens_file}: {err}") from None
             if not tokens:
-                raise ConfigError(f"--tokens {tokens_file} lists no tokens (one per line): give them, or --model "
-                                  "MODEL to count the model's vocabulary")  # fmt: skip
+                raise ConfigError(
+                    f"--tokens {tokens_file} lists no tokens (one per line): give them, or --model "
+                    "MODEL to count the model's vocabulary"
+                )
         else:
             assert model_dir is not None
             tokens = model_vocabulary(model_dir)
@@ -64,14 +75,28 @@ def df(
             with progress("df", len(tokens), unit="tokens") as bar:
                 # A list may miss tokens the documents hold: the table says so, and doctor and loads never take it
                 # for complete.
-                table = build_df(client, index, tokens, per_request=per_request, partial=tokens_file is not None,
-                                 on_batch=lambda done, total: bar.advance_to(done))  # fmt: skip
+                table = build_df(
+                    client,
+                    index,
+                    tokens,
+                    per_request=per_request,
+                    partial=tokens_file is not None,
+                    on_batch=lambda done, total: bar.advance_to(done),
+                )
         finally:
             client.close()
     if as_json:
-        echo_json({"index": table.index, "df_index": df_index_name(table.index), "tokens_with_df": len(table.counts),
-                   "vocabulary_size": table.vocabulary_size, "documents": table.documents,
-                   "seconds": round(table.seconds, 3), "partial": table.partial})  # fmt: skip
+        echo_json(
+            {
+                "index": table.index,
+                "df_index": df_index_name(table.index),
+                "tokens_with_df": len(table.counts),
+                "vocabulary_size": table.vocabulary_size,
+                "documents": table.documents,
+                "seconds": round(table.seconds, 3),
+                "partial": table.partial,
+            }
+        )
         return
     click.echo(
         f"df table of {table.index} ({df_index_name(table.index)}): {len(table.counts):,} of "
@@ -79,17 +104,30 @@ def df(
         f"{table.seconds:.1f} s"
     )
     if table.partial:
-        click.echo(f"note: recorded as partial (only the tokens of {tokens_file}): `splade-os df {index} --model "
-                   "MODEL` counts the whole vocabulary")  # fmt: skip
+        click.echo(
+            f"note: recorded as partial (only the tokens of {tokens_file}): `splade-os df {index} --model "
+            "MODEL` counts the whole vocabulary"
+        )
 
 
 @click.command()
 @click.argument("index")
-@click.option("--segments", default=1, show_default=True, type=click.IntRange(min=1),
-              help="Segments each shard is merged down to.")
+@click.option(
+    "--segments",
+    default=1,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Segments each shard is merged down to.",
+)
 @click.option("--yes", is_flag=True, help="Merge even an index readers search through an alias.")
-@option(OUTPUT, "--every", default=5.0, show_default=True, type=click.FloatRange(min=0.1),
-              help="Seconds between progress lines.")
+@option(
+    OUTPUT,
+    "--every",
+    default=5.0,
+    show_default=True,
+    type=click.FloatRange(min=0.1),
+    help="Seconds between progress lines.",
+)
 @json_option
 @connection_options
 def merge(index: str, segments: int, yes: bool, every: float, as_json: bool, settings: ConnectionSettings) -> None:

@@ -49,7 +49,10 @@ def result_to_table(result: SearchResult, explain: bool) -> str:
 )
 @model_option()
 @click.option(
-    "--mode", type=click.Choice(MODES), default="two-phase", show_default=True,
+    "--mode",
+    type=click.Choice(MODES),
+    default="two-phase",
+    show_default=True,
     help="two-phase: phase one on the heaviest query terms, exact scores on the rescored window (as exact in nDCG "
     "as splade at 500,000 real documents, and 2-3x faster: docs/scale.md); splade: exact; bm25; hybrid.",
 )

@@ -38,8 +38,11 @@ def _queries(path: Path | None, client: object, index: str, sample: int) -> dict
         except UnicodeDecodeError as err:
             raise InputError(f"{path}: invalid UTF-8 at byte {err.start}; give UTF-8, one query a line") from None
         return {f"q{n}": line.strip() for n, line in enumerate(lines, start=1) if line.strip()}
-    body = {"size": sample, "query": {"function_score": {"random_score": {"seed": 7, "field": "_seq_no"}}},
-            "_source": ["title", "text"]}  # fmt: skip
+    body = {
+        "size": sample,
+        "query": {"function_score": {"random_score": {"seed": 7, "field": "_seq_no"}}},
+        "_source": ["title", "text"],
+    }
     hits = client.search(index=index, body=body)["hits"]["hits"]  # type: ignore[attr-defined]
     texts = {}
     for hit in hits:
@@ -53,23 +56,62 @@ def _queries(path: Path | None, client: object, index: str, sample: int) -> dict
 @click.command()
 @click.argument("index")
 @model_option()
-@click.option("--queries", "queries_file", type=FILE, help="Queries: JSON Lines {_id, text} or one per line. "
-              "[default: titles of a random sample of the index's documents, which overstate agreement]")
-@click.option("--qrels", "qrels_file", type=FILE, help="Judgements (BEIR qrels TSV) of the queries: the target "
-              "becomes nDCG@10 within --ndcg-loss of exact search's, what users feel, rather than agreement.")
-@click.option("--target", type=click.FloatRange(0, 1, min_open=True), default=None,
-              help="Mean top-k agreement with exact search to reach. [default: 0.99; with --qrels, none unless given]")
-@click.option("--ndcg-loss", type=click.FloatRange(0, 1, max_open=True), default=tuning_defaults.NDCG_TOLERANCE,
-              show_default=True, help="With --qrels: the nDCG@10 a setting may lose against exact search.")
+@click.option(
+    "--queries",
+    "queries_file",
+    type=FILE,
+    help="Queries: JSON Lines {_id, text} or one per line. "
+    "[default: titles of a random sample of the index's documents, which overstate agreement]",
+)
+@click.option(
+    "--qrels",
+    "qrels_file",
+    type=FILE,
+    help="Judgements (BEIR qrels TSV) of the queries: the target "
+    "becomes nDCG@10 within --ndcg-loss of exact search's, what users feel, rather than agreement.",
+)
+@click.option(
+    "--target",
+    type=click.FloatRange(0, 1, min_open=True),
+    default=None,
+    help="Mean top-k agreement with exact search to reach. [default: 0.99; with --qrels, none unless given]",
+)
+@click.option(
+    "--ndcg-loss",
+    type=click.FloatRange(0, 1, max_open=True),
+    default=tuning_defaults.NDCG_TOLERANCE,
+    show_default=True,
+    help="With --qrels: the nDCG@10 a setting may lose against exact search.",
+)
 @click.option("--k", "k", type=click.IntRange(min=1), default=10, show_default=True, help="Hits that must agree.")
-@click.option("--sample", type=click.IntRange(min=1), default=200, show_default=True,
-              help="Documents whose titles are the queries when --queries is not given.")
-@click.option("--repeat", type=click.IntRange(min=1), default=DEFAULT_REPEAT, show_default=True,
-              help="Timed passes per setting; the spread of their p50s tells a real gain from noise.")
-@click.option("--warmup", type=click.IntRange(min=0), default=DEFAULT_WARMUP, show_default=True,
-              help="Untimed passes over every setting first, so that cold caches count against none of them.")
-@click.option("--seed", type=int, default=0, show_default=True,
-              help="Seed of the shuffled order the settings run in each pass: the same seed, the same order.")
+@click.option(
+    "--sample",
+    type=click.IntRange(min=1),
+    default=200,
+    show_default=True,
+    help="Documents whose titles are the queries when --queries is not given.",
+)
+@click.option(
+    "--repeat",
+    type=click.IntRange(min=1),
+    default=DEFAULT_REPEAT,
+    show_default=True,
+    help="Timed passes per setting; the spread of their p50s tells a real gain from noise.",
+)
+@click.option(
+    "--warmup",
+    type=click.IntRange(min=0),
+    default=DEFAULT_WARMUP,
+    show_default=True,
+    help="Untimed passes over every setting first, so that cold caches count against none of them.",
+)
+@click.option(
+    "--seed",
+    type=int,
+    default=0,
+    show_default=True,
+    help="Seed of the shuffled order the settings run in each pass: the same seed, the same order.",
+)
 @click.option("--plot", "plot_file", type=click.Path(dir_okay=False), help="Write the frontier as a PNG.")
 @json_report_options
 @click.option("--dry-run", is_flag=True, help="Measure and report, but do not store the choice with the index.")
@@ -121,8 +163,18 @@ def tune(
                 if qrels is not None:
                     queries = {q: t for q, t in queries.items() if q in qrels}
                 with Steps(progress, "tune", {"queries": "queries"}, default="settings") as steps:
-                    result = tuning.tune(searcher, queries, k=k, target=target, qrels=qrels, ndcg_loss=ndcg_loss,
-                                         repeat=repeat, warmup=warmup, seed=seed, on_progress=steps)  # fmt: skip
+                    result = tuning.tune(
+                        searcher,
+                        queries,
+                        k=k,
+                        target=target,
+                        qrels=qrels,
+                        ndcg_loss=ndcg_loss,
+                        repeat=repeat,
+                        warmup=warmup,
+                        seed=seed,
+                        on_progress=steps,
+                    )
             if queries_file is None:
                 result.notes.insert(0, TITLE_QUERIES_CAVEAT)
             say = (lambda line: click.echo(line, err=True)) if json_to == "-" else click.echo  # stdout: JSON alone

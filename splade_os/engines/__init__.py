@@ -18,10 +18,25 @@ from splade_os.errors import ConfigError
 ENGINES = ("opensearch", "elasticsearch")
 
 __all__ = [
-    "ENGINES", "FAIL", "OK", "SKIP", "WARN", "Check", "ElasticsearchEngine", "Engine", "OpenSearchEngine",
-    "PruningConfig", "async_engine_for", "engine_for", "is_elasticsearch", "make_engine", "parse_version", "remember",
-    "remember_failure", "status_of",
-]  # fmt: skip
+    "ENGINES",
+    "FAIL",
+    "OK",
+    "SKIP",
+    "WARN",
+    "Check",
+    "ElasticsearchEngine",
+    "Engine",
+    "OpenSearchEngine",
+    "PruningConfig",
+    "async_engine_for",
+    "engine_for",
+    "is_elasticsearch",
+    "make_engine",
+    "parse_version",
+    "remember",
+    "remember_failure",
+    "status_of",
+]
 
 _known: weakref.WeakKeyDictionary[Any, Engine] = weakref.WeakKeyDictionary()
 _failed: weakref.WeakKeyDictionary[Any, BaseException] = weakref.WeakKeyDictionary()

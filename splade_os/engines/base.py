@@ -55,7 +55,7 @@ class Engine(Protocol):
 
     @property
     def name(self) -> str:
-        """"opensearch" or "elasticsearch"."""
+        """ "opensearch" or "elasticsearch"."""
         ...
 
     @property
@@ -68,7 +68,7 @@ class Engine(Protocol):
 
     @property
     def label(self) -> str:
-        """"OpenSearch 2.19.6": for messages and reports."""
+        """ "OpenSearch 2.19.6": for messages and reports."""
         ...
 
     def vector_mapping(self) -> dict[str, Any]:

@@ -85,11 +85,14 @@ class ElasticsearchEngine:
         return None  # no index setting: since 8.12 it decides per query whether to search segments in parallel
 
     def pruning_options(self, config: PruningConfig) -> dict[str, Any]:
-        return {"prune": True, "pruning_config": {
-            "tokens_freq_ratio_threshold": config.tokens_freq_ratio_threshold,
-            "tokens_weight_threshold": config.tokens_weight_threshold,
-            "only_score_pruned_tokens": config.only_score_pruned_tokens,
-        }}  # fmt: skip
+        return {
+            "prune": True,
+            "pruning_config": {
+                "tokens_freq_ratio_threshold": config.tokens_freq_ratio_threshold,
+                "tokens_weight_threshold": config.tokens_weight_threshold,
+                "only_score_pruned_tokens": config.only_score_pruned_tokens,
+            },
+        }
 
     def field_type(self, mapping: Mapping[str, Any], field_name: str) -> str | None:
         field = mapping.get("mappings", {}).get("properties", {}).get(field_name, {})
@@ -97,10 +100,14 @@ class ElasticsearchEngine:
 
     def cluster_checks(self, client: Any) -> list[Check]:
         if self.version[:2] < MIN_QUERY_VERSION:
-            return [Check(
-                "version", FAIL, f"{self.label}: the sparse_vector query needs 8.15 or later",
-                "upgrade Elasticsearch to 8.15+ (tested: 8.19, 9.2)",
-            )]  # fmt: skip
+            return [
+                Check(
+                    "version",
+                    FAIL,
+                    f"{self.label}: the sparse_vector query needs 8.15 or later",
+                    "upgrade Elasticsearch to 8.15+ (tested: 8.19, 9.2)",
+                )
+            ]
         pruning = "query-token pruning turned off per index and query" if self._prunes_by_default else "exact"
         return [Check("version", OK, self.label), Check("sparse_vector", OK, f"field and query ({pruning})")]
 
@@ -157,8 +164,10 @@ class ElasticsearchEngine:
             reason = f"{type(err).__name__}: {err}"
             for action in [*pending.values(), *source]:
                 op = action.get("_op_type", "index")
-                yield False, {op: {"_index": action.get("_index"), "_id": action.get("_id"), "status": None,
-                                   "error": reason}}  # fmt: skip
+                yield (
+                    False,
+                    {op: {"_index": action.get("_index"), "_id": action.get("_id"), "status": None, "error": reason}},
+                )
 
     def scan(self, client: Any, index: str, query: Mapping[str, Any], **options: Any) -> Iterable[dict[str, Any]]:
         return import_client().helpers.scan(client, index=index, query=dict(query), **options)

@@ -50,14 +50,18 @@ def describe_error(err: BaseException, settings: ConnectionSettings | None = Non
 
 
 def _refused_credentials(where: str) -> str:
-    return (f"{where} refused the credentials (401): check --user/--password (OPENSEARCH_USERNAME/"
-            "OPENSEARCH_PASSWORD or ELASTICSEARCH_USERNAME/ELASTICSEARCH_PASSWORD), --api-key or the AWS "
-            "credentials")  # fmt: skip
+    return (
+        f"{where} refused the credentials (401): check --user/--password (OPENSEARCH_USERNAME/"
+        "OPENSEARCH_PASSWORD or ELASTICSEARCH_USERNAME/ELASTICSEARCH_PASSWORD), --api-key or the AWS "
+        "credentials"
+    )
 
 
 def _unreachable(where: str, cause: str) -> str:
-    return (f"cannot reach the cluster at {where} ({cause}): check the URL, start a node with "
-            "`splade-os node start`, or set OPENSEARCH_URL (or ELASTICSEARCH_URL)")  # fmt: skip
+    return (
+        f"cannot reach the cluster at {where} ({cause}): check the URL, start a node with "
+        "`splade-os node start`, or set OPENSEARCH_URL (or ELASTICSEARCH_URL)"
+    )
 
 
 def _describe_elasticsearch(err: BaseException, where: str) -> str | None:
@@ -99,10 +103,14 @@ def _tls_advice(where: str, cause: str) -> str:
     if cause == "WRONG_VERSION":
         return f"{where} does not speak TLS: use an http:// URL, or turn TLS on in the cluster"
     if cause in ("CERTIFICATE_VERIFY_FAILED", "hostname"):
-        return (f"TLS verification of {where} failed ({cause}): pass the cluster's CA bundle with --ca-certs "
-                "(OPENSEARCH_CA_CERTS), or --insecure to skip verification while testing")  # fmt: skip
-    return (f"TLS handshake with {where} failed ({cause}): if the cluster requires a client certificate, pass "
-            "--client-cert and --client-key; check --ca-certs")  # fmt: skip
+        return (
+            f"TLS verification of {where} failed ({cause}): pass the cluster's CA bundle with --ca-certs "
+            "(OPENSEARCH_CA_CERTS), or --insecure to skip verification while testing"
+        )
+    return (
+        f"TLS handshake with {where} failed ({cause}): if the cluster requires a client certificate, pass "
+        "--client-cert and --client-key; check --ca-certs"
+    )
 
 
 def _reason(err: os_errors.TransportError) -> str:
@@ -121,8 +129,17 @@ def _cause(err: os_errors.TransportError) -> str:
 
 
 def _cause_of(text: str, fallback: str | None = None) -> str:
-    for hint in ("CERTIFICATE_VERIFY_FAILED", "Connection refused", "Name or service not known", "WRONG_VERSION",
-                 "timed out", "certificate required", "hostname", "EOF occurred", "fingerprint"):  # fmt: skip
+    for hint in (
+        "CERTIFICATE_VERIFY_FAILED",
+        "Connection refused",
+        "Name or service not known",
+        "WRONG_VERSION",
+        "timed out",
+        "certificate required",
+        "hostname",
+        "EOF occurred",
+        "fingerprint",
+    ):
         if hint.lower() in text.lower():
             return hint
     return fallback if fallback is not None else text[:200]

@@ -77,11 +77,15 @@ class OpenSearchEngine:
             if "mapper-extras" not in {m.get("name") for m in n.get("modules", []) + n.get("plugins", [])}
         ]
         if lacking:
-            checks.append(Check(
-                "mapper-extras", FAIL, f"missing on {len(lacking)} of {len(nodes)} nodes: {', '.join(lacking)}",
-                "rank_features lives in the mapper-extras module, part of every OpenSearch distribution: use a full "
-                "distribution (or `splade-os node start`, which adds it to the minimal one)",
-            ))  # fmt: skip
+            checks.append(
+                Check(
+                    "mapper-extras",
+                    FAIL,
+                    f"missing on {len(lacking)} of {len(nodes)} nodes: {', '.join(lacking)}",
+                    "rank_features lives in the mapper-extras module, part of every OpenSearch distribution: use a "
+                    "full distribution (or `splade-os node start`, which adds it to the minimal one)",
+                )
+            )
         else:
             where = f"all {len(nodes)} node{_s(len(nodes))}"
             checks.append(Check("mapper-extras", OK, f"rank_features available on {where}"))

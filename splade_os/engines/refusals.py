@@ -10,8 +10,13 @@ import re
 from dataclasses import dataclass
 
 # Requests on several indices that the OpenSearch security plugin checks as cluster permissions.
-_OPENSEARCH_CLUSTER_LEVEL = ("indices:data/write/bulk", "indices:data/read/mget", "indices:data/read/msearch",
-                             "indices:data/read/scroll", "indices:data/read/scroll/clear")  # fmt: skip
+_OPENSEARCH_CLUSTER_LEVEL = (
+    "indices:data/write/bulk",
+    "indices:data/read/mget",
+    "indices:data/read/msearch",
+    "indices:data/read/scroll",
+    "indices:data/read/scroll/clear",
+)
 
 _OS_ACTION = re.compile(r"no permissions for \[(.+?)\] and ")
 _OS_USER = re.compile(r"User \[name=([^,\]]+)")

@@ -285,8 +285,14 @@ def evaluate(
             if on_progress:
                 on_progress("index", p.counters.indexed + p.counters.failed + p.counters.skipped, None)
 
-        summary = index_corpus(client, dataset.corpus, index=index, encoder=encoder, load=LoadOptions(replicas=0),
-                               on_progress=indexed if on_progress else None)  # fmt: skip
+        summary = index_corpus(
+            client,
+            dataset.corpus,
+            index=index,
+            encoder=encoder,
+            load=LoadOptions(replicas=0),
+            on_progress=indexed if on_progress else None,
+        )
         problems = summary.problems()
         if problems:
             raise EngineError(f"indexing {dataset.corpus} into {index!r} failed: {'; '.join(problems)}")

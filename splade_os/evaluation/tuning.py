@@ -106,17 +106,31 @@ class TuneResult:
 
     def to_json(self) -> dict[str, Any]:
         def trial(t: Trial) -> dict[str, Any]:
-            return {"setting": asdict(t.settings) if t.settings else "exact", "agreement": t.agreement,
-                    "p50_ms": t.p50_ms, "p95_ms": t.p95_ms, "ndcg_at_10": t.ndcg,
-                    "p50_per_pass_ms": t.pass_p50_ms}  # fmt: skip
+            return {
+                "setting": asdict(t.settings) if t.settings else "exact",
+                "agreement": t.agreement,
+                "p50_ms": t.p50_ms,
+                "p95_ms": t.p95_ms,
+                "ndcg_at_10": t.ndcg,
+                "p50_per_pass_ms": t.pass_p50_ms,
+            }
 
         return {
-            "index": self.index, "documents": self.documents, "queries": self.queries, "k": self.k,
-            "target": self.target, "ndcg_loss": self.ndcg_loss, "warmup": self.warmup, "repeat": self.repeat,
+            "index": self.index,
+            "documents": self.documents,
+            "queries": self.queries,
+            "k": self.k,
+            "target": self.target,
+            "ndcg_loss": self.ndcg_loss,
+            "warmup": self.warmup,
+            "repeat": self.repeat,
             "seed": self.seed,
-            "exact": trial(self.exact), "trials": [trial(t) for t in self.trials],
-            "chosen": trial(self.chosen) if self.chosen else None, "reason": self.reason, "notes": self.notes,
-        }  # fmt: skip
+            "exact": trial(self.exact),
+            "trials": [trial(t) for t in self.trials],
+            "chosen": trial(self.chosen) if self.chosen else None,
+            "reason": self.reason,
+            "notes": self.notes,
+        }
 
 
 def default_grid(
@@ -134,14 +148,19 @@ def default_grid(
     the k of each of its pruned fields) has the two-step grid tried on each: that is how the pruned field's k is
     chosen."""
     if two_step:
-        grid = [TwoPhaseSettings(first_terms=q, window=w * k, first_phase_k=field_k) for field_k in pruned_ks or (None,)
-                for q in (8, 16, 32, 64) for w in (5, 10, 30, 100)]  # fmt: skip
+        grid = [
+            TwoPhaseSettings(first_terms=q, window=w * k, first_phase_k=field_k)
+            for field_k in pruned_ks or (None,)
+            for q in (8, 16, 32, 64)
+            for w in (5, 10, 30, 100)
+        ]
         # Phase one on the full field too: on real text it was exact and faster than any pruned field (docs/scale.md).
         grid += [TwoPhaseSettings(ratio=r, window=w * k, full_field=True) for r in (0.2, 0.4) for w in (5, 20)]
     else:
         grid = [TwoPhaseSettings(ratio=r, window=w * k) for r in (0.1, 0.2, 0.3, 0.4, 0.5) for w in (5, 20, 50, 100)]
-        grid += [TwoPhaseSettings(ratio=r, window=w * k, top_n=n) for r in (0.2, 0.4) for w in (20, 100)
-                 for n in (16, 32)]  # fmt: skip
+        grid += [
+            TwoPhaseSettings(ratio=r, window=w * k, top_n=n) for r in (0.2, 0.4) for w in (20, 100) for n in (16, 32)
+        ]
     plain = list(grid)
     if df_rule:
         grid += [replace(s, df_ratio=DEFAULT_DF_RATIO) for s in plain]
@@ -278,13 +297,20 @@ def tune(
             pruning = True
         except ConfigError:
             pruning = False  # the engine prunes no query tokens itself
-        grid = default_grid(k, two_step=two_step, df_rule=logic.df is not None, engine_pruning=pruning,
-                            pruned_ks=pruned_ks(logic) if two_step else ())  # fmt: skip
+        grid = default_grid(
+            k,
+            two_step=two_step,
+            df_rule=logic.df is not None,
+            engine_pruning=pruning,
+            pruned_ks=pruned_ks(logic) if two_step else (),
+        )
     cap = getattr(logic, "max_rescore_window", DEFAULT_MAX_RESCORE_WINDOW)
     over = [s for s in grid if s.window_for(depth, two_step=two_step) > cap]
     if over:
-        notes.append(f"skipped {plural(len(over), 'setting')} whose rescore window is over {logic.index}'s "
-                     f"index.max_rescore_window ({cap:,})")  # fmt: skip
+        notes.append(
+            f"skipped {plural(len(over), 'setting')} whose rescore window is over {logic.index}'s "
+            f"index.max_rescore_window ({cap:,})"
+        )
     candidates: list[TwoPhaseSettings | None] = [None, *dict.fromkeys(s for s in grid if s not in over)]
     requests = {c: {qid: logic.request_for(v, depth, c) for qid, v in prepared.items()} for c in candidates}
     scored: dict[TwoPhaseSettings | None, dict[str, dict[str, float]]] = {c: {} for c in candidates}
@@ -309,12 +335,29 @@ def tune(
 
     def trial(candidate: TwoPhaseSettings | None, agreement: float) -> Trial:
         values = [ms for one_pass in times[candidate] for ms in one_pass]
-        return Trial(candidate, agreement, statistics.median(values), float(np.percentile(values, 95)),
-                     ndcg(scored[candidate]), [statistics.median(p) for p in times[candidate]])  # fmt: skip
+        return Trial(
+            candidate,
+            agreement,
+            statistics.median(values),
+            float(np.percentile(values, 95)),
+            ndcg(scored[candidate]),
+            [statistics.median(p) for p in times[candidate]],
+        )
 
     documents = int(client.count(index=logic.index)["count"])
-    result = TuneResult(logic.index, documents, len(queries), k, target, trial(None, 1.0), warmup=warmup,
-                        repeat=repeat, seed=seed, notes=notes, ndcg_loss=ndcg_loss if qrels else None)  # fmt: skip
+    result = TuneResult(
+        logic.index,
+        documents,
+        len(queries),
+        k,
+        target,
+        trial(None, 1.0),
+        warmup=warmup,
+        repeat=repeat,
+        seed=seed,
+        notes=notes,
+        ndcg_loss=ndcg_loss if qrels else None,
+    )
     for candidate in candidates[1:]:
         values = [a for qid in prepared if (a := _agreement(ranked(candidate, qid), ranked(None, qid))) is not None]
         result.trials.append(trial(candidate, float(np.mean(values)) if values else 1.0))
@@ -363,11 +406,15 @@ def store(client: Any, index: str, result: TuneResult) -> dict[str, Any]:
     if result.chosen is None or result.chosen.settings is None:
         raise ConfigError(result.reason or "nothing was chosen to store")
     record = {
-        **asdict(result.chosen.settings), "documents": result.documents, "k": result.k,
-        "agreement": round(result.chosen.agreement, 4), "target": result.target, "ndcg_loss": result.ndcg_loss,
+        **asdict(result.chosen.settings),
+        "documents": result.documents,
+        "k": result.k,
+        "agreement": round(result.chosen.agreement, 4),
+        "target": result.target,
+        "ndcg_loss": result.ndcg_loss,
         "ndcg": None if result.chosen.ndcg is None else round(result.chosen.ndcg, 4),
         "tuned_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-    }  # fmt: skip
+    }
     mappings = client.indices.get_mapping(index=index)
     for concrete, body in mappings.items():
         meta = dict(body.get("mappings", {}).get("_meta", {}))
@@ -388,14 +435,17 @@ def format_result(result: TuneResult) -> str:
     ]
     trials = [result.exact, *result.trials]
     width = max(41, *(len(t.label) for t in trials))  # the longest label sets the column: the numbers stay aligned
-    lines.append(f"{'setting':<{width + 1}} {'agreement':>9} {'nDCG@10':>8} {'p50 ms':>8} {'p50 range':>13} "
-                 f"{'p95 ms':>8}")  # fmt: skip
+    lines.append(
+        f"{'setting':<{width + 1}} {'agreement':>9} {'nDCG@10':>8} {'p50 ms':>8} {'p50 range':>13} {'p95 ms':>8}"
+    )
     for trial in trials:
         mark = "*" if trial is result.chosen else " "
         ndcg = f"{trial.ndcg:.4f}" if trial.ndcg is not None else "-"
         low, high = trial.spread_ms
-        lines.append(f"{mark}{trial.label:<{width}} {trial.agreement:>9.3f} {ndcg:>8} {trial.p50_ms:>8.2f} "
-                     f"{f'{low:.2f}-{high:.2f}':>13} {trial.p95_ms:>8.2f}")  # fmt: skip
+        lines.append(
+            f"{mark}{trial.label:<{width}} {trial.agreement:>9.3f} {ndcg:>8} {trial.p50_ms:>8.2f} "
+            f"{f'{low:.2f}-{high:.2f}':>13} {trial.p95_ms:>8.2f}"
+        )
     if result.chosen is not None:
         lines.append(f"chosen (*): {result.chosen.label}: p50 {result.chosen.p50_ms / result.exact.p50_ms:.2f}x exact")
     else:
@@ -422,12 +472,23 @@ def plot(result: TuneResult, path: str) -> None:
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
     spread = np.array([[t.p50_ms - t.spread_ms[0], t.spread_ms[1] - t.p50_ms] for t in result.trials]).T
-    ax.errorbar([t.p50_ms for t in result.trials], [quality(t) for t in result.trials], xerr=spread, fmt="o",
-                label="two-phase settings (p50, per-pass range)")  # fmt: skip
+    ax.errorbar(
+        [t.p50_ms for t in result.trials],
+        [quality(t) for t in result.trials],
+        xerr=spread,
+        fmt="o",
+        label="two-phase settings (p50, per-pass range)",
+    )
     ax.scatter([result.exact.p50_ms], [quality(result.exact)], marker="s", color="black", label="exact")
     if result.chosen is not None:
-        ax.scatter([result.chosen.p50_ms], [quality(result.chosen)], marker="*", s=200, color="red",
-                   label=f"chosen: {result.chosen.label}")  # fmt: skip
+        ax.scatter(
+            [result.chosen.p50_ms],
+            [quality(result.chosen)],
+            marker="*",
+            s=200,
+            color="red",
+            label=f"chosen: {result.chosen.label}",
+        )
     if judged:
         floor = quality(result.exact) - (result.ndcg_loss or 0.0)
         ax.axhline(floor, linestyle="--", color="grey", label=f"exact nDCG@10 - {result.ndcg_loss:g}")

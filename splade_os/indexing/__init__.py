@@ -20,13 +20,23 @@ from typing import TYPE_CHECKING, Any
 # Imported on first use: `splade-os encode` reads splade_os.indexing.encode_file and needs neither the loader nor the
 # Ray glue nor the engine clients these pull in. Type checkers read the same names below.
 _LAZY = {
-    "SpladeRecipe": "block_worker", "RayWorkers": "distributed", "index_corpus_on_ray": "distributed",
-    "Counters": "ledger", "default_checkpoint": "ledger", "default_dead_letter": "ledger",
-    "IndexSummary": "load", "index_corpus": "load", "reencode_index": "load",
-    "BulkOptions": "options", "LoadOptions": "options",
-    "DocumentEncoder": "pipeline", "IndexingInterrupted": "pipeline", "IndexingRefused": "pipeline",
-    "Progress": "pipeline", "IndexSource": "sources",
-}  # fmt: skip
+    "SpladeRecipe": "block_worker",
+    "RayWorkers": "distributed",
+    "index_corpus_on_ray": "distributed",
+    "Counters": "ledger",
+    "default_checkpoint": "ledger",
+    "default_dead_letter": "ledger",
+    "IndexSummary": "load",
+    "index_corpus": "load",
+    "reencode_index": "load",
+    "BulkOptions": "options",
+    "LoadOptions": "options",
+    "DocumentEncoder": "pipeline",
+    "IndexingInterrupted": "pipeline",
+    "IndexingRefused": "pipeline",
+    "Progress": "pipeline",
+    "IndexSource": "sources",
+}
 
 if TYPE_CHECKING:
     from splade_os.indexing.block_worker import SpladeRecipe
@@ -38,10 +48,23 @@ if TYPE_CHECKING:
     from splade_os.indexing.sources import IndexSource
 
 __all__ = [
-    "BulkOptions", "Counters", "DocumentEncoder", "IndexSource", "IndexSummary", "IndexingInterrupted",
-    "IndexingRefused", "LoadOptions", "Progress", "RayWorkers", "SpladeRecipe", "default_checkpoint",
-    "default_dead_letter", "index_corpus", "index_corpus_on_ray", "reencode_index",
-]  # fmt: skip
+    "BulkOptions",
+    "Counters",
+    "DocumentEncoder",
+    "IndexSource",
+    "IndexSummary",
+    "IndexingInterrupted",
+    "IndexingRefused",
+    "LoadOptions",
+    "Progress",
+    "RayWorkers",
+    "SpladeRecipe",
+    "default_checkpoint",
+    "default_dead_letter",
+    "index_corpus",
+    "index_corpus_on_ray",
+    "reencode_index",
+]
 
 
 def __getattr__(name: str) -> Any:

@@ -208,12 +208,31 @@ class BlockIndexer:
         began, clock = time.monotonic(), time.time()
         job, letters = self.job, LetterList(block.path)
         loader = BlockLoader(
-            self.client, job.target, self.encoder, job.bulk, None, letters, skip_empty=job.skip_empty, landed=set(),
-            counters=Counters(), total=None, on_progress=None, block=block, earlier=earlier or {},
-        )  # fmt: skip
+            self.client,
+            job.target,
+            self.encoder,
+            job.bulk,
+            None,
+            letters,
+            skip_empty=job.skip_empty,
+            landed=set(),
+            counters=Counters(),
+            total=None,
+            on_progress=None,
+            block=block,
+            earlier=earlier or {},
+        )
         run(loader, BlockSource(block, job.names))
         startup, self.startup = self.startup, 0.0
         return BlockResult(
-            block.id, loader.counters, loader.created, loader.uncertain, letters.entries, clock,
-            time.monotonic() - began, os.getpid(), startup, sorted(loader.seen),
-        )  # fmt: skip
+            block.id,
+            loader.counters,
+            loader.created,
+            loader.uncertain,
+            letters.entries,
+            clock,
+            time.monotonic() - began,
+            os.getpid(),
+            startup,
+            sorted(loader.seen),
+        )

@@ -38,7 +38,7 @@ from splade_os.indexing.load import (
     reading_names,
     resumed_target,
     run_settings,
-)  # fmt: skip
+)
 from splade_os.indexing.options import EncoderRecipe, LoadOptions
 from splade_os.indexing.pipeline import IndexingInterrupted
 from splade_os.indexing.target import Target, count_documents, try_restore_refresh
@@ -178,9 +178,18 @@ def index_corpus_on_ray(
                 on_block(BlockDone(result, len(ledger.finished), len(blocks), tally.counters, elapsed, tally.processed))
 
         run_blocks(todo, job, pool, record, earlier)
-        summary = finish(client, target, tally, letters, count_at_start, opts, seen=tally.seen,
-                         whole=lambda: getattr(recipe, "tokens", None), lease=lease,
-                         model=model_dir_of(recipe))  # fmt: skip
+        summary = finish(
+            client,
+            target,
+            tally,
+            letters,
+            count_at_start,
+            opts,
+            seen=tally.seen,
+            whole=lambda: getattr(recipe, "tokens", None),
+            lease=lease,
+            model=model_dir_of(recipe),
+        )
     except KeyboardInterrupt:
         cleanup(client, target, letters)
         raise IndexingInterrupted(
@@ -239,9 +248,13 @@ def run_blocks(
         for b in blocks
     ]
     dataset = data.from_items(items, override_num_blocks=len(items)).map_batches(
-        BlockIndexer, batch_size=1, compute=data.ActorPoolStrategy(size=pool.workers),
-        fn_constructor_kwargs={"job": job}, num_cpus=pool.cpus_per_worker, num_gpus=pool.gpus_per_worker or None,
-    )  # fmt: skip
+        BlockIndexer,
+        batch_size=1,
+        compute=data.ActorPoolStrategy(size=pool.workers),
+        fn_constructor_kwargs={"job": job},
+        num_cpus=pool.cpus_per_worker,
+        num_gpus=pool.gpus_per_worker or None,
+    )
     # Ray Data restarts an actor pool's dead workers and runs their blocks again (max_restarts and max_task_retries
     # default to -1 there), which is what makes a killed worker lose nothing.
     rows = dataset.iter_rows()

@@ -119,8 +119,12 @@ def _fields(record: Record, queries: bool) -> dict[str, object]:
 
 def _no_vector_field(item: Item) -> Item:
     if isinstance(item, Record) and VECTOR_KEY in item.fields:
-        return RecordError(item.line, f"field {VECTOR_KEY!r} would be overwritten by the encoded vector: rename it in "
-                           "the input, or pass --vectors-only", doc_id=item.doc_id)  # fmt: skip
+        return RecordError(
+            item.line,
+            f"field {VECTOR_KEY!r} would be overwritten by the encoded vector: rename it in "
+            "the input, or pass --vectors-only",
+            doc_id=item.doc_id,
+        )
     return item
 
 
@@ -167,6 +171,12 @@ def encode_path(
                 raise ConfigError(f"cannot write the output file {output_path}: {err.strerror or err}") from err
         report = None if on_error is None else (lambda error: on_error(describe(error, reader.label)))
         return encode_records(
-            encoder, reader, sink, queries=queries, block_size=block_size, on_progress=on_progress, on_error=report,
+            encoder,
+            reader,
+            sink,
+            queries=queries,
+            block_size=block_size,
+            on_progress=on_progress,
+            on_error=report,
             keep_fields=keep_fields,
-        )  # fmt: skip
+        )

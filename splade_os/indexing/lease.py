@@ -123,12 +123,24 @@ class Lease:
                 if "already_exists" not in str(err):  # another load created it meanwhile: fine
                     raise
         now = time.time()
-        holder = {"alias": alias, "host": socket.gethostname(), "pid": os.getpid(), "started": _when(now),
-                  "expires": now + seconds, "released": False, "token": uuid.uuid4().hex,
-                  "home": _process_home()}  # fmt: skip
+        holder = {
+            "alias": alias,
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "started": _when(now),
+            "expires": now + seconds,
+            "released": False,
+            "token": uuid.uuid4().hex,
+            "home": _process_home(),
+        }
         try:
-            return cls(client, alias, seconds, holder, client.index(index=index, id=alias, body=holder,
-                                                                    op_type="create", refresh=True))  # fmt: skip
+            return cls(
+                client,
+                alias,
+                seconds,
+                holder,
+                client.index(index=index, id=alias, body=holder, op_type="create", refresh=True),
+            )
         except Exception as err:
             if not _conflict(err):
                 raise
@@ -176,8 +188,14 @@ class Lease:
     def _write(self, **changes: Any) -> None:
         with self._lock:
             body = {**self.holder, **changes}
-            answer = self.client.index(index=self.index, id=self.alias, body=body, refresh=True,
-                                       if_seq_no=self._version[0], if_primary_term=self._version[1])  # fmt: skip
+            answer = self.client.index(
+                index=self.index,
+                id=self.alias,
+                body=body,
+                refresh=True,
+                if_seq_no=self._version[0],
+                if_primary_term=self._version[1],
+            )
             self.holder, self._version = body, (answer["_seq_no"], answer["_primary_term"])
 
     def _renew_loop(self) -> None:
@@ -193,8 +211,9 @@ class Lease:
                     self.lost = describe(winner) if winner else "another load"
                     log.error("the lease on %r was taken over by %s", self.alias, self.lost)
                     return
-                log.warning("could not renew the lease on %r (retried in %.0f s): %s", self.alias,
-                            self.seconds / 3, err)  # fmt: skip
+                log.warning(
+                    "could not renew the lease on %r (retried in %.0f s): %s", self.alias, self.seconds / 3, err
+                )
 
     def confirm(self) -> None:
         """Raise LeaseHeldError when another load took the lease over (this one was thought dead): it must not move
@@ -216,8 +235,9 @@ class Lease:
         try:
             self._write(expires=0.0, released=True)
         except Exception as err:
-            log.warning("could not release the lease on %r (it expires within %.0f s): %s", self.alias,
-                        self.seconds, err)  # fmt: skip
+            log.warning(
+                "could not release the lease on %r (it expires within %.0f s): %s", self.alias, self.seconds, err
+            )
 
     def __enter__(self) -> Lease:
         return self

@@ -25,7 +25,7 @@ from splade_os.indexing.ledger import (
     Checkpoint,
     Counters,
     DeadLetters,
-)  # fmt: skip
+)
 from splade_os.indexing.merge import force_merge
 from splade_os.indexing.options import EncoderDescription, LoadOptions, RecordEncoder
 from splade_os.indexing.pipeline import DocumentEncoder, Loader, Progress, run, stored_documents
@@ -168,12 +168,18 @@ def reencode_index(
     candidates = source.first_phase_candidates() if opts.first_phase_candidates is None else opts.first_phase_candidates
     concurrent = opts.concurrent_segment_search
     opts = replace(
-        opts, skip_empty=False, checkpoint=None, analyzer=opts.analyzer or source.analyzer() or default_analyzer(),
-        vectors_in_source=in_source, first_phase_k=first_k, first_phase_candidates=candidates,
+        opts,
+        skip_empty=False,
+        checkpoint=None,
+        analyzer=opts.analyzer or source.analyzer() or default_analyzer(),
+        vectors_in_source=in_source,
+        first_phase_k=first_k,
+        first_phase_candidates=candidates,
         encoded_from={"text": names.text, "title": names.title},
         concurrent_segment_search=source.concurrent_segment_search() if concurrent is None else concurrent,
-        properties=properties, analysis=analysis,
-    )  # fmt: skip
+        properties=properties,
+        analysis=analysis,
+    )
     summary = run_load(client, source, index, encoder, opts, on_progress)
     if (names.text, names.title) != ("text", "title"):
         summary.notes.append(
@@ -288,16 +294,36 @@ def run_load(
             own.indices.put_settings(index=target.index, body={"index": {"refresh_interval": "-1"}})
         letters = DeadLetters(opts.dead_letter_path, keep_bytes=started.dead_letter_bytes)
         loader = Loader(
-            own, target, encoder, opts.bulk, started.checkpoint, letters, skip_empty=opts.skip_empty,
-            landed=started.landed, counters=started.counters, total=source.size, on_progress=on_progress,
-        )  # fmt: skip
+            own,
+            target,
+            encoder,
+            opts.bulk,
+            started.checkpoint,
+            letters,
+            skip_empty=opts.skip_empty,
+            landed=started.landed,
+            counters=started.counters,
+            total=source.size,
+            on_progress=on_progress,
+        )
         count_at_start = count_documents(own, target.index)
         run(loader, source)
         copied = source if isinstance(source, IndexSource) else None
-        return finish(own, target, loader, letters, count_at_start, opts, source_total=copied.size if copied else None,
-                      copied_from=copied.index if copied else None, seen=loader.seen,
-                      whole=lambda: getattr(encoder, "tokens", None), lease=lease, counting=client,
-                      model=model_dir_of(encoder))  # fmt: skip
+        return finish(
+            own,
+            target,
+            loader,
+            letters,
+            count_at_start,
+            opts,
+            source_total=copied.size if copied else None,
+            copied_from=copied.index if copied else None,
+            seen=loader.seen,
+            whole=lambda: getattr(encoder, "tokens", None),
+            lease=lease,
+            counting=client,
+            model=model_dir_of(encoder),
+        )
     except BaseException as err:
         if letters is not None:
             letters.close()
@@ -352,8 +378,13 @@ def df_line(index: str, model: str | None) -> str:
 
 
 def _df_plan(
-    client: Any, target: Target, copied_from: str | None, resumed: bool, seen: set[str] | None,
-    whole: Callable[[], Sequence[str] | None], fix: str,
+    client: Any,
+    target: Target,
+    copied_from: str | None,
+    resumed: bool,
+    seen: set[str] | None,
+    whole: Callable[[], Sequence[str] | None],
+    fix: str,
 ) -> DfPlan | str:
     """The tokens to count for the index's df table after a load, whichever path loaded it; or a note saying why
     none is counted.
@@ -391,8 +422,10 @@ def _count_df(client: Any, target: Target, plan: DfPlan, fix: str) -> str:
     except Exception as err:
         who = f" as a user allowed to write {aliases.df_index_name(target.index)}" if is_refusal(err) else ""
         return f"df table not counted ({describe_error(err)}); the load itself is complete: run `{fix}`{who}"
-    counted = f"df table of {target.index} counted: {len(table.counts):,} tokens at {table.documents:,} documents in " \
+    counted = (
+        f"df table of {target.index} counted: {len(table.counts):,} tokens at {table.documents:,} documents in "
         f"{table.seconds:.1f} s"
+    )
     if plan.partial:
         counted += f", over the tokens this run sent only (documents it did not send may hold others): run `{fix}`"
     return counted
@@ -448,25 +481,36 @@ def finish(
     emptied = target.fresh and c.failed > 0 and not c.indexed and count == 0
     if emptied:
         verified = False
-        verification = f"every record failed ({c.failed} failed, {c.skipped} skipped): nothing was indexed, so " \
+        verification = (
+            f"every record failed ({c.failed} failed, {c.skipped} skipped): nothing was indexed, so "
             f"{target.index} was removed" + ("" if target.swap else f" with alias {target.alias}")
+        )
     succeeded = verified and (allow_failures or not c.failed)
     merged = force_merge(client, target.index, 1) if opts.optimize and succeeded else None
     stats = client.indices.stats(index=target.index, metric="store")
     size = int(stats["indices"][target.index]["primaries"]["store"]["size_in_bytes"])
     summary = IndexSummary(
-        alias=target.alias, index=target.index, counters=c, elapsed=time.monotonic() - loader.started,
-        processed=loader.processed, index_count=count, index_bytes=size, expected=expected, verified=verified,
-        verification=verification, dead_letter=dead_letter,
-    )  # fmt: skip
+        alias=target.alias,
+        index=target.index,
+        counters=c,
+        elapsed=time.monotonic() - loader.started,
+        processed=loader.processed,
+        index_count=count,
+        index_bytes=size,
+        expected=expected,
+        verified=verified,
+        verification=verification,
+        dead_letter=dead_letter,
+    )
     if emptied:
         client.indices.delete(index=target.index, ignore_unavailable=True)
         if opts.checkpoint:
             opts.checkpoint.unlink(missing_ok=True)
         return summary
     if merged is not None:
-        summary.notes.append(f"merged {target.index} from {merged.before} to {plural(merged.after, 'segment')} in "
-                             f"{merged.seconds:.1f} s")  # fmt: skip
+        summary.notes.append(
+            f"merged {target.index} from {merged.before} to {plural(merged.after, 'segment')} in {merged.seconds:.1f} s"
+        )
     fix = df_line(target.index, model)
     plan = _df_plan(client, target, copied_from, opts.resume, seen, whole, fix) if succeeded else None
     if isinstance(plan, str):

@@ -136,8 +136,11 @@ class LoadOptions:
     def for_alias(self, alias: str) -> LoadOptions:
         """These options with the run's files named after `alias` in the current folder where none were given: where
         a run of an earlier version kept them (`indexing.state.locate` names them in the state folder)."""
-        return replace(self, checkpoint=self.checkpoint or default_checkpoint(alias),
-                       dead_letter=self.dead_letter or default_dead_letter(alias))  # fmt: skip
+        return replace(
+            self,
+            checkpoint=self.checkpoint or default_checkpoint(alias),
+            dead_letter=self.dead_letter or default_dead_letter(alias),
+        )
 
     @property
     def dead_letter_path(self) -> Path:

@@ -113,8 +113,10 @@ def stored_documents(client: Any, index: str, ids: Sequence[str], *, source: boo
 def unreadable(index: str, doc: Mapping[str, Any]) -> SpladeOSError:
     """The error for an mget item without an answer; for a refusal, the privilege to add."""
     reason, error = error_reason(doc), doc.get("error")
-    why = ("splade-os reads back documents that may already be indexed, so as not to take them for duplicates: none "
-           "was dead-lettered and the checkpoint is kept; once")  # fmt: skip
+    why = (
+        "splade-os reads back documents that may already be indexed, so as not to take them for duplicates: none "
+        "was dead-lettered and the checkpoint is kept; once"
+    )
     if (isinstance(error, Mapping) and error.get("type") == "security_exception") or refusal(reason):
         line = refused_line("the cluster", reason)
         return IndexingRefused(f"{line}. {why} the user may read them, run the same command with --resume")
@@ -229,9 +231,13 @@ class Loader:
         vectors = self._encode(records, delta)
         actions: list[dict[str, Any]] = []
         for record, vector in zip(records, vectors, strict=True):
-            source = vector if isinstance(vector, str) else \
-                document_body(record, vector, self.engine, self.target.first_phase_k,
-                              self.target.first_phase_candidates)  # fmt: skip
+            source = (
+                vector
+                if isinstance(vector, str)
+                else document_body(
+                    record, vector, self.engine, self.target.first_phase_k, self.target.first_phase_candidates
+                )
+            )
             if isinstance(source, str):  # the reason it cannot be indexed
                 delta.failed += 1
                 del to_encode[record.doc_id]
@@ -372,7 +378,6 @@ class Loader:
             todo = [by_id[i] for i in retry]
         return results
 
-
     def _refused(self, reason: str) -> IndexingRefused:
         line = refused_line("the cluster", reason)
         if "(401)" in reason or reason.startswith("401"):
@@ -392,7 +397,10 @@ def vectors_of(encoder: DocumentEncoder, records: Sequence[Record]) -> Sequence[
 
 
 def document_body(
-    record: Record, vector: SparseVector, engine: Engine, first_phase_k: int | None = None,
+    record: Record,
+    vector: SparseVector,
+    engine: Engine,
+    first_phase_k: int | None = None,
     candidates: tuple[int, ...] = (),
 ) -> dict[str, Any] | str:
     """The `_source` a record is indexed as, with its vector in the engine's fields (the full one, and the pruned

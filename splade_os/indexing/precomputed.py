@@ -28,8 +28,13 @@ from splade_os.vectors import SparseVector
 DEFAULT_VECTOR_FIELD = "vector"  # what `splade-os encode` writes
 # The encoder settings that change how text is encoded, by the flag that sets each: vectors made elsewhere are indexed
 # as they are, so none of them goes with --vectors.
-ENCODING_FLAGS = {"max_length": "--max-length", "top_k": "--top-k", "min_weight": "--min-weight",
-                  "max_ratio": "--prune-ratio", "long_documents": "--long-documents"}  # fmt: skip
+ENCODING_FLAGS = {
+    "max_length": "--max-length",
+    "top_k": "--top-k",
+    "min_weight": "--min-weight",
+    "max_ratio": "--prune-ratio",
+    "long_documents": "--long-documents",
+}
 
 
 class VectorsOptionError(ConfigError):
@@ -88,9 +93,11 @@ class PrecomputedVectors:
         vocabulary = None
         if self.vocabulary is not None:
             vocabulary = {
-                "name": self.name, "sha256": vocabulary_sha256(self.vocabulary), "size": len(self.vocabulary),
+                "name": self.name,
+                "sha256": vocabulary_sha256(self.vocabulary),
+                "size": len(self.vocabulary),
                 "model_sha256": self.model_sha256,
-            }  # fmt: skip
+            }
         return {"name": PRECOMPUTED, "sha256": None, "vocabulary": vocabulary}
 
     def build(self) -> PrecomputedVectors:
@@ -150,10 +157,15 @@ def vectors_for_load(
             "--vectors reads JSON Lines that carry their vectors: not --from-index, CSV/TSV or --columns"
         )
     defaults = EncoderSettings()
-    given = [flag for name, flag in ENCODING_FLAGS.items()
-             if settings is not None and getattr(settings, name) != getattr(defaults, name)]  # fmt: skip
+    given = [
+        flag
+        for name, flag in ENCODING_FLAGS.items()
+        if settings is not None and getattr(settings, name) != getattr(defaults, name)
+    ]
     if given:
-        raise VectorsOptionError(f"{', '.join(given)} change how text is encoded: with --vectors the vectors are "
-                                 "indexed as they are (prune them where they are made)")  # fmt: skip
+        raise VectorsOptionError(
+            f"{', '.join(given)} change how text is encoded: with --vectors the vectors are "
+            "indexed as they are (prune them where they are made)"
+        )
     field = field or DEFAULT_VECTOR_FIELD
     return PrecomputedVectors.from_model(model_dir, field=field) if model_dir else PrecomputedVectors(field=field)

@@ -76,27 +76,45 @@ def reindex(
     # field and its choice of concurrent segment search as it did; it is built fresh, and the old version is deleted
     # (if asked) only after the swap checked out.
     build = replace(
-        opts, recreate=True, resume=False, delete_previous=False,
+        opts,
+        recreate=True,
+        resume=False,
+        delete_previous=False,
         analyzer=opts.analyzer or (recorded if isinstance(recorded, str) else None),
-        vectors_in_source=meta.get("vectors_in_source", True) is not False if opts.vectors_in_source is None
+        vectors_in_source=meta.get("vectors_in_source", True) is not False
+        if opts.vectors_in_source is None
         else opts.vectors_in_source,
-        first_phase_k=(recorded_first_phase(meta) or 0) if previous and opts.first_phase_k is None
+        first_phase_k=(recorded_first_phase(meta) or 0)
+        if previous and opts.first_phase_k is None
         else opts.first_phase_k,
-        first_phase_candidates=recorded_candidates(meta) if opts.first_phase_candidates is None
+        first_phase_candidates=recorded_candidates(meta)
+        if opts.first_phase_candidates is None
         else opts.first_phase_candidates,
-        concurrent_segment_search=recorded_concurrent_search(meta) if opts.concurrent_segment_search is None
+        concurrent_segment_search=recorded_concurrent_search(meta)
+        if opts.concurrent_segment_search is None
         else opts.concurrent_segment_search,
-    )  # fmt: skip
+    )
     if corpus is None:
         summary = reencode_index(
-            client, alias, index=alias, encoder=encoder, text_field=text_field, title_field=title_field, load=build,
+            client,
+            alias,
+            index=alias,
+            encoder=encoder,
+            text_field=text_field,
+            title_field=title_field,
+            load=build,
             on_progress=on_progress,
-        )  # fmt: skip
+        )
     else:
         summary = index_corpus(
-            client, corpus, index=alias, encoder=encoder, load=build, on_progress=on_progress,
+            client,
+            corpus,
+            index=alias,
+            encoder=encoder,
+            load=build,
+            on_progress=on_progress,
             **(corpus_options or {}),
-        )  # fmt: skip
+        )
     problems = summary.problems(allow_failures=opts.allow_failures)
     swapped = aliases.resolve(client, alias) == [summary.index]
     deleted: tuple[str, ...] = ()

@@ -95,9 +95,11 @@ class IndexSource:
 
     def __iter__(self) -> Iterator[Item]:
         hits = engine_for(self.client).scan(
-            self.client, self.index, {"query": {"match_all": {}}, "_source": {"excludes": self._vector_fields()}},
+            self.client,
+            self.index,
+            {"query": {"match_all": {}}, "_source": {"excludes": self._vector_fields()}},
             size=self.batch_size,
-        )  # fmt: skip
+        )
         chosen = (self.names.text, self.names.title)
         for hit in hits:
             self.offset += 1

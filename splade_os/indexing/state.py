@@ -72,5 +72,8 @@ def locate(client: Any, alias: str, opts: LoadOptions) -> LoadOptions:
     if opts.checkpoint is None and legacy.is_file() and not (folder / legacy.name).exists():
         return opts.for_alias(alias)
     private_folder(folder)
-    return replace(opts, checkpoint=opts.checkpoint or folder / legacy.name,
-                   dead_letter=opts.dead_letter or folder / default_dead_letter(alias).name)  # fmt: skip
+    return replace(
+        opts,
+        checkpoint=opts.checkpoint or folder / legacy.name,
+        dead_letter=opts.dead_letter or folder / default_dead_letter(alias).name,
+    )

@@ -68,12 +68,21 @@ def create_index(client: Any, index: str, encoder: EncoderDescription, opts: Loa
     analyzer = opts.analyzer or default_analyzer()
     candidates = opts.first_phase_candidates or ()
     body = index_body(
-        shards=opts.shards, replicas=opts.replicas, manifest=encoder.manifest, engine=engine_for(client),
-        analyzer=analyzer, pruning=document_pruning(encoder), vectors_in_source=opts.vectors_in_source is not False,
-        encoded_from=opts.encoded_from, encoding=encoding_settings(encoder), extra_properties=opts.properties,
-        analysis=opts.analysis, first_phase_k=first_phase_k(opts), first_phase_candidates=candidates,
+        shards=opts.shards,
+        replicas=opts.replicas,
+        manifest=encoder.manifest,
+        engine=engine_for(client),
+        analyzer=analyzer,
+        pruning=document_pruning(encoder),
+        vectors_in_source=opts.vectors_in_source is not False,
+        encoded_from=opts.encoded_from,
+        encoding=encoding_settings(encoder),
+        extra_properties=opts.properties,
+        analysis=opts.analysis,
+        first_phase_k=first_phase_k(opts),
+        first_phase_candidates=candidates,
         concurrent_segment_search=opts.concurrent_segment_search,
-    )  # fmt: skip
+    )
     restore = body["settings"]["index"].get("refresh_interval")
     body["settings"]["index"]["refresh_interval"] = "-1"  # no refreshes during a bulk load; restored at the end
     try:
@@ -106,8 +115,15 @@ def prepare_target(client: Any, alias: str, encoder: EncoderDescription, opts: L
         # Documents written into an existing index fill the fields it has: its pruned field, if any, with its k.
         meta = read_index_meta(client, index)
         k, candidates = recorded_first_phase(meta), recorded_candidates(meta)
-        return Target(alias, index, fresh=False, swap=False, refresh_restore=None, first_phase_k=k,
-                      first_phase_candidates=candidates)  # fmt: skip
+        return Target(
+            alias,
+            index,
+            fresh=False,
+            swap=False,
+            refresh_restore=None,
+            first_phase_k=k,
+            first_phase_candidates=candidates,
+        )
     if current and not aliases.is_alias(client, alias):
         raise ConfigError(
             f"{alias!r} is a concrete index, not an alias: moving an alias to a new version would delete it. Build "
@@ -118,8 +134,15 @@ def prepare_target(client: Any, alias: str, encoder: EncoderDescription, opts: L
     if not current:
         aliases.swap(client, alias, index)  # nothing to protect readers from: expose the alias right away
     k = first_phase_k(opts)
-    return Target(alias, index, fresh=True, swap=bool(current), refresh_restore=restore, first_phase_k=k,
-                  first_phase_candidates=candidate_ks(k, opts.first_phase_candidates or ()))  # fmt: skip
+    return Target(
+        alias,
+        index,
+        fresh=True,
+        swap=bool(current),
+        refresh_restore=restore,
+        first_phase_k=k,
+        first_phase_candidates=candidate_ks(k, opts.first_phase_candidates or ()),
+    )
 
 
 def restore_refresh(client: Any, target: Target) -> None:
@@ -134,8 +157,12 @@ def try_restore_refresh(client: Any, target: Target) -> None:
         restore_refresh(client, target)
     except Exception as err:  # the cluster may be the reason we are here
         # A refusal is the error the caller reports already, with the privilege to add: not a second line.
-        log.log(logging.DEBUG if is_refusal(err) else logging.WARNING,
-                "could not restore refresh_interval of %s: %s", target.index, err)  # fmt: skip
+        log.log(
+            logging.DEBUG if is_refusal(err) else logging.WARNING,
+            "could not restore refresh_interval of %s: %s",
+            target.index,
+            err,
+        )
 
 
 def count_documents(client: Any, index: str) -> int:

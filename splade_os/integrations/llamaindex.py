@@ -73,9 +73,12 @@ class SpladeRetriever(Retriever, BaseRetriever):
 def _node(passage: Passage) -> NodeWithScore:
     # The score changes with every query: keep it out of what an LLM reads and what an embedding model encodes.
     node = TextNode(
-        id_=passage.id, text=passage.text, metadata=passage.metadata,
-        excluded_llm_metadata_keys=["score"], excluded_embed_metadata_keys=["score"],
-    )  # fmt: skip
+        id_=passage.id,
+        text=passage.text,
+        metadata=passage.metadata,
+        excluded_llm_metadata_keys=["score"],
+        excluded_embed_metadata_keys=["score"],
+    )
     return NodeWithScore(node=node, score=passage.score)
 
 

@@ -127,8 +127,9 @@ class Searchers:
         searcher = await self._async()
         if searcher is None:  # a caller's Searcher alone: its (thread-safe) search runs in a worker thread
             assert self.searcher is not None
-            result = await asyncio.to_thread(self.searcher.search, text, query.k, query.mode, query.filter,
-                                             fields=fields)  # fmt: skip
+            result = await asyncio.to_thread(
+                self.searcher.search, text, query.k, query.mode, query.filter, fields=fields
+            )
         else:
             result = await searcher.search(text, query.k, query.mode, query.filter, fields=fields)
         return self._passages(result.hits, query)
@@ -146,9 +147,12 @@ class Searchers:
             recipe = self._recipe
             assert self.searcher is not None
             made = await AsyncSearcher.create(
-                recipe.index, self.searcher.logic.encoder, settings=recipe.settings, force=recipe.force,
+                recipe.index,
+                self.searcher.logic.encoder,
+                settings=recipe.settings,
+                force=recipe.force,
                 options=recipe.options,
-            )  # fmt: skip
+            )
             if self._owned_async is not None:  # another task of this loop made one meanwhile
                 await made.close()
             else:
@@ -167,7 +171,6 @@ class Searchers:
             owned, self._owned_async = self._owned_async, None
             await owned.close()
         self.close()
-
 
 
 class Retriever:
@@ -192,8 +195,9 @@ class Retriever:
         of earlier versions."""
         if isinstance(search_options, Mapping):
             search_options = SearchOptions(**search_options)
-            warn_keyword_form(f"{cls.__name__}.from_index", ["search_options"],
-                              "search_options=SearchOptions(...) instead of a dict")  # fmt: skip
+            warn_keyword_form(
+                f"{cls.__name__}.from_index", ["search_options"], "search_options=SearchOptions(...) instead of a dict"
+            )
         built = Searchers.build(index, model, settings=settings, force=force, options=search_options)
         try:
             retriever = cls(searcher=built.searcher, **options)  # type: ignore[call-arg]

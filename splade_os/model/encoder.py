@@ -167,11 +167,21 @@ class SpladeEncoder:
         # `settings` is the one form the package itself passes; the keywords are its fields by name, for callers
         # that build an encoder by hand.
         given = EncoderSettings(
-            threads=threads, providers=tuple(providers) if providers is not None else None, batch_size=batch_size,
-            max_length=max_length, top_k=top_k, min_weight=min_weight, max_ratio=max_ratio,
-            long_documents=long_documents, stride=stride, query_mode=query_mode, verify=verify, device=device,
-            precision=precision, backend=backend,
-        )  # fmt: skip
+            threads=threads,
+            providers=tuple(providers) if providers is not None else None,
+            batch_size=batch_size,
+            max_length=max_length,
+            top_k=top_k,
+            min_weight=min_weight,
+            max_ratio=max_ratio,
+            long_documents=long_documents,
+            stride=stride,
+            query_mode=query_mode,
+            verify=verify,
+            device=device,
+            precision=precision,
+            backend=backend,
+        )
         if settings is not None and given != EncoderSettings():
             raise ConfigError("give the encoder settings=EncoderSettings(...) or its fields as keywords, not both")
         self.settings = settings = settings or given
@@ -182,7 +192,10 @@ class SpladeEncoder:
         threads, batch_size = settings.threads, settings.batch_size
         max_length, top_k = settings.max_length, settings.top_k
         long_documents, stride, query_mode, verify = (
-            settings.long_documents, settings.stride, settings.query_mode, settings.verify
+            settings.long_documents,
+            settings.stride,
+            settings.query_mode,
+            settings.verify,
         )
         providers = list(settings.providers) if settings.providers is not None else None
         self.model_dir = Path(model_dir)
@@ -258,9 +271,12 @@ class SpladeEncoder:
             from splade_os.model.torch_runner import TorchRunner
 
             self._torch = TorchRunner(
-                self.model_dir, device=device, precision=precision, special_ids=self.special_ids,
+                self.model_dir,
+                device=device,
+                precision=precision,
+                special_ids=self.special_ids,
                 min_weight=self.min_weight,
-            )  # fmt: skip
+            )
             self._batch_tokens = self._torch.batch_tokens
             # One worker runs the batches on the device (one at a time, under the runner's lock) while the calling
             # thread turns the previous batch into vectors: the device does not wait for Python between batches.

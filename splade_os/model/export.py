@@ -39,7 +39,7 @@ from splade_os.model.manifest import (
     QUERY_MODES,
     TOKENIZER_NAME,
     sha256_file,
-)  # fmt: skip
+)
 from splade_os.model.torch_runner import load_masked_lm, model_inputs
 
 INSTALL_HINT = "pip install 'splade-os[export]'"
@@ -54,8 +54,11 @@ QUANTIZE_MODES = ("int8",)
 _INT8_WEIGHT_MAX = 63
 # The weight files of a transformers checkpoint: one file, or shards and their index.
 CHECKPOINT_PATTERNS = (
-    "*.safetensors", "model.safetensors.index.json", "pytorch_model*.bin", "pytorch_model.bin.index.json",
-)  # fmt: skip
+    "*.safetensors",
+    "model.safetensors.index.json",
+    "pytorch_model*.bin",
+    "pytorch_model.bin.index.json",
+)
 
 
 def _require(module: str) -> Any:

@@ -134,11 +134,15 @@ def _check_tokenizer(path: Path) -> None:
     try:
         Tokenizer.from_str(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise ModelError(f"{path.parent} has no {path.name}: copy the tokenizer file of the checkpoint next to "
-                         "the model, or re-run `splade-os export`") from None  # fmt: skip
+        raise ModelError(
+            f"{path.parent} has no {path.name}: copy the tokenizer file of the checkpoint next to "
+            "the model, or re-run `splade-os export`"
+        ) from None
     except Exception as err:  # tokenizers raises a bare Exception for a malformed file; OSError, UnicodeDecodeError
-        raise ModelError(f"{path} is not a valid tokenizer file ({first_line(err)}); copy it again from the "
-                         "checkpoint, or re-run `splade-os export`") from None  # fmt: skip
+        raise ModelError(
+            f"{path} is not a valid tokenizer file ({first_line(err)}); copy it again from the "
+            "checkpoint, or re-run `splade-os export`"
+        ) from None
 
 
 def _json_object(path: Path) -> dict[str, Any]:

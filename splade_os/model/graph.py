@@ -18,10 +18,21 @@ from splade_os.errors import ModelError
 FLOAT, UINT8, INT8, FLOAT16, BFLOAT16 = 1, 2, 3, 10, 16
 FLOAT_TYPES = (FLOAT, FLOAT16, BFLOAT16)
 # Operators that only quantized graphs contain.
-QUANTIZED_OPS = frozenset({
-    "MatMulInteger", "MatMulIntegerToFloat", "QLinearMatMul", "DynamicQuantizeLinear", "QuantizeLinear",
-    "DequantizeLinear", "DynamicQuantizeMatMul", "QAttention", "QGemm", "ConvInteger", "QLinearConv",
-})  # fmt: skip
+QUANTIZED_OPS = frozenset(
+    {
+        "MatMulInteger",
+        "MatMulIntegerToFloat",
+        "QLinearMatMul",
+        "DynamicQuantizeLinear",
+        "QuantizeLinear",
+        "DequantizeLinear",
+        "DynamicQuantizeMatMul",
+        "QAttention",
+        "QGemm",
+        "ConvInteger",
+        "QLinearConv",
+    }
+)
 
 Dim = int | str  # a fixed size, or the name of a dynamic axis ("batch", "sequence_length", "?")
 

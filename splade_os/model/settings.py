@@ -127,7 +127,7 @@ class EncoderSettings:
             "max_length": max_length if _whole(max_length) else None,
             "long_documents": mode if mode in LONG_DOCUMENT_MODES else None,
             "stride": stride if _whole(stride) else None,
-        }  # fmt: skip
+        }
         if all(value is None for value in given.values()):
             return None
         return cls(**{name: value for name, value in given.items() if value is not None})

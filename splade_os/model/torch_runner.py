@@ -25,8 +25,11 @@ from splade_os.model.pooling import Sparse
 
 INSTALL_HINT = "pip install 'splade-os[gpu]'"
 CHECKPOINT_WEIGHTS = (
-    "model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json",
-)  # fmt: skip
+    "model.safetensors",
+    "model.safetensors.index.json",
+    "pytorch_model.bin",
+    "pytorch_model.bin.index.json",
+)
 # Token rows (batch x padded length) per model run by default: 64 texts of 256 tokens. The [rows, vocab] logits
 # block is 1 GiB in bf16 (2 GiB in fp32) for a 30,522-token vocabulary. Not measured on a GPU; --batch-size wins.
 DEFAULT_BATCH_TOKENS_CUDA = 16384
@@ -244,4 +247,3 @@ class TorchRunner:
         # nonzero() walks row-major: each row's pairs are contiguous, with token ids ascending.
         bounds = np.cumsum(np.bincount(rows_h, minlength=len(ids)))[:-1]
         return list(zip(np.split(cols_h.astype(np.int64), bounds), np.split(values_h, bounds), strict=True))
-

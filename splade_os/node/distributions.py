@@ -329,8 +329,7 @@ def fetch_artifacts(
         raise NodeError(f"fetching {engine.title} artifacts failed: `mvn` is not on PATH (install Maven)")
     (staging / "pom.xml").write_text(pom(version, engine, secure=secure))
     jars = staging / "jars"
-    cmd = [mvn, "-B", "-q", "-f", str(staging / "pom.xml"), "dependency:copy-dependencies",
-           f"-DoutputDirectory={jars}"]  # fmt: skip
+    cmd = [mvn, "-B", "-q", "-f", str(staging / "pom.xml"), "dependency:copy-dependencies", f"-DoutputDirectory={jars}"]
     env = mvn_env if mvn_env is not None else dict(os.environ)
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, stdin=subprocess.DEVNULL)
     if proc.returncode != 0:

@@ -64,7 +64,7 @@ from splade_os.node.spec import (
     render_config,
     render_jvm_options,
     resolve,
-)  # fmt: skip
+)
 
 # ------------------------------------------------------------------------------------------ processes
 
@@ -79,8 +79,16 @@ def ensure_node_user() -> pwd.struct_passwd:
         return pwd.getpwnam(NODE_USER)
     except KeyError:
         pass
-    cmd = ["useradd", "--system", "--no-create-home", "--home-dir", "/nonexistent",
-           "--shell", "/usr/sbin/nologin", NODE_USER]  # fmt: skip
+    cmd = [
+        "useradd",
+        "--system",
+        "--no-create-home",
+        "--home-dir",
+        "/nonexistent",
+        "--shell",
+        "/usr/sbin/nologin",
+        NODE_USER,
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0 and "already exists" not in proc.stderr:
         raise NodeError(f"creating the system user {NODE_USER} failed: {tail(proc.stderr, 5)}")
@@ -169,8 +177,14 @@ def _prepare_run_dir(spec: NodeSpec, dist: Path, heap: str, java: Java) -> None:
     (config / "jvm.options.d").mkdir(exist_ok=True)
     if spec.secure:
         _prepare_security(spec, dist, java)
-    record = {"engine": spec.engine.name, "version": spec.version, "port": spec.port,
-              "transport_port": spec.transport_port, "java": java.describe(), "secure": spec.secure}  # fmt: skip
+    record = {
+        "engine": spec.engine.name,
+        "version": spec.version,
+        "port": spec.port,
+        "transport_port": spec.transport_port,
+        "java": java.describe(),
+        "secure": spec.secure,
+    }
     (run / NODE_FILE).write_text(json.dumps(record, indent=1) + "\n")
     if spec.secure:
         node_security.make_private(run)  # what an earlier start (or an older splade-os) left readable
@@ -222,8 +236,16 @@ def _launch(spec: NodeSpec, dist: Path, java: Java, timeout: float) -> None:
     with out_path.open("wb") as out:
         # A new session keeps the daemon alive when the caller's terminal or process group goes away.
         # A secured node's own files (data, logs, its security index) are its user's alone.
-        proc = subprocess.Popen(cmd, cwd=run, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                                start_new_session=True, umask=0o077 if spec.secure else -1)  # fmt: skip
+        proc = subprocess.Popen(
+            cmd,
+            cwd=run,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            umask=0o077 if spec.secure else -1,
+        )
         try:
             code = proc.wait(timeout=max(timeout, 120))
         except subprocess.TimeoutExpired as err:
@@ -448,10 +470,15 @@ def _start_locked(spec: NodeSpec, heap: str, timeout: float) -> NodeInfo:
             java = _java_for(spec)
         with _step(f"assembling {spec.label} under {spec.home / 'dist'}"):
             dist = ensure_distribution(
-                spec.version, spec.home, spec.engine, mvn_env=_mvn_env(java), secure=spec.secure,
+                spec.version,
+                spec.home,
+                spec.engine,
+                mvn_env=_mvn_env(java),
+                secure=spec.secure,
                 install_security=lambda d, jars: node_security.install_opensearch_security(
-                    d, jars, spec.version, java.home),
-            )  # fmt: skip
+                    d, jars, spec.version, java.home
+                ),
+            )
         before = spec.credentials()
         with _step(f"preparing {spec.run}"):
             _prepare_run_dir(spec, dist, heap, java)
@@ -459,8 +486,9 @@ def _start_locked(spec: NodeSpec, heap: str, timeout: float) -> NodeInfo:
         with _step(f"launching {spec.label}"):
             _launch(spec, dist, java, timeout)
         reused = False
-        finish = functools.partial(node_security.finish_setup, spec.engine, dist, spec.run / "config", java.home,
-                                   spec.url)  # fmt: skip
+        finish = functools.partial(
+            node_security.finish_setup, spec.engine, dist, spec.run / "config", java.home, spec.url
+        )
     else:
         reused = True
     _wait_yellow(spec, timeout)

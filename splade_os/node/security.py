@@ -170,13 +170,25 @@ def make_certificates(certs: Path, private: Path, label: str) -> None:
 
     def name(common: str) -> x509.Name:
         # Listed from the root down; RFC 2253 writes it leaf first: CN=...,OU=splade-os.
-        return x509.Name([x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, ORG_UNIT),
-                          x509.NameAttribute(NameOID.COMMON_NAME, common)])  # fmt: skip
+        return x509.Name(
+            [
+                x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, ORG_UNIT),
+                x509.NameAttribute(NameOID.COMMON_NAME, common),
+            ]
+        )
 
     def usage(*, sign: bool) -> x509.KeyUsage:
-        return x509.KeyUsage(digital_signature=True, content_commitment=False, key_encipherment=not sign,
-                             data_encipherment=False, key_agreement=False, key_cert_sign=sign, crl_sign=sign,
-                             encipher_only=False, decipher_only=False)  # fmt: skip
+        return x509.KeyUsage(
+            digital_signature=True,
+            content_commitment=False,
+            key_encipherment=not sign,
+            data_encipherment=False,
+            key_agreement=False,
+            key_cert_sign=sign,
+            crl_sign=sign,
+            encipher_only=False,
+            decipher_only=False,
+        )
 
     start = datetime.now(timezone.utc) - timedelta(days=1)  # a clock a little behind still accepts them
     ca_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
@@ -206,8 +218,11 @@ def make_certificates(certs: Path, private: Path, label: str) -> None:
     admin = issue(name("admin"), admin_key, *leaf, x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]))
 
     def pem_key(key: Any) -> bytes:
-        return bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                       serialization.NoEncryption()))  # fmt: skip
+        return bytes(
+            key.private_bytes(
+                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+            )
+        )
 
     private_folder(certs)
     private_folder(private)
@@ -309,8 +324,11 @@ def install_opensearch_security(dist: Path, jars: Path, version: str, java_home:
     if not plugin.is_file():
         raise NodeError(f"installing the security plugin failed: {plugin.name} was not fetched")
     env = {**os.environ, "OPENSEARCH_JAVA_HOME": str(java_home), "OPENSEARCH_PATH_CONF": str(dist / "config")}
-    _run([str(dist / "bin" / "opensearch-plugin"), "install", "--batch", plugin.as_uri()], env,
-         "installing the OpenSearch security plugin")  # fmt: skip
+    _run(
+        [str(dist / "bin" / "opensearch-plugin"), "install", "--batch", plugin.as_uri()],
+        env,
+        "installing the OpenSearch security plugin",
+    )
 
 
 def _run(cmd: list[str], env: dict[str, str], what: str, stdin: str | None = None) -> str:
@@ -338,17 +356,22 @@ def config_text(engine: Distribution) -> str:
     """Settings to append to the node's config: TLS with the node's own certificates, and who is admin."""
     settings: dict[str, Any]
     if engine is OPENSEARCH:
-        files = {"pemcert_filepath": f"certs/{NODE_CERT}", "pemkey_filepath": f"certs/{NODE_KEY}",
-                 "pemtrustedcas_filepath": f"certs/{CA_CERT}"}  # fmt: skip
+        files = {
+            "pemcert_filepath": f"certs/{NODE_CERT}",
+            "pemkey_filepath": f"certs/{NODE_KEY}",
+            "pemtrustedcas_filepath": f"certs/{CA_CERT}",
+        }
         settings = {f"plugins.security.ssl.{layer}.{k}": v for layer in ("transport", "http") for k, v in files.items()}
-        settings.update({
-            "plugins.security.ssl.http.enabled": True,
-            # The first start loads config/opensearch-security/*.yml into the security index.
-            "plugins.security.allow_default_init_securityindex": True,
-            "plugins.security.authcz.admin_dn": [ADMIN_DN],
-            "plugins.security.nodes_dn": [NODE_DN],
-            "plugins.security.restapi.roles_enabled": ["all_access"],
-        })  # fmt: skip
+        settings.update(
+            {
+                "plugins.security.ssl.http.enabled": True,
+                # The first start loads config/opensearch-security/*.yml into the security index.
+                "plugins.security.allow_default_init_securityindex": True,
+                "plugins.security.authcz.admin_dn": [ADMIN_DN],
+                "plugins.security.nodes_dn": [NODE_DN],
+                "plugins.security.restapi.roles_enabled": ["all_access"],
+            }
+        )
         # No audit log: it would write an index of its own on every request of a try-out node.
         return "".join(f"{key}: {json.dumps(value)}\n" for key, value in settings.items())
     settings = {
@@ -400,16 +423,25 @@ def security_config(dist: Path, java_home: Path, creds: Credentials) -> dict[str
     password logins only (no anonymous access)."""
     users: dict[str, Any] = {"_meta": {"type": "internalusers", "config_version": 2}}
     for name, password in creds.users.items():
-        users[name] = {"hash": _bcrypt(dist, java_home, password), "reserved": name == ADMIN,
-                       "description": f"splade-os {name}"}  # fmt: skip
+        users[name] = {
+            "hash": _bcrypt(dist, java_home, password),
+            "reserved": name == ADMIN,
+            "description": f"splade-os {name}",
+        }
     roles: dict[str, Any] = {"_meta": {"type": "roles", "config_version": 2}}
     roles.update({name: opensearch_role(privileges(OPENSEARCH.name, name), NODE_PATTERNS) for name in ROLES})
-    mapping: dict[str, Any] = {"_meta": {"type": "rolesmapping", "config_version": 2},
-                               "all_access": {"reserved": True, "users": [ADMIN]}}  # fmt: skip
+    mapping: dict[str, Any] = {
+        "_meta": {"type": "rolesmapping", "config_version": 2},
+        "all_access": {"reserved": True, "users": [ADMIN]},
+    }
     mapping.update({name: {"users": [name]} for name in ROLES})
-    domain = {"http_enabled": True, "transport_enabled": True, "order": 0,
-              "http_authenticator": {"type": "basic", "challenge": True},
-              "authentication_backend": {"type": "intern"}}  # fmt: skip
+    domain = {
+        "http_enabled": True,
+        "transport_enabled": True,
+        "order": 0,
+        "http_authenticator": {"type": "basic", "challenge": True},
+        "authentication_backend": {"type": "intern"},
+    }
     authc = {"http": {"anonymous_auth_enabled": False}, "authc": {"basic_internal_auth_domain": domain}}
     config = {"_meta": {"type": "config", "config_version": 2}, "config": {"dynamic": authc}}
     return {"internal_users.yml": users, "roles.yml": roles, "roles_mapping.yml": mapping, "config.yml": config}
@@ -446,9 +478,28 @@ def _make_certificates(dist: Path, certs: Path, env: dict[str, str]) -> None:
     certutil = str(dist / "bin" / "elasticsearch-certutil")
     _run([certutil, "ca", "--pem", "--silent", "--out", str(certs / "ca.zip")], env, "making a CA (certutil)")
     _unzip(certs / "ca.zip", certs)
-    _run([certutil, "cert", "--pem", "--silent", "--ca-cert", str(certs / "ca" / "ca.crt"),
-          "--ca-key", str(certs / "ca" / "ca.key"), "--ip", "127.0.0.1", "--dns", "localhost", "--name", "node",
-          "--out", str(certs / "node.zip")], env, "making the node certificate (certutil)")  # fmt: skip
+    _run(
+        [
+            certutil,
+            "cert",
+            "--pem",
+            "--silent",
+            "--ca-cert",
+            str(certs / "ca" / "ca.crt"),
+            "--ca-key",
+            str(certs / "ca" / "ca.key"),
+            "--ip",
+            "127.0.0.1",
+            "--dns",
+            "localhost",
+            "--name",
+            "node",
+            "--out",
+            str(certs / "node.zip"),
+        ],
+        env,
+        "making the node certificate (certutil)",
+    )
     _unzip(certs / "node.zip", certs)
 
 
@@ -467,6 +518,21 @@ def finish_setup(engine: Distribution, dist: Path, config: Path, java_home: Path
     admin = creds.private
     port = url.rsplit(":", 1)[1]
     tool = dist / "plugins" / "opensearch-security" / "tools" / "securityadmin.sh"
-    cmd = ["bash", str(tool), "-cd", str(config / "opensearch-security"), "-icl", "-h", HOST, "-p", port,
-           "-cacert", creds.ca_certs, "-cert", str(admin / ADMIN_CERT), "-key", str(admin / ADMIN_KEY)]  # fmt: skip
+    cmd = [
+        "bash",
+        str(tool),
+        "-cd",
+        str(config / "opensearch-security"),
+        "-icl",
+        "-h",
+        HOST,
+        "-p",
+        port,
+        "-cacert",
+        creds.ca_certs,
+        "-cert",
+        str(admin / ADMIN_CERT),
+        "-key",
+        str(admin / ADMIN_KEY),
+    ]
     _run(cmd, _tool_env(OPENSEARCH, config, java_home), "applying the security configuration (securityadmin.sh)")

@@ -20,7 +20,7 @@ from splade_os.node.distributions import (
     Distribution,
     check_version,
     distribution_named,
-)  # fmt: skip
+)
 from splade_os.node.java import Java
 from splade_os.node.security import Access, Credentials, admin_access, credentials_path, load_credentials
 

@@ -10,9 +10,7 @@ from splade_os.engines import Engine
 from splade_os.vectors import SparseVector
 
 
-def explain(
-    query: SparseVector, document_field: Mapping[str, float], engine: Engine
-) -> list[tuple[str, float]]:
+def explain(query: SparseVector, document_field: Mapping[str, float], engine: Engine) -> list[tuple[str, float]]:
     """The tokens a hit shares with the query and their contributions q x d, largest first."""
     return query.contributions(engine.from_field(document_field))
 

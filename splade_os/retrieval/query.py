@@ -176,8 +176,12 @@ def _empty(
 
 def _rescore(clauses: list[dict[str, Any]], window: int, *, query_weight: float) -> dict[str, Any]:
     """A rescore of the best `window` hits that adds the `clauses`' score to `query_weight` x phase one's."""
-    query = {"rescore_query": {"bool": {"should": clauses}}, "query_weight": query_weight,
-             "rescore_query_weight": 1.0, "score_mode": "total"}  # fmt: skip
+    query = {
+        "rescore_query": {"bool": {"should": clauses}},
+        "query_weight": query_weight,
+        "rescore_query_weight": 1.0,
+        "score_mode": "total",
+    }
     return {"window_size": window, "query": query}
 
 

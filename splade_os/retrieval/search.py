@@ -180,8 +180,11 @@ class _SearchLogic:
             raise InputError(f"from_ must be >= 0, got {from_}")
         vector = SparseVector() if mode == "bm25" else self.encoder.encode_queries([text])[0]
         common: dict[str, Any] = {
-            "field_name": self.field_name, "pruning": self.pruning, "filters": filters, "engine": self.engine,
-        }  # fmt: skip
+            "field_name": self.field_name,
+            "pruning": self.pruning,
+            "filters": filters,
+            "engine": self.engine,
+        }
         source = self._source(explain, fields)
         # Hybrid pages over the fused list, so each side fetches from the top, deep enough for the page.
         wanted = (0, max(k + from_, self.hybrid.depth)) if mode == "hybrid" else (from_, k)
@@ -200,23 +203,37 @@ class _SearchLogic:
             common["pruning"] = settings.pruning(self.pruning)
             window = settings.window_for(k + from_, two_step=True)
             pruned_field, pruned_k = self.first_field(settings)
-            plan = build_two_step_query(vector, terms=settings.terms, window=window, max_clauses=self.max_clauses,
-                                        first_field=pruned_field, **self.phase_one(settings, vector), **common,
-                                        **page)  # fmt: skip
+            plan = build_two_step_query(
+                vector,
+                terms=settings.terms,
+                window=window,
+                max_clauses=self.max_clauses,
+                first_field=pruned_field,
+                **self.phase_one(settings, vector),
+                **common,
+                **page,
+            )
             # Phase one can find fewer hits than the page (a query none of whose heaviest terms is among any
             # document's heaviest): then the exact query on the full field answers instead.
             fallback = build_splade_query(vector, max_clauses=self.max_clauses, **common, **page)
             fallback.body["_source"] = source
-            note = (f"two-step: {settings.describe(two_step=True)} on {pruned_field} (top {pruned_k} "
-                    f"terms per document), exact scores ({self.two_phase_source}){cut}")  # fmt: skip
+            note = (
+                f"two-step: {settings.describe(two_step=True)} on {pruned_field} (top {pruned_k} "
+                f"terms per document), exact scores ({self.two_phase_source}){cut}"
+            )
             plan = replace(plan, notes=(*plan.notes, note))
         elif mode == "two-phase":
             settings, cut = self.windowed(self.two_phase or TwoPhaseSettings(), k + from_, two_step=False)
             common["pruning"] = settings.pruning(self.pruning)
             plan = build_two_phase_query(
-                vector, ratio=settings.ratio, window=settings.window_for(k + from_), max_clauses=self.max_clauses,
-                **self.phase_one(settings, vector), **common, **page,
-            )  # fmt: skip
+                vector,
+                ratio=settings.ratio,
+                window=settings.window_for(k + from_),
+                max_clauses=self.max_clauses,
+                **self.phase_one(settings, vector),
+                **common,
+                **page,
+            )
             # As for two-step: a phase one that matches fewer documents than the page is answered exactly instead.
             fallback = build_splade_query(vector, max_clauses=self.max_clauses, **common, **page)
             fallback.body["_source"] = source
@@ -236,8 +253,9 @@ class _SearchLogic:
     def windowed(self, settings: TwoPhaseSettings, size: int, *, two_step: bool) -> tuple[TwoPhaseSettings, str]:
         """`settings` with the window a page ending at hit `size` gets (see `rescore_window`), and a note when the
         index's max_rescore_window cut it."""
-        window, cut = rescore_window(settings, size, two_step=two_step, tuned_k=self.tuned_k,
-                                     cap=self.max_rescore_window)  # fmt: skip
+        window, cut = rescore_window(
+            settings, size, two_step=two_step, tuned_k=self.tuned_k, cap=self.max_rescore_window
+        )
         if window == settings.window_for(size, two_step=two_step):
             return settings, ""  # as the setting says: its own description ("5 x k") stays true
         return replace(settings, window=window), f"; {cut}" if cut else ""
@@ -251,8 +269,11 @@ class _SearchLogic:
             found = len(responses[i]["hits"]["hits"])
             if found < prepared.requests[i]["size"]:
                 prepared.requests[i] = exact
-                prepared.notes = (*prepared.notes, f"{prepared.mode}: phase one found {found} hits, fewer than "
-                                  "asked for: answered by exact search on the full field")  # fmt: skip
+                prepared.notes = (
+                    *prepared.notes,
+                    f"{prepared.mode}: phase one found {found} hits, fewer than "
+                    "asked for: answered by exact search on the full field",
+                )
                 again.append(i)
             del prepared.fallbacks[i]
         return again
@@ -300,8 +321,10 @@ class _SearchLogic:
         self.first_phase_candidates = recorded_candidates(meta)
         stored = stored_settings(meta)
         if self.two_phase is None and stored is not None:
-            self.two_phase, self.two_phase_source = stored.settings, f"tuned {stored.tuned_at[:10]} at " \
-                f"{stored.documents:,} documents"
+            self.two_phase, self.two_phase_source = (
+                stored.settings,
+                f"tuned {stored.tuned_at[:10]} at {stored.documents:,} documents",
+            )
             self.two_phase, lost = on_held_field(stored.settings, self.first_phase_k, self.first_phase_candidates)
             self.two_phase_source, self.tuned_k = self.two_phase_source + lost, stored.k
 
@@ -340,20 +363,33 @@ class _SearchLogic:
 
     def request_for(self, vector: SparseVector, size: int, settings: TwoPhaseSettings | None) -> dict[str, Any]:
         """The bare request `tune` times: exact (settings None) or two-phase, no source fields returned."""
-        common: dict[str, Any] = {"field_name": self.field_name, "engine": self.engine, "size": size,
-                                  "max_clauses": self.max_clauses, "source": False}  # fmt: skip
+        common: dict[str, Any] = {
+            "field_name": self.field_name,
+            "engine": self.engine,
+            "size": size,
+            "max_clauses": self.max_clauses,
+            "source": False,
+        }
         if settings is None:
             return build_splade_query(vector, pruning=self.pruning, **common).body
         if settings.two_step_on(bool(self.first_phase_k)):
             return build_two_step_query(
-                vector, pruning=settings.pruning(self.pruning), terms=settings.terms,
+                vector,
+                pruning=settings.pruning(self.pruning),
+                terms=settings.terms,
                 first_field=self.first_field(settings)[0],
-                window=settings.window_for(size, two_step=True), **self.phase_one(settings, vector), **common,
-            ).body  # fmt: skip
+                window=settings.window_for(size, two_step=True),
+                **self.phase_one(settings, vector),
+                **common,
+            ).body
         return build_two_phase_query(
-            vector, pruning=settings.pruning(self.pruning), ratio=settings.ratio, window=settings.window_for(size),
-            **self.phase_one(settings, vector), **common,
-        ).body  # fmt: skip
+            vector,
+            pruning=settings.pruning(self.pruning),
+            ratio=settings.ratio,
+            window=settings.window_for(size),
+            **self.phase_one(settings, vector),
+            **common,
+        ).body
 
     def exchanges(self, prepared: _Prepared) -> Generator[list[int], list[dict[str, Any]], list[dict[str, Any]]]:
         """The requests a search sends, free of I/O so both searchers share it: yields the indices of the
@@ -396,8 +432,13 @@ class _SearchLogic:
             vector_field = source.pop(self.field_name, None)
             why = None
             if explain:
-                why = explain_hit(prepared.vector, vector_field, self.engine) if vector_field else \
-                    prepared.vector.contributions(rebuilt[i]) if rebuilt else []
+                why = (
+                    explain_hit(prepared.vector, vector_field, self.engine)
+                    if vector_field
+                    else prepared.vector.contributions(rebuilt[i])
+                    if rebuilt
+                    else []
+                )
             hits.append(Hit(doc_id, score, source, why))
         return hits
 

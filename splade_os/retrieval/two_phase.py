@@ -105,7 +105,11 @@ class TwoPhaseSettings:
 
 
 def rescore_window(
-    settings: TwoPhaseSettings, size: int, *, two_step: bool, tuned_k: int | None = None,
+    settings: TwoPhaseSettings,
+    size: int,
+    *,
+    two_step: bool,
+    tuned_k: int | None = None,
     cap: int = DEFAULT_MAX_RESCORE_WINDOW,
 ) -> tuple[int, str]:
     """The rescore window of a page that ends at hit `size`, and a note when the index's cap cut it ("" else).
@@ -129,8 +133,10 @@ def rescore_window(
 def max_rescore_window(answer: Mapping[str, Any]) -> int:
     """The smallest `index.max_rescore_window` in a get-settings answer (flat settings) over the indices behind a
     name; the engines' default where none sets it."""
-    found = [int(body.get("settings", {}).get("index.max_rescore_window", DEFAULT_MAX_RESCORE_WINDOW))
-             for body in answer.values()]  # fmt: skip
+    found = [
+        int(body.get("settings", {}).get("index.max_rescore_window", DEFAULT_MAX_RESCORE_WINDOW))
+        for body in answer.values()
+    ]
     return min(found, default=DEFAULT_MAX_RESCORE_WINDOW)
 
 
@@ -199,14 +205,23 @@ def stored_settings(meta: Mapping[str, Any]) -> StoredSettings | None:
     try:
         df_ratio = record.get("df_ratio")
         settings = TwoPhaseSettings(
-            ratio=float(record["ratio"]), window=record.get("window"), top_n=record.get("top_n"),
-            first_terms=record.get("first_terms"), df_ratio=None if df_ratio is None else float(df_ratio),
+            ratio=float(record["ratio"]),
+            window=record.get("window"),
+            top_n=record.get("top_n"),
+            first_terms=record.get("first_terms"),
+            df_ratio=None if df_ratio is None else float(df_ratio),
             df_weight=float(record.get("df_weight", DEFAULT_DF_WEIGHT)),
-            engine_pruning=record.get("engine_pruning") is True, first_phase_k=record.get("first_phase_k"),
+            engine_pruning=record.get("engine_pruning") is True,
+            first_phase_k=record.get("first_phase_k"),
             full_field=record.get("full_field") is True,
-        )  # fmt: skip
-        return StoredSettings(settings, int(record["documents"]), str(record["tuned_at"]),
-                              float(record.get("agreement", 0.0)), int(record.get("k", 10)))  # fmt: skip
+        )
+        return StoredSettings(
+            settings,
+            int(record["documents"]),
+            str(record["tuned_at"]),
+            float(record.get("agreement", 0.0)),
+            int(record.get("k", 10)),
+        )
     except (KeyError, TypeError, ValueError, ConfigError):
         return None  # written by a hand or another version: ignored, and the defaults apply
 

@@ -77,8 +77,12 @@ def _endpoint(service: Service, name: str, handler: Handler, *, auth: bool = Tru
         in_flight.inc()
         try:
             if auth and not service.settings.authorized(request.headers.get("authorization")):
-                refusal = Refusal(401, "missing or wrong API key: send the header `Authorization: Bearer KEY` with "
-                                  "the key of the service's --api-key-file", "Unauthorized")  # fmt: skip
+                refusal = Refusal(
+                    401,
+                    "missing or wrong API key: send the header `Authorization: Bearer KEY` with "
+                    "the key of the service's --api-key-file",
+                    "Unauthorized",
+                )
                 refusal.headers["WWW-Authenticate"] = "Bearer"
                 raise refusal
             response = await handler(request)
@@ -124,8 +128,13 @@ def build_app(
 
     async def health(request: Request) -> Response:
         index = request.query_params.get("index") or settings.index
-        report: dict[str, Any] = {"model": {"name": encoder.name, "loaded": not encoder.closed,
-                                            "sha256": str(encoder.manifest.get("sha256", ""))[:12]}}  # fmt: skip
+        report: dict[str, Any] = {
+            "model": {
+                "name": encoder.name,
+                "loaded": not encoder.closed,
+                "sha256": str(encoder.manifest.get("sha256", ""))[:12],
+            }
+        }
         report.update(await service.in_thread(service.searchers.health, index))
         ok = report["model"]["loaded"] and report["cluster"]["reachable"] and "error" not in report["cluster"]
         ok = ok and (index is None or bool(report["index"].get("exists") and report["index"].get("encoder_matches")))
@@ -142,8 +151,13 @@ def build_app(
     async def not_found(request: Request, exc: Exception) -> Response:
         status = exc.status_code if isinstance(exc, HTTPException) else 500
         what = "no such endpoint" if status == 404 else "method not allowed" if status == 405 else "refused"
-        return _json({"error": f"{what}: {request.method} {request.url.path} (see docs/serving.md)",
-                      "error_type": "NotFound" if status == 404 else "Validation"}, status)  # fmt: skip
+        return _json(
+            {
+                "error": f"{what}: {request.method} {request.url.path} (see docs/serving.md)",
+                "error_type": "NotFound" if status == 404 else "Validation",
+            },
+            status,
+        )
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -160,11 +174,16 @@ def build_app(
     ]
     middleware = []
     if settings.cors_origins:
-        middleware.append(Middleware(CORSMiddleware, allow_origins=list(settings.cors_origins),
-                                     allow_methods=["GET", "POST"],
-                                     allow_headers=["Authorization", "Content-Type"]))  # fmt: skip
-    app = Starlette(routes=routes, middleware=middleware, lifespan=lifespan,
-                    exception_handlers={HTTPException: not_found})  # fmt: skip
+        middleware.append(
+            Middleware(
+                CORSMiddleware,
+                allow_origins=list(settings.cors_origins),
+                allow_methods=["GET", "POST"],
+                allow_headers=["Authorization", "Content-Type"],
+            )
+        )
+    app = Starlette(
+        routes=routes, middleware=middleware, lifespan=lifespan, exception_handlers={HTTPException: not_found}
+    )
     app.state.service = service
     return app
-

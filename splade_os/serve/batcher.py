@@ -74,8 +74,9 @@ class Batcher(Generic[T]):
         self._running = 0
         self._closed = False
         self._changed = threading.Condition()
-        self._workers = [threading.Thread(target=self._work, name=f"{name}-{i}", daemon=True)
-                         for i in range(self.settings.slots)]  # fmt: skip
+        self._workers = [
+            threading.Thread(target=self._work, name=f"{name}-{i}", daemon=True) for i in range(self.settings.slots)
+        ]
         for worker in self._workers:
             worker.start()
 

@@ -32,11 +32,13 @@ class BatchedEncoder:
         self.encoder = encoder
         self.settings = settings
         self.batchers: dict[str, Batcher[SparseVector]] = {
-            "query": Batcher(self._by_length(encoder.encode_queries), settings, on_batch=on_batch,
-                             name="splade-os-queries"),
-            "document": Batcher(self._by_length(encoder.encode_documents), settings, on_batch=on_batch,
-                                name="splade-os-documents"),
-        }  # fmt: skip
+            "query": Batcher(
+                self._by_length(encoder.encode_queries), settings, on_batch=on_batch, name="splade-os-queries"
+            ),
+            "document": Batcher(
+                self._by_length(encoder.encode_documents), settings, on_batch=on_batch, name="splade-os-documents"
+            ),
+        }
 
     def _by_length(self, encode: Encode) -> Encode:
         """`encode` over groups of texts of similar token length: a batch padded to its longest text would cost

@@ -18,25 +18,36 @@ class ServeMetrics:
     def __init__(self, queue_depth: Callable[[], float]) -> None:
         self.registry = CollectorRegistry()
         self.requests = Counter(
-            "splade_os_requests", "Requests answered, by endpoint and status.", ["endpoint", "status"],
+            "splade_os_requests",
+            "Requests answered, by endpoint and status.",
+            ["endpoint", "status"],
             registry=self.registry,
-        )  # fmt: skip
+        )
         self.errors = Counter(
-            "splade_os_errors", "Requests refused or failed (status 400 and above), by endpoint and error type.",
-            ["endpoint", "error_type"], registry=self.registry,
-        )  # fmt: skip
+            "splade_os_errors",
+            "Requests refused or failed (status 400 and above), by endpoint and error type.",
+            ["endpoint", "error_type"],
+            registry=self.registry,
+        )
         self.latency = Histogram(
-            "splade_os_request_seconds", "Time to answer a request, by endpoint.", ["endpoint"],
-            buckets=LATENCY_BUCKETS, registry=self.registry,
-        )  # fmt: skip
+            "splade_os_request_seconds",
+            "Time to answer a request, by endpoint.",
+            ["endpoint"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
         self.batch_size = Histogram(
-            "splade_os_batch_texts", "Texts per encoder run (dynamic batching).", buckets=BATCH_BUCKETS,
+            "splade_os_batch_texts",
+            "Texts per encoder run (dynamic batching).",
+            buckets=BATCH_BUCKETS,
             registry=self.registry,
-        )  # fmt: skip
+        )
         self.in_flight = Gauge(
-            "splade_os_requests_in_flight", "Requests being answered now, by endpoint.", ["endpoint"],
+            "splade_os_requests_in_flight",
+            "Requests being answered now, by endpoint.",
+            ["endpoint"],
             registry=self.registry,
-        )  # fmt: skip
+        )
         self.queue_depth = Gauge("splade_os_queue_texts", "Texts waiting for a batch.", registry=self.registry)
         self.queue_depth.set_function(queue_depth)
 

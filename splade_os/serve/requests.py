@@ -36,8 +36,11 @@ async def read_json(request: Request, limits: Limits) -> Any:
     except UnicodeDecodeError:
         raise Refusal(400, "the request body is not UTF-8: send JSON in UTF-8") from None
     except json.JSONDecodeError as err:
-        raise Refusal(400, f"the request body is not valid JSON ({err.msg} at line {err.lineno} column "
-                      f"{err.colno}): send a JSON object") from None  # fmt: skip
+        raise Refusal(
+            400,
+            f"the request body is not valid JSON ({err.msg} at line {err.lineno} column "
+            f"{err.colno}): send a JSON object",
+        ) from None
 
 
 def _object(body: Any, example: str) -> Mapping[str, Any]:
@@ -100,8 +103,12 @@ class EmbedRequest:
         if not isinstance(truncate, bool):
             raise Refusal(400, f'"truncate" is {truncate!r}: use true or false')
         kind = _choice(params.get("kind", "query"), "kind", KINDS)
-        return cls(_texts(body["inputs"], "inputs", limits), truncate, kind, _choice(params.get("format", "tei"),
-                                                                                      "format", FORMATS))  # fmt: skip
+        return cls(
+            _texts(body["inputs"], "inputs", limits),
+            truncate,
+            kind,
+            _choice(params.get("format", "tei"), "format", FORMATS),
+        )
 
     def check_length(self, encoder: SpladeEncoder) -> None:
         """Without `truncate`, an input longer than the model takes is refused, as text-embeddings-inference does."""
@@ -109,16 +116,21 @@ class EmbedRequest:
             return
         for i, encoding in enumerate(encoder.tokenizer.encode_batch(self.inputs)):
             if len(encoding.ids) > encoder.max_length:
-                raise over_limit("max_input_length", encoder.max_length, f"inputs[{i}] has {len(encoding.ids)} "
-                                 "tokens (send \"truncate\": true to cut it)")  # fmt: skip
+                raise over_limit(
+                    "max_input_length",
+                    encoder.max_length,
+                    f'inputs[{i}] has {len(encoding.ids)} tokens (send "truncate": true to cut it)',
+                )
 
     def answer(self, vectors: Sequence[SparseVector], token_id: Callable[[str], int]) -> Any:
         if self.fmt == "tei":
             return as_tei(vectors, token_id)
         if self.fmt == "elasticsearch":
-            return {"sparse_embeddings": [
-                {"embedding": [{"token": t, "weight": w} for t, w in v.sorted_items()]} for v in vectors
-            ]}  # fmt: skip
+            return {
+                "sparse_embeddings": [
+                    {"embedding": [{"token": t, "weight": w} for t, w in v.sorted_items()]} for v in vectors
+                ]
+            }
         return as_maps(vectors, self.fmt)
 
 
@@ -153,8 +165,9 @@ class SearchRequest:
         if from_ + k > MAX_RESULT_WINDOW:
             raise over_limit("max_result_window", MAX_RESULT_WINDOW, f'"from" + "k" is {from_ + k}', status=400)
         filter_ = body.get("filter")
-        if filter_ is not None and not (isinstance(filter_, Mapping) or (
-                isinstance(filter_, list) and all(isinstance(f, Mapping) for f in filter_))):
+        if filter_ is not None and not (
+            isinstance(filter_, Mapping) or (isinstance(filter_, list) and all(isinstance(f, Mapping) for f in filter_))
+        ):
             raise Refusal(400, '"filter" must be a query object or a list of them, such as {"term": {"lang": "en"}}')
         explain = body.get("explain", False)
         if not isinstance(explain, bool):
@@ -166,8 +179,15 @@ class SearchRequest:
         return cls(query, index, mode, k, from_, filter_, explain, fields)
 
     def run(self, searcher: Searcher) -> SearchResult:
-        return searcher.search(self.query, k=self.k, mode=self.mode, filter=self.filter,  # type: ignore[arg-type]
-                               explain=self.explain, from_=self.from_, fields=self.fields)  # fmt: skip
+        return searcher.search(
+            self.query,
+            k=self.k,
+            mode=self.mode,  # type: ignore[arg-type]
+            filter=self.filter,
+            explain=self.explain,
+            from_=self.from_,
+            fields=self.fields,
+        )
 
 
 def _count(body: Mapping[str, Any], field: str, default: int, least: int) -> int:

@@ -55,8 +55,9 @@ def read_api_key(path: str | Path) -> str:
     except (OSError, UnicodeDecodeError) as err:
         raise ConfigError(f"cannot read API key file {path}: {getattr(err, 'strerror', None) or err}") from None
     if mode & (stat.S_IRWXG | stat.S_IRWXO):
-        raise ConfigError(f"API key file {path} can be read by others (mode {stat.S_IMODE(mode):04o}): "
-                          f"run `chmod 600 {path}`")  # fmt: skip
+        raise ConfigError(
+            f"API key file {path} can be read by others (mode {stat.S_IMODE(mode):04o}): run `chmod 600 {path}`"
+        )
     if len(key) < 16 or any(c.isspace() for c in key):
         raise ConfigError(f"API key file {path} must hold one key of at least 16 characters without spaces")
     register_secret(key)
