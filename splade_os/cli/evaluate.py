@@ -60,11 +60,12 @@ def evaluate(
     from splade_os.evaluation.evaluate import evaluate as run_evaluation
     from splade_os.evaluation.evaluate import format_table, load_beir
     from splade_os.model.encoder import SpladeEncoder
+    from splade_os.model.settings import EncoderSettings
 
     with cli_errors():
         dataset = load_beir(dataset_dir, split)  # a malformed file is reported before any model or cluster work
         steps = Steps(progress, "eval", {"index": "documents", "exact": "documents"}, default="queries")
-        with SpladeEncoder(model_dir, **device) as encoder, steps:
+        with SpladeEncoder(model_dir, settings=EncoderSettings(**device)) as encoder, steps:
             client = connect(settings)
             report = run_evaluation(
                 dataset,

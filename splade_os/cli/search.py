@@ -76,9 +76,10 @@ def search(
 ) -> None:
     """Search INDEX for TEXT and print the hits with the tokens that matched."""
     from splade_os.model.encoder import SpladeEncoder
+    from splade_os.model.settings import EncoderSettings
 
     with cli_errors():
-        with SpladeEncoder(model_dir, **device) as encoder:
+        with SpladeEncoder(model_dir, settings=EncoderSettings(**device)) as encoder:
             with Searcher(index, encoder, settings=settings, force=force) as searcher:
                 # The table always shows the top matching terms, so it always asks for explanations.
                 result = searcher.search(text, k=k, mode=mode, explain=explain or not as_json)  # type: ignore[arg-type]

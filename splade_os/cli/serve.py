@@ -120,6 +120,7 @@ def serve(
                 f"splade-os serve needs the serve extra ({err.name} is missing): pip install 'splade-os[serve]'"
             ) from None
         from splade_os.model.encoder import SpladeEncoder
+        from splade_os.model.settings import EncoderSettings
         from splade_os.serve.batcher import BatchSettings
         from splade_os.serve.settings import Limits, ServeSettings, read_api_key
 
@@ -127,7 +128,7 @@ def serve(
         limits = Limits(
             max_inputs=max_inputs, max_text_chars=max_text_chars, max_body_bytes=max_body_bytes, max_k=max_k
         )
-        encoder = SpladeEncoder(model_dir, threads=threads, **device)
+        encoder = SpladeEncoder(model_dir, settings=EncoderSettings(threads=threads, **device))
         batching = BatchSettings(
             max_batch=max_batch, max_wait_ms=max_wait_ms, max_queue=max_queue, slots=encoder.workers
         )

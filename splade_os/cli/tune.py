@@ -152,13 +152,17 @@ def tune(
     from splade_os.evaluation import tuning
     from splade_os.evaluation.evaluate import read_qrels
     from splade_os.model.encoder import SpladeEncoder
+    from splade_os.model.settings import EncoderSettings
     from splade_os.retrieval.search import Searcher
 
     with cli_errors():
         qrels = read_qrels(qrels_file) if qrels_file else None
         client = connect(settings)
         try:
-            with SpladeEncoder(model_dir, **device) as encoder, Searcher(index, encoder, client=client) as searcher:
+            with (
+                SpladeEncoder(model_dir, settings=EncoderSettings(**device)) as encoder,
+                Searcher(index, encoder, client=client) as searcher,
+            ):
                 queries = _queries(queries_file, client, index, sample)
                 if qrels is not None:
                     queries = {q: t for q, t in queries.items() if q in qrels}
